@@ -1,0 +1,145 @@
+"""Settings: read once from flags and ``LIVEROOM_*`` environment variables, then passed down.
+
+Nothing else in the project reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Settings", "SettingsError"]
+
+ENV_PREFIX = "LIVEROOM_"
+
+
+class SettingsError(ValueError):
+    """A flag or environment variable has a value the server cannot use."""
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise SettingsError(f"not a boolean: {raw!r}")
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # None means: start an embedded redis-server child in the data dir.
+    redis_url: str | None = None
+    data_dir: Path = Path("./var")
+    # None means: use (or create) ``<data_dir>/secret``.
+    secret: str | None = None
+    demo: bool = False
+    workers: int = 1
+    token_ttl_s: int = 7 * 24 * 3600
+    redis_server_bin: str = "redis-server"
+    # WebRTC: no ICE servers by default, so LAN and loopback work with no STUN reachable.
+    ice_servers: tuple[str, ...] = ()
+    turn_username: str | None = None
+    turn_password: str | None = None
+    # Edge limits.
+    max_payload_bytes: int = 64 * 1024
+    chat_max_chars: int = 500
+    buy_rate_per_s: float = 5.0
+    buy_burst: int = 10
+    event_rate_per_s: float = 50.0
+    event_burst: int = 100
+    log_level: str = "info"
+    public_url: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Build settings from ``LIVEROOM_*`` variables, then apply explicit overrides (flags).
+
+        Overrides whose value is ``None`` are ignored so that unset CLI flags fall back to
+        the environment, then to defaults.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f.name, f.type, raw)
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_changes(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"port out of range: {self.port}")
+        if self.workers < 1:
+            raise SettingsError("workers must be at least 1")
+        if self.token_ttl_s <= 0:
+            raise SettingsError("token_ttl_s must be positive")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise SettingsError(f"redis URL must start with redis://: {self.redis_url!r}")
+
+    @property
+    def secret_path(self) -> Path:
+        return self.data_dir / "secret"
+
+    def resolve_secret(self) -> bytes:
+        """The token-signing secret: ``LIVEROOM_SECRET``, else a file made on first start."""
+        if self.secret:
+            return self.secret.encode()
+        path = self.secret_path
+        try:
+            return path.read_bytes().strip()
+        except FileNotFoundError:
+            pass
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48).encode()
+        # O_EXCL: two workers starting together must agree on one secret.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(value)
+        return value
+
+
+def _coerce(name: str, type_name: Any, raw: str) -> Any:
+    annotation = str(type_name)
+    try:
+        if annotation.startswith("int"):
+            return int(raw)
+        if annotation.startswith("float"):
+            return float(raw)
+        if annotation.startswith("bool"):
+            return _parse_bool(raw)
+        if annotation.startswith("Path"):
+            return Path(raw)
+        if annotation.startswith("tuple"):
+            return _parse_list(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()}: {exc}") from None
+    return raw or None
