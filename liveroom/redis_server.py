@@ -143,14 +143,14 @@ class EmbeddedRedis:
         await process.wait()
         return stderr.decode(errors="replace").strip()[-500:]
 
-    async def stop(self, timeout: float = 10.0) -> None:
+    async def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM: Redis flushes the AOF and exits; SIGKILL only if it hangs."""
         process, self._process = self._process, None
         if process is None or process.returncode is not None:
             return
         process.terminate()
         try:
-            await asyncio.wait_for(process.wait(), timeout)
+            await asyncio.wait_for(process.wait(), grace_s)
         except TimeoutError:
             process.kill()
             await process.wait()

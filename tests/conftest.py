@@ -38,3 +38,11 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+async def server(redis: aioredis.Redis, redis_url: str, data_dir: Path):
+    from tests.server_harness import live_server
+
+    async with live_server(redis_url, data_dir) as live:
+        yield live

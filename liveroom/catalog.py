@@ -1,0 +1,225 @@
+"""Rooms and products, stored in Redis so every server process sees the same catalog."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from . import keys
+from .exceptions import Forbidden, InvalidInput, RoomEnded, UnknownProduct, UnknownRoom
+from .identity import Role, User
+from .payload import Payload
+
+__all__ = ["Catalog", "Product", "Room"]
+
+TITLE_MAX = 120
+BRAND_MAX = 60
+CATEGORY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+MAX_PRICE_CENTS = 100_000_000_00  # one hundred million in major units
+
+BadgeLookup = Callable[["Product"], Awaitable[list[dict[str, Any]]]]
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(8).replace("-", "x").replace("_", "y")[:10]
+
+
+def text_of(value: object) -> str:
+    """A Redis reply (bytes with the default client) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _s(raw: Mapping[Any, Any], key: str, default: str = "") -> str:
+    value = raw.get(key.encode())
+    return text_of(value) if value is not None else default
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    id: str
+    anchor_id: str
+    title: str
+    category: str
+    brand: str
+    price_cents: int
+    created_at: int
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "anchor_id": self.anchor_id,
+            "title": self.title,
+            "category": self.category,
+            "brand": self.brand,
+            "price_cents": self.price_cents,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    id: str
+    title: str
+    anchor_id: str
+    anchor_name: str
+    status: str  # live | ended
+    created_at: int
+    pinned_product: str | None
+    slow_mode_s: int
+
+    @property
+    def live(self) -> bool:
+        return self.status == "live"
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "anchor": {"id": self.anchor_id, "name": self.anchor_name},
+            "status": self.status,
+            "created_at": self.created_at,
+            "pinned_product": self.pinned_product,
+            "slow_mode_s": self.slow_mode_s,
+        }
+
+
+def parse_product_fields(payload: Payload) -> tuple[str, str, int, str]:
+    title = payload.text("title", max_chars=TITLE_MAX)
+    category = payload.text("category", max_chars=40).lower()
+    if not CATEGORY_PATTERN.match(category):
+        raise InvalidInput("category must be lowercase letters, digits and _ (e.g. jewelry)")
+    price = payload.integer("price_cents", minimum=1, maximum=MAX_PRICE_CENTS)
+    brand = payload.text("brand", max_chars=BRAND_MAX, required=False) or "unbranded"
+    return title, category, price, brand
+
+
+class Catalog:
+    def __init__(self, redis: aioredis.Redis, now_ms: Callable[[], int]) -> None:
+        self._redis = redis
+        self._now_ms = now_ms
+        self._badge_lookup: BadgeLookup | None = None
+
+    def set_badge_lookup(self, lookup: BadgeLookup) -> None:
+        self._badge_lookup = lookup
+
+    # rooms -----------------------------------------------------------------------------------
+
+    async def create_room(self, anchor: User, title: str) -> Room:
+        if anchor.role not in (Role.ANCHOR, Role.ADMIN):
+            raise Forbidden("only anchors can create rooms")
+        room = Room(
+            id=_new_id("r_"), title=title, anchor_id=anchor.id, anchor_name=anchor.name,
+            status="live", created_at=self._now_ms(), pinned_product=None, slow_mode_s=0,
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.room_meta(room.id), mapping={
+                "id": room.id, "title": room.title, "anchor_id": room.anchor_id,
+                "anchor_name": room.anchor_name, "status": room.status,
+                "created_at": room.created_at, "pinned_product": "", "slow_mode_s": 0,
+            })
+            pipe.zadd(keys.LIVE_ROOMS, {room.id: room.created_at})
+            await pipe.execute()
+        return room
+
+    async def get_room(self, room_id: str) -> Room:
+        raw = await self._redis.hgetall(keys.room_meta(room_id))
+        if not raw:
+            raise UnknownRoom(room_id)
+        return Room(
+            id=_s(raw, "id"), title=_s(raw, "title"), anchor_id=_s(raw, "anchor_id"),
+            anchor_name=_s(raw, "anchor_name"), status=_s(raw, "status"),
+            created_at=int(_s(raw, "created_at", "0")),
+            pinned_product=_s(raw, "pinned_product") or None,
+            slow_mode_s=int(_s(raw, "slow_mode_s", "0")),
+        )
+
+    async def live_rooms(self, limit: int = 100) -> list[Room]:
+        ids = await self._redis.zrevrange(keys.LIVE_ROOMS, 0, limit - 1)
+        rooms = []
+        for raw_id in ids:
+            try:
+                rooms.append(await self.get_room(text_of(raw_id)))
+            except UnknownRoom:
+                continue
+        return [room for room in rooms if room.live]
+
+    async def owned_room(self, user: User, room_id: str, *, must_be_live: bool = True) -> Room:
+        """The room, if ``user`` may act on it as its anchor (or is an admin)."""
+        room = await self.get_room(room_id)
+        if room.anchor_id != user.id and not user.is_admin:
+            raise Forbidden("only this room's anchor can do that")
+        if must_be_live and not room.live:
+            raise RoomEnded(room_id)
+        return room
+
+    async def end_room(self, user: User, room_id: str) -> Room:
+        room = await self.owned_room(user, room_id, must_be_live=False)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.room_meta(room_id), "status", "ended")
+            pipe.zrem(keys.LIVE_ROOMS, room_id)
+            await pipe.execute()
+        return await self.get_room(room.id)
+
+    async def set_slow_mode(self, room_id: str, seconds: int) -> None:
+        await self._redis.hset(keys.room_meta(room_id), "slow_mode_s", seconds)
+
+    async def pin(self, user: User, room_id: str, product_id: str) -> tuple[Room, Product]:
+        room = await self.owned_room(user, room_id)
+        product = await self.get_product(product_id)
+        if product.anchor_id != room.anchor_id:
+            raise Forbidden("an anchor can pin only their own products")
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.room_meta(room_id), "pinned_product", product_id)
+            pipe.sadd(keys.product_rooms(product_id), room_id)
+            await pipe.execute()
+        return await self.get_room(room_id), product
+
+    async def rooms_showing(self, product_id: str) -> list[str]:
+        members = await self._redis.smembers(keys.product_rooms(product_id))
+        return sorted(text_of(m) for m in members)
+
+    async def note_product_in_room(self, product_id: str, room_id: str) -> None:
+        await self._redis.sadd(keys.product_rooms(product_id), room_id)
+
+    # products --------------------------------------------------------------------------------
+
+    async def create_product(self, anchor: User, payload: Payload) -> Product:
+        if anchor.role not in (Role.ANCHOR, Role.ADMIN):
+            raise Forbidden("only anchors can create products")
+        title, category, price, brand = parse_product_fields(payload)
+        product = Product(
+            id=_new_id("p_"), anchor_id=anchor.id, title=title, category=category,
+            brand=brand, price_cents=price, created_at=self._now_ms(),
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            fields: Mapping[Any, Any] = product.public()
+            pipe.hset(keys.product(product.id), mapping=fields)
+            pipe.zadd(keys.anchor_products(anchor.id), {product.id: product.created_at})
+            await pipe.execute()
+        return product
+
+    async def get_product(self, product_id: str) -> Product:
+        raw = await self._redis.hgetall(keys.product(product_id))
+        if not raw:
+            raise UnknownProduct(product_id)
+        return Product(
+            id=_s(raw, "id"), anchor_id=_s(raw, "anchor_id"), title=_s(raw, "title"),
+            category=_s(raw, "category"), brand=_s(raw, "brand"),
+            price_cents=int(_s(raw, "price_cents", "0")),
+            created_at=int(_s(raw, "created_at", "0")),
+        )
+
+    async def products_of(self, anchor_id: str) -> list[Product]:
+        ids = await self._redis.zrange(keys.anchor_products(anchor_id), 0, -1)
+        return [await self.get_product(text_of(raw)) for raw in ids]
+
+    async def product_view(self, product: Product) -> dict[str, Any]:
+        """Product data as clients see it: with its live trust badges."""
+        view = product.public()
+        view["badges"] = await self._badge_lookup(product) if self._badge_lookup else []
+        return view

@@ -1,0 +1,62 @@
+"""``serve --demo``: a demo anchor with a live room and three products a newcomer can click."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .catalog import text_of
+from .clock import now_ms
+from .identity import Role, User
+from .payload import Payload
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .app import Services
+
+__all__ = ["DEMO_ANCHOR", "DEMO_INSPECTOR", "seed_demo"]
+
+DEMO_ANCHOR = User(id="u_demo_anchor", name="Demo Anchor", role=Role.ANCHOR)
+DEMO_INSPECTOR = User(id="u_demo_inspector", name="Demo Inspector", role=Role.INSPECTOR)
+DEMO_ADMIN = User(id="u_demo_admin", name="Demo Admin", role=Role.ADMIN)
+DEMO_ROOM_KEY = "demo:room"
+DEMO_PRODUCTS = (
+    {"title": "Hetian jade bangle", "category": "jewelry", "brand": "Hetian Studio",
+     "price_cents": 129_900},
+    {"title": "iPhone 13 128 GB, second-hand", "category": "phone_used", "brand": "Apple",
+     "price_cents": 249_900},
+    {"title": "Lavender essential oil 30 ml", "category": "essential_oil", "brand": "Provence Co",
+     "price_cents": 5_900},
+)
+
+
+async def seed_demo(services: Services, settings: Settings, say: Callable[[str], None]) -> str:
+    """Create the demo room once (kept across restarts); print the URLs and tokens."""
+    redis = services.redis
+    existing = await redis.get(DEMO_ROOM_KEY)
+    room_id = text_of(existing) if existing else None
+    if room_id is not None:
+        room = await services.catalog.get_room(room_id)
+        if not room.live:
+            room_id = None
+    if room_id is None:
+        room = await services.catalog.create_room(DEMO_ANCHOR, "Demo live sale: jade, phones, oils")
+        products = [await services.catalog.create_product(DEMO_ANCHOR, Payload(spec))
+                    for spec in DEMO_PRODUCTS]
+        await services.catalog.pin(DEMO_ANCHOR, room.id, products[0].id)
+        await redis.set(DEMO_ROOM_KEY, room.id)
+        room_id = room.id
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    day = 24 * 3600
+    tokens = {user.role.value: services.signer.issue(user, day)
+              for user in (DEMO_ANCHOR, DEMO_INSPECTOR, DEMO_ADMIN)}
+    say("")
+    say(f"liveroom demo data is ready (tokens valid 24 h, issued at {now_ms()}):")
+    say(f"  viewer room:    {base}/r/{room_id}")
+    say(f"  anchor studio:  {base}/studio/{room_id}#token={tokens['anchor']}")
+    say(f"  inspector desk: {base}/inspect#token={tokens['inspector']}")
+    say(f"  anchor token:    {tokens['anchor']}")
+    say(f"  inspector token: {tokens['inspector']}")
+    say(f"  admin token:     {tokens['admin']}")
+    say("")
+    return room_id

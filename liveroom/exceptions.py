@@ -1,0 +1,159 @@
+"""Errors raised by the liveroom edge and its room services.
+
+    LiveroomError
+    ├── InvalidInput            400 invalid_input      wrong type, missing field, bad value
+    │   ├── PayloadTooLarge     413 payload_too_large
+    │   └── TextTooLong         400 text_too_long
+    ├── Unauthorized            401 unauthorized       no or bad token
+    ├── Forbidden               403 forbidden          role or ownership check failed
+    │   ├── Banned              403 banned
+    │   └── Muted               403 muted
+    ├── NotFound                404 not_found
+    │   ├── UnknownRoom         404 unknown_room
+    │   └── UnknownProduct      404 unknown_product
+    ├── NotInRoom               409 not_in_room
+    ├── RoomEnded               409 room_ended
+    └── RateLimited             429 rate_limited
+        └── SlowMode            429 slow_mode
+
+Every error has a public ``code`` and an ``http_status``; the edges turn them into
+``{"ok": false, "error": {"code", "message"}}`` (Socket.IO) or ``{"error": {...}}`` (HTTP).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Banned",
+    "Forbidden",
+    "InvalidInput",
+    "LiveroomError",
+    "Muted",
+    "NotFound",
+    "NotInRoom",
+    "PayloadTooLarge",
+    "RateLimited",
+    "RoomEnded",
+    "SlowMode",
+    "TextTooLong",
+    "Unauthorized",
+    "UnknownProduct",
+    "UnknownRoom",
+]
+
+
+class LiveroomError(Exception):
+    code = "error"
+    http_status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(LiveroomError):
+    code = "invalid_input"
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "payload_too_large"
+    http_status = 413
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"payload of {size} bytes exceeds the {limit}-byte limit")
+        self.size = size
+        self.limit = limit
+
+
+class TextTooLong(InvalidInput):
+    code = "text_too_long"
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(f"text has {length} characters; the limit is {limit}")
+        self.length = length
+        self.limit = limit
+
+
+class Unauthorized(LiveroomError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(LiveroomError):
+    code = "forbidden"
+    http_status = 403
+
+
+class Banned(Forbidden):
+    code = "banned"
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__(f"you are banned from room {room_id}")
+        self.room_id = room_id
+
+
+class Muted(Forbidden):
+    code = "muted"
+
+    def __init__(self, room_id: str, until_ms: int) -> None:
+        super().__init__(f"you are muted in room {room_id}")
+        self.room_id = room_id
+        self.until_ms = until_ms
+
+
+class NotFound(LiveroomError):
+    code = "not_found"
+    http_status = 404
+
+
+class UnknownRoom(NotFound):
+    code = "unknown_room"
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__(f"no room {room_id!r}")
+        self.room_id = room_id
+
+
+class UnknownProduct(NotFound):
+    code = "unknown_product"
+
+    def __init__(self, product_id: str) -> None:
+        super().__init__(f"no product {product_id!r}")
+        self.product_id = product_id
+
+
+class NotInRoom(LiveroomError):
+    code = "not_in_room"
+    http_status = 409
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__(f"join room {room_id} first")
+        self.room_id = room_id
+
+
+class RoomEnded(LiveroomError):
+    code = "room_ended"
+    http_status = 409
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__(f"room {room_id} has ended")
+        self.room_id = room_id
+
+
+class RateLimited(LiveroomError):
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str = "too many requests; slow down", retry_after_ms: int = 0):
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
+class SlowMode(RateLimited):
+    code = "slow_mode"
+
+    def __init__(self, room_id: str, retry_after_ms: int) -> None:
+        super().__init__(
+            f"slow mode in room {room_id}: wait {max(1, retry_after_ms // 1000)} s",
+            retry_after_ms,
+        )
+        self.room_id = room_id

@@ -1,0 +1,97 @@
+"""REST routes: sessions, rooms, products, pinning."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..catalog import TITLE_MAX, Catalog
+from ..clock import now_ms
+from ..exceptions import Forbidden
+from ..identity import Role, TokenSigner, User, new_user_id, validate_name
+from ..rooms import RoomService
+from ..sockets import SocketEdge
+from ._base import Api, json_response
+
+__all__ = ["RoomRoutes"]
+
+
+class RoomRoutes:
+    def __init__(self, api: Api, signer: TokenSigner, catalog: Catalog, rooms: RoomService,
+                 edge: SocketEdge) -> None:
+        self.api = api
+        self.signer = signer
+        self.catalog = catalog
+        self.rooms = rooms
+        self.edge = edge
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/healthz", self.healthz)
+        router.add_get("/api/time", self.time)
+        router.add_post("/api/session", self.session)
+        router.add_get("/api/me", self.me)
+        router.add_post("/api/rooms", self.create_room)
+        router.add_get("/api/rooms", self.list_rooms)
+        router.add_get("/api/rooms/{id}", self.get_room)
+        router.add_post("/api/rooms/{id}/end", self.end_room)
+        router.add_post("/api/rooms/{id}/pin", self.pin)
+        router.add_post("/api/products", self.create_product)
+        router.add_get("/api/products", self.list_products)
+        router.add_get("/api/products/{id}", self.get_product)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return json_response({"ok": True, "time": now_ms()})
+
+    async def time(self, request: web.Request) -> web.Response:
+        return json_response({"server_time": now_ms()})
+
+    async def session(self, request: web.Request) -> web.Response:
+        payload = await self.api.payload(request)
+        user = User(id=new_user_id(), name=validate_name(payload.raw("name")), role=Role.VIEWER)
+        return json_response({"token": self.signer.issue(user), "user": user.public()}, 201)
+
+    async def me(self, request: web.Request) -> web.Response:
+        return json_response({"user": self.api.user(request).public()})
+
+    async def create_room(self, request: web.Request) -> web.Response:
+        user = self.api.user(request)
+        title = (await self.api.payload(request)).text("title", max_chars=TITLE_MAX)
+        room = await self.catalog.create_room(user, title)
+        return json_response(await self.rooms.state(room), 201)
+
+    async def list_rooms(self, request: web.Request) -> web.Response:
+        rooms = await self.catalog.live_rooms()
+        return json_response({"rooms": [await self.rooms.state(room) for room in rooms]})
+
+    async def get_room(self, request: web.Request) -> web.Response:
+        room = await self.catalog.get_room(request.match_info["id"])
+        return json_response(await self.rooms.state(room))
+
+    async def end_room(self, request: web.Request) -> web.Response:
+        room = await self.catalog.end_room(self.api.user(request), request.match_info["id"])
+        await self.edge.emit("room", {"room": room.id, "status": room.status}, room=room.id)
+        return json_response(room.public())
+
+    async def pin(self, request: web.Request) -> web.Response:
+        user = self.api.user(request)
+        product_id = (await self.api.payload(request)).ident("product_id")
+        room, product = await self.catalog.pin(user, request.match_info["id"], product_id)
+        view = await self.catalog.product_view(product)
+        await self.edge.emit("pinned", {"room": room.id, "product": view}, room=room.id)
+        return json_response({"room": room.public(), "product": view})
+
+    async def create_product(self, request: web.Request) -> web.Response:
+        user = self.api.user(request)
+        product = await self.catalog.create_product(user, await self.api.payload(request))
+        return json_response(await self.catalog.product_view(product), 201)
+
+    async def list_products(self, request: web.Request) -> web.Response:
+        user = self.api.user(request)
+        anchor_id = request.query.get("anchor", user.id)
+        if anchor_id != user.id and not user.is_admin:
+            raise Forbidden("anchors list only their own products")
+        products = await self.catalog.products_of(anchor_id)
+        return json_response({"products": [await self.catalog.product_view(p) for p in products]})
+
+    async def get_product(self, request: web.Request) -> web.Response:
+        product = await self.catalog.get_product(request.match_info["id"])
+        return json_response(await self.catalog.product_view(product))

@@ -1,0 +1,88 @@
+"""Redis key names and TTLs of the liveroom package (rooms, products, presence, chat).
+
+Every room key carries the hash tag ``{room:ID}`` so a room's keys share one cluster slot.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CHAT_HISTORY_LEN",
+    "LIVE_ROOMS",
+    "PRESENCE_REFRESH_S",
+    "PRESENCE_STALE_MS",
+    "anchor_products",
+    "product",
+    "product_rooms",
+    "room_banned",
+    "room_chat",
+    "room_meta",
+    "room_muted",
+    "room_presence",
+    "room_sales",
+    "room_slow",
+    "room_unique_viewers",
+    "room_viewers_pushed",
+]
+
+LIVE_ROOMS = "rooms:live"  # zset room id -> created_at ms
+CHAT_HISTORY_LEN = 50
+# A socket's presence entry is refreshed by its process every few seconds; an entry older than
+# this belongs to a dead process and no longer counts as a viewer.
+PRESENCE_STALE_MS = 30_000
+PRESENCE_REFRESH_S = 10.0
+
+
+def room_meta(room_id: str) -> str:
+    return f"{{room:{room_id}}}:meta"
+
+
+def room_presence(room_id: str) -> str:
+    """zset ``sid|user_id`` -> last heartbeat ms."""
+    return f"{{room:{room_id}}}:presence"
+
+
+def room_unique_viewers(room_id: str) -> str:
+    """HyperLogLog of every user who ever joined (for conversion)."""
+    return f"{{room:{room_id}}}:uniq"
+
+
+def room_chat(room_id: str) -> str:
+    return f"{{room:{room_id}}}:chat"
+
+
+def room_muted(room_id: str) -> str:
+    """hash user id -> muted until ms."""
+    return f"{{room:{room_id}}}:muted"
+
+
+def room_banned(room_id: str) -> str:
+    return f"{{room:{room_id}}}:banned"
+
+
+def room_slow(room_id: str, user_id: str) -> str:
+    """Exists while ``user_id`` must wait before chatting again (slow mode); PX = the wait."""
+    return f"{{room:{room_id}}}:slow:{user_id}"
+
+
+def room_viewers_pushed(room_id: str) -> str:
+    """The viewer count last pushed to the room, so only one process pushes each change."""
+    return f"{{room:{room_id}}}:viewers_pushed"
+
+
+def room_sales(room_id: str) -> str:
+    """zset sale id -> created_at ms."""
+    return f"{{room:{room_id}}}:sales"
+
+
+def product(product_id: str) -> str:
+    return f"product:{product_id}"
+
+
+def anchor_products(anchor_id: str) -> str:
+    """zset product id -> created_at ms."""
+    return f"anchor:{anchor_id}:products"
+
+
+def product_rooms(product_id: str) -> str:
+    """set of room ids where the product is pinned or on sale (for badge pushes)."""
+    return f"product:{product_id}:rooms"

@@ -1,0 +1,80 @@
+"""``liveroom serve``: the embedded Redis (when no URL is given), the web app, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from .app import create_app, services_of
+from .redis_server import EmbeddedRedis, RedisLaunchError
+from .settings import Settings
+
+__all__ = ["run_server", "serve"]
+
+log = logging.getLogger("liveroom.server")
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None) -> int:
+    """Run until ``stop`` is set or SIGINT/SIGTERM arrives; returns the exit code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    embedded: EmbeddedRedis | None = None
+    redis_url = settings.redis_url
+    if redis_url is None:
+        embedded = EmbeddedRedis(data_dir=settings.data_dir / "redis",
+                                 binary=settings.redis_server_bin)
+        try:
+            await embedded.start()
+        except RedisLaunchError as exc:
+            print(f"liveroom: {exc}", file=sys.stderr)
+            return 2
+        redis_url = embedded.url
+        log.info("embedded redis-server on %s (pid %s)", redis_url, embedded.pid)
+
+    app = create_app(settings, redis_url)
+    # Access logs cost a visible share of CPU under a buy burst; only in debug.
+    access_log = logging.getLogger("aiohttp.access") if settings.log_level == "debug" else None
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0,
+                           access_log=access_log)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port,
+                           reuse_port=settings.workers > 1, backlog=4096)
+        await site.start()
+        if settings.demo:
+            from .demo import seed_demo
+
+            await seed_demo(services_of(app), settings, print)
+        print(f"liveroom: serving on http://{settings.host}:{settings.port}", flush=True)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("shutting down")
+        # Tell clients we are going (they reconnect elsewhere) before the owners stop.
+        with contextlib.suppress(Exception):
+            await services_of(app).sio.shutdown()
+    finally:
+        await runner.cleanup()
+        if embedded is not None:
+            await embedded.stop()
+    return 0
+
+
+def run_server(settings: Settings) -> int:
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
+        return asyncio.run(serve(settings))
+    return uvloop.run(serve(settings))

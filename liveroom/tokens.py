@@ -1,0 +1,30 @@
+"""``liveroom token``: mint a token for any role with the server's own secret."""
+
+from __future__ import annotations
+
+import sys
+
+from .clock import now_ms
+from .exceptions import InvalidInput
+from .identity import Role, TokenSigner, User, new_user_id, validate_name
+from .payload import ID_PATTERN
+from .settings import Settings
+
+__all__ = ["run_token"]
+
+
+def run_token(settings: Settings, *, role: str, name: str, user_id: str | None = None,
+              ttl_s: int | None = None) -> int:
+    try:
+        clean_name = validate_name(name)
+        if user_id is not None and not ID_PATTERN.match(user_id):
+            raise InvalidInput("--id must be 1-64 characters of A-Z a-z 0-9 _ . -")
+    except InvalidInput as exc:
+        print(f"liveroom token: {exc.message}", file=sys.stderr)
+        return 2
+    user = User(id=user_id or new_user_id(), name=clean_name, role=Role(role))
+    signer = TokenSigner(settings.resolve_secret(), settings.token_ttl_s, now_ms)
+    print(f"# {user.role.value} {user.name} ({user.id}), secret from "
+          f"{'LIVEROOM_SECRET' if settings.secret else settings.secret_path}")
+    print(signer.issue(user, ttl_s))
+    return 0

@@ -1,0 +1,98 @@
+"""Run the real app on a free loopback port inside the test's event loop, with real clients."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import socketio
+from aiohttp import web
+
+from liveroom.app import Services, create_app, services_of
+from liveroom.identity import Role, User, new_user_id
+from liveroom.redis_server import free_port
+from liveroom.settings import Settings
+
+TEST_SECRET = "test-secret-0123456789abcdef"
+
+
+@dataclass
+class LiveServer:
+    url: str
+    settings: Settings
+    services: Services
+    http: aiohttp.ClientSession
+    clients: list[socketio.AsyncClient] = field(default_factory=list)
+
+    def token(self, role: str = "viewer", name: str = "Tester", user_id: str | None = None) -> str:
+        user = User(id=user_id or new_user_id(), name=name, role=Role(role))
+        return self.services.signer.issue(user)
+
+    async def request(self, method: str, path: str, token: str | None = None,
+                      json: Any = None, data: bytes | None = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.http.request(method, self.url + path, json=json, data=data,
+                                     headers=headers) as response:
+            body = await response.json(content_type=None)
+            return response.status, body
+
+    async def connect(self, token: str) -> Client:
+        sio = socketio.AsyncClient(reconnection=False)
+        client = Client(sio)
+        sio.on("*", client._record)
+        await sio.connect(self.url, auth={"token": token}, transports=["websocket"])
+        self.clients.append(sio)
+        return client
+
+
+@dataclass
+class Client:
+    sio: socketio.AsyncClient
+    events: list[tuple[str, Any]] = field(default_factory=list)
+
+    async def _record(self, event: str, data: Any = None) -> None:
+        self.events.append((event, data))
+
+    async def call(self, event: str, data: Any = None, timeout: float = 10) -> Any:
+        return await self.sio.call(event, data, timeout=timeout)
+
+    def received(self, event: str) -> list[Any]:
+        return [data for name, data in self.events if name == event]
+
+    async def wait_for(self, event: str, predicate: Any = None, timeout: float = 5.0) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            for data in self.received(event):
+                if predicate is None or predicate(data):
+                    return data
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no {event!r} event matching within {timeout}s: {self.events!r}")
+
+
+@asynccontextmanager
+async def live_server(
+    redis_url: str, data_dir: Path, **overrides: Any
+) -> AsyncIterator[LiveServer]:
+    settings = Settings(data_dir=data_dir, secret=TEST_SECRET, port=free_port(), **overrides)
+    app = create_app(settings, redis_url)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", settings.port)
+    await site.start()
+    http = aiohttp.ClientSession()
+    server = LiveServer(url=f"http://127.0.0.1:{settings.port}", settings=settings,
+                        services=services_of(app), http=http)
+    try:
+        yield server
+    finally:
+        for client in server.clients:
+            if client.connected:
+                await client.disconnect()
+        await http.close()
+        await runner.cleanup()
