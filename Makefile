@@ -1,0 +1,68 @@
+# liveroom: `make run` starts the demo server, `make test` runs the whole suite.
+# Both install what they need on a fresh Debian machine (apt when missing and root,
+# pip from requirements.lock, npm from web/package-lock.json) and are idempotent.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WEB_STAMP := web/node_modules/.installed
+ARGS ?=
+APT_UPDATED := /tmp/.liveroom-apt-updated
+
+.PHONY: run test lint typecheck pytest system-deps redis-deps browser-deps venv web-deps clean bench
+
+run: redis-deps venv web-deps
+	$(BIN)/liveroom serve --demo $(ARGS)
+
+test: system-deps venv web-deps lint typecheck pytest
+
+pytest:
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+system-deps: redis-deps browser-deps
+
+# apt-get only when something is missing; without root, say what to install instead.
+define apt_install
+	@if [ "$$(id -u)" != "0" ]; then \
+		echo "missing: $(1); install it with: sudo apt-get install -y $(1)"; exit 1; fi
+	@if [ ! -f $(APT_UPDATED) ]; then apt-get update -qq && touch $(APT_UPDATED); fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null
+endef
+
+redis-deps:
+	@command -v redis-server >/dev/null || { $(call apt_install,redis-server); }
+	@command -v redis-server >/dev/null || (echo "redis-server install failed"; exit 1)
+
+browser-deps:
+	@command -v chromium >/dev/null || { $(call apt_install,chromium); }
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { $(call apt_install,python3-venv); }
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null \
+		|| $(BIN)/python -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+web-deps: $(WEB_STAMP)
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(WEB_STAMP)
+
+bench: venv
+	$(BIN)/python -m loadtests.bench_buy
+
+clean:
+	rm -rf $(VENV) web/node_modules .mypy_cache .ruff_cache .pytest_cache

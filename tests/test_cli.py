@@ -1,0 +1,141 @@
+"""The two commands as a user runs them: ``liveroom serve`` and ``liveroom token``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from liveroom.clock import now_ms
+from liveroom.identity import Role, TokenSigner
+from liveroom.redis_server import free_port
+
+LIVEROOM = [sys.executable, "-m", "liveroom"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEROOM_")}
+    env.update(extra)
+    return env
+
+
+async def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *LIVEROOM, *args, env=env or _env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_token_command_signs_with_the_data_dir_secret(tmp_path: Path) -> None:
+    code, out, _ = await _run("token", "--role", "inspector", "--name", "Iris",
+                              "--data-dir", str(tmp_path))
+    assert code == 0
+    token = out.strip().splitlines()[-1]
+    signer = TokenSigner((tmp_path / "secret").read_bytes().strip(), 60, now_ms)
+    user = signer.verify(token)
+    assert (user.name, user.role) == ("Iris", Role.INSPECTOR)
+
+
+async def test_token_command_uses_liveroom_secret(tmp_path: Path) -> None:
+    env = _env(LIVEROOM_SECRET="an-operator-chosen-secret")
+    code, out, _ = await _run("token", "--role", "admin", "--name", "Ops",
+                              "--data-dir", str(tmp_path), env=env)
+    assert code == 0
+    signer = TokenSigner(b"an-operator-chosen-secret", 60, now_ms)
+    assert signer.verify(out.strip().splitlines()[-1]).role is Role.ADMIN
+    assert not (tmp_path / "secret").exists()
+
+
+async def test_token_command_refuses_bad_input(tmp_path: Path) -> None:
+    code, _, err = await _run("token", "--role", "viewer", "--name", "  ",
+                              "--data-dir", str(tmp_path))
+    assert code == 2
+    assert "name must not be empty" in err
+    code, _, _ = await _run("token", "--role", "king", "--name", "x")
+    assert code == 2
+
+
+async def test_serve_without_redis_server_says_how_to_fix_it(tmp_path: Path) -> None:
+    env = _env(LIVEROOM_REDIS_SERVER_BIN="redis-server-missing-here")
+    code, out, err = await _run("serve", "--data-dir", str(tmp_path), "--port",
+                                str(free_port()), env=env)
+    assert code == 2
+    assert "redis-server-missing-here" in err
+
+    env = _env(PATH="/nonexistent")
+    code, _, err = await _run("serve", "--data-dir", str(tmp_path), "--port",
+                              str(free_port()), env=env)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "apt-get install redis-server" in lines[0]
+    assert "--redis-url" in lines[0]
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+async def test_serve_demo_starts_embedded_redis_and_stops_cleanly_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *LIVEROOM, "serve", "--demo", "--data-dir", str(tmp_path), "--port", str(port),
+        env=_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    output = []
+    while True:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert line, "server exited early"
+        output.append(line)
+        if "serving on" in line:
+            break
+    text = "".join(output)
+    assert "/r/r_" in text
+    assert "anchor token:" in text
+    redis_pids = _children(proc.pid)
+    assert len(redis_pids) == 1
+    assert "redis-server" in Path(f"/proc/{redis_pids[0]}/cmdline").read_text()
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}/api/rooms") as response:
+            rooms = (await response.json())["rooms"]
+    assert [room["title"] for room in rooms] == ["Demo live sale: jade, phones, oils"]
+    assert rooms[0]["pinned"]["category"] == "jewelry"
+
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    await asyncio.sleep(0.1)
+    assert not Path(f"/proc/{redis_pids[0]}").exists(), "embedded redis-server was orphaned"
+    assert any((tmp_path / "redis").rglob("*.aof"))
+
+
+async def test_demo_data_survives_a_restart(tmp_path: Path) -> None:
+    async def start_and_list() -> list[str]:
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            *LIVEROOM, "serve", "--demo", "--data-dir", str(tmp_path), "--port", str(port),
+            env=_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        while b"serving on" not in await asyncio.wait_for(proc.stdout.readline(), 30):
+            pass
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/api/rooms") as response:
+                ids = [room["id"] for room in (await response.json())["rooms"]]
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+        return ids
+
+    first = await start_and_list()
+    assert await start_and_list() == first
