@@ -9,7 +9,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
 ARGS ?=
-APT_UPDATED := /tmp/.liveroom-apt-updated
 
 .PHONY: run test lint typecheck pytest system-deps redis-deps browser-deps venv web-deps clean bench
 
@@ -29,25 +28,16 @@ typecheck: venv
 
 system-deps: redis-deps browser-deps
 
-# apt-get only when something is missing; without root, say what to install instead.
-define apt_install
-	@if [ "$$(id -u)" != "0" ]; then \
-		echo "missing: $(1); install it with: sudo apt-get install -y $(1)"; exit 1; fi
-	@if [ ! -f $(APT_UPDATED) ]; then apt-get update -qq && touch $(APT_UPDATED); fi
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null
-endef
-
 redis-deps:
-	@command -v redis-server >/dev/null || { $(call apt_install,redis-server); }
-	@command -v redis-server >/dev/null || (echo "redis-server install failed"; exit 1)
+	@scripts/ensure-apt.sh redis-server redis-server
 
 browser-deps:
-	@command -v chromium >/dev/null || { $(call apt_install,chromium); }
+	@scripts/ensure-apt.sh chromium chromium
 
 venv: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
-	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { $(call apt_install,python3-venv); }
+	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || scripts/ensure-apt.sh python3-venv
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.lock
