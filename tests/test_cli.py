@@ -64,7 +64,7 @@ async def test_token_command_refuses_bad_input(tmp_path: Path) -> None:
 
 async def test_serve_without_redis_server_says_how_to_fix_it(tmp_path: Path) -> None:
     env = _env(LIVEROOM_REDIS_SERVER_BIN="redis-server-missing-here")
-    code, out, err = await _run("serve", "--data-dir", str(tmp_path), "--port",
+    code, _out, err = await _run("serve", "--data-dir", str(tmp_path), "--port",
                                 str(free_port()), env=env)
     assert code == 2
     assert "redis-server-missing-here" in err
@@ -107,9 +107,11 @@ async def test_serve_demo_starts_embedded_redis_and_stops_cleanly_on_sigterm(
     assert len(redis_pids) == 1
     assert "redis-server" in Path(f"/proc/{redis_pids[0]}/cmdline").read_text()
 
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://127.0.0.1:{port}/api/rooms") as response:
-            rooms = (await response.json())["rooms"]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/api/rooms") as response,
+    ):
+        rooms = (await response.json())["rooms"]
     assert [room["title"] for room in rooms] == ["Demo live sale: jade, phones, oils"]
     assert rooms[0]["pinned"]["category"] == "jewelry"
 
@@ -130,9 +132,11 @@ async def test_demo_data_survives_a_restart(tmp_path: Path) -> None:
         assert proc.stdout is not None
         while b"serving on" not in await asyncio.wait_for(proc.stdout.readline(), 30):
             pass
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{port}/api/rooms") as response:
-                ids = [room["id"] for room in (await response.json())["rooms"]]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/api/rooms") as response,
+        ):
+            ids = [room["id"] for room in (await response.json())["rooms"]]
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
         return ids
