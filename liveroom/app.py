@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import redis.asyncio as aioredis
 import socketio
@@ -15,6 +14,7 @@ from .catalog import Catalog
 from .clock import now_ms
 from .http import Api
 from .http._base import error_middleware
+from .http.pages import PageRoutes
 from .http.rooms import RoomRoutes
 from .identity import TokenSigner
 from .rooms import RoomService
@@ -80,8 +80,7 @@ def create_app(settings: Settings, redis_url: str) -> web.Application:
     RoomRoutes(api, services.signer, services.catalog, services.rooms, services.edge).add_to(
         app.router
     )
-    web_root = Path(__file__).resolve().parent.parent / "web"
-    _ = web_root  # pages arrive with the web issue
+    PageRoutes().add_to(app.router)
 
     async def on_startup(_: web.Application) -> None:
         await services.start()
