@@ -27,8 +27,22 @@ from trustbadges import (
     rotate_platform_key,
 )
 
-from .conftest import ADMIN, ANCHOR_ID, DAY_MS, IMEI, INSPECTOR, PHONE_ID, PRODUCT_ID, Clock
-from .conftest import inspection_details, vault_details
+from .conftest import (
+    ADMIN,
+    ANCHOR_ID,
+    DAY_MS,
+    IMEI,
+    INSPECTOR,
+    PHONE_ID,
+    PRODUCT_ID,
+    Clock,
+    inspection_details,
+    vault_details,
+)
+
+
+def file_contents(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
 
 
 async def count_rows(data_dir: Path) -> tuple[int, int]:
@@ -46,7 +60,8 @@ async def test_only_inspectors_and_admins_issue(
         await service.issue(
             "u_someone0001", role, "vault", product_id=PRODUCT_ID, details=vault_details()
         )
-    assert info.value.http_status == 403 and info.value.code == "not_allowed"
+    assert info.value.http_status == 403
+    assert info.value.code == "not_allowed"
     with pytest.raises(NotAllowed):
         await service.issue_request("u_someone0001", role, {"kind": "vault"})
     assert await count_rows(data_dir) == (0, 0)
@@ -62,7 +77,8 @@ async def test_revocation_rights(service: CertificateService) -> None:
     await service.revoke(*ADMIN, cert.id, "appraiser error")
     with pytest.raises(AlreadyRevoked) as info:
         await service.revoke(*ADMIN, cert.id, "again")
-    assert info.value.http_status == 409 and info.value.revoked_at is not None
+    assert info.value.http_status == 409
+    assert info.value.revoked_at is not None
     with pytest.raises(UnknownCertificate) as missing:
         await service.revoke(*ADMIN, "c_doesnotexist", "gone")
     assert missing.value.http_status == 404
@@ -101,7 +117,8 @@ async def test_bad_vault_details_rejected(
         await service.issue(
             *INSPECTOR, "vault", product_id=PRODUCT_ID, details={**vault_details(), **change}
         )
-    assert info.value.field == field and info.value.http_status == 400
+    assert info.value.field == field
+    assert info.value.http_status == 400
     assert await count_rows(data_dir) == (0, 0)
 
 
@@ -193,9 +210,8 @@ async def test_inspection_hashes_imei_and_sets_warranty(
     assert "imei" not in cert.details
     assert cert.details["warranty_ends_at"] == clock.now + WARRANTY_MS == clock.now + 180 * DAY_MS
     # The raw IMEI is nowhere on disk.
-    for path in data_dir.iterdir():
-        if path.is_file():
-            assert IMEI.encode() not in path.read_bytes(), path
+    for name, content in file_contents(data_dir).items():
+        assert IMEI.encode() not in content, name
     terms = await service.inspection_terms(PHONE_ID)
     assert terms is not None
     assert (terms.certificate_id, terms.warranty_ends_at, terms.buyback_price_cents) == (
@@ -346,4 +362,4 @@ async def test_concurrent_first_start_agrees_on_one_key(tmp_path: Path) -> None:
         *(asyncio.to_thread(KeyRing.load_or_create, tmp_path) for _ in range(8))
     )
     assert len({ring.active_key_id for ring in rings}) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == [KEY_FILE]
+    assert sorted(file_contents(tmp_path)) == [KEY_FILE]

@@ -19,8 +19,17 @@ from trustbadges import (
 )
 from trustbadges._document import sign_document
 
-from .conftest import ADMIN, ANCHOR_ID, DAY_MS, INSPECTOR, PHONE_ID, PRODUCT_ID, Clock
-from .conftest import inspection_details, vault_details
+from .conftest import (
+    ADMIN,
+    ANCHOR_ID,
+    DAY_MS,
+    INSPECTOR,
+    PHONE_ID,
+    PRODUCT_ID,
+    Clock,
+    inspection_details,
+    vault_details,
+)
 
 
 def leaf_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -63,7 +72,8 @@ def get_path(doc: dict[str, Any], path: tuple[Any, ...]) -> Any:
 async def test_issued_certificate_verifies(service: CertificateService) -> None:
     cert = await service.issue(*INSPECTOR, "vault", product_id=PRODUCT_ID, details=vault_details())
     checked = service.verify_document(cert.to_dict())
-    assert checked.valid and checked.reason is None
+    assert checked.valid
+    assert checked.reason is None
     fetched = await service.get(cert.id)
     assert fetched.valid
     assert fetched.certificate == cert.to_dict()
