@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 _FORWARDABLE_VIDEO = frozenset({"video/vp8", "video/h264"})
 _MAX_SDP_CHARS = 64 * 1024
+_MEDIA_LINE = re.compile(r"^m=(audio|video) ", re.MULTILINE)
 
 
 def _wall_clock_ms() -> int:
@@ -180,11 +182,18 @@ class MediaService:
         broadcast = self._broadcasts.get(room_id)
         if broadcast is None:
             raise NotLive(room_id)
+        offered_kinds = set(_MEDIA_LINE.findall(offer))
+        kinds = [kind for kind in broadcast.codecs if kind in offered_kinds]
+        if not kinds:
+            raise InvalidOffer(
+                f"the offer receives none of {sorted(broadcast.codecs)}, what room {room_id} sends"
+            )
         pc = self._new_pc()
         viewer = Viewer(viewer_id, pc)
         try:
             transceivers = []
-            for kind, codec in broadcast.codecs.items():
+            for kind in kinds:
+                codec = broadcast.codecs[kind]
                 track = ForwardingTrack(
                     kind,
                     capacity=(
@@ -207,13 +216,8 @@ class MediaService:
                     if f" {kind} " in message:
                         raise UnsupportedCodec(room_id, codec.mimeType) from exc
                 raise InvalidOffer(message) from exc
-            for transceiver in transceivers:
-                if transceiver.mid is None:
-                    # The offer has no m-line of this kind: nothing will read this track.
-                    track = viewer.tracks.pop(transceiver.kind)
-                    track.stop()
-            if not viewer.tracks:
-                raise InvalidOffer("the offer receives neither audio nor video")
+            if any(transceiver.mid is None for transceiver in transceivers):
+                raise InvalidOffer("the offer has no usable audio or video section")
             if self._broadcasts.get(room_id) is not broadcast:
                 raise NotLive(room_id)
             for track in viewer.tracks.values():
