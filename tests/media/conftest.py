@@ -24,7 +24,7 @@ from liveroom.media import MediaService
 VIDEO_CLOCK = 90_000
 
 
-class PatternVideoTrack(VideoStreamTrack):  # type: ignore[misc]
+class PatternVideoTrack(VideoStreamTrack):
     """30 fps frames whose luma changes every frame, so the encoder emits real delta frames."""
 
     def __init__(self, width: int = 320, height: int = 240) -> None:
@@ -78,6 +78,7 @@ async def start_broadcaster(
 class Viewer:
     pc: RTCPeerConnection
     video_frames: list[av.VideoFrame] = field(default_factory=list)
+    video_count: int = 0
     audio_frames: int = 0
     first_video_at: float | None = None
     connected_at: float | None = None
@@ -98,7 +99,7 @@ async def _consume_video(viewer: Viewer, track: Any) -> None:
                 viewer.first_video_at = time.monotonic()
             viewer.video_frames.append(frame)
             del viewer.video_frames[:-5]  # keep the last few: decoded frames are big
-            viewer.video_count = getattr(viewer, "video_count", 0) + 1
+            viewer.video_count += 1
     except MediaStreamError:
         pass
 
@@ -121,12 +122,12 @@ async def start_viewer(
     if audio:
         pc.addTransceiver("audio", direction="recvonly")
 
-    @pc.on("track")  # type: ignore[misc]
+    @pc.on("track")
     def on_track(track: Any) -> None:
         consume = _consume_video if track.kind == "video" else _consume_audio
         viewer.tasks.append(asyncio.get_running_loop().create_task(consume(viewer, track)))
 
-    @pc.on("connectionstatechange")  # type: ignore[misc]
+    @pc.on("connectionstatechange")
     def on_state() -> None:
         if pc.connectionState == "connected" and viewer.connected_at is None:
             viewer.connected_at = time.monotonic()
@@ -137,11 +138,11 @@ async def start_viewer(
     return viewer
 
 
-async def wait_until(predicate: Any, timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(predicate: Any, within_s: float, message: str) -> None:
+    deadline = time.monotonic() + within_s
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for: {message}")
+            raise AssertionError(f"timed out after {within_s}s waiting for: {message}")
         await asyncio.sleep(0.02)
 
 
