@@ -484,7 +484,10 @@ class OrderService:
         claim = await self.store.get_claim(claim_id)
         if claim is None or claim.kind != "counterfeit":
             raise ClaimNotFound(claim_id)
-        order = await self._visible(actor, claim.order_id)
+        try:
+            order = await self._visible(actor, claim.order_id)
+        except OrderNotFound:
+            raise ClaimNotFound(claim_id) from None
         if not actor.is_admin:
             raise NotAllowed("decide counterfeit claims", order.id)
         if claim.status != "open":

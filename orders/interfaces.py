@@ -99,7 +99,7 @@ class ChargeRequest:
 
 
 # Where a provider delivers its signed callback: (raw JSON body, hex HMAC-SHA256 signature).
-CallbackSink = Callable[[bytes, str], Awaitable[None]]
+CallbackSink = Callable[[bytes, str], Awaitable[object]]
 
 
 class PaymentProvider(Protocol):

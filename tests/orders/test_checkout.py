@@ -114,7 +114,8 @@ async def test_cod_checkout_confirms_at_the_reserved_price(world: World) -> None
     ]
     assert world.figure_changes == [(held.room_id, held.anchor_id)]
     recorded = await world.store.get_reservation(held.id)
-    assert recorded is not None and recorded.state == "committed"
+    assert recorded is not None
+    assert recorded.state == "committed"
 
 
 async def test_online_payment_approved_by_callback_marks_paid(world: World) -> None:
@@ -284,7 +285,9 @@ async def test_checkout_racing_hold_expiry_never_sells_a_returned_unit(world: Wo
     async def expiry() -> None:
         # Strike while checkouts are in flight: after some, but not all, have committed.
         target = rng.randrange(5, 30)
-        while world.ledger.commits < target:
+        for _ in range(10_000):
+            if world.ledger.commits >= target:
+                break
             await asyncio.sleep(0)
         world.clock.advance(1)
         await world.ledger.sweep()

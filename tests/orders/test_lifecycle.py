@@ -85,7 +85,8 @@ async def test_full_path_records_history_with_actors_and_times(world: World) -> 
         ("complete", BUYER.user_id),
     ]
     final = await world.service.get_order(BUYER, order.id)
-    assert final.shipped_at is not None and final.delivered_at is not None
+    assert final.shipped_at is not None
+    assert final.delivered_at is not None
     assert final.completed_at is not None
     # Cash on delivery is collected when the parcel is handed over.
     [payment] = await world.service.payments_of(BUYER, order.id)
