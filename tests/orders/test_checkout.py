@@ -294,7 +294,9 @@ async def test_checkout_racing_hold_expiry_never_sells_a_returned_unit(world: Wo
 
     outcomes = await asyncio.gather(*[buyer_task(i) for i in range(len(holds))], expiry())
     outcomes = outcomes[:-1]
-    assert "ordered" in outcomes and "expired" in outcomes, "the race must actually be run"
+    # The race must actually have been run: some checkouts won, some lost.
+    assert "ordered" in outcomes
+    assert "expired" in outcomes
     for held, outcome in zip(holds, outcomes, strict=True):
         actor = type(BUYER)(held.user_id, "viewer")
         state = world.ledger.reservations[held.id].state
