@@ -41,9 +41,9 @@ def _with(path: str, value: object) -> object:
     for part in parents:
         target = target[part]  # type: ignore[assignment]
     if value is KeyError:
-        del target[last]  # type: ignore[attr-defined]
+        del target[last]
     else:
-        target[last] = value  # type: ignore[index]
+        target[last] = value
     return obj
 
 
