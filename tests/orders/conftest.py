@@ -57,6 +57,7 @@ class MemoryLedger:
     sales: dict[str, Sale] = field(default_factory=dict)
     reservations: dict[str, ReservationInfo] = field(default_factory=dict)
     commits: int = 0
+    commit_watchers: list[tuple[int, asyncio.Event]] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -100,10 +101,22 @@ class MemoryLedger:
             if self.clock() >= info.expires_at:
                 self._expire(info)
                 raise HoldExpired(reservation_id)
+            # The atomic step takes a round trip, as a Lua script on Redis does.
+            await asyncio.sleep(0)
             self.commits += 1
+            for target, event in self.commit_watchers:
+                if self.commits >= target:
+                    event.set()
             info = replace(info, state="committed")
             self.reservations[reservation_id] = info
             return info
+
+    async def wait_commits(self, target: int) -> None:
+        event = asyncio.Event()
+        self.commit_watchers.append((target, event))
+        if self.commits >= target:
+            event.set()
+        await event.wait()
 
     def _expire(self, info: ReservationInfo) -> None:
         self.reservations[info.id] = replace(info, state="expired")
