@@ -81,7 +81,8 @@ def decode_entry(sale_id: str, entry_id: str, fields: dict[Any, Any]) -> Handoff
             state=cast(ReservationState, kind),
         )
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        return HandoffRecord(sale_id, entry_id, "invalid", None, raw, str(exc)[:500])
+        return HandoffRecord(sale_id, entry_id, "invalid", None, raw,
+                             f"{type(exc).__name__}: {exc}"[:500])
     return HandoffRecord(sale_id, entry_id, kind, info, raw)
 
 

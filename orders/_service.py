@@ -32,6 +32,7 @@ from ._models import (
 from ._payment import verify_callback
 from ._store import OrderChange, OrderStore
 from .exceptions import (
+    BadSignature,
     CertificationRequired,
     ClaimConflict,
     ClaimNotFound,
@@ -46,7 +47,13 @@ from .exceptions import (
     UnknownPayment,
     WarrantyExpired,
 )
-from .interfaces import CertificationPolicy, ChargeRequest, PaymentProvider, StockLedger
+from .interfaces import (
+    CertificationPolicy,
+    ChargeRequest,
+    InspectionTerms,
+    PaymentProvider,
+    StockLedger,
+)
 
 __all__ = [
     "BUYBACK_QUOTE_TTL_MS",
@@ -210,10 +217,7 @@ class OrderService:
         for earlier in await self.store.payments(order_id):
             if earlier.status == "pending" and earlier.method == "online":
                 raise PaymentInProgress(order_id, earlier.id)
-        try:
-            choice = PaymentChoice.parse(payment_body)
-        except InvalidInput as exc:
-            raise InvalidInput(exc.message) from None
+        choice = PaymentChoice.parse(payment_body)
         now = self.now_ms()
         payment = self._new_payment(order, choice, now)
         if choice.method == "cod":
@@ -224,7 +228,7 @@ class OrderService:
             await self._figures_changed(updated)
             return updated
         updated = await self._apply(
-            order, "created", now,
+            order,
             OrderChange(
                 order.id, frozenset({"created"}), "created", now,
                 fields={"payment_method": "online"},
@@ -239,8 +243,6 @@ class OrderService:
 
     async def handle_payment_callback(self, body: bytes, signature: str) -> Order:
         """Apply a provider's signed callback; duplicates and replays change nothing."""
-        from .exceptions import BadSignature
-
         if not isinstance(signature, str) or not verify_callback(
             self._payment_secret, body, signature
         ):
@@ -534,7 +536,7 @@ class OrderService:
         return BuybackQuote(order_id, max(locked, current), locked, current, now,
                             now + BUYBACK_QUOTE_TTL_MS)
 
-    async def _require_inspected(self, order: Order) -> Any:
+    async def _require_inspected(self, order: Order) -> InspectionTerms | None:
         terms = None
         if order.category == "phone_used":
             terms = await self.certification.inspection(order.product_id)
@@ -668,7 +670,7 @@ class OrderService:
             events=[self._event(order, action, order.status, to, actor, now, detail)],
             claims=list(claims), payments=list(payments),
         )
-        return await self._apply(order, to, now, change, action)
+        return await self._apply(order, change, action)
 
     async def _note(
         self, actor: Actor, order: Order, kind: str, now: int, *,
@@ -680,11 +682,9 @@ class OrderService:
             events=[self._event(order, kind, order.status, order.status, actor, now, detail)],
             claims=list(claims),
         )
-        return await self._apply(order, order.status, now, change, kind)
+        return await self._apply(order, change, kind)
 
-    async def _apply(
-        self, order: Order, to: OrderStatus, now: int, change: OrderChange, action: str
-    ) -> Order:
+    async def _apply(self, order: Order, change: OrderChange, action: str) -> Order:
         updated = await self.store.apply(change)
         if updated is None:
             current = await self.store.get_order(order.id)

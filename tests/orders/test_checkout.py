@@ -305,3 +305,22 @@ async def test_checkout_racing_hold_expiry_never_sells_a_returned_unit(world: Wo
             assert orders == []
     sold = sum(o == "ordered" for o in outcomes)
     assert world.ledger.sales[holds[0].sale_id].stock == 1000 - sold
+
+
+async def test_unknown_test_card_is_declined(world: World) -> None:
+    held = world.ledger.hold(BUYER.user_id)
+    order = await world.checkout(BUYER, held, online("5555555555554444"))
+    await world.payments.drain()
+    [payment] = await world.service.payments_of(BUYER, order.id)
+    assert (payment.status, payment.reason) == ("declined", "unknown_test_card")
+
+
+async def test_provider_outage_leaves_the_order_payable_again(world: World) -> None:
+    held = world.ledger.hold(BUYER.user_id)
+    await world.payments.close()  # the provider refuses new charges
+    order = await world.checkout(BUYER, held, online(GOOD_CARD))
+    [failed] = await world.service.payments_of(BUYER, order.id)
+    assert (failed.status, failed.reason) == ("declined", "provider_unavailable")
+    assert (await world.service.get_order(BUYER, order.id)).status == "created"
+    confirmed = await world.service.pay(BUYER, order.id, {"method": "cod"})
+    assert confirmed.status == "confirmed"
