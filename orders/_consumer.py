@@ -59,8 +59,9 @@ def decode_entry(sale_id: str, entry_id: str, fields: dict[Any, Any]) -> Handoff
             ):
                 raise ValueError(f"{name} must be text")
         for name in _INT_FIELDS:
-            if not isinstance(data.get(name), int) or isinstance(data.get(name), bool):
-                raise ValueError(f"{name} must be an integer")
+            value = data.get(name)
+            if not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**63:
+                raise ValueError(f"{name} must be a 64-bit integer")
         if data["qty"] <= 0 or data["price_cents"] < 0:
             raise ValueError("qty must be positive and price_cents not negative")
         if data["sale"] != sale_id or not data["reservation"].startswith(sale_id + "."):
@@ -160,10 +161,15 @@ class HandoffConsumer:
                 if len(batch) < self.batch_size:
                     break
         except ResponseError as exc:
+            self._own_pending_done.discard(sale_id)
             if "NOGROUP" not in str(exc):
                 raise
             # The stream (or group) was deleted under us; recreate on the next pass.
             self._groups_ready.discard(sale_id)
+        except BaseException:
+            # Whatever this pass read stays pending under our name: re-read it next pass.
+            self._own_pending_done.discard(sale_id)
+            raise
         return handled
 
     async def _ensure_group(self, sale_id: str, stream: str) -> None:

@@ -265,13 +265,14 @@ async def test_malformed_entries_are_kept_as_dead_letters_and_do_not_block(
     await redis.xadd(stream, {"type": "reserved", "data": _data(SALE_A, 2, qty=0)})
     await redis.xadd(stream, {"type": "reserved", "data": _data(SALE_B, 3)})
     await redis.xadd(stream, {"type": "reserved", "data": _data(SALE_A, 4, price_cents="9.99")})
+    await redis.xadd(stream, {"type": "reserved", "data": _data(SALE_A, 6, qty=2**63 + 5)})
     await _emit(redis, SALE_A, "reserved", 5)
     store = SqliteOrderStore(store_path)
     consumer = await _consumer(redis, store, "c1")
     try:
-        assert await consumer.process_once() == 6
+        assert await consumer.process_once() == 7
         assert _rows(store_path, "SELECT id FROM reservations") == [(f"{SALE_A}.5",)]
-        assert len(_rows(store_path, "SELECT entry_id FROM dead_letters")) == 5
+        assert len(_rows(store_path, "SELECT entry_id FROM dead_letters")) == 6
         assert await _pending(redis, SALE_A) == 0
     finally:
         await store.close()
@@ -296,3 +297,21 @@ async def test_checkout_before_the_stream_is_read_keeps_one_record(
     finally:
         await world.payments.close()
         await world.store.close()
+
+
+async def test_a_failed_pass_is_retried_by_the_same_consumer_at_once(
+    redis: aioredis.Redis, store_path: Path
+) -> None:
+    await _new_sale(redis, SALE_A)
+    for seq in range(1, 6):
+        await _emit(redis, SALE_A, "reserved", seq)
+    flaky = CrashingStore(store_path, crash_on_batch=1, after_commit=False)
+    consumer = await _consumer(redis, flaky, "c1", claim_idle_ms=3_600_000)
+    try:
+        with pytest.raises(ProcessDied):
+            await consumer.process_once()  # e.g. the disk was briefly full
+        assert await consumer.process_once() == 5  # own pending entries, no idle wait
+        assert len(_rows(store_path, "SELECT id FROM reservations")) == 5
+        assert await _pending(redis, SALE_A) == 0
+    finally:
+        await flaky.close()
