@@ -156,3 +156,10 @@ async def test_analytics_access(world: World) -> None:
     assert (await world.service.analytics(OTHER_ANCHOR, viewers={})).anchors == ()
     with pytest.raises(InvalidInput):
         await world.service.analytics(ADMIN, viewers={}, window_ms=0)
+
+
+def test_actor_roles_are_checked() -> None:
+    with pytest.raises(InvalidInput):
+        Actor("u_someone0001", "superuser")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        Actor("", "viewer")
