@@ -19,7 +19,7 @@ from typing import Final
 
 from ._models import OrderStatus
 
-__all__ = ["TRANSITIONS", "target_of"]
+__all__ = ["RECEIVED", "TRANSITIONS"]
 
 TRANSITIONS: Final[Mapping[str, tuple[frozenset[OrderStatus], OrderStatus]]] = {
     "pay": (frozenset({"created"}), "paid"),
@@ -37,7 +37,3 @@ TRANSITIONS: Final[Mapping[str, tuple[frozenset[OrderStatus], OrderStatus]]] = {
 RECEIVED: Final[frozenset[OrderStatus]] = frozenset(
     {"delivered", "completed", "return_requested", "returned", "refunded"}
 )
-
-
-def target_of(action: str) -> tuple[frozenset[OrderStatus], OrderStatus]:
-    return TRANSITIONS[action]

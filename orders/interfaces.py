@@ -106,6 +106,6 @@ class PaymentProvider(Protocol):
     """A card payment provider. ``charge`` only accepts the request; the outcome arrives later as
     a signed callback, like a real provider's webhook."""
 
-    name: Literal["sandbox"] | str
+    name: str
 
     async def charge(self, request: ChargeRequest) -> None: ...
