@@ -9,11 +9,15 @@ import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
 
+from trustbadges import CertificateService, ExpiryWatcher
+
 from .bus import ControlBus
 from .catalog import Catalog
+from .certification import BadgeFanout, CertificateDesk
 from .clock import now_ms
 from .http import Api
 from .http._base import error_middleware
+from .http.certificates import CertificateRoutes
 from .http.pages import PageRoutes
 from .http.rooms import RoomRoutes
 from .identity import TokenSigner
@@ -41,14 +45,20 @@ class Services:
     sio: socketio.AsyncServer
     edge: SocketEdge
     viewer_pusher: ViewerCountPusher
+    certificates: CertificateService
+    certificate_desk: CertificateDesk
+    expiry_watcher: ExpiryWatcher
 
     async def start(self) -> None:
         await self.bus.start()
         self.viewer_pusher.start()
+        self.expiry_watcher.start()
 
     async def close(self) -> None:
+        await self.expiry_watcher.close()
         await self.viewer_pusher.close()
         await self.bus.close()
+        await self.certificates.close()
         await self.redis.aclose()
 
 
@@ -65,8 +75,16 @@ def build_services(settings: Settings, redis_url: str) -> Services:
     edge = SocketEdge(sio, signer, settings)
     pusher = ViewerCountPusher(edge, rooms)
     RoomEvents(edge, rooms, bus, pusher)
+
+    certificates = CertificateService.open(settings.data_dir, now_ms=now_ms)
+    desk = CertificateDesk(certificates, catalog)
+    catalog.set_badge_lookup(desk.badges)
+    fanout = BadgeFanout(bus, catalog, desk, edge.emit_to)
+    certificates.add_listener(fanout.on_change)
     return Services(settings=settings, redis=redis, signer=signer, bus=bus, catalog=catalog,
-                    rooms=rooms, sio=sio, edge=edge, viewer_pusher=pusher)
+                    rooms=rooms, sio=sio, edge=edge, viewer_pusher=pusher,
+                    certificates=certificates, certificate_desk=desk,
+                    expiry_watcher=ExpiryWatcher(certificates))
 
 
 def create_app(settings: Settings, redis_url: str) -> web.Application:
@@ -80,6 +98,8 @@ def create_app(settings: Settings, redis_url: str) -> web.Application:
     RoomRoutes(api, services.signer, services.catalog, services.rooms, services.edge).add_to(
         app.router
     )
+    CertificateRoutes(api, services.certificates, services.certificate_desk,
+                      settings.public_url).add_to(app.router)
     PageRoutes().add_to(app.router)
 
     async def on_startup(_: web.Application) -> None:
