@@ -82,7 +82,7 @@ function connect() {
   socket.on("sale", (sale) => sale.room === roomId && onSale(sale));
   socket.on("stock", onStock);
   socket.on("badges", onBadges);
-  socket.on("live", (data) => data.room === roomId && watcher && watcher.onLive(data));
+  socket.on("media", (data) => data.room === roomId && watcher && watcher.onLive(data));
   socket.on("order", () => orders && orders.refresh());
 }
 
@@ -97,7 +97,6 @@ async function joinRoom() {
   }
   hideBanner();
   renderRoom(answer.room);
-  if (watcher) watcher.start();
 }
 
 // ------------------------------------------------------------------ room
@@ -113,6 +112,7 @@ function renderRoom(room) {
   for (const message of room.chat || []) addChat(message);
   renderProduct(room.pinned);
   if (room.sale !== undefined) onSale(room.sale);
+  if (watcher) watcher.onLive(room.media);
   if (room.status && room.status !== "live") onRoomEnded();
 }
 
@@ -377,8 +377,9 @@ async function placeOrder(event) {
     const order = await orders.checkout(reservation, {
       name: $("#ship-name").value.trim(),
       phone: $("#ship-phone").value.trim(),
-      address: $("#ship-address").value.trim(),
-    }, payment);
+      line1: $("#ship-line1").value.trim(),
+      city: $("#ship-city").value.trim(),
+    }, payment === "cod" ? "cod" : { method: "online", card: $("#card").value.replace(/\s/g, "") });
     closeCheckout();
     setResult("#buy-result", payment === "cod"
       ? `Order placed: pay ${formatCents(order.total_cents)} in cash when it arrives.`
@@ -410,6 +411,11 @@ async function main() {
   $("#buy").addEventListener("click", buy);
   $("#checkout-form").addEventListener("submit", placeOrder);
   $("#release").addEventListener("click", releaseHold);
+  $("#checkout-form").addEventListener("change", () => {
+    const online = $("#checkout-form").elements.payment.value === "online";
+    $("#card-field").hidden = !online;
+    $("#card").required = online;
+  });
   setInterval(() => { tickCountdown(); tickHold(); }, 250);
   try {
     await ensureSession();
