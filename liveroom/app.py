@@ -21,10 +21,12 @@ from .http.certificates import CertificateRoutes
 from .http.pages import PageRoutes
 from .http.rooms import RoomRoutes
 from .identity import TokenSigner
+from .media import MediaService, ice_servers_from_settings
 from .rooms import RoomService
 from .settings import Settings
 from .sockets import SocketEdge
 from .sockets._base import create_sio
+from .sockets.media import MediaEvents, MediaHealthPusher
 from .sockets.rooms import RoomEvents, ViewerCountPusher
 
 __all__ = ["Services", "create_app"]
@@ -48,13 +50,18 @@ class Services:
     certificates: CertificateService
     certificate_desk: CertificateDesk
     expiry_watcher: ExpiryWatcher
+    media: MediaService
+    media_pusher: MediaHealthPusher
 
     async def start(self) -> None:
         await self.bus.start()
         self.viewer_pusher.start()
         self.expiry_watcher.start()
+        self.media_pusher.start()
 
     async def close(self) -> None:
+        await self.media.close()
+        await self.media_pusher.close()
         await self.expiry_watcher.close()
         await self.viewer_pusher.close()
         await self.bus.close()
@@ -81,10 +88,21 @@ def build_services(settings: Settings, redis_url: str) -> Services:
     catalog.set_badge_lookup(desk.badges)
     fanout = BadgeFanout(bus, catalog, desk, edge.emit_to)
     certificates.add_listener(fanout.on_change)
+
+    media_pusher = MediaHealthPusher(edge)
+    media = MediaService(
+        ice_servers_from_settings(settings.ice_servers, settings.turn_username,
+                                  settings.turn_password),
+        now_ms=now_ms, on_change=media_pusher.changed,
+    )
+    media_pusher.media = media
+    MediaEvents(edge, media, catalog, media_pusher)
+    rooms.add_state_extra(media_pusher.room_state)
     return Services(settings=settings, redis=redis, signer=signer, bus=bus, catalog=catalog,
                     rooms=rooms, sio=sio, edge=edge, viewer_pusher=pusher,
                     certificates=certificates, certificate_desk=desk,
-                    expiry_watcher=ExpiryWatcher(certificates))
+                    expiry_watcher=ExpiryWatcher(certificates), media=media,
+                    media_pusher=media_pusher)
 
 
 def create_app(settings: Settings, redis_url: str) -> web.Application:

@@ -13,13 +13,14 @@ from typing import Any
 from trustbadges import CertificateError
 
 from .exceptions import LiveroomError
+from .media import MediaError
 
 __all__ = ["KNOWN_ERRORS", "error_body", "error_status", "is_known_error"]
 
 log = logging.getLogger("liveroom.errors")
 
 # The root exception of every package whose errors are meant for clients.
-KNOWN_ERRORS: tuple[type[Exception], ...] = (LiveroomError, CertificateError)
+KNOWN_ERRORS: tuple[type[Exception], ...] = (LiveroomError, CertificateError, MediaError)
 
 
 def is_known_error(exc: BaseException) -> bool:
