@@ -35,6 +35,7 @@ export class Orders {
       const err = ackError(answer);
       throw new ApiError(err.code, err.message);
     }
+    $("#orders-card").open = true; // shows the new order (the toggle loads the list)
     this.refresh();
     return answer.order;
   }

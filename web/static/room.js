@@ -424,7 +424,8 @@ async function main() {
     $("#orders-refresh").addEventListener("click", () => orders.refresh());
     watcher = new Watcher(roomId, () => state.socket, $("#video"), $("#video-overlay"), $("#unmute"));
     connect();
-    orders.refresh();
+    // Orders load when the section is opened (phones: keep the first screen light).
+    $("#orders-card").addEventListener("toggle", () => $("#orders-card").open && orders.refresh());
   } catch (error) {
     showError(error);
   }

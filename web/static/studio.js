@@ -51,8 +51,8 @@ async function signIn(token) {
   if (room.status !== "live") showBanner("This room has ended. Open a new room to go live again.", { kind: "notice" });
   await loadProducts();
   connect(token);
-  refreshFigures();
-  setInterval(refreshFigures, FIGURES_REFRESH_MS);
+  // Order figures exist once the room has sold something: poll from the first sale on.
+  setInterval(() => state.sale && refreshFigures(), FIGURES_REFRESH_MS);
 }
 
 function askForToken(message) {
