@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Error,
+    Page,
+    async_playwright,
+)
 
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
@@ -54,9 +61,16 @@ class Pages:
         self.contexts.append(context)
         page = await context.new_page()
         label = url.split("#", 1)[0]
-        page.on("console", lambda msg: msg.type == "error" and self.errors.append(
-            f"{label}: console: {msg.text}"))
-        page.on("pageerror", lambda exc: self.errors.append(f"{label}: pageerror: {exc}"))
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type == "error":
+                self.errors.append(f"{label}: console: {message.text}")
+
+        def on_page_error(error: Error) -> None:
+            self.errors.append(f"{label}: pageerror: {error}")
+
+        page.on("console", on_console)
+        page.on("pageerror", on_page_error)
         await page.goto(url)
         return page
 

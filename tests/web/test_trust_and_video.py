@@ -17,7 +17,6 @@ PHOTO_SHA256 = hashlib.sha256(b"bangle front photo").hexdigest()
 async def test_certificate_badge_appears_live_and_verifies(server: LiveServer,
                                                            pages: Pages) -> None:
     stage = await open_room(server)
-    bangle = stage.products[0]
     viewer = await pages.open(f"{server.url}/r/{stage.room['id']}", PHONE)
     await expect(viewer.locator("#product-title")).to_have_text("Hetian jade bangle")
     await expect(viewer.locator("#badges")).not_to_contain_text("Vault certified")
