@@ -37,6 +37,7 @@ export class Watcher {
     Object.assign(this, { room, getSocket, video, overlay, unmuteButton });
     this.pc = null;
     this.live = false;
+    this.since = null;
     this.starting = false;
     unmuteButton.addEventListener("click", () => {
       video.muted = false;
@@ -48,8 +49,13 @@ export class Watcher {
   /** `media` push or the room state's `media`: watch when live, stop when not. */
   onLive(media) {
     const wasLive = this.live;
+    const since = media && media.since_ms;
     this.live = Boolean(media && media.live);
-    if (this.live && (!wasLive || !this.pc)) this.start();
+    // A new broadcast (re-publish) closes our connection on the server: watch it again.
+    const replaced = this.live && wasLive && since && this.since && since !== this.since;
+    const dead = !this.pc || ["failed", "closed"].includes(this.pc.connectionState);
+    this.since = this.live ? since : null;
+    if (this.live && (!wasLive || dead || replaced)) this.start();
     if (!this.live && wasLive) this.stop("The host's video has stopped. It restarts here when they go live again.");
   }
 
