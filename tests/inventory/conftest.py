@@ -32,7 +32,7 @@ def make_spec(clock: Clock, **changes: Any) -> SaleSpec:
         room_id="r_room000001",
         product_id="p_prod000001",
         anchor_id="u_anchor000001",
-        title="Jade bangle",
+        title="Jade bangle 翡翠手镯",
         category="jewelry",
         brand="Hetian",
         stock=10,

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgpack
 import pytest
@@ -43,7 +44,7 @@ async def test_burst_far_above_stock_sells_exactly_stock_and_respects_limits(
     statuses = Counter(r.status for r in results)
     assert statuses["reserved"] == 100
     assert set(statuses) <= {"reserved", "sold_out", "limit_reached"}
-    per_user = Counter()
+    per_user: Counter[str] = Counter()
     for n, result in enumerate(results):
         if result.reservation is not None:
             per_user[f"u_{n % 500:04d}"] += result.reservation.qty
@@ -56,7 +57,8 @@ async def test_burst_far_above_stock_sells_exactly_stock_and_respects_limits(
     keys = sale_keys(sale.id)
     assert await redis.hlen(keys.res) == 100
     assert await redis.xlen(keys.stream) == 100
-    counted = {k.decode(): int(v) for k, v in (await redis.hgetall(keys.users)).items()}
+    raw_counts: dict[Any, Any] = await redis.hgetall(keys.users)
+    counted = {k.decode(): int(v) for k, v in raw_counts.items()}
     assert counted == dict(per_user)
 
 
@@ -96,13 +98,15 @@ async def test_same_request_id_gets_the_first_answer_and_takes_stock_once(
 ) -> None:
     first = await service.buy(sale.id, "u_a", 2, "press-1")
     again = await service.buy(sale.id, "u_a", 1, "press-1")
-    assert first.reservation is not None and not first.replayed
+    assert first.reservation is not None
+    assert not first.replayed
     assert again.replayed
     assert (again.status, again.reservation) == ("reserved", first.reservation)
     assert (await service.get_sale(sale.id)).held == 2
     # The same request id from someone else is a different request.
     other = await service.buy(sale.id, "u_b", 1, "press-1")
-    assert other.reservation is not None and other.reservation.id != first.reservation.id
+    assert other.reservation is not None
+    assert other.reservation.id != first.reservation.id
 
 
 async def test_refusals_are_remembered_too(service: InventoryService, sale: Sale) -> None:
