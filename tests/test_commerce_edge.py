@@ -34,7 +34,7 @@ async def buyer(server: LiveServer, room_id: str, name: str = "Ann") -> Client:
 
 
 async def test_sale_is_announced_and_bought(server: LiveServer) -> None:
-    anchor, room_id, product, sale = await shop(server)
+    _, room_id, product, sale = await shop(server)
     assert sale["status"] == "live"
     assert (sale["stock"], sale["remaining"], sale["held"], sale["sold"]) == (5, 5, 0, 0)
     assert sale["product"] == product["id"]
