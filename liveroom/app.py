@@ -116,7 +116,7 @@ def build_services(settings: Settings, redis_url: str) -> Services:
     bus = ControlBus(redis)
     catalog = Catalog(redis, now_ms)
     rooms = RoomService(redis, catalog, now_ms, chat_max_chars=settings.chat_max_chars)
-    sio = create_sio(settings)
+    sio = create_sio(settings, redis_url)
     edge = SocketEdge(sio, signer, settings)
     pusher = ViewerCountPusher(edge, rooms)
     RoomEvents(edge, rooms, bus, pusher)
@@ -124,7 +124,7 @@ def build_services(settings: Settings, redis_url: str) -> Services:
     certificates = CertificateService.open(settings.data_dir, now_ms=now_ms)
     desk = CertificateDesk(certificates, catalog)
     catalog.set_badge_lookup(desk.badges)
-    fanout = BadgeFanout(bus, catalog, desk, edge.emit_to)
+    fanout = BadgeFanout(catalog, desk, edge.emit_to)
     certificates.add_listener(fanout.on_change)
 
     media_pusher = MediaHealthPusher(edge)
@@ -146,7 +146,8 @@ def build_services(settings: Settings, redis_url: str) -> Services:
     rooms.add_state_extra(sales.room_state)
 
     async def sale_changed(sale: Sale) -> None:
-        await edge.emit_to("sale", sales.view(sale), sale.room_id)
+        if await sales.claim_push(sale):
+            await edge.emit_to("sale", sales.view(sale), sale.room_id)
 
     sweeper = HoldSweeper(stock, on_change=sale_changed)
     order_store = SqliteOrderStore.in_data_dir(settings.data_dir)

@@ -10,6 +10,7 @@ __all__ = [
     "LIVE_ROOMS",
     "PRESENCE_REFRESH_S",
     "PRESENCE_STALE_MS",
+    "SALE_PUSHED_TTL_S",
     "anchor_products",
     "product",
     "product_rooms",
@@ -22,6 +23,7 @@ __all__ = [
     "room_slow",
     "room_unique_viewers",
     "room_viewers_pushed",
+    "sale_pushed",
 ]
 
 LIVE_ROOMS = "rooms:live"  # zset room id -> created_at ms
@@ -72,6 +74,14 @@ def room_viewers_pushed(room_id: str) -> str:
 def room_sales(room_id: str) -> str:
     """zset sale id -> created_at ms."""
     return f"{{room:{room_id}}}:sales"
+
+
+def sale_pushed(sale_id: str) -> str:
+    """The last ``sale`` state pushed to the room, so one process pushes each change."""
+    return f"{{sale:{sale_id}}}:pushed"
+
+
+SALE_PUSHED_TTL_S = 24 * 3600
 
 
 def product(product_id: str) -> str:

@@ -16,7 +16,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["EmbeddedRedis", "RedisLaunchError", "RedisServerNotFound", "free_port"]
+__all__ = [
+    "EmbeddedRedis",
+    "RedisLaunchError",
+    "RedisServerNotFound",
+    "die_with_parent",
+    "free_port",
+]
 
 INSTALL_HINT = (
     "redis-server was not found on PATH. Install it (Debian/Ubuntu: "
@@ -42,7 +48,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Linux only: the child gets SIGTERM if the server process dies, even by SIGKILL,
     # so an embedded Redis is never orphaned.
     if sys.platform.startswith("linux"):
@@ -99,7 +105,7 @@ class EmbeddedRedis:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             if await self._wait_ready(process, port):
                 self._process = process

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 
@@ -55,7 +56,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
             from .demo import seed_demo
 
             await seed_demo(services_of(app), settings, print)
-        print(f"liveroom: serving on http://{settings.host}:{settings.port}", flush=True)
+        if settings.worker_index is None:
+            print(f"liveroom: serving on http://{settings.host}:{settings.port}", flush=True)
+        else:
+            log.info("worker %d serving (pid %d)", settings.worker_index, os.getpid())
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -70,11 +74,31 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
     return 0
 
 
-def run_server(settings: Settings) -> int:
+def _setup_logging(settings: Settings) -> None:
+    prefix = "" if settings.worker_index is None else f"[worker {settings.worker_index}] "
     logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
-        return asyncio.run(serve(settings))
+                        format=f"%(asctime)s %(levelname)s {prefix}%(name)s %(message)s")
+
+
+def _run_loop(settings: Settings) -> int:
+    import uvloop
+
     return uvloop.run(serve(settings))
+
+
+def run_server(settings: Settings) -> int:
+    _setup_logging(settings)
+    if settings.workers > 1:
+        from .supervisor import supervise
+
+        return asyncio.run(supervise(settings))
+    return _run_loop(settings)
+
+
+def run_worker(settings: Settings) -> None:
+    """Entry point of one ``--workers N`` process (spawned by the supervisor)."""
+    from .redis_server import die_with_parent
+
+    die_with_parent()
+    _setup_logging(settings)
+    sys.exit(_run_loop(settings))

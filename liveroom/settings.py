@@ -60,6 +60,8 @@ class Settings:
     event_burst: int = 100
     log_level: str = "info"
     public_url: str | None = None
+    # Set by the supervisor of ``--workers N`` for each worker process (0-based); None alone.
+    worker_index: int | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
