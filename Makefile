@@ -32,6 +32,7 @@ redis-deps:
 	@scripts/ensure-apt.sh redis-server redis-server
 
 browser-deps:
+	@scripts/ensure-apt.sh libcairo2
 	@scripts/ensure-apt.sh chromium chromium
 
 venv: $(STAMP)

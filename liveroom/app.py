@@ -9,18 +9,24 @@ import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
 
+from trustbadges import CertificateService, ExpiryWatcher
+
 from .bus import ControlBus
 from .catalog import Catalog
+from .certification import BadgeFanout, CertificateDesk
 from .clock import now_ms
 from .http import Api
 from .http._base import error_middleware
+from .http.certificates import CertificateRoutes
 from .http.pages import PageRoutes
 from .http.rooms import RoomRoutes
 from .identity import TokenSigner
+from .media import MediaService, ice_servers_from_settings
 from .rooms import RoomService
 from .settings import Settings
 from .sockets import SocketEdge
 from .sockets._base import create_sio
+from .sockets.media import MediaEvents, MediaHealthPusher
 from .sockets.rooms import RoomEvents, ViewerCountPusher
 
 __all__ = ["Services", "create_app"]
@@ -41,14 +47,25 @@ class Services:
     sio: socketio.AsyncServer
     edge: SocketEdge
     viewer_pusher: ViewerCountPusher
+    certificates: CertificateService
+    certificate_desk: CertificateDesk
+    expiry_watcher: ExpiryWatcher
+    media: MediaService
+    media_pusher: MediaHealthPusher
 
     async def start(self) -> None:
         await self.bus.start()
         self.viewer_pusher.start()
+        self.expiry_watcher.start()
+        self.media_pusher.start()
 
     async def close(self) -> None:
+        await self.media.close()
+        await self.media_pusher.close()
+        await self.expiry_watcher.close()
         await self.viewer_pusher.close()
         await self.bus.close()
+        await self.certificates.close()
         await self.redis.aclose()
 
 
@@ -65,8 +82,27 @@ def build_services(settings: Settings, redis_url: str) -> Services:
     edge = SocketEdge(sio, signer, settings)
     pusher = ViewerCountPusher(edge, rooms)
     RoomEvents(edge, rooms, bus, pusher)
+
+    certificates = CertificateService.open(settings.data_dir, now_ms=now_ms)
+    desk = CertificateDesk(certificates, catalog)
+    catalog.set_badge_lookup(desk.badges)
+    fanout = BadgeFanout(bus, catalog, desk, edge.emit_to)
+    certificates.add_listener(fanout.on_change)
+
+    media_pusher = MediaHealthPusher(edge)
+    media = MediaService(
+        ice_servers_from_settings(settings.ice_servers, settings.turn_username,
+                                  settings.turn_password),
+        now_ms=now_ms, on_change=media_pusher.changed,
+    )
+    media_pusher.media = media
+    MediaEvents(edge, media, catalog, media_pusher)
+    rooms.add_state_extra(media_pusher.room_state)
     return Services(settings=settings, redis=redis, signer=signer, bus=bus, catalog=catalog,
-                    rooms=rooms, sio=sio, edge=edge, viewer_pusher=pusher)
+                    rooms=rooms, sio=sio, edge=edge, viewer_pusher=pusher,
+                    certificates=certificates, certificate_desk=desk,
+                    expiry_watcher=ExpiryWatcher(certificates), media=media,
+                    media_pusher=media_pusher)
 
 
 def create_app(settings: Settings, redis_url: str) -> web.Application:
@@ -80,6 +116,8 @@ def create_app(settings: Settings, redis_url: str) -> web.Application:
     RoomRoutes(api, services.signer, services.catalog, services.rooms, services.edge).add_to(
         app.router
     )
+    CertificateRoutes(api, services.certificates, services.certificate_desk,
+                      settings.public_url).add_to(app.router)
     PageRoutes().add_to(app.router)
 
     async def on_startup(_: web.Application) -> None:

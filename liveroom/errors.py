@@ -10,19 +10,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from trustbadges import CertificateError
+
 from .exceptions import LiveroomError
+from .media import MediaError
 
 __all__ = ["KNOWN_ERRORS", "error_body", "error_status", "is_known_error"]
 
 log = logging.getLogger("liveroom.errors")
 
 # The root exception of every package whose errors are meant for clients.
-KNOWN_ERRORS: tuple[type[Exception], ...] = (LiveroomError,)
-
-
-def register_known_errors(*roots: type[Exception]) -> None:
-    global KNOWN_ERRORS
-    KNOWN_ERRORS = tuple(dict.fromkeys((*KNOWN_ERRORS, *roots)))
+KNOWN_ERRORS: tuple[type[Exception], ...] = (LiveroomError, CertificateError, MediaError)
 
 
 def is_known_error(exc: BaseException) -> bool:

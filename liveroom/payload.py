@@ -77,3 +77,7 @@ class Payload:
 
     def raw(self, key: str) -> Any:
         return self._data.get(key)
+
+    def raw_object(self) -> dict[str, Any]:
+        """The whole object, for a domain service that validates it itself."""
+        return dict(self._data)

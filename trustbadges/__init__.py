@@ -1,1 +1,70 @@
-"""trustbadges."""
+"""trustbadges: first-party certificates signed with the platform's Ed25519 key, and the badges
+derived from them.
+
+Domain code: SQLite and ``cryptography``; never aiohttp, socketio or liveroom.
+"""
+
+from ._canonical import CanonicalFormError, canonical_bytes
+from ._document import CERTIFICATE_FORMAT, REVOCATION_FORMAT, key_id_for
+from ._keys import KEY_FILE, KeyRing, rotate_platform_key
+from ._models import (
+    GUARANTEE_BADGES,
+    KINDS,
+    AuditEntry,
+    Badge,
+    BadgeChange,
+    Certificate,
+    InspectionTerms,
+    Kind,
+    Verification,
+    verify_path,
+)
+from ._qr import qr_svg
+from ._service import CertificateService, ChangeListener, ExpiryWatcher, wall_clock_ms
+from ._store import DB_FILE, CertificateStore, SQLiteCertificateStore, StoredCertificate
+from ._validation import WARRANTY_MS
+from .exceptions import (
+    AlreadyRevoked,
+    CertificateError,
+    InvalidCertificate,
+    KeyStoreError,
+    NotAllowed,
+    UnknownCertificate,
+)
+
+__all__ = [
+    "CERTIFICATE_FORMAT",
+    "DB_FILE",
+    "GUARANTEE_BADGES",
+    "KEY_FILE",
+    "KINDS",
+    "REVOCATION_FORMAT",
+    "WARRANTY_MS",
+    "AlreadyRevoked",
+    "AuditEntry",
+    "Badge",
+    "BadgeChange",
+    "CanonicalFormError",
+    "Certificate",
+    "CertificateError",
+    "CertificateService",
+    "CertificateStore",
+    "ChangeListener",
+    "ExpiryWatcher",
+    "InspectionTerms",
+    "InvalidCertificate",
+    "KeyRing",
+    "KeyStoreError",
+    "Kind",
+    "NotAllowed",
+    "SQLiteCertificateStore",
+    "StoredCertificate",
+    "UnknownCertificate",
+    "Verification",
+    "canonical_bytes",
+    "key_id_for",
+    "qr_svg",
+    "rotate_platform_key",
+    "verify_path",
+    "wall_clock_ms",
+]

@@ -156,3 +156,7 @@ class SocketEdge:
 
     async def emit(self, event: str, data: Any, *, room: str | None = None) -> None:
         await self.sio.emit(event, data, room=room)
+
+    async def emit_to(self, event: str, data: Any, room: str) -> None:
+        """``emit`` with a positional room, the shape background pushers take."""
+        await self.sio.emit(event, data, room=room)

@@ -1,0 +1,93 @@
+"""Certificates seen from the rooms: which product categories each kind may certify, and the
+live ``badges`` push to every room that shows an affected product, on every server process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from trustbadges import BadgeChange, Certificate, CertificateService
+
+from .bus import ControlBus
+from .catalog import Catalog, Product
+from .exceptions import InvalidInput
+from .identity import User
+from .payload import Payload
+
+__all__ = ["KIND_CATEGORIES", "BadgeFanout", "CertificateDesk"]
+
+log = logging.getLogger("liveroom.certification")
+BADGES_MESSAGE = "badges"
+Emit = Callable[[str, Any, str], Awaitable[None]]
+
+# Which product categories a certificate kind can vouch for (trust-commerce rules).
+KIND_CATEGORIES: dict[str, frozenset[str]] = {
+    "vault": frozenset({"jewelry"}),
+    "inspection": frozenset({"phone_used"}),
+    "refund_no_return": frozenset({"essential_oil"}),
+}
+
+
+class CertificateDesk:
+    """Issuing through the edge: the subject must exist and fit the certificate's kind."""
+
+    def __init__(self, certificates: CertificateService, catalog: Catalog) -> None:
+        self._certificates = certificates
+        self._catalog = catalog
+
+    async def issue(self, user: User, payload: Payload, body: dict[str, Any]) -> Certificate:
+        kind = payload.raw("kind")
+        if kind in ("vault", "inspection"):
+            product = await self._catalog.get_product(payload.ident("product_id"))
+            if product.category not in KIND_CATEGORIES[kind]:
+                allowed = ", ".join(sorted(KIND_CATEGORIES[kind]))
+                raise InvalidInput(f"a {kind} certificate is for {allowed} products, "
+                                   f"not {product.category}")
+        elif kind == "refund_no_return":
+            category = payload.text("category", max_chars=40)
+            if category not in KIND_CATEGORIES[kind]:
+                allowed = ", ".join(sorted(KIND_CATEGORIES[kind]))
+                raise InvalidInput(f"refund-no-return certification is offered for {allowed}")
+        return await self._certificates.issue_request(user.id, user.role.value, body)
+
+    async def badges(self, product: Product) -> list[dict[str, Any]]:
+        return await self._certificates.badges_for(product.id, product.anchor_id,
+                                                   product.category)
+
+
+class BadgeFanout:
+    """Certificate changes → ``badges {"product", "badges"}`` in every room showing the product.
+
+    The certificate service reports each change once (an expiry by exactly one process); the
+    change is published on the control bus and every process pushes it to its own sockets.
+    """
+
+    def __init__(self, bus: ControlBus, catalog: Catalog, desk: CertificateDesk,
+                 emit: Emit) -> None:
+        self._bus = bus
+        self._catalog = catalog
+        self._desk = desk
+        self._emit = emit
+        bus.on(BADGES_MESSAGE, self._push)
+
+    async def on_change(self, change: BadgeChange) -> None:
+        await self._bus.publish(BADGES_MESSAGE, {
+            "product": change.product_id, "anchor": change.anchor_id,
+            "category": change.category, "reason": change.reason,
+        })
+
+    async def _affected_products(self, message: dict[str, Any]) -> list[Product]:
+        if message.get("product"):
+            return [await self._catalog.get_product(str(message["product"]))]
+        if message.get("anchor"):
+            products = await self._catalog.products_of(str(message["anchor"]))
+            return [p for p in products if p.category == message.get("category")]
+        return []
+
+    async def _push(self, message: dict[str, Any]) -> None:
+        for product in await self._affected_products(message):
+            badges = await self._desk.badges(product)
+            for room_id in await self._catalog.rooms_showing(product.id):
+                await self._emit("badges", {"product": product.id, "room": room_id,
+                                            "badges": badges}, room_id)

@@ -1,0 +1,257 @@
+"""End to end: an aiortc broadcaster and aiortc viewers through MediaService on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiortc import RTCRtpReceiver
+from aiortc.mediastreams import MediaStreamError
+
+from liveroom.media import (
+    InvalidOffer,
+    MediaService,
+    NotBroadcasting,
+    NotLive,
+    UnsupportedCodec,
+)
+
+from .conftest import Viewer, new_pc, start_broadcaster, start_viewer, wait_until
+
+
+def video_count(viewer: Viewer) -> int:
+    return viewer.video_count
+
+
+async def test_every_viewer_decodes_the_broadcast(media: MediaService) -> None:
+    broadcaster = await start_broadcaster(media, "r_room1")
+    viewers = [await start_viewer(media, "r_room1", f"u_viewer{i}") for i in range(3)]
+    try:
+        await wait_until(
+            lambda: all(video_count(v) >= 30 and v.audio_frames >= 20 for v in viewers),
+            8,
+            message="30 decoded video frames and 20 audio frames per viewer",
+        )
+        for viewer in viewers:
+            frames = viewer.video_frames
+            assert (frames[-1].width, frames[-1].height) == (320, 240)
+            pts = [frame.pts for frame in frames if frame.pts is not None]
+            assert len(pts) == len(frames)
+            assert pts == sorted(pts)
+            assert len(set(pts)) == len(pts)
+        assert sorted(media.viewer_ids("r_room1")) == ["u_viewer0", "u_viewer1", "u_viewer2"]
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await broadcaster.pc.close()
+
+
+async def test_late_viewer_gets_first_frame_within_a_second(media: MediaService) -> None:
+    broadcaster = await start_broadcaster(media, "r_room2")
+    early = await start_viewer(media, "r_room2", "u_early")
+    try:
+        # aiortc's VP8 encoder only makes a keyframe every 3000 frames unless asked: without
+        # the relay's keyframe request the late viewer would wait 100 s.
+        await wait_until(lambda: video_count(early) >= 45, 8, "early viewer running")
+        late = await start_viewer(media, "r_room2", "u_late", audio=False)
+        try:
+            await wait_until(lambda: late.first_video_at is not None, 3, "late viewer frame")
+            assert late.connected_at is not None
+            assert late.first_video_at is not None
+            assert late.first_video_at - late.connected_at < 1.0
+            await wait_until(lambda: video_count(late) >= 10, 3, "late viewer keeps decoding")
+        finally:
+            await late.close()
+    finally:
+        await early.close()
+        await broadcaster.pc.close()
+
+
+async def test_h264_broadcast_is_forwarded_as_h264(media: MediaService) -> None:
+    broadcaster = await start_broadcaster(media, "r_room3", codec="video/H264")
+    viewer = await start_viewer(media, "r_room3", "u_h264")
+    try:
+        await wait_until(lambda: video_count(viewer) >= 15, 8, "H.264 frames decoded")
+        assert media.health("r_room3")["codec"] == "video/H264"
+        receiver_codecs = [t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video"]
+        assert receiver_codecs
+    finally:
+        await viewer.close()
+        await broadcaster.pc.close()
+
+
+async def test_viewer_that_cannot_receive_the_codec_is_refused(media: MediaService) -> None:
+    broadcaster = await start_broadcaster(media, "r_room4", codec="video/H264")
+    pc = new_pc()
+    try:
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        capabilities = RTCRtpReceiver.getCapabilities("video")
+        assert capabilities is not None
+        transceiver.setCodecPreferences(
+            [c for c in capabilities.codecs if c.mimeType == "video/VP8"]
+        )
+        await pc.setLocalDescription(await pc.createOffer())
+        with pytest.raises(UnsupportedCodec) as caught:
+            await media.watch("r_room4", "u_vp8only", pc.localDescription.sdp, "offer")
+        assert caught.value.mime_type == "video/H264"
+        assert media.viewer_ids("r_room4") == []
+        assert media.peer_connection_count == 1  # only the broadcaster's
+    finally:
+        await pc.close()
+        await broadcaster.pc.close()
+
+
+async def test_health_follows_the_broadcast(media: MediaService) -> None:
+    assert media.health("r_room5")["live"] is False
+    broadcaster = await start_broadcaster(media, "r_room5")
+    viewer = await start_viewer(media, "r_room5", "u_watch")
+    try:
+        await wait_until(lambda: video_count(viewer) >= 60, 8, "two seconds of video")
+        health = media.health("r_room5")
+        assert health["live"] is True
+        assert 25 <= health["fps"] <= 35
+        assert health["bitrate_kbps"] > 20
+        assert health["viewers"] == 1
+        assert health["codec"] == "video/VP8"
+        assert health["audio_codec"] == "audio/opus"
+        await media.stop("r_room5")
+        assert media.health("r_room5") == {
+            "live": False,
+            "bitrate_kbps": 0,
+            "fps": 0.0,
+            "viewers": 0,
+            "codec": None,
+            "audio_codec": None,
+            "since_ms": None,
+        }
+    finally:
+        await viewer.close()
+        await broadcaster.pc.close()
+
+
+async def test_stop_closes_every_peer_connection_at_once(media: MediaService) -> None:
+    changes: list[str] = []
+    service = MediaService(ice_servers=[], on_change=changes.append)
+    broadcaster = await start_broadcaster(service, "r_room6")
+    viewers = [await start_viewer(service, "r_room6", f"u_v{i}") for i in range(2)]
+    try:
+        await wait_until(lambda: all(video_count(v) >= 5 for v in viewers), 8, "media flowing")
+        started = time.monotonic()
+        assert await service.stop("r_room6") is True
+        assert time.monotonic() - started < 1.0
+        assert service.peer_connection_count == 0
+        assert service.viewer_ids("r_room6") == []
+        # The viewers hear RTCP BYE and their tracks end, long before ICE consent expiry.
+        await wait_until(
+            lambda: all(t.done() for v in viewers for t in v.tasks), 2, "viewer tracks ended"
+        )
+        with pytest.raises(NotLive):
+            await service.watch("r_room6", "u_v9", "v=0\r\n", "offer")
+        assert changes.count("r_room6") >= 3  # published, first frame, stopped
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await broadcaster.pc.close()
+        await service.close()
+
+
+async def test_close_peer_closes_only_that_peer(media: MediaService) -> None:
+    broadcaster = await start_broadcaster(media, "r_room7", publisher_id="u_anchor")
+    stays = await start_viewer(media, "r_room7", "u_stays")
+    leaves = await start_viewer(media, "r_room7", "u_leaves")
+    try:
+        await wait_until(lambda: video_count(stays) >= 5 and video_count(leaves) >= 5, 8, "both")
+        assert await media.close_peer("u_leaves") == 1
+        assert media.viewer_ids("r_room7") == ["u_stays"]
+        assert media.peer_connection_count == 2
+        before = video_count(stays)
+        await wait_until(lambda: video_count(stays) >= before + 15, 3, "other viewer continues")
+        assert await media.close_peer("u_anchor") == 2
+        assert media.peer_connection_count == 0
+        assert media.health("r_room7")["live"] is False
+        assert await media.close_peer("u_nobody") == 0
+    finally:
+        await stays.close()
+        await leaves.close()
+        await broadcaster.pc.close()
+
+
+async def test_rewatch_and_republish_replace_cleanly(media: MediaService) -> None:
+    first = await start_broadcaster(media, "r_room8")
+    old = await start_viewer(media, "r_room8", "u_same")
+    await wait_until(lambda: video_count(old) >= 5, 8, "the first connection plays")
+    new = await start_viewer(media, "r_room8", "u_same")
+    second = None
+    try:
+        assert media.viewer_ids("r_room8") == ["u_same"]
+        assert media.peer_connection_count == 2
+        await wait_until(lambda: video_count(new) >= 5, 8, "the new connection plays")
+        await wait_until(lambda: all(t.done() for t in old.tasks), 2, "the old one ended")
+
+        second = await start_broadcaster(media, "r_room8", codec="video/H264")
+        assert media.peer_connection_count == 1  # old broadcast and its viewer are gone
+        assert media.health("r_room8")["codec"] == "video/H264"
+        again = await start_viewer(media, "r_room8", "u_same")
+        try:
+            await wait_until(lambda: video_count(again) >= 5, 8, "plays the new broadcast")
+        finally:
+            await again.close()
+    finally:
+        await old.close()
+        await new.close()
+        await first.pc.close()
+        if second is not None:
+            await second.pc.close()
+
+
+@pytest.mark.parametrize(
+    ("sdp", "type_"),
+    [
+        ("v=0\r\n", "answer"),
+        ("", "offer"),
+        (None, "offer"),
+        ("hello", "offer"),
+        ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=video\r\n", "offer"),
+    ],
+)
+async def test_bad_offers_are_refused_and_change_nothing(
+    media: MediaService, sdp: object, type_: str
+) -> None:
+    with pytest.raises(InvalidOffer):
+        await media.publish("r_room9", "u_anchor", sdp, type_)  # type: ignore[arg-type]
+    assert media.peer_connection_count == 0
+    assert media.health("r_room9")["live"] is False
+
+
+async def test_watch_without_broadcast_and_receive_only_publish(media: MediaService) -> None:
+    pc = new_pc()
+    try:
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        with pytest.raises(NotLive):
+            await media.watch("r_none", "u_x", pc.localDescription.sdp, "offer")
+        with pytest.raises(NotBroadcasting):
+            await media.publish("r_none", "u_x", pc.localDescription.sdp, "offer")
+        assert media.peer_connection_count == 0
+        with pytest.raises(NotLive):
+            media.request_keyframe("r_none")
+    finally:
+        await pc.close()
+
+
+async def test_close_leaves_no_task_or_connection_behind() -> None:
+    before = {t for t in asyncio.all_tasks() if not t.done()}
+    service = MediaService(ice_servers=[])
+    broadcaster = await start_broadcaster(service, "r_room10")
+    viewer = await start_viewer(service, "r_room10", "u_v")
+    await wait_until(lambda: video_count(viewer) >= 5, 8, "media flowing")
+    await service.close()
+    assert service.peer_connection_count == 0
+    await viewer.close()
+    await broadcaster.pc.close()
+    await asyncio.sleep(0.1)
+    leftover = {t for t in asyncio.all_tasks() if not t.done()} - before
+    assert leftover == set()
+    with pytest.raises(MediaStreamError):
+        await viewer.pc.getTransceivers()[0].receiver.track.recv()

@@ -1,0 +1,148 @@
+"""Certificates through the real server: issuing rules, verification, QR, live badges."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from liveroom.clock import now_ms
+from tests.server_harness import Client, LiveServer
+
+VAULT_DETAILS = {"material": "nephrite jade", "weight_mg": 48_200, "grade": "A",
+                 "appraiser": "Vault 3, appraiser Lin", "photo_sha256": ["ab" * 32]}
+INSPECTION_DETAILS = {
+    "model": "iPhone 13 128GB", "imei": "490154203237518", "battery_health_pct": 88,
+    "screen_condition": "light_wear", "body_condition": "flawless",
+    "components": {"screen": "original", "battery": "original"},
+    "tests": {"camera": "pass", "face_id": "pass"}, "buyback_price_cents": 150_000,
+}
+
+
+async def anchor_room_with(server: LiveServer, category: str) -> tuple[str, str, dict[str, Any]]:
+    anchor = server.token("anchor", "Mei", user_id="u_mei")
+    _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Trust night"})
+    _, product = await server.request("POST", "/api/products", anchor, {
+        "title": "Item", "category": category, "price_cents": 10_000, "brand": "B"})
+    status, _ = await server.request("POST", f"/api/rooms/{room['id']}/pin", anchor,
+                                     {"product_id": product["id"]})
+    assert status == 200
+    return anchor, room["id"], product
+
+
+def kinds(badges: list[dict[str, Any]]) -> list[str]:
+    return [badge["kind"] for badge in badges]
+
+
+async def test_every_product_shows_the_platform_guarantees(server: LiveServer) -> None:
+    _, _, product = await anchor_room_with(server, "jewelry")
+    for guarantee in ("fake-one-pay-ten", "paid-return-shipping", "door-pickup", "7-day-returns"):
+        assert guarantee in kinds(product["badges"])
+    assert "vault-certified" not in kinds(product["badges"])
+
+
+@pytest.mark.parametrize("role", ["viewer", "anchor"])
+async def test_only_inspectors_and_admins_issue(server: LiveServer, role: str) -> None:
+    _, _, product = await anchor_room_with(server, "jewelry")
+    status, body = await server.request("POST", "/api/certificates", server.token(role), {
+        "kind": "vault", "product_id": product["id"], "details": VAULT_DETAILS})
+    assert (status, body["error"]["code"]) == (403, "not_allowed")
+    _, listing = await server.request("GET", f"/api/certificates?product={product['id']}")
+    assert listing["certificates"] == []
+
+
+async def test_kind_must_fit_the_product_category(server: LiveServer) -> None:
+    _, _, phone = await anchor_room_with(server, "phone_used")
+    inspector = server.token("inspector", "Iris")
+    status, body = await server.request("POST", "/api/certificates", inspector, {
+        "kind": "vault", "product_id": phone["id"], "details": VAULT_DETAILS})
+    assert status == 400
+    assert "jewelry" in body["error"]["message"]
+    status, body = await server.request("POST", "/api/certificates", inspector, {
+        "kind": "vault", "product_id": "p_missing", "details": VAULT_DETAILS})
+    assert (status, body["error"]["code"]) == (404, "unknown_product")
+    status, body = await server.request("POST", "/api/certificates", inspector, {
+        "kind": "refund_no_return", "anchor_id": "u_mei", "category": "jewelry",
+        "details": {"valid_from": now_ms(), "valid_until": now_ms() + 86_400_000}})
+    assert status == 400
+
+
+async def test_issue_verify_revoke_and_the_public_key(server: LiveServer) -> None:
+    _, _, phone = await anchor_room_with(server, "phone_used")
+    inspector = server.token("inspector", "Iris", user_id="u_iris")
+    status, cert = await server.request("POST", "/api/certificates", inspector, {
+        "kind": "inspection", "product_id": phone["id"], "details": INSPECTION_DETAILS})
+    assert status == 201
+    assert "490154203237518" not in str(cert), "the raw IMEI must never be stored or echoed"
+
+    status, check = await server.request("GET", f"/api/certificates/{cert['id']}")
+    assert status == 200
+    assert check["valid"] is True
+    assert check["reason"] is None
+    assert check["certificate"]["signature"] == cert["signature"]
+
+    status, keys = await server.request("GET", "/api/certificates/keys")
+    assert status == 200
+    assert cert["key_id"] in [key["key_id"] for key in keys["keys"]]
+
+    async with server.http.get(f"{server.url}/api/certificates/{cert['id']}/qr.svg") as response:
+        assert response.status == 200
+        assert response.content_type == "image/svg+xml"
+        assert "<svg" in await response.text()
+
+    status, body = await server.request("POST", f"/api/certificates/{cert['id']}/revoke",
+                                        server.token("viewer"), {"reason": "x"})
+    assert (status, body["error"]["code"]) == (403, "not_allowed")
+    status, revoked = await server.request("POST", f"/api/certificates/{cert['id']}/revoke",
+                                           inspector, {"reason": "battery was replaced"})
+    assert status == 200
+    assert (revoked["valid"], revoked["reason"]) == (False, "revoked")
+    status, body = await server.request("POST", f"/api/certificates/{cert['id']}/revoke",
+                                        inspector, {"reason": "again"})
+    assert (status, body["error"]["code"]) == (409, "already_revoked")
+    status, body = await server.request("GET", "/api/certificates/c_unknown")
+    assert (status, body["error"]["code"]) == (404, "unknown_certificate")
+
+
+async def _joined_viewer(server: LiveServer, room_id: str) -> Client:
+    viewer = await server.connect(server.token("viewer", "Ann"))
+    assert (await viewer.call("join", {"room": room_id}))["ok"]
+    return viewer
+
+
+async def test_grant_and_revoke_reach_a_joined_viewer_within_a_second(server: LiveServer) -> None:
+    _, room_id, product = await anchor_room_with(server, "jewelry")
+    viewer = await _joined_viewer(server, room_id)
+    inspector = server.token("inspector", "Iris")
+
+    started = time.monotonic()
+    _, cert = await server.request("POST", "/api/certificates", inspector, {
+        "kind": "vault", "product_id": product["id"], "details": VAULT_DETAILS})
+    push = await viewer.wait_for("badges", lambda d: "vault-certified" in kinds(d["badges"]), 1)
+    assert time.monotonic() - started < 1.0
+    assert push["product"] == product["id"]
+    vault = next(b for b in push["badges"] if b["kind"] == "vault-certified")
+    assert vault["certificate"] == cert["id"]
+    assert vault["verify_url"] == f"/verify/{cert['id']}"
+
+    state = (await viewer.call("join", {"room": room_id}))["room"]
+    assert "vault-certified" in kinds(state["pinned"]["badges"])
+
+    await server.request("POST", f"/api/certificates/{cert['id']}/revoke", inspector,
+                         {"reason": "appraisal error"})
+    await viewer.wait_for("badges", lambda d: "vault-certified" not in kinds(d["badges"]), 1)
+
+
+async def test_certification_expiry_is_pushed(server: LiveServer) -> None:
+    _, room_id, product = await anchor_room_with(server, "essential_oil")
+    viewer = await _joined_viewer(server, room_id)
+    now = now_ms()
+    status, _ = await server.request("POST", "/api/certificates", server.token("admin"), {
+        "kind": "refund_no_return", "anchor_id": "u_mei", "category": "essential_oil",
+        "details": {"valid_from": now - 1000, "valid_until": now + 1500}})
+    assert status == 201
+    await viewer.wait_for("badges", lambda d: "refund-no-return" in kinds(d["badges"]), 1)
+    await viewer.wait_for("badges", lambda d: "refund-no-return" not in kinds(d["badges"]), 3)
+    _, fresh = await server.request("GET", f"/api/products/{product['id']}")
+    assert "refund-no-return" not in kinds(fresh["badges"])

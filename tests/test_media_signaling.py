@@ -1,0 +1,113 @@
+"""WebRTC through the real server: aiortc broadcaster and viewers signal over Socket.IO."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from tests.media.conftest import start_broadcaster, start_viewer, wait_until
+from tests.server_harness import Client, LiveServer
+
+
+@dataclass
+class SocketSignal:
+    """Looks like MediaService to the test helpers, but signals through Socket.IO events."""
+
+    client: Client
+
+    async def publish(self, room: str, _peer: str, sdp: str, kind: str) -> tuple[str, str]:
+        return await self._call("rtc:publish", room, sdp, kind)
+
+    async def watch(self, room: str, _peer: str, sdp: str, kind: str) -> tuple[str, str]:
+        return await self._call("rtc:watch", room, sdp, kind)
+
+    async def _call(self, event: str, room: str, sdp: str, kind: str) -> tuple[str, str]:
+        ack = await self.client.call(event, {"room": room, "sdp": sdp, "type": kind})
+        assert ack["ok"], ack
+        assert ack["type"] == "answer"
+        return ack["sdp"], ack["type"]
+
+
+async def setup_room(server: LiveServer) -> tuple[Client, str]:
+    token = server.token("anchor", "Mei", user_id="u_mei")
+    _, room = await server.request("POST", "/api/rooms", token, {"title": "Live jade"})
+    anchor = await server.connect(token)
+    assert (await anchor.call("join", {"room": room["id"]}))["ok"]
+    return anchor, room["id"]
+
+
+async def viewer_client(server: LiveServer, room_id: str, name: str) -> Client:
+    client = await server.connect(server.token("viewer", name))
+    assert (await client.call("join", {"room": room_id}))["ok"]
+    return client
+
+
+async def test_broadcast_reaches_viewers_and_closes_with_their_sockets(server: LiveServer) -> None:
+    anchor, room_id = await setup_room(server)
+    broadcaster = await start_broadcaster(SocketSignal(anchor), room_id)  # type: ignore[arg-type]
+    viewer_clients = [await viewer_client(server, room_id, f"v{i}") for i in range(3)]
+    viewers = [await start_viewer(SocketSignal(c), room_id, c.sio.sid)  # type: ignore[arg-type]
+               for c in viewer_clients]
+    try:
+        await wait_until(lambda: all(v.video_count >= 10 for v in viewers), 15,
+                         "every viewer decodes frames")
+        pts = [frame.pts or 0 for frame in viewers[0].video_frames]
+        assert pts == sorted(pts)
+
+        await viewer_clients[0].wait_for("media", lambda d: d["live"] and d["fps"] > 0, 10)
+        state = (await viewer_clients[0].call("join", {"room": room_id}))["room"]
+        assert state["media"]["live"] is True
+        assert state["media"]["codec"].lower().endswith("vp8")
+        assert state["media"]["viewers"] == 3
+
+        late_client = await viewer_client(server, room_id, "late")
+        started = time.monotonic()
+        late = await start_viewer(SocketSignal(late_client), room_id,  # type: ignore[arg-type]
+                                  late_client.sio.sid)
+        viewers.append(late)
+        await wait_until(lambda: late.first_video_at is not None, 5, "late viewer's first frame")
+        assert late.first_video_at is not None
+        assert late.connected_at is not None
+        assert late.first_video_at - late.connected_at < 1.0
+        assert late.first_video_at - started < 5.0
+
+        media = server.services.media
+        before = media.peer_connection_count
+        await viewer_clients[1].sio.disconnect()
+        await wait_until(lambda: media.peer_connection_count == before - 1, 2,
+                         "the disconnected viewer's peer connection closes at once")
+
+        ack = await anchor.call("rtc:stop", {"room": room_id})
+        assert ack == {"ok": True, "stopped": True}
+        await wait_until(lambda: media.peer_connection_count == 0, 2, "every pc closed")
+        await wait_until(lambda: viewers[0].pc.connectionState == "closed"
+                         or viewers[0].pc.connectionState == "failed", 10,
+                         "viewers see the broadcast end")
+        await viewer_clients[0].wait_for("media", lambda d: d["live"] is False, 5)
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await broadcaster.pc.close()
+
+
+async def test_signaling_rules(server: LiveServer) -> None:
+    anchor, room_id = await setup_room(server)
+    viewer = await viewer_client(server, room_id, "Ann")
+    outsider = await server.connect(server.token("viewer", "Out"))
+    offer = {"room": room_id, "sdp": "v=0\r\n", "type": "offer"}
+
+    ack = await viewer.call("rtc:publish", offer)
+    assert ack["error"]["code"] == "forbidden"
+    ack = await outsider.call("rtc:watch", offer)
+    assert ack["error"]["code"] == "not_in_room"
+    ack = await viewer.call("rtc:watch", offer)
+    assert ack["error"]["code"] == "not_live"
+    ack = await anchor.call("rtc:publish", offer)
+    assert ack["error"]["code"] == "not_broadcasting"  # an offer that sends no media
+    ack = await anchor.call("rtc:publish", {**offer, "sdp": "this is not sdp"})
+    assert ack["error"]["code"] == "invalid_offer"
+    ack = await anchor.call("rtc:publish", {**offer, "type": "answer"})
+    assert ack["error"]["code"] == "invalid_input"
+    ack = await anchor.call("rtc:publish", {"room": room_id, "type": "offer"})
+    assert ack["error"]["code"] == "invalid_input"
+    assert server.services.media.peer_connection_count == 0

@@ -1,0 +1,70 @@
+"""Fixtures for trustbadges: a service on a temp data dir with a clock the test drives."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trustbadges import CertificateService
+
+START_MS = 1_750_000_000_000
+DAY_MS = 24 * 3600 * 1000
+INSPECTOR = ("u_inspector01", "inspector")
+ADMIN = ("u_admin000001", "admin")
+ANCHOR_ID = "u_anchor00001"
+PRODUCT_ID = "p_ring000001"
+PHONE_ID = "p_phone00001"
+# A syntactically valid IMEI (Luhn check digit 8).
+IMEI = "490154203237518"
+
+
+class Clock:
+    """Wall-clock milliseconds that only move when the test says so."""
+
+    def __init__(self, now: int = START_MS) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+
+def vault_details() -> dict[str, Any]:
+    return {
+        "material": "18k gold, 1 ct diamond",
+        "weight_mg": 3_250,
+        "grade": "VS1",
+        "appraiser": "Vault Shenzhen #3",
+        "photo_sha256": [hashlib.sha256(b"front").hexdigest(), hashlib.sha256(b"back").hexdigest()],
+    }
+
+
+def inspection_details() -> dict[str, Any]:
+    return {
+        "model": "iPhone 13 128GB",
+        "imei": IMEI,
+        "battery_health_pct": 87,
+        "screen_condition": "light_wear",
+        "body_condition": "scratched",
+        "components": {"screen": "original", "battery": "replaced", "camera": "original"},
+        "tests": {"touch": "pass", "face_id": "pass", "speaker": "fail"},
+        "buyback_price_cents": 180_000,
+    }
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def service(data_dir: Path, clock: Clock) -> AsyncIterator[CertificateService]:
+    svc = CertificateService.open(data_dir, now_ms=clock)
+    yield svc
+    await svc.close()

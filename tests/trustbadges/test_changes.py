@@ -1,0 +1,211 @@
+"""Change notification: grants, revocations, expiries and activations reach the listener."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from trustbadges import BadgeChange, CertificateService, ExpiryWatcher, wall_clock_ms
+
+from .conftest import ADMIN, ANCHOR_ID, INSPECTOR, PRODUCT_ID, Clock, vault_details
+
+
+class Recorder:
+    """A listener that notes each change with the wall-clock time it arrived."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[BadgeChange, int]] = []
+        self._queue: asyncio.Queue[tuple[BadgeChange, int]] = asyncio.Queue()
+
+    async def __call__(self, change: BadgeChange) -> None:
+        arrival = (change, wall_clock_ms())
+        self.changes.append(arrival)
+        self._queue.put_nowait(arrival)
+
+    async def next(self) -> tuple[BadgeChange, int]:
+        """The next change not yet taken, waiting at most 3 s for it."""
+        async with asyncio.timeout(3.0):
+            return await self._queue.get()
+
+
+@pytest.fixture
+async def live(data_dir: Path) -> AsyncIterator[CertificateService]:
+    svc = CertificateService.open(data_dir)  # the real clock: expiry happens in real time
+    yield svc
+    await svc.close()
+
+
+async def test_grant_and_revoke_reach_listener(service: CertificateService, clock: Clock) -> None:
+    recorder = Recorder()
+    failing_calls: list[BadgeChange] = []
+
+    def failing(change: BadgeChange) -> None:
+        failing_calls.append(change)
+        raise RuntimeError("a broken listener must not break issuing")
+
+    service.add_listener(failing)
+    remove = service.add_listener(recorder)
+    cert = await service.issue(*INSPECTOR, "vault", product_id=PRODUCT_ID, details=vault_details())
+    change, _ = await recorder.next()
+    assert (change.product_id, change.reason, change.certificate_id, change.kind, change.at) == (
+        PRODUCT_ID,
+        "granted",
+        cert.id,
+        "vault",
+        clock.now,
+    )
+    clock.advance(5)
+    await service.revoke(*ADMIN, cert.id, "recalled")
+    change, _ = await recorder.next()
+    assert (change.reason, change.certificate_id, change.at) == ("revoked", cert.id, clock.now)
+    assert len(failing_calls) == 2
+
+    rnr = await service.issue(
+        *ADMIN,
+        "refund_no_return",
+        anchor_id=ANCHOR_ID,
+        category="essential_oil",
+        details={"valid_from": clock.now, "valid_until": clock.now + 60_000},
+    )
+    change, _ = await recorder.next()
+    assert (change.product_id, change.anchor_id, change.category, change.certificate_id) == (
+        None,
+        ANCHOR_ID,
+        "essential_oil",
+        rnr.id,
+    )
+    remove()
+    await service.issue(*INSPECTOR, "vault", product_id=PRODUCT_ID, details=vault_details())
+    assert len(recorder.changes) == 3
+
+
+async def test_expiry_fires_at_the_expiry_moment(live: CertificateService) -> None:
+    recorder = Recorder()
+    live.add_listener(recorder)
+    # Started with nothing pending: it must re-plan when the certificate is issued.
+    watcher = ExpiryWatcher(live, max_sleep_s=30.0)
+    watcher.start()
+    try:
+        await asyncio.sleep(0.05)
+        expires_at = wall_clock_ms() + 400
+        cert = await live.issue(
+            *INSPECTOR,
+            "vault",
+            product_id=PRODUCT_ID,
+            details=vault_details(),
+            expires_at=expires_at,
+        )
+        granted, _ = await recorder.next()
+        assert granted.reason == "granted"
+        assert (await live.badges_for(PRODUCT_ID, None, None))[0]["kind"] == "vault-certified"
+
+        expired, fired_at = await recorder.next()
+        assert (expired.reason, expired.certificate_id, expired.at) == (
+            "expired",
+            cert.id,
+            expires_at,
+        )
+        assert expires_at <= fired_at <= expires_at + 1000, fired_at - expires_at
+        # When the listener hears of it, the badge is already gone.
+        assert (await live.badges_for(PRODUCT_ID, None, None))[0]["kind"] != "vault-certified"
+        audit = [(e.action, e.at, e.actor_role) for e in await live.audit_trail(cert.id)]
+        assert audit[-1] == ("expired", expires_at, "system")
+    finally:
+        await watcher.close()
+
+
+async def test_delayed_refund_no_return_activates_then_expires(live: CertificateService) -> None:
+    recorder = Recorder()
+    live.add_listener(recorder)
+    watcher = ExpiryWatcher(live)
+    watcher.start()
+    try:
+        start = wall_clock_ms() + 300
+        cert = await live.issue(
+            *ADMIN,
+            "refund_no_return",
+            anchor_id=ANCHOR_ID,
+            category="essential_oil",
+            details={"valid_from": start, "valid_until": start + 300},
+        )
+        assert (await recorder.next())[0].reason == "granted"
+        assert not await live.refund_no_return_certified(ANCHOR_ID, "essential_oil")
+        activated, at = await recorder.next()
+        assert (activated.reason, activated.certificate_id) == ("activated", cert.id)
+        assert start <= at <= start + 1000
+        assert await live.refund_no_return_certified(ANCHOR_ID, "essential_oil")
+        expired, at = await recorder.next()
+        assert expired.reason == "expired"
+        assert start + 300 <= at <= start + 1300
+    finally:
+        await watcher.close()
+
+
+async def test_revoked_certificate_does_not_expire_again(live: CertificateService) -> None:
+    recorder = Recorder()
+    live.add_listener(recorder)
+    watcher = ExpiryWatcher(live)
+    watcher.start()
+    try:
+        cert = await live.issue(
+            *INSPECTOR,
+            "vault",
+            product_id=PRODUCT_ID,
+            details=vault_details(),
+            expires_at=wall_clock_ms() + 300,
+        )
+        await live.revoke(*INSPECTOR, cert.id, "withdrawn")
+        await asyncio.sleep(0.8)
+        assert [c.reason for c, _ in recorder.changes] == ["granted", "revoked"]
+    finally:
+        await watcher.close()
+
+
+async def test_each_expiry_reported_once_across_processes_and_restarts(data_dir: Path) -> None:
+    # Two services on one data dir stand for two server processes.
+    first = CertificateService.open(data_dir)
+    second = CertificateService.open(data_dir)
+    recorders = [Recorder(), Recorder()]
+    first.add_listener(recorders[0])
+    second.add_listener(recorders[1])
+    watchers = [ExpiryWatcher(first, max_sleep_s=0.2), ExpiryWatcher(second, max_sleep_s=0.2)]
+    for watcher in watchers:
+        watcher.start()
+    try:
+        expires_at = wall_clock_ms() + 300
+        cert = await first.issue(
+            *INSPECTOR,
+            "vault",
+            product_id=PRODUCT_ID,
+            details=vault_details(),
+            expires_at=expires_at,
+        )
+        await asyncio.sleep(1.2)
+        expiries = [c for r in recorders for c, _ in r.changes if c.reason == "expired"]
+        assert [c.certificate_id for c in expiries] == [cert.id]
+    finally:
+        for watcher in watchers:
+            await watcher.close()
+        await first.close()
+        await second.close()
+
+    # Expired while no server ran: reported once on the next start, never again.
+    clock = Clock(wall_clock_ms())
+    third = CertificateService.open(data_dir, now_ms=clock)
+    missed = await third.issue(
+        *INSPECTOR,
+        "vault",
+        product_id=PRODUCT_ID,
+        details=vault_details(),
+        expires_at=clock.now + 1,
+    )
+    clock.advance(10_000)
+    recorder = Recorder()
+    third.add_listener(recorder)
+    changes = await third.process_due_transitions()
+    assert [(c.certificate_id, c.reason) for c in changes] == [(missed.id, "expired")]
+    assert await third.process_due_transitions() == []
+    await third.close()

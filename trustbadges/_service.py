@@ -1,0 +1,530 @@
+"""``CertificateService``: issue, revoke and verify certificates; derive badges; report changes.
+
+All SQLite work runs on one worker thread owned by the service; the public API is async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from ._document import (
+    CERTIFICATE_FORMAT,
+    REVOCATION_FORMAT,
+    certificate_problem,
+    revocation_problem,
+    sign_document,
+)
+from ._keys import KeyRing
+from ._models import (
+    BADGE_LABELS,
+    GUARANTEE_BADGES,
+    ISSUER_ROLES,
+    KIND_BADGES,
+    AuditEntry,
+    Badge,
+    BadgeChange,
+    Certificate,
+    ChangeReason,
+    InspectionTerms,
+    Kind,
+    Verification,
+)
+from ._qr import qr_svg
+from ._store import CertificateStore, SQLiteCertificateStore, StoredCertificate
+from ._validation import validate_issue, validate_reason
+from .exceptions import AlreadyRevoked, InvalidCertificate, NotAllowed, UnknownCertificate
+
+__all__ = ["CertificateService", "ChangeListener", "ExpiryWatcher", "wall_clock_ms"]
+
+log = logging.getLogger("trustbadges")
+
+T = TypeVar("T")
+ChangeListener = Callable[[BadgeChange], Awaitable[None] | None]
+
+# Reasons that mean "the signature itself cannot be trusted": checked before the row.
+_SIGNATURE_REASONS: Final = frozenset(
+    {"malformed", "unsupported_format", "unknown_key", "bad_signature"}
+)
+_REQUEST_FIELDS: Final = frozenset(
+    {"kind", "product_id", "anchor_id", "category", "details", "expires_at"}
+)
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _new_certificate_id() -> str:
+    return "c_" + secrets.token_urlsafe(9)
+
+
+def _check_actor(actor_id: Any, actor_role: Any) -> None:
+    if not isinstance(actor_id, str) or not actor_id:
+        raise InvalidCertificate("actor_id", "must be a non-empty string")
+    if not isinstance(actor_role, str):
+        raise InvalidCertificate("actor_role", "must be a string")
+
+
+class CertificateService:
+    def __init__(
+        self,
+        store: CertificateStore,
+        keys: KeyRing,
+        *,
+        now_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self.now_ms = now_ms
+        self._listeners: list[ChangeListener] = []
+        # One thread: the store's connection is used by one thread at a time, in order.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustbadges")
+
+    @classmethod
+    def open(
+        cls, data_dir: Path, *, now_ms: Callable[[], int] = wall_clock_ms
+    ) -> CertificateService:
+        """The production wiring: key and SQLite file in ``data_dir`` (created if missing)."""
+        keys = KeyRing.load_or_create(data_dir)
+        return cls(SQLiteCertificateStore.in_data_dir(data_dir), keys, now_ms=now_ms)
+
+    async def close(self) -> None:
+        await self._run(self._store.close)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- change notification -------------------------------------------------------------
+
+    def add_listener(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call ``listener(change)`` on every grant, revocation, expiry and activation.
+
+        Returns a function that removes the listener. A failing listener is logged and does
+        not undo the change nor stop the other listeners.
+        """
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return remove
+
+    async def _notify(self, change: BadgeChange) -> None:
+        for listener in list(self._listeners):
+            try:
+                result = listener(change)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("badge change listener failed for %s", change.certificate_id)
+
+    # -- issuing and revoking ------------------------------------------------------------
+
+    async def issue(
+        self,
+        actor_id: str,
+        actor_role: str,
+        kind: str,
+        *,
+        product_id: str | None = None,
+        anchor_id: str | None = None,
+        category: str | None = None,
+        details: Any,
+        expires_at: int | None = None,
+    ) -> Certificate:
+        """Sign and store a certificate. Only ``inspector`` and ``admin`` may issue.
+
+        Raises ``NotAllowed`` or ``InvalidCertificate`` (nothing stored) on bad input.
+        """
+        _check_actor(actor_id, actor_role)
+        if actor_role not in ISSUER_ROLES:
+            raise NotAllowed(actor_role, "issue certificates")
+        now = self.now_ms()
+        request = validate_issue(
+            kind,
+            product_id=product_id,
+            anchor_id=anchor_id,
+            category=category,
+            details=details,
+            expires_at=expires_at,
+            issued_at=now,
+        )
+        body: dict[str, Any] = {
+            "format": CERTIFICATE_FORMAT,
+            "id": _new_certificate_id(),
+            "kind": request.kind,
+            "subject": request.subject,
+            "details": request.details,
+            "issued_at": now,
+            "valid_from": request.valid_from,
+            "expires_at": request.expires_at,
+            "issuer": {"id": actor_id, "role": actor_role},
+            "key_id": self._keys.active_key_id,
+        }
+        document = sign_document(body, self._keys.signing_key)
+        row = StoredCertificate(
+            id=document["id"],
+            kind=request.kind,
+            product_id=request.subject.get("product_id"),
+            anchor_id=request.subject.get("anchor_id"),
+            category=request.subject.get("category"),
+            issued_at=now,
+            valid_from=request.valid_from,
+            expires_at=request.expires_at,
+            key_id=document["key_id"],
+            document=json.dumps(document, ensure_ascii=False, separators=(",", ":")),
+            revocation=None,
+        )
+        await self._run(self._store.insert, row, actor_id, actor_role)
+        log.info("certificate %s (%s) issued by %s", row.id, row.kind, actor_id)
+        await self._notify(_change(row, "granted", now))
+        return Certificate(document)
+
+    async def issue_request(self, actor_id: str, actor_role: str, payload: Any) -> Certificate:
+        """``issue`` from the JSON body of ``POST /api/certificates``."""
+        _check_actor(actor_id, actor_role)
+        if actor_role not in ISSUER_ROLES:
+            raise NotAllowed(actor_role, "issue certificates")
+        if not isinstance(payload, dict):
+            raise InvalidCertificate("body", "must be a JSON object")
+        for name in sorted(payload, key=str):
+            if name not in _REQUEST_FIELDS:
+                raise InvalidCertificate(str(name), "unknown field")
+        if "details" not in payload:
+            raise InvalidCertificate("details", "is required")
+        return await self.issue(
+            actor_id,
+            actor_role,
+            payload.get("kind"),  # type: ignore[arg-type]  # validated by issue
+            product_id=payload.get("product_id"),
+            anchor_id=payload.get("anchor_id"),
+            category=payload.get("category"),
+            details=payload["details"],
+            expires_at=payload.get("expires_at"),
+        )
+
+    async def revoke(
+        self, actor_id: str, actor_role: str, certificate_id: str, reason: str
+    ) -> Verification:
+        """Revoke with a signed revocation record. Admins revoke anything; inspectors only
+        what they issued. Raises ``NotAllowed``, ``UnknownCertificate``, ``AlreadyRevoked``."""
+        _check_actor(actor_id, actor_role)
+        if actor_role not in ISSUER_ROLES:
+            raise NotAllowed(actor_role, "revoke certificates")
+        reason = validate_reason(reason)
+        row = await self._get_row(certificate_id)
+        issuer = _issuer_of(row)
+        if actor_role != "admin" and issuer != actor_id:
+            raise NotAllowed(actor_role, "revoke certificates issued by someone else")
+        if row.revocation is not None:
+            raise AlreadyRevoked(certificate_id, _revoked_at(row.revocation))
+        now = self.now_ms()
+        record = sign_document(
+            {
+                "format": REVOCATION_FORMAT,
+                "certificate": certificate_id,
+                "revoked_at": now,
+                "reason": reason,
+                "revoked_by": {"id": actor_id, "role": actor_role},
+                "key_id": self._keys.active_key_id,
+            },
+            self._keys.signing_key,
+        )
+        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        recorded = await self._run(
+            self._store.revoke, certificate_id, now, text, actor_id, actor_role, reason
+        )
+        if not recorded:  # another process revoked it between our read and our write
+            again = await self._get_row(certificate_id)
+            raise AlreadyRevoked(certificate_id, _revoked_at(again.revocation))
+        log.info("certificate %s revoked by %s", certificate_id, actor_id)
+        await self._notify(_change(row, "revoked", now))
+        return await self.get(certificate_id)
+
+    # -- verification ----------------------------------------------------------------------
+
+    def verify_document(
+        self, document: Any, *, revocation: Any = None, at_ms: int | None = None
+    ) -> Verification:
+        """Check a certificate document as anyone holding the public keys would (pure)."""
+        now = self.now_ms() if at_ms is None else at_ms
+        problem = certificate_problem(document, self._keys.lookup, now, revocation)
+        return Verification(
+            certificate=document if isinstance(document, dict) else None,
+            valid=problem is None,
+            reason=problem,
+            revocation=revocation if problem == "revoked" else None,
+            checked_at=now,
+        )
+
+    def _verify_row(self, row: StoredCertificate, now: int) -> Verification:
+        try:
+            document = json.loads(row.document)
+            revocation = None if row.revocation is None else json.loads(row.revocation)
+        except ValueError:
+            return Verification(None, False, "malformed", None, now)
+        problem = certificate_problem(document, self._keys.lookup, now, revocation)
+        if problem not in _SIGNATURE_REASONS and (
+            not _row_matches(row, document)
+            or (
+                revocation is not None
+                and revocation_problem(revocation, row.id, self._keys.lookup) is not None
+            )
+        ):
+            problem = "tampered"
+        return Verification(
+            certificate=document,
+            valid=problem is None,
+            reason=problem,
+            revocation=revocation if problem == "revoked" else None,
+            checked_at=now,
+        )
+
+    async def _get_row(self, certificate_id: str) -> StoredCertificate:
+        if not isinstance(certificate_id, str):
+            raise UnknownCertificate(str(certificate_id))
+        row = await self._run(self._store.get, certificate_id)
+        if row is None:
+            raise UnknownCertificate(certificate_id)
+        return row
+
+    async def get(self, certificate_id: str) -> Verification:
+        """``GET /api/certificates/{id}``; raises ``UnknownCertificate``."""
+        row = await self._get_row(certificate_id)
+        return self._verify_row(row, self.now_ms())
+
+    async def certificates_for_product(self, product_id: str) -> list[Verification]:
+        now = self.now_ms()
+        rows = await self._run(self._store.for_product, product_id)
+        return [self._verify_row(r, now) for r in rows]
+
+    async def certificates_for_anchor(
+        self, anchor_id: str, category: str | None = None
+    ) -> list[Verification]:
+        now = self.now_ms()
+        rows = await self._run(self._store.for_anchor, anchor_id, category)
+        return [self._verify_row(r, now) for r in rows]
+
+    def public_keys(self) -> dict[str, Any]:
+        return self._keys.public_keys()
+
+    async def audit_trail(
+        self, certificate_id: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        return await self._run(self._store.audit, certificate_id, limit)
+
+    # -- badges and the facts orders rely on -----------------------------------------------
+
+    def _latest_valid(
+        self, rows: Iterable[StoredCertificate], kind: str, now: int
+    ) -> Verification | None:
+        best: Verification | None = None
+        for row in rows:
+            if row.kind != kind:
+                continue
+            verification = self._verify_row(row, now)
+            if verification.valid:
+                best = verification  # rows come oldest first: the newest valid one wins
+        return best
+
+    def _badges_sync(
+        self, product_id: str, anchor_id: str | None, category: str | None, now: int
+    ) -> list[dict[str, Any]]:
+        badges: list[Badge] = []
+        product_rows = self._store.for_product(product_id)
+        for kind in ("vault", "inspection"):
+            found = self._latest_valid(product_rows, kind, now)
+            if found is not None and found.certificate is not None:
+                badge = KIND_BADGES[kind]
+                badges.append(Badge(badge, BADGE_LABELS[badge], found.certificate["id"]))
+        if anchor_id is not None and category is not None:
+            found = self._latest_valid(
+                self._store.for_anchor(anchor_id, category), "refund_no_return", now
+            )
+            if found is not None and found.certificate is not None:
+                badge = KIND_BADGES["refund_no_return"]
+                badges.append(Badge(badge, BADGE_LABELS[badge], found.certificate["id"]))
+        badges += [Badge(g, BADGE_LABELS[g]) for g in GUARANTEE_BADGES]
+        return [b.to_dict() for b in badges]
+
+    async def badges_for(
+        self, product_id: str, anchor_id: str | None, category: str | None
+    ) -> list[dict[str, Any]]:
+        """The badges a product shows now: certificate badges first, then the guarantees."""
+        return await self._run(self._badges_sync, product_id, anchor_id, category, self.now_ms())
+
+    async def badges_for_many(
+        self, products: Iterable[tuple[str, str | None, str | None]]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """``badges_for`` of many ``(product_id, anchor_id, category)`` in one store trip."""
+        wanted = list(products)
+        now = self.now_ms()
+
+        def collect() -> dict[str, list[dict[str, Any]]]:
+            return {p: self._badges_sync(p, a, c, now) for p, a, c in wanted}
+
+        return await self._run(collect)
+
+    async def vault_certified(self, product_id: str) -> bool:
+        rows = await self._run(self._store.for_product, product_id)
+        return self._latest_valid(rows, "vault", self.now_ms()) is not None
+
+    async def refund_no_return_certified(self, anchor_id: str, category: str) -> bool:
+        rows = await self._run(self._store.for_anchor, anchor_id, category)
+        return self._latest_valid(rows, "refund_no_return", self.now_ms()) is not None
+
+    async def inspection_terms(self, product_id: str) -> InspectionTerms | None:
+        """Warranty end and buyback price of the product's current valid inspection report."""
+        rows = await self._run(self._store.for_product, product_id)
+        found = self._latest_valid(rows, "inspection", self.now_ms())
+        if found is None or found.certificate is None:
+            return None
+        details = found.certificate["details"]
+        return InspectionTerms(
+            certificate_id=found.certificate["id"],
+            warranty_ends_at=details["warranty_ends_at"],
+            buyback_price_cents=details["buyback_price_cents"],
+        )
+
+    async def certificate_qr_svg(self, certificate_id: str, base_url: str) -> str:
+        """The QR code (SVG) of ``<base_url>/verify/<id>``; raises ``UnknownCertificate``."""
+        row = await self._get_row(certificate_id)
+        return qr_svg(base_url.rstrip("/") + "/verify/" + row.id)
+
+    # -- expiry and activation ---------------------------------------------------------------
+
+    async def process_due_transitions(self) -> list[BadgeChange]:
+        """Report every expiry/activation that is due and not yet reported by any process."""
+        now = self.now_ms()
+
+        def claim() -> list[BadgeChange]:
+            changes: list[BadgeChange] = []
+            for row, action in self._store.due_transitions(now):
+                moment = row.expires_at if action == "expired" else row.valid_from
+                assert moment is not None
+                if self._store.record_transition(row.id, action, moment):
+                    changes.append(_change(row, action, moment))
+            return changes
+
+        changes = await self._run(claim)
+        for change in changes:
+            log.info("certificate %s %s", change.certificate_id, change.reason)
+            await self._notify(change)
+        return changes
+
+    async def next_transition_after(self, now_ms: int) -> int | None:
+        return await self._run(self._store.next_transition_after, now_ms)
+
+
+def _change(row: StoredCertificate, reason: ChangeReason, at: int) -> BadgeChange:
+    kind: Kind = row.kind  # type: ignore[assignment]  # the schema CHECK constrains it
+    return BadgeChange(
+        product_id=row.product_id,
+        anchor_id=row.anchor_id,
+        category=row.category,
+        reason=reason,
+        certificate_id=row.id,
+        kind=kind,
+        at=at,
+    )
+
+
+def _issuer_of(row: StoredCertificate) -> str | None:
+    try:
+        issuer = json.loads(row.document).get("issuer")
+    except (ValueError, AttributeError):
+        return None
+    return issuer.get("id") if isinstance(issuer, dict) else None
+
+
+def _revoked_at(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text).get("revoked_at")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _row_matches(row: StoredCertificate, document: dict[str, Any]) -> bool:
+    """The indexed columns say what the signed document says (else someone edited the DB)."""
+    subject = document["subject"]
+    return bool(
+        row.id == document["id"]
+        and row.kind == document["kind"]
+        and row.product_id == subject.get("product_id")
+        and row.anchor_id == subject.get("anchor_id")
+        and row.category == subject.get("category")
+        and row.issued_at == document["issued_at"]
+        and row.valid_from == document["valid_from"]
+        and row.expires_at == document["expires_at"]
+        and row.key_id == document["key_id"]
+    )
+
+
+class ExpiryWatcher:
+    """Owner of the loop that reports expiries (and delayed activations) when they happen.
+
+    It sleeps until the soonest pending moment, re-plans at once when a certificate is issued
+    in this process, and wakes at least every ``max_sleep_s`` to pick up certificates issued
+    by other processes. When several processes share the data dir, the audit table's
+    uniqueness makes exactly one of them report each expiry.
+    """
+
+    def __init__(self, service: CertificateService, *, max_sleep_s: float = 30.0) -> None:
+        self._service = service
+        self._max_sleep_s = max_sleep_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._remove_listener: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        if self._task is not None:
+            return
+        self._remove_listener = self._service.add_listener(self._on_change)
+        self._task = asyncio.create_task(self._run(), name="trustbadges-expiry")
+
+    async def close(self) -> None:
+        if self._remove_listener is not None:
+            self._remove_listener()
+            self._remove_listener = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _on_change(self, change: BadgeChange) -> None:
+        if change.reason in ("granted", "revoked"):
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            # Cleared before reading the plan: an issue landing after the read still wakes us.
+            self._wake.clear()
+            try:
+                await self._service.process_due_transitions()
+                now = self._service.now_ms()
+                upcoming = await self._service.next_transition_after(now)
+            except Exception:
+                log.exception("expiry watcher pass failed; retrying in 1 s")
+                delay = 1.0
+            else:
+                delay = self._max_sleep_s
+                if upcoming is not None:
+                    delay = min(delay, max(0.0, (upcoming - now) / 1000))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)

@@ -1,0 +1,265 @@
+"""Durable certificate storage: a small protocol and its SQLite (WAL) implementation.
+
+The store is synchronous; ``CertificateService`` runs it on one worker thread so the event
+loop never waits on disk. Several server processes may open the same file: writes that must
+be atomic across processes run in ``BEGIN IMMEDIATE`` transactions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal, Protocol
+
+from ._models import AuditEntry
+
+__all__ = [
+    "DB_FILE",
+    "CertificateStore",
+    "SQLiteCertificateStore",
+    "StoredCertificate",
+    "TransitionAction",
+]
+
+DB_FILE = "certificates.sqlite3"
+TransitionAction = Literal["expired", "activated"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCertificate:
+    id: str
+    kind: str
+    product_id: str | None
+    anchor_id: str | None
+    category: str | None
+    issued_at: int
+    valid_from: int
+    expires_at: int | None
+    key_id: str
+    document: str
+    revocation: str | None
+
+
+class CertificateStore(Protocol):
+    def insert(self, row: StoredCertificate, actor_id: str, actor_role: str) -> None: ...
+
+    def get(self, certificate_id: str) -> StoredCertificate | None: ...
+
+    def revoke(
+        self,
+        certificate_id: str,
+        revoked_at: int,
+        document: str,
+        actor_id: str,
+        actor_role: str,
+        reason: str,
+    ) -> bool:
+        """Record the revocation; False if the certificate was already revoked."""
+        ...
+
+    def for_product(self, product_id: str) -> list[StoredCertificate]: ...
+
+    def for_anchor(self, anchor_id: str, category: str | None) -> list[StoredCertificate]: ...
+
+    def due_transitions(self, now_ms: int) -> list[tuple[StoredCertificate, TransitionAction]]: ...
+
+    def next_transition_after(self, now_ms: int) -> int | None: ...
+
+    def record_transition(self, certificate_id: str, action: TransitionAction, at: int) -> bool:
+        """Audit an expiry/activation; True only for the one caller that recorded it."""
+        ...
+
+    def audit(self, certificate_id: str | None, limit: int) -> list[AuditEntry]: ...
+
+    def close(self) -> None: ...
+
+
+_SELECT = """
+SELECT c.id, c.kind, c.product_id, c.anchor_id, c.category, c.issued_at, c.valid_from,
+       c.expires_at, c.key_id, c.document, r.document
+FROM certificates c LEFT JOIN revocations r ON r.certificate_id = c.id
+"""
+_NOT_REVOKED = "NOT EXISTS (SELECT 1 FROM revocations r2 WHERE r2.certificate_id = c.id)"
+
+
+def _not_audited(action: str) -> str:
+    return (
+        "NOT EXISTS (SELECT 1 FROM audit a WHERE a.certificate_id = c.id "
+        f"AND a.action = '{action}')"
+    )
+
+
+def _row(values: tuple[object, ...]) -> StoredCertificate:
+    return StoredCertificate(*values)  # type: ignore[arg-type]
+
+
+class SQLiteCertificateStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=10.0
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a certificate acknowledged to its issuer survives a power cut too.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        schema = resources.files("trustbadges").joinpath("schema.sql").read_text("utf-8")
+        with self._lock:
+            self._db.executescript(schema)
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> SQLiteCertificateStore:
+        return cls(data_dir / DB_FILE)
+
+    def _audit_insert(
+        self,
+        at: int,
+        action: str,
+        certificate_id: str,
+        actor_id: str,
+        actor_role: str,
+        reason: str | None,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO audit (at, action, certificate_id, actor_id, actor_role, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (at, action, certificate_id, actor_id, actor_role, reason),
+        )
+
+    def insert(self, row: StoredCertificate, actor_id: str, actor_role: str) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO certificates (id, kind, product_id, anchor_id, category, "
+                    "issued_at, valid_from, expires_at, key_id, document) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row.id,
+                        row.kind,
+                        row.product_id,
+                        row.anchor_id,
+                        row.category,
+                        row.issued_at,
+                        row.valid_from,
+                        row.expires_at,
+                        row.key_id,
+                        row.document,
+                    ),
+                )
+                self._audit_insert(row.issued_at, "issued", row.id, actor_id, actor_role, None)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def get(self, certificate_id: str) -> StoredCertificate | None:
+        with self._lock:
+            found = self._db.execute(_SELECT + " WHERE c.id = ?", (certificate_id,)).fetchone()
+        return None if found is None else _row(found)
+
+    def revoke(
+        self,
+        certificate_id: str,
+        revoked_at: int,
+        document: str,
+        actor_id: str,
+        actor_role: str,
+        reason: str,
+    ) -> bool:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                try:
+                    self._db.execute(
+                        "INSERT INTO revocations (certificate_id, revoked_at, document) "
+                        "VALUES (?, ?, ?)",
+                        (certificate_id, revoked_at, document),
+                    )
+                except sqlite3.IntegrityError:
+                    self._db.execute("ROLLBACK")
+                    return False
+                self._audit_insert(
+                    revoked_at, "revoked", certificate_id, actor_id, actor_role, reason
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return True
+
+    def for_product(self, product_id: str) -> list[StoredCertificate]:
+        with self._lock:
+            rows = self._db.execute(
+                _SELECT + " WHERE c.product_id = ? ORDER BY c.issued_at, c.id", (product_id,)
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def for_anchor(self, anchor_id: str, category: str | None) -> list[StoredCertificate]:
+        query = _SELECT + " WHERE c.anchor_id = ?"
+        params: tuple[str, ...] = (anchor_id,)
+        if category is not None:
+            query += " AND c.category = ?"
+            params += (category,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY c.issued_at, c.id", params).fetchall()
+        return [_row(r) for r in rows]
+
+    def due_transitions(self, now_ms: int) -> list[tuple[StoredCertificate, TransitionAction]]:
+        with self._lock:
+            activated = self._db.execute(
+                _SELECT + " WHERE c.valid_from > c.issued_at AND c.valid_from <= ? AND "
+                f"{_NOT_REVOKED} AND {_not_audited('activated')} ORDER BY c.valid_from",
+                (now_ms,),
+            ).fetchall()
+            expired = self._db.execute(
+                _SELECT + " WHERE c.expires_at IS NOT NULL AND c.expires_at <= ? AND "
+                f"{_NOT_REVOKED} AND {_not_audited('expired')} ORDER BY c.expires_at",
+                (now_ms,),
+            ).fetchall()
+        result: list[tuple[StoredCertificate, TransitionAction]] = [
+            (_row(r), "activated") for r in activated
+        ]
+        result += [(_row(r), "expired") for r in expired]
+        return result
+
+    def next_transition_after(self, now_ms: int) -> int | None:
+        with self._lock:
+            found = self._db.execute(
+                "SELECT MIN(t) FROM ("
+                f"SELECT MIN(c.expires_at) AS t FROM certificates c WHERE c.expires_at > ? "
+                f"AND {_NOT_REVOKED} UNION ALL "
+                f"SELECT MIN(c.valid_from) AS t FROM certificates c WHERE c.valid_from > ? "
+                f"AND {_NOT_REVOKED})",
+                (now_ms, now_ms),
+            ).fetchone()
+        return None if found is None or found[0] is None else int(found[0])
+
+    def record_transition(self, certificate_id: str, action: TransitionAction, at: int) -> bool:
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO audit "
+                "(at, action, certificate_id, actor_id, actor_role, reason) "
+                "VALUES (?, ?, ?, 'platform', 'system', NULL)",
+                (at, action, certificate_id),
+            )
+            return cursor.rowcount == 1
+
+    def audit(self, certificate_id: str | None, limit: int) -> list[AuditEntry]:
+        query = "SELECT seq, at, action, certificate_id, actor_id, actor_role, reason FROM audit"
+        params: tuple[object, ...] = ()
+        if certificate_id is not None:
+            query += " WHERE certificate_id = ?"
+            params = (certificate_id,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY seq LIMIT ?", (*params, limit)).fetchall()
+        return [AuditEntry(*r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
