@@ -56,5 +56,5 @@ def test_merged_histograms_equal_one_histogram_of_all_values():
 def test_an_empty_histogram_has_no_percentiles_and_bad_quantiles_are_refused():
     assert Histogram().percentile(50) is None
     assert Histogram().mean() is None
-    with pytest.raises(ValueError, match="0..100"):
+    with pytest.raises(ValueError, match=r"0\.\.100"):
         Histogram.of([1]).percentile(101)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 import pytest
 
@@ -8,8 +9,9 @@ from loadtests import Profile, ScenarioError, ScheduleSpec, build_schedule
 
 
 def spec(profile: Profile, **overrides) -> ScheduleSpec:
-    values = {"profile": profile, "buyers": 2000, "attempts": 3, "window_ms": 10_000.0,
-              "jitter_ms": 100.0, "attempt_gap_ms": 200.0, "seed": 4}
+    values: dict[str, Any] = {"profile": profile, "buyers": 2000, "attempts": 3,
+                              "window_ms": 10_000.0, "jitter_ms": 100.0,
+                              "attempt_gap_ms": 200.0, "seed": 4}
     values.update(overrides)
     return ScheduleSpec(**values)
 
@@ -18,7 +20,8 @@ def test_spike_sends_every_first_attempt_within_the_jitter_and_spaces_the_rest()
     schedule = build_schedule(spec(Profile.SPIKE))
     assert len(schedule) == 2000
     firsts = [attempts[0] for attempts in schedule]
-    assert 0 <= min(firsts) and max(firsts) <= 100
+    assert min(firsts) >= 0
+    assert max(firsts) <= 100
     for attempts in schedule:
         assert attempts == pytest.approx([attempts[0] + k * 200 for k in range(3)])
 
