@@ -19,6 +19,7 @@ Several machines: the same command with ``--master --expect-workers 4`` on one, 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
@@ -88,8 +89,9 @@ class SocketIOBuyer(User):  # type: ignore[misc]
             time.sleep(0.05)
         session = _http(self.host, "POST", "/api/session", body={"name": "locust buyer"})
         url = self.host.replace("http", "ws", 1).rstrip("/")
-        self.ws: ClientConnection = connect(url + "/socket.io/?EIO=4&transport=websocket",
-                                            compression=None)
+        self.stack = contextlib.ExitStack()
+        self.ws: ClientConnection = self.stack.enter_context(
+            connect(url + "/socket.io/?EIO=4&transport=websocket", compression=None))
         self.ids = itertools.count()
         self.attempt = 0
         self.ws.recv()  # Engine.IO open packet
@@ -99,7 +101,7 @@ class SocketIOBuyer(User):  # type: ignore[misc]
         self._call("join", {"room": _scenario["room"]})
 
     def on_stop(self) -> None:
-        self.ws.close()
+        self.stack.close()
 
     def _call(self, event: str, data: Any) -> Any:
         ack_id = next(self.ids)
