@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,30 @@ DEMO_PRODUCTS = (
 )
 
 
+async def _certify(services: Services, jewelry_id: str, phone_id: str) -> None:
+    """The demo's trust badges: a vault appraisal, a phone inspection, an oil certification."""
+    issue = services.certificates.issue
+    inspector = (DEMO_INSPECTOR.id, DEMO_INSPECTOR.role.value)
+    await issue(*inspector, "vault", product_id=jewelry_id, details={
+        "material": "Hetian nephrite jade", "weight_mg": 48_200, "grade": "A (top white)",
+        "appraiser": "Platform vault, Guangzhou desk 3",
+        "photo_sha256": [hashlib.sha256(b"demo bangle front").hexdigest(),
+                         hashlib.sha256(b"demo bangle side").hexdigest()]})
+    await issue(*inspector, "inspection", product_id=phone_id, details={
+        "model": "iPhone 13, 128 GB, midnight", "imei": "490154203237518",
+        "battery_health_pct": 89, "screen_condition": "light_wear",
+        "body_condition": "light_wear",
+        "components": {"screen": "original", "battery": "original", "camera": "original",
+                       "face_id": "original"},
+        "tests": {"calls": "pass", "wifi": "pass", "camera": "pass", "face_id": "pass",
+                  "speaker": "pass"},
+        "buyback_price_cents": 180_000})
+    now = now_ms()
+    await issue(*inspector, "refund_no_return", anchor_id=DEMO_ANCHOR.id,
+                category="essential_oil",
+                details={"valid_from": now, "valid_until": now + 365 * 24 * 3600 * 1000})
+
+
 async def seed_demo(services: Services, settings: Settings, say: Callable[[str], None]) -> str:
     """Create the demo room once (kept across restarts); print the URLs and tokens."""
     redis = services.redis
@@ -44,6 +69,9 @@ async def seed_demo(services: Services, settings: Settings, say: Callable[[str],
         products = [await services.catalog.create_product(DEMO_ANCHOR, Payload(spec))
                     for spec in DEMO_PRODUCTS]
         await services.catalog.pin(DEMO_ANCHOR, room.id, products[0].id)
+        for product in products:
+            await services.catalog.note_product_in_room(product.id, room.id)
+        await _certify(services, products[0].id, products[1].id)
         await redis.set(DEMO_ROOM_KEY, room.id)
         room_id = room.id
     base = settings.public_url or f"http://{settings.host}:{settings.port}"

@@ -1,0 +1,143 @@
+"""Coalesces concurrent buys into a few script calls.
+
+Buys wait a few hundred microseconds (or until a batch is full), are grouped per sale, and each
+group is decided by ONE script call. At most ``max_inflight`` calls run at once, so a burst uses a
+small, fixed number of Redis connections; while they run, new buys pile up into the next, larger
+batch. The number of buys waiting or being decided is bounded: past ``max_pending`` a buy is
+refused at once (the caller answers ``rate_limited``) instead of joining an unbounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from ._models import BuyResult
+from .exceptions import ServiceNotRunning
+
+__all__ = ["BuyBatcher", "PendingBuy"]
+
+
+@dataclass(slots=True)
+class PendingBuy:
+    sale_id: str
+    user_id: str
+    qty: int
+    request_id: str
+    future: asyncio.Future[BuyResult]
+
+
+# Decides one sale's group; returns one result per buy, in order.
+DecideGroup = Callable[[str, Sequence[PendingBuy]], Awaitable[Sequence[BuyResult]]]
+
+
+class BuyBatcher:
+    def __init__(
+        self,
+        decide: DecideGroup,
+        *,
+        window_s: float = 0.0003,
+        max_batch: int = 512,
+        max_pending: int = 20_000,
+        max_inflight: int = 4,
+    ) -> None:
+        if window_s < 0 or max_batch < 1 or max_pending < 1 or max_inflight < 1:
+            raise ValueError("batcher bounds must be positive")
+        self._decide = decide
+        self._window_s = window_s
+        self._max_batch = max_batch
+        self._max_pending = max_pending
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._queue: deque[PendingBuy] = deque()
+        self._pending = 0  # queued + being decided
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._closing
+
+    def start(self) -> None:
+        if self._task is None:
+            self._closing = False
+            self._task = asyncio.get_running_loop().create_task(
+                self._dispatch(), name="inventory-buy-batcher"
+            )
+
+    async def close(self) -> None:
+        """Stop taking buys, decide every buy already accepted, then stop."""
+        task = self._task
+        if task is None:
+            return
+        self._closing = True
+        self._wakeup.set()
+        try:
+            await task
+        finally:
+            self._task = None
+            if self._inflight:
+                await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    def submit(
+        self, sale_id: str, user_id: str, qty: int, request_id: str
+    ) -> asyncio.Future[BuyResult] | None:
+        """Queue a buy; None means the bound is reached and the caller should back off."""
+        if not self.running:
+            raise ServiceNotRunning()
+        if self._pending >= self._max_pending:
+            return None
+        future: asyncio.Future[BuyResult] = asyncio.get_running_loop().create_future()
+        self._queue.append(PendingBuy(sale_id, user_id, qty, request_id, future))
+        self._pending += 1
+        self._wakeup.set()
+        return future
+
+    async def _dispatch(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if len(self._queue) < self._max_batch and self._window_s and not self._closing:
+                await asyncio.sleep(self._window_s)
+            take = min(len(self._queue), self._max_batch)
+            groups: dict[str, list[PendingBuy]] = {}
+            for _ in range(take):
+                buy = self._queue.popleft()
+                groups.setdefault(buy.sale_id, []).append(buy)
+            for sale_id, group in groups.items():
+                # Waiting here (not in the task) is what lets the queue grow into bigger batches
+                # while every connection is busy.
+                await self._slots.acquire()
+                task = asyncio.get_running_loop().create_task(self._run_group(sale_id, group))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+
+    async def _run_group(self, sale_id: str, group: list[PendingBuy]) -> None:
+        try:
+            results = await self._decide(sale_id, group)
+        except Exception as exc:
+            for buy in group:
+                if not buy.future.done():
+                    buy.future.set_exception(exc)
+                    # A caller that gave up must not turn into "exception never retrieved" noise.
+                    with contextlib.suppress(BaseException):
+                        buy.future.exception()
+        else:
+            for buy, result in zip(group, results, strict=True):
+                if not buy.future.done():
+                    buy.future.set_result(result)
+        finally:
+            self._pending -= len(group)
+            self._slots.release()

@@ -1,0 +1,445 @@
+"""InventoryService: flash-sale stock in Redis. Every change is one Lua step (see lua/)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
+
+import msgpack
+import redis.asyncio as aioredis
+
+from . import keys
+from ._batcher import BuyBatcher, PendingBuy
+from ._models import (
+    BUY_STATUSES,
+    RESERVATION_STATES,
+    BuyResult,
+    BuyStatus,
+    Hold,
+    Reservation,
+    ReservationState,
+    Sale,
+    SaleSpec,
+    SaleStatus,
+    StockLevel,
+    sale_status,
+)
+from ._scripts import ScriptRunner
+from .exceptions import (
+    HoldExpired,
+    HoldNotActive,
+    InvalidSale,
+    InventoryError,
+    NotCommitted,
+    NotHolder,
+    UnknownReservation,
+    UnknownSale,
+)
+
+__all__ = ["InventoryService", "SweepOutcome", "wall_clock_ms"]
+
+log = logging.getLogger(__name__)
+
+MAX_STOCK = 1_000_000
+MAX_PRICE_CENTS = 100_000_000_00  # 100 million in whole units
+MAX_PER_USER_LIMIT = 10_000
+MAX_QTY = 10_000
+MIN_HOLD_MS = 1_000
+MAX_HOLD_MS = 24 * 3600 * 1000
+MAX_DURATION_MS = 7 * 24 * 3600 * 1000
+MAX_REQUEST_ID = 64
+MAX_ID = 64
+MAX_TITLE = 200
+MAX_LABEL = 64
+MAX_REASON = 200
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SweepOutcome:
+    """What one expiry pass did to one sale."""
+
+    __slots__ = ("done", "expired", "more", "sale_id", "stock")
+
+    def __init__(
+        self, sale_id: str, expired: int, stock: StockLevel | None, done: bool, more: bool
+    ) -> None:
+        self.sale_id = sale_id
+        self.expired = expired
+        # None when the sale no longer exists.
+        self.stock = stock
+        self.done = done
+        self.more = more
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _stock(raw: Sequence[Any]) -> StockLevel:
+    return StockLevel(
+        sale_id=_text(raw[0]),
+        room_id=_text(raw[1]),
+        remaining=int(raw[2]),
+        held=int(raw[3]),
+        sold=int(raw[4]),
+        status=cast(SaleStatus, _text(raw[5])),
+    )
+
+
+def _reservation(raw: dict[str, Any], stock: StockLevel | None = None) -> Reservation:
+    state = _text(raw["state"])
+    if state not in RESERVATION_STATES:
+        raise InventoryError(f"corrupt reservation record: state {state!r}")
+    return Reservation(
+        id=raw["reservation"],
+        sale_id=raw["sale"],
+        room_id=raw["room"],
+        product_id=raw["product"],
+        anchor_id=raw["anchor"],
+        user_id=raw["user"],
+        qty=int(raw["qty"]),
+        price_cents=int(raw["price_cents"]),
+        title=raw["title"],
+        category=raw["category"],
+        brand=raw["brand"],
+        expires_at=int(raw["expires_at"]),
+        created_at=int(raw["ts"]),
+        state=cast(ReservationState, state),
+        stock=stock,
+    )
+
+
+def _check_id(field: str, value: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID or not value.isprintable():
+        raise InvalidSale(field, f"must be a non-empty printable string of at most {MAX_ID} chars")
+    return value
+
+
+def _check_text(field: str, value: object, max_len: int, *, allow_empty: bool) -> str:
+    if not isinstance(value, str) or len(value) > max_len or (not value and not allow_empty):
+        need = "a" if allow_empty else "a non-empty"
+        raise InvalidSale(field, f"must be {need} string of at most {max_len} chars")
+    return value
+
+
+def _check_int(field: str, value: object, low: int, high: int) -> int:
+    # bool is an int subclass; True units of stock is a bug in the caller, not a number.
+    if type(value) is not int or not low <= value <= high:
+        raise InvalidSale(field, f"must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _sale_id_of(reservation_id: object) -> str:
+    if not isinstance(reservation_id, str):
+        raise UnknownReservation(str(reservation_id))
+    match = keys.RESERVATION_ID_RE.match(reservation_id)
+    if match is None:
+        raise UnknownReservation(str(reservation_id))
+    return match.group(1)
+
+
+class InventoryService:
+    """Sale stock, holds and the hand-off stream.
+
+    ``client`` must be a ``redis.asyncio.Redis`` with ``decode_responses=False`` (the scripts
+    answer in msgpack). ``buy()`` needs ``start()``; ``close()`` decides the buys already accepted
+    and stops. ``on_stock_change`` (optional, synchronous, must not block) is called with the new
+    counters after every step that changed a sale, so the edge can coalesce ``stock`` pushes.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        now_ms: Callable[[], int] = wall_clock_ms,
+        batch_window_s: float = 0.0003,
+        max_batch: int = 512,
+        max_pending: int = 20_000,
+        max_inflight: int = 4,
+        on_stock_change: Callable[[StockLevel], None] | None = None,
+        retention_ms: int = keys.SALE_RETENTION_MS,
+    ) -> None:
+        self._client = client
+        self._now_ms = now_ms
+        self._scripts = ScriptRunner(client)
+        self._on_stock_change = on_stock_change
+        self._retention_ms = retention_ms
+        self._batcher = BuyBatcher(
+            self._decide_group,
+            window_s=batch_window_s,
+            max_batch=max_batch,
+            max_pending=max_pending,
+            max_inflight=max_inflight,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._scripts.register()
+        self._batcher.start()
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+    @property
+    def now_ms(self) -> int:
+        return self._now_ms()
+
+    # -- sales -------------------------------------------------------------------------------
+
+    async def create_sale(self, spec: SaleSpec) -> Sale:
+        now = self._now_ms()
+        room_id = _check_id("room_id", spec.room_id)
+        product_id = _check_id("product_id", spec.product_id)
+        anchor_id = _check_id("anchor_id", spec.anchor_id)
+        title = _check_text("title", spec.title, MAX_TITLE, allow_empty=False)
+        category = _check_text("category", spec.category, MAX_LABEL, allow_empty=True)
+        brand = _check_text("brand", spec.brand, MAX_LABEL, allow_empty=True)
+        stock = _check_int("stock", spec.stock, 1, MAX_STOCK)
+        price = _check_int("price_cents", spec.price_cents, 1, MAX_PRICE_CENTS)
+        limit = _check_int("per_user_limit", spec.per_user_limit, 1, MAX_PER_USER_LIMIT)
+        hold_ms = _check_int("hold_ms", spec.hold_ms, MIN_HOLD_MS, MAX_HOLD_MS)
+        starts_at = _check_int("starts_at_ms", spec.starts_at_ms, 0, 2**53)
+        ends_at = _check_int("ends_at_ms", spec.ends_at_ms, 0, 2**53)
+        if ends_at <= starts_at:
+            raise InvalidSale("ends_at_ms", "the sale must end after it starts")
+        if ends_at - starts_at > MAX_DURATION_MS:
+            hours = MAX_DURATION_MS // 3_600_000
+            raise InvalidSale("ends_at_ms", f"a sale lasts at most {hours} h")
+        if ends_at <= now:
+            raise InvalidSale("ends_at_ms", "the sale would already be over")
+        fields: dict[str, str | int] = {
+            "room": room_id,
+            "product": product_id,
+            "anchor": anchor_id,
+            "title": title,
+            "category": category,
+            "brand": brand,
+            "stock": stock,
+            "price_cents": price,
+            "per_user_limit": limit,
+            "starts_at": starts_at,
+            "ends_at": ends_at,
+            "hold_ms": hold_ms,
+            "remaining": stock,
+            "held": 0,
+            "sold": 0,
+            "seq": 0,
+            "created_at": now,
+        }
+        for _ in range(5):
+            sale_id = "s_" + secrets.token_urlsafe(8)[:10]
+            args: list[str | int] = ["id", sale_id]
+            for name, value in fields.items():
+                args += [name, value]
+            reply = await self._scripts.run("create_sale", keys.sale_keys(sale_id), args)
+            if reply[0] == "ok":
+                await self._client.sadd(keys.ACTIVE_SALES, sale_id)
+                return await self.get_sale(sale_id)
+        raise InventoryError("could not allocate a fresh sale id")
+
+    async def get_sale(self, sale_id: str) -> Sale:
+        if not isinstance(sale_id, str) or not keys.SALE_ID_RE.match(sale_id):
+            raise UnknownSale(str(sale_id))
+        raw = await cast(
+            Awaitable[dict[bytes, bytes]], self._client.hgetall(keys.sale_keys(sale_id).meta)
+        )
+        if not raw:
+            raise UnknownSale(sale_id)
+        meta = {k.decode(): v.decode() for k, v in raw.items()}
+        now = self._now_ms()
+        starts_at, ends_at = int(meta["starts_at"]), int(meta["ends_at"])
+        remaining = int(meta["remaining"])
+        status = sale_status(now, starts_at, ends_at, remaining)
+        ended_reason = meta.get("ended_reason") or ("time" if status == "ended" else None)
+        return Sale(
+            id=sale_id,
+            room_id=meta["room"],
+            product_id=meta["product"],
+            anchor_id=meta["anchor"],
+            title=meta["title"],
+            category=meta["category"],
+            brand=meta["brand"],
+            price_cents=int(meta["price_cents"]),
+            per_user_limit=int(meta["per_user_limit"]),
+            stock=int(meta["stock"]),
+            remaining=remaining,
+            held=int(meta["held"]),
+            sold=int(meta["sold"]),
+            status=status,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            hold_ms=int(meta["hold_ms"]),
+            ended_reason=ended_reason,
+        )
+
+    async def end_sale(self, sale_id: str, reason: str = "anchor") -> Sale:
+        """End the sale now: no new buys. Holds already made stay committable until they expire
+        (the buyer was promised hold_ms); uncommitted ones return to stock as usual.
+        Idempotent: ending an ended sale changes nothing and keeps the first reason."""
+        if not isinstance(sale_id, str) or not keys.SALE_ID_RE.match(sale_id):
+            raise UnknownSale(str(sale_id))
+        reason = _check_text("reason", reason, MAX_REASON, allow_empty=False)
+        reply = await self._scripts.run(
+            "end_sale", keys.sale_keys(sale_id), [self._now_ms(), reason]
+        )
+        if reply[0] == "unknown_sale":
+            raise UnknownSale(sale_id)
+        if reply[1]:
+            self._notify(_stock(reply[2]))
+        return await self.get_sale(sale_id)
+
+    # -- buying ------------------------------------------------------------------------------
+
+    async def buy(self, sale_id: str, user_id: str, qty: int, request_id: str) -> BuyResult:
+        """Reserve ``qty`` units for ``hold_ms``. Outcomes are statuses, not exceptions; an
+        unknown sale raises UnknownSale. The same user and request_id always get the first
+        answer (a ``not_started`` answer is not remembered: it took and decided nothing)."""
+        if not isinstance(sale_id, str) or not keys.SALE_ID_RE.match(sale_id):
+            raise UnknownSale(str(sale_id))
+        if (
+            type(qty) is not int
+            or not 1 <= qty <= MAX_QTY
+            or not isinstance(request_id, str)
+            or not 1 <= len(request_id) <= MAX_REQUEST_ID
+            or not isinstance(user_id, str)
+            or not 1 <= len(user_id) <= MAX_ID
+            or ":" in user_id  # the request key is "user:request_id"
+        ):
+            return BuyResult(status="invalid", reservation=None, remaining=None)
+        future = self._batcher.submit(sale_id, user_id, qty, request_id)
+        if future is None:
+            return BuyResult(status="rate_limited", reservation=None, remaining=None)
+        return await future
+
+    async def _decide_group(self, sale_id: str, group: Sequence[PendingBuy]) -> list[BuyResult]:
+        payload = msgpack.packb(
+            [[buy.user_id, buy.qty, buy.request_id] for buy in group], use_bin_type=False
+        )
+        reply = await self._scripts.run(
+            "buy_batch", keys.sale_keys(sale_id), [self._now_ms(), payload]
+        )
+        if reply[0] == "unknown_sale":
+            raise UnknownSale(sale_id)
+        stock = _stock(reply[2])
+        results: list[BuyResult] = []
+        any_reserved = False
+        for status, reservation_id, qty, price, expires_at, replayed in reply[1]:
+            if status not in BUY_STATUSES:
+                raise InventoryError(f"buy script answered an unknown status {status!r}")
+            hold = None
+            if status == "reserved":
+                hold = Hold(id=reservation_id, qty=qty, price_cents=price, expires_at=expires_at)
+                any_reserved = any_reserved or not replayed
+            results.append(
+                BuyResult(
+                    status=cast(BuyStatus, status),
+                    reservation=hold,
+                    remaining=stock.remaining,
+                    replayed=bool(replayed),
+                    stock=stock,
+                )
+            )
+        if any_reserved:
+            self._notify(stock)
+        return results
+
+    # -- holds -------------------------------------------------------------------------------
+
+    async def get_reservation(self, reservation_id: str) -> Reservation:
+        sale_id = _sale_id_of(reservation_id)
+        raw = await cast(
+            Awaitable[bytes | None],
+            self._client.hget(keys.sale_keys(sale_id).res, reservation_id),
+        )
+        if raw is None:
+            raise UnknownReservation(reservation_id)
+        return _reservation(msgpack.unpackb(raw, raw=False))
+
+    async def commit(self, reservation_id: str, user_id: str) -> Reservation:
+        """held -> committed (sold). Idempotent for the holder. Raises HoldExpired from the
+        hold's expires_at on (its stock is returned in the same step), NotHolder, HoldNotActive
+        (released or restocked), UnknownReservation."""
+        reservation = await self._settle("commit", reservation_id, [reservation_id, user_id])
+        return reservation
+
+    async def release(self, reservation_id: str, user_id: str) -> Reservation:
+        """held -> released: the stock returns at once. Idempotent: a hold already released or
+        expired is returned unchanged. Raises NotHolder, HoldNotActive (committed or
+        restocked), UnknownReservation."""
+        return await self._settle("release", reservation_id, [reservation_id, user_id])
+
+    async def restock(self, reservation_id: str) -> bool:
+        """committed -> restocked: a sold unit returns to the sale and the buyer's count drops.
+        True when restocked (now or before); False, changing nothing, once the sale has ended.
+        Raises NotCommitted (never sold), UnknownReservation."""
+        sale_id = _sale_id_of(reservation_id)
+        reply = await self._scripts.run(
+            "restock", keys.sale_keys(sale_id), [reservation_id, self._now_ms()]
+        )
+        code = reply[0]
+        if code == "unknown_reservation":
+            raise UnknownReservation(reservation_id)
+        if reply[3]:
+            self._notify(_stock(reply[2]))
+        if code == "not_committed":
+            raise NotCommitted(reservation_id, reply[1]["state"])
+        return bool(code == "ok")
+
+    async def _settle(self, script: str, reservation_id: str, args: list[str | int]) -> Reservation:
+        sale_id = _sale_id_of(reservation_id)
+        reply = await self._scripts.run(
+            script, keys.sale_keys(sale_id), [*args, self._now_ms()]
+        )
+        code = reply[0]
+        if code == "unknown_reservation":
+            raise UnknownReservation(reservation_id)
+        if code == "not_holder":
+            raise NotHolder(reservation_id, str(args[1]))
+        stock = _stock(reply[2])
+        if reply[3]:
+            self._notify(stock)
+        reservation = _reservation(reply[1], stock)
+        if code == "hold_expired":
+            raise HoldExpired(reservation_id, reservation.expires_at)
+        if code == "hold_not_active":
+            raise HoldNotActive(reservation_id, reservation.state)
+        return reservation
+
+    # -- expiry (driven by HoldSweeper) ------------------------------------------------------
+
+    async def active_sale_ids(self) -> list[str]:
+        members = await cast(Awaitable[set[bytes]], self._client.smembers(keys.ACTIVE_SALES))
+        return sorted(m.decode() for m in members)
+
+    async def expire_holds(self, sale_id: str, limit: int = 256) -> SweepOutcome:
+        """Return this sale's holds whose time is up to stock, at most ``limit`` of them. Once
+        the sale has ended with no hold left it leaves the active set and its keys get the
+        retention TTL."""
+        reply = await self._scripts.run(
+            "expire_holds", keys.sale_keys(sale_id), [self._now_ms(), limit, self._retention_ms]
+        )
+        if reply[0] == "unknown_sale":
+            await self._client.srem(keys.ACTIVE_SALES, sale_id)
+            return SweepOutcome(sale_id, 0, None, done=True, more=False)
+        _, expired, raw_stock, done, more = reply
+        stock = _stock(raw_stock)
+        if expired:
+            self._notify(stock)
+        if done:
+            await self._client.srem(keys.ACTIVE_SALES, sale_id)
+        return SweepOutcome(sale_id, int(expired), stock, done=bool(done), more=bool(more))
+
+    def _notify(self, stock: StockLevel) -> None:
+        if self._on_stock_change is None:
+            return
+        try:
+            self._on_stock_change(stock)
+        except Exception:
+            log.exception("on_stock_change failed for sale %s", stock.sale_id)

@@ -1,0 +1,77 @@
+"""Redis key names and TTLs for flash-sale stock.
+
+Every key of a sale shares the hash tag ``{sale:ID}`` so that all of a sale's scripts run on one
+Redis Cluster slot. The only key outside a sale's tag is the set of active sale ids, which the
+sweeper reads from Python and no script touches.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "ACTIVE_SALES",
+    "ORDERS_GROUP",
+    "RESERVATION_ID_RE",
+    "SALE_ID_RE",
+    "SALE_RETENTION_MS",
+    "SaleKeys",
+    "sale_keys",
+]
+
+# Sale ids the sweeper visits; a sale leaves it once it has ended and holds no stock.
+ACTIVE_SALES = "inventory:active_sales"
+
+# Consumer group of the hand-off stream, created with the sale.
+ORDERS_GROUP = "orders"
+
+# Once a sale has ended and its last hold is settled, its keys live on this long (reservations
+# and the stream stay readable for orders/ and support), then Redis drops them.
+SALE_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+SALE_ID_RE = re.compile(r"^s_[A-Za-z0-9_-]{10}$")
+RESERVATION_ID_RE = re.compile(r"^(s_[A-Za-z0-9_-]{10})\.([1-9][0-9]{0,14})$")
+
+
+class SaleKeys(tuple[str, str, str, str, str, str]):
+    """The six keys of one sale, in the order every script expects them in KEYS."""
+
+    __slots__ = ()
+
+    @property
+    def meta(self) -> str:
+        return self[0]
+
+    @property
+    def users(self) -> str:
+        return self[1]
+
+    @property
+    def req(self) -> str:
+        return self[2]
+
+    @property
+    def holds(self) -> str:
+        return self[3]
+
+    @property
+    def res(self) -> str:
+        return self[4]
+
+    @property
+    def stream(self) -> str:
+        return self[5]
+
+
+def sale_keys(sale_id: str) -> SaleKeys:
+    tag = "{sale:" + sale_id + "}"
+    return SaleKeys(
+        (
+            tag + ":meta",  # hash: the sale and its counters
+            tag + ":users",  # hash: user -> units held or sold
+            tag + ":req",  # hash: "user:request_id" -> packed first answer
+            tag + ":holds",  # zset: reservation -> expiry ms
+            tag + ":res",  # hash: reservation -> packed reservation
+            tag + ":stream",  # stream: hand-off to orders/
+        )
+    )

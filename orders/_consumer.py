@@ -1,0 +1,249 @@
+"""``HandoffConsumer``: records the inventory's hand-off stream in the order store.
+
+At-least-once: entries are read with XREADGROUP (group ``orders``), applied to SQLite in one
+transaction per batch, and only then XACKed. A consumer that dies before XACK leaves its entries
+pending; on restart the consumer first re-reads its own pending list, and XAUTOCLAIM takes over
+entries another (dead) consumer left idle for ``claim_idle_ms``. The store applies each stream
+entry once (keyed by sale and entry id) and each reservation is one row, so redelivery neither
+loses nor doubles anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
+
+import msgpack
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from ._store import STATE_RANK, HandoffRecord, OrderStore
+from .interfaces import ReservationInfo, ReservationState
+from .keys import HANDOFF_GROUP, SALES_SET, handoff_stream
+
+__all__ = ["HandoffConsumer", "decode_entry"]
+
+log = logging.getLogger(__name__)
+
+_INT_FIELDS = ("qty", "price_cents", "expires_at")
+_STR_FIELDS = ("reservation", "sale", "room", "product", "anchor", "user", "title", "category",
+               "brand")
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def decode_entry(sale_id: str, entry_id: str, fields: dict[Any, Any]) -> HandoffRecord:
+    """Decode one stream entry; a malformed one becomes a record with ``error`` set."""
+    raw = msgpack.packb({_text(k): v for k, v in fields.items()}, use_bin_type=True)
+    try:
+        kind = _text(fields.get(b"type", fields.get("type", b"")))
+        if kind not in STATE_RANK:
+            raise ValueError(f"unknown type {kind!r}")
+        packed = fields.get(b"data", fields.get("data"))
+        if not isinstance(packed, bytes):
+            raise ValueError("missing data")
+        data = msgpack.unpackb(packed, raw=False)
+        if not isinstance(data, dict):
+            raise ValueError("data is not a map")
+        for name in _STR_FIELDS:
+            if not isinstance(data.get(name), str) or (
+                not data[name] and name not in ("brand", "category", "title")
+            ):
+                raise ValueError(f"{name} must be text")
+        for name in _INT_FIELDS:
+            value = data.get(name)
+            if not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**63:
+                raise ValueError(f"{name} must be a 64-bit integer")
+        if data["qty"] <= 0 or data["price_cents"] < 0:
+            raise ValueError("qty must be positive and price_cents not negative")
+        if data["sale"] != sale_id or not data["reservation"].startswith(sale_id + "."):
+            raise ValueError("entry belongs to another sale")
+        info = ReservationInfo(
+            id=data["reservation"],
+            sale_id=data["sale"],
+            room_id=data["room"],
+            product_id=data["product"],
+            anchor_id=data["anchor"],
+            user_id=data["user"],
+            qty=data["qty"],
+            price_cents=data["price_cents"],
+            title=data["title"],
+            category=data["category"],
+            brand=data["brand"],
+            expires_at=data["expires_at"],
+            state=cast(ReservationState, kind),
+        )
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        return HandoffRecord(sale_id, entry_id, "invalid", None, raw,
+                             f"{type(exc).__name__}: {exc}"[:500])
+    return HandoffRecord(sale_id, entry_id, kind, info, raw)
+
+
+class HandoffConsumer:
+    """Owner of the consumer loop. ``process_once()`` does one pass over every known sale and is
+    what the loop repeats (tests call it directly)."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        store: OrderStore,
+        *,
+        consumer_name: str | None = None,
+        batch_size: int = 200,
+        claim_idle_ms: int = 30_000,
+        poll_interval_s: float = 0.05,
+        sale_ids: Callable[[], Iterable[str]] | None = None,
+        now_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.redis = redis
+        self.store = store
+        self.consumer_name = consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+        self.batch_size = batch_size
+        self.claim_idle_ms = claim_idle_ms
+        self.poll_interval_s = poll_interval_s
+        self._sale_provider = sale_ids
+        self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
+        self._watched: set[str] = set()
+        self._groups_ready: set[str] = set()
+        # Sales whose own pending list has been re-read since start (crash recovery).
+        self._own_pending_done: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def watch_sale(self, sale_id: str) -> None:
+        self._watched.add(sale_id)
+
+    def unwatch_sale(self, sale_id: str) -> None:
+        self._watched.discard(sale_id)
+
+    async def sale_ids(self) -> list[str]:
+        ids = set(self._watched)
+        if self._sale_provider is not None:
+            ids.update(self._sale_provider())
+        members = await self.redis.smembers(SALES_SET)
+        ids.update(_text(m) for m in members)
+        return sorted(ids)
+
+    async def process_once(self) -> int:
+        """Read, record and acknowledge what is waiting on every sale's stream; returns how many
+        entries were handled."""
+        handled = 0
+        for sale_id in await self.sale_ids():
+            handled += await self._process_sale(sale_id)
+        return handled
+
+    async def _process_sale(self, sale_id: str) -> int:
+        stream = handoff_stream(sale_id)
+        await self._ensure_group(sale_id, stream)
+        handled = 0
+        try:
+            if sale_id not in self._own_pending_done:
+                # Entries this consumer name read before a crash and never acknowledged.
+                while True:
+                    batch = await self._read(stream, "0")
+                    if not batch:
+                        break
+                    handled += await self._apply(sale_id, stream, batch)
+                self._own_pending_done.add(sale_id)
+            handled += await self._reclaim(sale_id, stream)
+            while True:
+                batch = await self._read(stream, ">")
+                if not batch:
+                    break
+                handled += await self._apply(sale_id, stream, batch)
+                if len(batch) < self.batch_size:
+                    break
+        except ResponseError as exc:
+            self._own_pending_done.discard(sale_id)
+            if "NOGROUP" not in str(exc):
+                raise
+            # The stream (or group) was deleted under us; recreate on the next pass.
+            self._groups_ready.discard(sale_id)
+        except BaseException:
+            # Whatever this pass read stays pending under our name: re-read it next pass.
+            self._own_pending_done.discard(sale_id)
+            raise
+        return handled
+
+    async def _ensure_group(self, sale_id: str, stream: str) -> None:
+        if sale_id in self._groups_ready:
+            return
+        try:
+            await self.redis.xgroup_create(stream, HANDOFF_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups_ready.add(sale_id)
+
+    async def _read(self, stream: str, start: str) -> list[tuple[bytes, dict[Any, Any]]]:
+        reply: Any = await self.redis.xreadgroup(
+            HANDOFF_GROUP, self.consumer_name, {stream: start}, count=self.batch_size
+        )
+        if not reply:
+            return []
+        # RESP2: [[stream, [(id, fields), ...]]]; RESP3: {stream: [[(id, fields), ...]]}
+        if isinstance(reply, dict):
+            entries: Any = next(iter(reply.values()))
+            entries = entries[0] if entries and isinstance(entries[0], list) else entries
+        else:
+            entries = reply[0][1]
+        # A pending entry deleted from the stream comes back with fields None: ack it away.
+        return [(entry_id, fields or {}) for entry_id, fields in entries]
+
+    async def _reclaim(self, sale_id: str, stream: str) -> int:
+        handled = 0
+        cursor: Any = "0-0"
+        while True:
+            reply: Any = await self.redis.xautoclaim(
+                stream, HANDOFF_GROUP, self.consumer_name, self.claim_idle_ms,
+                start_id=cursor, count=self.batch_size,
+            )
+            cursor, claimed = reply[0], reply[1]
+            batch = [(entry_id, fields or {}) for entry_id, fields in claimed]
+            if batch:
+                handled += await self._apply(sale_id, stream, batch)
+            if _text(cursor) == "0-0" or not batch:
+                return handled
+
+    async def _apply(
+        self, sale_id: str, stream: str, batch: Sequence[tuple[bytes, dict[Any, Any]]]
+    ) -> int:
+        records = [decode_entry(sale_id, _text(entry_id), fields) for entry_id, fields in batch]
+        for record in records:
+            if record.reservation is None:
+                log.error("hand-off entry %s/%s kept as dead letter: %s",
+                          sale_id, record.entry_id, record.error)
+        await self.store.record_handoff(records, self._now_ms())
+        # Only after the SQLite commit: a crash before this line means redelivery, not loss.
+        await self.redis.xack(stream, HANDOFF_GROUP, *[entry_id for entry_id, _ in batch])
+        return len(batch)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="orders-handoff-consumer")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                handled = await self.process_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("hand-off consumer pass failed; retrying")
+                handled = 0
+            if handled == 0:
+                await asyncio.sleep(self.poll_interval_s)
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,39 @@
+"""The order lifecycle: which action moves an order from which statuses to which status.
+
+::
+
+    created ─pay (online, approved callback)─▶ paid ──────┐
+    created ─confirm (cash on delivery)──────▶ confirmed ─┴─ship─▶ shipped ─deliver─▶ delivered
+    created | paid | confirmed ─cancel─▶ cancelled (unit back to the live sale)
+    delivered ─complete─▶ completed
+    delivered | completed ─request_return (≤ 7 days)─▶ return_requested ─receive_return─▶ returned
+    delivered | completed ─refund_no_return (certified anchor, ≤ 7 days)─▶ refunded
+
+Counterfeit and warranty claims, payments and restocks are events that keep the status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from ._models import OrderStatus
+
+__all__ = ["RECEIVED", "TRANSITIONS"]
+
+TRANSITIONS: Final[Mapping[str, tuple[frozenset[OrderStatus], OrderStatus]]] = {
+    "pay": (frozenset({"created"}), "paid"),
+    "confirm": (frozenset({"created"}), "confirmed"),
+    "cancel": (frozenset({"created", "paid", "confirmed"}), "cancelled"),
+    "ship": (frozenset({"paid", "confirmed"}), "shipped"),
+    "deliver": (frozenset({"shipped"}), "delivered"),
+    "complete": (frozenset({"delivered"}), "completed"),
+    "request_return": (frozenset({"delivered", "completed"}), "return_requested"),
+    "receive_return": (frozenset({"return_requested"}), "returned"),
+    "refund_no_return": (frozenset({"delivered", "completed"}), "refunded"),
+}
+
+# Statuses in which the goods have reached the buyer (claims about the goods are possible).
+RECEIVED: Final[frozenset[OrderStatus]] = frozenset(
+    {"delivered", "completed", "return_requested", "returned", "refunded"}
+)

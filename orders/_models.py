@@ -1,0 +1,366 @@
+"""Value types of the orders domain, and parsing of the checkout body."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from .exceptions import InvalidCheckout, InvalidInput
+
+__all__ = [
+    "ROLES",
+    "Actor",
+    "Address",
+    "AnalyticsReport",
+    "BuybackQuote",
+    "CheckoutRequest",
+    "Claim",
+    "ClaimKind",
+    "ClaimStatus",
+    "Figures",
+    "Order",
+    "OrderEvent",
+    "OrderStatus",
+    "Payment",
+    "PaymentChoice",
+    "PaymentStatus",
+    "RestockState",
+    "Role",
+]
+
+Role = Literal["viewer", "anchor", "inspector", "admin"]
+ROLES: frozenset[str] = frozenset(get_args(Role))
+
+OrderStatus = Literal[
+    "created",
+    "paid",
+    "confirmed",
+    "shipped",
+    "delivered",
+    "completed",
+    "cancelled",
+    "return_requested",
+    "returned",
+    "refunded",
+]
+PaymentStatus = Literal["pending", "approved", "declined", "refunded"]
+ClaimKind = Literal["return", "refund_no_return", "counterfeit", "warranty"]
+ClaimStatus = Literal["open", "pickup_scheduled", "refunded", "upheld", "rejected"]
+RestockState = Literal["none", "pending", "done", "skipped"]
+
+ADDRESS_LIMITS: Mapping[str, int] = {"name": 80, "phone": 20, "line1": 200, "city": 80}
+RESERVATION_RE = re.compile(r"^s_[A-Za-z0-9_-]{1,64}\.[1-9][0-9]{0,18}$")
+CARD_RE = re.compile(r"^[0-9]{12,19}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    user_id: str
+    role: Role
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.user_id, str) or not self.user_id:
+            raise InvalidInput("actor needs a user id")
+        if self.role not in ROLES:
+            raise InvalidInput(f"unknown role {self.role!r}")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    name: str
+    phone: str
+    line1: str
+    city: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "phone": self.phone, "line1": self.line1, "city": self.city}
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentChoice:
+    method: Literal["cod", "online"]
+    card: str | None = None
+
+    def __repr__(self) -> str:
+        # Never print a full card number into logs.
+        last4 = self.card[-4:] if self.card else None
+        return f"PaymentChoice(method={self.method!r}, card_last4={last4!r})"
+
+    @classmethod
+    def parse(cls, raw: object, path: str = "payment") -> PaymentChoice:
+        """``"cod"`` or ``{"method": "cod"}`` or ``{"method": "online", "card": "4242..."}``.
+        A bare ``"online"`` is refused: an online payment needs a card."""
+        if raw == "cod":
+            return cls("cod")
+        if raw == "online":
+            raise InvalidCheckout(f"{path}.card", "an online payment needs a card number")
+        if not isinstance(raw, dict):
+            raise InvalidCheckout(path, 'expected {"method": "cod"} or {"method": "online", ...}')
+        unknown = set(raw) - {"method", "card"}
+        if unknown:
+            raise InvalidCheckout(path, f"unknown field(s) {sorted(map(str, unknown))}")
+        method = raw.get("method")
+        if method == "cod":
+            if raw.get("card") is not None:
+                raise InvalidCheckout(f"{path}.card", "cash on delivery takes no card")
+            return cls("cod")
+        if method != "online":
+            raise InvalidCheckout(f"{path}.method", 'must be "cod" or "online"')
+        card = raw.get("card")
+        if not isinstance(card, str):
+            raise InvalidCheckout(f"{path}.card", "an online payment needs a card number")
+        digits = card.replace(" ", "")
+        if not CARD_RE.fullmatch(digits) or not _luhn_ok(digits):
+            raise InvalidCheckout(f"{path}.card", "not a valid card number")
+        return cls("online", digits)
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _address(raw: object) -> Address:
+    if not isinstance(raw, dict):
+        raise InvalidCheckout("address", "expected an object with name, phone, line1, city")
+    unknown = set(raw) - set(ADDRESS_LIMITS)
+    if unknown:
+        raise InvalidCheckout("address", f"unknown field(s) {sorted(map(str, unknown))}")
+    values: dict[str, str] = {}
+    for name, limit in ADDRESS_LIMITS.items():
+        value = raw.get(name)
+        if not isinstance(value, str):
+            raise InvalidCheckout(f"address.{name}", "required text")
+        value = value.strip()
+        if not value:
+            raise InvalidCheckout(f"address.{name}", "must not be empty")
+        if len(value) > limit:
+            raise InvalidCheckout(f"address.{name}", f"at most {limit} characters")
+        if any(ord(ch) < 32 for ch in value):
+            raise InvalidCheckout(f"address.{name}", "control characters are not allowed")
+        values[name] = value
+    phone = re.sub(r"[\s()-]", "", values["phone"])
+    if phone.startswith("+"):
+        phone = "+" + phone[1:]
+    if not re.fullmatch(r"\+?[0-9]{5,15}", phone):
+        raise InvalidCheckout("address.phone", "5 to 15 digits, optionally after a +")
+    return Address(values["name"], phone, values["line1"], values["city"])
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutRequest:
+    reservation_id: str
+    address: Address
+    payment: PaymentChoice
+
+    @classmethod
+    def parse(cls, obj: object) -> CheckoutRequest:
+        """Validate a whole ``checkout`` body; raise ``InvalidCheckout`` naming the bad field."""
+        if not isinstance(obj, dict):
+            raise InvalidCheckout("body", "expected an object")
+        unknown = set(obj) - {"reservation", "address", "payment"}
+        if unknown:
+            raise InvalidCheckout("body", f"unknown field(s) {sorted(map(str, unknown))}")
+        reservation = obj.get("reservation")
+        if not isinstance(reservation, str) or not RESERVATION_RE.fullmatch(reservation):
+            raise InvalidCheckout("reservation", "expected a reservation id like s_xxx.17")
+        if "payment" not in obj:
+            raise InvalidCheckout("payment", "required")
+        return cls(reservation, _address(obj.get("address")), PaymentChoice.parse(obj["payment"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: str
+    reservation_id: str
+    sale_id: str
+    room_id: str
+    anchor_id: str
+    product_id: str
+    buyer_id: str
+    title: str
+    category: str
+    brand: str
+    qty: int
+    unit_price_cents: int
+    total_cents: int
+    payment_method: Literal["cod", "online"]
+    status: OrderStatus
+    address: Address
+    created_at: int
+    updated_at: int
+    placed_at: int | None = None  # paid (online) or confirmed (cash on delivery)
+    shipped_at: int | None = None
+    delivered_at: int | None = None
+    completed_at: int | None = None
+    cancelled_at: int | None = None
+    buyback_locked_cents: int | None = None  # per unit, snapshot at checkout (price protection)
+    restock_state: RestockState = "none"
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "total_cents": self.total_cents,
+            "items": [
+                {
+                    "product": self.product_id,
+                    "title": self.title,
+                    "category": self.category,
+                    "brand": self.brand,
+                    "qty": self.qty,
+                    "unit_price_cents": self.unit_price_cents,
+                }
+            ],
+            "reservation": self.reservation_id,
+            "sale": self.sale_id,
+            "room": self.room_id,
+            "anchor": self.anchor_id,
+            "buyer": self.buyer_id,
+            "payment_method": self.payment_method,
+            "address": self.address.to_dict(),
+            "created_at": self.created_at,
+            "placed_at": self.placed_at,
+            "shipped_at": self.shipped_at,
+            "delivered_at": self.delivered_at,
+            "completed_at": self.completed_at,
+            "cancelled_at": self.cancelled_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    order_id: str
+    kind: str
+    from_status: OrderStatus | None
+    to_status: OrderStatus
+    actor_id: str
+    actor_role: str
+    at: int
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "from": self.from_status,
+            "to": self.to_status,
+            "actor": self.actor_id,
+            "role": self.actor_role,
+            "at": self.at,
+            "detail": dict(self.detail),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    id: str
+    order_id: str
+    method: Literal["cod", "online"]
+    amount_cents: int
+    status: PaymentStatus
+    created_at: int
+    card_last4: str | None = None
+    settled_at: int | None = None
+    provider_ref: str | None = None
+    reason: str | None = None
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "method": self.method,
+            "amount_cents": self.amount_cents,
+            "status": self.status,
+            "card_last4": self.card_last4,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    id: str
+    order_id: str
+    kind: ClaimKind
+    status: ClaimStatus
+    created_at: int
+    updated_at: int
+    amount_cents: int = 0  # refund or compensation owed to the buyer
+    pickup_at: int | None = None
+    return_shipping_payer: Literal["platform", "buyer"] | None = None
+    reason: str = ""
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": self.status,
+            "amount_cents": self.amount_cents,
+            "pickup_at": self.pickup_at,
+            "return_shipping_payer": self.return_shipping_payer,
+            "reason": self.reason,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BuybackQuote:
+    order_id: str
+    amount_cents: int
+    locked_cents: int  # what the inspection promised at checkout, for the whole order
+    current_cents: int  # what the inspection promises now
+    quoted_at: int
+    valid_until: int
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    scope: Literal["room", "anchor", "brand"]
+    key: str
+    gmv_cents: int
+    orders: int
+    buyers: int
+    average_order_value_cents: int
+    viewers: int | None
+    conversion: float | None
+    repeat_buyers: int
+    repurchase_rate: float | None
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "key": self.key,
+            "gmv_cents": self.gmv_cents,
+            "orders": self.orders,
+            "buyers": self.buyers,
+            "average_order_value_cents": self.average_order_value_cents,
+            "viewers": self.viewers,
+            "conversion": self.conversion,
+            "repeat_buyers": self.repeat_buyers,
+            "repurchase_rate": self.repurchase_rate,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsReport:
+    rooms: tuple[Figures, ...]
+    anchors: tuple[Figures, ...]
+    brands: tuple[Figures, ...]
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "rooms": [f.to_public() for f in self.rooms],
+            "anchors": [f.to_public() for f in self.anchors],
+            "brands": [f.to_public() for f in self.brands],
+        }

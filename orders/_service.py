@@ -1,0 +1,758 @@
+"""``OrderService``: checkout, the lifecycle, after-sales rules, payment callbacks, analytics."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import logging
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import Any, Literal
+
+from ._machine import RECEIVED, TRANSITIONS
+from ._models import (
+    Actor,
+    AnalyticsReport,
+    BuybackQuote,
+    CheckoutRequest,
+    Claim,
+    ClaimKind,
+    ClaimStatus,
+    Figures,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    Payment,
+    PaymentChoice,
+)
+from ._payment import verify_callback
+from ._store import OrderChange, OrderStore
+from .exceptions import (
+    BadSignature,
+    CertificationRequired,
+    ClaimConflict,
+    ClaimNotFound,
+    HoldExpired,
+    IllegalTransition,
+    InvalidInput,
+    NotAllowed,
+    NotReservationHolder,
+    OrderNotFound,
+    PaymentInProgress,
+    ReturnWindowClosed,
+    UnknownPayment,
+    WarrantyExpired,
+)
+from .interfaces import (
+    CertificationPolicy,
+    ChargeRequest,
+    InspectionTerms,
+    PaymentProvider,
+    StockLedger,
+)
+
+__all__ = [
+    "BUYBACK_QUOTE_TTL_MS",
+    "COUNTERFEIT_MULTIPLIER",
+    "DAY_MS",
+    "PICKUP_LEAD_MS",
+    "RETURN_WINDOW_MS",
+    "WARRANTY_WINDOW_MS",
+    "FiguresListener",
+    "OrderService",
+]
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 24 * 3600 * 1000
+RETURN_WINDOW_MS = 7 * DAY_MS  # no-reason return and refund-no-return, from delivery
+WARRANTY_WINDOW_MS = 180 * DAY_MS  # inspected phones, from delivery
+PICKUP_LEAD_MS = DAY_MS  # door pickup is booked for the next day
+BUYBACK_QUOTE_TTL_MS = DAY_MS
+COUNTERFEIT_MULTIPLIER = 10  # fake one, pay ten
+DEFAULT_REPURCHASE_WINDOW_MS = 30 * DAY_MS
+SYSTEM = Actor("system", "admin")
+
+# Called with (room_id, anchor_id) when that room's figures changed; may be sync or async.
+FiguresListener = Callable[[str, str], Awaitable[None] | None]
+
+
+def _system_clock() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(9)
+
+
+class OrderService:
+    def __init__(
+        self,
+        store: OrderStore,
+        ledger: StockLedger,
+        certification: CertificationPolicy,
+        payments: PaymentProvider,
+        payment_secret: bytes,
+        *,
+        now_ms: Callable[[], int] = _system_clock,
+        on_figures_changed: FiguresListener | None = None,
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.certification = certification
+        self.payments = payments
+        self._payment_secret = payment_secret
+        self.now_ms = now_ms
+        self.on_figures_changed = on_figures_changed
+
+    # -- checkout --------------------------------------------------------------------------
+
+    async def checkout(self, actor: Actor, body: object) -> Order:
+        """Turn the caller's hold into an order at the reserved price. Idempotent by
+        reservation: checking out the same reservation again returns the same order."""
+        request = CheckoutRequest.parse(body)
+        rid = request.reservation_id
+        existing = await self.store.get_order_by_reservation(rid)
+        if existing is not None:
+            if existing.buyer_id != actor.user_id:
+                raise NotReservationHolder(rid)
+            return existing
+        seen = await self.store.get_reservation(rid)
+        if seen is not None:
+            if seen.user_id != actor.user_id:
+                raise NotReservationHolder(rid)
+            if seen.state in ("released", "expired"):
+                raise HoldExpired(rid)
+        # The inventory decides atomically between this commit and the expiry sweeper.
+        info = await self.ledger.commit(rid, actor.user_id)
+        if info.user_id != actor.user_id:
+            raise NotReservationHolder(rid)
+        locked: int | None = None
+        if info.category == "phone_used":
+            terms = await self.certification.inspection(info.product_id)
+            locked = terms.buyback_price_cents if terms is not None else None
+        now = self.now_ms()
+        cod = request.payment.method == "cod"
+        order = Order(
+            id=_new_id("o_"),
+            reservation_id=rid,
+            sale_id=info.sale_id,
+            room_id=info.room_id,
+            anchor_id=info.anchor_id,
+            product_id=info.product_id,
+            buyer_id=actor.user_id,
+            title=info.title,
+            category=info.category,
+            brand=info.brand,
+            qty=info.qty,
+            unit_price_cents=info.price_cents,
+            total_cents=info.price_cents * info.qty,
+            payment_method=request.payment.method,
+            status="confirmed" if cod else "created",
+            address=request.address,
+            created_at=now,
+            updated_at=now,
+            placed_at=now if cod else None,
+            buyback_locked_cents=locked,
+        )
+        events = [self._event(order, "created", None, "created", actor, now)]
+        if cod:
+            events.append(self._event(order, "confirm", "created", "confirmed", actor, now))
+        payment = self._new_payment(order, request.payment, now)
+        stored, created = await self.store.insert_order(order, info, events, payment)
+        if not created:
+            if stored.buyer_id != actor.user_id:
+                raise NotReservationHolder(rid)
+            return stored
+        if cod:
+            await self._figures_changed(stored)
+        else:
+            await self._charge(stored, payment, request.payment)
+        return stored
+
+    def _new_payment(self, order: Order, choice: PaymentChoice, now: int) -> Payment:
+        return Payment(
+            id=_new_id("pay_"),
+            order_id=order.id,
+            method=choice.method,
+            amount_cents=order.total_cents,
+            status="pending",
+            created_at=now,
+            card_last4=choice.card[-4:] if choice.card else None,
+        )
+
+    async def _charge(self, order: Order, payment: Payment, choice: PaymentChoice) -> None:
+        assert choice.card is not None
+        try:
+            await self.payments.charge(
+                ChargeRequest(payment.id, order.id, payment.amount_cents, choice.card)
+            )
+        except Exception:
+            # The buyer can retry with pay(); the order itself is safe.
+            log.exception("payment provider refused charge %s", payment.id)
+            now = self.now_ms()
+            await self.store.apply(
+                OrderChange(
+                    order.id, frozenset({"created"}), "created", now,
+                    events=[self._event(order, "payment_failed", "created", "created",
+                                        SYSTEM, now, {"payment": payment.id})],
+                    payments=[replace(payment, status="declined", settled_at=now,
+                                      reason="provider_unavailable")],
+                    payment_expected=(payment.id, "pending"),
+                )
+            )
+
+    async def pay(self, actor: Actor, order_id: str, payment_body: object) -> Order:
+        """Pay an unpaid order again (after a decline), online or by switching to cash on
+        delivery."""
+        order = await self._visible(actor, order_id)
+        if actor.user_id != order.buyer_id:
+            raise NotAllowed("pay for", order_id)
+        if order.status != "created":
+            raise IllegalTransition(order_id, order.status, "pay")
+        for earlier in await self.store.payments(order_id):
+            if earlier.status == "pending" and earlier.method == "online":
+                raise PaymentInProgress(order_id, earlier.id)
+        choice = PaymentChoice.parse(payment_body)
+        now = self.now_ms()
+        payment = self._new_payment(order, choice, now)
+        if choice.method == "cod":
+            updated = await self._transition(
+                actor, order, "confirm", now,
+                fields={"placed_at": now, "payment_method": "cod"}, payments=[payment],
+            )
+            await self._figures_changed(updated)
+            return updated
+        updated = await self._apply(
+            order,
+            OrderChange(
+                order.id, frozenset({"created"}), "created", now,
+                fields={"payment_method": "online"},
+                events=[self._event(order, "payment_started", "created", "created", actor, now,
+                                    {"payment": payment.id})],
+                payments=[payment],
+            ),
+            "pay",
+        )
+        await self._charge(updated, payment, choice)
+        return updated
+
+    async def handle_payment_callback(self, body: bytes, signature: str) -> Order:
+        """Apply a provider's signed callback; duplicates and replays change nothing."""
+        if not isinstance(signature, str) or not verify_callback(
+            self._payment_secret, body, signature
+        ):
+            raise BadSignature()
+        try:
+            payload = json.loads(body)
+            payment_id = payload["payment_id"]
+            status = payload["status"]
+            amount = payload["amount_cents"]
+            reason = payload.get("reason")
+            provider_ref = payload.get("provider_ref")
+        except (ValueError, KeyError, TypeError):
+            raise InvalidInput("malformed payment callback") from None
+        if status not in ("approved", "declined") or not isinstance(payment_id, str):
+            raise InvalidInput("malformed payment callback")
+        for _ in range(5):
+            payment = await self.store.get_payment(payment_id)
+            if payment is None:
+                raise UnknownPayment(payment_id)
+            if amount != payment.amount_cents:
+                raise InvalidInput("payment callback amount does not match the charge")
+            order = await self.store.get_order(payment.order_id)
+            assert order is not None
+            if payment.status != "pending":
+                return order
+            now = self.now_ms()
+            detail = {"payment": payment.id, "reason": reason}
+            expected: frozenset[OrderStatus]
+            to: OrderStatus
+            if status == "approved" and order.status == "created":
+                expected, to, kind = frozenset({"created"}), "paid", "pay"
+                settled = replace(payment, status="approved", settled_at=now,
+                                  provider_ref=provider_ref, reason=None)
+                fields: dict[str, int | str | None] = {"placed_at": now}
+            elif status == "approved":
+                # Paid after cancellation (or twice): the money goes straight back.
+                expected, to, kind = frozenset({order.status}), order.status, "payment_refunded"
+                settled = replace(payment, status="refunded", settled_at=now,
+                                  provider_ref=provider_ref, reason="order_not_payable")
+                fields = {}
+            else:
+                expected, to, kind = frozenset({order.status}), order.status, "payment_declined"
+                settled = replace(payment, status="declined", settled_at=now,
+                                  provider_ref=provider_ref, reason=str(reason))
+                fields = {}
+            updated = await self.store.apply(
+                OrderChange(
+                    order.id, expected, to, now, fields=fields,
+                    events=[self._event(order, kind, order.status, to, SYSTEM, now, detail)],
+                    payments=[settled],
+                    payment_expected=(payment.id, "pending"),
+                )
+            )
+            if updated is not None:
+                if to == "paid":
+                    await self._figures_changed(updated)
+                return updated
+        raise InvalidInput("payment callback kept racing other changes; retry")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get_order(self, actor: Actor, order_id: str) -> Order:
+        return await self._visible(actor, order_id)
+
+    async def order_detail(self, actor: Actor, order_id: str) -> dict[str, Any]:
+        """The order with its event history, claims and payments, for its viewers."""
+        order = await self._visible(actor, order_id)
+        detail = order.to_public()
+        detail["events"] = [e.to_public() for e in await self.store.events(order_id)]
+        detail["claims"] = [c.to_public() for c in await self.store.claims(order_id)]
+        detail["payments"] = [p.to_public() for p in await self.store.payments(order_id)]
+        return detail
+
+    async def list_orders(self, actor: Actor) -> list[Order]:
+        """The caller's own orders as a buyer, newest first."""
+        return await self.store.list_orders_by_buyer(actor.user_id)
+
+    async def history(self, actor: Actor, order_id: str) -> list[OrderEvent]:
+        await self._visible(actor, order_id)
+        return await self.store.events(order_id)
+
+    async def claims(self, actor: Actor, order_id: str) -> list[Claim]:
+        await self._visible(actor, order_id)
+        return await self.store.claims(order_id)
+
+    async def payments_of(self, actor: Actor, order_id: str) -> list[Payment]:
+        await self._visible(actor, order_id)
+        return await self.store.payments(order_id)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def cancel(self, actor: Actor, order_id: str, reason: str = "") -> Order:
+        """Buyer, the order's anchor or an admin cancel before shipping; the unit goes back to
+        the sale while it is live, and an approved online payment is refunded."""
+        order = await self._visible(actor, order_id)
+        now = self.now_ms()
+        refunds = [
+            replace(p, status="refunded", settled_at=now, reason="order_cancelled")
+            for p in await self.store.payments(order_id)
+            if p.status == "approved"
+        ]
+        was_placed = order.placed_at is not None
+        updated = await self._transition(
+            actor, order, "cancel", now,
+            fields={"cancelled_at": now, "restock_state": "pending"},
+            payments=refunds, detail={"reason": _short(reason)},
+        )
+        await self._restock(updated)
+        if was_placed:
+            await self._figures_changed(updated)
+        return (await self.store.get_order(order_id)) or updated
+
+    async def _restock(self, order: Order) -> None:
+        try:
+            back = await self.ledger.restock(order.reservation_id)
+        except Exception:
+            log.exception("restock of %s failed; will retry", order.reservation_id)
+            return
+        now = self.now_ms()
+        state = "done" if back else "skipped"
+        await self.store.apply(
+            OrderChange(
+                order.id, frozenset({"cancelled"}), "cancelled", now,
+                fields={"restock_state": state},
+                events=[self._event(order, "restock", "cancelled", "cancelled", SYSTEM, now,
+                                    {"returned_to_sale": back})],
+            )
+        )
+
+    async def resume_restocks(self) -> int:
+        """Retry restocks a crash or an inventory outage interrupted (call at startup)."""
+        pending = await self.store.orders_pending_restock()
+        for order in pending:
+            await self._restock(order)
+        return len(pending)
+
+    async def ship(self, actor: Actor, order_id: str) -> Order:
+        order = await self._visible(actor, order_id)
+        self._require_seller(actor, order, "ship")
+        if order.status not in TRANSITIONS["ship"][0]:
+            raise IllegalTransition(order_id, order.status, "ship")
+        if order.category == "jewelry" and not await self.certification.vault_certified(
+            order.product_id
+        ):
+            raise CertificationRequired(order_id, "vault")
+        now = self.now_ms()
+        return await self._transition(actor, order, "ship", now, fields={"shipped_at": now})
+
+    async def deliver(self, actor: Actor, order_id: str) -> Order:
+        order = await self._visible(actor, order_id)
+        self._require_seller(actor, order, "deliver")
+        now = self.now_ms()
+        collected = [
+            replace(p, status="approved", settled_at=now, reason="collected_on_delivery")
+            for p in await self.store.payments(order_id)
+            if p.method == "cod" and p.status == "pending"
+        ]
+        return await self._transition(
+            actor, order, "deliver", now, fields={"delivered_at": now}, payments=collected
+        )
+
+    async def complete(self, actor: Actor, order_id: str) -> Order:
+        order = await self._visible(actor, order_id)
+        if actor.user_id != order.buyer_id and not actor.is_admin:
+            raise NotAllowed("complete", order_id)
+        now = self.now_ms()
+        return await self._transition(actor, order, "complete", now, fields={"completed_at": now})
+
+    # -- after-sales -----------------------------------------------------------------------
+
+    async def request_return(self, actor: Actor, order_id: str, reason: str = "") -> Claim:
+        """7-day no-reason return from delivery: a door pickup is booked and the platform pays
+        the return shipping; the refund follows when the goods arrive (receive_return)."""
+        order = await self._buyer_order(actor, order_id, "request a return for")
+        if order.status not in TRANSITIONS["request_return"][0]:
+            raise IllegalTransition(order_id, order.status, "request_return")
+        now = self.now_ms()
+        self._within(order, now, RETURN_WINDOW_MS, ReturnWindowClosed)
+        claim = self._claim(order, "return", "pickup_scheduled", now, reason,
+                            amount=order.total_cents, pickup_at=now + PICKUP_LEAD_MS,
+                            payer="platform")
+        await self._transition(actor, order, "request_return", now, claims=[claim],
+                               detail={"claim": claim.id, "pickup_at": claim.pickup_at,
+                                       "return_shipping_payer": "platform"})
+        return claim
+
+    async def receive_return(self, actor: Actor, order_id: str) -> Order:
+        """The returned goods arrived: the buyer is refunded in full."""
+        order = await self._visible(actor, order_id)
+        self._require_seller(actor, order, "receive the return of")
+        now = self.now_ms()
+        claim = next((c for c in await self.store.claims(order_id) if c.kind == "return"), None)
+        claims = [replace(claim, status="refunded", updated_at=now)] if claim else []
+        return await self._transition(
+            actor, order, "receive_return", now, claims=claims,
+            payments=self._refunds(await self.store.payments(order_id), now),
+            detail={"refund_cents": order.total_cents},
+        )
+
+    async def refund_no_return(self, actor: Actor, order_id: str, reason: str = "") -> Claim:
+        """Refund at once without the goods back; only for an anchor holding a valid
+        refund-no-return certification for the order's category, within 7 days of delivery."""
+        order = await self._buyer_order(actor, order_id, "ask a refund for")
+        if order.status not in TRANSITIONS["refund_no_return"][0]:
+            raise IllegalTransition(order_id, order.status, "refund_no_return")
+        now = self.now_ms()
+        self._within(order, now, RETURN_WINDOW_MS, ReturnWindowClosed)
+        if not await self.certification.refund_no_return_certified(
+            order.anchor_id, order.category
+        ):
+            raise CertificationRequired(order_id, "refund_no_return")
+        claim = self._claim(order, "refund_no_return", "refunded", now, reason,
+                            amount=order.total_cents)
+        await self._transition(
+            actor, order, "refund_no_return", now, claims=[claim],
+            payments=self._refunds(await self.store.payments(order_id), now),
+            detail={"claim": claim.id, "refund_cents": order.total_cents},
+        )
+        return claim
+
+    async def counterfeit_claim(self, actor: Actor, order_id: str, reason: str) -> Claim:
+        """The buyer says the goods are fake; an admin decides (uphold pays 10x)."""
+        order = await self._buyer_order(actor, order_id, "file a counterfeit claim for")
+        if order.status not in RECEIVED:
+            raise IllegalTransition(order_id, order.status, "counterfeit_claim")
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidInput("a counterfeit claim needs a reason")
+        now = self.now_ms()
+        claim = self._claim(order, "counterfeit", "open", now, reason)
+        await self._note(actor, order, "counterfeit_claim", now, claims=[claim],
+                         detail={"claim": claim.id})
+        return claim
+
+    async def uphold_counterfeit(self, actor: Actor, claim_id: str) -> Claim:
+        return await self._decide_counterfeit(actor, claim_id, uphold=True)
+
+    async def reject_counterfeit(self, actor: Actor, claim_id: str) -> Claim:
+        return await self._decide_counterfeit(actor, claim_id, uphold=False)
+
+    async def _decide_counterfeit(self, actor: Actor, claim_id: str, *, uphold: bool) -> Claim:
+        claim = await self.store.get_claim(claim_id)
+        if claim is None or claim.kind != "counterfeit":
+            raise ClaimNotFound(claim_id)
+        try:
+            order = await self._visible(actor, claim.order_id)
+        except OrderNotFound:
+            raise ClaimNotFound(claim_id) from None
+        if not actor.is_admin:
+            raise NotAllowed("decide counterfeit claims", order.id)
+        if claim.status != "open":
+            raise ClaimConflict(order.id, f"decided ({claim.status}) counterfeit")
+        now = self.now_ms()
+        decided = replace(
+            claim,
+            status="upheld" if uphold else "rejected",
+            updated_at=now,
+            amount_cents=COUNTERFEIT_MULTIPLIER * order.total_cents if uphold else 0,
+        )
+        await self._note(actor, order, "counterfeit_upheld" if uphold else "counterfeit_rejected",
+                         now, claims=[decided],
+                         detail={"claim": claim.id, "compensation_cents": decided.amount_cents})
+        return decided
+
+    async def warranty_claim(self, actor: Actor, order_id: str, reason: str) -> Claim:
+        """Inspected second-hand phones: warranty repair within 180 days of delivery, with a
+        door pickup."""
+        order = await self._buyer_order(actor, order_id, "claim warranty for")
+        if order.status not in ("delivered", "completed"):
+            raise IllegalTransition(order_id, order.status, "warranty_claim")
+        await self._require_inspected(order)
+        now = self.now_ms()
+        self._within(order, now, WARRANTY_WINDOW_MS, WarrantyExpired)
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidInput("a warranty claim needs a description of the fault")
+        claim = self._claim(order, "warranty", "pickup_scheduled", now, reason,
+                            pickup_at=now + PICKUP_LEAD_MS, payer="platform")
+        await self._note(actor, order, "warranty_claim", now, claims=[claim],
+                         detail={"claim": claim.id, "pickup_at": claim.pickup_at})
+        return claim
+
+    async def buyback_quote(self, actor: Actor, order_id: str) -> BuybackQuote:
+        """Trade-in offer for an inspected phone, price-protected: never below what the
+        inspection promised when the phone was bought."""
+        order = await self._buyer_order(actor, order_id, "get a buyback quote for")
+        if order.status not in ("delivered", "completed"):
+            raise IllegalTransition(order_id, order.status, "buyback_quote")
+        terms = await self._require_inspected(order)
+        now = self.now_ms()
+        locked = (order.buyback_locked_cents or 0) * order.qty
+        current = (terms.buyback_price_cents if terms is not None else 0) * order.qty
+        return BuybackQuote(order_id, max(locked, current), locked, current, now,
+                            now + BUYBACK_QUOTE_TTL_MS)
+
+    async def _require_inspected(self, order: Order) -> InspectionTerms | None:
+        terms = None
+        if order.category == "phone_used":
+            terms = await self.certification.inspection(order.product_id)
+        if order.category != "phone_used" or (terms is None and order.buyback_locked_cents is None):
+            raise CertificationRequired(order.id, "inspection")
+        return terms
+
+    # -- analytics -------------------------------------------------------------------------
+
+    async def analytics(
+        self,
+        actor: Actor,
+        *,
+        viewers: Mapping[str, int],
+        room_id: str | None = None,
+        anchor_id: str | None = None,
+        brand: str | None = None,
+        window_ms: int = DEFAULT_REPURCHASE_WINDOW_MS,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> AnalyticsReport:
+        """Figures per room, anchor and brand. Admins see everything; an anchor sees figures
+        computed from their own orders only; everyone else is refused."""
+        if actor.role == "anchor":
+            if anchor_id is not None and anchor_id != actor.user_id:
+                raise NotAllowed("see another anchor's figures")
+            scope_anchor: str | None = actor.user_id
+        elif actor.is_admin:
+            scope_anchor = anchor_id
+        else:
+            raise NotAllowed("see analytics")
+        if not isinstance(window_ms, int) or window_ms <= 0:
+            raise InvalidInput("window_ms must be a positive integer")
+        orders = [
+            o for o in await self.store.orders_for_analytics(scope_anchor)
+            if o.status != "cancelled"
+            and o.placed_at is not None
+            and (since_ms is None or o.placed_at >= since_ms)
+            and (until_ms is None or o.placed_at < until_ms)
+            and (room_id is None or o.room_id == room_id)
+            and (brand is None or o.brand == brand)
+        ]
+        return AnalyticsReport(
+            rooms=_figures("room", orders, lambda o: o.room_id, viewers, window_ms),
+            anchors=_figures("anchor", orders, lambda o: o.anchor_id, viewers, window_ms),
+            brands=_figures("brand", orders, lambda o: o.brand, viewers, window_ms),
+        )
+
+    async def room_figures(
+        self, room_id: str, viewers: int | None,
+        window_ms: int = DEFAULT_REPURCHASE_WINDOW_MS,
+    ) -> Figures:
+        """One room's live figures, for the edge to push to its anchor (``figures`` event)."""
+        report = await self.analytics(
+            SYSTEM, viewers={room_id: viewers} if viewers is not None else {},
+            room_id=room_id, window_ms=window_ms,
+        )
+        if report.rooms:
+            return report.rooms[0]
+        return Figures("room", room_id, 0, 0, 0, 0, viewers, 0.0 if viewers else None, 0, None)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _visible(self, actor: Actor, order_id: str) -> Order:
+        if not isinstance(order_id, str) or not order_id:
+            raise OrderNotFound(str(order_id))
+        order = await self.store.get_order(order_id)
+        if order is None or not (
+            actor.is_admin or actor.user_id in (order.buyer_id, order.anchor_id)
+        ):
+            raise OrderNotFound(order_id)
+        return order
+
+    async def _buyer_order(self, actor: Actor, order_id: str, action: str) -> Order:
+        order = await self._visible(actor, order_id)
+        if actor.user_id != order.buyer_id:
+            raise NotAllowed(action, order_id)
+        return order
+
+    @staticmethod
+    def _require_seller(actor: Actor, order: Order, action: str) -> None:
+        if not (actor.is_admin or actor.user_id == order.anchor_id):
+            raise NotAllowed(action, order.id)
+
+    @staticmethod
+    def _within(
+        order: Order, now: int, window: int,
+        error: type[ReturnWindowClosed] | type[WarrantyExpired],
+    ) -> None:
+        assert order.delivered_at is not None
+        deadline = order.delivered_at + window
+        if now > deadline:
+            raise error(order.id, deadline)
+
+    @staticmethod
+    def _refunds(payments: Iterable[Payment], now: int) -> list[Payment]:
+        return [
+            replace(p, status="refunded", settled_at=now, reason="after_sales_refund")
+            for p in payments
+            if p.status == "approved"
+        ]
+
+    @staticmethod
+    def _claim(
+        order: Order, kind: ClaimKind, status: ClaimStatus, now: int, reason: str, *,
+        amount: int = 0, pickup_at: int | None = None,
+        payer: Literal["platform", "buyer"] | None = None,
+    ) -> Claim:
+        return Claim(_new_id("cl_"), order.id, kind, status, now, now, amount, pickup_at, payer,
+                     _short(reason))
+
+    @staticmethod
+    def _event(
+        order: Order, kind: str, from_status: OrderStatus | None, to_status: OrderStatus,
+        actor: Actor, at: int, detail: Mapping[str, Any] | None = None,
+    ) -> OrderEvent:
+        return OrderEvent(order.id, kind, from_status, to_status, actor.user_id, actor.role, at,
+                          dict(detail or {}))
+
+    async def _transition(
+        self, actor: Actor, order: Order, action: str, now: int, *,
+        fields: Mapping[str, int | str | None] | None = None,
+        claims: Iterable[Claim] = (), payments: Iterable[Payment] = (),
+        detail: Mapping[str, Any] | None = None,
+    ) -> Order:
+        expected, to = TRANSITIONS[action]
+        if order.status not in expected:
+            raise IllegalTransition(order.id, order.status, action)
+        change = OrderChange(
+            order.id, expected, to, now, fields=dict(fields or {}),
+            events=[self._event(order, action, order.status, to, actor, now, detail)],
+            claims=list(claims), payments=list(payments),
+        )
+        return await self._apply(order, change, action)
+
+    async def _note(
+        self, actor: Actor, order: Order, kind: str, now: int, *,
+        claims: Iterable[Claim], detail: Mapping[str, Any],
+    ) -> Order:
+        """Record an after-sales event that does not change the status."""
+        change = OrderChange(
+            order.id, frozenset({order.status}), order.status, now,
+            events=[self._event(order, kind, order.status, order.status, actor, now, detail)],
+            claims=list(claims),
+        )
+        return await self._apply(order, change, kind)
+
+    async def _apply(self, order: Order, change: OrderChange, action: str) -> Order:
+        updated = await self.store.apply(change)
+        if updated is None:
+            current = await self.store.get_order(order.id)
+            raise IllegalTransition(order.id, current.status if current else "gone", action)
+        return updated
+
+    async def _figures_changed(self, order: Order) -> None:
+        if self.on_figures_changed is None:
+            return
+        try:
+            result = self.on_figures_changed(order.room_id, order.anchor_id)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("figures listener failed")
+
+
+def _short(text: str, limit: int = 500) -> str:
+    if not isinstance(text, str):
+        raise InvalidInput("reason must be text")
+    return text.strip()[:limit]
+
+
+def _figures(
+    scope: Literal["room", "anchor", "brand"],
+    orders: list[Order],
+    key_of: Callable[[Order], str],
+    viewers: Mapping[str, int],
+    window_ms: int,
+) -> tuple[Figures, ...]:
+    groups: dict[str, list[Order]] = defaultdict(list)
+    for order in orders:
+        groups[key_of(order)].append(order)
+    out = []
+    for key in sorted(groups):
+        group = groups[key]
+        gmv = sum(o.total_cents for o in group)
+        by_buyer: dict[str, list[int]] = defaultdict(list)
+        for o in group:
+            assert o.placed_at is not None
+            by_buyer[o.buyer_id].append(o.placed_at)
+        repeat = sum(
+            1
+            for times in by_buyer.values()
+            if _has_repeat(sorted(times), window_ms)
+        )
+        rooms = {o.room_id for o in group}
+        room_viewers: int | None = (
+            sum(viewers[r] for r in rooms) if all(r in viewers for r in rooms) else None
+        )
+        buyers = len(by_buyer)
+        out.append(
+            Figures(
+                scope=scope,
+                key=key,
+                gmv_cents=gmv,
+                orders=len(group),
+                buyers=buyers,
+                average_order_value_cents=gmv // len(group),
+                viewers=room_viewers,
+                conversion=buyers / room_viewers if room_viewers else None,
+                repeat_buyers=repeat,
+                repurchase_rate=repeat / buyers,
+            )
+        )
+    return tuple(out)
+
+
+def _has_repeat(times: list[int], window_ms: int) -> bool:
+    """A later order within ``window_ms`` of an earlier one (times sorted)."""
+    return any(later - earlier <= window_ms for earlier, later in itertools.pairwise(times))

@@ -1,0 +1,483 @@
+"""Durable order storage: the ``OrderStore`` protocol and its embedded SQLite implementation.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` (a committed order survives a power cut) on one
+dedicated thread, so the event loop never blocks on disk. A server database can replace it by
+implementing ``OrderStore``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, cast
+
+from ._models import Address, Claim, Order, OrderEvent, OrderStatus, Payment, PaymentStatus
+from .exceptions import ClaimConflict
+from .interfaces import ReservationInfo, ReservationState
+
+__all__ = ["STATE_RANK", "HandoffRecord", "OrderChange", "OrderStore", "SqliteOrderStore"]
+
+T = TypeVar("T")
+
+# Reservation states only move forward: reserved → committed/released/expired → restocked.
+STATE_RANK: Mapping[str, int] = {
+    "reserved": 0,
+    "committed": 1,
+    "released": 1,
+    "expired": 1,
+    "restocked": 2,
+}
+
+# (version, resource name); applied in order, each once, recorded in schema_migrations.
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, "schema_v1.sql"),)
+
+_ORDER_FIELDS = tuple(f.name for f in fields(Order))
+_ORDER_COLUMNS = ", ".join(_ORDER_FIELDS)
+_UPDATABLE = frozenset(_ORDER_FIELDS) - {"id", "reservation_id", "address"}
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffRecord:
+    """One hand-off stream entry, decoded (``reservation``) or not (``error`` set)."""
+
+    sale_id: str
+    entry_id: str
+    type: str
+    reservation: ReservationInfo | None
+    raw: bytes = b""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderChange:
+    """One atomic change of one order: applied only if the order is in ``expected`` (and the
+    payment in ``payment_expected``), else nothing is written."""
+
+    order_id: str
+    expected: frozenset[OrderStatus]
+    status: OrderStatus
+    at: int
+    fields: Mapping[str, int | str | None] = field(default_factory=dict)
+    events: Sequence[OrderEvent] = ()
+    claims: Sequence[Claim] = ()
+    payments: Sequence[Payment] = ()
+    payment_expected: tuple[str, PaymentStatus] | None = None
+
+
+class OrderStore(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def record_handoff(self, records: Sequence[HandoffRecord], now: int) -> int:
+        """Apply stream entries in one transaction; returns how many were new."""
+        ...
+    async def get_reservation(self, reservation_id: str) -> ReservationInfo | None: ...
+    async def insert_order(
+        self,
+        order: Order,
+        reservation: ReservationInfo,
+        events: Sequence[OrderEvent],
+        payment: Payment | None,
+    ) -> tuple[Order, bool]:
+        """Insert unless the reservation already has an order; returns (order, created)."""
+        ...
+    async def get_order(self, order_id: str) -> Order | None: ...
+    async def get_order_by_reservation(self, reservation_id: str) -> Order | None: ...
+    async def list_orders_by_buyer(self, buyer_id: str) -> list[Order]: ...
+    async def apply(self, change: OrderChange) -> Order | None:
+        """The changed order, or None when the expectation did not hold."""
+        ...
+    async def events(self, order_id: str) -> list[OrderEvent]: ...
+    async def claims(self, order_id: str) -> list[Claim]: ...
+    async def get_claim(self, claim_id: str) -> Claim | None: ...
+    async def payments(self, order_id: str) -> list[Payment]: ...
+    async def get_payment(self, payment_id: str) -> Payment | None: ...
+    async def orders_pending_restock(self) -> list[Order]: ...
+    async def orders_for_analytics(self, anchor_id: str | None) -> list[Order]: ...
+    async def count_handoff_entries(self, reservation_id: str) -> int: ...
+
+
+def _order_from_row(row: sqlite3.Row) -> Order:
+    values = {name: row[name] for name in _ORDER_FIELDS}
+    values["address"] = Address(**json.loads(row["address"]))
+    return Order(**values)
+
+
+def _reservation_from_row(row: sqlite3.Row) -> ReservationInfo:
+    return ReservationInfo(
+        id=row["id"],
+        sale_id=row["sale_id"],
+        room_id=row["room_id"],
+        product_id=row["product_id"],
+        anchor_id=row["anchor_id"],
+        user_id=row["user_id"],
+        qty=row["qty"],
+        price_cents=row["price_cents"],
+        title=row["title"],
+        category=row["category"],
+        brand=row["brand"],
+        expires_at=row["expires_at"],
+        state=cast(ReservationState, row["state"]),
+    )
+
+
+class SqliteOrderStore:
+    """``OrderStore`` on an embedded SQLite file (default ``<data_dir>/orders.sqlite3``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> SqliteOrderStore:
+        return cls(data_dir / "orders.sqlite3")
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None or self._conn is None:
+            raise RuntimeError("order store is not open")
+        conn = self._conn
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orders-sqlite")
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+            _migrate(conn)
+            return conn
+
+        self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+    async def close(self) -> None:
+        executor, conn = self._executor, self._conn
+        self._executor, self._conn = None, None
+        if executor is None:
+            return
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+        executor.shutdown(wait=True)
+
+    # -- hand-off stream -------------------------------------------------------------------
+
+    async def record_handoff(self, records: Sequence[HandoffRecord], now: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            new = 0
+            with _transaction(conn):
+                for rec in records:
+                    if rec.reservation is None:
+                        cur = conn.execute(
+                            "INSERT OR IGNORE INTO dead_letters VALUES (?, ?, ?, ?, ?)",
+                            (rec.sale_id, rec.entry_id, rec.raw, rec.error, now),
+                        )
+                        new += cur.rowcount
+                        continue
+                    res = rec.reservation
+                    cur = conn.execute(
+                        "INSERT OR IGNORE INTO handoff_entries VALUES (?, ?, ?, ?, ?)",
+                        (rec.sale_id, rec.entry_id, rec.type, res.id, now),
+                    )
+                    if cur.rowcount == 0:
+                        continue  # redelivered entry, already applied
+                    new += 1
+                    _upsert_reservation(conn, res, rec.type, now)
+            return new
+
+        return await self._run(work)
+
+    async def get_reservation(self, reservation_id: str) -> ReservationInfo | None:
+        def work(conn: sqlite3.Connection) -> ReservationInfo | None:
+            row = conn.execute(
+                "SELECT * FROM reservations WHERE id = ?", (reservation_id,)
+            ).fetchone()
+            return None if row is None else _reservation_from_row(row)
+
+        return await self._run(work)
+
+    async def count_handoff_entries(self, reservation_id: str) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM handoff_entries WHERE reservation_id = ?",
+                (reservation_id,),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(work)
+
+    # -- orders ----------------------------------------------------------------------------
+
+    async def insert_order(
+        self,
+        order: Order,
+        reservation: ReservationInfo,
+        events: Sequence[OrderEvent],
+        payment: Payment | None,
+    ) -> tuple[Order, bool]:
+        def work(conn: sqlite3.Connection) -> tuple[Order, bool]:
+            with _transaction(conn):
+                row = conn.execute(
+                    f"SELECT {_ORDER_COLUMNS} FROM orders WHERE reservation_id = ?",
+                    (order.reservation_id,),
+                ).fetchone()
+                if row is not None:
+                    return _order_from_row(row), False
+                _upsert_reservation(conn, reservation, "committed", order.created_at)
+                values = [getattr(order, name) for name in _ORDER_FIELDS]
+                values[_ORDER_FIELDS.index("address")] = json.dumps(order.address.to_dict())
+                conn.execute(
+                    f"INSERT INTO orders ({_ORDER_COLUMNS}) "
+                    f"VALUES ({', '.join('?' for _ in _ORDER_FIELDS)})",
+                    values,
+                )
+                for event in events:
+                    _insert_event(conn, event)
+                if payment is not None:
+                    _upsert_payment(conn, payment)
+            return order, True
+
+        return await self._run(work)
+
+    async def get_order(self, order_id: str) -> Order | None:
+        return await self._one(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ?", order_id)
+
+    async def get_order_by_reservation(self, reservation_id: str) -> Order | None:
+        return await self._one(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE reservation_id = ?", reservation_id
+        )
+
+    async def _one(self, sql: str, arg: str) -> Order | None:
+        def work(conn: sqlite3.Connection) -> Order | None:
+            row = conn.execute(sql, (arg,)).fetchone()
+            return None if row is None else _order_from_row(row)
+
+        return await self._run(work)
+
+    async def _many(self, sql: str, args: Sequence[Any]) -> list[Order]:
+        def work(conn: sqlite3.Connection) -> list[Order]:
+            return [_order_from_row(row) for row in conn.execute(sql, tuple(args))]
+
+        return await self._run(work)
+
+    async def list_orders_by_buyer(self, buyer_id: str) -> list[Order]:
+        return await self._many(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE buyer_id = ? "
+            "ORDER BY created_at DESC, id",
+            (buyer_id,),
+        )
+
+    async def orders_pending_restock(self) -> list[Order]:
+        return await self._many(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE restock_state = 'pending'", ()
+        )
+
+    async def orders_for_analytics(self, anchor_id: str | None) -> list[Order]:
+        if anchor_id is None:
+            return await self._many(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE placed_at IS NOT NULL", ()
+            )
+        return await self._many(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE placed_at IS NOT NULL AND anchor_id = ?",
+            (anchor_id,),
+        )
+
+    async def apply(self, change: OrderChange) -> Order | None:
+        bad = set(change.fields) - _UPDATABLE
+        if bad:
+            raise ValueError(f"not updatable: {sorted(bad)}")
+
+        def work(conn: sqlite3.Connection) -> Order | None:
+            with _transaction(conn):
+                if change.payment_expected is not None:
+                    payment_id, expected_status = change.payment_expected
+                    row = conn.execute(
+                        "SELECT status FROM payments WHERE id = ?", (payment_id,)
+                    ).fetchone()
+                    if row is None or row["status"] != expected_status:
+                        return None
+                assignments = ["status = ?", "updated_at = ?"]
+                args: list[Any] = [change.status, change.at]
+                for name, value in change.fields.items():
+                    assignments.append(f"{name} = ?")
+                    args.append(value)
+                placeholders = ", ".join("?" for _ in change.expected)
+                cur = conn.execute(
+                    f"UPDATE orders SET {', '.join(assignments)} "
+                    f"WHERE id = ? AND status IN ({placeholders})",
+                    [*args, change.order_id, *sorted(change.expected)],
+                )
+                if cur.rowcount != 1:
+                    return None
+                for event in change.events:
+                    _insert_event(conn, event)
+                for claim in change.claims:
+                    _upsert_claim(conn, claim)
+                for payment in change.payments:
+                    _upsert_payment(conn, payment)
+                row = conn.execute(
+                    f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ?", (change.order_id,)
+                ).fetchone()
+                return _order_from_row(row)
+
+        return await self._run(work)
+
+    # -- history, claims, payments ---------------------------------------------------------
+
+    async def events(self, order_id: str) -> list[OrderEvent]:
+        def work(conn: sqlite3.Connection) -> list[OrderEvent]:
+            rows = conn.execute(
+                "SELECT * FROM order_events WHERE order_id = ? ORDER BY seq", (order_id,)
+            )
+            return [
+                OrderEvent(
+                    order_id=row["order_id"],
+                    kind=row["kind"],
+                    from_status=row["from_status"],
+                    to_status=row["to_status"],
+                    actor_id=row["actor_id"],
+                    actor_role=row["actor_role"],
+                    at=row["at"],
+                    detail=json.loads(row["detail"]),
+                )
+                for row in rows
+            ]
+
+        return await self._run(work)
+
+    async def claims(self, order_id: str) -> list[Claim]:
+        def work(conn: sqlite3.Connection) -> list[Claim]:
+            rows = conn.execute(
+                "SELECT * FROM claims WHERE order_id = ? ORDER BY created_at, id", (order_id,)
+            )
+            return [Claim(**dict(row)) for row in rows]
+
+        return await self._run(work)
+
+    async def get_claim(self, claim_id: str) -> Claim | None:
+        def work(conn: sqlite3.Connection) -> Claim | None:
+            row = conn.execute("SELECT * FROM claims WHERE id = ?", (claim_id,)).fetchone()
+            return None if row is None else Claim(**dict(row))
+
+        return await self._run(work)
+
+    async def payments(self, order_id: str) -> list[Payment]:
+        def work(conn: sqlite3.Connection) -> list[Payment]:
+            rows = conn.execute(
+                "SELECT * FROM payments WHERE order_id = ? ORDER BY created_at, rowid",
+                (order_id,),
+            )
+            return [Payment(**dict(row)) for row in rows]
+
+        return await self._run(work)
+
+    async def get_payment(self, payment_id: str) -> Payment | None:
+        def work(conn: sqlite3.Connection) -> Payment | None:
+            row = conn.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchone()
+            return None if row is None else Payment(**dict(row))
+
+        return await self._run(work)
+
+
+class _transaction:
+    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any error (the writer lock is taken up front, so
+    two processes never deadlock upgrading a read to a write)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL DEFAULT (unixepoch()))"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    for version, name in MIGRATIONS:
+        if version in done:
+            continue
+        script = resources.files("orders").joinpath(name).read_text(encoding="utf-8")
+        # executescript commits implicitly; the version row goes in the same script so a crash
+        # mid-migration leaves neither half.
+        conn.executescript(
+            f"BEGIN IMMEDIATE;\n{script}\n"
+            f"INSERT INTO schema_migrations (version) VALUES ({int(version)});\nCOMMIT;"
+        )
+
+
+def _upsert_reservation(
+    conn: sqlite3.Connection, res: ReservationInfo, state: str, now: int
+) -> None:
+    rank = STATE_RANK[state]
+    conn.execute(
+        "INSERT INTO reservations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
+        "state_rank = excluded.state_rank, updated_at = excluded.updated_at "
+        "WHERE excluded.state_rank > reservations.state_rank",
+        (
+            res.id, res.sale_id, res.room_id, res.product_id, res.anchor_id, res.user_id,
+            res.qty, res.price_cents, res.title, res.category, res.brand, res.expires_at,
+            state, rank, now, now,
+        ),
+    )
+
+
+def _insert_event(conn: sqlite3.Connection, event: OrderEvent) -> None:
+    conn.execute(
+        "INSERT INTO order_events "
+        "(order_id, kind, from_status, to_status, actor_id, actor_role, at, detail) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            event.order_id, event.kind, event.from_status, event.to_status, event.actor_id,
+            event.actor_role, event.at, json.dumps(dict(event.detail), sort_keys=True),
+        ),
+    )
+
+
+def _upsert_payment(conn: sqlite3.Connection, p: Payment) -> None:
+    conn.execute(
+        "INSERT INTO payments (id, order_id, method, amount_cents, status, created_at, "
+        "card_last4, settled_at, provider_ref, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+        "settled_at = excluded.settled_at, provider_ref = excluded.provider_ref, "
+        "reason = excluded.reason",
+        (
+            p.id, p.order_id, p.method, p.amount_cents, p.status, p.created_at, p.card_last4,
+            p.settled_at, p.provider_ref, p.reason,
+        ),
+    )
+
+
+def _upsert_claim(conn: sqlite3.Connection, c: Claim) -> None:
+    try:
+        conn.execute(
+            "INSERT INTO claims (id, order_id, kind, status, created_at, updated_at, "
+            "amount_cents, pickup_at, return_shipping_payer, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+            "updated_at = excluded.updated_at, amount_cents = excluded.amount_cents, "
+            "pickup_at = excluded.pickup_at",
+            (
+                c.id, c.order_id, c.kind, c.status, c.created_at, c.updated_at, c.amount_cents,
+                c.pickup_at, c.return_shipping_payer, c.reason,
+            ),
+        )
+    except sqlite3.IntegrityError:
+        raise ClaimConflict(c.order_id, c.kind) from None

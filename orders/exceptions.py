@@ -1,0 +1,209 @@
+"""Errors raised by the orders domain. Every one carries its data, a public ``code`` and an
+``http_status`` the edges map to ``{"error": {"code", "message"}}``.
+
+::
+
+    OrderError (400 order_error)
+    ├── InvalidInput (400 invalid_input)
+    │   └── InvalidCheckout (400 invalid_checkout)          bad checkout body, names the field
+    ├── UnknownReservation (404 unknown_reservation)
+    ├── NotReservationHolder (403 not_reservation_holder)
+    ├── HoldExpired (409 hold_expired)
+    ├── OrderNotFound (404 order_not_found)                 also "exists but not yours"
+    ├── NotAllowed (403 not_allowed)                        visible, but not your operation
+    ├── IllegalTransition (409 illegal_transition)
+    ├── ReturnWindowClosed (409 return_window_closed)       7-day window from delivery
+    ├── WarrantyExpired (409 warranty_expired)              180-day window from delivery
+    ├── CertificationRequired (409 certification_required)  vault / refund-no-return / inspection
+    ├── ClaimConflict (409 claim_conflict)                  a claim of that kind already exists
+    ├── ClaimNotFound (404 claim_not_found)
+    ├── PaymentError (402 payment_error)
+    │   ├── PaymentInProgress (409 payment_in_progress)
+    │   └── UnknownPayment (404 unknown_payment)
+    └── BadSignature (401 bad_signature)                    payment callback not from provider
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadSignature",
+    "CertificationRequired",
+    "ClaimConflict",
+    "ClaimNotFound",
+    "HoldExpired",
+    "IllegalTransition",
+    "InvalidCheckout",
+    "InvalidInput",
+    "NotAllowed",
+    "NotReservationHolder",
+    "OrderError",
+    "OrderNotFound",
+    "PaymentError",
+    "PaymentInProgress",
+    "ReturnWindowClosed",
+    "UnknownPayment",
+    "UnknownReservation",
+    "WarrantyExpired",
+]
+
+
+class OrderError(Exception):
+    code: str = "order_error"
+    http_status: int = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(OrderError):
+    code = "invalid_input"
+    http_status = 400
+
+
+class InvalidCheckout(InvalidInput):
+    code = "invalid_checkout"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class UnknownReservation(OrderError):
+    code = "unknown_reservation"
+    http_status = 404
+
+    def __init__(self, reservation_id: str) -> None:
+        super().__init__(f"no reservation {reservation_id!r}")
+        self.reservation_id = reservation_id
+
+
+class NotReservationHolder(OrderError):
+    code = "not_reservation_holder"
+    http_status = 403
+
+    def __init__(self, reservation_id: str) -> None:
+        super().__init__(f"reservation {reservation_id!r} is held by someone else")
+        self.reservation_id = reservation_id
+
+
+class HoldExpired(OrderError):
+    code = "hold_expired"
+    http_status = 409
+
+    def __init__(self, reservation_id: str) -> None:
+        super().__init__(f"the hold {reservation_id!r} has expired or was given back")
+        self.reservation_id = reservation_id
+
+
+class OrderNotFound(OrderError):
+    code = "order_not_found"
+    http_status = 404
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"no order {order_id!r}")
+        self.order_id = order_id
+
+
+class NotAllowed(OrderError):
+    code = "not_allowed"
+    http_status = 403
+
+    def __init__(self, action: str, order_id: str | None = None) -> None:
+        where = f" on order {order_id!r}" if order_id else ""
+        super().__init__(f"you may not {action}{where}")
+        self.action = action
+        self.order_id = order_id
+
+
+class IllegalTransition(OrderError):
+    code = "illegal_transition"
+    http_status = 409
+
+    def __init__(self, order_id: str, status: str, action: str) -> None:
+        super().__init__(f"cannot {action} order {order_id!r} while it is {status}")
+        self.order_id = order_id
+        self.status = status
+        self.action = action
+
+
+class ReturnWindowClosed(OrderError):
+    code = "return_window_closed"
+    http_status = 409
+
+    def __init__(self, order_id: str, deadline_ms: int) -> None:
+        super().__init__(f"the 7-day after-sales window of order {order_id!r} has closed")
+        self.order_id = order_id
+        self.deadline_ms = deadline_ms
+
+
+class WarrantyExpired(OrderError):
+    code = "warranty_expired"
+    http_status = 409
+
+    def __init__(self, order_id: str, deadline_ms: int) -> None:
+        super().__init__(f"the 180-day warranty of order {order_id!r} has ended")
+        self.order_id = order_id
+        self.deadline_ms = deadline_ms
+
+
+class CertificationRequired(OrderError):
+    code = "certification_required"
+    http_status = 409
+
+    def __init__(self, order_id: str, certification: str) -> None:
+        super().__init__(f"order {order_id!r} needs a valid {certification} certification")
+        self.order_id = order_id
+        self.certification = certification
+
+
+class ClaimConflict(OrderError):
+    code = "claim_conflict"
+    http_status = 409
+
+    def __init__(self, order_id: str, kind: str) -> None:
+        super().__init__(f"order {order_id!r} already has a {kind} claim")
+        self.order_id = order_id
+        self.kind = kind
+
+
+class ClaimNotFound(OrderError):
+    code = "claim_not_found"
+    http_status = 404
+
+    def __init__(self, claim_id: str) -> None:
+        super().__init__(f"no claim {claim_id!r}")
+        self.claim_id = claim_id
+
+
+class PaymentError(OrderError):
+    code = "payment_error"
+    http_status = 402
+
+
+class PaymentInProgress(PaymentError):
+    code = "payment_in_progress"
+    http_status = 409
+
+    def __init__(self, order_id: str, payment_id: str) -> None:
+        super().__init__(f"order {order_id!r} already has payment {payment_id!r} in progress")
+        self.order_id = order_id
+        self.payment_id = payment_id
+
+
+class UnknownPayment(PaymentError):
+    code = "unknown_payment"
+    http_status = 404
+
+    def __init__(self, payment_id: str) -> None:
+        super().__init__(f"no payment {payment_id!r}")
+        self.payment_id = payment_id
+
+
+class BadSignature(OrderError):
+    code = "bad_signature"
+    http_status = 401
+
+    def __init__(self) -> None:
+        super().__init__("payment callback signature does not verify")

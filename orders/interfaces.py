@@ -1,0 +1,111 @@
+"""What orders needs from the rest of the system, as protocols.
+
+The composition root (``liveroom/app.py``) passes adapters over the real inventory and
+certificate services; orders never imports them. Adapters translate the other packages'
+exceptions into the ones named here (from ``orders.exceptions``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+__all__ = [
+    "CallbackSink",
+    "CertificationPolicy",
+    "ChargeRequest",
+    "InspectionTerms",
+    "PaymentProvider",
+    "ReservationInfo",
+    "ReservationState",
+    "StockLedger",
+]
+
+ReservationState = Literal["reserved", "committed", "released", "expired", "restocked"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationInfo:
+    """A hold (or sold unit) as the inventory knows it. ``price_cents`` is the deal price of one
+    unit; the order total is ``price_cents * qty``. Times are epoch milliseconds."""
+
+    id: str
+    sale_id: str
+    room_id: str
+    product_id: str
+    anchor_id: str
+    user_id: str
+    qty: int
+    price_cents: int
+    title: str
+    category: str
+    brand: str
+    expires_at: int
+    state: ReservationState
+
+
+class StockLedger(Protocol):
+    """The inventory, seen from orders."""
+
+    async def commit(self, reservation_id: str, user_id: str) -> ReservationInfo:
+        """Turn the hold into a sale, atomically; idempotent for the holder.
+
+        Raises ``HoldExpired`` (expired or released), ``NotReservationHolder`` and
+        ``UnknownReservation``."""
+        ...
+
+    async def restock(self, reservation_id: str) -> bool:
+        """Give a sold unit back to its sale; False (and nothing done) once the sale has ended.
+        Must be idempotent: orders retries it after a crash."""
+        ...
+
+    async def get_reservation(self, reservation_id: str) -> ReservationInfo:
+        """Raises ``UnknownReservation``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class InspectionTerms:
+    """What an inspected second-hand phone's report promises: the buyback (trade-in) price of
+    one unit, fixed when the report was issued."""
+
+    report_id: str
+    buyback_price_cents: int
+
+
+class CertificationPolicy(Protocol):
+    """The platform's first-party certificates, answered as of now."""
+
+    async def vault_certified(self, product_id: str) -> bool:
+        """The item has a valid (unexpired, unrevoked) vault certificate."""
+        ...
+
+    async def refund_no_return_certified(self, anchor_id: str, category: str) -> bool:
+        """The anchor holds a valid refund-no-return certification for the category."""
+        ...
+
+    async def inspection(self, product_id: str) -> InspectionTerms | None:
+        """The product's valid inspection report, or None."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    payment_id: str
+    order_id: str
+    amount_cents: int
+    card: str
+
+
+# Where a provider delivers its signed callback: (raw JSON body, hex HMAC-SHA256 signature).
+CallbackSink = Callable[[bytes, str], Awaitable[object]]
+
+
+class PaymentProvider(Protocol):
+    """A card payment provider. ``charge`` only accepts the request; the outcome arrives later as
+    a signed callback, like a real provider's webhook."""
+
+    name: str
+
+    async def charge(self, request: ChargeRequest) -> None: ...

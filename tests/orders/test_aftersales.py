@@ -1,0 +1,241 @@
+from __future__ import annotations
+
+import pytest
+
+from orders import (
+    COUNTERFEIT_MULTIPLIER,
+    DAY_MS,
+    PICKUP_LEAD_MS,
+    CertificationRequired,
+    ClaimConflict,
+    IllegalTransition,
+    InspectionTerms,
+    InvalidInput,
+    ReturnWindowClosed,
+    WarrantyExpired,
+)
+
+from .conftest import ADMIN, ANCHOR, BUYER, World
+from .helpers import order_in
+
+# -- 7-day no-reason return -------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("elapsed", "allowed"),
+    [(0, True), (7 * DAY_MS, True), (7 * DAY_MS + 1, False), (8 * DAY_MS, False)],
+)
+async def test_return_window_is_seven_days_from_delivery(
+    world: World, elapsed: int, allowed: bool
+) -> None:
+    order = await order_in(world, "delivered", price_cents=25_000)
+    assert order.delivered_at is not None
+    world.clock.advance(elapsed)
+    if allowed:
+        claim = await world.service.request_return(BUYER, order.id, "too small")
+        assert claim.kind == "return"
+        assert claim.status == "pickup_scheduled"
+        assert claim.pickup_at == world.clock() + PICKUP_LEAD_MS
+        assert claim.return_shipping_payer == "platform"
+        assert claim.amount_cents == 25_000
+        assert (await world.service.get_order(BUYER, order.id)).status == "return_requested"
+    else:
+        with pytest.raises(ReturnWindowClosed) as info:
+            await world.service.request_return(BUYER, order.id)
+        assert info.value.deadline_ms == order.delivered_at + 7 * DAY_MS
+        assert (await world.service.get_order(BUYER, order.id)).status == "delivered"
+        assert await world.service.claims(BUYER, order.id) == []
+
+
+async def test_return_window_counts_from_delivery_not_from_purchase(world: World) -> None:
+    order = await order_in(world, "shipped")
+    world.clock.advance(20 * DAY_MS)  # a slow courier
+    await world.service.deliver(ANCHOR, order.id)
+    world.clock.advance(6 * DAY_MS)
+    await world.service.request_return(BUYER, order.id)
+
+
+async def test_return_is_still_possible_after_confirming_receipt(world: World) -> None:
+    order = await order_in(world, "completed")
+    claim = await world.service.request_return(BUYER, order.id)
+    assert claim.status == "pickup_scheduled"
+
+
+async def test_received_return_refunds_in_full_and_only_once(world: World) -> None:
+    order = await order_in(world, "paid", price_cents=9_900, qty=3)
+    await world.service.ship(ANCHOR, order.id)
+    await world.service.deliver(ANCHOR, order.id)
+    await world.service.request_return(BUYER, order.id)
+    with pytest.raises(IllegalTransition):
+        await world.service.refund_no_return(BUYER, order.id)
+    returned = await world.service.receive_return(ANCHOR, order.id)
+    assert returned.status == "returned"
+    [claim] = await world.service.claims(BUYER, order.id)
+    assert (claim.status, claim.amount_cents) == ("refunded", 29_700)
+    [payment] = await world.service.payments_of(BUYER, order.id)
+    assert payment.status == "refunded"
+    with pytest.raises(IllegalTransition):
+        await world.service.receive_return(ANCHOR, order.id)
+
+
+async def test_a_second_return_request_is_refused(world: World) -> None:
+    order = await order_in(world, "return_requested")
+    with pytest.raises(IllegalTransition):
+        await world.service.request_return(BUYER, order.id)
+    assert len(await world.service.claims(BUYER, order.id)) == 1
+
+
+# -- refund without return --------------------------------------------------------------------
+
+async def test_refund_no_return_needs_the_anchor_certified_for_the_category(world: World) -> None:
+    order = await order_in(world, "delivered", category="essential_oil", price_cents=4_500)
+    with pytest.raises(CertificationRequired) as info:
+        await world.service.refund_no_return(BUYER, order.id)
+    assert info.value.certification == "refund_no_return"
+    # Certified, but for another category: still no.
+    world.certs.refund_no_return.add((order.anchor_id, "skincare"))
+    with pytest.raises(CertificationRequired):
+        await world.service.refund_no_return(BUYER, order.id)
+    # Another anchor's certification does not count.
+    world.certs.refund_no_return.add(("u_anchor00002", "essential_oil"))
+    with pytest.raises(CertificationRequired):
+        await world.service.refund_no_return(BUYER, order.id)
+    assert (await world.service.get_order(BUYER, order.id)).status == "delivered"
+
+    world.certs.refund_no_return.add((order.anchor_id, "essential_oil"))
+    claim = await world.service.refund_no_return(BUYER, order.id, "opened, smells odd")
+    assert (claim.kind, claim.status, claim.amount_cents) == ("refund_no_return", "refunded", 4_500)
+    assert claim.pickup_at is None  # no goods back
+    after = await world.service.get_order(BUYER, order.id)
+    assert after.status == "refunded"
+
+
+async def test_refund_no_return_refunds_an_online_payment_at_once(world: World) -> None:
+    order = await order_in(world, "paid", category="essential_oil")
+    world.certs.refund_no_return.add((order.anchor_id, "essential_oil"))
+    await world.service.ship(ANCHOR, order.id)
+    await world.service.deliver(ANCHOR, order.id)
+    await world.service.refund_no_return(BUYER, order.id)
+    [payment] = await world.service.payments_of(BUYER, order.id)
+    assert payment.status == "refunded"
+
+
+@pytest.mark.parametrize(("elapsed", "allowed"), [(7 * DAY_MS, True), (7 * DAY_MS + 1, False)])
+async def test_refund_no_return_window(world: World, elapsed: int, allowed: bool) -> None:
+    order = await order_in(world, "delivered", category="essential_oil")
+    world.certs.refund_no_return.add((order.anchor_id, "essential_oil"))
+    world.clock.advance(elapsed)
+    if allowed:
+        await world.service.refund_no_return(BUYER, order.id)
+    else:
+        with pytest.raises(ReturnWindowClosed):
+            await world.service.refund_no_return(BUYER, order.id)
+
+
+# -- fake one, pay ten ------------------------------------------------------------------------
+
+async def test_upheld_counterfeit_claim_pays_ten_times_the_price(world: World) -> None:
+    order = await order_in(world, "delivered", category="jewelry", price_cents=123_456, qty=2)
+    claim = await world.service.counterfeit_claim(BUYER, order.id, "stone is glass")
+    assert (claim.status, claim.amount_cents) == ("open", 0)
+    upheld = await world.service.uphold_counterfeit(ADMIN, claim.id)
+    assert upheld.status == "upheld"
+    assert upheld.amount_cents == 10 * 246_912 == COUNTERFEIT_MULTIPLIER * order.total_cents
+    [stored] = await world.service.claims(BUYER, order.id)
+    assert stored.amount_cents == 2_469_120
+    kinds = [e.kind for e in await world.service.history(BUYER, order.id)]
+    assert kinds[-2:] == ["counterfeit_claim", "counterfeit_upheld"]
+    with pytest.raises(ClaimConflict):
+        await world.service.uphold_counterfeit(ADMIN, claim.id)
+    with pytest.raises(ClaimConflict):
+        await world.service.counterfeit_claim(BUYER, order.id, "again")
+
+
+async def test_rejected_counterfeit_claim_pays_nothing(world: World) -> None:
+    order = await order_in(world, "completed")
+    claim = await world.service.counterfeit_claim(BUYER, order.id, "looks fake")
+    rejected = await world.service.reject_counterfeit(ADMIN, claim.id)
+    assert (rejected.status, rejected.amount_cents) == ("rejected", 0)
+
+
+async def test_counterfeit_claim_needs_goods_received_and_a_reason(world: World) -> None:
+    shipped = await order_in(world, "shipped")
+    with pytest.raises(IllegalTransition):
+        await world.service.counterfeit_claim(BUYER, shipped.id, "fake")
+    delivered = await order_in(world, "delivered")
+    with pytest.raises(InvalidInput):
+        await world.service.counterfeit_claim(BUYER, delivered.id, "   ")
+    assert await world.service.claims(BUYER, delivered.id) == []
+
+
+# -- inspected second-hand phones -------------------------------------------------------------
+
+PHONE = "p_phone00001"
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "allowed"),
+    [(180 * DAY_MS, True), (180 * DAY_MS + 1, False), (181 * DAY_MS, False)],
+)
+async def test_warranty_is_180_days_from_delivery(
+    world: World, elapsed: int, allowed: bool
+) -> None:
+    world.certs.inspections[PHONE] = InspectionTerms("ir_1", buyback_price_cents=150_000)
+    order = await order_in(world, "delivered", category="phone_used", product=PHONE)
+    world.clock.advance(elapsed)
+    if allowed:
+        claim = await world.service.warranty_claim(BUYER, order.id, "battery drains")
+        assert (claim.kind, claim.status) == ("warranty", "pickup_scheduled")
+        assert claim.pickup_at == world.clock() + PICKUP_LEAD_MS
+    else:
+        with pytest.raises(WarrantyExpired) as info:
+            await world.service.warranty_claim(BUYER, order.id, "battery drains")
+        assert info.value.deadline_ms == (order.delivered_at or 0) + 180 * DAY_MS
+        assert await world.service.claims(BUYER, order.id) == []
+
+
+async def test_warranty_only_for_inspected_phones(world: World) -> None:
+    uninspected = await order_in(world, "delivered", category="phone_used", product="p_phone00002")
+    with pytest.raises(CertificationRequired) as info:
+        await world.service.warranty_claim(BUYER, uninspected.id, "broken")
+    assert info.value.certification == "inspection"
+    world.certs.inspections["p_shirt00001"] = InspectionTerms("ir_x", 1)
+    shirt = await order_in(world, "delivered", category="clothing", product="p_shirt00001")
+    with pytest.raises(CertificationRequired):
+        await world.service.warranty_claim(BUYER, shirt.id, "torn")
+
+
+async def test_warranty_claims_may_repeat_within_the_window(world: World) -> None:
+    world.certs.inspections[PHONE] = InspectionTerms("ir_1", 150_000)
+    order = await order_in(world, "completed", category="phone_used", product=PHONE)
+    await world.service.warranty_claim(BUYER, order.id, "screen flickers")
+    world.clock.advance(30 * DAY_MS)
+    await world.service.warranty_claim(BUYER, order.id, "screen flickers again")
+    assert len(await world.service.claims(BUYER, order.id)) == 2
+
+
+async def test_buyback_quote_is_price_protected(world: World) -> None:
+    world.certs.inspections[PHONE] = InspectionTerms("ir_1", buyback_price_cents=150_000)
+    order = await order_in(world, "delivered", category="phone_used", product=PHONE)
+    assert order.buyback_locked_cents == 150_000
+    quote = await world.service.buyback_quote(BUYER, order.id)
+    assert (quote.amount_cents, quote.locked_cents) == (150_000, 150_000)
+    assert quote.valid_until == world.clock() + DAY_MS
+
+    # The market drops: the buyer still gets what was promised at purchase.
+    world.certs.inspections[PHONE] = InspectionTerms("ir_1", buyback_price_cents=90_000)
+    dropped = await world.service.buyback_quote(BUYER, order.id)
+    assert (dropped.amount_cents, dropped.current_cents) == (150_000, 90_000)
+
+    # The market rises: the buyer gets the better offer.
+    world.certs.inspections[PHONE] = InspectionTerms("ir_1", buyback_price_cents=170_000)
+    assert (await world.service.buyback_quote(BUYER, order.id)).amount_cents == 170_000
+
+
+async def test_buyback_needs_the_phone_in_hand(world: World) -> None:
+    world.certs.inspections[PHONE] = InspectionTerms("ir_1", 150_000)
+    order = await order_in(world, "shipped", category="phone_used", product=PHONE)
+    with pytest.raises(IllegalTransition):
+        await world.service.buyback_quote(BUYER, order.id)
+    other = await order_in(world, "delivered", category="phone_used", product="p_phone00009")
+    with pytest.raises(CertificationRequired):
+        await world.service.buyback_quote(BUYER, other.id)

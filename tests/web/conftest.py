@@ -1,0 +1,95 @@
+"""Headless Chromium (Debian's ``chromium``) driven by Playwright, once per test module.
+
+Every page opened through ``pages`` records console errors and uncaught exceptions; a test ends
+by asserting there were none. Screenshots go to ``test-artifacts/web/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Error,
+    Page,
+    async_playwright,
+)
+
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
+PHONE = {"width": 360, "height": 740}
+DESKTOP = {"width": 1280, "height": 860}
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    executable = shutil.which("chromium")
+    assert executable, "Debian's chromium is required (make browser-deps)"
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+class Pages:
+    """Opens pages in fresh browser contexts (separate people) and watches their consoles."""
+
+    def __init__(self, browser: Browser, test_name: str) -> None:
+        self.browser = browser
+        self.contexts: list[BrowserContext] = []
+        self.errors: list[str] = []
+        self.artifacts = ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]", "_", test_name)
+
+    async def open(self, url: str, viewport: dict[str, int] = PHONE) -> Page:
+        context = await self.browser.new_context(viewport=viewport)  # type: ignore[arg-type]
+        self.contexts.append(context)
+        page = await context.new_page()
+        label = url.split("#", 1)[0]
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type == "error":
+                self.errors.append(f"{label}: console: {message.text}")
+
+        def on_page_error(error: Error) -> None:
+            self.errors.append(f"{label}: pageerror: {error}")
+
+        page.on("console", on_console)
+        page.on("pageerror", on_page_error)
+        await page.goto(url)
+        return page
+
+    async def shot(self, page: Page, name: str) -> None:
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(self.artifacts / f"{name}.png"), full_page=True)
+
+    def assert_clean(self) -> None:
+        assert self.errors == [], "\n".join(self.errors)
+
+    async def close(self) -> None:
+        for context in self.contexts:
+            await context.close()
+
+
+@pytest.fixture
+async def pages(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Pages]:
+    opened = Pages(browser, request.node.name)
+    try:
+        yield opened
+    finally:
+        await opened.close()

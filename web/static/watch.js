@@ -1,0 +1,130 @@
+// WebRTC on the pages: the viewer's receiver (`rtc:watch`) and the anchor's sender (`rtc:publish`).
+import { ackError, ApiError, call } from "./lr.js";
+
+const ICE_GATHER_TIMEOUT_MS = 3000;
+export const MAX_VIDEO_BITRATE = 1_200_000; // bits per second: phones on 4G can follow
+export const MAX_AUDIO_BITRATE = 64_000;
+
+/** The server takes no trickled candidates: send the offer once gathering is done. */
+export function iceGathered(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== "complete") return;
+      pc.removeEventListener("icegatheringstatechange", done);
+      resolve();
+    };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, ICE_GATHER_TIMEOUT_MS); // host candidates are enough on a LAN
+  });
+}
+
+async function negotiate(socket, pc, event, room) {
+  await pc.setLocalDescription(await pc.createOffer());
+  await iceGathered(pc);
+  const offer = pc.localDescription;
+  const answer = await call(socket, event, { room, sdp: offer.sdp, type: offer.type }, 20_000);
+  if (!answer.ok) {
+    const err = ackError(answer);
+    throw new ApiError(err.code, err.message);
+  }
+  await pc.setRemoteDescription({ type: answer.type || "answer", sdp: answer.sdp });
+}
+
+/** Viewer side: plays the room's broadcast in `video` when the room is live. */
+export class Watcher {
+  constructor(room, getSocket, video, overlay, unmuteButton) {
+    Object.assign(this, { room, getSocket, video, overlay, unmuteButton });
+    this.pc = null;
+    this.live = false;
+    this.since = null;
+    this.starting = false;
+    unmuteButton.addEventListener("click", () => {
+      video.muted = false;
+      video.play().catch(() => {});
+      unmuteButton.hidden = true;
+    });
+  }
+
+  /** `media` push or the room state's `media`: watch when live, stop when not. */
+  onLive(media) {
+    const wasLive = this.live;
+    const since = media && media.since_ms;
+    this.live = Boolean(media && media.live);
+    // A new broadcast (re-publish) closes our connection on the server: watch it again.
+    const replaced = this.live && wasLive && since && this.since && since !== this.since;
+    const dead = !this.pc || ["failed", "closed"].includes(this.pc.connectionState);
+    this.since = this.live ? since : null;
+    if (this.live && (!wasLive || dead || replaced)) this.start();
+    if (!this.live && wasLive) this.stop("The host's video has stopped. It restarts here when they go live again.");
+  }
+
+  async start() {
+    if (!this.live || this.starting) return;
+    this.starting = true;
+    this.close();
+    this.say("Connecting to the video…");
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.pc = pc;
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    const stream = new MediaStream();
+    pc.addEventListener("track", (event) => {
+      stream.addTrack(event.track);
+      this.video.srcObject = stream;
+      this.video.play().catch(() => {});
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc !== this.pc) return;
+      if (pc.connectionState === "connected") {
+        this.say("");
+        this.unmuteButton.hidden = !this.video.muted;
+      } else if (pc.connectionState === "failed") {
+        this.say("The video connection failed. Retrying…");
+        setTimeout(() => this.start(), 2000);
+      }
+    });
+    try {
+      await negotiate(this.getSocket(), pc, "rtc:watch", this.room);
+    } catch (error) {
+      if (pc === this.pc) this.say(`The video could not start: ${error.message} It retries when the host is live.`);
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  stop(message) {
+    this.close();
+    this.say(message);
+  }
+
+  close() {
+    if (this.pc) this.pc.close();
+    this.pc = null;
+    this.video.srcObject = null;
+    this.unmuteButton.hidden = true;
+  }
+
+  say(text) {
+    this.overlay.textContent = text;
+    this.overlay.hidden = !text;
+  }
+}
+
+/** Anchor side: publish camera and microphone, with the encoder bitrate capped. */
+export async function publish(socket, room, stream) {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  for (const track of stream.getTracks()) {
+    const maxBitrate = track.kind === "video" ? MAX_VIDEO_BITRATE : MAX_AUDIO_BITRATE;
+    pc.addTransceiver(track, {
+      direction: "sendonly", streams: [stream], sendEncodings: [{ maxBitrate }],
+    });
+  }
+  try {
+    await negotiate(socket, pc, "rtc:publish", room);
+  } catch (error) {
+    pc.close();
+    throw error;
+  }
+  return pc;
+}
