@@ -6,7 +6,8 @@ script and runs it again, which is safe because a script that Redis did not know
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
@@ -19,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .exceptions import StoreUnavailable
 
-__all__ = ["SCRIPT_NAMES", "Script", "ScriptRunner", "load_script"]
+__all__ = ["SCRIPT_NAMES", "Script", "ScriptRunner", "load_script", "store_errors"]
 
 SCRIPT_NAMES = (
     "create_sale",
@@ -37,6 +38,15 @@ class Script:
     name: str
     source: bytes
     sha: str
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Redis unreachable or timing out becomes StoreUnavailable (a typed, retryable error)."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
 
 def _read(name: str) -> str:
@@ -57,13 +67,14 @@ class ScriptRunner:
         self.scripts = {name: load_script(name) for name in SCRIPT_NAMES}
 
     async def register(self) -> None:
-        for script in self.scripts.values():
-            await cast(Awaitable[Any], self._client.script_load(script.source))
+        with store_errors():
+            for script in self.scripts.values():
+                await cast(Awaitable[Any], self._client.script_load(script.source))
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[bytes | str | int]) -> Any:
         """Run a script and decode its msgpack reply."""
         script = self.scripts[name]
-        try:
+        with store_errors():
             try:
                 raw = await cast(
                     Awaitable[bytes], self._client.evalsha(script.sha, len(keys), *keys, *args)
@@ -73,6 +84,4 @@ class ScriptRunner:
                 raw = await cast(
                     Awaitable[bytes], self._client.evalsha(script.sha, len(keys), *keys, *args)
                 )
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
         return msgpack.unpackb(raw, raw=False)

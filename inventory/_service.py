@@ -27,7 +27,7 @@ from ._models import (
     StockLevel,
     sale_status,
 )
-from ._scripts import ScriptRunner
+from ._scripts import ScriptRunner, store_errors
 from .exceptions import (
     HoldExpired,
     HoldNotActive,
@@ -238,18 +238,23 @@ class InventoryService:
             args: list[str | int] = ["id", sale_id]
             for name, value in fields.items():
                 args += [name, value]
+            # Registered for the sweeper before it exists: a sale that exists but is unknown to
+            # the sweeper would keep expired holds forever, while an id without a sale is just
+            # dropped by the next sweep.
+            with store_errors():
+                await self._client.sadd(keys.ACTIVE_SALES, sale_id)
             reply = await self._scripts.run("create_sale", keys.sale_keys(sale_id), args)
             if reply[0] == "ok":
-                await self._client.sadd(keys.ACTIVE_SALES, sale_id)
                 return await self.get_sale(sale_id)
         raise InventoryError("could not allocate a fresh sale id")
 
     async def get_sale(self, sale_id: str) -> Sale:
         if not isinstance(sale_id, str) or not keys.SALE_ID_RE.match(sale_id):
             raise UnknownSale(str(sale_id))
-        raw = await cast(
-            Awaitable[dict[bytes, bytes]], self._client.hgetall(keys.sale_keys(sale_id).meta)
-        )
+        with store_errors():
+            raw = await cast(
+                Awaitable[dict[bytes, bytes]], self._client.hgetall(keys.sale_keys(sale_id).meta)
+            )
         if not raw:
             raise UnknownSale(sale_id)
         meta = {k.decode(): v.decode() for k, v in raw.items()}
@@ -354,10 +359,11 @@ class InventoryService:
 
     async def get_reservation(self, reservation_id: str) -> Reservation:
         sale_id = _sale_id_of(reservation_id)
-        raw = await cast(
-            Awaitable[bytes | None],
-            self._client.hget(keys.sale_keys(sale_id).res, reservation_id),
-        )
+        with store_errors():
+            raw = await cast(
+                Awaitable[bytes | None],
+                self._client.hget(keys.sale_keys(sale_id).res, reservation_id),
+            )
         if raw is None:
             raise UnknownReservation(reservation_id)
         return _reservation(msgpack.unpackb(raw, raw=False))
@@ -415,7 +421,8 @@ class InventoryService:
     # -- expiry (driven by HoldSweeper) ------------------------------------------------------
 
     async def active_sale_ids(self) -> list[str]:
-        members = await cast(Awaitable[set[bytes]], self._client.smembers(keys.ACTIVE_SALES))
+        with store_errors():
+            members = await cast(Awaitable[set[bytes]], self._client.smembers(keys.ACTIVE_SALES))
         return sorted(m.decode() for m in members)
 
     async def expire_holds(self, sale_id: str, limit: int = 256) -> SweepOutcome:
@@ -426,14 +433,16 @@ class InventoryService:
             "expire_holds", keys.sale_keys(sale_id), [self._now_ms(), limit, self._retention_ms]
         )
         if reply[0] == "unknown_sale":
-            await self._client.srem(keys.ACTIVE_SALES, sale_id)
+            with store_errors():
+                await self._client.srem(keys.ACTIVE_SALES, sale_id)
             return SweepOutcome(sale_id, 0, None, done=True, more=False)
         _, expired, raw_stock, done, more = reply
         stock = _stock(raw_stock)
         if expired:
             self._notify(stock)
         if done:
-            await self._client.srem(keys.ACTIVE_SALES, sale_id)
+            with store_errors():
+                await self._client.srem(keys.ACTIVE_SALES, sale_id)
         return SweepOutcome(sale_id, int(expired), stock, done=bool(done), more=bool(more))
 
     def _notify(self, stock: StockLevel) -> None:

@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import os
+import socket
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
 
+from inventory import HoldSweeper, InventoryService, Sale
+from orders import HandoffConsumer, Order, OrderService, SandboxPaymentProvider, SqliteOrderStore
 from trustbadges import CertificateService, ExpiryWatcher
 
 from .bus import ControlBus
 from .catalog import Catalog
 from .certification import BadgeFanout, CertificateDesk
 from .clock import now_ms
+from .commerce import CertificationAdapter, FiguresPusher, InventoryLedger
 from .http import Api
 from .http._base import error_middleware
 from .http.certificates import CertificateRoutes
+from .http.commerce import CommerceRoutes
 from .http.pages import PageRoutes
 from .http.rooms import RoomRoutes
 from .identity import TokenSigner
 from .media import MediaService, ice_servers_from_settings
 from .rooms import RoomService
+from .sales import SaleDesk, StockBroadcaster
 from .settings import Settings
 from .sockets import SocketEdge
 from .sockets._base import create_sio
+from .sockets.commerce import CommerceEvents
 from .sockets.media import MediaEvents, MediaHealthPusher
 from .sockets.rooms import RoomEvents, ViewerCountPusher
 
@@ -34,6 +44,7 @@ __all__ = ["Services", "create_app"]
 log = logging.getLogger("liveroom.app")
 SERVICES_KEY: web.AppKey[Services] = web.AppKey("services")
 REDIS_POOL_SIZE = 32
+INVENTORY_POOL_SIZE = 8
 
 
 @dataclass
@@ -52,20 +63,47 @@ class Services:
     expiry_watcher: ExpiryWatcher
     media: MediaService
     media_pusher: MediaHealthPusher
+    inventory_redis: aioredis.Redis
+    inventory: InventoryService
+    sweeper: HoldSweeper
+    stock_pusher: StockBroadcaster
+    sales: SaleDesk
+    order_store: SqliteOrderStore
+    payments: SandboxPaymentProvider
+    orders: OrderService
+    handoff: HandoffConsumer
+    figures_pusher: FiguresPusher
+    commerce_routes: CommerceRoutes
 
     async def start(self) -> None:
         await self.bus.start()
+        await self.inventory.start()
+        await self.order_store.open()
+        self.handoff.start()
+        await self.orders.resume_restocks()
+        self.sweeper.start()
+        self.stock_pusher.start()
+        self.figures_pusher.start()
         self.viewer_pusher.start()
         self.expiry_watcher.start()
         self.media_pusher.start()
 
     async def close(self) -> None:
+        """Stop in reverse order: accepted buys are decided and pushed before Redis goes."""
         await self.media.close()
         await self.media_pusher.close()
         await self.expiry_watcher.close()
         await self.viewer_pusher.close()
+        await self.inventory.close()
+        await self.sweeper.close()
+        await self.stock_pusher.close()
+        await self.figures_pusher.close()
+        await self.handoff.close()
+        await self.payments.close()
+        await self.order_store.close()
         await self.bus.close()
         await self.certificates.close()
+        await self.inventory_redis.aclose()
         await self.redis.aclose()
 
 
@@ -98,11 +136,53 @@ def build_services(settings: Settings, redis_url: str) -> Services:
     media_pusher.media = media
     MediaEvents(edge, media, catalog, media_pusher)
     rooms.add_state_extra(media_pusher.room_state)
+
+    # The buy hot path gets its own small pool: the batcher keeps a few scripts in flight.
+    inventory_redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+        redis_url, max_connections=INVENTORY_POOL_SIZE, timeout=5))
+    stock_pusher = StockBroadcaster(edge.emit_to)
+    stock = InventoryService(inventory_redis, now_ms=now_ms, on_stock_change=stock_pusher.record)
+    sales = SaleDesk(redis, catalog, stock, now_ms)
+    rooms.add_state_extra(sales.room_state)
+
+    async def sale_changed(sale: Sale) -> None:
+        await edge.emit_to("sale", sales.view(sale), sale.room_id)
+
+    sweeper = HoldSweeper(stock, on_change=sale_changed)
+    order_store = SqliteOrderStore.in_data_dir(settings.data_dir)
+    payment_secret = hmac.new(settings.resolve_secret(), b"sandbox-payments",
+                              hashlib.sha256).digest()
+    payments = SandboxPaymentProvider(payment_secret)
+    figures_box: list[FiguresPusher] = []
+    order_service = OrderService(
+        order_store, InventoryLedger(stock), CertificationAdapter(certificates), payments,
+        payment_secret, now_ms=now_ms,
+        on_figures_changed=lambda room_id, anchor_id: figures_box[0].changed(room_id, anchor_id),
+    )
+    commerce_routes = CommerceRoutes(
+        Api(signer, settings.max_payload_bytes), sales, stock, order_service, catalog, rooms,
+        edge)
+    figures_pusher = FiguresPusher(commerce_routes.figures_of, edge.emit_to)
+    figures_box.append(figures_pusher)
+
+    async def payment_settled(body: bytes, signature: str) -> Order:
+        order = await order_service.handle_payment_callback(body, signature)
+        await edge.emit_to("order", order.to_public(), f"user:{order.buyer_id}")
+        return order
+
+    payments.sink = payment_settled
+    CommerceEvents(edge, stock, order_service)
+    handoff = HandoffConsumer(redis, order_store,
+                              consumer_name=f"{socket.gethostname()}-{os.getpid()}")
     return Services(settings=settings, redis=redis, signer=signer, bus=bus, catalog=catalog,
                     rooms=rooms, sio=sio, edge=edge, viewer_pusher=pusher,
                     certificates=certificates, certificate_desk=desk,
                     expiry_watcher=ExpiryWatcher(certificates), media=media,
-                    media_pusher=media_pusher)
+                    media_pusher=media_pusher, inventory_redis=inventory_redis,
+                    inventory=stock, sweeper=sweeper, stock_pusher=stock_pusher, sales=sales,
+                    order_store=order_store, payments=payments, orders=order_service,
+                    handoff=handoff, figures_pusher=figures_pusher,
+                    commerce_routes=commerce_routes)
 
 
 def create_app(settings: Settings, redis_url: str) -> web.Application:
@@ -118,6 +198,7 @@ def create_app(settings: Settings, redis_url: str) -> web.Application:
     )
     CertificateRoutes(api, services.certificates, services.certificate_desk,
                       settings.public_url).add_to(app.router)
+    services.commerce_routes.add_to(app.router)
     PageRoutes().add_to(app.router)
 
     async def on_startup(_: web.Application) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from inventory import InventoryError
+from orders import OrderError
 from trustbadges import CertificateError
 
 from .exceptions import LiveroomError
@@ -20,7 +22,9 @@ __all__ = ["KNOWN_ERRORS", "error_body", "error_status", "is_known_error"]
 log = logging.getLogger("liveroom.errors")
 
 # The root exception of every package whose errors are meant for clients.
-KNOWN_ERRORS: tuple[type[Exception], ...] = (LiveroomError, CertificateError, MediaError)
+KNOWN_ERRORS: tuple[type[Exception], ...] = (
+    LiveroomError, InventoryError, OrderError, CertificateError, MediaError,
+)
 
 
 def is_known_error(exc: BaseException) -> bool:

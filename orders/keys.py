@@ -8,7 +8,8 @@ __all__ = ["HANDOFF_GROUP", "SALES_SET", "handoff_stream"]
 # Consumer group on every sale's hand-off stream.
 HANDOFF_GROUP = "orders"
 # Set of live sale ids, maintained by the inventory package.
-SALES_SET = "inventory:sales"
+# The inventory keeps the ids of its open sales here (inventory.keys.ACTIVE_SALES).
+SALES_SET = "inventory:active_sales"
 
 
 def handoff_stream(sale_id: str) -> str:

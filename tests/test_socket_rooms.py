@@ -227,3 +227,10 @@ async def test_event_flood_is_rate_limited_per_connection(server: LiveServer) ->
     assert "rate_limited" in codes
     assert sum(1 for a in acks if a["ok"]) <= server.settings.event_burst + 50
     assert (await calm.call("chat", {"room": room_id, "text": "unaffected"}))["ok"]
+
+
+async def test_ping_returns_the_server_clock(server: LiveServer) -> None:
+    client = await server.connect(server.token("viewer"))
+    ack = await client.call("ping", {})
+    assert ack["ok"] is True
+    assert abs(ack["server_time"] - now_ms()) < 2000

@@ -80,6 +80,7 @@ class SocketEdge:
         self._disconnect_hooks: list[DisconnectHook] = []
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
+        sio.on("ping", self._on_ping)
 
     # connection lifecycle --------------------------------------------------------------------
 
@@ -109,6 +110,11 @@ class SocketEdge:
                 await hook(conn)
             except Exception:
                 log.exception("disconnect hook failed for %s", sid)
+
+    async def _on_ping(self, sid: str, data: object = None) -> Ack:
+        """A no-op round trip: clock sync for pages, and the baseline the buy benchmark
+        compares against (same framework path, no domain work)."""
+        return {"ok": True, "server_time": now_ms()}
 
     def on_disconnect(self, hook: DisconnectHook) -> None:
         self._disconnect_hooks.append(hook)

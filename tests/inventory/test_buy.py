@@ -12,7 +12,7 @@ import msgpack
 import pytest
 import redis.asyncio as aioredis
 
-from inventory import BuyResult, InventoryService, Sale, ServiceNotRunning
+from inventory import BuyResult, InventoryService, Sale, ServiceNotRunning, StoreUnavailable
 from inventory.keys import sale_keys
 
 from .conftest import Clock, make_spec
@@ -267,3 +267,16 @@ async def test_stored_answer_is_msgpack_keyed_by_user_and_request(
     assert raw is not None
     assert result.reservation is not None
     assert msgpack.unpackb(raw)[:2] == ["reserved", result.reservation.id]
+
+
+async def test_unreachable_redis_is_a_typed_error(clock: Clock) -> None:
+    from liveroom.redis_server import free_port
+
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    service = InventoryService(client, now_ms=clock)
+    with pytest.raises(StoreUnavailable) as info:
+        await service.start()
+    assert info.value.http_status == 503
+    with pytest.raises(StoreUnavailable):
+        await service.commit("s_AAAAAAAAAA.1", "u_a")
+    await client.aclose()

@@ -297,3 +297,11 @@ async def test_stream_entries_carry_the_documented_handoff(
     # The orders consumer group sees every entry from the start.
     read: Any = await redis.xreadgroup("orders", "c1", {sale_keys(sale.id).stream: ">"})
     assert len(read[0][1]) == 5
+
+
+async def test_sweeper_drops_ids_of_sales_that_do_not_exist(
+    service: InventoryService, redis: aioredis.Redis
+) -> None:
+    await redis.sadd(ACTIVE_SALES, "s_GONEGONE00")
+    assert await HoldSweeper(service).sweep_once() == []
+    assert not await redis.sismember(ACTIVE_SALES, "s_GONEGONE00")

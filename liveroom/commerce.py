@@ -1,0 +1,126 @@
+"""The adapters that let ``orders`` use the inventory and the certificates through its own
+protocols, and the owner that pushes live ``figures`` to anchors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import inventory
+import orders
+from orders import InspectionTerms, ReservationInfo
+from orders.interfaces import ReservationState
+from trustbadges import CertificateService
+
+__all__ = ["CertificationAdapter", "FiguresPusher", "InventoryLedger"]
+
+log = logging.getLogger("liveroom.commerce")
+
+
+# The inventory says "held" where orders says "reserved"; the other states share their names.
+_STATES: dict[str, ReservationState] = {
+    "held": "reserved", "committed": "committed", "released": "released",
+    "expired": "expired", "restocked": "restocked",
+}
+
+
+def _info(reservation: inventory.Reservation) -> ReservationInfo:
+    return ReservationInfo(
+        id=reservation.id, sale_id=reservation.sale_id, room_id=reservation.room_id,
+        product_id=reservation.product_id, anchor_id=reservation.anchor_id,
+        user_id=reservation.user_id, qty=reservation.qty, price_cents=reservation.price_cents,
+        title=reservation.title, category=reservation.category, brand=reservation.brand,
+        expires_at=reservation.expires_at, state=_STATES[reservation.state],
+    )
+
+
+class InventoryLedger:
+    """``orders.StockLedger`` over ``inventory.InventoryService``."""
+
+    def __init__(self, service: inventory.InventoryService) -> None:
+        self._service = service
+
+    async def commit(self, reservation_id: str, user_id: str) -> ReservationInfo:
+        try:
+            return _info(await self._service.commit(reservation_id, user_id))
+        except inventory.UnknownReservation:
+            raise orders.UnknownReservation(reservation_id) from None
+        except inventory.NotHolder:
+            raise orders.NotReservationHolder(reservation_id) from None
+        except (inventory.HoldExpired, inventory.HoldNotActive):
+            raise orders.HoldExpired(reservation_id) from None
+
+    async def restock(self, reservation_id: str) -> bool:
+        try:
+            return await self._service.restock(reservation_id)
+        except inventory.UnknownReservation:
+            raise orders.UnknownReservation(reservation_id) from None
+
+    async def get_reservation(self, reservation_id: str) -> ReservationInfo:
+        try:
+            return _info(await self._service.get_reservation(reservation_id))
+        except inventory.UnknownReservation:
+            raise orders.UnknownReservation(reservation_id) from None
+
+
+class CertificationAdapter:
+    """``orders.CertificationPolicy`` over ``trustbadges.CertificateService``."""
+
+    def __init__(self, certificates: CertificateService) -> None:
+        self._certificates = certificates
+
+    async def vault_certified(self, product_id: str) -> bool:
+        return await self._certificates.vault_certified(product_id)
+
+    async def refund_no_return_certified(self, anchor_id: str, category: str) -> bool:
+        return await self._certificates.refund_no_return_certified(anchor_id, category)
+
+    async def inspection(self, product_id: str) -> InspectionTerms | None:
+        terms = await self._certificates.inspection_terms(product_id)
+        if terms is None:
+            return None
+        return InspectionTerms(report_id=terms.certificate_id,
+                               buyback_price_cents=terms.buyback_price_cents)
+
+
+RoomFigures = Callable[[str], Awaitable[dict[str, Any]]]
+Emit = Callable[[str, Any, str], Awaitable[None]]
+
+
+class FiguresPusher:
+    """Owner of the loop that pushes ``figures`` to a room's anchor after orders change;
+    coalesced to one push per room per interval, however many checkouts land."""
+
+    def __init__(self, figures_of: RoomFigures, emit: Emit, interval_s: float = 0.5) -> None:
+        self._figures_of = figures_of
+        self._emit = emit
+        self._interval_s = interval_s
+        self._dirty: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def changed(self, room_id: str, anchor_id: str) -> None:
+        self._dirty[room_id] = anchor_id
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="figures-pusher")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            dirty, self._dirty = self._dirty, {}
+            for room_id, anchor_id in dirty.items():
+                try:
+                    figures = await self._figures_of(room_id)
+                    await self._emit("figures", {"room": room_id, **figures}, f"user:{anchor_id}")
+                except Exception:
+                    log.warning("figures push failed for %s", room_id, exc_info=True)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,168 @@
+"""Flash sales seen from the room: creating them for a room's anchor, the room's sale state, and
+the coalesced ``stock`` / ``sale`` pushes. The stock itself is ``inventory``'s business."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from inventory import InventoryService, Sale, SaleSpec, StockLevel
+
+from . import keys
+from .catalog import Catalog, Room, text_of
+from .exceptions import Forbidden
+from .identity import User
+from .payload import Payload
+
+__all__ = ["SaleDesk", "StockBroadcaster", "sale_view"]
+
+log = logging.getLogger("liveroom.sales")
+Emit = Callable[[str, Any, str], Awaitable[None]]
+
+MAX_COUNTDOWN_S = 86_400
+MAX_DURATION_S = 86_400
+MIN_HOLD_S, MAX_HOLD_S = 10, 3_600
+
+
+def sale_view(sale: Sale, server_time: int) -> dict[str, Any]:
+    return {
+        "id": sale.id,
+        "room": sale.room_id,
+        "product": sale.product_id,
+        "title": sale.title,
+        "category": sale.category,
+        "brand": sale.brand,
+        "status": sale.status,
+        "stock": sale.stock,
+        "remaining": sale.remaining,
+        "held": sale.held,
+        "sold": sale.sold,
+        "price_cents": sale.price_cents,
+        "per_user_limit": sale.per_user_limit,
+        "hold_s": sale.hold_ms // 1000,
+        "starts_at": sale.starts_at,
+        "ends_at": sale.ends_at,
+        "ended_reason": sale.ended_reason,
+        "server_time": server_time,
+    }
+
+
+class SaleDesk:
+    def __init__(self, redis: aioredis.Redis, catalog: Catalog, inventory: InventoryService,
+                 now_ms: Callable[[], int]) -> None:
+        self._redis = redis
+        self._catalog = catalog
+        self._inventory = inventory
+        self._now_ms = now_ms
+
+    def view(self, sale: Sale) -> dict[str, Any]:
+        return sale_view(sale, self._now_ms())
+
+    async def create(self, anchor: User, room_id: str, payload: Payload) -> Sale:
+        product_id = payload.ident("product_id")
+        stock = payload.integer("stock", minimum=1, maximum=1_000_000)
+        price = payload.integer("price_cents", minimum=1)
+        limit = payload.integer("per_user_limit", minimum=1, maximum=1_000_000)
+        starts_in = payload.integer("starts_in_s", minimum=0, maximum=MAX_COUNTDOWN_S,
+                                    required=False, default=0)
+        duration = payload.integer("duration_s", minimum=1, maximum=MAX_DURATION_S)
+        hold = payload.integer("hold_s", minimum=MIN_HOLD_S, maximum=MAX_HOLD_S,
+                               required=False, default=120)
+        room = await self._catalog.owned_room(anchor, room_id)
+        product = await self._catalog.get_product(product_id)
+        if product.anchor_id != room.anchor_id:
+            raise Forbidden("a sale can only offer the anchor's own product")
+        now = self._now_ms()
+        starts_at = now + starts_in * 1000
+        sale = await self._inventory.create_sale(SaleSpec(
+            room_id=room.id, product_id=product.id, anchor_id=room.anchor_id,
+            title=product.title, category=product.category, brand=product.brand,
+            stock=stock, price_cents=price, per_user_limit=limit,
+            starts_at_ms=starts_at, ends_at_ms=starts_at + duration * 1000, hold_ms=hold * 1000,
+        ))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.room_sales(room.id), {sale.id: now})
+            await pipe.execute()
+        await self._catalog.note_product_in_room(product.id, room.id)
+        return sale
+
+    async def end(self, anchor: User, sale_id: str) -> Sale:
+        sale = await self._inventory.get_sale(sale_id)
+        await self._catalog.owned_room(anchor, sale.room_id, must_be_live=False)
+        return await self._inventory.end_sale(sale_id, "anchor")
+
+    async def room_sales(self, room_id: str, limit: int = 20) -> list[Sale]:
+        await self._catalog.get_room(room_id)
+        ids = await self._redis.zrevrange(keys.room_sales(room_id), 0, limit - 1)
+        sales = []
+        for raw in ids:
+            with contextlib.suppress(Exception):
+                sales.append(await self._inventory.get_sale(text_of(raw)))
+        return sales
+
+    async def room_state(self, room: Room) -> dict[str, Any]:
+        """The ``sale`` field of the room state: the room's newest sale."""
+        newest = await self._redis.zrevrange(keys.room_sales(room.id), 0, 0)
+        if not newest:
+            return {"sale": None}
+        try:
+            sale = await self._inventory.get_sale(text_of(newest[0]))
+        except Exception:
+            return {"sale": None}
+        return {"sale": self.view(sale)}
+
+
+class StockBroadcaster:
+    """Owner of the loop that pushes ``stock`` to rooms, coalesced per sale.
+
+    ``record`` is called synchronously after every stock change (thousands per second under a
+    spike); the loop pushes the latest counters of each changed sale a few times per second. A
+    sell-out wakes the loop at once, so buyers stop pressing a button that cannot succeed.
+    """
+
+    def __init__(self, emit: Emit, interval_s: float = 0.25) -> None:
+        self._emit = emit
+        self._interval_s = interval_s
+        self._latest: dict[str, StockLevel] = {}
+        self._urgent = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, level: StockLevel) -> None:
+        self._latest[level.sale_id] = level
+        if level.remaining == 0 and level.status in ("sold_out", "ended"):
+            self._urgent.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="stock-broadcaster")
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._urgent.wait(), self._interval_s)
+            self._urgent.clear()
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("stock push failed", exc_info=True)
+
+    async def flush(self) -> None:
+        if not self._latest:
+            return
+        latest, self._latest = self._latest, {}
+        for level in latest.values():
+            await self._emit("stock", level.to_public(), level.room_id)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()

@@ -1,0 +1,244 @@
+"""Flash sales, buying and checkout through the real server and real Socket.IO clients."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.server_harness import Client, LiveServer
+
+ADDRESS = {"name": "Wang Fang", "phone": "13800138000", "line1": "12 Jade Road", "city": "Hefei"}
+VAULT = {"material": "jade", "weight_mg": 1000, "grade": "A", "appraiser": "Vault 1",
+         "photo_sha256": ["cd" * 32]}
+
+
+async def shop(server: LiveServer, category: str = "jewelry", **sale: Any
+               ) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    anchor = server.token("anchor", "Mei", user_id="u_mei")
+    _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Flash night"})
+    _, product = await server.request("POST", "/api/products", anchor, {
+        "title": "Bangle", "category": category, "price_cents": 129_900, "brand": "Hetian"})
+    body = {"product_id": product["id"], "stock": 5, "price_cents": 99_900,
+            "per_user_limit": 2, "starts_in_s": 0, "duration_s": 600, "hold_s": 60, **sale}
+    status, created = await server.request("POST", f"/api/rooms/{room['id']}/sales", anchor, body)
+    assert status == 201, created
+    return anchor, room["id"], product, created
+
+
+async def buyer(server: LiveServer, room_id: str, name: str = "Ann") -> Client:
+    client = await server.connect(server.token("viewer", name))
+    assert (await client.call("join", {"room": room_id}))["ok"]
+    return client
+
+
+async def test_sale_is_announced_and_bought(server: LiveServer) -> None:
+    _, room_id, product, sale = await shop(server)
+    assert sale["status"] == "live"
+    assert (sale["stock"], sale["remaining"], sale["held"], sale["sold"]) == (5, 5, 0, 0)
+    assert sale["product"] == product["id"]
+    assert sale["price_cents"] == 99_900
+    assert sale["ends_at"] - sale["starts_at"] == 600_000
+
+    ann = await buyer(server, room_id)
+    state = (await ann.call("join", {"room": room_id}))["room"]
+    assert state["sale"]["id"] == sale["id"]
+
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 2, "request_id": "r1"})
+    assert ack["ok"] is True
+    assert ack["status"] == "reserved"
+    assert ack["remaining"] == 3
+    assert ack["reservation"]["qty"] == 2
+    assert ack["reservation"]["price_cents"] == 99_900
+    assert ack["reservation"]["id"].startswith(sale["id"] + ".")
+
+    push = await ann.wait_for("stock", lambda d: d["sale"] == sale["id"])
+    assert (push["remaining"], push["held"], push["sold"]) == (3, 2, 0)
+    _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
+    assert (fresh["remaining"], fresh["held"]) == (3, 2)
+
+    again = await ann.call("buy", {"sale": sale["id"], "qty": 2, "request_id": "r1"})
+    assert again == ack, "the same request id returns the first answer"
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "r2"})
+    assert ack["status"] == "limit_reached"
+    assert ack["ok"] is False
+    assert ack["error"]["code"] == "limit_reached"
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [({"qty": 0, "request_id": "x"}, "invalid"), ({"qty": "1", "request_id": "x"}, "invalid"),
+     ({"qty": True, "request_id": "x"}, "invalid"), ({"qty": 1}, "invalid"),
+     ({"qty": 1, "request_id": "x" * 65}, "invalid"), ({"qty": 1, "request_id": ""}, "invalid")],
+)
+async def test_bad_buys_are_invalid_and_take_nothing(server: LiveServer, payload: dict[str, Any],
+                                                     code: str) -> None:
+    _, room_id, _, sale = await shop(server)
+    ann = await buyer(server, room_id)
+    ack = await ann.call("buy", {"sale": sale["id"], **payload})
+    assert (ack["ok"], ack["status"], ack["error"]["code"]) == (False, "invalid", code)
+    _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
+    assert fresh["remaining"] == 5
+
+
+async def test_unknown_sale_and_non_object(server: LiveServer) -> None:
+    _, room_id, _, _ = await shop(server)
+    ann = await buyer(server, room_id)
+    ack = await ann.call("buy", {"sale": "s_0123456789", "qty": 1, "request_id": "a"})
+    assert ack["error"]["code"] == "unknown_sale"
+    ack = await ann.call("buy", ["not", "an", "object"])
+    assert ack["status"] == "invalid"
+
+
+async def test_not_started_and_ended(server: LiveServer) -> None:
+    anchor, room_id, _, sale = await shop(server, starts_in_s=60)
+    assert sale["status"] == "scheduled"
+    ann = await buyer(server, room_id)
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "early"})
+    assert ack["status"] == "not_started"
+
+    status, ended = await server.request("POST", f"/api/sales/{sale['id']}/end", anchor)
+    assert status == 200
+    assert ended["status"] == "ended"
+    assert ended["ended_reason"] == "anchor"
+    await ann.wait_for("sale", lambda d: d["id"] == sale["id"] and d["status"] == "ended")
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "late"})
+    assert ack["status"] == "ended"
+
+
+async def test_sale_creation_rules(server: LiveServer) -> None:
+    anchor, room_id, product, _ = await shop(server)
+    base = {"product_id": product["id"], "stock": 5, "price_cents": 100, "per_user_limit": 1,
+            "duration_s": 60}
+    for patch in ({"stock": 0}, {"stock": 1.5}, {"price_cents": -1}, {"starts_in_s": -5},
+                  {"duration_s": 0}, {"hold_s": 5}, {"per_user_limit": "2"}, {"product_id": None}):
+        status, body = await server.request("POST", f"/api/rooms/{room_id}/sales", anchor,
+                                            {**base, **patch})
+        assert status == 400, (patch, body)
+    other = server.token("anchor", "Bo")
+    status, body = await server.request("POST", f"/api/rooms/{room_id}/sales", other, base)
+    assert (status, body["error"]["code"]) == (403, "forbidden")
+    status, body = await server.request("POST", f"/api/sales/{'s_0123456789'}/end", anchor)
+    assert (status, body["error"]["code"]) == (404, "unknown_sale")
+    _, listing = await server.request("GET", f"/api/rooms/{room_id}/sales")
+    assert len(listing["sales"]) == 1
+
+
+async def test_many_buyers_never_oversell(server: LiveServer) -> None:
+    _, room_id, _, sale = await shop(server, stock=30, per_user_limit=2)
+    watcher = await buyer(server, room_id, "Watcher")
+    clients = [await server.connect(server.token("viewer", f"b{i}")) for i in range(60)]
+    acks = await asyncio.gather(*(
+        c.call("buy", {"sale": sale["id"], "qty": 2, "request_id": f"q{i}"})
+        for i, c in enumerate(clients)))
+    reserved = [a for a in acks if a["status"] == "reserved"]
+    assert sum(a["reservation"]["qty"] for a in reserved) == 30
+    assert {a["status"] for a in acks} == {"reserved", "sold_out"}
+    _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
+    assert (fresh["remaining"], fresh["held"], fresh["status"]) == (0, 30, "sold_out")
+    await watcher.wait_for("stock", lambda d: d["remaining"] == 0)
+    assert len(watcher.received("stock")) <= 6, "stock pushes are coalesced, not one per buy"
+
+
+async def test_checkout_cash_on_delivery_and_visibility(server: LiveServer) -> None:
+    anchor_token, room_id, _, sale = await shop(server)
+    anchor_sock = await server.connect(anchor_token)
+    ann = await buyer(server, room_id, "Ann")
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 2, "request_id": "c1"})
+    reservation = ack["reservation"]["id"]
+
+    bo = await buyer(server, room_id, "Bo")
+    refused = await bo.call("checkout", {"reservation": reservation, "address": ADDRESS,
+                                         "payment": "cod"})
+    assert refused["error"]["code"] == "not_reservation_holder"
+    bad = await ann.call("checkout", {"reservation": reservation, "address": {"name": "x"},
+                                      "payment": "cod"})
+    assert bad["error"]["code"] == "invalid_checkout"
+
+    done = await ann.call("checkout", {"reservation": reservation, "address": ADDRESS,
+                                       "payment": "cod"})
+    assert done["ok"] is True
+    order = done["order"]
+    assert order["status"] == "confirmed"
+    assert order["total_cents"] == 2 * 99_900
+    twice = await ann.call("checkout", {"reservation": reservation, "address": ADDRESS,
+                                        "payment": "cod"})
+    assert twice["order"]["id"] == order["id"]
+
+    _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
+    assert (fresh["held"], fresh["sold"]) == (0, 2)
+    figures = await anchor_sock.wait_for("figures", lambda d: d["orders"] == 1, 5)
+    assert figures["gmv_cents"] == 2 * 99_900
+    assert figures["room"] == room_id
+    assert all(event != "figures" for event, _ in ann.events), "figures go to the anchor only"
+
+    ann_token = server.token("viewer", "Ann-2")
+    status, mine = await server.request("GET", "/api/orders", ann_token)
+    assert (status, mine["orders"]) == (200, [])
+    status, body = await server.request("GET", f"/api/orders/{order['id']}", ann_token)
+    assert (status, body["error"]["code"]) == (404, "order_not_found")
+    status, body = await server.request("GET", f"/api/orders/{order['id']}", anchor_token)
+    assert status == 200
+    assert body["order"]["id"] == order["id"]
+
+
+async def test_vault_rule_blocks_shipping_until_certified(server: LiveServer) -> None:
+    anchor, room_id, product, sale = await shop(server)
+    ann = await buyer(server, room_id)
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "v"})
+    done = await ann.call("checkout", {"reservation": ack["reservation"]["id"],
+                                       "address": ADDRESS, "payment": {"method": "cod"}})
+    order_id = done["order"]["id"]
+    status, body = await server.request("POST", f"/api/orders/{order_id}/ship", anchor)
+    assert (status, body["error"]["code"]) == (409, "certification_required")
+    await server.request("POST", "/api/certificates", server.token("inspector"), {
+        "kind": "vault", "product_id": product["id"], "details": VAULT})
+    status, body = await server.request("POST", f"/api/orders/{order_id}/ship", anchor)
+    assert status == 200
+    assert body["order"]["status"] == "shipped"
+    await ann.wait_for("order", lambda d: d["status"] == "shipped")
+
+
+async def test_online_payment_and_cancel_returns_stock(server: LiveServer) -> None:
+    _, room_id, _, sale = await shop(server, category="essential_oil")
+    ann_token = server.token("viewer", "Ann", user_id="u_ann")
+    ann = await server.connect(ann_token)
+    await ann.call("join", {"room": room_id})
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "p"})
+    done = await ann.call("checkout", {"reservation": ack["reservation"]["id"],
+                                       "address": ADDRESS,
+                                       "payment": {"method": "online", "card": "4242424242424242"}})
+    assert done["order"]["status"] == "created"
+    paid = await ann.wait_for("order", lambda d: d["status"] == "paid", 5)
+    assert paid["id"] == done["order"]["id"]
+    _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
+    assert (fresh["remaining"], fresh["sold"]) == (4, 1)
+
+    status, body = await server.request("POST", f"/api/orders/{paid['id']}/cancel",
+                                        server.token("viewer", "Eve"), {"reason": "mine now"})
+    assert (status, body["error"]["code"]) == (404, "order_not_found")
+    status, body = await server.request("POST", f"/api/orders/{paid['id']}/cancel", ann_token,
+                                        {"reason": "changed my mind"})
+    assert status == 200
+    assert body["order"]["status"] == "cancelled"
+    _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
+    assert (fresh["remaining"], fresh["sold"]) == (5, 0), "a cancelled unit goes back on sale"
+
+
+async def test_declined_card_leaves_the_order_unpaid(server: LiveServer) -> None:
+    _, room_id, _, sale = await shop(server)
+    ann = await buyer(server, room_id)
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "d"})
+    done = await ann.call("checkout", {"reservation": ack["reservation"]["id"],
+                                       "address": ADDRESS,
+                                       "payment": {"method": "online", "card": "4000000000000002"}})
+    assert done["ok"] is True
+    declined = await ann.wait_for("order", lambda d: d["id"] == done["order"]["id"], 5)
+    assert declined["status"] == "created"
+
+
+async def test_payment_callback_refuses_a_forged_signature(server: LiveServer) -> None:
+    status, body = await server.request(
+        "POST", "/api/payments/callback", data=b'{"order_id": "o_x", "status": "approved"}')
+    assert (status, body["error"]["code"]) == (401, "bad_signature")
