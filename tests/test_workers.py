@@ -57,6 +57,7 @@ class Cluster:
             if got == worker:
                 return client
             await client.sio.disconnect()
+            await asyncio.sleep(0.1)  # a restarted worker may still be starting
         raise AssertionError(f"no connection landed on worker {worker}")
 
 
@@ -136,7 +137,7 @@ async def test_clients_on_different_workers_share_rooms_stock_and_pushes(
     for client in (a, b):
         await client.wait_for("stock", lambda d: d["remaining"] == 0, 5)
 
-    status, cert = await cluster.request("POST", "/api/certificates", cluster.token("admin"), {
+    status, _ = await cluster.request("POST", "/api/certificates", cluster.token("admin"), {
         "kind": "refund_no_return", "anchor_id": "u_mei", "category": "essential_oil",
         "details": {"valid_from": now_ms(), "valid_until": now_ms() + 3_600_000}})
     assert status == 201
