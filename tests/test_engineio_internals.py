@@ -37,7 +37,7 @@ def test_driver_websocket_is_the_class_we_replace_and_builds_what_we_copy() -> N
 
 
 def test_another_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(internals.metadata, "version", lambda _name: "9.0.0")
+    monkeypatch.setattr("importlib.metadata.version", lambda _name: "9.0.0")
     with pytest.raises(internals.EngineioIncompatible, match=r"9\.0\.0"):
         internals.check_engineio()
 
