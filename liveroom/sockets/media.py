@@ -10,7 +10,7 @@ from typing import Any
 
 from ..catalog import Catalog, Room
 from ..exceptions import InvalidInput
-from ..media import MediaService
+from ..media_router import MediaRouter
 from ..payload import Payload
 from ._base import Ack, Connection, SocketEdge
 
@@ -29,7 +29,7 @@ def _offer(p: Payload) -> tuple[str, str]:
 
 
 class MediaEvents:
-    def __init__(self, edge: SocketEdge, media: MediaService, catalog: Catalog,
+    def __init__(self, edge: SocketEdge, media: MediaRouter, catalog: Catalog,
                  pusher: MediaHealthPusher) -> None:
         self.edge = edge
         self.media = media
@@ -64,7 +64,7 @@ class MediaEvents:
     async def keyframe(self, conn: Connection, p: Payload) -> Ack:
         room_id = p.ident("room")
         self.edge.require_member(conn, room_id)
-        self.media.request_keyframe(room_id)
+        await self.media.keyframe(room_id)
         return {"ok": True}
 
     async def _disconnected(self, conn: Connection) -> None:
@@ -79,10 +79,10 @@ class MediaHealthPusher:
     refreshed every few seconds.
     """
 
-    def __init__(self, edge: SocketEdge, media: MediaService | None = None,
+    def __init__(self, edge: SocketEdge, router: MediaRouter | None = None,
                  tick_s: float = 0.2, refresh_s: float = 3.0) -> None:
         self.edge = edge
-        self.media = media
+        self.router = router
         self.tick_s = tick_s
         self.refresh_s = refresh_s
         self._dirty: set[str] = set()
@@ -93,11 +93,12 @@ class MediaHealthPusher:
         self._dirty.add(room_id)
 
     def state(self, room_id: str) -> dict[str, Any]:
-        assert self.media is not None
-        return {"room": room_id, **self.media.health(room_id)}
+        assert self.router is not None
+        return {"room": room_id, **self.router.media.health(room_id)}
 
     async def room_state(self, room: Room) -> dict[str, Any]:
-        return {"media": self.state(room.id)}
+        assert self.router is not None
+        return {"media": {"room": room.id, **await self.router.health(room.id)}}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="media-health-pusher")
@@ -113,8 +114,10 @@ class MediaHealthPusher:
             dirty, self._dirty = self._dirty, set()
             for room_id in dirty:
                 try:
+                    assert self.router is not None
                     health = self.state(room_id)
                     (self._live.add if health["live"] else self._live.discard)(room_id)
+                    await self.router.store_health(room_id, health)
                     await self.edge.emit_to("media", health, room_id)
                 except Exception:
                     log.warning("media health push failed for %s", room_id, exc_info=True)
