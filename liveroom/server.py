@@ -11,6 +11,7 @@ import sys
 from aiohttp import web
 
 from .app import create_app, services_of
+from .logs import configure_logging
 from .redis_server import EmbeddedRedis, RedisLaunchError
 from .settings import Settings
 
@@ -71,8 +72,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
 
 
 def run_server(settings: Settings) -> int:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it

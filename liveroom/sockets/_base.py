@@ -16,6 +16,7 @@ from ..clock import now_ms
 from ..errors import error_body
 from ..exceptions import NotInRoom, PayloadTooLarge, RateLimited
 from ..identity import InvalidToken, TokenSigner, User
+from ..metrics import Metrics
 from ..payload import Payload
 from ..ratelimit import TokenBucket
 from ..settings import Settings
@@ -72,7 +73,9 @@ def _refused(code: str, message: str) -> socketio.exceptions.ConnectionRefusedEr
 
 
 class SocketEdge:
-    def __init__(self, sio: socketio.AsyncServer, signer: TokenSigner, settings: Settings) -> None:
+    def __init__(self, sio: socketio.AsyncServer, signer: TokenSigner, settings: Settings,
+                 metrics: Metrics | None = None) -> None:
+        self.metrics = metrics if metrics is not None else Metrics()
         self.sio = sio
         self.signer = signer
         self.settings = settings
@@ -141,7 +144,9 @@ class SocketEdge:
                     self._check_size(data)
                     return await handler(conn, Payload(data))
                 except Exception as exc:
-                    return {"ok": False, "error": error_body(exc)}
+                    body = error_body(exc)
+                    self.metrics.socket_errors.inc(body["code"])
+                    return {"ok": False, "error": body}
 
             self.sio.on(name, wrapped)
             return handler
