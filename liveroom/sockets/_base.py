@@ -4,7 +4,9 @@ that turns every outcome into the one ack shape."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +16,7 @@ import socketio
 
 from ..clock import now_ms
 from ..errors import error_body
-from ..exceptions import NotInRoom, PayloadTooLarge, RateLimited
+from ..exceptions import InvalidInput, NotInRoom, PayloadTooLarge, RateLimited
 from ..identity import InvalidToken, TokenSigner, User
 from ..metrics import Metrics
 from ..payload import Payload
@@ -24,6 +26,7 @@ from ..settings import Settings
 __all__ = ["Ack", "Connection", "SocketEdge"]
 
 log = logging.getLogger("liveroom.sockets")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 Ack = dict[str, Any]
 Handler = Callable[["Connection", Payload], Awaitable[Ack]]
 DisconnectHook = Callable[["Connection"], Awaitable[None]]
@@ -47,7 +50,24 @@ class _OrjsonCodec:
 
     @staticmethod
     def loads(text: str | bytes, **_: Any) -> Any:
-        return orjson.loads(text)
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            # NaN/Infinity or a lone surrogate (a JS string cut inside an emoji): orjson refuses
+            # them, and a frame that fails here would never be answered. The stdlib accepts them;
+            # lone surrogates become U+FFFD so Redis and the ack encoder can take every string.
+            return _without_lone_surrogates(json.loads(text))
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v)
+                for k, v in value.items()}
+    return value
 
 
 def create_sio(settings: Settings, client_manager: Any = None) -> socketio.AsyncServer:
@@ -114,7 +134,7 @@ class SocketEdge:
             except Exception:
                 log.exception("disconnect hook failed for %s", sid)
 
-    async def _on_ping(self, sid: str, data: object = None) -> Ack:
+    async def _on_ping(self, sid: str, data: object = None, *_: object) -> Ack:
         """A no-op round trip: clock sync for pages, and the baseline the buy benchmark
         compares against (same framework path, no domain work)."""
         return {"ok": True, "server_time": now_ms()}
@@ -132,7 +152,7 @@ class SocketEdge:
 
         def register(handler: Handler) -> Handler:
             @functools.wraps(handler)
-            async def wrapped(sid: str, data: object = None) -> Ack:
+            async def wrapped(sid: str, data: object = None, *extra: object) -> Ack:
                 conn = self.connections.get(sid)
                 if conn is None:
                     return {"ok": False, "error": {"code": "unauthorized",
@@ -142,6 +162,8 @@ class SocketEdge:
                     if not limiter.take(now_ms()):
                         raise RateLimited(retry_after_ms=limiter.retry_after_ms())
                     self._check_size(data)
+                    if extra:  # emit(event, a, b, ack): still one answer, not a hung client
+                        raise InvalidInput("send one payload object (and an ack callback)")
                     return await handler(conn, Payload(data))
                 except Exception as exc:
                     body = error_body(exc)

@@ -53,10 +53,11 @@ class CommerceEvents:
         edge.event("release")(self.release)
         edge.event("checkout")(self.checkout)
 
-    async def _measured_buy(self, sid: str, data: object = None) -> Ack:
+    async def _measured_buy(self, sid: str, data: object = None, *extra: object) -> Ack:
         # Metrics: every answer counted by status, timed from event to ack.
         started = time.perf_counter()
-        ack = await self.buy(sid, data)
+        # emit("buy", a, b, ack) from a hostile client still gets one answer.
+        ack = await self.buy(sid, data) if not extra else _refused("invalid", None)
         self.edge.metrics.record_buy(str(ack.get("status", "error")), time.perf_counter() - started)
         return ack
 
