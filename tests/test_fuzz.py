@@ -530,3 +530,43 @@ async def test_rest_flood_is_answered_and_others_are_served(server: LiveServer) 
     statuses = await flood
     assert set(statuses) <= {200, 404}
     assert statuses.count(404) == 200
+
+
+# -- markup in user text ------------------------------------------------------------------------
+
+MARKUP = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
+HTML_SINKS = re.compile(r"\.(innerHTML|outerHTML)\s*[+]?=|insertAdjacentHTML\s*\(|"
+                        r"document\.write(ln)?\s*\(|\beval\s*\(|new\s+Function\s*\(")
+
+
+async def test_markup_in_chat_and_titles_comes_back_verbatim(world: World) -> None:
+    server, room = world.server, world.ids["$room"]
+    ack = await world.viewer.call("chat", {"room": room, "text": MARKUP})
+    assert ack["message"]["text"] == MARKUP
+    pushed = await world.anchor.wait_for("chat", lambda m: m["user"]["id"] == "u_fuzz")
+    assert pushed["text"] == MARKUP
+    status, product = await server.request("POST", "/api/products", world.anchor_token, {
+        "title": MARKUP, "category": "tea", "price_cents": 100, "brand": MARKUP})
+    assert status == 201
+    assert (product["title"], product["brand"]) == (MARKUP, MARKUP)
+    status, room_state = await server.request("POST", "/api/rooms", world.anchor_token,
+                                              {"title": MARKUP})
+    assert room_state["title"] == MARKUP
+    _, fetched = await server.request("GET", f"/api/products/{product['id']}")
+    assert fetched["title"] == MARKUP
+    state = (await world.bystander.call("join", {"room": room}))["room"]
+    assert state["chat"][-1]["text"] == MARKUP
+
+
+def test_pages_never_parse_strings_as_html() -> None:
+    """The pages put user text in the DOM only through textContent / createElement; no script
+    writes HTML from a string or evaluates one."""
+    static = Path(__file__).resolve().parent.parent / "web" / "static"
+    scripts = sorted(static.glob("*.js"))
+    assert scripts, "the pages' scripts are where this test expects them"
+    offenders = [f"{script.name}:{number}: {line.strip()}"
+                 for script in scripts
+                 for number, line in enumerate(script.read_text().splitlines(), 1)
+                 if HTML_SINKS.search(line)]
+    assert not offenders, "HTML sinks in page scripts:\n" + "\n".join(offenders)
+    assert any("textContent" in script.read_text() for script in scripts)
