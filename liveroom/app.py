@@ -12,6 +12,10 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from inventory import HoldSweeper, InventoryService, Sale
 from orders import HandoffConsumer, Order, OrderService, SandboxPaymentProvider, SqliteOrderStore
@@ -31,6 +35,7 @@ from .http.pages import PageRoutes
 from .http.rooms import RoomRoutes
 from .identity import TokenSigner
 from .media import MediaService, ice_servers_from_settings
+from .media_router import MediaRouter
 from .metrics import Metrics
 from .rooms import RoomService
 from .sales import SaleDesk, StockBroadcaster
@@ -40,6 +45,7 @@ from .sockets._base import create_sio
 from .sockets.commerce import CommerceEvents
 from .sockets.media import MediaEvents, MediaHealthPusher
 from .sockets.rooms import RoomEvents, ViewerCountPusher
+from .sockets.slow_clients import SlowClientReaper
 
 __all__ = ["Services", "create_app"]
 
@@ -76,6 +82,7 @@ class Services:
     handoff: HandoffConsumer
     figures_pusher: FiguresPusher
     commerce_routes: CommerceRoutes
+    reaper: SlowClientReaper
     metrics: Metrics
     redis_probe: RedisProbe
 
@@ -92,9 +99,11 @@ class Services:
         self.viewer_pusher.start()
         self.expiry_watcher.start()
         self.media_pusher.start()
+        self.reaper.start()
 
     async def close(self) -> None:
         """Stop in reverse order: accepted buys are decided and pushed before Redis goes."""
+        await self.reaper.close()
         await self.media.close()
         await self.media_pusher.close()
         await self.expiry_watcher.close()
@@ -113,16 +122,24 @@ class Services:
         await self.redis.aclose()
 
 
-def build_services(settings: Settings, redis_url: str) -> Services:
+def redis_client(redis_url: str, pool_size: int) -> aioredis.Redis:
+    """A bounded pool that reconnects after Redis restarts: a command that met a dropped
+    connection is retried on a fresh one (our writes are idempotent or guarded)."""
     pool = aioredis.BlockingConnectionPool.from_url(
-        redis_url, max_connections=REDIS_POOL_SIZE, timeout=5
+        redis_url, max_connections=pool_size, timeout=5,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 5),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
-    redis = aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis(connection_pool=pool)
+
+
+def build_services(settings: Settings, redis_url: str) -> Services:
+    redis = redis_client(redis_url, REDIS_POOL_SIZE)
     signer = TokenSigner(settings.resolve_secret(), settings.token_ttl_s, now_ms)
     bus = ControlBus(redis)
     catalog = Catalog(redis, now_ms)
     rooms = RoomService(redis, catalog, now_ms, chat_max_chars=settings.chat_max_chars)
-    sio = create_sio(settings)
+    sio = create_sio(settings, redis_url)
     metrics = Metrics()
     edge = SocketEdge(sio, signer, settings, metrics)
     pusher = ViewerCountPusher(edge, rooms)
@@ -131,7 +148,7 @@ def build_services(settings: Settings, redis_url: str) -> Services:
     certificates = CertificateService.open(settings.data_dir, now_ms=now_ms)
     desk = CertificateDesk(certificates, catalog)
     catalog.set_badge_lookup(desk.badges)
-    fanout = BadgeFanout(bus, catalog, desk, edge.emit_to)
+    fanout = BadgeFanout(catalog, desk, edge.emit_to)
     certificates.add_listener(fanout.on_change)
 
     media_pusher = MediaHealthPusher(edge)
@@ -140,21 +157,23 @@ def build_services(settings: Settings, redis_url: str) -> Services:
                                   settings.turn_password),
         now_ms=now_ms, on_change=media_pusher.changed,
     )
-    media_pusher.media = media
+    router = MediaRouter(media, redis, bus, f"{socket.gethostname()}:{os.getpid()}",
+                         several_workers=settings.workers > 1)
+    media_pusher.router = router
     register_edge_gauges(metrics, edge, media)
-    MediaEvents(edge, media, catalog, media_pusher)
+    MediaEvents(edge, router, catalog, media_pusher)
     rooms.add_state_extra(media_pusher.room_state)
 
     # The buy hot path gets its own small pool: the batcher keeps a few scripts in flight.
-    inventory_redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
-        redis_url, max_connections=INVENTORY_POOL_SIZE, timeout=5))
+    inventory_redis = redis_client(redis_url, INVENTORY_POOL_SIZE)
     stock_pusher = StockBroadcaster(edge.emit_to)
     stock = InventoryService(inventory_redis, now_ms=now_ms, on_stock_change=stock_pusher.record)
     sales = SaleDesk(redis, catalog, stock, now_ms)
     rooms.add_state_extra(sales.room_state)
 
     async def sale_changed(sale: Sale) -> None:
-        await edge.emit_to("sale", sales.view(sale), sale.room_id)
+        if await sales.claim_push(sale):
+            await edge.emit_to("sale", sales.view(sale), sale.room_id)
 
     sweeper = HoldSweeper(stock, on_change=sale_changed)
     order_store = SqliteOrderStore.in_data_dir(settings.data_dir)
@@ -190,8 +209,8 @@ def build_services(settings: Settings, redis_url: str) -> Services:
                     inventory=stock, sweeper=sweeper, stock_pusher=stock_pusher, sales=sales,
                     order_store=order_store, payments=payments, orders=order_service,
                     handoff=handoff, figures_pusher=figures_pusher,
-                    commerce_routes=commerce_routes, metrics=metrics,
-                    redis_probe=RedisProbe(redis, metrics))
+                    commerce_routes=commerce_routes, reaper=SlowClientReaper(sio),
+                    metrics=metrics, redis_probe=RedisProbe(redis, metrics))
 
 
 def create_app(settings: Settings, redis_url: str) -> web.Application:

@@ -9,7 +9,6 @@ from typing import Any
 
 from trustbadges import BadgeChange, Certificate, CertificateService
 
-from .bus import ControlBus
 from .catalog import Catalog, Product
 from .exceptions import InvalidInput
 from .identity import User
@@ -18,7 +17,6 @@ from .payload import Payload
 __all__ = ["KIND_CATEGORIES", "BadgeFanout", "CertificateDesk"]
 
 log = logging.getLogger("liveroom.certification")
-BADGES_MESSAGE = "badges"
 Emit = Callable[[str, Any, str], Awaitable[None]]
 
 # Which product categories a certificate kind can vouch for (trust-commerce rules).
@@ -57,25 +55,22 @@ class CertificateDesk:
 
 
 class BadgeFanout:
-    """Certificate changes → ``badges {"product", "badges"}`` in every room showing the product.
+    """Certificate changes → ``badges {"product", "room", "badges"}`` in every room showing the
+    product.
 
-    The certificate service reports each change once (an expiry by exactly one process); the
-    change is published on the control bus and every process pushes it to its own sockets.
+    The certificate service reports each change exactly once across processes (an expiry by the
+    one process that claims it), and Socket.IO's client manager carries the emit to the sockets
+    of every process, so the process that saw the change pushes it, once.
     """
 
-    def __init__(self, bus: ControlBus, catalog: Catalog, desk: CertificateDesk,
-                 emit: Emit) -> None:
-        self._bus = bus
+    def __init__(self, catalog: Catalog, desk: CertificateDesk, emit: Emit) -> None:
         self._catalog = catalog
         self._desk = desk
         self._emit = emit
-        bus.on(BADGES_MESSAGE, self._push)
 
     async def on_change(self, change: BadgeChange) -> None:
-        await self._bus.publish(BADGES_MESSAGE, {
-            "product": change.product_id, "anchor": change.anchor_id,
-            "category": change.category, "reason": change.reason,
-        })
+        await self._push({"product": change.product_id, "anchor": change.anchor_id,
+                          "category": change.category})
 
     async def _affected_products(self, message: dict[str, Any]) -> list[Product]:
         if message.get("product"):

@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from inventory import InventoryError
 from orders import OrderError
 from trustbadges import CertificateError
@@ -27,6 +30,10 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+# Redis unreachable (restarting, network): a retryable outage, not a bug.
+STORE_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+
+
 def is_known_error(exc: BaseException) -> bool:
     return isinstance(exc, KNOWN_ERRORS)
 
@@ -34,10 +41,16 @@ def is_known_error(exc: BaseException) -> bool:
 def error_status(exc: BaseException) -> int:
     if is_known_error(exc):
         return int(getattr(exc, "http_status", 400))
+    if isinstance(exc, STORE_ERRORS):
+        return 503
     return 500
 
 
 def error_body(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, STORE_ERRORS):
+        log.warning("store unavailable: %s", exc)
+        return {"code": "store_unavailable",
+                "message": "the store is unavailable; try again in a moment"}
     if is_known_error(exc):
         code = str(getattr(exc, "code", "error"))
         message = str(getattr(exc, "message", None) or exc)

@@ -8,9 +8,13 @@ from __future__ import annotations
 __all__ = [
     "CHAT_HISTORY_LEN",
     "LIVE_ROOMS",
+    "MEDIA_OWNER_TTL_S",
     "PRESENCE_REFRESH_S",
     "PRESENCE_STALE_MS",
+    "SALE_PUSHED_TTL_S",
     "anchor_products",
+    "media_health",
+    "media_owner",
     "product",
     "product_rooms",
     "room_banned",
@@ -22,6 +26,7 @@ __all__ = [
     "room_slow",
     "room_unique_viewers",
     "room_viewers_pushed",
+    "sale_pushed",
 ]
 
 LIVE_ROOMS = "rooms:live"  # zset room id -> created_at ms
@@ -72,6 +77,27 @@ def room_viewers_pushed(room_id: str) -> str:
 def room_sales(room_id: str) -> str:
     """zset sale id -> created_at ms."""
     return f"{{room:{room_id}}}:sales"
+
+
+def sale_pushed(sale_id: str) -> str:
+    """The last ``sale`` state pushed to the room, so one process pushes each change."""
+    return f"{{sale:{sale_id}}}:pushed"
+
+
+SALE_PUSHED_TTL_S = 24 * 3600
+
+
+# With several workers: which process holds a room's broadcast, and its health; refreshed by
+# the owner every few seconds, so a dead owner's claim lapses.
+MEDIA_OWNER_TTL_S = 10
+
+
+def media_owner(room_id: str) -> str:
+    return f"{{room:{room_id}}}:media_owner"
+
+
+def media_health(room_id: str) -> str:
+    return f"{{room:{room_id}}}:media_health"
 
 
 def product(product_id: str) -> str:

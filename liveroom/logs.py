@@ -20,7 +20,6 @@ import orjson
 __all__ = ["LOG_FORMATS", "JsonFormatter", "configure_logging"]
 
 LOG_FORMATS = ("text", "json")
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -29,6 +28,11 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, static_fields: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        # Fields every line carries, e.g. {"worker": 2} in a ``--workers N`` process.
+        self.static_fields = dict(static_fields or {})
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": int(record.created * 1000),
@@ -38,6 +42,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             "pid": record.process if record.process is not None else os.getpid(),
+            **self.static_fields,
         }
         for key, value in vars(record).items():
             if key not in _RECORD_FIELDS and not key.startswith("_"):
@@ -56,11 +61,18 @@ class JsonFormatter(logging.Formatter):
             return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str, log_format: str = "text") -> None:
-    """Install one stderr handler on the root logger in the chosen format."""
+def configure_logging(level: str, log_format: str = "text",
+                      worker_index: int | None = None) -> None:
+    """Install one stderr handler on the root logger in the chosen format; a worker of
+    ``--workers N`` tags its lines (``[worker 2]`` in text, ``"worker": 2`` in JSON)."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {LOG_FORMATS}, not {log_format!r}")
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if log_format == "json" else
-                         logging.Formatter(TEXT_FORMAT))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter(
+            {} if worker_index is None else {"worker": worker_index}))
+    else:
+        prefix = "" if worker_index is None else f"[worker {worker_index}] "
+        handler.setFormatter(logging.Formatter(
+            f"%(asctime)s %(levelname)s {prefix}%(name)s %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

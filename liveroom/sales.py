@@ -96,6 +96,14 @@ class SaleDesk:
         await self._catalog.owned_room(anchor, sale.room_id, must_be_live=False)
         return await self._inventory.end_sale(sale_id, "anchor")
 
+    async def claim_push(self, sale: Sale) -> bool:
+        """True if this process should push ``sale``: every sweeper of every process sees a
+        status move, and the room should hear of it once."""
+        signature = f"{sale.status}:{sale.remaining}:{sale.held}:{sale.sold}:{sale.ends_at}"
+        previous = await self._redis.set(keys.sale_pushed(sale.id), signature, get=True,
+                                         ex=keys.SALE_PUSHED_TTL_S)
+        return previous is None or text_of(previous) != signature
+
     async def room_sales(self, room_id: str, limit: int = 20) -> list[Sale]:
         await self._catalog.get_room(room_id)
         ids = await self._redis.zrevrange(keys.room_sales(room_id), 0, limit - 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 
@@ -15,9 +16,20 @@ from .logs import configure_logging
 from .redis_server import EmbeddedRedis, RedisLaunchError
 from .settings import Settings
 
-__all__ = ["run_server", "serve"]
+__all__ = ["run_server", "run_worker", "serve", "start_embedded_redis"]
 
 log = logging.getLogger("liveroom.server")
+
+
+async def start_embedded_redis(settings: Settings) -> EmbeddedRedis | None:
+    """The embedded redis-server in the data dir, unless a Redis URL was configured."""
+    if settings.redis_url is not None:
+        return None
+    embedded = EmbeddedRedis(data_dir=settings.data_dir / "redis",
+                             binary=settings.redis_server_bin)
+    await embedded.start()
+    log.info("embedded redis-server on %s (pid %s)", embedded.url, embedded.pid)
+    return embedded
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None,
@@ -29,18 +41,13 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
-    embedded: EmbeddedRedis | None = None
-    redis_url = settings.redis_url
-    if redis_url is None:
-        embedded = EmbeddedRedis(data_dir=settings.data_dir / "redis",
-                                 binary=settings.redis_server_bin)
-        try:
-            await embedded.start()
-        except RedisLaunchError as exc:
-            print(f"liveroom: {exc}", file=sys.stderr)
-            return 2
-        redis_url = embedded.url
-        log.info("embedded redis-server on %s (pid %s)", redis_url, embedded.pid)
+    try:
+        embedded = await start_embedded_redis(settings)
+    except RedisLaunchError as exc:
+        print(f"liveroom: {exc}", file=sys.stderr)
+        return 2
+    redis_url = embedded.url if embedded is not None else settings.redis_url
+    assert redis_url is not None
 
     app = create_app(settings, redis_url)
     # Access logs cost a visible share of CPU under a buy burst; only in debug.
@@ -56,7 +63,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
             from .demo import seed_demo
 
             await seed_demo(services_of(app), settings, print)
-        print(f"liveroom: serving on http://{settings.host}:{settings.port}", flush=True)
+        if settings.worker_index is None:
+            print(f"liveroom: serving on http://{settings.host}:{settings.port}", flush=True)
+        else:
+            log.info("worker %d serving (pid %d)", settings.worker_index, os.getpid())
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -71,10 +81,29 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
     return 0
 
 
-def run_server(settings: Settings) -> int:
-    configure_logging(settings.log_level, settings.log_format)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
-        return asyncio.run(serve(settings))
+def _setup_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format, settings.worker_index)
+
+
+def _run_loop(settings: Settings) -> int:
+    import uvloop
+
     return uvloop.run(serve(settings))
+
+
+def run_server(settings: Settings) -> int:
+    _setup_logging(settings)
+    if settings.workers > 1:
+        from .supervisor import supervise
+
+        return asyncio.run(supervise(settings))
+    return _run_loop(settings)
+
+
+def run_worker(settings: Settings) -> None:
+    """Entry point of one ``--workers N`` process (spawned by the supervisor)."""
+    from .redis_server import die_with_parent
+
+    die_with_parent()
+    _setup_logging(settings)
+    sys.exit(_run_loop(settings))

@@ -62,6 +62,8 @@ class Settings:
     # "text" or "json" (one JSON object per line, see liveroom/logs.py).
     log_format: str = "text"
     public_url: str | None = None
+    # Set by the supervisor of ``--workers N`` for each worker process (0-based); None alone.
+    worker_index: int | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

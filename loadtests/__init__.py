@@ -1,1 +1,36 @@
-"""loadtests."""
+"""Load-testing toolkit: drives simulated flash-sale spikes at a running liveroom server.
+
+An outside client of the public protocol (docs/protocol.md); it imports nothing from the
+server's packages. Run ``python -m loadtests spike --help``; see docs/loadtesting.md.
+"""
+
+from ._client import LeanSocket
+from ._histogram import Histogram
+from ._report import audit, build_report, render_text
+from ._schedule import Profile, ScheduleSpec, build_schedule
+from ._spike import SpikeConfig, run_spike
+from .exceptions import (
+    ConnectFailed,
+    LoadTestError,
+    ProtocolViolation,
+    ScenarioError,
+    ServerRefused,
+)
+
+__all__ = [
+    "ConnectFailed",
+    "Histogram",
+    "LeanSocket",
+    "LoadTestError",
+    "Profile",
+    "ProtocolViolation",
+    "ScenarioError",
+    "ScheduleSpec",
+    "ServerRefused",
+    "SpikeConfig",
+    "audit",
+    "build_report",
+    "build_schedule",
+    "render_text",
+    "run_spike",
+]

@@ -78,7 +78,8 @@ class CommerceRoutes:
         sale = await self.desk.create(user, request.match_info["id"],
                                       await self.api.payload(request))
         view = self.desk.view(sale)
-        await self.edge.emit("sale", view, room=sale.room_id)
+        if await self.desk.claim_push(sale):
+            await self.edge.emit("sale", view, room=sale.room_id)
         return json_response(view, 201)
 
     async def room_sales(self, request: web.Request) -> web.Response:
@@ -91,7 +92,8 @@ class CommerceRoutes:
     async def end_sale(self, request: web.Request) -> web.Response:
         sale = await self.desk.end(self.api.user(request), request.match_info["id"])
         view = self.desk.view(sale)
-        await self.edge.emit("sale", view, room=sale.room_id)
+        if await self.desk.claim_push(sale):
+            await self.edge.emit("sale", view, room=sale.room_id)
         return json_response(view)
 
     # orders ----------------------------------------------------------------------------------

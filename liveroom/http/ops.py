@@ -8,7 +8,6 @@ should stop sending new clients while it fails.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -17,6 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from ..clock import now_ms
+from ..loops import PeriodicLoop
 from ..media import MediaService
 from ..metrics import CONTENT_TYPE, Metrics
 from ..sockets import SocketEdge
@@ -29,18 +29,19 @@ READY_TIMEOUT_S = 0.5
 PROBE_INTERVAL_S = 5.0
 
 
-class RedisProbe:
+class RedisProbe(PeriodicLoop):
     """Owner of the periodic Redis PING that feeds ``liveroom_redis_rtt_seconds`` and
     ``liveroom_redis_up``; ``check()`` is also what ``/readyz`` calls."""
 
+    name = "redis-probe"
+
     def __init__(self, redis: aioredis.Redis, metrics: Metrics, *,
                  interval_s: float = PROBE_INTERVAL_S, timeout_s: float = READY_TIMEOUT_S) -> None:
+        super().__init__(interval_s)
         self.redis = redis
         self.metrics = metrics
-        self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.last_error: str | None = None
-        self._task: asyncio.Task[None] | None = None
 
     async def check(self) -> float | None:
         """The PING round trip in seconds, or None when Redis did not answer in time."""
@@ -58,21 +59,9 @@ class RedisProbe:
         self.metrics.redis_rtt.observe(rtt)
         return rtt
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="redis-probe")
-
-    async def _run(self) -> None:
-        while True:
-            if await self.check() is None:
-                log.warning("redis did not answer PING: %s", self.last_error)
-            await asyncio.sleep(self.interval_s)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def tick(self) -> None:
+        if await self.check() is None:
+            log.warning("redis did not answer PING: %s", self.last_error)
 
 
 def register_edge_gauges(metrics: Metrics, edge: SocketEdge, media: MediaService) -> None:

@@ -70,11 +70,15 @@ def _without_lone_surrogates(value: Any) -> Any:
     return value
 
 
-def create_sio(settings: Settings, client_manager: Any = None) -> socketio.AsyncServer:
+def create_sio(settings: Settings, redis_url: str) -> socketio.AsyncServer:
+    several = settings.workers > 1
     return socketio.AsyncServer(
         async_mode="aiohttp",
         json=_OrjsonCodec,
-        client_manager=client_manager,
+        # Several processes: broadcasts cross processes through Redis, and websocket only, so a
+        # client never needs to reach the same process twice (no sticky sessions).
+        client_manager=socketio.AsyncRedisManager(redis_url) if several else None,
+        transports=["websocket"] if several else ["polling", "websocket"],
         cors_allowed_origins="*",
         # Transport cap; the per-event cap (settings.max_payload_bytes) answers with an error.
         max_http_buffer_size=max(1_000_000, settings.max_payload_bytes * 4),
@@ -137,7 +141,7 @@ class SocketEdge:
     async def _on_ping(self, sid: str, data: object = None, *_: object) -> Ack:
         """A no-op round trip: clock sync for pages, and the baseline the buy benchmark
         compares against (same framework path, no domain work)."""
-        return {"ok": True, "server_time": now_ms()}
+        return {"ok": True, "server_time": now_ms(), "worker": self.settings.worker_index}
 
     def on_disconnect(self, hook: DisconnectHook) -> None:
         self._disconnect_hooks.append(hook)

@@ -1,0 +1,74 @@
+"""``python -m loadtests spike ...``: see docs/loadtesting.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._schedule import Profile
+from ._spike import SpikeConfig, run_spike
+from .exceptions import LoadTestError
+
+__all__ = ["main", "parse_args"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m loadtests",
+                                     description="Drive simulated purchase spikes at liveroom.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    spike = commands.add_parser("spike", help="run a flash-sale scenario and audit it")
+    spike.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
+    spike.add_argument("--anchor-token", required=True, help="token of an anchor (liveroom token)")
+    spike.add_argument("--buyers", type=int, required=True)
+    spike.add_argument("--stock", type=int, required=True)
+    spike.add_argument("--per-user-limit", type=int, default=1)
+    spike.add_argument("--qty", type=int, default=1, help="units asked per buy")
+    spike.add_argument("--attempts", type=int, default=None,
+                       help="buys per buyer (default: per-user limit + 1)")
+    spike.add_argument("--profile", choices=[p.value for p in Profile], default="spike")
+    spike.add_argument("--duration", type=float, default=None,
+                       help="arrival window in seconds for ramp/steady/soak")
+    spike.add_argument("--jitter-ms", type=float, default=100.0,
+                       help="spike: arrivals spread uniformly over this many ms")
+    spike.add_argument("--attempt-gap-ms", type=float, default=200.0,
+                       help="time between one buyer's attempts")
+    spike.add_argument("--processes", type=int, default=1)
+    spike.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an ack")
+    spike.add_argument("--connect-concurrency", type=int, default=200)
+    spike.add_argument("--chat-rate", type=float, default=0.0, help="chat messages per second")
+    spike.add_argument("--churn-rate", type=float, default=0.0,
+                       help="extra viewers joining and leaving per second")
+    spike.add_argument("--bucket-ms", type=int, default=100, help="throughput bucket width")
+    spike.add_argument("--seed", type=int, default=1)
+    spike.add_argument("--json", type=Path, default=None, dest="json_path",
+                       help="write the report here, and the chart beside it (.html)")
+    spike.add_argument("--keep", action="store_true", help="leave the sale and room open")
+    spike.add_argument("--quiet", action="store_true", help="no progress display")
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> SpikeConfig:
+    args = _parser().parse_args(list(argv))
+    return SpikeConfig(
+        url=args.url, anchor_token=args.anchor_token, buyers=args.buyers, stock=args.stock,
+        per_user_limit=args.per_user_limit, qty=args.qty, attempts=args.attempts,
+        profile=Profile(args.profile), duration_s=args.duration, jitter_ms=args.jitter_ms,
+        attempt_gap_ms=args.attempt_gap_ms, processes=args.processes, timeout_s=args.timeout,
+        connect_concurrency=args.connect_concurrency, chat_per_s=args.chat_rate,
+        churn_per_s=args.churn_rate, bucket_ms=args.bucket_ms, seed=args.seed,
+        json_path=args.json_path, quiet=args.quiet, keep=args.keep)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status: 0 when the audit passed, 1 when it failed, 2 on a setup error."""
+    import uvloop
+
+    config = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        report = uvloop.run(run_spike(config))
+    except LoadTestError as exc:
+        print(f"error ({exc.code}): {exc}", file=sys.stderr)
+        return 2
+    return 0 if report["audit"]["passed"] else 1

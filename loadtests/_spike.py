@@ -1,0 +1,266 @@
+"""The spike command: set the scene as the anchor, run the buyer workers, audit, report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import multiprocessing
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+
+from ._api import ServerApi
+from ._channel import Channel, PipeChannel, queue_pair
+from ._chart import render_chart
+from ._histogram import Histogram
+from ._report import build_report, merge_counts, render_text
+from ._schedule import Profile, ScheduleSpec, build_schedule
+from ._worker import WorkerPlan, raise_open_file_limit, run_worker, worker_process_main
+from .exceptions import LoadTestError, ScenarioError
+
+__all__ = ["SpikeConfig", "run_spike"]
+
+# Seconds between the sale being created and it opening: time to fan the plan out.
+COUNTDOWN_S = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SpikeConfig:
+    url: str
+    anchor_token: str
+    buyers: int
+    stock: int
+    per_user_limit: int = 1
+    qty: int = 1
+    attempts: int | None = None  # default: per_user_limit + 1, so the limit gets tested
+    profile: Profile = Profile.SPIKE
+    duration_s: float | None = None  # window for ramp/steady/soak
+    jitter_ms: float = 100.0
+    attempt_gap_ms: float = 200.0
+    processes: int = 1
+    timeout_s: float = 10.0
+    connect_concurrency: int = 200
+    chat_per_s: float = 0.0
+    churn_per_s: float = 0.0
+    bucket_ms: int = 100
+    price_cents: int = 9900
+    seed: int = 1
+    json_path: Path | None = None
+    quiet: bool = False
+    keep: bool = False  # leave the sale and room open afterwards
+
+    @property
+    def attempts_per_buyer(self) -> int:
+        return self.attempts if self.attempts is not None else self.per_user_limit + 1
+
+    @property
+    def window_ms(self) -> float:
+        default = {Profile.SPIKE: 0.0, Profile.RAMP: 10.0, Profile.STEADY: 30.0,
+                   Profile.SOAK: 300.0}[self.profile]
+        return 1000.0 * (self.duration_s if self.duration_s is not None else default)
+
+    def validate(self) -> None:
+        positive = {"buyers": self.buyers, "stock": self.stock,
+                    "per_user_limit": self.per_user_limit, "qty": self.qty,
+                    "processes": self.processes, "connect_concurrency": self.connect_concurrency,
+                    "bucket_ms": self.bucket_ms, "price_cents": self.price_cents}
+        for name, value in positive.items():
+            if value < 1:
+                raise ScenarioError(name, "must be at least 1")
+        if self.stock > 1_000_000:
+            raise ScenarioError("stock", "the server accepts at most 1,000,000")
+        if self.timeout_s <= 0:
+            raise ScenarioError("timeout", "must be positive")
+        if self.chat_per_s < 0 or self.churn_per_s < 0:
+            raise ScenarioError("chat/churn", "rates must not be negative")
+        if self.processes > self.buyers:
+            raise ScenarioError("processes", "more processes than buyers")
+        if not self.url.startswith(("http://", "https://")):
+            raise ScenarioError("url", "must start with http:// or https://")
+
+
+class _Progress:
+    """One line on stderr: rewritten in place on a terminal, printed once a second otherwise."""
+
+    def __init__(self, stream: TextIO | None, total: int) -> None:
+        self.stream = stream
+        self.total = total
+        self.tty = stream is not None and stream.isatty()
+        self.last_print = 0.0
+        self.snapshots: dict[int, dict[str, Any]] = {}
+
+    def update(self, snapshot: dict[str, Any]) -> None:
+        self.snapshots[int(snapshot["worker"])] = snapshot
+        if self.stream is None:
+            return
+        now = time.monotonic()
+        if not self.tty and now - self.last_print < 1.0:
+            return
+        self.last_print = now
+        snaps = list(self.snapshots.values())
+        latency = Histogram()
+        for snap in snaps:
+            latency.merge(Histogram.from_dict(snap["latency"]))
+        p99 = latency.percentile(99)
+        statuses = ", ".join(f"{k} {v}" for k, v in merge_counts(
+            [s["statuses"] for s in snaps]).items())
+        line = (f"sent {sum(s['sent'] for s in snaps)}/{self.total}  answered "
+                f"{sum(s['answered'] for s in snaps)}  p99 "
+                f"{'-' if p99 is None else f'{p99 / 1000:.1f} ms'}  [{statuses}]")
+        self.stream.write(("\r\x1b[2K" + line) if self.tty else line + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.stream is not None and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def say(self, text: str) -> None:
+        if self.stream is not None:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+class _Workers:
+    """The buyer workers: in this event loop when ``processes == 1``, else spawned processes."""
+
+    def __init__(self, plans: list[WorkerPlan]) -> None:
+        self.plans = plans
+        self.channels: list[Channel] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._processes: list[Any] = []
+
+    def start(self) -> None:
+        if len(self.plans) == 1:
+            ours, theirs = queue_pair()
+            self.channels.append(ours)
+            self._tasks.append(asyncio.create_task(run_worker(self.plans[0], theirs)))
+            return
+        context = multiprocessing.get_context("spawn")
+        for plan in self.plans:
+            parent_end, child_end = context.Pipe()
+            process = context.Process(target=worker_process_main, args=(plan, child_end),
+                                      name=f"loadtests-worker-{plan.index}", daemon=True)
+            process.start()
+            child_end.close()  # so recv() ends with EOFError if the worker dies
+            self._processes.append(process)
+            self.channels.append(PipeChannel(parent_end))
+
+    async def gather_type(self, kind: str, progress: _Progress | None) -> list[dict[str, Any]]:
+        async def one(channel: Channel) -> dict[str, Any]:
+            while True:
+                try:
+                    message = await channel.recv()
+                except EOFError:
+                    raise LoadTestError("a buyer worker process died") from None
+                if message.get("type") == kind:
+                    return message
+                if progress is not None and message.get("type") == "progress":
+                    progress.update(message)
+
+        return list(await asyncio.gather(*(one(c) for c in self.channels)))
+
+    async def broadcast(self, message: dict[str, Any]) -> None:
+        await asyncio.gather(*(channel.send(message) for channel in self.channels))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for process in self._processes:
+            await asyncio.to_thread(process.join, 10)
+            if process.is_alive():
+                process.terminate()
+                await asyncio.to_thread(process.join, 5)
+
+
+def _plans(config: SpikeConfig, room_id: str) -> list[WorkerPlan]:
+    offsets = build_schedule(ScheduleSpec(
+        profile=config.profile, buyers=config.buyers, attempts=config.attempts_per_buyer,
+        window_ms=config.window_ms, jitter_ms=config.jitter_ms,
+        attempt_gap_ms=config.attempt_gap_ms, seed=config.seed))
+    per = math.ceil(config.buyers / config.processes)
+    plans = []
+    for index in range(config.processes):
+        first = index * per
+        mine = offsets[first:first + per]
+        if not mine:
+            continue
+        plans.append(WorkerPlan(
+            index=index, url=config.url, room_id=room_id, first_buyer=first, offsets_ms=mine,
+            qty=config.qty, per_user_limit=config.per_user_limit, timeout_s=config.timeout_s,
+            connect_concurrency=max(1, config.connect_concurrency // config.processes),
+            chat_per_s=config.chat_per_s / config.processes,
+            churn_per_s=config.churn_per_s / config.processes, bucket_ms=config.bucket_ms,
+            seed=config.seed))
+    return plans
+
+
+async def run_spike(config: SpikeConfig, progress_stream: TextIO | None = sys.stderr
+                    ) -> dict[str, Any]:
+    """Run the scenario against ``config.url`` and return the report (see docs/loadtesting.md).
+
+    Writes ``config.json_path`` and the chart beside it (same name, ``.html``) when given.
+    """
+    config.validate()
+    raise_open_file_limit()
+    progress = _Progress(None if config.quiet else progress_stream,
+                         config.buyers * config.attempts_per_buyer)
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as session:
+        api = ServerApi(session, config.url)
+        me = await api.me(config.anchor_token)
+        if me.get("role") not in ("anchor", "admin"):
+            raise ScenarioError("anchor_token", f"belongs to a {me.get('role')}, not an anchor")
+        room = await api.create_room(config.anchor_token, f"load test {time.strftime('%H:%M:%S')}")
+        product = await api.create_product(config.anchor_token, "load-test item",
+                                           config.price_cents)
+        workers = _Workers(_plans(config, room["id"]))
+        try:
+            workers.start()
+            progress.say(f"connecting {config.buyers} buyers in {len(workers.plans)} "
+                         f"process(es) to room {room['id']} ...")
+            ready = await workers.gather_type("ready", None)
+            connected = sum(int(r["connected"]) for r in ready)
+            progress.say(f"{connected} connected, {sum(int(r['failed']) for r in ready)} failed "
+                         f"in {time.monotonic() - started:.1f} s; opening the sale")
+            duration_s = math.ceil(config.window_ms / 1000 + config.attempts_per_buyer
+                                   * config.attempt_gap_ms / 1000 + config.timeout_s + 60)
+            asked_at = time.time() * 1000
+            sale = await api.create_sale(config.anchor_token, room["id"], {
+                "product_id": product["id"], "stock": config.stock,
+                "price_cents": config.price_cents, "per_user_limit": config.per_user_limit,
+                "starts_in_s": COUNTDOWN_S, "duration_s": min(86_400, duration_s),
+                "hold_s": 3600})
+            # The server's clock decides when the sale opens; map it onto ours.
+            skew_ms = int(sale["server_time"]) - (asked_at + time.time() * 1000) / 2
+            t0 = (int(sale["starts_at"]) - skew_ms) / 1000.0 + 0.02
+            await workers.broadcast({"type": "go", "sale": sale["id"], "t0": t0})
+            results = await workers.gather_type("done", progress)
+            progress.finish()
+        finally:
+            await workers.close()
+        final_sale = await api.get_sale(sale["id"])
+        if not config.keep:
+            await api.end_sale(config.anchor_token, sale["id"])
+            await api.end_room(config.anchor_token, room["id"])
+    scenario = {**{k: v for k, v in asdict(config).items()
+                   if k not in ("anchor_token", "json_path")},
+                "profile": str(config.profile), "attempts": config.attempts_per_buyer}
+    report = build_report(scenario=scenario, setup={"room": room["id"], "product": product["id"]},
+                          results=sorted(results, key=lambda r: int(r["worker"])),
+                          sale=final_sale, wall_s=time.monotonic() - started)
+    if config.json_path is not None:
+        config.json_path.parent.mkdir(parents=True, exist_ok=True)
+        chart = config.json_path.with_suffix(".html")
+        report["chart"] = str(chart)
+        chart.write_text(render_chart(report))
+        config.json_path.write_text(json.dumps(report, indent=2) + "\n")
+    progress.say(render_text(report))
+    return report

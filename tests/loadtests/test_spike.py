@@ -1,0 +1,76 @@
+"""The spike command against the real server: the audit and the report it writes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtests import Profile, ScenarioError, SpikeConfig, run_spike
+
+
+async def test_a_spike_from_two_processes_sells_exactly_the_stock_within_the_limit(
+        server, tmp_path: Path):
+    report_path = tmp_path / "spike.json"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "loadtests", "spike", "--url", server.url,
+        "--anchor-token", server.token("anchor", "Loady"), "--buyers", "300", "--stock", "30",
+        "--per-user-limit", "2", "--processes", "2", "--json", str(report_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()[-3000:]
+    assert "audit       PASSED" in stderr.decode()
+
+    report = json.loads(report_path.read_text())
+    assert report["buyers"] == 300
+    assert report["connected"] == 300
+    assert report["processes"] == 2
+    assert report["stock"] == 30
+    assert report["reserved"] == 30
+    assert report["oversold"] == 0
+    assert report["statuses"]["reserved"] == 30
+    # Every buyer asks three times, so everyone is answered and most hear sold_out.
+    assert sum(report["statuses"].values()) == 900
+    assert report["statuses"].get("sold_out", 0) + report["statuses"].get("limit_reached", 0) \
+        == 870
+    assert report["errors"] == {}
+    assert report["audit"]["passed"] is True
+    latency = report["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["p999"]
+    assert latency["count"] == 900
+    assert report["connect_ms"]["count"] == 300
+    assert sum(b["answered"] for b in report["throughput"]["buckets"]) == 900
+    assert [w["worker"] for w in report["generator"]["workers"]] == [0, 1]
+
+    status, sale = await server.request("GET", f"/api/sales/{report['sale']}")
+    assert status == 200
+    assert sale["held"] + sale["sold"] == 30
+    assert sale["status"] == "ended"  # the command closes its sale afterwards
+    chart = Path(report["chart"])
+    assert chart == report_path.with_suffix(".html")
+    assert "<svg" in chart.read_text()
+
+
+async def test_when_stock_outlasts_demand_every_buyer_gets_the_limit(server):
+    config = SpikeConfig(url=server.url, anchor_token=server.token("anchor", "Loady"),
+                         buyers=60, stock=500, per_user_limit=2, attempts=3,
+                         profile=Profile.STEADY, duration_s=1.0, chat_per_s=20.0, quiet=True)
+    report = await run_spike(config)
+    assert report["reserved"] == 120
+    assert report["demand"] == 120
+    assert report["statuses"] == {"reserved": 120, "limit_reached": 60}
+    assert report["audit"]["passed"] is True
+    assert report["server"]["remaining"] == 380
+    assert report["chat"]["latency_ms"]["count"] > 0
+    assert set(report["chat"]["statuses"]) == {"ok"}
+
+
+async def test_a_viewer_token_cannot_play_the_anchor(server):
+    config = SpikeConfig(url=server.url, anchor_token=server.token("viewer"), buyers=5,
+                         stock=5, quiet=True)
+    with pytest.raises(ScenarioError) as caught:
+        await run_spike(config)
+    assert caught.value.field == "anchor_token"

@@ -1,0 +1,227 @@
+"""``serve --workers N``: several processes on one port share rooms, stock and pushes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+
+from liveroom.clock import now_ms
+from liveroom.identity import Role, TokenSigner, User, new_user_id
+from liveroom.redis_server import free_port
+from tests.server_harness import Client
+
+SECRET = "workers-test-secret-0123456789"
+
+
+@dataclass
+class Cluster:
+    url: str
+    process: asyncio.subprocess.Process
+    signer: TokenSigner
+    http: aiohttp.ClientSession
+    clients: list[socketio.AsyncClient]
+
+    def token(self, role: str, name: str = "T", user_id: str | None = None) -> str:
+        return self.signer.issue(User(user_id or new_user_id(), name, Role(role)))
+
+    async def request(self, method: str, path: str, token: str | None = None,
+                      json: Any = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.http.request(method, self.url + path, json=json,
+                                     headers=headers) as response:
+            return response.status, await response.json(content_type=None)
+
+    async def connect(self, token: str) -> tuple[Client, int]:
+        sio = socketio.AsyncClient(reconnection=False)
+        client = Client(sio)
+        sio.on("*", client._record)
+        await sio.connect(self.url, auth={"token": token}, transports=["websocket"])
+        self.clients.append(sio)
+        worker = (await client.call("ping", {}))["worker"]
+        return client, worker
+
+    async def connect_on(self, worker: int, token_for: Any, attempts: int = 60) -> Client:
+        """A client that the kernel happened to hand to ``worker``."""
+        for _ in range(attempts):
+            client, got = await self.connect(token_for())
+            if got == worker:
+                return client
+            await client.sio.disconnect()
+            await asyncio.sleep(0.1)  # a restarted worker may still be starting
+        raise AssertionError(f"no connection landed on worker {worker}")
+
+
+def worker_pids(supervisor_pid: int) -> list[int]:
+    children = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children").read_text().split()
+    return [int(pid) for pid in children
+            if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEROOM_")}
+    env["LIVEROOM_SECRET"] = SECRET
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "liveroom", "serve", "--workers", "2", "--port", str(port),
+        "--data-dir", str(tmp_path), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert process.stdout is not None
+    while b"serving on" not in await asyncio.wait_for(process.stdout.readline(), 30):
+        pass
+    http = aiohttp.ClientSession()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):  # the workers bind a moment after the supervisor prints
+        try:
+            async with http.get(url + "/healthz") as response:
+                if response.status == 200:
+                    break
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.05)
+    cluster = Cluster(url, process, TokenSigner(SECRET.encode(), 3600, now_ms), http, [])
+    try:
+        yield cluster
+    finally:
+        for client in cluster.clients:
+            if client.connected:
+                await client.disconnect()
+        await http.close()
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+
+
+async def test_clients_on_different_workers_share_rooms_stock_and_pushes(
+    cluster: Cluster,
+) -> None:
+    anchor = cluster.token("anchor", "Mei", "u_mei")
+    _, room = await cluster.request("POST", "/api/rooms", anchor, {"title": "Two workers"})
+    _, product = await cluster.request("POST", "/api/products", anchor, {
+        "title": "Oil", "category": "essential_oil", "price_cents": 900, "brand": "P"})
+    await cluster.request("POST", f"/api/rooms/{room['id']}/pin", anchor,
+                          {"product_id": product["id"]})
+
+    a = await cluster.connect_on(0, lambda: cluster.token("viewer", "A"))
+    b = await cluster.connect_on(1, lambda: cluster.token("viewer", "B"))
+    for client in (a, b):
+        assert (await client.call("join", {"room": room["id"]}))["ok"]
+
+    assert (await a.call("chat", {"room": room["id"], "text": "hello from worker 0"}))["ok"]
+    message = await b.wait_for("chat", timeout=5)
+    assert message["text"] == "hello from worker 0"
+    await a.wait_for("viewers", lambda d: d["count"] == 2, 5)
+
+    status, sale = await cluster.request("POST", f"/api/rooms/{room['id']}/sales", anchor, {
+        "product_id": product["id"], "stock": 20, "price_cents": 500, "per_user_limit": 1,
+        "duration_s": 300})
+    assert status == 201
+    await b.wait_for("sale", lambda d: d["id"] == sale["id"], 5)
+
+    buyers = [await cluster.connect(cluster.token("viewer", f"buyer{i}")) for i in range(40)]
+    assert {worker for _, worker in buyers} == {0, 1}
+    acks = await asyncio.gather(*(c.call("buy", {"sale": sale["id"], "qty": 1,
+                                                 "request_id": "one"}) for c, _ in buyers))
+    assert sum(1 for ack in acks if ack["status"] == "reserved") == 20
+    _, fresh = await cluster.request("GET", f"/api/sales/{sale['id']}")
+    assert (fresh["remaining"], fresh["held"]) == (0, 20)
+    for client in (a, b):
+        await client.wait_for("stock", lambda d: d["remaining"] == 0, 5)
+
+    status, _ = await cluster.request("POST", "/api/certificates", cluster.token("admin"), {
+        "kind": "refund_no_return", "anchor_id": "u_mei", "category": "essential_oil",
+        "details": {"valid_from": now_ms(), "valid_until": now_ms() + 3_600_000}})
+    assert status == 201
+    for client in (a, b):
+        await client.wait_for("badges", lambda d: any(
+            badge["kind"] == "refund-no-return" for badge in d["badges"]), 2)
+    await asyncio.sleep(0.3)
+    assert len(b.received("badges")) == 1, "each change is pushed once, not once per worker"
+    assert len(b.received("chat")) == 1
+
+
+async def test_a_killed_worker_is_replaced_and_the_sale_stays_whole(cluster: Cluster) -> None:
+    anchor = cluster.token("anchor", "Mei", "u_mei")
+    _, room = await cluster.request("POST", "/api/rooms", anchor, {"title": "Crash"})
+    _, product = await cluster.request("POST", "/api/products", anchor, {
+        "title": "Phone", "category": "phone_used", "price_cents": 9_900})
+    _, sale = await cluster.request("POST", f"/api/rooms/{room['id']}/sales", anchor, {
+        "product_id": product["id"], "stock": 10, "price_cents": 9_000, "per_user_limit": 1,
+        "duration_s": 300, "hold_s": 10})
+    first = await cluster.connect_on(0, lambda: cluster.token("viewer", "V"))
+    second = await cluster.connect_on(1, lambda: cluster.token("viewer", "S"))
+    reservations = {}
+    for client, request_id in ((first, "a"), (second, "b")):
+        ack = await client.call("buy", {"sale": sale["id"], "qty": 1, "request_id": request_id})
+        assert ack["status"] == "reserved"
+        reservations[id(client)] = ack["reservation"]["id"]
+
+    pids = worker_pids(cluster.process.pid)
+    assert len(pids) == 2
+    os.kill(pids[0], signal.SIGKILL)
+    for _ in range(100):
+        if not (first.sio.connected and second.sio.connected):
+            break
+        await asyncio.sleep(0.05)
+    dropped = [c for c in (first, second) if not c.sio.connected]
+    alive = [c for c in (first, second) if c.sio.connected]
+    assert len(dropped) == 1, "exactly the dead worker's clients are dropped"
+    assert (await alive[0].call("ping", {}))["ok"], "the other worker is unaffected"
+    dead_index = 0 if dropped[0] is first else 1
+
+    # The supervisor restarts the dead worker; reconnecting clients can land on it again.
+    replacement = await cluster.connect_on(dead_index, lambda: cluster.token("viewer", "R"))
+    assert (await replacement.call("ping", {}))["worker"] == dead_index
+    assert pids[0] not in worker_pids(cluster.process.pid)
+
+    # The survivor checks out; the dropped client's hold expires and its unit returns.
+    address = {"name": "S", "phone": "13800138000", "line1": "1 Road", "city": "Hefei"}
+    done = await alive[0].call("checkout", {"reservation": reservations[id(alive[0])],
+                                            "address": address, "payment": "cod"})
+    assert done["order"]["status"] == "confirmed"
+    for _ in range(200):
+        _, fresh = await cluster.request("GET", f"/api/sales/{sale['id']}")
+        if fresh["held"] == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert (fresh["remaining"], fresh["held"], fresh["sold"]) == (9, 0, 1)
+
+
+async def test_a_viewer_on_another_worker_watches_the_broadcast(cluster: Cluster) -> None:
+    from tests.media.conftest import start_broadcaster, start_viewer, wait_until
+    from tests.test_media_signaling import SocketSignal
+
+    anchor_token = cluster.token("anchor", "Mei", "u_mei")
+    _, room = await cluster.request("POST", "/api/rooms", anchor_token, {"title": "Video"})
+    anchor = await cluster.connect_on(0, lambda: anchor_token)
+    viewer_client = await cluster.connect_on(1, lambda: cluster.token("viewer", "Far"))
+    for client in (anchor, viewer_client):
+        assert (await client.call("join", {"room": room["id"]}))["ok"]
+
+    broadcaster = await start_broadcaster(
+        SocketSignal(anchor), room["id"])  # type: ignore[arg-type]
+    viewer = await start_viewer(
+        SocketSignal(viewer_client), room["id"], "far")  # type: ignore[arg-type]
+    try:
+        await wait_until(lambda: viewer.video_count >= 10, 15,
+                         "a viewer on worker 1 decodes the broadcast relayed by worker 0")
+        await viewer_client.wait_for("media", lambda d: d["live"] and d["viewers"] == 1, 10)
+        state = (await viewer_client.call("join", {"room": room["id"]}))["room"]
+        assert state["media"]["live"] is True
+
+        await viewer_client.sio.disconnect()
+        await anchor.wait_for("media", lambda d: d["viewers"] == 0, 10)
+        stop = await anchor.call("rtc:stop", {"room": room["id"]})
+        assert stop == {"ok": True, "stopped": True}
+    finally:
+        await viewer.close()
+        await broadcaster.pc.close()
