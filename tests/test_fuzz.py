@@ -179,9 +179,9 @@ async def world(redis: aioredis.Redis, redis_url: str, data_dir: Path) -> AsyncI
         yield world
 
 
-# Presence heartbeats and the viewer-push marker move on their own; ``:req`` is the buy
-# idempotency memo (a refused buy remembers its first answer so a retry gets the same one).
-VOLATILE = (":presence", ":viewers_pushed", ":req")
+# Presence heartbeats and the viewer and stock push markers move on their own; ``:req`` is the
+# buy idempotency memo (a refused buy remembers its first answer so a retry gets the same one).
+VOLATILE = (":presence", ":viewers_pushed", ":pushed", ":req")
 
 
 async def snapshot(world: World) -> dict[str, Any]:

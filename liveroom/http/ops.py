@@ -63,6 +63,11 @@ class RedisProbe(PeriodicLoop):
         if await self.check() is None:
             log.warning("redis did not answer PING: %s", self.last_error)
 
+    async def _run(self) -> None:
+        # Measure at once: the first scrape after start must not lack liveroom_redis_up.
+        await self.tick()
+        await super()._run()
+
 
 def register_edge_gauges(metrics: Metrics, edge: SocketEdge, media: MediaService) -> None:
     """Gauges read at scrape time from the socket registry and the media relay."""
