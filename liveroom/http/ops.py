@@ -47,7 +47,10 @@ class RedisProbe(PeriodicLoop):
         """The PING round trip in seconds, or None when Redis did not answer in time."""
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(self.redis.ping(), self.timeout_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel of
+            # close(), leaving the loop running and close() waiting forever.
+            async with asyncio.timeout(self.timeout_s):
+                await self.redis.ping()
         except Exception as exc:  # refused, reset, timed out: all mean "not ready"
             self.last_error = (f"no answer within {self.timeout_s * 1000:.0f} ms"
                                if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}")
