@@ -25,7 +25,7 @@ __all__ = ["BATCH_WINDOW_S", "BuyBatcher", "PendingBuy"]
 # per buy: 2 ms gave ~70 us less server CPU per buy than 0.3 ms at 1,000 buys/s (bench_buy,
 # docs/performance.md), and 2 ms is invisible next to a human's click. (uvloop's timers tick in
 # whole milliseconds anyway, so 0.3 ms was really "up to 1 ms".)
-BATCH_WINDOW_S = 0.002
+BATCH_WINDOW_S = 0.005
 
 
 @dataclass(slots=True)

@@ -26,6 +26,7 @@ from .catalog import Catalog
 from .certification import BadgeFanout, CertificateDesk
 from .clock import now_ms
 from .commerce import CertificationAdapter, FiguresPusher, InventoryLedger
+from .handoff_process import new_consumer
 from .http import Api
 from .http._base import error_middleware
 from .http.certificates import CertificateRoutes
@@ -79,7 +80,8 @@ class Services:
     order_store: SqliteOrderStore
     payments: SandboxPaymentProvider
     orders: OrderService
-    handoff: HandoffConsumer
+    # None when the consumer runs in a process of its own (liveroom serve).
+    handoff: HandoffConsumer | None
     figures_pusher: FiguresPusher
     commerce_routes: CommerceRoutes
     reaper: SlowClientReaper
@@ -91,7 +93,8 @@ class Services:
         await self.bus.start()
         await self.inventory.start()
         await self.order_store.open()
-        self.handoff.start()
+        if self.handoff is not None:
+            self.handoff.start()
         await self.orders.resume_restocks()
         self.sweeper.start()
         self.stock_pusher.start()
@@ -112,7 +115,8 @@ class Services:
         await self.sweeper.close()
         await self.stock_pusher.close()
         await self.figures_pusher.close()
-        await self.handoff.close()
+        if self.handoff is not None:
+            await self.handoff.close()
         await self.payments.close()
         await self.order_store.close()
         await self.bus.close()
@@ -133,7 +137,8 @@ def redis_client(redis_url: str, pool_size: int) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
-def build_services(settings: Settings, redis_url: str) -> Services:
+def build_services(settings: Settings, redis_url: str, *,
+                   handoff_in_process: bool = True) -> Services:
     redis = redis_client(redis_url, REDIS_POOL_SIZE)
     signer = TokenSigner(settings.resolve_secret(), settings.token_ttl_s, now_ms)
     bus = ControlBus(redis)
@@ -199,8 +204,7 @@ def build_services(settings: Settings, redis_url: str) -> Services:
 
     payments.sink = payment_settled
     CommerceEvents(edge, stock, order_service)
-    handoff = HandoffConsumer(redis, order_store,
-                              consumer_name=f"{socket.gethostname()}-{os.getpid()}")
+    handoff = new_consumer(redis, order_store) if handoff_in_process else None
     return Services(settings=settings, redis=redis, signer=signer, bus=bus, catalog=catalog,
                     rooms=rooms, sio=sio, edge=edge, viewer_pusher=pusher,
                     certificates=certificates, certificate_desk=desk,
@@ -213,8 +217,9 @@ def build_services(settings: Settings, redis_url: str) -> Services:
                     metrics=metrics, redis_probe=RedisProbe(redis, metrics))
 
 
-def create_app(settings: Settings, redis_url: str) -> web.Application:
-    services = build_services(settings, redis_url)
+def create_app(settings: Settings, redis_url: str, *,
+               handoff_in_process: bool = True) -> web.Application:
+    services = build_services(settings, redis_url, handoff_in_process=handoff_in_process)
     app = web.Application(
         middlewares=[metrics_middleware(services.metrics), error_middleware],
         client_max_size=settings.max_payload_bytes * 2

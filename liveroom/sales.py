@@ -133,7 +133,7 @@ class StockBroadcaster:
     sell-out wakes the loop at once, so buyers stop pressing a button that cannot succeed.
     """
 
-    def __init__(self, emit: Emit, interval_s: float = 0.25) -> None:
+    def __init__(self, emit: Emit, interval_s: float = 0.5) -> None:
         self._emit = emit
         self._interval_s = interval_s
         self._latest: dict[str, StockLevel] = {}

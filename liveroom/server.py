@@ -12,6 +12,7 @@ import sys
 from aiohttp import web
 
 from .app import create_app, services_of
+from .handoff_process import HandoffProcess
 from .logs import configure_logging
 from .redis_server import EmbeddedRedis, RedisLaunchError
 from .settings import Settings
@@ -49,7 +50,11 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
     redis_url = embedded.url if embedded is not None else settings.redis_url
     assert redis_url is not None
 
-    app = create_app(settings, redis_url)
+    app = create_app(settings, redis_url, handoff_in_process=False)
+    # One consumer process per server (with --workers, the first worker's): the consumer group
+    # shares the streams among however many run.
+    handoff = (HandoffProcess(settings, redis_url)
+               if settings.worker_index in (None, 0) else None)
     # Access logs cost a visible share of CPU under a buy burst; only in debug.
     access_log = logging.getLogger("aiohttp.access") if settings.log_level == "debug" else None
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0,
@@ -59,6 +64,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
         site = web.TCPSite(runner, settings.host, settings.port,
                            reuse_port=settings.workers > 1, backlog=4096)
         await site.start()
+        if handoff is not None:
+            handoff.start()
         if settings.demo:
             from .demo import seed_demo
 
@@ -75,13 +82,15 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
         with contextlib.suppress(Exception):
             await services_of(app).sio.shutdown()
     finally:
+        if handoff is not None:
+            await handoff.close()
         await runner.cleanup()
         if embedded is not None:
             await embedded.stop()
     return 0
 
 
-def _setup_logging(settings: Settings) -> None:
+def setup_logging(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format, settings.worker_index)
 
 
@@ -92,7 +101,7 @@ def _run_loop(settings: Settings) -> int:
 
 
 def run_server(settings: Settings) -> int:
-    _setup_logging(settings)
+    setup_logging(settings)
     if settings.workers > 1:
         from .supervisor import supervise
 
@@ -102,8 +111,9 @@ def run_server(settings: Settings) -> int:
 
 def run_worker(settings: Settings) -> None:
     """Entry point of one ``--workers N`` process (spawned by the supervisor)."""
-    from .redis_server import die_with_parent
+    from .redis_server import die_with_parent, set_process_name
 
     die_with_parent()
-    _setup_logging(settings)
+    set_process_name(f"lr-worker-{settings.worker_index}")
+    setup_logging(settings)
     sys.exit(_run_loop(settings))

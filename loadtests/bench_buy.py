@@ -154,8 +154,17 @@ class ServerProcess:
         return out.decode().strip().splitlines()[-1]
 
     def server_pids(self) -> list[int]:
+        """The processes answering clients (not Redis, not the orders hand-off consumer)."""
         assert self.process is not None
-        return [pid for pid, name in _descendants(self.process.pid) if "redis" not in name]
+        return [pid for pid, name in _descendants(self.process.pid)
+                if "redis" not in name and name != "lr-handoff"]
+
+    def handoff_pids(self) -> list[int]:
+        assert self.process is not None
+        return [pid for pid, name in _descendants(self.process.pid) if name == "lr-handoff"]
+
+    def handoff_cpu_s(self) -> float:
+        return sum(_cpu_s(pid) for pid in self.handoff_pids())
 
     def redis_pids(self) -> list[int]:
         assert self.process is not None
@@ -244,6 +253,7 @@ class PhaseResult:
     wall_s: float
     server_cpu_s: float
     redis_cpu_s: float
+    handoff_cpu_s: float
     answers: dict[str, int]
     latency_ms_p50: float
     latency_ms_p99: float
@@ -256,6 +266,10 @@ class PhaseResult:
     @property
     def redis_us_per_op(self) -> float:
         return 1e6 * self.redis_cpu_s / self.ops
+
+    @property
+    def handoff_us_per_op(self) -> float:
+        return 1e6 * self.handoff_cpu_s / self.ops
 
 
 def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -289,7 +303,7 @@ async def run_phase(server: ServerProcess, crowd: Crowd, op: str, payload: MakeP
         latencies.append(1000.0 * (time.perf_counter() - intended))
 
     pushes_before = Counter(crowd.pushes)
-    cpu0, redis0 = server.server_cpu_s(), server.redis_cpu_s()
+    cpu0, redis0, handoff0 = server.server_cpu_s(), server.redis_cpu_s(), server.handoff_cpu_s()
     start = time.perf_counter()
     for index in range(ops):
         intended = start + index / rate
@@ -299,10 +313,11 @@ async def run_phase(server: ServerProcess, crowd: Crowd, op: str, payload: MakeP
         pending.append(loop.create_task(one(sockets[index % len(sockets)], index, intended)))
     await asyncio.gather(*pending)
     wall = time.perf_counter() - start
-    cpu1, redis1 = server.server_cpu_s(), server.redis_cpu_s()
+    cpu1, redis1, handoff1 = server.server_cpu_s(), server.redis_cpu_s(), server.handoff_cpu_s()
     latencies.sort()
     return PhaseResult(op=op, ops=ops, wall_s=wall, server_cpu_s=cpu1 - cpu0,
-                       redis_cpu_s=redis1 - redis0, answers=dict(answers),
+                       redis_cpu_s=redis1 - redis0, handoff_cpu_s=handoff1 - handoff0,
+                       answers=dict(answers),
                        latency_ms_p50=_percentile(latencies, 0.5),
                        latency_ms_p99=_percentile(latencies, 0.99),
                        pushes=dict(crowd.pushes - pushes_before))
@@ -401,7 +416,8 @@ async def measure_cpu(server: ServerProcess, crowd: Crowd, anchor: str,
                                          config.ops, config.rate)
             phases[op].append(result)
             _say(f"  round {round_index + 1} {op:4s}: {result.us_per_op:7.1f} us server CPU/op "
-                 f"(redis {result.redis_us_per_op:5.1f}), p50 {result.latency_ms_p50:.1f} ms "
+                 f"(redis {result.redis_us_per_op:5.1f}, orders hand-off "
+                 f"{result.handoff_us_per_op:5.1f}), p50 {result.latency_ms_p50:.1f} ms "
                  f"p99 {result.latency_ms_p99:.1f} ms, answers {result.answers}, "
                  f"pushes {result.pushes}")
     ping = statistics.median(r.us_per_op for r in phases["ping"])
@@ -420,6 +436,8 @@ async def measure_cpu(server: ServerProcess, crowd: Crowd, anchor: str,
         "idle_server_cpu_us_per_s": idle_us_per_s,
         "ping_us_per_op_median": ping, "buy_us_per_op_median": buy, "buy_over_ping": buy / ping,
         "redis_us_per_buy_median": statistics.median(r.redis_us_per_op for r in phases["buy"]),
+        "handoff_us_per_buy_median": statistics.median(
+            r.handoff_us_per_op for r in phases["buy"]),
         "phases": {op: [vars(r) | {"us_per_op": r.us_per_op} for r in results]
                    for op, results in phases.items()},
         "profiles": profiles,

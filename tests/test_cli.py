@@ -103,9 +103,9 @@ async def test_serve_demo_starts_embedded_redis_and_stops_cleanly_on_sigterm(
     text = "".join(output)
     assert "/r/r_" in text
     assert "anchor token:" in text
-    redis_pids = _children(proc.pid)
+    redis_pids = [pid for pid in _children(proc.pid)
+                  if "redis-server" in Path(f"/proc/{pid}/cmdline").read_text()]
     assert len(redis_pids) == 1
-    assert "redis-server" in Path(f"/proc/{redis_pids[0]}/cmdline").read_text()
 
     async with (
         aiohttp.ClientSession() as http,
@@ -143,3 +143,66 @@ async def test_demo_data_survives_a_restart(tmp_path: Path) -> None:
 
     first = await start_and_list()
     assert await start_and_list() == first
+
+
+async def test_serve_records_every_reservation_through_its_consumer_process(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    import socketio
+
+    port = free_port()
+    env = _env(LIVEROOM_SECRET="cli-consumer-secret-0123456789")
+    proc = await asyncio.create_subprocess_exec(
+        *LIVEROOM, "serve", "--data-dir", str(tmp_path), "--port", str(port),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert proc.stdout is not None
+    while b"serving on" not in await asyncio.wait_for(proc.stdout.readline(), 30):
+        pass
+    consumers: list[int] = []
+    for _ in range(100):  # the child names itself once it runs
+        consumers = [pid for pid in _children(proc.pid)
+                     if Path(f"/proc/{pid}/comm").read_text().strip() == "lr-handoff"]
+        if consumers:
+            break
+        await asyncio.sleep(0.1)
+    assert len(consumers) == 1, "the hand-off consumer runs in a child process"
+
+    signer = TokenSigner(b"cli-consumer-secret-0123456789", 600, now_ms)
+    from liveroom.identity import User
+
+    anchor = signer.issue(User("u_anchor", "Mei", Role.ANCHOR))
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {anchor}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(url + "/api/rooms", json={"title": "R"}) as response:
+            room = await response.json()
+        async with http.post(url + "/api/products", json={
+                "title": "Oil", "category": "essential_oil", "price_cents": 700}) as response:
+            product = await response.json()
+        async with http.post(url + f"/api/rooms/{room['id']}/sales", json={
+                "product_id": product["id"], "stock": 10, "price_cents": 500,
+                "per_user_limit": 1, "duration_s": 60}) as response:
+            sale = await response.json()
+    buyer = socketio.AsyncClient(reconnection=False)
+    await buyer.connect(url, auth={"token": signer.issue(User("u_b", "B", Role.VIEWER))},
+                        transports=["websocket"])
+    ack = await buyer.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "one"})
+    await buyer.disconnect()
+    assert ack["status"] == "reserved"
+
+    database = tmp_path / "orders.sqlite3"
+    recorded: list[tuple[str, str]] = []
+    for _ in range(100):
+        with sqlite3.connect(database) as connection:
+            recorded = connection.execute("SELECT id, state FROM reservations").fetchall()
+        if recorded:
+            break
+        await asyncio.sleep(0.1)
+    assert recorded == [(ack["reservation"]["id"], "reserved")]
+
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    await asyncio.sleep(0.2)
+    assert all(not Path(f"/proc/{pid}").exists() for pid in consumers)

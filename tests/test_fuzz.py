@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from liveroom.handoff_process import POLL_INTERVAL_S
 from tests.server_harness import Client, LiveServer, live_server
 
 UNLIMITED = {"event_rate_per_s": 1e9, "event_burst": 10**9, "buy_rate_per_s": 1e9,
@@ -216,7 +217,8 @@ async def settled_snapshot(world: World) -> dict[str, Any]:
     """The state once background owners (the orders consumer) have caught up."""
     previous = await snapshot(world)
     for _ in range(50):
-        await asyncio.sleep(0.15)
+        # Longer than the consumer's poll interval, so an unchanged pair means caught up.
+        await asyncio.sleep(POLL_INTERVAL_S + 0.1)
         current = await snapshot(world)
         if current == previous:
             return current

@@ -16,26 +16,44 @@ Internals relied on (python-engineio 4.x, ``engineio/async_drivers/aiohttp.py``)
    ``environ``, reads ``environ["aiohttp.request"]`` and ``server.max_http_buffer_size``, and
    its ``send``/``wait``/``close`` only use ``_sock``.
 
+3. ``engineio.async_server`` builds each connection as ``async_socket.AsyncSocket(server, sid)``
+   (a module attribute looked up at call time), and ``AsyncSocket._websocket_handler(ws)`` runs a
+   websocket connection: it reads frames, ``receive()``s each decoded ``packet.Packet``, and a
+   writer drains ``self.queue`` (``None`` ends it) into ``ws.send``. Its loop wraps every read in
+   ``asyncio.wait_for`` (a new task per frame) and every dequeue in another ``wait_for``;
+   ``LeanSocket`` keeps the same steps with ``asyncio.timeout`` (no task) for connections that
+   start on websocket, and leaves polling upgrades to engineio.
+
 ``tests/test_engineio_internals.py`` checks each of these, so an upgrade fails loudly instead of
 silently compressing again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from importlib import metadata
 from typing import Any
 
 import socketio
 from aiohttp.web import WebSocketResponse
+from engineio import async_server as engineio_async_server
+from engineio import async_socket as engineio_async_socket
+from engineio import exceptions as engineio_exceptions
+from engineio import packet as engineio_packet
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 
 __all__ = [
     "SUPPORTED_ENGINEIO_VERSIONS",
     "EngineioIncompatible",
+    "LeanSocket",
     "UncompressedWebSocket",
     "check_engineio",
     "disable_websocket_compression",
+    "install_lean_sockets",
 ]
+
+log = logging.getLogger("liveroom.sockets.engineio")
 
 SUPPORTED_ENGINEIO_VERSIONS = frozenset({"4.15.1"})
 
@@ -76,3 +94,80 @@ def disable_websocket_compression(sio: socketio.AsyncServer) -> None:
         raise EngineioIncompatible("engineio server has no async driver dict with 'websocket'")
     # A copy: the driver module's dict is shared by every server in the process.
     eio._async = {**driver, "websocket": UncompressedWebSocket}
+
+
+class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
+    """engineio's socket with a websocket loop that creates no task per frame."""
+
+    async def _websocket_handler(self, ws: Any) -> None:
+        if getattr(self, "connected", False):
+            # An upgrade from long-polling: engineio's own handshake and loop.
+            await super()._websocket_handler(ws)
+            return
+        self.connected = True
+        self.upgraded = True
+        writer = asyncio.ensure_future(self._lean_writer(ws))
+        idle_limit = self.server.ping_interval + self.server.ping_timeout
+        max_size = self.server.max_http_buffer_size
+        while True:
+            try:
+                async with asyncio.timeout(idle_limit):
+                    data = await ws.wait()
+            except asyncio.CancelledError:
+                break
+            except Exception:  # closed, timed out, or not a text/binary frame
+                break
+            if data is None or len(data) > max_size:
+                break
+            try:
+                await self.receive(engineio_packet.Packet(encoded_packet=data))
+            except engineio_exceptions.UnknownPacketError:
+                pass
+            except engineio_exceptions.SocketIsClosedError:
+                break
+            except Exception:
+                log.exception("error handling a websocket packet")
+        await self.queue.put(None)  # the writer's signal to finish
+        await writer
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+
+    async def _lean_writer(self, ws: Any) -> None:
+        idle_limit = self.server.ping_interval + self.server.ping_timeout
+        queue = self.queue
+        while True:
+            try:
+                async with asyncio.timeout(idle_limit):
+                    first = await queue.get()
+            except (TimeoutError, asyncio.CancelledError):
+                break
+            queue.task_done()
+            if first is None:
+                break
+            packets = [first]
+            ended = False
+            while not queue.empty():
+                more = queue.get_nowait()
+                queue.task_done()
+                if more is None:
+                    ended = True
+                    break
+                packets.append(more)
+            try:
+                for pkt in packets:
+                    await ws.send(pkt.encode())
+            except Exception:
+                break
+            if ended:
+                break
+        await ws.close()
+
+
+def install_lean_sockets() -> None:
+    """Make engineio build ``LeanSocket`` for every new connection in this process."""
+    check_engineio()
+    current = engineio_async_server.async_socket.AsyncSocket
+    if current is LeanSocket:
+        return
+    if current is not engineio_async_socket.AsyncSocket:
+        raise EngineioIncompatible("engineio builds sockets from another class already")
+    engineio_async_server.async_socket.AsyncSocket = LeanSocket

@@ -1,0 +1,126 @@
+"""The orders hand-off consumer in a process of its own.
+
+Recording every reservation in SQLite costs tens of microseconds of CPU per buy; in the server
+process that competes with answering buyers. ``liveroom serve`` therefore runs the consumer in a
+child process (restarted if it dies; it dies with its parent), and the consumer group makes it
+safe to run it beside others. In-process consumption remains for tests and embedding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+from multiprocessing.process import BaseProcess
+
+import redis.asyncio as aioredis
+
+from orders import HandoffConsumer, SqliteOrderStore
+
+from .loops import PeriodicLoop
+from .settings import Settings
+
+__all__ = ["HandoffProcess", "consume_handoff", "run_handoff_process"]
+
+log = logging.getLogger("liveroom.handoff")
+BATCH_SIZE = 1000
+POLL_INTERVAL_S = 0.25
+
+
+def new_consumer(redis: aioredis.Redis, store: SqliteOrderStore) -> HandoffConsumer:
+    # Checkout never waits for the hand-off (it commits the hold itself), so the consumer can
+    # take large batches a few times a second: one SQLite commit per pass, even under a spike.
+    return HandoffConsumer(redis, store,
+                           consumer_name=f"{socket.gethostname()}-{os.getpid()}",
+                           batch_size=BATCH_SIZE, poll_interval_s=POLL_INTERVAL_S)
+
+
+async def consume_handoff(settings: Settings, redis_url: str) -> None:
+    """Run the consumer until SIGTERM/SIGINT."""
+    from .app import redis_client
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    parent = os.getppid()
+
+    async def watch_parent() -> None:
+        # The death signal from the kernel is not always delivered (it follows the thread
+        # that spawned us); a consumer must never outlive its server.
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if os.getppid() != parent:
+                stop.set()
+
+    watcher = asyncio.create_task(watch_parent(), name="handoff-parent-watch")
+    redis = redis_client(redis_url, 4)
+    store = SqliteOrderStore.in_data_dir(settings.data_dir)
+    await store.open()
+    consumer = new_consumer(redis, store)
+    consumer.start()
+    log.info("orders hand-off consumer running (pid %d)", os.getpid())
+    try:
+        await stop.wait()
+    finally:
+        watcher.cancel()
+        await consumer.close()
+        await store.close()
+        await redis.aclose()
+
+
+def run_handoff_process(settings: Settings, redis_url: str) -> None:
+    from .redis_server import die_with_parent, set_process_name
+    from .server import setup_logging
+
+    die_with_parent()
+    set_process_name("lr-handoff")
+    setup_logging(settings)
+    import uvloop
+
+    uvloop.run(consume_handoff(settings, redis_url))
+
+
+class HandoffProcess(PeriodicLoop):
+    """Owner of the consumer child process: starts it, restarts it if it dies, stops it."""
+
+    name = "handoff-process"
+
+    def __init__(self, settings: Settings, redis_url: str, check_s: float = 1.0) -> None:
+        super().__init__(check_s)
+        self.settings = settings
+        self.redis_url = redis_url
+        self.process: BaseProcess | None = None
+
+    def _spawn(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.process = context.Process(target=run_handoff_process,
+                                       args=(self.settings, self.redis_url),
+                                       name="liveroom-handoff", daemon=False)
+        self.process.start()
+
+    def start(self) -> None:
+        self._spawn()
+        super().start()
+
+    async def tick(self) -> None:
+        if self.process is not None and not self.process.is_alive():
+            log.warning("orders hand-off consumer exited with %s; restarting",
+                        self.process.exitcode)
+            self._spawn()
+
+    async def close(self) -> None:
+        await super().close()
+        process, self.process = self.process, None
+        if process is not None and process.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            await asyncio.to_thread(process.join, 10.0)
+            if process.is_alive():
+                process.kill()
+                await asyncio.to_thread(process.join, 1.0)
