@@ -53,7 +53,8 @@ __all__ = ["Services", "create_app"]
 log = logging.getLogger("liveroom.app")
 SERVICES_KEY: web.AppKey[Services] = web.AppKey("services")
 REDIS_POOL_SIZE = 32
-INVENTORY_POOL_SIZE = 8
+INVENTORY_POOL_SIZE = 16
+POOL_WAIT_S = 30
 
 
 @dataclass
@@ -130,7 +131,9 @@ def redis_client(redis_url: str, pool_size: int) -> aioredis.Redis:
     """A bounded pool that reconnects after Redis restarts: a command that met a dropped
     connection is retried on a fresh one (our writes are idempotent or guarded)."""
     pool = aioredis.BlockingConnectionPool.from_url(
-        redis_url, max_connections=pool_size, timeout=5,
+        # A request that waits for a free connection under a spike is slow, not failed: the
+        # wait is bounded generously, and the pool bounds the connections.
+        redis_url, max_connections=pool_size, timeout=POOL_WAIT_S,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 5),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )

@@ -29,6 +29,7 @@ __all__ = ["HandoffProcess", "consume_handoff", "run_handoff_process"]
 log = logging.getLogger("liveroom.handoff")
 BATCH_SIZE = 1000
 POLL_INTERVAL_S = 0.25
+CLOSE_TIMEOUT_S = 5.0
 
 
 def new_consumer(redis: aioredis.Redis, store: SqliteOrderStore) -> HandoffConsumer:
@@ -69,9 +70,15 @@ async def consume_handoff(settings: Settings, redis_url: str) -> None:
         await stop.wait()
     finally:
         watcher.cancel()
-        await consumer.close()
-        await store.close()
-        await redis.aclose()
+        # Bounded: acknowledging only after the SQLite commit makes an abrupt end safe (the
+        # entries are redelivered), so a stuck connection must not keep this process alive.
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await consumer.close()
+                await store.close()
+                await redis.aclose()
+        except TimeoutError:
+            log.warning("hand-off consumer did not close in %.0f s; exiting", CLOSE_TIMEOUT_S)
 
 
 def run_handoff_process(settings: Settings, redis_url: str) -> None:
@@ -84,6 +91,8 @@ def run_handoff_process(settings: Settings, redis_url: str) -> None:
     import uvloop
 
     uvloop.run(consume_handoff(settings, redis_url))
+    # Do not wait for stray non-daemon threads (the store's) at interpreter exit.
+    os._exit(0)
 
 
 class HandoffProcess(PeriodicLoop):

@@ -3,7 +3,10 @@ launcher that ``liveroom serve`` uses. Each test that asks for ``redis`` gets an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,3 +49,23 @@ async def server(redis: aioredis.Redis, redis_url: str, data_dir: Path):
 
     async with live_server(redis_url, data_dir) as live:
         yield live
+
+
+@pytest.fixture(autouse=True)
+def _no_server_outlives_its_test() -> Iterator[None]:
+    """A test that fails between starting ``liveroom serve`` and stopping it must not leave the
+    server running (with its Redis and consumer) under the rest of the suite."""
+    yield
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == me and b"liveroom serve" in command:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
