@@ -6,7 +6,8 @@ server's packages. Run ``python -m loadtests spike --help``; see docs/loadtestin
 
 from ._client import LeanSocket
 from ._histogram import Histogram
-from ._report import audit, build_report, render_text
+from ._orders import OrderTally
+from ._report import CheckoutFacts, audit, build_report, checkout_checks, render_text
 from ._schedule import Profile, ScheduleSpec, build_schedule
 from ._spike import SpikeConfig, run_spike
 from .exceptions import (
@@ -18,10 +19,12 @@ from .exceptions import (
 )
 
 __all__ = [
+    "CheckoutFacts",
     "ConnectFailed",
     "Histogram",
     "LeanSocket",
     "LoadTestError",
+    "OrderTally",
     "Profile",
     "ProtocolViolation",
     "ScenarioError",
@@ -31,6 +34,7 @@ __all__ = [
     "audit",
     "build_report",
     "build_schedule",
+    "checkout_checks",
     "render_text",
     "run_spike",
 ]
