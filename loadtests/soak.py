@@ -252,11 +252,14 @@ def memory_verdict(samples: Sequence[dict[str, float]], warmup_s: float, key: st
     steady = [s for s in samples if s["t_s"] >= warmup_s] or list(samples)
     if not steady:
         return {"start_mb": None, "end_mb": None, "max_mb": None, "slope_mb_per_min": None,
-                "flat": False}
+                "late_slope_mb_per_min": None, "flat": False}
     slope = least_squares_slope([(s["t_s"] / 60.0, s[key]) for s in steady])
+    # Caches that fill up and stop show as a slope that flattens; a leak keeps its slope.
+    late = least_squares_slope([(s["t_s"] / 60.0, s[key]) for s in steady[len(steady) // 2:]])
     return {"start_mb": steady[0][key], "end_mb": steady[-1][key],
             "max_mb": max(s[key] for s in samples),
             "slope_mb_per_min": None if slope is None else round(slope, 3),
+            "late_slope_mb_per_min": None if late is None else round(late, 3),
             "flat": slope is not None and slope <= flat_mb_per_min}
 
 
@@ -643,7 +646,8 @@ def render_soak_text(report: dict[str, Any]) -> str:
         f"{report['rates']['checkout_fraction']:.0%}  sales {len(report['sales'])}",
         f"server rss  start {mem['start_mb']} MB (after {report['warmup_s']} s warm-up)  "
         f"end {mem['end_mb']} MB  max {mem['max_mb']} MB  slope {mem['slope_mb_per_min']} MB/min"
-        f"  -> {'flat' if mem['flat'] else 'GROWING'}",
+        f" (second half {mem['late_slope_mb_per_min']})  -> "
+        f"{'flat' if mem['flat'] else 'GROWING'}",
         f"redis rss   start {report['redis_memory']['start_mb']} MB  end "
         f"{report['redis_memory']['end_mb']} MB  slope "
         f"{report['redis_memory']['slope_mb_per_min']} MB/min",
@@ -775,8 +779,12 @@ async def run_soak(config: SoakConfig, stream: Any = sys.stderr) -> dict[str, An
         code = await server.stop()
         if code not in (0, None, -signal.SIGTERM):
             say(f"the server exited with {code}: {server.log_tail()}")
+    if code not in (0, None, -signal.SIGTERM):
+        traffic.errors[f"server_exit:{code}"] = 1
     report = build_soak_report(config, traffic, sampler.samples, sales, room_check,
                                time.monotonic() - started)
+    report["server_pid"] = server.process.pid if server.process is not None else None
+    report["server_exit_code"] = code
     report["server_log_tail"] = server.log_tail()
     if config.json_path is not None:
         config.json_path.parent.mkdir(parents=True, exist_ok=True)
