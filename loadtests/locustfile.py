@@ -33,6 +33,7 @@ from locust import User, between, events, task
 from websockets.sync.client import ClientConnection, connect
 
 SALE_MESSAGE = "loadtests_sale"
+SALE_WAIT_S = 30.0  # how long a user waits for the master to open the sale
 _scenario: dict[str, Any] = {}
 
 
@@ -90,11 +91,14 @@ class SocketIOBuyer(User):  # type: ignore[misc]
     wait_time = between(0.2, 1.0)
 
     def on_start(self) -> None:
+        self.stack = contextlib.ExitStack()
+        deadline = time.monotonic() + SALE_WAIT_S
         while "sale" not in _scenario:  # workers hear about the sale from the master
+            if time.monotonic() > deadline:
+                raise RuntimeError("no sale: the anchor could not open one (see the log above)")
             time.sleep(0.05)
         session = _http(self.host, "POST", "/api/session", body={"name": "locust buyer"})
         url = self.host.replace("http", "ws", 1).rstrip("/")
-        self.stack = contextlib.ExitStack()
         self.ws: ClientConnection = self.stack.enter_context(
             connect(url + "/socket.io/?EIO=4&transport=websocket", compression=None))
         self.ids = itertools.count()
