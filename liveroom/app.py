@@ -34,6 +34,7 @@ from .http.pages import PageRoutes
 from .http.rooms import RoomRoutes
 from .identity import TokenSigner
 from .media import MediaService, ice_servers_from_settings
+from .media_router import MediaRouter
 from .rooms import RoomService
 from .sales import SaleDesk, StockBroadcaster
 from .settings import Settings
@@ -149,8 +150,10 @@ def build_services(settings: Settings, redis_url: str) -> Services:
                                   settings.turn_password),
         now_ms=now_ms, on_change=media_pusher.changed,
     )
-    media_pusher.media = media
-    MediaEvents(edge, media, catalog, media_pusher)
+    router = MediaRouter(media, redis, bus, f"{socket.gethostname()}:{os.getpid()}",
+                         several_workers=settings.workers > 1)
+    media_pusher.router = router
+    MediaEvents(edge, router, catalog, media_pusher)
     rooms.add_state_extra(media_pusher.room_state)
 
     # The buy hot path gets its own small pool: the batcher keeps a few scripts in flight.

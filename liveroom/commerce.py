@@ -3,8 +3,6 @@ protocols, and the owner that pushes live ``figures`` to anchors."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +12,8 @@ import orders
 from orders import InspectionTerms, ReservationInfo
 from orders.interfaces import ReservationState
 from trustbadges import CertificateService
+
+from .loops import PeriodicLoop
 
 __all__ = ["CertificationAdapter", "FiguresPusher", "InventoryLedger"]
 
@@ -90,37 +90,26 @@ RoomFigures = Callable[[str], Awaitable[dict[str, Any]]]
 Emit = Callable[[str, Any, str], Awaitable[None]]
 
 
-class FiguresPusher:
+class FiguresPusher(PeriodicLoop):
     """Owner of the loop that pushes ``figures`` to a room's anchor after orders change;
     coalesced to one push per room per interval, however many checkouts land."""
 
+    name = "figures-pusher"
+
     def __init__(self, figures_of: RoomFigures, emit: Emit, interval_s: float = 0.5) -> None:
+        super().__init__(interval_s)
         self._figures_of = figures_of
         self._emit = emit
-        self._interval_s = interval_s
         self._dirty: dict[str, str] = {}
-        self._task: asyncio.Task[None] | None = None
 
     def changed(self, room_id: str, anchor_id: str) -> None:
         self._dirty[room_id] = anchor_id
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="figures-pusher")
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            dirty, self._dirty = self._dirty, {}
-            for room_id, anchor_id in dirty.items():
-                try:
-                    figures = await self._figures_of(room_id)
-                    await self._emit("figures", {"room": room_id, **figures}, f"user:{anchor_id}")
-                except Exception:
-                    log.warning("figures push failed for %s", room_id, exc_info=True)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def tick(self) -> None:
+        dirty, self._dirty = self._dirty, {}
+        for room_id, anchor_id in dirty.items():
+            try:
+                figures = await self._figures_of(room_id)
+                await self._emit("figures", {"room": room_id, **figures}, f"user:{anchor_id}")
+            except Exception:
+                log.warning("figures push failed for %s", room_id, exc_info=True)

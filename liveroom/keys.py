@@ -8,10 +8,13 @@ from __future__ import annotations
 __all__ = [
     "CHAT_HISTORY_LEN",
     "LIVE_ROOMS",
+    "MEDIA_OWNER_TTL_S",
     "PRESENCE_REFRESH_S",
     "PRESENCE_STALE_MS",
     "SALE_PUSHED_TTL_S",
     "anchor_products",
+    "media_health",
+    "media_owner",
     "product",
     "product_rooms",
     "room_banned",
@@ -82,6 +85,19 @@ def sale_pushed(sale_id: str) -> str:
 
 
 SALE_PUSHED_TTL_S = 24 * 3600
+
+
+# With several workers: which process holds a room's broadcast, and its health; refreshed by
+# the owner every few seconds, so a dead owner's claim lapses.
+MEDIA_OWNER_TTL_S = 10
+
+
+def media_owner(room_id: str) -> str:
+    return f"{{room:{room_id}}}:media_owner"
+
+
+def media_health(room_id: str) -> str:
+    return f"{{room:{room_id}}}:media_health"
 
 
 def product(product_id: str) -> str:

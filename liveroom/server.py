@@ -15,9 +15,20 @@ from .app import create_app, services_of
 from .redis_server import EmbeddedRedis, RedisLaunchError
 from .settings import Settings
 
-__all__ = ["run_server", "serve"]
+__all__ = ["run_server", "run_worker", "serve", "start_embedded_redis"]
 
 log = logging.getLogger("liveroom.server")
+
+
+async def start_embedded_redis(settings: Settings) -> EmbeddedRedis | None:
+    """The embedded redis-server in the data dir, unless a Redis URL was configured."""
+    if settings.redis_url is not None:
+        return None
+    embedded = EmbeddedRedis(data_dir=settings.data_dir / "redis",
+                             binary=settings.redis_server_bin)
+    await embedded.start()
+    log.info("embedded redis-server on %s (pid %s)", embedded.url, embedded.pid)
+    return embedded
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None,
@@ -29,18 +40,13 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
-    embedded: EmbeddedRedis | None = None
-    redis_url = settings.redis_url
-    if redis_url is None:
-        embedded = EmbeddedRedis(data_dir=settings.data_dir / "redis",
-                                 binary=settings.redis_server_bin)
-        try:
-            await embedded.start()
-        except RedisLaunchError as exc:
-            print(f"liveroom: {exc}", file=sys.stderr)
-            return 2
-        redis_url = embedded.url
-        log.info("embedded redis-server on %s (pid %s)", redis_url, embedded.pid)
+    try:
+        embedded = await start_embedded_redis(settings)
+    except RedisLaunchError as exc:
+        print(f"liveroom: {exc}", file=sys.stderr)
+        return 2
+    redis_url = embedded.url if embedded is not None else settings.redis_url
+    assert redis_url is not None
 
     app = create_app(settings, redis_url)
     # Access logs cost a visible share of CPU under a buy burst; only in debug.

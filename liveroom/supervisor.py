@@ -16,7 +16,8 @@ import sys
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
 
-from .redis_server import EmbeddedRedis, RedisLaunchError
+from .redis_server import RedisLaunchError
+from .server import start_embedded_redis
 from .settings import Settings
 
 __all__ = ["supervise"]
@@ -45,15 +46,12 @@ async def supervise(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    embedded: EmbeddedRedis | None = None
-    if settings.redis_url is None:
-        embedded = EmbeddedRedis(data_dir=settings.data_dir / "redis",
-                                 binary=settings.redis_server_bin)
-        try:
-            await embedded.start()
-        except RedisLaunchError as exc:
-            print(f"liveroom: {exc}", file=sys.stderr)
-            return 2
+    try:
+        embedded = await start_embedded_redis(settings)
+    except RedisLaunchError as exc:
+        print(f"liveroom: {exc}", file=sys.stderr)
+        return 2
+    if embedded is not None:
         settings = replace(settings, redis_url=embedded.url)
     # Make the secret file once, before workers race to create it.
     settings.resolve_secret()

@@ -194,3 +194,34 @@ async def test_a_killed_worker_is_replaced_and_the_sale_stays_whole(cluster: Clu
             break
         await asyncio.sleep(0.1)
     assert (fresh["remaining"], fresh["held"], fresh["sold"]) == (9, 0, 1)
+
+
+async def test_a_viewer_on_another_worker_watches_the_broadcast(cluster: Cluster) -> None:
+    from tests.media.conftest import start_broadcaster, start_viewer, wait_until
+    from tests.test_media_signaling import SocketSignal
+
+    anchor_token = cluster.token("anchor", "Mei", "u_mei")
+    _, room = await cluster.request("POST", "/api/rooms", anchor_token, {"title": "Video"})
+    anchor = await cluster.connect_on(0, lambda: anchor_token)
+    viewer_client = await cluster.connect_on(1, lambda: cluster.token("viewer", "Far"))
+    for client in (anchor, viewer_client):
+        assert (await client.call("join", {"room": room["id"]}))["ok"]
+
+    broadcaster = await start_broadcaster(
+        SocketSignal(anchor), room["id"])  # type: ignore[arg-type]
+    viewer = await start_viewer(
+        SocketSignal(viewer_client), room["id"], "far")  # type: ignore[arg-type]
+    try:
+        await wait_until(lambda: viewer.video_count >= 10, 15,
+                         "a viewer on worker 1 decodes the broadcast relayed by worker 0")
+        await viewer_client.wait_for("media", lambda d: d["live"] and d["viewers"] == 1, 10)
+        state = (await viewer_client.call("join", {"room": room["id"]}))["room"]
+        assert state["media"]["live"] is True
+
+        await viewer_client.sio.disconnect()
+        await anchor.wait_for("media", lambda d: d["viewers"] == 0, 10)
+        stop = await anchor.call("rtc:stop", {"room": room["id"]})
+        assert stop == {"ok": True, "stopped": True}
+    finally:
+        await viewer.close()
+        await broadcaster.pc.close()

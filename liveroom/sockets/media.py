@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
 from ..catalog import Catalog, Room
 from ..exceptions import InvalidInput
-from ..media import MediaService
+from ..loops import PeriodicLoop
+from ..media_router import MediaRouter
 from ..payload import Payload
 from ._base import Ack, Connection, SocketEdge
 
@@ -29,7 +28,7 @@ def _offer(p: Payload) -> tuple[str, str]:
 
 
 class MediaEvents:
-    def __init__(self, edge: SocketEdge, media: MediaService, catalog: Catalog,
+    def __init__(self, edge: SocketEdge, media: MediaRouter, catalog: Catalog,
                  pusher: MediaHealthPusher) -> None:
         self.edge = edge
         self.media = media
@@ -64,7 +63,7 @@ class MediaEvents:
     async def keyframe(self, conn: Connection, p: Payload) -> Ack:
         room_id = p.ident("room")
         self.edge.require_member(conn, room_id)
-        self.media.request_keyframe(room_id)
+        await self.media.keyframe(room_id)
         return {"ok": True}
 
     async def _disconnected(self, conn: Connection) -> None:
@@ -72,56 +71,48 @@ class MediaEvents:
         await self.media.close_peer(conn.sid)
 
 
-class MediaHealthPusher:
+class MediaHealthPusher(PeriodicLoop):
     """Owner of the loop that pushes ``media {"room", "live", "bitrate_kbps", "fps", ...}``.
 
     A change (publish, first media, end) is pushed within a tick; the rates of live broadcasts are
     refreshed every few seconds.
     """
 
-    def __init__(self, edge: SocketEdge, media: MediaService | None = None,
+    name = "media-health-pusher"
+
+    def __init__(self, edge: SocketEdge, router: MediaRouter | None = None,
                  tick_s: float = 0.2, refresh_s: float = 3.0) -> None:
+        super().__init__(tick_s)
         self.edge = edge
-        self.media = media
-        self.tick_s = tick_s
+        self.router = router
         self.refresh_s = refresh_s
+        self._since_refresh = 0.0
         self._dirty: set[str] = set()
         self._live: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
 
     def changed(self, room_id: str) -> None:
         self._dirty.add(room_id)
 
     def state(self, room_id: str) -> dict[str, Any]:
-        assert self.media is not None
-        return {"room": room_id, **self.media.health(room_id)}
+        assert self.router is not None
+        return {"room": room_id, **self.router.media.health(room_id)}
 
     async def room_state(self, room: Room) -> dict[str, Any]:
-        return {"media": self.state(room.id)}
+        assert self.router is not None
+        return {"media": {"room": room.id, **await self.router.health(room.id)}}
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="media-health-pusher")
-
-    async def _run(self) -> None:
-        since_refresh = 0.0
-        while True:
-            await asyncio.sleep(self.tick_s)
-            since_refresh += self.tick_s
-            if since_refresh >= self.refresh_s:
-                since_refresh = 0.0
-                self._dirty.update(self._live)
-            dirty, self._dirty = self._dirty, set()
-            for room_id in dirty:
-                try:
-                    health = self.state(room_id)
-                    (self._live.add if health["live"] else self._live.discard)(room_id)
-                    await self.edge.emit_to("media", health, room_id)
-                except Exception:
-                    log.warning("media health push failed for %s", room_id, exc_info=True)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def tick(self) -> None:
+        self._since_refresh += self.interval_s
+        if self._since_refresh >= self.refresh_s:
+            self._since_refresh = 0.0
+            self._dirty.update(self._live)
+        dirty, self._dirty = self._dirty, set()
+        for room_id in dirty:
+            try:
+                assert self.router is not None
+                health = self.state(room_id)
+                (self._live.add if health["live"] else self._live.discard)(room_id)
+                await self.router.store_health(room_id, health)
+                await self.edge.emit_to("media", health, room_id)
+            except Exception:
+                log.warning("media health push failed for %s", room_id, exc_info=True)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
 from .. import keys
 from ..bus import ControlBus
 from ..exceptions import TextTooLong
+from ..loops import PeriodicLoop
 from ..payload import Payload
 from ..rooms import RoomService
 from ._base import Ack, Connection, SocketEdge
@@ -118,36 +117,24 @@ class RoomEvents:
                 await self._leave(conn, room_id)
 
 
-class ViewerCountPusher:
+class ViewerCountPusher(PeriodicLoop):
     """Owner of the loop that refreshes presence and pushes ``viewers`` when a count changes.
 
     Joins and leaves only mark a room dirty; the loop pushes at most once per interval per room,
     so a thousand joins in a second cost one push, not a thousand.
     """
 
+    name = "viewer-count-pusher"
+
     def __init__(self, edge: SocketEdge, rooms: RoomService, interval_s: float = 0.5) -> None:
+        super().__init__(interval_s)
         self.edge = edge
         self.rooms = rooms
-        self.interval_s = interval_s
         self._dirty: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
         self._since_refresh = 0.0
 
     def touch(self, room_id: str) -> None:
         self._dirty.add(room_id)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="viewer-count-pusher")
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("viewer count push failed", exc_info=True)
 
     async def tick(self) -> None:
         self._since_refresh += self.interval_s
@@ -165,10 +152,3 @@ class ViewerCountPusher:
         for room_id, count in counts.items():
             if await self.rooms.claim_viewer_push(room_id, count):
                 await self.edge.emit("viewers", {"room": room_id, "count": count}, room=room_id)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None

@@ -9,13 +9,14 @@ connection of any socket past the bound. The engineio internals it reads are che
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from importlib.metadata import version
 from typing import Any
 
 import socketio
+
+from ..loops import PeriodicLoop
 
 __all__ = ["SUPPORTED_ENGINEIO", "EngineioIncompatible", "SlowClientReaper", "check_engineio"]
 
@@ -40,30 +41,21 @@ def check_engineio(sio: socketio.AsyncServer) -> None:
             raise EngineioIncompatible(f"{type(owner).__name__}.{attribute} is gone")
 
 
-class SlowClientReaper:
+class SlowClientReaper(PeriodicLoop):
     """Owner of the loop that disconnects sockets whose outgoing queue passed ``max_queued``."""
+
+    name = "slow-client-reaper"
 
     def __init__(self, sio: socketio.AsyncServer, max_queued: int = 1000,
                  interval_s: float = 1.0) -> None:
         check_engineio(sio)
+        super().__init__(interval_s)
         self.sio = sio
         self.max_queued = max_queued
-        self.interval_s = interval_s
         self.dropped = 0
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="slow-client-reaper")
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("slow-client sweep failed", exc_info=True)
+    async def tick(self) -> None:
+        await self.sweep()
 
     def backlog(self, eio_sid: str) -> int:
         socket = self.sio.eio.sockets.get(eio_sid)
@@ -92,10 +84,3 @@ class SlowClientReaper:
         if socket is not None:
             with contextlib.suppress(Exception):
                 await socket.close(wait=False, abort=True)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
