@@ -238,7 +238,9 @@ class ProcessSampler:
                 "t_s": round(now - self.started, 2), "rss_mb": round(rss, 2),
                 "cpu": round((cpu - last_cpu) / (now - last_wall), 3),
                 "redis_rss_mb": round(child_rss, 2), "redis_cpu_s": round(child_cpu, 2),
-                "generator_cpu": round((gen - last_gen) / (now - last_wall), 3)})
+                "generator_cpu": round((gen - last_gen) / (now - last_wall), 3),
+                # Other work on the machine shows here: the server competes with it for cores.
+                "loadavg_1m": round(os.getloadavg()[0], 2)})
             last_wall, last_cpu, last_gen = now, cpu, gen
 
     async def close(self) -> None:
@@ -652,7 +654,9 @@ def render_soak_text(report: dict[str, Any]) -> str:
         f"{report['redis_memory']['end_mb']} MB  slope "
         f"{report['redis_memory']['slope_mb_per_min']} MB/min",
         f"server cpu  mean {cpu['server_mean']:.0%}  max {cpu['server_max']:.0%} of a core; "
-        f"generator mean {cpu['generator_mean']:.0%}  max {cpu['generator_max']:.0%}",
+        f"generator mean {cpu['generator_mean']:.0%}  max {cpu['generator_max']:.0%}; "
+        f"machine load average {cpu['loadavg_min']}-{cpu['loadavg_max']} on {os.cpu_count()} "
+        f"cores",
     ]
     for name, summary in report["latency_ms"].items():
         lines.append(f"{name:<14}{summary['count']:>7}  p50 {summary['p50']}  p99 "
@@ -728,7 +732,9 @@ def build_soak_report(config: SoakConfig, traffic: SoakTraffic, samples: list[di
         "verdict": verdict,
         "memory": memory, "redis_memory": redis_memory,
         "cpu": {"server_mean": round(server_mean, 3), "server_max": round(server_max, 3),
-                "generator_mean": round(gen_mean, 3), "generator_max": round(gen_max, 3)},
+                "generator_mean": round(gen_mean, 3), "generator_max": round(gen_max, 3),
+                "loadavg_min": min((s["loadavg_1m"] for s in samples), default=None),
+                "loadavg_max": max((s["loadavg_1m"] for s in samples), default=None)},
         "latency_ms": {name: latency_summary(h) for name, h in traffic.latency.items()},
         "counts": dict(sorted(traffic.counts.items())),
         "errors": errors,
