@@ -1,7 +1,9 @@
 """Load-testing toolkit: drives simulated flash-sale spikes at a running liveroom server.
 
 An outside client of the public protocol (docs/protocol.md); it imports nothing from the
-server's packages. Run ``python -m loadtests spike --help``; see docs/loadtesting.md.
+server's packages. Run ``python -m loadtests spike --help`` for a flash-sale spike (optionally
+with checkouts) and its audit, ``python -m loadtests.soak --help`` for a long steady run that
+watches the server's memory; see docs/loadtesting.md.
 """
 
 from ._client import LeanSocket
