@@ -1,12 +1,15 @@
 """Load-testing toolkit: drives simulated flash-sale spikes at a running liveroom server.
 
 An outside client of the public protocol (docs/protocol.md); it imports nothing from the
-server's packages. Run ``python -m loadtests spike --help``; see docs/loadtesting.md.
+server's packages. Run ``python -m loadtests spike --help`` for a flash-sale spike (optionally
+with checkouts) and its audit, ``python -m loadtests.soak --help`` for a long steady run that
+watches the server's memory; see docs/loadtesting.md.
 """
 
 from ._client import LeanSocket
 from ._histogram import Histogram
-from ._report import audit, build_report, render_text
+from ._orders import OrderTally
+from ._report import CheckoutFacts, audit, build_report, checkout_checks, render_text
 from ._schedule import Profile, ScheduleSpec, build_schedule
 from ._spike import SpikeConfig, run_spike
 from .exceptions import (
@@ -18,10 +21,12 @@ from .exceptions import (
 )
 
 __all__ = [
+    "CheckoutFacts",
     "ConnectFailed",
     "Histogram",
     "LeanSocket",
     "LoadTestError",
+    "OrderTally",
     "Profile",
     "ProtocolViolation",
     "ScenarioError",
@@ -31,6 +36,7 @@ __all__ = [
     "audit",
     "build_report",
     "build_schedule",
+    "checkout_checks",
     "render_text",
     "run_spike",
 ]

@@ -65,5 +65,17 @@ class ServerApi:
                                                f"/api/sales/{sale_id}/end", token)
         return sale
 
+    async def list_orders(self, token: str) -> list[dict[str, Any]]:
+        """The caller's own orders as a buyer."""
+        body = await self.call("GET /api/orders", "GET", "/api/orders", token)
+        orders: list[dict[str, Any]] = body["orders"]
+        return orders
+
+    async def room_figures(self, token: str, room_id: str) -> dict[str, Any]:
+        """The room's order figures, as its anchor sees them."""
+        figures: dict[str, Any] = await self.call("GET /api/rooms/{id}/figures", "GET",
+                                                  f"/api/rooms/{room_id}/figures", token)
+        return figures
+
     async def end_room(self, token: str, room_id: str) -> None:
         await self.call("POST /api/rooms/{id}/end", "POST", f"/api/rooms/{room_id}/end", token)

@@ -9,7 +9,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["render_chart"]
+__all__ = ["render_chart", "svg_panel"]
 
 WIDTH, HEIGHT, PAD = 900, 260, 50
 
@@ -21,7 +21,7 @@ def _polyline(points: Sequence[tuple[float, float]], colour: str) -> str:
     return f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{coords}"/>'
 
 
-def _panel(title: str, unit: str, t_max: float,
+def svg_panel(title: str, unit: str, t_max: float,
            series: Sequence[tuple[str, str, Sequence[tuple[float, float | None]]]]) -> str:
     values = [v for _, _, pts in series for _, v in pts if v is not None]
     y_max = max(values, default=1.0) * 1.1 or 1.0
@@ -61,12 +61,12 @@ def render_chart(report: Mapping[str, Any]) -> str:
     bucket_ms = int(report["throughput"]["bucket_ms"])
     t_max = float(max((b["t_ms"] for b in buckets), default=0) + bucket_ms)
     per_s = 1000.0 / bucket_ms
-    latency = _panel("Buy latency from intended send time (per bucket)", "ms", t_max, [
+    latency = svg_panel("Buy latency from intended send time (per bucket)", "ms", t_max, [
         ("p50", "#1f77b4", [(b["t_ms"], b["p50_ms"]) for b in buckets]),
         ("p99", "#d62728", [(b["t_ms"], b["p99_ms"]) for b in buckets]),
         ("max", "#999999", [(b["t_ms"], b["max_ms"]) for b in buckets]),
     ])
-    throughput = _panel(f"Throughput ({bucket_ms} ms buckets)", "per s", t_max, [
+    throughput = svg_panel(f"Throughput ({bucket_ms} ms buckets)", "per s", t_max, [
         ("sent", "#2ca02c", [(b["t_ms"], b["sent"] * per_s) for b in buckets]),
         ("answered", "#ff7f0e", [(b["t_ms"], b["answered"] * per_s) for b in buckets]),
         ("reserved", "#9467bd", [(b["t_ms"], b["reserved"] * per_s) for b in buckets]),

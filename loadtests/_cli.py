@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     spike.add_argument("--chat-rate", type=float, default=0.0, help="chat messages per second")
     spike.add_argument("--churn-rate", type=float, default=0.0,
                        help="extra viewers joining and leaving per second")
+    spike.add_argument("--checkout", type=float, default=0.0, metavar="FRACTION",
+                       help="check out this fraction (0..1) of successful reservations")
     spike.add_argument("--bucket-ms", type=int, default=100, help="throughput bucket width")
     spike.add_argument("--seed", type=int, default=1)
     spike.add_argument("--json", type=Path, default=None, dest="json_path",
@@ -57,7 +59,8 @@ def parse_args(argv: Sequence[str]) -> SpikeConfig:
         profile=Profile(args.profile), duration_s=args.duration, jitter_ms=args.jitter_ms,
         attempt_gap_ms=args.attempt_gap_ms, processes=args.processes, timeout_s=args.timeout,
         connect_concurrency=args.connect_concurrency, chat_per_s=args.chat_rate,
-        churn_per_s=args.churn_rate, bucket_ms=args.bucket_ms, seed=args.seed,
+        churn_per_s=args.churn_rate, checkout_fraction=args.checkout,
+        bucket_ms=args.bucket_ms, seed=args.seed,
         json_path=args.json_path, quiet=args.quiet, keep=args.keep)
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._histogram import Histogram
+from ._orders import OrderTally, tally_orders
 
-__all__ = ["audit", "build_report", "latency_summary", "merge_counts", "render_text"]
+__all__ = ["CheckoutFacts", "audit", "build_report", "checkout_checks", "latency_summary",
+           "merge_counts", "render_text"]
 
 # A worker busier than this, in its busiest second, may have been the bottleneck itself.
 CPU_WARN_FRACTION = 0.85
@@ -42,15 +45,65 @@ def latency_summary(histogram: Histogram) -> dict[str, float | int | None]:
             "max": _ms(histogram.max_value), "mean": _ms(histogram.mean())}
 
 
+@dataclass
+class CheckoutFacts:
+    """What the buyers were told about their checkouts, and what the server's books say."""
+
+    ok: int  # checkouts acknowledged with an order
+    units: int  # units in those orders, as acknowledged
+    unknown_units: int  # units of checkouts that got no answer
+    price_cents: int  # the deal price every order must carry
+    orders: OrderTally = field(default_factory=OrderTally)
+    figures: Mapping[str, Any] | None = None  # the room's figures (GET /api/rooms/{id}/figures)
+
+
+def checkout_checks(*, sale: Mapping[str, Any], acked_reserved: int, unknown_buy_units: int,
+                    facts: CheckoutFacts) -> list[dict[str, Any]]:
+    """Orders equal checkouts, every total is qty x deal price, and the sale's ``sold`` is the
+    units checked out with ``held`` the rest of what was reserved."""
+    held, sold = int(sale["held"]), int(sale["sold"])
+    orders = facts.orders
+    unknown_orders_ok = orders.unexpected == 0 or facts.unknown_units > 0
+    matched = (orders.missing == 0 and orders.fetch_failed == 0 and unknown_orders_ok
+               and facts.ok <= orders.found and orders.acked == facts.ok)
+    detail = (f"{facts.ok} checkouts acknowledged; the buyers' order lists hold {orders.found} "
+              f"orders of this sale ({orders.missing} acknowledged but missing, "
+              f"{orders.unexpected} never acknowledged, {orders.fetch_failed} lists unread)")
+    if facts.figures is not None:
+        figure_orders = int(facts.figures.get("orders", -1))
+        figure_gmv = int(facts.figures.get("gmv_cents", -1))
+        matched = matched and figure_orders == orders.found and figure_gmv == orders.gmv_cents
+        detail += f"; room figures: {figure_orders} orders, {figure_gmv} cents"
+    totals_ok = orders.bad_total_count == 0 and (
+        facts.unknown_units > 0 or orders.units == orders.acked_units)
+    sold_low, sold_high = facts.units, facts.units + facts.unknown_units
+    held_low = acked_reserved - sold_high
+    held_high = acked_reserved + unknown_buy_units - facts.units
+    return [
+        {"name": "orders_match_checkouts", "ok": matched, "detail": detail},
+        {"name": "order_totals_match_price", "ok": totals_ok,
+         "detail": f"{orders.found} orders, {orders.units} units, {orders.gmv_cents} cents at "
+                   f"{facts.price_cents} a unit; {orders.bad_total_count} wrong"},
+        {"name": "sold_matches_checkouts",
+         "ok": sold_low <= sold <= sold_high and held_low <= held <= held_high,
+         "detail": f"sold {sold} vs {facts.units} units checked out"
+                   + (f" (+ up to {facts.unknown_units} unanswered)" if facts.unknown_units
+                      else "")
+                   + f"; held {held} vs {acked_reserved - facts.units} reserved and not "
+                     f"checked out"},
+    ]
+
+
 def audit(*, stock: int, per_user_limit: int, qty: int, sale: Mapping[str, Any],
           acked_reserved: int, demand_decided: int, demand_possible: int,
-          unknown_attempts: int, over_limit: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+          unknown_attempts: int, over_limit: Sequence[Mapping[str, Any]],
+          checkout: CheckoutFacts | None = None) -> dict[str, Any]:
     """Check the server's books against what the buyers were told.
 
     ``demand_decided`` counts the units the server had to decide (per buyer capped at the
     limit); attempts that timed out may or may not have reserved, so they widen the range to
     ``demand_possible``. With ``qty`` > 1 a correct server may leave up to ``qty - 1`` units that
-    no request fits.
+    no request fits. With ``checkout`` the orders are audited too (:func:`checkout_checks`).
     """
     held, sold, remaining = int(sale["held"]), int(sale["sold"]), int(sale["remaining"])
     taken = held + sold
@@ -71,6 +124,9 @@ def audit(*, stock: int, per_user_limit: int, qty: int, sale: Mapping[str, Any],
         {"name": "nobody_over_limit", "ok": not over_limit,
          "detail": f"{len(over_limit)} buyers got more than {per_user_limit} units"},
     ]
+    if checkout is not None:
+        checks += checkout_checks(sale=sale, acked_reserved=acked_reserved,
+                                  unknown_buy_units=unknown_units, facts=checkout)
     return {"passed": all(c["ok"] for c in checks), "checks": checks,
             "oversold": max(0, taken - stock, acked_reserved - stock),
             "over_limit_buyers": list(over_limit)}
@@ -96,7 +152,7 @@ def _timeline(results: Sequence[Mapping[str, Any]], bucket_ms: int) -> list[dict
 
 def build_report(*, scenario: Mapping[str, Any], setup: Mapping[str, Any],
                  results: Sequence[Mapping[str, Any]], sale: Mapping[str, Any],
-                 wall_s: float) -> dict[str, Any]:
+                 wall_s: float, figures: Mapping[str, Any] | None = None) -> dict[str, Any]:
     latency = merge_histograms([r["latency"] for r in results])
     send_lag = merge_histograms([r["send_lag"] for r in results])
     connect = merge_histograms([r["connect"] for r in results])
@@ -109,9 +165,18 @@ def build_report(*, scenario: Mapping[str, Any], setup: Mapping[str, Any],
     demand_possible = sum(int(r["demand_possible"]) for r in results)
     stock, limit, qty = int(scenario["stock"]), int(scenario["per_user_limit"]), int(
         scenario["qty"])
+    fraction = float(scenario.get("checkout_fraction", 0.0))
+    outcomes = [r["checkout"] for r in results if "checkout" in r]
+    orders = tally_orders([o["orders"] for o in outcomes])
+    facts = CheckoutFacts(ok=sum(int(o["ok"]) for o in outcomes),
+                          units=sum(int(o["units"]) for o in outcomes),
+                          unknown_units=sum(int(o["unknown_units"]) for o in outcomes),
+                          price_cents=int(scenario.get("price_cents", 0)), orders=orders,
+                          figures=figures)
     checked = audit(stock=stock, per_user_limit=limit, qty=qty, sale=sale, acked_reserved=acked,
                     demand_decided=demand_decided, demand_possible=demand_possible,
-                    unknown_attempts=unknown, over_limit=over_limit)
+                    unknown_attempts=unknown, over_limit=over_limit,
+                    checkout=facts if fraction > 0 else None)
     workers = [{"worker": r["worker"], "buyers": r["buyers"], **r["cpu"]} for r in results]
     warnings = [
         f"worker {w['worker']} used {w['peak_core_fraction']:.0%} of a core in its busiest "
@@ -148,6 +213,16 @@ def build_report(*, scenario: Mapping[str, Any], setup: Mapping[str, Any],
         "churn": {"connect_ms": latency_summary(merge_histograms(
                       [r["churn"]["connect"] for r in results])),
                   "failed": sum(int(r["churn"]["failed"]) for r in results)},
+        "checkout_fraction": fraction,
+        "checkouts": {"attempted": sum(int(o["attempted"]) for o in outcomes), "ok": facts.ok,
+                      "units": facts.units, "unknown_units": facts.unknown_units,
+                      "retries": sum(int(o["retries"]) for o in outcomes),
+                      "statuses": merge_counts([o["statuses"] for o in outcomes])},
+        "checkout_latency_ms": latency_summary(merge_histograms(
+            [o["latency"] for o in outcomes])),
+        "orders": {**orders.to_dict(), "figures": (
+            None if figures is None else {k: figures.get(k) for k in ("orders", "gmv_cents",
+                                                                      "buyers")})},
         "generator": {"workers": workers, "warnings": warnings},
         "wall_s": round(wall_s, 3),
     }
@@ -179,6 +254,16 @@ def render_text(report: Mapping[str, Any]) -> str:
     ]
     lines += [f"  {'ok ' if c['ok'] else 'BAD'} {c['name']}: {c['detail']}"
               for c in report["audit"]["checks"]]
+    if report.get("checkouts", {}).get("attempted"):
+        co, col = report["checkouts"], report["checkout_latency_ms"]
+        lines.append(f"checkouts   {co['attempted']} sent, {co['ok']} orders "
+                     f"({co['units']} units), {co['retries']} retries, {co['statuses']}")
+        lines.append("checkout ms " + "  ".join(f"{k} {_fmt(col[k])}"
+                                                for k in ("p50", "p90", "p99", "p999", "max")))
+        orders = report["orders"]
+        lines.append(f"orders      server holds {orders['found']} for the buyers "
+                     f"({orders['units']} units, {orders['gmv_cents']} cents)"
+                     + (f"; room figures {orders['figures']}" if orders["figures"] else ""))
     if report["chat"]["latency_ms"]["count"]:
         chat = report["chat"]["latency_ms"]
         lines.append(f"chat        {chat['count']} sent, p50 {_fmt(chat['p50'])} ms, "

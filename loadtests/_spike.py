@@ -47,6 +47,7 @@ class SpikeConfig:
     connect_concurrency: int = 200
     chat_per_s: float = 0.0
     churn_per_s: float = 0.0
+    checkout_fraction: float = 0.0  # of successful reservations, checked out at once
     bucket_ms: int = 100
     price_cents: int = 9900
     seed: int = 1
@@ -78,6 +79,8 @@ class SpikeConfig:
             raise ScenarioError("timeout", "must be positive")
         if self.chat_per_s < 0 or self.churn_per_s < 0:
             raise ScenarioError("chat/churn", "rates must not be negative")
+        if not 0.0 <= self.checkout_fraction <= 1.0:
+            raise ScenarioError("checkout", "must be a fraction between 0 and 1")
         if self.processes > self.buyers:
             raise ScenarioError("processes", "more processes than buyers")
         if not self.url.startswith(("http://", "https://")):
@@ -198,7 +201,8 @@ def _plans(config: SpikeConfig, room_id: str) -> list[WorkerPlan]:
             connect_concurrency=max(1, config.connect_concurrency // config.processes),
             chat_per_s=config.chat_per_s / config.processes,
             churn_per_s=config.churn_per_s / config.processes, bucket_ms=config.bucket_ms,
-            seed=config.seed))
+            seed=config.seed, checkout_fraction=config.checkout_fraction,
+            price_cents=config.price_cents))
     return plans
 
 
@@ -247,6 +251,8 @@ async def run_spike(config: SpikeConfig, progress_stream: TextIO | None = sys.st
         finally:
             await workers.close()
         final_sale = await api.get_sale(sale["id"])
+        figures = (await api.room_figures(config.anchor_token, room["id"])
+                   if config.checkout_fraction > 0 else None)
         if not config.keep:
             await api.end_sale(config.anchor_token, sale["id"])
             await api.end_room(config.anchor_token, room["id"])
@@ -255,7 +261,8 @@ async def run_spike(config: SpikeConfig, progress_stream: TextIO | None = sys.st
                 "profile": str(config.profile), "attempts": config.attempts_per_buyer}
     report = build_report(scenario=scenario, setup={"room": room["id"], "product": product["id"]},
                           results=sorted(results, key=lambda r: int(r["worker"])),
-                          sale=final_sale, wall_s=time.monotonic() - started)
+                          sale=final_sale, wall_s=time.monotonic() - started,
+                          figures=figures)
     if config.json_path is not None:
         config.json_path.parent.mkdir(parents=True, exist_ok=True)
         chart = config.json_path.with_suffix(".html")

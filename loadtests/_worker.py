@@ -25,6 +25,7 @@ from ._api import ServerApi
 from ._channel import Channel
 from ._client import LeanSocket
 from ._histogram import Histogram
+from ._orders import OrderTally, checkout_address
 from .exceptions import ConnectFailed, LoadTestError
 
 __all__ = ["DECIDED_STATUSES", "WorkerPlan", "run_worker", "worker_process_main"]
@@ -52,6 +53,8 @@ class WorkerPlan:
     churn_per_s: float
     bucket_ms: int
     seed: int
+    checkout_fraction: float = 0.0  # of successful reservations, checked out right away
+    price_cents: int = 0  # the sale's deal price, to check order totals
 
 
 @dataclass
@@ -70,6 +73,9 @@ class _Buyer:
     reserved_units: int = 0
     decided: int = 0
     unknown: int = 0
+    orders: dict[str, int] = field(default_factory=dict)  # acknowledged order id -> units
+    checkout_attempts: int = 0
+    checkout_unknown_units: int = 0  # checkouts without an answer: may or may not exist
 
 
 @dataclass
@@ -88,6 +94,9 @@ class _Tally:
     chat_statuses: dict[str, int] = field(default_factory=dict)
     churn_connect: Histogram = field(default_factory=Histogram)
     churn_failed: int = 0
+    checkout_latency: Histogram = field(default_factory=Histogram)
+    checkout_statuses: dict[str, int] = field(default_factory=dict)
+    checkout_retries: int = 0
 
     def count(self, table: dict[str, int], key: str) -> None:
         table[key] = table.get(key, 0) + 1
@@ -194,6 +203,7 @@ class _Worker:
         deadline = intended + plan.timeout_s
         status = "not_connected"
         tries = 0
+        reservation: dict[str, Any] | None = None
         tally.send_lag.record(max(0.0, loop.time() - intended) * 1e6)
         tally.sent += 1
         tally.bucket(self._bucket_index(loop.time())).sent += 1
@@ -236,6 +246,56 @@ class _Worker:
         bucket = tally.bucket(self._bucket_index(done))
         bucket.latency.record(latency_us)
         tally.count(bucket.statuses, status)
+        if reservation is not None and self._wants_checkout():
+            await self._checkout(buyer, reservation)
+
+    def _wants_checkout(self) -> bool:
+        fraction = self.plan.checkout_fraction
+        return fraction >= 1.0 or (fraction > 0.0 and self.rng.random() < fraction)
+
+    async def _checkout(self, buyer: _Buyer, reservation: dict[str, Any]) -> None:
+        """Check the reservation out at once, paying cash on delivery; the latency runs from the
+        first send to the final answer. Retrying is safe: checkout is idempotent by
+        reservation."""
+        tally, plan, loop = self.tally, self.plan, self.loop
+        units = int(reservation.get("qty", plan.qty))
+        body = {"reservation": reservation.get("id"), "payment": "cod",
+                "address": checkout_address(buyer.number)}
+        buyer.checkout_attempts += 1
+        started = loop.time()
+        deadline = started + plan.timeout_s
+        status = "not_connected"
+        answer: Any = None
+        while buyer.socket is not None:
+            try:
+                answer = await buyer.socket.call("checkout", body,
+                                                 max(0.001, deadline - loop.time()))
+            except TimeoutError:
+                status = "timeout"
+                break
+            except ConnectionResetError:
+                status = "disconnected"
+                break
+            status = "ok" if isinstance(answer, dict) and answer.get("ok") else _status_of(answer)
+            if status == "error:rate_limited":
+                retry_s = _retry_after_s(answer)
+                if loop.time() + retry_s < deadline:
+                    tally.checkout_retries += 1
+                    await asyncio.sleep(retry_s)
+                    continue
+            break
+        tally.checkout_latency.record((loop.time() - started) * 1e6)
+        tally.count(tally.checkout_statuses, status)
+        if status == "ok":
+            order = answer.get("order") if isinstance(answer, dict) else None
+            if isinstance(order, dict) and isinstance(order.get("id"), str):
+                buyer.orders[order["id"]] = units
+            else:
+                tally.count(tally.errors, "checkout:malformed_answer")
+        else:
+            tally.count(tally.errors, f"checkout:{status}")
+            if status in ("timeout", "disconnected"):
+                buyer.checkout_unknown_units += units
 
     async def _chat(self, intended: float) -> None:
         connected = [b for b in self.buyers if b.socket is not None]
@@ -326,9 +386,27 @@ class _Worker:
         progress.cancel()
         await asyncio.gather(progress, return_exceptions=True)
         await meter.close()
-        return self.result(meter.summary())
+        orders = await self.read_orders() if self.plan.checkout_fraction > 0 else OrderTally()
+        return self.result(meter.summary(), orders)
 
-    def result(self, cpu: dict[str, float]) -> dict[str, Any]:
+    async def read_orders(self) -> OrderTally:
+        """Every buyer that checked out reads its own orders of this sale from the server."""
+        tally = OrderTally()
+        gate = asyncio.Semaphore(self.plan.connect_concurrency)
+
+        async def one(buyer: _Buyer) -> None:
+            async with gate:
+                try:
+                    orders = await self.api.list_orders(buyer.token)
+                except LoadTestError:
+                    tally.fetch_failed += 1
+                    return
+            tally.add_buyer(orders, self.sale_id, self.plan.price_cents, buyer.orders)
+
+        await asyncio.gather(*(one(b) for b in self.buyers if b.checkout_attempts))
+        return tally
+
+    def result(self, cpu: dict[str, float], orders: OrderTally) -> dict[str, Any]:
         t, limit = self.tally, self.plan.per_user_limit
         granted = (limit // self.plan.qty) * self.plan.qty  # most units one buyer can get
         demand_decided = sum(min(granted, b.decided * self.plan.qty) for b in self.buyers)
@@ -355,6 +433,13 @@ class _Worker:
             "chat": {"latency": t.chat_latency.to_dict(), "statuses": dict(t.chat_statuses)},
             "churn": {"connect": t.churn_connect.to_dict(), "failed": t.churn_failed},
             "cpu": cpu,
+            "checkout": {"latency": t.checkout_latency.to_dict(),
+                         "statuses": dict(t.checkout_statuses), "retries": t.checkout_retries,
+                         "attempted": sum(b.checkout_attempts for b in self.buyers),
+                         "ok": sum(len(b.orders) for b in self.buyers),
+                         "units": sum(sum(b.orders.values()) for b in self.buyers),
+                         "unknown_units": sum(b.checkout_unknown_units for b in self.buyers),
+                         "orders": orders.to_dict()},
         }
 
     async def close(self) -> None:

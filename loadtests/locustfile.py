@@ -6,7 +6,9 @@ project does, so Locust is not a dependency. It needs ``pip install locust webso
 The master (or the single local process) plays the anchor when the test starts: it creates a
 room, a product and a flash sale, then tells every worker the sale over Locust's message
 channel. Each simulated user mints a guest session, opens a Socket.IO websocket, joins the room
-and buys. Answers are reported to Locust as requests named ``buy:<status>``.
+and buys; with ``--lt-checkout FRACTION`` that share of its reservations is checked out at once
+(cash on delivery). Answers are reported to Locust as requests named ``buy:<status>`` and
+``checkout:<status>``.
 
 Single machine::
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import random
 import time
 import urllib.request
 from typing import Any
@@ -30,6 +33,7 @@ from locust import User, between, events, task
 from websockets.sync.client import ClientConnection, connect
 
 SALE_MESSAGE = "loadtests_sale"
+SALE_WAIT_S = 30.0  # how long a user waits for the master to open the sale
 _scenario: dict[str, Any] = {}
 
 
@@ -48,6 +52,8 @@ def _arguments(parser: Any) -> None:
     parser.add_argument("--lt-anchor-token", default="", help="anchor token (liveroom token)")
     parser.add_argument("--lt-stock", type=int, default=50)
     parser.add_argument("--lt-per-user-limit", type=int, default=1)
+    parser.add_argument("--lt-checkout", type=float, default=0.0,
+                        help="fraction (0..1) of reservations checked out at once")
 
 
 def _remember_sale(environment: Any, msg: Any, **_: Any) -> None:
@@ -85,11 +91,14 @@ class SocketIOBuyer(User):  # type: ignore[misc]
     wait_time = between(0.2, 1.0)
 
     def on_start(self) -> None:
+        self.stack = contextlib.ExitStack()
+        deadline = time.monotonic() + SALE_WAIT_S
         while "sale" not in _scenario:  # workers hear about the sale from the master
+            if time.monotonic() > deadline:
+                raise RuntimeError("no sale: the anchor could not open one (see the log above)")
             time.sleep(0.05)
         session = _http(self.host, "POST", "/api/session", body={"name": "locust buyer"})
         url = self.host.replace("http", "ws", 1).rstrip("/")
-        self.stack = contextlib.ExitStack()
         self.ws: ClientConnection = self.stack.enter_context(
             connect(url + "/socket.io/?EIO=4&transport=websocket", compression=None))
         self.ids = itertools.count()
@@ -114,21 +123,34 @@ class SocketIOBuyer(User):  # type: ignore[misc]
             elif frame.startswith(prefix):
                 return json.loads(frame[len(prefix) - 1:])[0]
 
-    @task  # type: ignore[untyped-decorator]
-    def buy(self) -> None:
-        self.attempt += 1
+    def _timed(self, event: str, data: Any) -> Any:
+        """Call ``event`` and report it to Locust as ``event:<status>``."""
         started = time.perf_counter()
         exception: Exception | None = None
-        status = "error"
+        status, answer = "error", None
         try:
-            answer = self._call("buy", {"sale": _scenario["sale"], "qty": 1,
-                                        "request_id": f"locust-{id(self)}-{self.attempt}"})
-            status = str(answer.get("status") or answer.get("error", {}).get("code"))
+            answer = self._call(event, data)
+            status = str(answer.get("status") or ("ok" if answer.get("ok") else None)
+                         or answer.get("error", {}).get("code"))
         except Exception as exc:  # reported to Locust, which counts failures by type
             exception = exc
         self.environment.events.request.fire(
-            request_type="sio", name=f"buy:{status}", exception=exception, context={},
+            request_type="sio", name=f"{event}:{status}", exception=exception, context={},
             response_time=(time.perf_counter() - started) * 1000, response_length=0)
+        return answer
+
+    @task  # type: ignore[untyped-decorator]
+    def buy(self) -> None:
+        self.attempt += 1
+        answer = self._timed("buy", {"sale": _scenario["sale"], "qty": 1,
+                                     "request_id": f"locust-{id(self)}-{self.attempt}"})
+        fraction = self.environment.parsed_options.lt_checkout
+        if (isinstance(answer, dict) and answer.get("status") == "reserved"
+                and random.random() < fraction):
+            self._timed("checkout", {
+                "reservation": answer["reservation"]["id"], "payment": "cod",
+                "address": {"name": "Locust Buyer", "phone": "+15550100",
+                            "line1": "1 Locust Way", "city": "Testville"}})
 
 
 events.init_command_line_parser.add_listener(_arguments)

@@ -99,3 +99,71 @@ def test_the_report_merges_workers_and_warns_about_a_saturated_generator():
     assert page.startswith("<!doctype html>")
     assert "<svg" in page
     assert "<script" not in page
+
+
+def order(order_id: str, units: int, total: int, sale: str = "s_test") -> dict[str, object]:
+    return {"id": order_id, "sale": sale, "total_cents": total,
+            "items": [{"qty": units, "unit_price_cents": total // max(1, units)}]}
+
+
+def checkout_audit(sale, tally, ok, units, unknown=0, figures=None):
+    from loadtests import CheckoutFacts
+
+    return audit(stock=30, per_user_limit=2, qty=1, sale=sale, acked_reserved=30,
+                 demand_decided=600, demand_possible=600, unknown_attempts=0, over_limit=[],
+                 checkout=CheckoutFacts(ok=ok, units=units, unknown_units=unknown,
+                                        price_cents=100, orders=tally, figures=figures))
+
+
+def test_orders_that_match_the_checkouts_pass():
+    from loadtests import OrderTally
+
+    tally = OrderTally()
+    tally.add_buyer([order("o_1", 1, 100), order("o_2", 1, 100), order("o_x", 1, 100, "s_other")],
+                    "s_test", 100, {"o_1": 1, "o_2": 1})
+    result = checkout_audit(books(28, 2, 0), tally, ok=2, units=2,
+                            figures={"orders": 2, "gmv_cents": 200})
+    assert result["passed"] is True, result["checks"]
+    assert (tally.found, tally.units, tally.gmv_cents) == (2, 2, 200)
+
+
+def test_an_acknowledged_order_the_server_lost_fails():
+    from loadtests import OrderTally
+
+    tally = OrderTally()
+    tally.add_buyer([order("o_1", 1, 100)], "s_test", 100, {"o_1": 1, "o_2": 1})
+    result = checkout_audit(books(28, 2, 0), tally, ok=2, units=2)
+    assert check(result, "orders_match_checkouts")["ok"] is False
+    assert result["passed"] is False
+
+
+def test_an_order_at_the_wrong_price_fails():
+    from loadtests import OrderTally
+
+    tally = OrderTally()
+    tally.add_buyer([order("o_1", 1, 150)], "s_test", 100, {"o_1": 1})
+    result = checkout_audit(books(29, 1, 0), tally, ok=1, units=1)
+    assert check(result, "order_totals_match_price")["ok"] is False
+    assert tally.bad_totals[0]["expected_cents"] == 100
+
+
+def test_sold_units_nobody_checked_out_fail():
+    from loadtests import OrderTally
+
+    tally = OrderTally()
+    tally.add_buyer([order("o_1", 1, 100)], "s_test", 100, {"o_1": 1})
+    result = checkout_audit(books(27, 3, 0), tally, ok=1, units=1)
+    assert check(result, "sold_matches_checkouts")["ok"] is False
+    # A checkout whose answer was lost may have sold a unit, but not two.
+    widened = checkout_audit(books(28, 2, 0), tally, ok=1, units=1, unknown=1)
+    assert check(widened, "sold_matches_checkouts")["ok"] is True
+
+
+def test_room_figures_that_disagree_with_the_order_lists_fail():
+    from loadtests import OrderTally
+
+    tally = OrderTally()
+    tally.add_buyer([order("o_1", 1, 100)], "s_test", 100, {"o_1": 1})
+    result = checkout_audit(books(29, 1, 0), tally, ok=1, units=1,
+                            figures={"orders": 2, "gmv_cents": 200})
+    assert check(result, "orders_match_checkouts")["ok"] is False

@@ -74,3 +74,52 @@ async def test_a_viewer_token_cannot_play_the_anchor(server):
     with pytest.raises(ScenarioError) as caught:
         await run_spike(config)
     assert caught.value.field == "anchor_token"
+
+
+async def test_checked_out_reservations_become_orders_at_the_deal_price(server, tmp_path: Path):
+    report_path = tmp_path / "checkout.json"
+    anchor = server.token("anchor", "Loady")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "loadtests", "spike", "--url", server.url, "--anchor-token", anchor,
+        "--buyers", "200", "--stock", "40", "--per-user-limit", "2", "--checkout", "1.0",
+        "--json", str(report_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    text = stderr.decode()
+    assert process.returncode == 0, text[-3000:]
+    assert "ok  orders_match_checkouts" in text
+    assert "checkout ms" in text
+
+    report = json.loads(report_path.read_text())
+    assert report["reserved"] == 40
+    assert report["checkouts"]["attempted"] == 40
+    assert report["checkouts"]["ok"] == 40
+    assert report["checkouts"]["statuses"] == {"ok": 40}
+    assert report["checkout_latency_ms"]["count"] == 40
+    assert report["orders"]["found"] == 40
+    assert report["orders"]["units"] == 40
+    assert report["orders"]["gmv_cents"] == 40 * 9900
+    assert report["orders"]["figures"]["orders"] == 40
+    assert report["server"]["sold"] == 40
+    assert report["server"]["held"] == 0
+    names = {c["name"] for c in report["audit"]["checks"] if c["ok"]}
+    assert {"orders_match_checkouts", "order_totals_match_price",
+            "sold_matches_checkouts"} <= names
+
+    # The buyers' own order lists, read independently of the tool, agree.
+    status, sale = await server.request("GET", f"/api/sales/{report['sale']}")
+    assert status == 200
+    assert (sale["sold"], sale["held"]) == (40, 0)
+
+
+async def test_a_partial_checkout_leaves_the_rest_held(server):
+    config = SpikeConfig(url=server.url, anchor_token=server.token("anchor", "Loady"),
+                         buyers=80, stock=60, per_user_limit=1, attempts=1,
+                         checkout_fraction=0.5, seed=3, quiet=True)
+    report = await run_spike(config)
+    assert report["audit"]["passed"] is True, report["audit"]
+    checked = report["checkouts"]["ok"]
+    assert 0 < checked < 60
+    assert report["orders"]["found"] == checked
+    assert report["server"]["sold"] == checked
+    assert report["server"]["held"] == 60 - checked
