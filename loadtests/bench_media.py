@@ -43,6 +43,7 @@ VIDEO_BITRATE = 1_000_000
 AUDIO_BITRATE = 32_000
 KEYFRAME_INTERVAL = 60  # frames: with packets pre-encoded a PLI cannot force one
 STREAM_SECONDS = 20
+MAX_LAG_S = 0.2  # the broadcaster never catches up more than this after a stall
 _STREAM_VERSION = 1  # bump when the generated content changes, to invalidate the cache
 
 
@@ -63,6 +64,35 @@ def cpu_busy_ticks() -> dict[int, tuple[int, int]]:
             ticks = [int(v) for v in values[:8]]
             idle = ticks[3] + ticks[4]
             result[int(name[3:])] = (sum(ticks) - idle, sum(ticks))
+    return result
+
+
+def udp_receive_buffer_errors() -> int:
+    """System-wide count of UDP datagrams dropped because a socket's receive buffer was full."""
+    with open("/proc/net/snmp") as fh:
+        rows = [line.split() for line in fh if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
+def udp_drops_by_process(pids: Sequence[int]) -> list[int]:
+    """For each pid, datagrams its UDP sockets dropped (``drops`` in /proc/net/udp{,6})."""
+    drops_by_inode: dict[str, int] = {}
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as fh:
+            for line in list(fh)[1:]:
+                fields = line.split()
+                drops_by_inode[fields[9]] = int(fields[12])
+    result = []
+    for pid in pids:
+        total = 0
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                total += drops_by_inode.get(target[8:-1], 0)
+        result.append(total)
     return result
 
 
@@ -294,7 +324,14 @@ async def _relay_main(conn: Connection, reencode: bool) -> None:
     while True:
         command = await loop.run_in_executor(None, conn.recv)
         if command == "health":
-            conn.send(service.health("r_bench"))
+            health = dict(service.health("r_bench"))
+            broadcast = service._broadcasts.get("r_bench")
+            if broadcast is not None:
+                # frames the relay itself dropped (a viewer's queue overflowed)
+                tracks = [t for v in broadcast.viewers.values() for t in v.tracks.values()]
+                health["relay_dropped"] = sum(t.frames_dropped for t in tracks)
+                health["keyframe_requests"] = broadcast.keyframes.requests_sent
+            conn.send(health)
         elif command == "stop":
             break
     server.close()
@@ -357,6 +394,10 @@ async def _broadcaster_main(port: int, stream_path: str, conn: Connection) -> No
             delay = started[0] + pts / 1000 - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            elif delay < -MAX_LAG_S:
+                # A live encoder that was starved drops the time it lost, it does not send a
+                # burst of stale frames: shift the timeline instead of catching up.
+                started[0] -= delay
             self._index += 1
             packet = av.Packet(data)
             packet.pts = packet.dts = pts
@@ -503,6 +544,7 @@ class Placement:
 def run(
     viewers: int,
     seconds: float,
+    warmup: float,
     reencode: bool,
     viewer_procs: int,
     mode: str,
@@ -517,6 +559,7 @@ def run(
     )
     relay.start()
     port = relay_conn.recv()
+    print(f"# relay pid {relay.pid}", flush=True)  # for py-spy
     bcast_conn, bcast_child = ctx.Pipe()
     broadcaster = ctx.Process(
         target=broadcaster_process,
@@ -537,7 +580,7 @@ def run(
         groups.append((proc, conn))
     for _, conn in groups:
         assert conn.recv() == "ready"
-    time.sleep(4)  # warm-up: ICE, DTLS, first keyframe (one every 2 s in the stream)
+    time.sleep(warmup)  # ICE, DTLS, first keyframe (one every 2 s in the stream)
 
     def sample() -> list[tuple[int, int, int]]:
         counts: list[tuple[int, int, int]] = []
@@ -552,11 +595,22 @@ def run(
     relay_cpu_start = process_cpu_s(relay.pid)
     client_cpu_start = sum(process_cpu_s(pid) for pid in client_pids)
     cores_start, load_start = cpu_busy_ticks(), os.getloadavg()[0]
+    udp_drops_start = udp_receive_buffer_errors()
+    broadcaster_cpu_start = process_cpu_s(broadcaster.pid)
+    socket_drops_start = udp_drops_by_process([relay.pid, *client_pids])
     wall_start, counts_start = time.monotonic(), sample()
     time.sleep(seconds)
     relay_cpu_end = process_cpu_s(relay.pid)
     client_cpu_end = sum(process_cpu_s(pid) for pid in client_pids)
     cores_end = cpu_busy_ticks()
+    udp_drops = udp_receive_buffer_errors() - udp_drops_start
+    broadcaster_cpu = process_cpu_s(broadcaster.pid) - broadcaster_cpu_start
+    socket_drops = [
+        b - a
+        for a, b in zip(
+            socket_drops_start, udp_drops_by_process([relay.pid, *client_pids]), strict=True
+        )
+    ]
     wall_end, counts_end = time.monotonic(), sample()
     wall = wall_end - wall_start
     fps = [(b[0] - a[0]) / wall for a, b in zip(counts_start, counts_end, strict=True)]
@@ -592,6 +646,13 @@ def run(
         "relay_cpu_pct": round(relay_share * 100, 1),
         "cpu_pct_per_viewer": round(relay_share * 100 / viewers, 3),
         "viewers_per_core": round(viewers / relay_share) if relay_share else None,
+        "broadcaster_cpu_pct": round(broadcaster_cpu / wall * 100, 1),
+        "udp_rcvbuf_drops": udp_drops,
+        "socket_drops_relay_bcast_viewers": [
+            socket_drops[0],
+            socket_drops[1],
+            sum(socket_drops[2:]),
+        ],
         "clients_cpu_pct": round((client_cpu_end - client_cpu_start) / wall * 100, 1),
         "core_busy_pct": core_busy,
         "loadavg_1m": round(load_start, 2),
@@ -602,6 +663,8 @@ def run(
         "min_audio_pps": round(min(audio_pps), 1) if mode == "rtp" else None,
         "source_kbps": health.get("bitrate_kbps"),
         "source_fps": health.get("fps"),
+        "relay_dropped_frames": health.get("relay_dropped"),
+        "keyframe_requests": health.get("keyframe_requests"),
     }
 
 
@@ -626,6 +689,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--viewers", type=int, nargs="*", default=[20, 40])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--viewer-procs", type=int, default=2)
     parser.add_argument("--viewer-mode", choices=["rtp", "frames"], default="rtp")
     parser.add_argument(
@@ -648,7 +712,14 @@ def main() -> None:
     runs = [(n, False) for n in args.viewers] + [(n, True) for n in args.reencode]
     for viewers, reencode in runs:
         result = run(
-            viewers, args.seconds, reencode, args.viewer_procs, args.viewer_mode, stream, placement
+            viewers,
+            args.seconds,
+            args.warmup,
+            reencode,
+            args.viewer_procs,
+            args.viewer_mode,
+            stream,
+            placement,
         )
         print(json.dumps(result), flush=True)
         results.append(result)
