@@ -266,7 +266,17 @@ def prepare_stream(path: str | None) -> StreamInfo:
 # -- relay ------------------------------------------------------------------------------------
 
 
-async def _relay_main(conn: Connection, reencode: bool) -> None:
+def _grow_receive_buffers(pc: Any, size: int) -> None:
+    import socket
+
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        for protocol in connection._protocols:
+            sock = protocol.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+async def _relay_main(conn: Connection, reencode: bool, ingest_rcvbuf: int) -> None:
     import aiortc.codecs.vpx as vpx
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.contrib.media import MediaRelay
@@ -309,6 +319,8 @@ async def _relay_main(conn: Connection, reencode: bool) -> None:
                 sdp, type_ = await reencode_publish(request["sdp"])
             else:
                 sdp, type_ = await service.publish("r_bench", "anchor", request["sdp"], "offer")
+                if ingest_rcvbuf:
+                    _grow_receive_buffers(service._broadcasts["r_bench"].pc, ingest_rcvbuf)
         else:
             if reencode:
                 sdp, type_ = await reencode_watch(request["sdp"])
@@ -340,9 +352,11 @@ async def _relay_main(conn: Connection, reencode: bool) -> None:
     await service.close()
 
 
-def relay_process(conn: Connection, reencode: bool, cpus: list[int], nice: int) -> None:
+def relay_process(
+    conn: Connection, reencode: bool, ingest_rcvbuf: int, cpus: list[int], nice: int
+) -> None:
     _place(cpus, nice)
-    asyncio.run(_relay_main(conn, reencode))
+    asyncio.run(_relay_main(conn, reencode, ingest_rcvbuf))
 
 
 async def _signal(port: int, request: dict[str, Any]) -> dict[str, Any]:
@@ -539,6 +553,7 @@ class Placement:
     relay_cpus: list[int]
     client_cpus: list[int]
     nice: int
+    ingest_rcvbuf: int = 0
 
 
 def run(
@@ -555,7 +570,7 @@ def run(
     relay_conn, relay_child = ctx.Pipe()
     relay = ctx.Process(
         target=relay_process,
-        args=(relay_child, reencode, placement.relay_cpus, placement.nice),
+        args=(relay_child, reencode, placement.ingest_rcvbuf, placement.relay_cpus, placement.nice),
     )
     relay.start()
     port = relay_conn.recv()
@@ -702,12 +717,13 @@ def main() -> None:
     parser.add_argument("--relay-cpu", type=int, nargs="*", default=[0])
     parser.add_argument("--client-cpus", type=int, nargs="*", default=[1])
     parser.add_argument("--nice", type=int, default=0, help="nice value for every process")
+    parser.add_argument("--ingest-rcvbuf", type=int, default=0, help="experiment: SO_RCVBUF")
     parser.add_argument("--stream", default=None, help="pre-encoded .webm (default: cached tmp)")
     args = parser.parse_args()
 
     stream = prepare_stream(args.stream)
     print(json.dumps({"stream": asdict(stream)}), flush=True)
-    placement = Placement(args.relay_cpu, args.client_cpus, args.nice)
+    placement = Placement(args.relay_cpu, args.client_cpus, args.nice, args.ingest_rcvbuf)
     results = []
     runs = [(n, False) for n in args.viewers] + [(n, True) for n in args.reencode]
     for viewers, reencode in runs:
