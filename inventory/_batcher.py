@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from ._models import BuyResult
 from .exceptions import ServiceNotRunning
 
-__all__ = ["BuyBatcher", "PendingBuy"]
+__all__ = ["BATCH_WINDOW_S", "BuyBatcher", "PendingBuy"]
+
+# How long the first buy of a batch waits for company. Each script call costs the server process
+# far more than the buy it decides, so under a steady stream of buys a longer window is cheaper
+# per buy: 2 ms gave ~70 us less server CPU per buy than 0.3 ms at 1,000 buys/s (bench_buy,
+# docs/performance.md), and 2 ms is invisible next to a human's click. (uvloop's timers tick in
+# whole milliseconds anyway, so 0.3 ms was really "up to 1 ms".)
+BATCH_WINDOW_S = 0.002
 
 
 @dataclass(slots=True)
@@ -39,7 +46,7 @@ class BuyBatcher:
         self,
         decide: DecideGroup,
         *,
-        window_s: float = 0.0003,
+        window_s: float = BATCH_WINDOW_S,
         max_batch: int = 512,
         max_pending: int = 20_000,
         max_inflight: int = 4,

@@ -12,7 +12,7 @@ import msgpack
 import redis.asyncio as aioredis
 
 from . import keys
-from ._batcher import BuyBatcher, PendingBuy
+from ._batcher import BATCH_WINDOW_S, BuyBatcher, PendingBuy
 from ._models import (
     BUY_STATUSES,
     RESERVATION_STATES,
@@ -158,7 +158,7 @@ class InventoryService:
         client: aioredis.Redis,
         *,
         now_ms: Callable[[], int] = wall_clock_ms,
-        batch_window_s: float = 0.0003,
+        batch_window_s: float = BATCH_WINDOW_S,
         max_batch: int = 512,
         max_pending: int = 20_000,
         max_inflight: int = 4,

@@ -99,6 +99,7 @@ class HandoffConsumer:
         consumer_name: str | None = None,
         batch_size: int = 200,
         claim_idle_ms: int = 30_000,
+        reclaim_interval_s: float = 1.0,
         poll_interval_s: float = 0.05,
         sale_ids: Callable[[], Iterable[str]] | None = None,
         now_ms: Callable[[], int] | None = None,
@@ -108,6 +109,8 @@ class HandoffConsumer:
         self.consumer_name = consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         self.batch_size = batch_size
         self.claim_idle_ms = claim_idle_ms
+        self.reclaim_interval_s = reclaim_interval_s
+        self._last_reclaim: dict[str, float] = {}
         self.poll_interval_s = poll_interval_s
         self._sale_provider = sale_ids
         self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
@@ -152,7 +155,12 @@ class HandoffConsumer:
                         break
                     handled += await self._apply(sale_id, stream, batch)
                 self._own_pending_done.add(sale_id)
-            handled += await self._reclaim(sale_id, stream)
+            now = time.monotonic()
+            if now - self._last_reclaim.get(sale_id, -1e9) >= self.reclaim_interval_s:
+                # Taking over a dead consumer's entries can wait a moment; checking on every
+                # pass would double the Redis calls of a busy stream.
+                self._last_reclaim[sale_id] = now
+                handled += await self._reclaim(sale_id, stream)
             while True:
                 batch = await self._read(stream, ">")
                 if not batch:
@@ -238,7 +246,9 @@ class HandoffConsumer:
             except Exception:
                 log.exception("hand-off consumer pass failed; retrying")
                 handled = 0
-            if handled == 0:
+            # Only a full batch means more is probably waiting; otherwise rest a moment, so a
+            # steady trickle of buys costs one pass per poll interval, not a busy loop.
+            if handled < self.batch_size:
                 await asyncio.sleep(self.poll_interval_s)
 
     async def close(self) -> None:

@@ -19,6 +19,7 @@ from ..identity import InvalidToken, TokenSigner, User
 from ..payload import Payload
 from ..ratelimit import TokenBucket
 from ..settings import Settings
+from ._engineio_internals import disable_websocket_compression
 
 __all__ = ["Ack", "Connection", "SocketEdge"]
 
@@ -51,7 +52,7 @@ class _OrjsonCodec:
 
 def create_sio(settings: Settings, redis_url: str) -> socketio.AsyncServer:
     several = settings.workers > 1
-    return socketio.AsyncServer(
+    sio = socketio.AsyncServer(
         async_mode="aiohttp",
         json=_OrjsonCodec,
         # Several processes: broadcasts cross processes through Redis, and websocket only, so a
@@ -68,6 +69,9 @@ def create_sio(settings: Settings, redis_url: str) -> socketio.AsyncServer:
         logger=False,
         engineio_logger=False,
     )
+    # compression_threshold only covers polling; websockets need this (see the module).
+    disable_websocket_compression(sio)
+    return sio
 
 
 def _refused(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:

@@ -1,0 +1,605 @@
+"""Buy-path benchmark: server CPU per buy against a no-op round trip, the 10,000-buyer spike, and
+memory per connected viewer. Results are recorded in docs/performance.md.
+
+It starts ``liveroom serve`` (embedded Redis) as a child process on a free port and measures the
+server from outside, the way an operator would: CPU from ``/proc/<pid>/stat`` (utime + stime of
+the server process and its worker processes; the embedded redis-server is reported apart), RSS
+from ``/proc/<pid>/status``. Clients speak only the public protocol (the lean Socket.IO client).
+
+CPU per operation: ``--clients`` connected buyers, all in the sale's room, send ``--rate``
+operations per second in total (an open schedule: each operation leaves at its planned time
+whatever happened to earlier ones), ``--ops`` per phase. A ``ping`` phase (the no-op round trip,
+same framework path, no domain work) and a ``buy`` phase alternate ``--rounds`` times after a
+warm-up, so both see the same client load and the same machine noise; medians are reported.
+
+Usage:
+  python -m loadtests.bench_buy [--clients 200] [--rate 1500] [--ops 4500] [--rounds 3]
+      [--workers 1] [--idle-clients 2000] [--spike-buyers 10000] [--spike-stock 1000]
+      [--spike-processes 2] [--skip-spike] [--skip-memory] [--profile-dir DIR] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ._api import ServerApi
+from ._client import LeanSocket
+from ._worker import raise_open_file_limit
+
+__all__ = ["main"]
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+SECRET = "bench-secret-0123456789abcdef0123456789"
+
+
+# -- the server, seen from /proc ---------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as fh:
+        text = fh.read()
+    # The command name sits in parentheses and may contain spaces.
+    name = text[text.index("(") + 1:text.rindex(")")]
+    return [name, *text.rsplit(")", 1)[1].split()]
+
+
+def _descendants(root: int) -> list[tuple[int, str]]:
+    """(pid, name) of every process below ``root``, ``root`` included."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = _stat_fields(int(entry))
+            children.setdefault(int(fields[2]), []).append((int(entry), fields[0]))
+    found: list[tuple[int, str]] = []
+    with contextlib.suppress(OSError):
+        found.append((root, _stat_fields(root)[0]))
+    queue = [root]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child[0])
+    return found
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = _stat_fields(pid)
+    except OSError:
+        return 0.0
+    # After the name: state(1) ppid(2) ... utime(12) stime(13).
+    return (int(fields[12]) + int(fields[13])) / CLOCK_TICKS
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * PAGE_BYTES
+    except OSError:
+        return 0
+
+
+@dataclass
+class ServerProcess:
+    """``liveroom serve`` in a child process with its embedded Redis."""
+
+    port: int
+    data_dir: Path
+    workers: int
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "LIVEROOM_SECRET": SECRET,
+            "LIVEROOM_LOG_LEVEL": "warning",
+            # The CPU phases send many buys per connection on purpose: lift the per-connection
+            # limits so every buy reaches the inventory.
+            "LIVEROOM_BUY_RATE_PER_S": "100000",
+            "LIVEROOM_BUY_BURST": "100000",
+            "LIVEROOM_EVENT_RATE_PER_S": "100000",
+            "LIVEROOM_EVENT_BURST": "100000",
+        })
+        return env
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "liveroom", "serve", "--port", str(self.port),
+            "--data-dir", str(self.data_dir), "--workers", str(self.workers),
+            env=self.env, stdout=asyncio.subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.process.returncode is not None:
+                    raise RuntimeError(f"liveroom serve exited with {self.process.returncode}")
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with session.get(self.url + "/healthz") as response:
+                        if response.status == 200:
+                            return
+                await asyncio.sleep(0.2)
+        raise RuntimeError("liveroom serve did not answer /healthz within 30 s")
+
+    async def anchor_token(self) -> str:
+        job = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "liveroom", "token", "--role", "anchor", "--name", "Bench",
+            "--data-dir", str(self.data_dir), env=self.env, stdout=asyncio.subprocess.PIPE)
+        out, _ = await job.communicate()
+        if job.returncode != 0:
+            raise RuntimeError(f"liveroom token exited with {job.returncode}")
+        return out.decode().strip().splitlines()[-1]
+
+    def server_pids(self) -> list[int]:
+        assert self.process is not None
+        return [pid for pid, name in _descendants(self.process.pid) if "redis" not in name]
+
+    def redis_pids(self) -> list[int]:
+        assert self.process is not None
+        return [pid for pid, name in _descendants(self.process.pid) if "redis" in name]
+
+    def server_cpu_s(self) -> float:
+        return sum(_cpu_s(pid) for pid in self.server_pids())
+
+    def redis_cpu_s(self) -> float:
+        return sum(_cpu_s(pid) for pid in self.redis_pids())
+
+    def server_rss(self) -> int:
+        return sum(_rss_bytes(pid) for pid in self.server_pids())
+
+    async def stop(self) -> None:
+        if self.process is None or self.process.returncode is not None:
+            return
+        self.process.terminate()
+        try:
+            await asyncio.wait_for(self.process.wait(), 15)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# -- clients -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Crowd:
+    api: ServerApi
+    session: aiohttp.ClientSession
+    url: str
+    room: str
+    sockets: list[LeanSocket] = field(default_factory=list)
+    pushes: Counter[str] = field(default_factory=Counter)
+
+    def _on_push(self, event: str, _data: Any) -> None:
+        self.pushes[event] += 1
+
+    async def _one(self, index: int, gate: asyncio.Semaphore, join: bool) -> LeanSocket:
+        async with gate:
+            token, _ = await self.api.mint_session(f"bench{index}")
+            sock = LeanSocket(self.session, self.url, token, on_push=self._on_push)
+            await sock.connect()
+            if join:
+                answer = await sock.call("join", {"room": self.room})
+                if not answer.get("ok"):
+                    raise RuntimeError(f"join refused: {answer}")
+            return sock
+
+    async def grow(self, count: int, *, join: bool = True) -> list[LeanSocket]:
+        gate = asyncio.Semaphore(100)
+        start = len(self.sockets)
+        added = await asyncio.gather(*(self._one(start + i, gate, join) for i in range(count)))
+        self.sockets.extend(added)
+        return list(added)
+
+    async def close(self, sockets: Sequence[LeanSocket] | None = None) -> None:
+        chosen = list(self.sockets if sockets is None else sockets)
+        gate = asyncio.Semaphore(200)
+
+        async def close_one(sock: LeanSocket) -> None:
+            async with gate:
+                await sock.close()
+
+        await asyncio.gather(*(close_one(s) for s in chosen))
+        gone = set(map(id, chosen))
+        self.sockets = [s for s in self.sockets if id(s) not in gone]
+
+
+# -- one measured phase ------------------------------------------------------------------------
+
+
+@dataclass
+class PhaseResult:
+    op: str
+    ops: int
+    wall_s: float
+    server_cpu_s: float
+    redis_cpu_s: float
+    answers: dict[str, int]
+    latency_ms_p50: float
+    latency_ms_p99: float
+    pushes: dict[str, int]
+
+    @property
+    def us_per_op(self) -> float:
+        return 1e6 * self.server_cpu_s / self.ops
+
+    @property
+    def redis_us_per_op(self) -> float:
+        return 1e6 * self.redis_cpu_s / self.ops
+
+
+def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
+
+
+MakePayload = Callable[[int], Any]
+Classify = Callable[[Any], str]
+
+
+async def run_phase(server: ServerProcess, crowd: Crowd, op: str, payload: MakePayload,
+                    classify: Classify, ops: int, rate: float) -> PhaseResult:
+    """Send ``ops`` operations at ``rate`` per second, round-robin over the crowd, and measure
+    the server's CPU from the first send to the last answer."""
+    loop = asyncio.get_running_loop()
+    answers: Counter[str] = Counter()
+    latencies: list[float] = []
+    pending: list[asyncio.Task[None]] = []
+    sockets = crowd.sockets
+
+    # uvloop's loop.time() ticks in whole milliseconds: latencies use perf_counter.
+    async def one(sock: LeanSocket, index: int, intended: float) -> None:
+        try:
+            answer = await sock.call(op, payload(index), timeout=30)
+        except (TimeoutError, ConnectionError) as exc:
+            answers[type(exc).__name__] += 1
+        else:
+            answers[classify(answer)] += 1
+        latencies.append(1000.0 * (time.perf_counter() - intended))
+
+    pushes_before = Counter(crowd.pushes)
+    cpu0, redis0 = server.server_cpu_s(), server.redis_cpu_s()
+    start = time.perf_counter()
+    for index in range(ops):
+        intended = start + index / rate
+        delay = intended - time.perf_counter()
+        if delay > 0.0005:
+            await asyncio.sleep(delay)
+        pending.append(loop.create_task(one(sockets[index % len(sockets)], index, intended)))
+    await asyncio.gather(*pending)
+    wall = time.perf_counter() - start
+    cpu1, redis1 = server.server_cpu_s(), server.redis_cpu_s()
+    latencies.sort()
+    return PhaseResult(op=op, ops=ops, wall_s=wall, server_cpu_s=cpu1 - cpu0,
+                       redis_cpu_s=redis1 - redis0, answers=dict(answers),
+                       latency_ms_p50=_percentile(latencies, 0.5),
+                       latency_ms_p99=_percentile(latencies, 0.99),
+                       pushes=dict(crowd.pushes - pushes_before))
+
+
+def _ping_status(answer: Any) -> str:
+    return "ok" if isinstance(answer, dict) and answer.get("ok") else f"refused:{answer}"
+
+
+def _buy_status(answer: Any) -> str:
+    return str(answer.get("status", "?")) if isinstance(answer, dict) else "?"
+
+
+# -- the scenarios -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    clients: int = 200
+    rate: float = 1500.0
+    ops: int = 4500
+    rounds: int = 3
+    workers: int = 1
+    idle_clients: int = 2000
+    spike_buyers: int = 10_000
+    spike_stock: int = 1000
+    spike_window_ms: float = 1000.0
+    spike_processes: int = 2
+    skip_spike: bool = False
+    skip_memory: bool = False
+    skip_cpu: bool = False
+    profile_dir: Path | None = None
+    profile_s: float = 8.0
+    json_path: Path | None = None
+
+
+async def _make_sale(api: ServerApi, anchor: str, room: str, stock: int, limit: int,
+                     starts_in_s: int = 0) -> str:
+    product = await api.create_product(anchor, "Bench item", 9900)
+    sale = await api.create_sale(anchor, room, {
+        "product_id": product["id"], "stock": stock, "price_cents": 4900,
+        "per_user_limit": limit, "starts_in_s": starts_in_s, "duration_s": 3600,
+        "hold_s": 3600})
+    return str(sale["id"])
+
+
+async def measure_memory(server: ServerProcess, crowd: Crowd, count: int) -> dict[str, Any]:
+    """RSS growth of the server per connected viewer (connected, and joined to the room)."""
+    await crowd.grow(50)  # warm every code path before the baseline
+    await asyncio.sleep(1.0)
+    base = server.server_rss()
+    connected = await crowd.grow(count, join=False)
+    await asyncio.sleep(1.0)
+    after_connect = server.server_rss()
+    for sock in connected:
+        await sock.call("join", {"room": crowd.room})
+    await asyncio.sleep(1.0)
+    after_join = server.server_rss()
+    await crowd.close()
+    return {"viewers": count, "rss_base_mb": base / 2**20,
+            "kb_per_connection": (after_connect - base) / count / 1024,
+            "kb_per_joined_viewer": (after_join - base) / count / 1024}
+
+
+async def measure_cpu(server: ServerProcess, crowd: Crowd, anchor: str,
+                      config: BenchConfig) -> dict[str, Any]:
+    per_client = (config.rounds + 1) * config.ops // config.clients + 10
+    sale = await _make_sale(crowd.api, anchor, crowd.room,
+                            stock=(config.rounds + 2) * config.ops + 100,
+                            limit=min(10_000, per_client))
+    await crowd.grow(config.clients)
+    serial = itertools.count()
+
+    def buy_payload(_index: int) -> dict[str, Any]:
+        return {"sale": sale, "qty": 1, "request_id": f"r{next(serial)}"}
+
+    def ping_payload(_index: int) -> dict[str, Any]:
+        return {}
+
+    phases: dict[str, list[PhaseResult]] = {"ping": [], "buy": []}
+    # Warm-up: imports, caches, connection pools, script registration; not counted.
+    warm = max(200, config.ops // 4)
+    await run_phase(server, crowd, "ping", ping_payload, _ping_status, warm, config.rate)
+    await run_phase(server, crowd, "buy", buy_payload, _buy_status, warm, config.rate)
+    idle_cpu0 = server.server_cpu_s()
+    await asyncio.sleep(2.0)
+    idle_us_per_s = 1e6 * (server.server_cpu_s() - idle_cpu0) / 2.0
+    for round_index in range(config.rounds):
+        order = ("ping", "buy") if round_index % 2 == 0 else ("buy", "ping")
+        for op in order:
+            if op == "ping":
+                result = await run_phase(server, crowd, "ping", ping_payload, _ping_status,
+                                         config.ops, config.rate)
+            else:
+                result = await run_phase(server, crowd, "buy", buy_payload, _buy_status,
+                                         config.ops, config.rate)
+            phases[op].append(result)
+            _say(f"  round {round_index + 1} {op:4s}: {result.us_per_op:7.1f} us server CPU/op "
+                 f"(redis {result.redis_us_per_op:5.1f}), p50 {result.latency_ms_p50:.1f} ms "
+                 f"p99 {result.latency_ms_p99:.1f} ms, answers {result.answers}, "
+                 f"pushes {result.pushes}")
+    ping = statistics.median(r.us_per_op for r in phases["ping"])
+    buy = statistics.median(r.us_per_op for r in phases["buy"])
+    profiles: dict[str, Any] = {}
+    if config.profile_dir is not None:
+        profile_ops = int(config.rate * (config.profile_s + 2))
+        for op in ("buy", "ping"):
+            make, classify = (buy_payload, _buy_status) if op == "buy" else (ping_payload,
+                                                                           _ping_status)
+            profiles[op] = await _profiled_phase(server, crowd, op, make, classify,
+                                                 profile_ops, config)
+    return {
+        "clients": config.clients, "rate_per_s": config.rate, "ops_per_phase": config.ops,
+        "rounds": config.rounds, "sale": sale,
+        "idle_server_cpu_us_per_s": idle_us_per_s,
+        "ping_us_per_op_median": ping, "buy_us_per_op_median": buy, "buy_over_ping": buy / ping,
+        "redis_us_per_buy_median": statistics.median(r.redis_us_per_op for r in phases["buy"]),
+        "phases": {op: [vars(r) | {"us_per_op": r.us_per_op} for r in results]
+                   for op, results in phases.items()},
+        "profiles": profiles,
+    }
+
+
+async def _profiled_phase(server: ServerProcess, crowd: Crowd, op: str, payload: MakePayload,
+                          classify: Classify, ops: int, config: BenchConfig) -> dict[str, Any]:
+    """Run a phase with py-spy sampling the (first) server process; keep the flame graph and
+    the raw collapsed stacks, and summarise the top frames."""
+    assert config.profile_dir is not None
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    config.profile_dir.mkdir(parents=True, exist_ok=True)
+    pid = server.server_pids()[-1] if server.workers > 1 else server.server_pids()[0]
+    raw = config.profile_dir / f"{op}.txt"
+    svg = config.profile_dir / f"{op}.svg"
+    jobs = [
+        await asyncio.create_subprocess_exec(
+            spy, "record", "--pid", str(pid), "--rate", "250", "--duration",
+            str(int(config.profile_s)), "--nonblocking", "--format", fmt, "-o", str(path),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        for fmt, path in (("raw", raw), ("flamegraph", svg))
+    ]
+    await asyncio.sleep(0.5)
+    result = await run_phase(server, crowd, op, payload, classify, ops, config.rate)
+    for job in jobs:
+        await job.wait()
+    return {"pid": pid, "flamegraph": str(svg), "collapsed": str(raw),
+            "us_per_op_while_sampled": result.us_per_op, "top": top_frames(raw)}
+
+
+def top_frames(collapsed: Path, limit: int = 25) -> dict[str, list[tuple[str, float]]]:
+    """Self and inclusive shares of the samples, per frame, from py-spy's raw output."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    with contextlib.suppress(OSError), open(collapsed) as fh:
+        for line in fh:
+            stack, _, count_text = line.rstrip("\n").rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = stack.split(";")
+            total += count
+            own[frames[-1]] += count
+            for frame in set(frames):
+                inclusive[frame] += count
+    if not total:
+        return {"self": [], "inclusive": []}
+    return {
+        "self": [(f, round(100 * c / total, 1)) for f, c in own.most_common(limit)],
+        "inclusive": [(f, round(100 * c / total, 1)) for f, c in inclusive.most_common(limit)],
+    }
+
+
+async def measure_spike(server: ServerProcess, anchor: str, config: BenchConfig,
+                        out_dir: Path) -> dict[str, Any]:
+    """The spike command: ``spike_buyers`` buyers, ``spike_stock`` units, one buy each, all
+    within ``spike_window_ms``; plus the server's CPU and peak RSS while it runs."""
+    report_path = out_dir / "spike.json"
+    command = [sys.executable, "-m", "loadtests", "spike", "--url", server.url,
+               "--anchor-token", anchor, "--buyers", str(config.spike_buyers),
+               "--stock", str(config.spike_stock), "--per-user-limit", "1", "--attempts", "1",
+               "--profile", "spike", "--jitter-ms", str(config.spike_window_ms),
+               "--processes", str(config.spike_processes), "--timeout", "30",
+               "--json", str(report_path), "--quiet"]
+    cpu0 = server.server_cpu_s()
+    peak_rss = 0
+    job = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    while job.returncode is None:
+        peak_rss = max(peak_rss, server.server_rss())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(job.wait(), 0.25)
+    stdout = (await job.stdout.read()).decode() if job.stdout else ""
+    report: dict[str, Any] = json.loads(report_path.read_text())
+    latency = report["latency_ms"]
+    return {
+        "command": " ".join(command[1:]).replace(anchor, "$TOKEN"),
+        "exit_status": job.returncode,
+        "buyers": report["buyers"], "connected": report["connected"],
+        "stock": report["stock"], "reserved": report["reserved"],
+        "server": report["server"], "statuses": report["statuses"], "errors": report["errors"],
+        "audit_passed": report["audit"]["passed"],
+        "latency_ms": {k: latency[k] for k in ("p50", "p90", "p99", "max")},
+        "send_lag_ms_p99": report["send_lag_ms"]["p99"],
+        "connect_ms_p99": report["connect_ms"]["p99"],
+        "pushes_received": report.get("pushes_received"),
+        "server_cpu_s_whole_run": server.server_cpu_s() - cpu0,
+        "server_peak_rss_mb": peak_rss / 2**20,
+        "generator": report["generator"],
+        "text": stdout,
+    }
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+async def run_bench(config: BenchConfig) -> dict[str, Any]:
+    raise_open_file_limit()
+    work = Path(tempfile.mkdtemp(prefix="liveroom-bench-"))
+    server = ServerProcess(port=_free_port(), data_dir=work / "data", workers=config.workers)
+    results: dict[str, Any] = {"workers": config.workers, "cpus": os.cpu_count(),
+                               "python": sys.version.split()[0]}
+    await server.start()
+    try:
+        anchor = await server.anchor_token()
+        async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, force_close=False)) as session:
+            api = ServerApi(session, server.url)
+            room = (await api.create_room(anchor, "Bench room"))["id"]
+            crowd = Crowd(api=api, session=session, url=server.url, room=room)
+            if not config.skip_memory:
+                _say(f"memory: connecting {config.idle_clients} idle viewers")
+                results["memory"] = await measure_memory(server, crowd, config.idle_clients)
+                _say(f"  {results['memory']}")
+            if not config.skip_cpu:
+                _say(f"cpu: {config.clients} clients, {config.rate:.0f} ops/s, "
+                     f"{config.ops} ops per phase, {config.rounds} rounds")
+                results["cpu"] = await measure_cpu(server, crowd, anchor, config)
+                cpu = results["cpu"]
+                _say(f"  ping {cpu['ping_us_per_op_median']:.1f} us/op, buy "
+                     f"{cpu['buy_us_per_op_median']:.1f} us/op, buy/ping "
+                     f"{cpu['buy_over_ping']:.3f}")
+                await crowd.close()
+        if not config.skip_spike:
+            _say(f"spike: {config.spike_buyers} buyers, {config.spike_stock} units")
+            results["spike"] = await measure_spike(server, anchor, config, work)
+            spike = results["spike"]
+            _say(f"  latency {spike['latency_ms']}, reserved {spike['reserved']}, "
+                 f"audit {'PASSED' if spike['audit_passed'] else 'FAILED'}, errors "
+                 f"{spike['errors']}, server peak RSS {spike['server_peak_rss_mb']:.0f} MB")
+    finally:
+        await server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def _parse(argv: Sequence[str]) -> BenchConfig:
+    p = argparse.ArgumentParser(prog="python -m loadtests.bench_buy", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clients", type=int, default=200)
+    p.add_argument("--rate", type=float, default=1500.0, help="operations per second, in all")
+    p.add_argument("--ops", type=int, default=4500, help="operations per measured phase")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--workers", type=int, default=1, help="liveroom serve --workers")
+    p.add_argument("--idle-clients", type=int, default=2000)
+    p.add_argument("--spike-buyers", type=int, default=10_000)
+    p.add_argument("--spike-stock", type=int, default=1000)
+    p.add_argument("--spike-window-ms", type=float, default=1000.0)
+    p.add_argument("--spike-processes", type=int, default=2)
+    p.add_argument("--skip-spike", action="store_true")
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--skip-cpu", action="store_true")
+    p.add_argument("--profile-dir", type=Path, default=None,
+                   help="also sample the server with py-spy during a buy and a ping phase")
+    p.add_argument("--profile-s", type=float, default=8.0)
+    p.add_argument("--json", type=Path, default=None, dest="json_path")
+    a = p.parse_args(list(argv))
+    return BenchConfig(
+        clients=a.clients, rate=a.rate, ops=a.ops, rounds=a.rounds, workers=a.workers,
+        idle_clients=a.idle_clients, spike_buyers=a.spike_buyers, spike_stock=a.spike_stock,
+        spike_window_ms=a.spike_window_ms, spike_processes=a.spike_processes,
+        skip_spike=a.skip_spike, skip_memory=a.skip_memory, skip_cpu=a.skip_cpu,
+        profile_dir=a.profile_dir, profile_s=a.profile_s, json_path=a.json_path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import uvloop
+
+    config = _parse(sys.argv[1:] if argv is None else argv)
+    results = uvloop.run(run_bench(config))
+    text = json.dumps(results, indent=1, default=str)
+    if config.json_path is not None:
+        config.json_path.write_text(text)
+    print(text)
+    spike = results.get("spike")
+    return 0 if spike is None or spike["audit_passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,65 @@
+"""The python-engineio internals the edge relies on (liveroom/sockets/_engineio_internals.py),
+and what they buy: no permessage-deflate on the server's websockets. If this fails after an
+upgrade, re-read the module against the new engineio sources before widening the pin."""
+
+from __future__ import annotations
+
+import inspect
+from importlib import metadata
+
+import aiohttp
+import orjson
+import pytest
+from engineio.async_drivers import aiohttp as engineio_aiohttp
+
+from liveroom.sockets import _engineio_internals as internals
+from tests.server_harness import live_server
+
+
+def test_installed_engineio_is_a_checked_version() -> None:
+    assert metadata.version("python-engineio") in internals.SUPPORTED_ENGINEIO_VERSIONS
+    internals.check_engineio()
+
+
+def test_driver_websocket_is_the_class_we_replace_and_builds_what_we_copy() -> None:
+    assert engineio_aiohttp._async["websocket"] is engineio_aiohttp.WebSocket
+    original = inspect.getsource(engineio_aiohttp.WebSocket.__call__)
+    # Our __call__ is the original one plus compress=False; these are the lines it mirrors.
+    for line in ("environ['aiohttp.request']", "max_msg_size=self.server.max_http_buffer_size",
+                 "await self._sock.prepare(request)", "self.environ = environ",
+                 "await self.handler(self)", "return self._sock"):
+        assert line in original, line
+    assert "compress" not in original  # else upstream may have grown its own switch
+    assert list(inspect.signature(engineio_aiohttp.WebSocket.__init__).parameters) == [
+        "self", "handler", "server"]
+    for method in ("send", "wait", "close"):
+        assert "self._sock" in inspect.getsource(getattr(engineio_aiohttp.WebSocket, method))
+
+
+def test_another_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("importlib.metadata.version", lambda _name: "9.0.0")
+    with pytest.raises(internals.EngineioIncompatible, match=r"9\.0\.0"):
+        internals.check_engineio()
+
+
+async def test_websocket_refuses_permessage_deflate_and_still_speaks_socketio(
+        redis_url: str, data_dir: object) -> None:
+    async with live_server(redis_url, data_dir) as server:  # type: ignore[arg-type]
+        token = server.token()
+        url = server.url + "/socket.io/?EIO=4&transport=websocket"
+        async with aiohttp.ClientSession() as http:
+            # compress=15 makes the client offer permessage-deflate, as browsers do.
+            ws = await http.ws_connect(url, compress=15)
+            try:
+                assert "Sec-WebSocket-Extensions" not in ws._response.headers
+                assert ws.compress == 0
+                opened = await ws.receive_str(timeout=5)
+                assert opened.startswith("0{")
+                await ws.send_str("40" + orjson.dumps({"token": token}).decode())
+                assert (await ws.receive_str(timeout=5)).startswith("40{")
+                await ws.send_str('421["ping",{}]')
+                ack = await ws.receive_str(timeout=5)
+                assert ack.startswith("431[")
+                assert orjson.loads(ack[3:])[0]["ok"] is True
+            finally:
+                await ws.close()
