@@ -390,6 +390,7 @@ async def _broadcaster_main(port: int, stream_path: str, conn: Connection) -> No
     first_ms = min(packets["video"][0][0], packets["audio"][0][0])
     loop_ms = len(packets["video"]) * 1000 // FPS
     started: list[float] = []
+    video_sent = [0]
 
     class LoopingPacketTrack(MediaStreamTrack):
         def __init__(self, kind: str) -> None:
@@ -413,6 +414,8 @@ async def _broadcaster_main(port: int, stream_path: str, conn: Connection) -> No
                 # burst of stale frames: shift the timeline instead of catching up.
                 started[0] -= delay
             self._index += 1
+            if self.kind == "video":
+                video_sent[0] += 1
             packet = av.Packet(data)
             packet.pts = packet.dts = pts
             packet.time_base = Fraction(1, 1000)
@@ -428,7 +431,9 @@ async def _broadcaster_main(port: int, stream_path: str, conn: Connection) -> No
     await pc.setLocalDescription(await pc.createOffer())
     answer = await _signal(port, {"op": "publish", "sdp": pc.localDescription.sdp})
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
-    await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+    loop = asyncio.get_running_loop()
+    while await loop.run_in_executor(None, conn.recv) == "sample":
+        conn.send(video_sent[0])
     await pc.close()
 
 
@@ -613,7 +618,8 @@ def run(
     udp_drops_start = udp_receive_buffer_errors()
     broadcaster_cpu_start = process_cpu_s(broadcaster.pid)
     socket_drops_start = udp_drops_by_process([relay.pid, *client_pids])
-    wall_start, counts_start = time.monotonic(), sample()
+    bcast_conn.send("sample")
+    wall_start, counts_start, sent_start = time.monotonic(), sample(), bcast_conn.recv()
     time.sleep(seconds)
     relay_cpu_end = process_cpu_s(relay.pid)
     client_cpu_end = sum(process_cpu_s(pid) for pid in client_pids)
@@ -626,7 +632,8 @@ def run(
             socket_drops_start, udp_drops_by_process([relay.pid, *client_pids]), strict=True
         )
     ]
-    wall_end, counts_end = time.monotonic(), sample()
+    bcast_conn.send("sample")
+    wall_end, counts_end, sent_end = time.monotonic(), sample(), bcast_conn.recv()
     wall = wall_end - wall_start
     fps = [(b[0] - a[0]) / wall for a, b in zip(counts_start, counts_end, strict=True)]
     audio_pps = [(b[1] - a[1]) / wall for a, b in zip(counts_start, counts_end, strict=True)]
@@ -671,6 +678,8 @@ def run(
         "clients_cpu_pct": round((client_cpu_end - client_cpu_start) / wall * 100, 1),
         "core_busy_pct": core_busy,
         "loadavg_1m": round(load_start, 2),
+        # what the broadcaster sent in the same window: viewers can get no more than this
+        "sent_fps": round((sent_end - sent_start) / wall, 1),
         "min_fps": round(min(fps), 1),
         "mean_fps": round(sum(fps) / len(fps), 1),
         "viewers_below_29fps": sum(1 for f in fps if f < MIN_FPS),
@@ -686,15 +695,16 @@ def run(
 def _table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| relay | viewers | relay CPU (its core) | CPU per viewer | viewers/core "
-        "| min / mean viewer fps | clients CPU | core busy % | source kbps / fps |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| sent fps | min / mean viewer fps | clients CPU | core busy % | source kbps / fps |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         busy = " / ".join(f"{v:.0f}" for _, v in sorted(r["core_busy_pct"].items()))
         lines.append(
             f"| {r['mode']} | {r['viewers']} | {r['relay_cpu_pct']} % "
             f"| {r['cpu_pct_per_viewer']:.2f} % | {r['viewers_per_core']} "
-            f"| {r['min_fps']} / {r['mean_fps']} | {r['clients_cpu_pct']} % | {busy} "
+            f"| {r['sent_fps']} | {r['min_fps']} / {r['mean_fps']} "
+            f"| {r['clients_cpu_pct']} % | {busy} "
             f"| {r['source_kbps']} / {r['source_fps']} |"
         )
     return "\n".join(lines)
