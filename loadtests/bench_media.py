@@ -13,8 +13,9 @@ Three kinds of process, so the relay's CPU is measured alone:
 The relay is pinned to --relay-cpu and every client to --client-cpus, so the relay's CPU% is a
 share of its own core. The stream is encoded once with PyAV into a cached temporary .webm file.
 
-Usage: python -m loadtests.bench_media --viewers 20 40 60 [--seconds 10] [--viewer-procs 4]
-       [--reencode 2 4] [--relay-cpu 0 --client-cpus 1] [--nice 0]
+Usage: python -m loadtests.bench_media --viewers 40 80 120 [--reencode 2 4] [--seconds 10]
+       [--warmup 5] [--viewer-procs 4] [--viewer-mode rtp|frames] [--relay-cpu 0]
+       [--client-cpus 1] [--nice -10] [--stream FILE.webm] [--ingest-rcvbuf BYTES]
 Prints one JSON line per run and a markdown table; docs/media.md records the results.
 """
 
