@@ -340,7 +340,8 @@ async def _relay_main(conn: Connection, reencode: bool, ingest_rcvbuf: int) -> N
             health = dict(service.health("r_bench"))
             broadcast = service._broadcasts.get("r_bench")
             if broadcast is not None:
-                # frames the relay itself dropped (a viewer's queue overflowed)
+                # cumulative since each viewer joined: frames skipped while waiting for a
+                # keyframe (at start, or after its queue overflowed) and PLIs sent upstream
                 tracks = [t for v in broadcast.viewers.values() for t in v.tracks.values()]
                 health["relay_dropped"] = sum(t.frames_dropped for t in tracks)
                 health["keyframe_requests"] = broadcast.keyframes.requests_sent
