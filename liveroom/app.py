@@ -30,11 +30,13 @@ from .http import Api
 from .http._base import error_middleware
 from .http.certificates import CertificateRoutes
 from .http.commerce import CommerceRoutes
+from .http.ops import OpsRoutes, RedisProbe, metrics_middleware, register_edge_gauges
 from .http.pages import PageRoutes
 from .http.rooms import RoomRoutes
 from .identity import TokenSigner
 from .media import MediaService, ice_servers_from_settings
 from .media_router import MediaRouter
+from .metrics import Metrics
 from .rooms import RoomService
 from .sales import SaleDesk, StockBroadcaster
 from .settings import Settings
@@ -81,8 +83,11 @@ class Services:
     figures_pusher: FiguresPusher
     commerce_routes: CommerceRoutes
     reaper: SlowClientReaper
+    metrics: Metrics
+    redis_probe: RedisProbe
 
     async def start(self) -> None:
+        self.redis_probe.start()
         await self.bus.start()
         await self.inventory.start()
         await self.order_store.open()
@@ -112,6 +117,7 @@ class Services:
         await self.order_store.close()
         await self.bus.close()
         await self.certificates.close()
+        await self.redis_probe.close()
         await self.inventory_redis.aclose()
         await self.redis.aclose()
 
@@ -134,7 +140,8 @@ def build_services(settings: Settings, redis_url: str) -> Services:
     catalog = Catalog(redis, now_ms)
     rooms = RoomService(redis, catalog, now_ms, chat_max_chars=settings.chat_max_chars)
     sio = create_sio(settings, redis_url)
-    edge = SocketEdge(sio, signer, settings)
+    metrics = Metrics()
+    edge = SocketEdge(sio, signer, settings, metrics)
     pusher = ViewerCountPusher(edge, rooms)
     RoomEvents(edge, rooms, bus, pusher)
 
@@ -153,6 +160,7 @@ def build_services(settings: Settings, redis_url: str) -> Services:
     router = MediaRouter(media, redis, bus, f"{socket.gethostname()}:{os.getpid()}",
                          several_workers=settings.workers > 1)
     media_pusher.router = router
+    register_edge_gauges(metrics, edge, media)
     MediaEvents(edge, router, catalog, media_pusher)
     rooms.add_state_extra(media_pusher.room_state)
 
@@ -201,13 +209,15 @@ def build_services(settings: Settings, redis_url: str) -> Services:
                     inventory=stock, sweeper=sweeper, stock_pusher=stock_pusher, sales=sales,
                     order_store=order_store, payments=payments, orders=order_service,
                     handoff=handoff, figures_pusher=figures_pusher,
-                    commerce_routes=commerce_routes, reaper=SlowClientReaper(sio))
+                    commerce_routes=commerce_routes, reaper=SlowClientReaper(sio),
+                    metrics=metrics, redis_probe=RedisProbe(redis, metrics))
 
 
 def create_app(settings: Settings, redis_url: str) -> web.Application:
     services = build_services(settings, redis_url)
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=settings.max_payload_bytes * 2
+        middlewares=[metrics_middleware(services.metrics), error_middleware],
+        client_max_size=settings.max_payload_bytes * 2
     )
     app[SERVICES_KEY] = services
     services.sio.attach(app)
@@ -219,6 +229,7 @@ def create_app(settings: Settings, redis_url: str) -> web.Application:
                       settings.public_url).add_to(app.router)
     services.commerce_routes.add_to(app.router)
     PageRoutes().add_to(app.router)
+    OpsRoutes(services.metrics, services.redis_probe).add_to(app.router)
 
     async def on_startup(_: web.Application) -> None:
         await services.start()

@@ -12,6 +12,7 @@ import sys
 from aiohttp import web
 
 from .app import create_app, services_of
+from .logs import configure_logging
 from .redis_server import EmbeddedRedis, RedisLaunchError
 from .settings import Settings
 
@@ -81,9 +82,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
 
 
 def _setup_logging(settings: Settings) -> None:
-    prefix = "" if settings.worker_index is None else f"[worker {settings.worker_index}] "
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format=f"%(asctime)s %(levelname)s {prefix}%(name)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format, settings.worker_index)
 
 
 def _run_loop(settings: Settings) -> int:

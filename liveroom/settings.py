@@ -59,6 +59,8 @@ class Settings:
     event_rate_per_s: float = 50.0
     event_burst: int = 100
     log_level: str = "info"
+    # "text" or "json" (one JSON object per line, see liveroom/logs.py).
+    log_format: str = "text"
     public_url: str | None = None
     # Set by the supervisor of ``--workers N`` for each worker process (0-based); None alone.
     worker_index: int | None = None
@@ -103,6 +105,8 @@ class Settings:
             ("redis://", "rediss://", "unix://")
         ):
             raise SettingsError(f"redis URL must start with redis://: {self.redis_url!r}")
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"log_format must be text or json, not {self.log_format!r}")
 
     @property
     def secret_path(self) -> Path:

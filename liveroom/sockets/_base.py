@@ -4,7 +4,9 @@ that turns every outcome into the one ack shape."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,8 +16,9 @@ import socketio
 
 from ..clock import now_ms
 from ..errors import error_body
-from ..exceptions import NotInRoom, PayloadTooLarge, RateLimited
+from ..exceptions import InvalidInput, NotInRoom, PayloadTooLarge, RateLimited
 from ..identity import InvalidToken, TokenSigner, User
+from ..metrics import Metrics
 from ..payload import Payload
 from ..ratelimit import TokenBucket
 from ..settings import Settings
@@ -24,6 +27,7 @@ from ._engineio_internals import disable_websocket_compression
 __all__ = ["Ack", "Connection", "SocketEdge"]
 
 log = logging.getLogger("liveroom.sockets")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 Ack = dict[str, Any]
 Handler = Callable[["Connection", Payload], Awaitable[Ack]]
 DisconnectHook = Callable[["Connection"], Awaitable[None]]
@@ -47,7 +51,24 @@ class _OrjsonCodec:
 
     @staticmethod
     def loads(text: str | bytes, **_: Any) -> Any:
-        return orjson.loads(text)
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            # NaN/Infinity or a lone surrogate (a JS string cut inside an emoji): orjson refuses
+            # them, and a frame that fails here would never be answered. The stdlib accepts them;
+            # lone surrogates become U+FFFD so Redis and the ack encoder can take every string.
+            return _without_lone_surrogates(json.loads(text))
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v)
+                for k, v in value.items()}
+    return value
 
 
 def create_sio(settings: Settings, redis_url: str) -> socketio.AsyncServer:
@@ -80,7 +101,9 @@ def _refused(code: str, message: str) -> socketio.exceptions.ConnectionRefusedEr
 
 
 class SocketEdge:
-    def __init__(self, sio: socketio.AsyncServer, signer: TokenSigner, settings: Settings) -> None:
+    def __init__(self, sio: socketio.AsyncServer, signer: TokenSigner, settings: Settings,
+                 metrics: Metrics | None = None) -> None:
+        self.metrics = metrics if metrics is not None else Metrics()
         self.sio = sio
         self.signer = signer
         self.settings = settings
@@ -119,7 +142,7 @@ class SocketEdge:
             except Exception:
                 log.exception("disconnect hook failed for %s", sid)
 
-    async def _on_ping(self, sid: str, data: object = None) -> Ack:
+    async def _on_ping(self, sid: str, data: object = None, *_: object) -> Ack:
         """A no-op round trip: clock sync for pages, and the baseline the buy benchmark
         compares against (same framework path, no domain work)."""
         return {"ok": True, "server_time": now_ms(), "worker": self.settings.worker_index}
@@ -137,7 +160,7 @@ class SocketEdge:
 
         def register(handler: Handler) -> Handler:
             @functools.wraps(handler)
-            async def wrapped(sid: str, data: object = None) -> Ack:
+            async def wrapped(sid: str, data: object = None, *extra: object) -> Ack:
                 conn = self.connections.get(sid)
                 if conn is None:
                     return {"ok": False, "error": {"code": "unauthorized",
@@ -147,9 +170,13 @@ class SocketEdge:
                     if not limiter.take(now_ms()):
                         raise RateLimited(retry_after_ms=limiter.retry_after_ms())
                     self._check_size(data)
+                    if extra:  # emit(event, a, b, ack): still one answer, not a hung client
+                        raise InvalidInput("send one payload object (and an ack callback)")
                     return await handler(conn, Payload(data))
                 except Exception as exc:
-                    return {"ok": False, "error": error_body(exc)}
+                    body = error_body(exc)
+                    self.metrics.socket_errors.inc(body["code"])
+                    return {"ok": False, "error": body}
 
             self.sio.on(name, wrapped)
             return handler

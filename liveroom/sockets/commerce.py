@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import inventory
@@ -48,9 +49,17 @@ class CommerceEvents:
         self.orders = orders
         # ``buy`` shapes its own answers (every answer carries a buy status), so it is
         # registered without the generic wrapper.
-        edge.sio.on("buy", self.buy)
+        edge.sio.on("buy", self._measured_buy)
         edge.event("release")(self.release)
         edge.event("checkout")(self.checkout)
+
+    async def _measured_buy(self, sid: str, data: object = None, *extra: object) -> Ack:
+        # Metrics: every answer counted by status, timed from event to ack.
+        started = time.perf_counter()
+        # emit("buy", a, b, ack) from a hostile client still gets one answer.
+        ack = await self.buy(sid, data) if not extra else _refused("invalid", None)
+        self.edge.metrics.record_buy(str(ack.get("status", "error")), time.perf_counter() - started)
+        return ack
 
     async def buy(self, sid: str, data: object = None) -> Ack:
         conn = self.edge.connections.get(sid)
