@@ -24,7 +24,8 @@ def run_token(settings: Settings, *, role: str, name: str, user_id: str | None =
         return 2
     user = User(id=user_id or new_user_id(), name=clean_name, role=Role(role))
     signer = TokenSigner(settings.resolve_secret(), settings.token_ttl_s, now_ms)
+    # The note goes to stderr so that TOKEN=$(liveroom token ...) captures the token alone.
     print(f"# {user.role.value} {user.name} ({user.id}), secret from "
-          f"{'LIVEROOM_SECRET' if settings.secret else settings.secret_path}")
+          f"{'LIVEROOM_SECRET' if settings.secret else settings.secret_path}", file=sys.stderr)
     print(signer.issue(user, ttl_s))
     return 0

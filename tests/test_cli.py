@@ -206,3 +206,11 @@ async def test_serve_records_every_reservation_through_its_consumer_process(
     assert await asyncio.wait_for(proc.wait(), 20) == 0
     await asyncio.sleep(0.2)
     assert all(not Path(f"/proc/{pid}").exists() for pid in consumers)
+
+
+async def test_token_alone_is_on_stdout(tmp_path: Path) -> None:
+    code, out, err = await _run("token", "--role", "anchor", "--name", "Mei",
+                                "--data-dir", str(tmp_path))
+    assert code == 0
+    assert len(out.split()) == 1, "TOKEN=$(liveroom token ...) must capture just the token"
+    assert "anchor Mei" in err
