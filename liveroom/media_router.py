@@ -26,8 +26,6 @@ __all__ = ["MediaRouter", "RemoteMediaError"]
 
 CALL = "media_call"
 REPLY = "media_reply"
-NOT_LIVE = {"live": False, "bitrate_kbps": 0, "fps": 0.0, "viewers": 0, "codec": None,
-            "audio_codec": None, "since_ms": None}
 
 
 class RemoteMediaError(MediaError):
@@ -114,7 +112,8 @@ class MediaRouter:
         if local["live"] or not self._several:
             return local
         raw = await self._redis.get(keys.media_health(room_id))
-        return orjson.loads(raw) if raw is not None else dict(NOT_LIVE)
+        # Not here and no owner's report: ``local`` is the relay's own not-live answer.
+        return orjson.loads(raw) if raw is not None else local
 
     async def store_health(self, room_id: str, health: dict[str, Any]) -> None:
         """Called by the owner's health pusher: keeps the health (and ownership) fresh."""
