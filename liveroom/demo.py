@@ -13,6 +13,8 @@ from .payload import Payload
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from inventory import Sale
+
     from .app import Services
 
 __all__ = ["DEMO_ANCHOR", "DEMO_INSPECTOR", "seed_demo"]
@@ -55,6 +57,21 @@ async def _certify(services: Services, jewelry_id: str, phone_id: str) -> None:
                 details={"valid_from": now, "valid_until": now + 365 * 24 * 3600 * 1000})
 
 
+DEMO_SALE = {"stock": 20, "price_cents": 99_900, "per_user_limit": 1, "starts_in_s": 30,
+             "duration_s": 3600, "hold_s": 300}
+
+
+async def _flash_sale(services: Services, room_id: str) -> Sale:
+    """A flash sale of the pinned jade bangle with a short countdown, unless one is running."""
+    for sale in await services.sales.room_sales(room_id, limit=1):
+        if sale.status != "ended":
+            return sale
+    room = await services.catalog.get_room(room_id)
+    assert room.pinned_product is not None
+    return await services.sales.create(
+        DEMO_ANCHOR, room_id, Payload({"product_id": room.pinned_product, **DEMO_SALE}))
+
+
 async def seed_demo(services: Services, settings: Settings, say: Callable[[str], None]) -> str:
     """Create the demo room once (kept across restarts); print the URLs and tokens."""
     redis = services.redis
@@ -74,13 +91,15 @@ async def seed_demo(services: Services, settings: Settings, say: Callable[[str],
         await _certify(services, products[0].id, products[1].id)
         await redis.set(DEMO_ROOM_KEY, room.id)
         room_id = room.id
+    sale = await _flash_sale(services, room_id)
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
     day = 24 * 3600
     tokens = {user.role.value: services.signer.issue(user, day)
               for user in (DEMO_ANCHOR, DEMO_INSPECTOR, DEMO_ADMIN)}
     say("")
     say(f"liveroom demo data is ready (tokens valid 24 h, issued at {now_ms()}):")
-    say(f"  viewer room:    {base}/r/{room_id}")
+    say(f"  viewer room:    {base}/r/{room_id}  (flash sale {sale.id}: {sale.title}, "
+        f"{sale.status}, opens {max(0, (sale.starts_at - now_ms()) // 1000)} s from now)")
     say(f"  anchor studio:  {base}/studio/{room_id}#token={tokens['anchor']}")
     say(f"  inspector desk: {base}/inspect#token={tokens['inspector']}")
     say(f"  anchor token:    {tokens['anchor']}")

@@ -114,6 +114,9 @@ async def test_serve_demo_starts_embedded_redis_and_stops_cleanly_on_sigterm(
         rooms = (await response.json())["rooms"]
     assert [room["title"] for room in rooms] == ["Demo live sale: jade, phones, oils"]
     assert rooms[0]["pinned"]["category"] == "jewelry"
+    assert "vault-certified" in [badge["kind"] for badge in rooms[0]["pinned"]["badges"]]
+    assert rooms[0]["sale"]["status"] == "scheduled", "a newcomer sees a flash-sale countdown"
+    assert rooms[0]["sale"]["product"] == rooms[0]["pinned"]["id"]
 
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 20) == 0
