@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -54,6 +56,7 @@ log = logging.getLogger("liveroom.app")
 SERVICES_KEY: web.AppKey[Services] = web.AppKey("services")
 REDIS_POOL_SIZE = 32
 INVENTORY_POOL_SIZE = 16
+CLOSE_STEP_S = 10.0
 POOL_WAIT_S = 30
 
 
@@ -106,25 +109,39 @@ class Services:
         self.reaper.start()
 
     async def close(self) -> None:
-        """Stop in reverse order: accepted buys are decided and pushed before Redis goes."""
-        await self.reaper.close()
-        await self.media.close()
-        await self.media_pusher.close()
-        await self.expiry_watcher.close()
-        await self.viewer_pusher.close()
-        await self.inventory.close()
-        await self.sweeper.close()
-        await self.stock_pusher.close()
-        await self.figures_pusher.close()
+        """Stop in reverse order: accepted buys are decided and pushed before Redis goes.
+
+        Each step is bounded, so one owner that cannot stop (a peer connection, a Redis call
+        that lost its cancellation) is logged by name and cannot hold up the rest.
+        """
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("slow-client reaper", self.reaper.close),
+            ("media relay", self.media.close),
+            ("media health pusher", self.media_pusher.close),
+            ("certificate expiry watcher", self.expiry_watcher.close),
+            ("viewer count pusher", self.viewer_pusher.close),
+            ("inventory", self.inventory.close),
+            ("hold sweeper", self.sweeper.close),
+            ("stock pusher", self.stock_pusher.close),
+            ("figures pusher", self.figures_pusher.close),
+        ]
         if self.handoff is not None:
-            await self.handoff.close()
-        await self.payments.close()
-        await self.order_store.close()
-        await self.bus.close()
-        await self.certificates.close()
-        await self.redis_probe.close()
-        await self.inventory_redis.aclose()
-        await self.redis.aclose()
+            steps.append(("hand-off consumer", self.handoff.close))
+        steps += [
+            ("payments", self.payments.close),
+            ("order store", self.order_store.close),
+            ("control bus", self.bus.close),
+            ("certificates", self.certificates.close),
+            ("redis probe", self.redis_probe.close),
+            ("inventory redis", self.inventory_redis.aclose),
+            ("redis", self.redis.aclose),
+        ]
+        for name, close in steps:
+            try:
+                async with asyncio.timeout(CLOSE_STEP_S):
+                    await close()
+            except TimeoutError:
+                log.error("%s did not stop within %.0f s; going on", name, CLOSE_STEP_S)
 
 
 def redis_client(redis_url: str, pool_size: int) -> aioredis.Redis:

@@ -11,7 +11,6 @@ loses nor doubles anything.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -30,6 +29,7 @@ from .keys import HANDOFF_GROUP, SALES_SET, handoff_stream
 __all__ = ["HandoffConsumer", "decode_entry"]
 
 log = logging.getLogger(__name__)
+CLOSE_TIMEOUT_S = 5.0
 
 _INT_FIELDS = ("qty", "price_cents", "expires_at")
 _STR_FIELDS = ("reservation", "sale", "room", "product", "anchor", "user", "title", "category",
@@ -109,6 +109,7 @@ class HandoffConsumer:
         self.consumer_name = consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         self.batch_size = batch_size
         self.claim_idle_ms = claim_idle_ms
+        self._closing = False
         self.reclaim_interval_s = reclaim_interval_s
         self._last_reclaim: dict[str, float] = {}
         self.poll_interval_s = poll_interval_s
@@ -238,7 +239,7 @@ class HandoffConsumer:
             self._task = asyncio.create_task(self._run(), name="orders-handoff-consumer")
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 handled = await self.process_once()
             except asyncio.CancelledError:
@@ -253,7 +254,16 @@ class HandoffConsumer:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            return
+        # The flag ends the loop even if a cancellation is swallowed on the way (Python 3.11's
+        # wait_for can lose one that races a result, e.g. inside a Redis connection pool), and
+        # the wait is bounded: entries are acknowledged only after their commit, so stopping
+        # mid-pass loses nothing.
+        self._closing = True
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
+        if not done:
+            log.warning("hand-off consumer did not stop within %.0f s", CLOSE_TIMEOUT_S)
+        elif not task.cancelled() and task.exception() is not None:
+            log.warning("hand-off consumer ended with an error", exc_info=task.exception())
