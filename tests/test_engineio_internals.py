@@ -63,3 +63,31 @@ async def test_websocket_refuses_permessage_deflate_and_still_speaks_socketio(
                 assert orjson.loads(ack[3:])[0]["ok"] is True
             finally:
                 await ws.close()
+
+
+def test_lean_sockets_replace_engineio_sockets_and_keep_its_hooks() -> None:
+    from engineio import async_server as engineio_async_server
+    from engineio import async_socket as engineio_async_socket
+
+    from liveroom.settings import Settings
+    from liveroom.sockets._base import create_sio
+    from liveroom.sockets._engineio_internals import LeanSocket
+
+    create_sio(Settings(), "redis://127.0.0.1:1/0")
+    assert engineio_async_server.async_socket.AsyncSocket is LeanSocket
+    base = LeanSocket.__mro__[1]
+    for name in ("_websocket_handler", "receive", "send", "close", "check_ping_timeout"):
+        assert callable(getattr(base, name)), name
+    assert engineio_async_socket.AsyncSocket is LeanSocket
+
+
+def test_reaper_internals_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from liveroom.settings import Settings
+    from liveroom.sockets._base import create_sio
+    from liveroom.sockets._engineio_internals import check_reaper_internals
+
+    sio = create_sio(Settings(), "redis://127.0.0.1:1/0")
+    check_reaper_internals(sio)
+    monkeypatch.delattr(sio.eio, "sockets")
+    with pytest.raises(internals.EngineioIncompatible):
+        check_reaper_internals(sio)

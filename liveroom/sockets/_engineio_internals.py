@@ -24,6 +24,10 @@ Internals relied on (python-engineio 4.x, ``engineio/async_drivers/aiohttp.py``)
    ``LeanSocket`` keeps the same steps with ``asyncio.timeout`` (no task) for connections that
    start on websocket, and leaves polling upgrades to engineio.
 
+4. The slow-client reaper reads ``AsyncServer.eio.sockets`` (engine sockets by sid), each
+   socket's ``queue`` (an ``asyncio.Queue``) and ``close(wait=, abort=)``, and
+   ``AsyncServer.environ[eio_sid]["aiohttp.request"]`` (to cut the TCP connection).
+
 ``tests/test_engineio_internals.py`` checks each of these, so an upgrade fails loudly instead of
 silently compressing again.
 """
@@ -49,6 +53,7 @@ __all__ = [
     "LeanSocket",
     "UncompressedWebSocket",
     "check_engineio",
+    "check_reaper_internals",
     "disable_websocket_compression",
     "install_lean_sockets",
 ]
@@ -70,6 +75,16 @@ def check_engineio() -> None:
             "re-read liveroom/sockets/_engineio_internals.py against its sources")
     if engineio_aiohttp._async.get("websocket") is not engineio_aiohttp.WebSocket:
         raise EngineioIncompatible("engineio's aiohttp driver has another websocket class")
+
+
+def check_reaper_internals(sio: socketio.AsyncServer) -> None:
+    """What ``SlowClientReaper`` reads (point 4 above)."""
+    check_engineio()
+    for owner, attribute in ((sio, "eio"), (sio, "environ"), (sio, "manager"),
+                             (sio.manager, "eio_sid_from_sid"), (sio.eio, "sockets"),
+                             (engineio_async_socket.AsyncSocket, "close")):
+        if not hasattr(owner, attribute):
+            raise EngineioIncompatible(f"{type(owner).__name__}.{attribute} is gone")
 
 
 class UncompressedWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]

@@ -3,42 +3,25 @@
 python-engineio queues every outgoing packet per socket without a bound, and its writer waits on
 the TCP send buffer; a client that never reads therefore makes its queue grow with every room
 broadcast. The owner here checks each local socket's queue once a second and cuts the
-connection of any socket past the bound. The engineio internals it reads are checked by
-``check_engineio`` at start and by a test, so an upgrade that changes them fails loudly.
+connection of any socket past the bound. The engineio internals it reads are listed and checked
+in ``_engineio_internals`` (at start, and by its test), so an upgrade that changes them fails
+loudly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from importlib.metadata import version
 from typing import Any
 
 import socketio
 
 from ..loops import PeriodicLoop
+from ._engineio_internals import check_reaper_internals
 
-__all__ = ["SUPPORTED_ENGINEIO", "EngineioIncompatible", "SlowClientReaper", "check_engineio"]
+__all__ = ["SlowClientReaper"]
 
 log = logging.getLogger("liveroom.slow_clients")
-SUPPORTED_ENGINEIO = ("4.15.",)
-NAMESPACE = "/"
-
-
-class EngineioIncompatible(RuntimeError):
-    pass
-
-
-def check_engineio(sio: socketio.AsyncServer) -> None:
-    installed = version("python-engineio")
-    if not installed.startswith(SUPPORTED_ENGINEIO):
-        raise EngineioIncompatible(
-            f"python-engineio {installed} is not one the slow-client reaper was checked against "
-            f"({', '.join(SUPPORTED_ENGINEIO)}x); re-check liveroom/sockets/slow_clients.py")
-    for owner, attribute in ((sio, "eio"), (sio, "environ"), (sio, "manager"),
-                             (sio.manager, "eio_sid_from_sid"), (sio.eio, "sockets")):
-        if not hasattr(owner, attribute):
-            raise EngineioIncompatible(f"{type(owner).__name__}.{attribute} is gone")
 
 
 class SlowClientReaper(PeriodicLoop):
@@ -48,7 +31,7 @@ class SlowClientReaper(PeriodicLoop):
 
     def __init__(self, sio: socketio.AsyncServer, max_queued: int = 1000,
                  interval_s: float = 1.0) -> None:
-        check_engineio(sio)
+        check_reaper_internals(sio)
         super().__init__(interval_s)
         self.sio = sio
         self.max_queued = max_queued
