@@ -40,24 +40,26 @@ def new_consumer(redis: aioredis.Redis, store: SqliteOrderStore) -> HandoffConsu
                            batch_size=BATCH_SIZE, poll_interval_s=POLL_INTERVAL_S)
 
 
-async def consume_handoff(settings: Settings, redis_url: str) -> None:
-    """Run the consumer until SIGTERM/SIGINT."""
+async def consume_handoff(settings: Settings, redis_url: str,
+                          parent: int | None = None) -> None:
+    """Run the consumer until SIGTERM/SIGINT, or until ``parent`` (the server) is gone."""
     from .app import redis_client
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    parent = os.getppid()
+    server = os.getppid() if parent is None else parent
 
     async def watch_parent() -> None:
-        # The death signal from the kernel is not always delivered (it follows the thread
-        # that spawned us); a consumer must never outlive its server.
-        while not stop.is_set():
+        # The kernel's death signal is not always delivered (it follows the thread that spawned
+        # us, and misses a server that died while we were starting); a consumer must never
+        # outlive its server. ``server`` comes from the spawner, so a server that is already
+        # gone is noticed at once.
+        while os.getppid() == server and not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
-            if os.getppid() != parent:
-                stop.set()
+        stop.set()
 
     watcher = asyncio.create_task(watch_parent(), name="handoff-parent-watch")
     redis = redis_client(redis_url, 4)
@@ -81,7 +83,7 @@ async def consume_handoff(settings: Settings, redis_url: str) -> None:
             log.warning("hand-off consumer did not close in %.0f s; exiting", CLOSE_TIMEOUT_S)
 
 
-def run_handoff_process(settings: Settings, redis_url: str) -> None:
+def run_handoff_process(settings: Settings, redis_url: str, parent: int) -> None:
     from .redis_server import die_with_parent, set_process_name
     from .server import setup_logging
 
@@ -90,7 +92,7 @@ def run_handoff_process(settings: Settings, redis_url: str) -> None:
     setup_logging(settings)
     import uvloop
 
-    uvloop.run(consume_handoff(settings, redis_url))
+    uvloop.run(consume_handoff(settings, redis_url, parent))
     # Do not wait for stray non-daemon threads (the store's) at interpreter exit.
     os._exit(0)
 
@@ -109,7 +111,7 @@ class HandoffProcess(PeriodicLoop):
     def _spawn(self) -> None:
         context = multiprocessing.get_context("spawn")
         self.process = context.Process(target=run_handoff_process,
-                                       args=(self.settings, self.redis_url),
+                                       args=(self.settings, self.redis_url, os.getpid()),
                                        name="liveroom-handoff", daemon=False)
         self.process.start()
 

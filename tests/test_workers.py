@@ -68,6 +68,14 @@ def worker_pids(supervisor_pid: int) -> list[int]:
             if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
 
 
+def named_children(parent: int, name: str) -> list[int]:
+    path = Path(f"/proc/{parent}/task/{parent}/children")
+    children = [int(pid) for pid in path.read_text().split()] if path.exists() else []
+    return [pid for pid in children
+            if Path(f"/proc/{pid}/comm").exists()
+            and Path(f"/proc/{pid}/comm").read_text().strip() == name]
+
+
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     port = free_port()
@@ -177,7 +185,23 @@ async def test_a_killed_worker_is_replaced_and_the_sale_stays_whole(cluster: Clu
 
     pids = worker_pids(cluster.process.pid)
     assert len(pids) == 2
-    os.kill(pids[0], signal.SIGKILL)
+    # Kill the worker that owns the orders hand-off consumer process: it must not outlive it.
+    consumers: dict[int, list[int]] = {}
+    for _ in range(100):  # the consumer names itself once it has started
+        consumers = {pid: named_children(pid, "lr-handoff") for pid in pids}
+        if any(consumers.values()):
+            break
+        await asyncio.sleep(0.1)
+    victim = next(pid for pid, found in consumers.items() if found)
+    pids.remove(victim)
+    pids.insert(0, victim)
+    os.kill(victim, signal.SIGKILL)
+    for _ in range(100):
+        if not any(Path(f"/proc/{pid}").exists() for pid in consumers[victim]):
+            break
+        await asyncio.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in consumers[victim]), \
+        "the dead worker's hand-off consumer exits too"
     for _ in range(100):
         if not (first.sio.connected and second.sio.connected):
             break
