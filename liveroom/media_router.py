@@ -66,8 +66,9 @@ class MediaRouter:
             await self._redis.set(keys.media_owner(room_id), self.worker_id,
                                   ex=keys.MEDIA_OWNER_TTL_S)
 
-    async def _route(self, room_id: str, op: str, **args: Any) -> dict[str, Any]:
-        owner = await self._owner(room_id)
+    async def _route(self, room_id: str, op: str, owner: str | None = None,
+                     **args: Any) -> dict[str, Any]:
+        owner = owner or await self._owner(room_id)
         if owner is None or owner == self.worker_id:
             return await self._local(op, room_id=room_id, **args)
         return await self._call(owner, op, room_id=room_id, **args)
@@ -87,9 +88,11 @@ class MediaRouter:
 
     async def watch(self, room_id: str, peer: str, sdp: str, type_: str) -> tuple[str, str]:
         owner = await self._owner(room_id)
+        reply = await self._route(room_id, "watch", owner, peer=self._peer(peer), sdp=sdp,
+                                  type=type_)
         if owner is not None and owner != self.worker_id:
+            # Only a watch the owner accepted has a peer there to close on disconnect.
             self._remote_peers[peer] = (owner, room_id)
-        reply = await self._route(room_id, "watch", peer=self._peer(peer), sdp=sdp, type=type_)
         return reply["sdp"], reply["type"]
 
     async def stop(self, room_id: str) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from inventory import InventoryService, Sale, SaleSpec, StockLevel
+from inventory import InventoryService, Sale, SaleSpec, StockLevel, UnknownSale
 
 from . import keys
 from .catalog import Catalog, Room, text_of
@@ -109,7 +109,8 @@ class SaleDesk:
         ids = await self._redis.zrevrange(keys.room_sales(room_id), 0, limit - 1)
         sales = []
         for raw in ids:
-            with contextlib.suppress(Exception):
+            # A sale's keys expire some weeks after it ends; the room's index may outlive them.
+            with contextlib.suppress(UnknownSale):
                 sales.append(await self._inventory.get_sale(text_of(raw)))
         return sales
 
@@ -120,7 +121,7 @@ class SaleDesk:
             return {"sale": None}
         try:
             sale = await self._inventory.get_sale(text_of(newest[0]))
-        except Exception:
+        except UnknownSale:
             return {"sale": None}
         return {"sale": self.view(sale)}
 
