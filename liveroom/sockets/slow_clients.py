@@ -51,9 +51,11 @@ class SlowClientReaper(PeriodicLoop):
             backlog = self.backlog(eio_sid)
             if backlog > self.max_queued:
                 log.warning("dropping a client that stopped reading (%d packets queued)", backlog)
-                await self._drop(eio_sid)
+                # Counted before the awaits below: the disconnect they trigger is visible to
+                # others (metrics, tests) before the sweep returns.
+                self.dropped += 1
                 dropped += 1
-        self.dropped += dropped
+                await self._drop(eio_sid)
         return dropped
 
     async def _drop(self, eio_sid: str) -> None:
