@@ -12,8 +12,10 @@ import sys
 from aiohttp import web
 
 from .app import create_app, services_of
+from .collector import GC_PAUSE_BUCKETS_S, FullCollections
 from .handoff_process import HandoffProcess
 from .logs import configure_logging
+from .metrics import Histogram, Metrics
 from .redis_server import EmbeddedRedis, RedisLaunchError
 from .settings import Settings
 
@@ -57,6 +59,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
                if settings.worker_index in (None, 0) else None)
     # Access logs cost a visible share of CPU under a buy burst; only in debug.
     access_log = logging.getLogger("aiohttp.access") if settings.log_level == "debug" else None
+    collector: FullCollections | None = None
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0,
                            access_log=access_log)
     try:
@@ -70,6 +73,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
             from .demo import seed_demo
 
             await seed_demo(services_of(app), settings, print)
+        if settings.gc_full_interval_s > 0:
+            collector = full_collections(settings, services_of(app).metrics)
+            collector.start()
         if settings.worker_index is None:
             print(f"liveroom: serving on http://{settings.host}:{settings.port}", flush=True)
         else:
@@ -82,12 +88,23 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
         with contextlib.suppress(Exception):
             await services_of(app).sio.shutdown()
     finally:
+        if collector is not None:
+            await collector.close()
         if handoff is not None:
             await handoff.close()
         await runner.cleanup()
         if embedded is not None:
             await embedded.stop()
     return 0
+
+
+def full_collections(settings: Settings, metrics: Metrics) -> FullCollections:
+    """The process's owner of full garbage collections, quiet while buys are answered."""
+    pauses = metrics.add(Histogram(
+        "liveroom_gc_full_pause_seconds", "Event-loop pause of each full garbage collection.",
+        GC_PAUSE_BUCKETS_S))
+    return FullCollections(interval_s=settings.gc_full_interval_s,
+                           activity=lambda: metrics.buy_latency.count, pauses=pauses)
 
 
 def setup_logging(settings: Settings) -> None:

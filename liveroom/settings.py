@@ -62,6 +62,9 @@ class Settings:
     # "text" or "json" (one JSON object per line, see liveroom/logs.py).
     log_format: str = "text"
     public_url: str | None = None
+    # Full garbage collections at most this often, put off while buys are answered (see
+    # liveroom/collector.py); 0 leaves them to CPython (which pauses big servers often).
+    gc_full_interval_s: float = 300.0
     # Set by the supervisor of ``--workers N`` for each worker process (0-based); None alone.
     worker_index: int | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -105,6 +108,8 @@ class Settings:
             ("redis://", "rediss://", "unix://")
         ):
             raise SettingsError(f"redis URL must start with redis://: {self.redis_url!r}")
+        if self.gc_full_interval_s < 0:
+            raise SettingsError("gc_full_interval_s must be 0 (CPython decides) or positive")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"log_format must be text or json, not {self.log_format!r}")
 

@@ -90,7 +90,8 @@ async def test_serve_demo_starts_embedded_redis_and_stops_cleanly_on_sigterm(
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         *LIVEROOM, "serve", "--demo", "--data-dir", str(tmp_path), "--port", str(port),
-        env=_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=_env(LIVEROOM_GC_FULL_INTERVAL_S="0.5"), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
     output = []
@@ -117,6 +118,16 @@ async def test_serve_demo_starts_embedded_redis_and_stops_cleanly_on_sigterm(
     assert "vault-certified" in [badge["kind"] for badge in rooms[0]["pinned"]["badges"]]
     assert rooms[0]["sale"]["status"] == "scheduled", "a newcomer sees a flash-sale countdown"
     assert rooms[0]["sale"]["product"] == rooms[0]["pinned"]["id"]
+    # The server runs its own full garbage collections (liveroom/collector.py) and times them.
+    async with aiohttp.ClientSession() as http:
+        for _ in range(50):
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                metrics = await response.text()
+            if "liveroom_gc_full_pause_seconds_count 0" not in metrics:
+                break
+            await asyncio.sleep(0.1)
+    assert "liveroom_gc_full_pause_seconds_count" in metrics
+    assert "liveroom_gc_full_pause_seconds_count 0" not in metrics
 
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 20) == 0
