@@ -4,8 +4,10 @@ upgrade, re-read the module against the new engineio sources before widening the
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from importlib import metadata
+from typing import Any
 
 import aiohttp
 import orjson
@@ -91,3 +93,100 @@ def test_reaper_internals_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(sio.eio, "sockets")
     with pytest.raises(internals.EngineioIncompatible):
         check_reaper_internals(sio)
+
+
+async def _raw_member(server: Any, http: aiohttp.ClientSession, room_id: str,
+                      name: str) -> aiohttp.ClientWebSocketResponse:
+    """A raw websocket Socket.IO client that joined ``room_id``; it reads only when told."""
+    ws = await http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket",
+                               max_msg_size=0)
+    assert (await ws.receive_str(timeout=5)).startswith("0{")
+    await ws.send_str("40" + orjson.dumps({"token": server.token("viewer", name)}).decode())
+    assert (await ws.receive_str(timeout=5)).startswith("40")
+    await ws.send_str("421" + orjson.dumps(["join", {"room": room_id}]).decode())
+    assert (await ws.receive_str(timeout=5)).startswith("431")
+    return ws
+
+
+async def _events(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[Any]:
+    out: list[Any] = []
+    while len(out) < count:
+        text = await ws.receive_str(timeout=10)
+        if text.startswith("42"):
+            out.append(orjson.loads(text[2:]))
+    return out
+
+
+async def test_broadcast_frames_of_every_length_reach_a_standard_client_intact(
+        redis_url: str, data_dir: Any) -> None:
+    async with live_server(redis_url, data_dir) as server, aiohttp.ClientSession() as http:
+        anchor = server.token("anchor", "Mei", user_id="u_mei")
+        _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Frames"})
+        ws = await _raw_member(server, http, room["id"], "Reader")
+        # 7-bit, 16-bit and 64-bit payload lengths (RFC 6455 5.2), and text beyond ASCII.
+        texts = ["x" * n for n in (1, 100, 125, 126, 4_000, 65_535, 70_000)] + ["玉镯 ✓ 🎉"]
+        for text in texts:
+            await server.services.sio.emit("announcement", {"text": text}, room=room["id"])
+        received = await _events(ws, len(texts))
+        assert [data["text"] for _, data in received] == texts
+        await ws.close()
+
+
+async def test_acks_and_broadcasts_stay_in_order_while_a_client_falls_behind(
+        redis_url: str, data_dir: Any) -> None:
+    async with live_server(redis_url, data_dir) as server, aiohttp.ClientSession() as http:
+        anchor = server.token("anchor", "Mei", user_id="u_mei")
+        _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Order"})
+        ws = await _raw_member(server, http, room["id"], "Slow")
+        sio = server.services.sio
+        total = 3000
+        payload = "y" * 6_000
+
+        async def push() -> None:
+            # The TCP buffers fill and drain while this runs, so packets go now one way (written
+            # at once), now the other (queued behind unsent ones); a ping event in the middle.
+            for number in range(total):
+                await sio.emit("announcement", {"n": number, "pad": payload}, room=room["id"])
+                if number == total // 2:
+                    await ws.send_str('427["ping",{}]')
+                if number % 7 == 0:
+                    await asyncio.sleep(0)
+
+        pusher = asyncio.create_task(push())
+        seen: list[int] = []
+        ack_after = None
+        while len(seen) < total or ack_after is None:
+            text = await ws.receive_str(timeout=10)
+            if text.startswith("437"):
+                ack_after = len(seen)
+            elif text.startswith("42"):
+                seen.append(orjson.loads(text[2:])[1]["n"])
+            if len(seen) % 50 == 0:
+                await asyncio.sleep(0.002)  # a slow phone
+        await pusher
+        assert seen == list(range(total))
+        # The ping left the client after push 1500: its answer cannot overtake them.
+        assert ack_after is not None
+        assert ack_after > total // 2
+        await ws.close()
+
+
+async def test_a_peer_gone_without_closing_is_cut_after_a_ping_cycle(
+        redis_url: str, data_dir: Any) -> None:
+    async with live_server(redis_url, data_dir) as server, aiohttp.ClientSession() as http:
+        anchor = server.token("anchor", "Mei", user_id="u_mei")
+        _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Gone"})
+        reaper = server.services.reaper
+        assert reaper.max_silence_s == 40  # engineio's ping interval + ping timeout here
+        reaper.max_silence_s = 0.5  # the same rule, on a test's time scale
+        ws = await _raw_member(server, http, room["id"], "Vanished")
+        (sid,) = [sid for sid, conn in server.services.edge.connections.items()
+                  if conn.user.name == "Vanished"]
+        await asyncio.sleep(0.6)  # reads nothing, answers nothing
+        assert await reaper.sweep() == 1
+        for _ in range(50):
+            if sid not in server.services.edge.connections:
+                break
+            await asyncio.sleep(0.05)
+        assert sid not in server.services.edge.connections
+        await ws.close()

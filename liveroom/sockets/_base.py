@@ -23,6 +23,7 @@ from ..payload import Payload
 from ..ratelimit import TokenBucket
 from ..settings import Settings
 from ._engineio_internals import disable_websocket_compression, install_lean_sockets
+from ._manager import IndexedAsyncManager, IndexedAsyncRedisManager
 
 __all__ = ["Ack", "Connection", "SocketEdge"]
 
@@ -78,7 +79,8 @@ def create_sio(settings: Settings, redis_url: str) -> socketio.AsyncServer:
         json=_OrjsonCodec,
         # Several processes: broadcasts cross processes through Redis, and websocket only, so a
         # client never needs to reach the same process twice (no sticky sessions).
-        client_manager=socketio.AsyncRedisManager(redis_url) if several else None,
+        client_manager=(IndexedAsyncRedisManager(redis_url) if several
+                        else IndexedAsyncManager()),
         transports=["websocket"] if several else ["polling", "websocket"],
         cors_allowed_origins="*",
         # Transport cap; the per-event cap (settings.max_payload_bytes) answers with an error.

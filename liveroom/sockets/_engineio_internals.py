@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from importlib import metadata
 from typing import Any
 
@@ -48,6 +49,7 @@ from engineio import packet as engineio_packet
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 
 __all__ = [
+    "DIRECT_WRITE_MAX_BUFFERED",
     "SUPPORTED_ENGINEIO_VERSIONS",
     "EngineioIncompatible",
     "LeanSocket",
@@ -56,6 +58,7 @@ __all__ = [
     "check_reaper_internals",
     "disable_websocket_compression",
     "install_lean_sockets",
+    "websocket_frame",
 ]
 
 log = logging.getLogger("liveroom.sockets.engineio")
@@ -111,8 +114,70 @@ def disable_websocket_compression(sio: socketio.AsyncServer) -> None:
     eio._async = {**driver, "websocket": UncompressedWebSocket}
 
 
+# A socket writes a frame itself only while its transport holds at most this much unsent data;
+# past it, frames wait in engineio's queue, where the slow-client reaper sees them pile up.
+DIRECT_WRITE_MAX_BUFFERED = 64 * 1024
+
+
+def websocket_frame(data: str | bytes) -> bytes:
+    """One unmasked, unfragmented server-to-client websocket frame (RFC 6455, 5.2)."""
+    if isinstance(data, str):
+        payload, first = data.encode(), 0x81  # FIN + text
+    else:
+        payload, first = data, 0x82  # FIN + binary
+    size = len(payload)
+    if size < 126:
+        header = bytes((first, size))
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", first, 126, size)
+    else:
+        header = struct.pack("!BBQ", first, 127, size)
+    return header + payload
+
+
 class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
-    """engineio's socket with a websocket loop that creates no task per frame."""
+    """engineio's socket, with a websocket loop that costs less per frame.
+
+    - The reader creates no task and no timer per frame: it notes when it last read, and the
+      slow-client reaper cuts sockets silent for longer than engineio's ping interval plus
+      timeout (what the per-frame timeout of engineio's loop did).
+    - A packet sent while nothing is waiting to be written (the usual ack) is framed and written
+      to the transport at once instead of waking the writer task; broadcasts write one frame
+      built once for all their recipients (``deliver``). Otherwise packets queue as in engineio,
+      in order, and the writer drains them.
+    """
+
+    _transport: asyncio.Transport | None = None  # set while the lean loop owns a websocket
+    _writing = True  # the writer has packets in hand: direct writes would overtake them
+    last_read = 0.0
+
+    def writable_now(self) -> bool:
+        transport = self._transport
+        return (transport is not None and not self._writing and self.queue.empty()
+                and not transport.is_closing()
+                and transport.get_write_buffer_size() <= DIRECT_WRITE_MAX_BUFFERED)
+
+    async def send(self, pkt: engineio_packet.Packet) -> None:
+        if not await self.check_ping_timeout():
+            return
+        if self.writable_now():
+            assert self._transport is not None
+            self._transport.write(websocket_frame(pkt.encode()))
+        else:
+            await self.queue.put(pkt)
+
+    def deliver(self, pkt: engineio_packet.Packet, frame: bytes) -> None:
+        """Send ``pkt`` whose websocket ``frame`` is already built (a broadcast); the caller
+        has checked the ping timeout."""
+        if self.writable_now():
+            assert self._transport is not None
+            self._transport.write(frame)
+        else:
+            self.queue.put_nowait(pkt)
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since the lean loop last read a frame (0 when it does not own the socket)."""
+        return now - self.last_read if self._transport is not None else 0.0
 
     async def _websocket_handler(self, ws: Any) -> None:
         if getattr(self, "connected", False):
@@ -121,59 +186,71 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
             return
         self.connected = True
         self.upgraded = True
+        loop = asyncio.get_running_loop()
+        self.last_read = loop.time()
+        self._transport = ws.environ["aiohttp.request"].transport
         writer = asyncio.ensure_future(self._lean_writer(ws))
-        idle_limit = self.server.ping_interval + self.server.ping_timeout
         max_size = self.server.max_http_buffer_size
-        while True:
-            try:
-                async with asyncio.timeout(idle_limit):
+        try:
+            while True:
+                try:
                     data = await ws.wait()
-            except asyncio.CancelledError:
-                break
-            except Exception:  # closed, timed out, or not a text/binary frame
-                break
-            if data is None or len(data) > max_size:
-                break
-            try:
-                await self.receive(engineio_packet.Packet(encoded_packet=data))
-            except engineio_exceptions.UnknownPacketError:
-                pass
-            except engineio_exceptions.SocketIsClosedError:
-                break
-            except Exception:
-                log.exception("error handling a websocket packet")
+                except asyncio.CancelledError:
+                    break
+                except Exception:  # closed, or not a text/binary frame
+                    break
+                self.last_read = loop.time()
+                if data is None or len(data) > max_size:
+                    break
+                try:
+                    await self.receive(engineio_packet.Packet(encoded_packet=data))
+                except engineio_exceptions.UnknownPacketError:
+                    pass
+                except engineio_exceptions.SocketIsClosedError:
+                    break
+                except Exception:
+                    log.exception("error handling a websocket packet")
+        finally:
+            self._transport = None
         await self.queue.put(None)  # the writer's signal to finish
         await writer
         await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
 
     async def _lean_writer(self, ws: Any) -> None:
-        idle_limit = self.server.ping_interval + self.server.ping_timeout
         queue = self.queue
-        while True:
-            try:
-                async with asyncio.timeout(idle_limit):
+        self._writing = False
+        try:
+            while True:
+                try:
                     first = await queue.get()
-            except (TimeoutError, asyncio.CancelledError):
-                break
-            queue.task_done()
-            if first is None:
-                break
-            packets = [first]
-            ended = False
-            while not queue.empty():
-                more = queue.get_nowait()
-                queue.task_done()
-                if more is None:
-                    ended = True
+                except asyncio.CancelledError:
                     break
-                packets.append(more)
-            try:
-                for pkt in packets:
-                    await ws.send(pkt.encode())
-            except Exception:
-                break
-            if ended:
-                break
+                # Set before any await: from here until the queue is empty, a direct write
+                # would overtake these packets.
+                self._writing = True
+                queue.task_done()
+                if first is None:
+                    break
+                packets = [first]
+                ended = False
+                while not queue.empty():
+                    more = queue.get_nowait()
+                    queue.task_done()
+                    if more is None:
+                        ended = True
+                        break
+                    packets.append(more)
+                try:
+                    for pkt in packets:
+                        await ws.send(pkt.encode())
+                except Exception:
+                    break
+                if ended:
+                    break
+                self._writing = False
+        finally:
+            self._writing = True
+            self._transport = None
         await ws.close()
 
 

@@ -3,13 +3,15 @@
 python-engineio queues every outgoing packet per socket without a bound, and its writer waits on
 the TCP send buffer; a client that never reads therefore makes its queue grow with every room
 broadcast. The owner here checks each local socket's queue once a second and cuts the
-connection of any socket past the bound. The engineio internals it reads are listed and checked
-in ``_engineio_internals`` (at start, and by its test), so an upgrade that changes them fails
-loudly.
+connection of any socket past the bound, and of any lean socket that read nothing for a whole
+ping cycle (its reader keeps no timer per frame; see ``LeanSocket``). The engineio internals it
+reads are listed and checked in ``_engineio_internals`` (at start, and by its test), so an
+upgrade that changes them fails loudly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -35,6 +37,8 @@ class SlowClientReaper(PeriodicLoop):
         super().__init__(interval_s)
         self.sio = sio
         self.max_queued = max_queued
+        # engineio pings every ping_interval and expects the pong within ping_timeout.
+        self.max_silence_s = float(sio.eio.ping_interval + sio.eio.ping_timeout)
         self.dropped = 0
 
     async def tick(self) -> None:
@@ -47,15 +51,24 @@ class SlowClientReaper(PeriodicLoop):
 
     async def sweep(self) -> int:
         dropped = 0
-        for eio_sid in list(self.sio.eio.sockets):
+        sockets = self.sio.eio.sockets
+        now = asyncio.get_running_loop().time()
+        for eio_sid in list(sockets):
             backlog = self.backlog(eio_sid)
+            silent_for = getattr(sockets.get(eio_sid), "silent_for", None)
+            silence = silent_for(now) if silent_for is not None else 0.0
             if backlog > self.max_queued:
                 log.warning("dropping a client that stopped reading (%d packets queued)", backlog)
-                # Counted before the awaits below: the disconnect they trigger is visible to
-                # others (metrics, tests) before the sweep returns.
-                self.dropped += 1
-                dropped += 1
-                await self._drop(eio_sid)
+            elif silence > self.max_silence_s:
+                # Not even a pong for a whole ping cycle: the peer is gone without a FIN.
+                log.info("dropping a client silent for %.0f s", silence)
+            else:
+                continue
+            # Counted before the awaits below: the disconnect they trigger is visible to others
+            # (metrics, tests) before the sweep returns.
+            self.dropped += 1
+            dropped += 1
+            await self._drop(eio_sid)
         return dropped
 
     async def _drop(self, eio_sid: str) -> None:

@@ -1,0 +1,194 @@
+"""python-socketio's client managers with an index of each socket's rooms.
+
+python-socketio 5.x keeps ``rooms[namespace][room] = bidict(sid -> eio_sid)``, with one room per
+socket (its own sid) besides the rooms it joined. ``BaseManager.basic_disconnect`` finds the
+rooms of a leaving socket by copying the namespace's whole room dict and testing every room, and
+the pending connect/disconnect lists are plain lists searched on every ``is_connected`` (so on
+every emit to one socket). A disconnect therefore costs O(connected sockets): when a stream ends
+and 10,000 viewers leave at once, that is 10^8 membership tests with the event loop blocked
+(measured: 35 % of a 10,000-buyer run's server CPU, Redis calls timing out behind it).
+
+``IndexedRooms`` keeps ``sid -> rooms`` beside the manager's own structure and makes the pending
+collections sets with the list methods the base class calls, so connect and disconnect cost
+O(rooms of that socket). It overrides only ``basic_*`` methods, ``get_rooms`` and the tail of
+``basic_disconnect``, read against python-socketio 5.18 (``socketio/base_manager.py``);
+``check_manager_internals`` refuses another version, and ``tests/test_socket_manager.py`` checks
+the index against the base class's own answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from importlib import metadata
+from typing import Any
+
+import socketio
+from engineio import exceptions as engineio_exceptions
+from engineio import packet as engineio_packet
+from socketio import packet as socketio_packet
+
+from ._engineio_internals import websocket_frame
+
+__all__ = ["DirectLocalEmit", "IndexedAsyncManager", "IndexedAsyncRedisManager", "IndexedRooms",
+           "SocketioIncompatible", "check_manager_internals"]
+
+SUPPORTED_SOCKETIO_VERSIONS = frozenset({"5.18.1"})
+
+
+class SocketioIncompatible(RuntimeError):
+    """The installed python-socketio is not the one this module was checked against."""
+
+
+def check_manager_internals() -> None:
+    version = metadata.version("python-socketio")
+    if version not in SUPPORTED_SOCKETIO_VERSIONS:
+        raise SocketioIncompatible(
+            f"python-socketio {version} is not one of {sorted(SUPPORTED_SOCKETIO_VERSIONS)}: "
+            "re-read liveroom/sockets/_manager.py against socketio/base_manager.py")
+
+
+class _SidSet(dict[str, None]):
+    """An insertion-ordered set of sids with the two list methods ``BaseManager`` calls."""
+
+    def append(self, sid: str) -> None:
+        self[sid] = None
+
+    def remove(self, sid: str) -> None:
+        del self[sid]
+
+
+class _PendingByNamespace(dict[Any, _SidSet]):
+    """``BaseManager`` stores ``[]`` per namespace here; each is kept as a ``_SidSet``."""
+
+    def __setitem__(self, namespace: Any, sids: Any) -> None:
+        if not isinstance(sids, _SidSet):
+            sids = _SidSet((sid, None) for sid in sids)
+        super().__setitem__(namespace, sids)
+
+
+class IndexedRooms:
+    """Mixin for a python-socketio manager: O(1) room bookkeeping per socket."""
+
+    rooms: dict[Any, dict[Any, Any]]
+    callbacks: dict[str, Any]
+    pending_connect: dict[Any, Any]
+    pending_disconnect: dict[Any, Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        check_manager_internals()
+        super().__init__(*args, **kwargs)
+        self.pending_connect = _PendingByNamespace()
+        self.pending_disconnect = _PendingByNamespace()
+        # _rooms_of[namespace][sid] = the rooms (including None and its own sid) it is in
+        self._rooms_of: dict[Any, dict[str, set[Any]]] = {}
+
+    def basic_enter_room(self, sid: str, namespace: Any, room: Any,
+                         eio_sid: str | None = None) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)  # type: ignore[misc]
+        self._rooms_of.setdefault(namespace, {}).setdefault(sid, set()).add(room)
+
+    def basic_leave_room(self, sid: str, namespace: Any, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)  # type: ignore[misc]
+        by_sid = self._rooms_of.get(namespace)
+        if by_sid is None:
+            return
+        rooms = by_sid.get(sid)
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del by_sid[sid]
+        if not by_sid:
+            del self._rooms_of[namespace]
+
+    def basic_disconnect(self, sid: str, namespace: Any, **kwargs: Any) -> None:
+        if namespace not in self.rooms:
+            return
+        for room in list(self._rooms_of.get(namespace, {}).get(sid, ())):
+            self.basic_leave_room(sid, namespace, room)
+        # The rest is BaseManager.basic_disconnect's tail, unchanged.
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            sids = pending.get(namespace)
+            if sids is not None and sid in sids:
+                sids.remove(sid)
+                if not sids:
+                    del pending[namespace]
+
+    def get_rooms(self, sid: str, namespace: Any) -> list[Any]:
+        return [room for room in self._rooms_of.get(namespace, {}).get(sid, ())
+                if room is not None]
+
+
+class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
+    """``AsyncManager`` whose broadcasts queue one shared packet on each local socket directly.
+
+    ``AsyncManager.emit`` creates one task per recipient, each awaiting engineio's
+    ``AsyncSocket.send`` (a ping-timeout check, then ``put`` on the socket's unbounded queue,
+    which never waits): a ``stock`` push to a 10,000-viewer room was 10,000 tasks, and each
+    socket then framed the same text again. Here the websocket frame is built once and each
+    ``LeanSocket`` writes it at once, or queues the packet behind what it has not written yet;
+    only a socket whose client missed its pings goes the original way, so engineio closes it as
+    before. Emits with a callback keep the original path.
+    """
+
+    async def emit(self, event: str, data: Any, namespace: Any, room: Any = None,
+                   skip_sid: Any = None, callback: Any = None, to: Any = None,
+                   **kwargs: Any) -> None:
+        if callback is not None:
+            await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
+                               callback=callback, to=to, **kwargs)
+            return
+        room = to or room
+        if namespace not in self.rooms:
+            return
+        if isinstance(data, tuple):
+            args = list(data)
+        elif data is not None:
+            args = [data]
+        else:
+            args = []
+        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        encoded = self.server.packet_class(
+            socketio_packet.EVENT, namespace=namespace, data=[event, *args]).encode()
+        frames = [engineio_packet.Packet(engineio_packet.MESSAGE, part)
+                  for part in (encoded if isinstance(encoded, list) else [encoded])]
+        # The websocket frames too are built once, for every lean socket that can take them now.
+        wire_frames = [websocket_frame(frame.encode()) for frame in frames]
+        engine = self.server.eio
+        sockets = engine.sockets
+        ping_timeout = engine.ping_timeout
+        now = time.time()
+        silent: list[str] = []
+        for sid, eio_sid in self.get_participants(namespace, room):
+            if sid in skip:
+                continue
+            socket = sockets.get(eio_sid)
+            if socket is None or socket.closed:
+                continue
+            last_ping = socket.last_ping
+            if last_ping and now - last_ping > ping_timeout:
+                silent.append(eio_sid)
+                continue
+            deliver = getattr(socket, "deliver", None)
+            if deliver is not None:
+                for frame, wire in zip(frames, wire_frames, strict=True):
+                    deliver(frame, wire)
+            else:  # a socket engineio built before the lean sockets were installed
+                for frame in frames:
+                    socket.queue.put_nowait(frame)
+        for eio_sid in silent:
+            # engineio's send closes a socket whose client stopped answering pings.
+            with contextlib.suppress(engineio_exceptions.SocketIsClosedError):
+                for frame in frames:
+                    await self.server._send_eio_packet(eio_sid, frame)
+
+
+class IndexedAsyncManager(IndexedRooms, DirectLocalEmit):
+    """The single-process manager."""
+
+
+class IndexedAsyncRedisManager(
+        IndexedRooms, socketio.AsyncRedisManager, DirectLocalEmit):  # type: ignore[misc]
+    """The manager of ``serve --workers N``: broadcasts cross processes through Redis, and
+    ``AsyncPubSubManager`` hands each one to ``DirectLocalEmit`` for the local sockets."""
