@@ -23,6 +23,7 @@ from ..payload import Payload
 from ..ratelimit import TokenBucket
 from ..settings import Settings
 from ._engineio_internals import disable_websocket_compression, install_lean_sockets
+from ._fast_events import install_fast_events
 from ._manager import IndexedAsyncManager, IndexedAsyncRedisManager
 
 __all__ = ["Ack", "Connection", "SocketEdge"]
@@ -98,6 +99,7 @@ def create_sio(settings: Settings, redis_url: str) -> socketio.AsyncServer:
     # compression_threshold only covers polling; websockets need this (see the module).
     disable_websocket_compression(sio)
     install_lean_sockets()
+    install_fast_events(sio)
     return sio
 
 

@@ -48,6 +48,8 @@ from engineio import exceptions as engineio_exceptions
 from engineio import packet as engineio_packet
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 
+from ._fast_events import FAST_EVENTS_ATTRIBUTE
+
 __all__ = [
     "DIRECT_WRITE_MAX_BUFFERED",
     "SUPPORTED_ENGINEIO_VERSIONS",
@@ -191,6 +193,8 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
         self._transport = ws.environ["aiohttp.request"].transport
         writer = asyncio.ensure_future(self._lean_writer(ws))
         max_size = self.server.max_http_buffer_size
+        # The Socket.IO event fast path (``_fast_events``), when the server has one.
+        fast = getattr(self.server, FAST_EVENTS_ATTRIBUTE, None)
         try:
             while True:
                 try:
@@ -203,6 +207,9 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
                 if data is None or len(data) > max_size:
                     break
                 try:
+                    if (fast is not None and type(data) is str and data.startswith("42")
+                            and await fast.handle(self, data)):
+                        continue
                     await self.receive(engineio_packet.Packet(encoded_packet=data))
                 except engineio_exceptions.UnknownPacketError:
                     pass

@@ -1,0 +1,107 @@
+"""The common case of a Socket.IO event, handled in one step.
+
+A client event travels through python-engineio and python-socketio as: an engine packet object
+decoded from the frame, ``AsyncSocket.receive``, the engine's ``_trigger_event("message")``, a
+socket packet object decoded again, ``_handle_event`` (sid lookup, connected check),
+``_handle_event_internal``, ``_trigger_event`` (handler lookup with wildcards,
+``inspect.iscoroutinefunction`` on every call), then the ack as a packet object that is searched
+recursively for binary data, encoded, and handed back down through ``_send_packet`` and the
+engine's ``send_packet``. Profiled, that machinery was most of a round trip that does no domain
+work (the ``ping`` event).
+
+``FastEvents.handle`` takes the frames that are the common case: an EVENT (``42``) for the
+default namespace, with or without an ack id, whose JSON is a list starting with the name of an
+event that has its own coroutine handler, from a socket that is connected. It decodes the JSON
+once with python-socketio's own codec, calls the same handler with the same arguments, and
+encodes the ack exactly as ``socketio.packet.Packet.encode`` does (checked by
+``tests/test_fast_events.py``). Everything else (other namespaces, binary packets, acks from the
+client, malformed frames, unknown events, sockets still connecting) returns ``False`` untouched
+and takes python-socketio's path, so its behaviour and error handling stay its own.
+
+Relied on (python-socketio 5.18, see ``_manager.SUPPORTED_SOCKETIO_VERSIONS``):
+``AsyncServer.handlers[namespace][event]``, ``AsyncServer.not_handled``,
+``AsyncServer.packet_class.json``, ``AsyncServer._send_packet``, and the manager's
+``sid_from_eio_sid`` / ``is_connected``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+from engineio import packet as engineio_packet
+from socketio import packet as socketio_packet
+
+__all__ = ["FAST_EVENTS_ATTRIBUTE", "FastEvents", "install_fast_events"]
+
+# Where the engine server keeps its FastEvents (a LeanSocket only sees the engine server).
+FAST_EVENTS_ATTRIBUTE = "liveroom_fast_events"
+_DIGITS = frozenset("0123456789")
+
+
+class FastEvents:
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self._sio = sio
+        self._loads: Callable[[str], Any] = sio.packet_class.json.loads
+        self._dumps: Callable[..., str] = sio.packet_class.json.dumps
+        self._coroutine: dict[Any, bool] = {}
+
+    def _handler(self, event: str) -> Any:
+        handlers = self._sio.handlers.get("/")
+        handler = handlers.get(event) if handlers else None
+        if handler is None:
+            return None
+        known = self._coroutine.get(handler)
+        if known is None:
+            known = self._coroutine[handler] = inspect.iscoroutinefunction(handler)
+        return handler if known else None
+
+    async def handle(self, socket: Any, frame: str) -> bool:
+        """Handle the engine frame ``frame`` (``"42..."``) from ``socket``; False if it is not
+        the common case, in which case nothing was done."""
+        end = 2
+        size = len(frame)
+        while end < size and frame[end] in _DIGITS:
+            end += 1
+        if end >= size or frame[end] != "[":
+            return False
+        try:
+            data = self._loads(frame[end:])
+        except ValueError:
+            return False
+        if type(data) is not list or not data or type(data[0]) is not str:
+            return False
+        handler = self._handler(data[0])
+        if handler is None:
+            return False
+        manager = self._sio.manager
+        sid = manager.sid_from_eio_sid(socket.sid, "/")
+        if sid is None or not manager.is_connected(sid, "/"):
+            return False
+        answer = await handler(sid, *data[1:])
+        if end == 2 or answer is self._sio.not_handled:
+            return True
+        ack_id = int(frame[2:end])
+        if answer is None:
+            args = []
+        elif isinstance(answer, tuple):
+            args = list(answer)
+        else:
+            args = [answer]
+        try:
+            body = self._dumps(args, separators=(",", ":"))
+        except TypeError:
+            # Bytes in the answer: python-socketio sends a binary ack.
+            await self._sio._send_packet(socket.sid, self._sio.packet_class(
+                socketio_packet.ACK, namespace="/", id=ack_id, data=args))
+            return True
+        await socket.send(engineio_packet.Packet(engineio_packet.MESSAGE, f"3{ack_id}{body}"))
+        return True
+
+
+def install_fast_events(sio: socketio.AsyncServer) -> FastEvents:
+    fast = FastEvents(sio)
+    setattr(sio.eio, FAST_EVENTS_ATTRIBUTE, fast)
+    return fast

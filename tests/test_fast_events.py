@@ -1,0 +1,147 @@
+"""The Socket.IO event fast path (liveroom/sockets/_fast_events.py): the common event frames are
+answered without python-socketio's packet machinery, byte for byte as python-socketio would
+answer them; everything else still goes python-socketio's way."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import socketio
+from engineio import packet as engineio_packet
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from socketio import packet as socketio_packet
+
+from liveroom.settings import Settings
+from liveroom.sockets._base import create_sio
+from liveroom.sockets._fast_events import FastEvents
+from tests.server_harness import live_server
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                               max_size=4),
+    max_leaves=12)
+
+
+class _Socket:
+    def __init__(self, eio_sid: str) -> None:
+        self.sid = eio_sid
+        self.sent: list[Any] = []
+
+    async def send(self, pkt: Any) -> None:
+        self.sent.append(pkt)
+
+
+async def _connected(sio: socketio.AsyncServer, eio_sid: str) -> str:
+    sid = await sio.manager.connect(eio_sid, "/")
+    assert isinstance(sid, str)
+    return sid
+
+
+@settings(max_examples=200, deadline=None)
+@given(answer=json_values | st.tuples(json_values, json_values), ack_id=st.integers(0, 10**9))
+def test_an_ack_is_the_frame_python_socketio_would_send(answer: Any, ack_id: int) -> None:
+    async def run() -> None:
+        sio = create_sio(Settings(), "redis://127.0.0.1:1/0")
+        calls: list[tuple[Any, ...]] = []
+
+        async def handler(sid: str, *args: Any) -> Any:
+            calls.append((sid, *args))
+            return answer
+
+        sio.on("echo", handler)
+        fast = FastEvents(sio)
+        socket = _Socket("eio1")
+        sid = await _connected(sio, "eio1")
+        frame = "42" + str(ack_id) + orjson.dumps(["echo", {"a": 1}, 2]).decode()
+        assert await fast.handle(socket, frame)
+        assert calls == [(sid, {"a": 1}, 2)]
+        args = list(answer) if isinstance(answer, tuple) else [answer]
+        if answer is None:
+            args = []
+        expected = sio.packet_class(socketio_packet.ACK, namespace="/", id=ack_id,
+                                    data=args).encode()
+        (sent,) = socket.sent
+        assert sent.packet_type == engineio_packet.MESSAGE
+        assert sent.data == expected
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("frame", [
+    '42/admin,["ping",{}]',       # another namespace
+    '421/admin,["ping",{}]',
+    '42["nobody-handles-this"]',  # no handler of its own
+    '42[1,2]',                    # not an event name
+    '42{"event":"ping"}',         # not a list
+    '42["ping",{]',               # not JSON
+    '42',                         # nothing at all
+    '42[]',
+])
+async def test_anything_but_the_common_case_is_left_to_python_socketio(frame: str) -> None:
+    sio = create_sio(Settings(), "redis://127.0.0.1:1/0")
+    called = []
+
+    async def ping(sid: str, *args: Any) -> dict[str, bool]:
+        called.append(args)
+        return {"ok": True}
+
+    sio.on("ping", ping)
+    socket = _Socket("eio1")
+    await _connected(sio, "eio1")
+    assert await FastEvents(sio).handle(socket, frame) is False
+    assert called == []
+    assert socket.sent == []
+
+
+async def test_a_socket_that_is_not_connected_yet_is_left_to_python_socketio() -> None:
+    sio = create_sio(Settings(), "redis://127.0.0.1:1/0")
+
+    async def ping(sid: str, *args: Any) -> dict[str, bool]:
+        raise AssertionError("must not run")
+
+    sio.on("ping", ping)
+    await sio.manager.pre_connect("eio1", "/")  # connect handler still running
+    assert await FastEvents(sio).handle(_Socket("eio1"), '421["ping",{}]') is False
+    assert await FastEvents(sio).handle(_Socket("unknown"), '421["ping",{}]') is False
+
+
+async def test_the_server_answers_events_through_the_fast_path_and_the_rest_as_before(
+        redis_url: str, data_dir: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with live_server(redis_url, data_dir) as server, aiohttp.ClientSession() as http:
+        sio = server.services.sio
+        slow_path: list[str] = []
+        original = sio._handle_eio_message
+
+        async def recording(eio_sid: str, data: Any) -> None:
+            slow_path.append(data)
+            await original(eio_sid, data)
+
+        monkeypatch.setattr(sio, "_handle_eio_message", recording)
+        sio.eio.on("message", recording)
+        ws = await http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket")
+        assert (await ws.receive_str(timeout=5)).startswith("0{")
+        await ws.send_str("40" + orjson.dumps({"token": server.token()}).decode())
+        assert (await ws.receive_str(timeout=5)).startswith("40")
+        await ws.send_str('425["ping",{}]')
+        ack = await ws.receive_str(timeout=5)
+        assert ack.startswith("435[")
+        assert orjson.loads(ack[3:])[0]["ok"] is True
+        # An event with a wrong payload is answered by its handler with an error, fast too.
+        await ws.send_str('426["join",{"room":"not an id!"}]')
+        refused = orjson.loads((await ws.receive_str(timeout=5))[3:])[0]
+        assert refused["ok"] is False
+        assert refused["error"]["code"]
+        assert [frame for frame in slow_path if not frame.startswith("0")] == []
+        # An unknown event goes python-socketio's way (it has no handler: no answer).
+        await ws.send_str('427["no-such-event",{}]')
+        await ws.send_str('428["ping",{}]')
+        assert (await ws.receive_str(timeout=5)).startswith("438[")
+        assert [frame for frame in slow_path if not frame.startswith("0")] == [
+            '27["no-such-event",{}]']
+        await ws.close()
