@@ -10,7 +10,8 @@
     │   └── Muted               403 muted
     ├── NotFound                404 not_found
     │   ├── UnknownRoom         404 unknown_room
-    │   └── UnknownProduct      404 unknown_product
+    │   ├── UnknownProduct      404 unknown_product
+    │   └── UnknownEvent        404 unknown_event     a Socket.IO event no one handles
     ├── NotInRoom               409 not_in_room
     ├── RoomEnded               409 room_ended
     └── RateLimited             429 rate_limited
@@ -36,6 +37,7 @@ __all__ = [
     "SlowMode",
     "TextTooLong",
     "Unauthorized",
+    "UnknownEvent",
     "UnknownProduct",
     "UnknownRoom",
 ]
@@ -120,6 +122,17 @@ class UnknownProduct(NotFound):
         super().__init__(f"no product {product_id!r}")
         self.product_id = product_id
 
+
+
+class UnknownEvent(NotFound):
+    """A client emitted an event name the server has no handler for, or one of Socket.IO's
+    reserved names (``connect``, ``disconnect``), which only the protocol itself may raise."""
+
+    code = "unknown_event"
+
+    def __init__(self, event: str) -> None:
+        super().__init__(f"no event named {event[:64]!r} (see docs/protocol.md)")
+        self.event = event
 
 class NotInRoom(LiveroomError):
     code = "not_in_room"

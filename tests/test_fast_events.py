@@ -138,10 +138,38 @@ async def test_the_server_answers_events_through_the_fast_path_and_the_rest_as_b
         assert refused["ok"] is False
         assert refused["error"]["code"]
         assert [frame for frame in slow_path if not frame.startswith("0")] == []
-        # An unknown event goes python-socketio's way (it has no handler: no answer).
+        # An unknown event goes python-socketio's way, to the catch-all that refuses it.
         await ws.send_str('427["no-such-event",{}]')
-        await ws.send_str('428["ping",{}]')
-        assert (await ws.receive_str(timeout=5)).startswith("438[")
+        unknown = await ws.receive_str(timeout=5)
+        assert unknown.startswith("437[")
+        assert orjson.loads(unknown[3:])[0]["error"]["code"] == "unknown_event"
         assert [frame for frame in slow_path if not frame.startswith("0")] == [
             '27["no-such-event",{}]']
         await ws.close()
+
+
+async def test_a_client_cannot_raise_the_reserved_connect_and_disconnect_events(
+        redis_url: str, data_dir: Any) -> None:
+    async with live_server(redis_url, data_dir) as server:
+        anchor = server.token("anchor", "Mei", user_id="u_mei")
+        _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Reserved"})
+        viewer = await server.connect(server.token("viewer", "Ann", user_id="u_ann"))
+        assert (await viewer.call("join", {"room": room["id"]}))["ok"]
+        (sid,) = [sid for sid, conn in server.services.edge.connections.items()
+                  if conn.user.id == "u_ann"]
+        # python-socketio would call the server's own handlers for these names: "disconnect"
+        # would forget the connection while its socket stays open, "connect" would swap its
+        # identity for another token's.
+        refused = await viewer.call("disconnect", {})
+        assert refused["error"]["code"] == "unknown_event"
+        refused = await viewer.call("connect", {"token": anchor})
+        assert refused["error"]["code"] == "unknown_event"
+        conn = server.services.edge.connections[sid]
+        assert conn.user.id == "u_ann"
+        assert room["id"] in conn.rooms
+        said = await viewer.call("chat", {"room": room["id"], "text": "still here"})
+        assert said["ok"]
+        assert said["message"]["user"]["id"] == "u_ann"
+        status, body = await server.request("GET", f"/api/rooms/{room['id']}")
+        assert status == 200
+        assert body["viewers"] == 1

@@ -16,7 +16,7 @@ import socketio
 
 from ..clock import now_ms
 from ..errors import error_body
-from ..exceptions import InvalidInput, NotInRoom, PayloadTooLarge, RateLimited
+from ..exceptions import InvalidInput, NotInRoom, PayloadTooLarge, RateLimited, UnknownEvent
 from ..identity import InvalidToken, TokenSigner, User
 from ..metrics import Metrics
 from ..payload import Payload
@@ -120,10 +120,17 @@ class SocketEdge:
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
         sio.on("ping", self._on_ping)
+        # Events with no handler of their own (python-socketio's catch-all).
+        sio.on("*", self._on_unknown_event)
 
     # connection lifecycle --------------------------------------------------------------------
 
-    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
+    async def _on_connect(self, sid: str, environ: dict[str, Any],
+                          auth: object = None) -> Ack | None:
+        if self.sio.manager.is_connected(sid, "/"):
+            # Not a connection (python-socketio calls this while the socket is only
+            # pre-connected): a connected client emitted an event named "connect".
+            return self._refuse_event("connect")
         token = auth.get("token") if isinstance(auth, dict) else None
         if token is None:
             raise _refused("unauthorized", "connect with auth={token: ...}")
@@ -139,16 +146,30 @@ class SocketEdge:
             buys=TokenBucket(s.buy_rate_per_s, s.buy_burst),
         )
         await self.sio.enter_room(sid, f"user:{user.id}")
+        return None
 
-    async def _on_disconnect(self, sid: str, *_: Any) -> None:
+    async def _on_disconnect(self, sid: str, *_: Any) -> Ack | None:
+        if self.sio.manager.is_connected(sid, "/"):
+            # python-socketio marks a socket as disconnecting before calling this: a socket
+            # still connected emitted an event named "disconnect".
+            return self._refuse_event("disconnect")
         conn = self.connections.pop(sid, None)
         if conn is None:
-            return
+            return None
         for hook in self._disconnect_hooks:
             try:
                 await hook(conn)
             except Exception:
                 log.exception("disconnect hook failed for %s", sid)
+        return None
+
+    async def _on_unknown_event(self, event: str, sid: str, *_: Any) -> Ack:
+        return self._refuse_event(event)
+
+    def _refuse_event(self, event: str) -> Ack:
+        body = error_body(UnknownEvent(str(event)))
+        self.metrics.socket_errors.inc(body["code"])
+        return {"ok": False, "error": body}
 
     async def _on_ping(self, sid: str, data: object = None, *_: object) -> Ack:
         """A no-op round trip: clock sync for pages, and the baseline the buy benchmark
