@@ -150,6 +150,7 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
     """
 
     _transport: asyncio.Transport | None = None  # set while the lean loop owns a websocket
+    _response: WebSocketResponse | None = None  # aiohttp's side of it: knows when it is closing
     _writing = True  # the writer has packets in hand: direct writes would overtake them
     last_read = 0.0
 
@@ -157,6 +158,9 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
         transport = self._transport
         return (transport is not None and not self._writing and self.queue.empty()
                 and not transport.is_closing()
+                # aiohttp marks the response closed before it sends its close frame: nothing
+                # may follow that frame.
+                and self._response is not None and not self._response.closed
                 and transport.get_write_buffer_size() <= DIRECT_WRITE_MAX_BUFFERED)
 
     async def send(self, pkt: engineio_packet.Packet) -> None:
@@ -191,6 +195,7 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
         loop = asyncio.get_running_loop()
         self.last_read = loop.time()
         self._transport = ws.environ["aiohttp.request"].transport
+        self._response = ws._sock
         writer = asyncio.ensure_future(self._lean_writer(ws))
         max_size = self.server.max_http_buffer_size
         # The Socket.IO event fast path (``_fast_events``), when the server has one.
