@@ -121,7 +121,7 @@ class IndexedRooms:
 
 
 class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
-    """``AsyncManager`` whose broadcasts queue one shared packet on each local socket directly.
+    """``AsyncManager`` whose broadcasts hand one frame, built once, to each local socket.
 
     ``AsyncManager.emit`` creates one task per recipient, each awaiting engineio's
     ``AsyncSocket.send`` (a ping-timeout check, then ``put`` on the socket's unbounded queue,
