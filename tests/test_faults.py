@@ -89,8 +89,9 @@ async def test_a_client_that_never_reads_is_dropped_and_others_are_unaffected(
                 await sio.emit("announcement", payload, room=room["id"])
             sent += 100
             peak = max(peak, reaper.backlog(eio_sid))
-            await healthy.wait_for("announcement", lambda _: len(
-                healthy.received("announcement")) >= sent - 300, 30)
+            caught_up = sent - 300
+            await healthy.wait_for("announcement", lambda _, target=caught_up: len(
+                healthy.received("announcement")) >= target, 30)
         assert stalled[0] not in server.services.edge.connections, "the stalled client is dropped"
         assert reaper.dropped == 1
         assert peak > reaper.max_queued, "its queue did grow while it slept"
