@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import socketio
 from aiohttp import web
 
@@ -48,6 +49,23 @@ class LiveServer:
         await sio.connect(self.url, auth={"token": token}, transports=["websocket"])
         self.clients.append(sio)
         return client
+
+    async def raw_member(self, room_id: str, name: str) -> aiohttp.ClientWebSocketResponse:
+        """A raw websocket Socket.IO client that joined ``room_id``; it reads only when told
+        (the frames on the wire, and a client that stops reading, are what tests see here)."""
+        ws = await self.http.ws_connect(
+            self.url + "/socket.io/?EIO=4&transport=websocket", max_msg_size=0)
+        assert (await ws.receive_str(timeout=5)).startswith("0{")  # engine.io open
+        await ws.send_str("40" + orjson.dumps({"token": self.token("viewer", name)}).decode())
+        assert (await ws.receive_str(timeout=5)).startswith("40")  # socket.io connect
+        await ws.send_str("421" + orjson.dumps(["join", {"room": room_id}]).decode())
+        assert (await ws.receive_str(timeout=5)).startswith("431")  # the join ack
+        return ws
+
+    def sids_of(self, name: str) -> list[str]:
+        """The Socket.IO sids of this process's connections whose user is called ``name``."""
+        return [sid for sid, conn in self.services.edge.connections.items()
+                if conn.user.name == name]
 
 
 @dataclass

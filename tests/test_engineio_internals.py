@@ -95,19 +95,6 @@ def test_reaper_internals_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
         check_reaper_internals(sio)
 
 
-async def _raw_member(server: Any, http: aiohttp.ClientSession, room_id: str,
-                      name: str) -> aiohttp.ClientWebSocketResponse:
-    """A raw websocket Socket.IO client that joined ``room_id``; it reads only when told."""
-    ws = await http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket",
-                               max_msg_size=0)
-    assert (await ws.receive_str(timeout=5)).startswith("0{")
-    await ws.send_str("40" + orjson.dumps({"token": server.token("viewer", name)}).decode())
-    assert (await ws.receive_str(timeout=5)).startswith("40")
-    await ws.send_str("421" + orjson.dumps(["join", {"room": room_id}]).decode())
-    assert (await ws.receive_str(timeout=5)).startswith("431")
-    return ws
-
-
 async def _events(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[Any]:
     out: list[Any] = []
     while len(out) < count:
@@ -119,10 +106,10 @@ async def _events(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[Any]:
 
 async def test_broadcast_frames_of_every_length_reach_a_standard_client_intact(
         redis_url: str, data_dir: Any) -> None:
-    async with live_server(redis_url, data_dir) as server, aiohttp.ClientSession() as http:
+    async with live_server(redis_url, data_dir) as server:
         anchor = server.token("anchor", "Mei", user_id="u_mei")
         _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Frames"})
-        ws = await _raw_member(server, http, room["id"], "Reader")
+        ws = await server.raw_member(room["id"], "Reader")
         # 7-bit, 16-bit and 64-bit payload lengths (RFC 6455 5.2), and text beyond ASCII.
         texts = ["x" * n for n in (1, 100, 125, 126, 4_000, 65_535, 70_000)] + ["玉镯 ✓ 🎉"]
         for text in texts:
@@ -134,10 +121,10 @@ async def test_broadcast_frames_of_every_length_reach_a_standard_client_intact(
 
 async def test_acks_and_broadcasts_stay_in_order_while_a_client_falls_behind(
         redis_url: str, data_dir: Any) -> None:
-    async with live_server(redis_url, data_dir) as server, aiohttp.ClientSession() as http:
+    async with live_server(redis_url, data_dir) as server:
         anchor = server.token("anchor", "Mei", user_id="u_mei")
         _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Order"})
-        ws = await _raw_member(server, http, room["id"], "Slow")
+        ws = await server.raw_member(room["id"], "Slow")
         sio = server.services.sio
         total = 3000
         payload = "y" * 6_000
@@ -173,15 +160,14 @@ async def test_acks_and_broadcasts_stay_in_order_while_a_client_falls_behind(
 
 async def test_a_peer_gone_without_closing_is_cut_after_a_ping_cycle(
         redis_url: str, data_dir: Any) -> None:
-    async with live_server(redis_url, data_dir) as server, aiohttp.ClientSession() as http:
+    async with live_server(redis_url, data_dir) as server:
         anchor = server.token("anchor", "Mei", user_id="u_mei")
         _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Gone"})
         reaper = server.services.reaper
         assert reaper.max_silence_s == 40  # engineio's ping interval + ping timeout here
         reaper.max_silence_s = 0.5  # the same rule, on a test's time scale
-        ws = await _raw_member(server, http, room["id"], "Vanished")
-        (sid,) = [sid for sid, conn in server.services.edge.connections.items()
-                  if conn.user.name == "Vanished"]
+        ws = await server.raw_member(room["id"], "Vanished")
+        (sid,) = server.sids_of("Vanished")
         await asyncio.sleep(0.6)  # reads nothing, answers nothing
         assert await reaper.sweep() == 1
         for _ in range(50):

@@ -155,8 +155,7 @@ async def test_a_client_cannot_raise_the_reserved_connect_and_disconnect_events(
         _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Reserved"})
         viewer = await server.connect(server.token("viewer", "Ann", user_id="u_ann"))
         assert (await viewer.call("join", {"room": room["id"]}))["ok"]
-        (sid,) = [sid for sid, conn in server.services.edge.connections.items()
-                  if conn.user.id == "u_ann"]
+        (sid,) = server.sids_of("Ann")
         # python-socketio would call the server's own handlers for these names: "disconnect"
         # would forget the connection while its socket stays open, "connect" would swap its
         # identity for another token's.

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import aiohttp
-import orjson
 import redis.asyncio as aioredis
 
 from liveroom.redis_server import EmbeddedRedis
@@ -61,20 +59,10 @@ async def test_a_client_that_never_reads_is_dropped_and_others_are_unaffected(
         assert (await healthy.call("join", {"room": room["id"]}))["ok"]
 
         # A raw websocket client that joins, then never reads again.
-        session = aiohttp.ClientSession()
-        ws = await session.ws_connect(
-            server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
-            max_msg_size=0)
-        await ws.receive()  # engine.io open
-        token = server.token("viewer", "Stalled")
-        await ws.send_str("40" + orjson.dumps({"token": token}).decode())
-        await ws.receive()  # socket.io connect
-        await ws.send_str("421" + orjson.dumps(["join", {"room": room["id"]}]).decode())
-        await ws.receive()  # the join ack; from here on the client reads nothing
+        ws = await server.raw_member(room["id"], "Stalled")
         reaper = server.services.reaper
         sio = server.services.sio
-        stalled = [sid for sid, conn in server.services.edge.connections.items()
-                   if conn.user.name == "Stalled"]
+        stalled = server.sids_of("Stalled")
         assert len(stalled) == 1
 
         payload = {"room": room["id"], "text": "x" * 8000}
@@ -100,4 +88,3 @@ async def test_a_client_that_never_reads_is_dropped_and_others_are_unaffected(
             healthy.received("announcement")) == sent, 30)
         assert (await healthy.call("chat", {"room": room["id"], "text": "still fine"}))["ok"]
         await ws.close()
-        await session.close()
