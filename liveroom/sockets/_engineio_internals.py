@@ -60,6 +60,7 @@ __all__ = [
     "check_reaper_internals",
     "disable_websocket_compression",
     "install_lean_sockets",
+    "require_pinned",
     "websocket_frame",
 ]
 
@@ -72,12 +73,19 @@ class EngineioIncompatible(RuntimeError):
     """The installed python-engineio is not the one these internals were checked against."""
 
 
+def require_pinned(distribution: str, supported: frozenset[str], reread: str,
+                   error: type[RuntimeError]) -> None:
+    """Refuse a version of ``distribution`` that the internals relied on were not read against."""
+    version = metadata.version(distribution)
+    if version not in supported:
+        raise error(f"{distribution} {version} is not one of {sorted(supported)}: "
+                    f"re-read {reread}")
+
+
 def check_engineio() -> None:
-    version = metadata.version("python-engineio")
-    if version not in SUPPORTED_ENGINEIO_VERSIONS:
-        raise EngineioIncompatible(
-            f"python-engineio {version} is not one of {sorted(SUPPORTED_ENGINEIO_VERSIONS)}: "
-            "re-read liveroom/sockets/_engineio_internals.py against its sources")
+    require_pinned("python-engineio", SUPPORTED_ENGINEIO_VERSIONS,
+                   "liveroom/sockets/_engineio_internals.py against its sources",
+                   EngineioIncompatible)
     if engineio_aiohttp._async.get("websocket") is not engineio_aiohttp.WebSocket:
         raise EngineioIncompatible("engineio's aiohttp driver has another websocket class")
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from importlib import metadata
 from typing import Any
 
 import socketio
@@ -28,7 +27,7 @@ from engineio import exceptions as engineio_exceptions
 from engineio import packet as engineio_packet
 from socketio import packet as socketio_packet
 
-from ._engineio_internals import websocket_frame
+from ._engineio_internals import require_pinned, websocket_frame
 
 __all__ = ["DirectLocalEmit", "IndexedAsyncManager", "IndexedAsyncRedisManager", "IndexedRooms",
            "SocketioIncompatible", "check_manager_internals"]
@@ -41,11 +40,9 @@ class SocketioIncompatible(RuntimeError):
 
 
 def check_manager_internals() -> None:
-    version = metadata.version("python-socketio")
-    if version not in SUPPORTED_SOCKETIO_VERSIONS:
-        raise SocketioIncompatible(
-            f"python-socketio {version} is not one of {sorted(SUPPORTED_SOCKETIO_VERSIONS)}: "
-            "re-read liveroom/sockets/_manager.py against socketio/base_manager.py")
+    require_pinned("python-socketio", SUPPORTED_SOCKETIO_VERSIONS,
+                   "liveroom/sockets/_manager.py against socketio/base_manager.py",
+                   SocketioIncompatible)
 
 
 class _SidSet(dict[str, None]):
