@@ -45,17 +45,15 @@ class SlowClientReaper(PeriodicLoop):
         await self.sweep()
 
     def backlog(self, eio_sid: str) -> int:
-        socket = self.sio.eio.sockets.get(eio_sid)
-        queue = getattr(socket, "queue", None)
-        return queue.qsize() if queue is not None else 0
+        return _queued(self.sio.eio.sockets.get(eio_sid))
 
     async def sweep(self) -> int:
         dropped = 0
         sockets = self.sio.eio.sockets
         now = asyncio.get_running_loop().time()
-        for eio_sid in list(sockets):
-            backlog = self.backlog(eio_sid)
-            silent_for = getattr(sockets.get(eio_sid), "silent_for", None)
+        for eio_sid, socket in list(sockets.items()):
+            backlog = _queued(socket)
+            silent_for = getattr(socket, "silent_for", None)
             silence = silent_for(now) if silent_for is not None else 0.0
             if backlog > self.max_queued:
                 log.warning("dropping a client that stopped reading (%d packets queued)", backlog)
@@ -82,3 +80,9 @@ class SlowClientReaper(PeriodicLoop):
         if socket is not None:
             with contextlib.suppress(Exception):
                 await socket.close(wait=False, abort=True)
+
+
+def _queued(socket: object) -> int:
+    """Packets waiting in an engine socket's outgoing queue (0 for a socket that is gone)."""
+    queue = getattr(socket, "queue", None)
+    return queue.qsize() if queue is not None else 0
