@@ -123,7 +123,6 @@ class UnknownProduct(NotFound):
         self.product_id = product_id
 
 
-
 class UnknownEvent(NotFound):
     """A client emitted an event name the server has no handler for, or one of Socket.IO's
     reserved names (``connect``, ``disconnect``), which only the protocol itself may raise."""
@@ -133,6 +132,7 @@ class UnknownEvent(NotFound):
     def __init__(self, event: str) -> None:
         super().__init__(f"no event named {event[:64]!r} (see docs/protocol.md)")
         self.event = event
+
 
 class NotInRoom(LiveroomError):
     code = "not_in_room"
