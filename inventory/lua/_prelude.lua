@@ -22,6 +22,19 @@ local function stock_reply(now)
     sale_status(now, tonumber(m[6]), tonumber(m[7]), remaining)}
 end
 
+-- The reservation `id`, held by `user` when one is given; else nil and the refusal to return.
+local function find_reservation(id, user)
+  local raw = redis.call('HGET', K.res, id)
+  if not raw then
+    return nil, cmsgpack.pack({'unknown_reservation'})
+  end
+  local r = cmsgpack.unpack(raw)
+  if user and r.user ~= user then
+    return nil, cmsgpack.pack({'not_holder', r})
+  end
+  return r
+end
+
 -- The hand-off record for orders/: exactly the documented fields, stamped with the event time.
 local function handoff(r, now)
   return cmsgpack.pack({

@@ -2,13 +2,9 @@
 -- A hold is committable while now < expires_at; from expires_at on it belongs to the sweeper, and
 -- a late commit performs the expiry itself so the caller's answer and the stock agree.
 local id, user, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local raw = redis.call('HGET', K.res, id)
-if not raw then
-  return cmsgpack.pack({'unknown_reservation'})
-end
-local r = cmsgpack.unpack(raw)
-if r.user ~= user then
-  return cmsgpack.pack({'not_holder', r})
+local r, refusal = find_reservation(id, user)
+if not r then
+  return refusal
 end
 if r.state == 'committed' then
   return cmsgpack.pack({'ok', r, stock_reply(now), 0})

@@ -1,13 +1,9 @@
 -- held -> released: the buyer gives the hold back. ARGV: reservation id, user, now_ms.
 -- Idempotent: a hold already released or expired is returned as it is.
 local id, user, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local raw = redis.call('HGET', K.res, id)
-if not raw then
-  return cmsgpack.pack({'unknown_reservation'})
-end
-local r = cmsgpack.unpack(raw)
-if r.user ~= user then
-  return cmsgpack.pack({'not_holder', r})
+local r, refusal = find_reservation(id, user)
+if not r then
+  return refusal
 end
 if r.state == 'released' or r.state == 'expired' then
   return cmsgpack.pack({'ok', r, stock_reply(now), 0})

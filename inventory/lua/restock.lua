@@ -1,11 +1,10 @@
 -- committed -> restocked: a sold unit comes back (order cancelled) while the sale is still open.
 -- ARGV: reservation id, now_ms. Idempotent; once the sale has ended nothing changes.
 local id, now = ARGV[1], tonumber(ARGV[2])
-local raw = redis.call('HGET', K.res, id)
-if not raw then
-  return cmsgpack.pack({'unknown_reservation'})
+local r, refusal = find_reservation(id, nil)
+if not r then
+  return refusal
 end
-local r = cmsgpack.unpack(raw)
 if r.state == 'restocked' then
   return cmsgpack.pack({'ok', r, stock_reply(now), 0})
 end
