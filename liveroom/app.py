@@ -75,6 +75,7 @@ class Services:
     certificate_desk: CertificateDesk
     expiry_watcher: ExpiryWatcher
     media: MediaService
+    media_router: MediaRouter
     media_pusher: MediaHealthPusher
     inventory_redis: aioredis.Redis
     inventory: InventoryService
@@ -228,7 +229,7 @@ def build_services(settings: Settings, redis_url: str, *,
     return Services(settings=settings, redis=redis, signer=signer, bus=bus, catalog=catalog,
                     rooms=rooms, sio=sio, edge=edge, viewer_pusher=pusher,
                     certificates=certificates, certificate_desk=desk,
-                    expiry_watcher=ExpiryWatcher(certificates), media=media,
+                    expiry_watcher=ExpiryWatcher(certificates), media=media, media_router=router,
                     media_pusher=media_pusher, inventory_redis=inventory_redis,
                     inventory=stock, sweeper=sweeper, stock_pusher=stock_pusher, sales=sales,
                     order_store=order_store, payments=payments, orders=order_service,
@@ -247,9 +248,8 @@ def create_app(settings: Settings, redis_url: str, *,
     app[SERVICES_KEY] = services
     services.sio.attach(app)
     api = Api(services.signer, settings.max_payload_bytes)
-    RoomRoutes(api, services.signer, services.catalog, services.rooms, services.edge).add_to(
-        app.router
-    )
+    RoomRoutes(api, services.signer, services.catalog, services.rooms, services.edge,
+               services.media_router).add_to(app.router)
     CertificateRoutes(api, services.certificates, services.certificate_desk,
                       settings.public_url).add_to(app.router)
     services.commerce_routes.add_to(app.router)

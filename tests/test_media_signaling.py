@@ -111,3 +111,44 @@ async def test_signaling_rules(server: LiveServer) -> None:
     ack = await anchor.call("rtc:publish", {"room": room_id, "type": "offer"})
     assert ack["error"]["code"] == "invalid_input"
     assert server.services.media.peer_connection_count == 0
+
+
+async def test_ending_the_room_stops_its_broadcast_and_every_viewer(server: LiveServer) -> None:
+    anchor, room_id = await setup_room(server)
+    token = server.token("anchor", "Mei", user_id="u_mei")
+    broadcaster = await start_broadcaster(SocketSignal(anchor), room_id)  # type: ignore[arg-type]
+    viewer_clients = [await viewer_client(server, room_id, f"v{i}") for i in range(2)]
+    viewers = [await start_viewer(SocketSignal(c), room_id, c.sio.sid)  # type: ignore[arg-type]
+               for c in viewer_clients]
+    media = server.services.media
+    try:
+        await wait_until(lambda: all(v.video_count >= 5 for v in viewers), 15, "media flowing")
+        assert media.peer_connection_count == 3
+
+        status, _ = await server.request("POST", f"/api/rooms/{room_id}/end", token)
+        assert status == 200
+        # The ended room's broadcaster and viewers are closed by the end itself, not later by
+        # ICE consent expiry (which takes about 30 s).
+        await wait_until(lambda: media.peer_connection_count == 0, 2,
+                         "every peer connection of the ended room closed")
+        assert media.health(room_id)["live"] is False
+        await viewer_clients[0].wait_for("room", lambda d: d["status"] == "ended", 5)
+        await viewer_clients[0].wait_for("media", lambda d: d["live"] is False, 5)
+        await wait_until(lambda: broadcaster.pc.connectionState in ("closed", "failed"), 10,
+                         "the broadcaster sees its ingest end")
+        # An ended room cannot go live again.
+        ack = await anchor.call("rtc:publish", {"room": room_id, "sdp": "v=0\r\n",
+                                                "type": "offer"})
+        assert ack["error"]["code"] == "room_ended"
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await broadcaster.pc.close()
+
+
+async def test_ending_a_room_that_never_broadcast(server: LiveServer) -> None:
+    _, room_id = await setup_room(server)
+    token = server.token("anchor", "Mei", user_id="u_mei")
+    status, room = await server.request("POST", f"/api/rooms/{room_id}/end", token)
+    assert status == 200
+    assert room["status"] == "ended"

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from ..catalog import TITLE_MAX, Catalog
 from ..clock import now_ms
 from ..exceptions import Forbidden
 from ..identity import Role, TokenSigner, User, new_user_id, validate_name
+from ..media import MediaError
+from ..media_router import MediaRouter
 from ..rooms import RoomService
 from ..sockets import SocketEdge
 from ._base import Api, json_response
 
 __all__ = ["RoomRoutes"]
 
+log = logging.getLogger("liveroom.rooms")
+
 
 class RoomRoutes:
     def __init__(self, api: Api, signer: TokenSigner, catalog: Catalog, rooms: RoomService,
-                 edge: SocketEdge) -> None:
+                 edge: SocketEdge, media: MediaRouter) -> None:
         self.api = api
         self.signer = signer
         self.catalog = catalog
         self.rooms = rooms
         self.edge = edge
+        self.media = media
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/healthz", self.healthz)
@@ -68,6 +75,14 @@ class RoomRoutes:
 
     async def end_room(self, request: web.Request) -> web.Response:
         room = await self.catalog.end_room(self.api.user(request), request.match_info["id"])
+        # An ended room's video must not keep running (and costing CPU) until ICE gives up:
+        # the broadcaster and every viewer's peer connection close now, on whichever process
+        # holds them. The room has ended either way, so a failure here is logged, not answered.
+        try:
+            await self.media.stop(room.id)
+        except MediaError:
+            log.warning("room %s ended but its broadcast could not be stopped", room.id,
+                        exc_info=True)
         await self.edge.emit("room", {"room": room.id, "status": room.status}, room=room.id)
         return json_response(room.public())
 
