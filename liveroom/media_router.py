@@ -49,7 +49,8 @@ class MediaRouter:
         self._timeout_s = timeout_s
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._remote_peers: dict[str, tuple[str, str]] = {}  # peer -> (owner, room)
+        # The watches this process forwarded: peer -> {room: owner}.
+        self._remote_peers: dict[str, dict[str, str]] = {}
         bus.on(CALL, self._serve)
         bus.on(REPLY, self._on_reply)
 
@@ -91,8 +92,8 @@ class MediaRouter:
         reply = await self._route(room_id, "watch", owner, peer=self._peer(peer), sdp=sdp,
                                   type=type_)
         if owner is not None and owner != self.worker_id:
-            # Only a watch the owner accepted has a peer there to close on disconnect.
-            self._remote_peers[peer] = (owner, room_id)
+            # Only a watch the owner accepted has a peer there to close on leave or disconnect.
+            self._remote_peers.setdefault(peer, {})[room_id] = owner
         return reply["sdp"], reply["type"]
 
     async def stop(self, room_id: str) -> bool:
@@ -103,12 +104,22 @@ class MediaRouter:
         await self._route(room_id, "keyframe")
 
     async def close_peer(self, peer: str) -> None:
+        """The socket went away: close all its peer connections, here and on the owners."""
         await self.media.close_peer(self._peer(peer))
-        remote = self._remote_peers.pop(peer, None)
-        if remote is not None:
-            owner, room_id = remote
-            await self._bus.publish(CALL, {"to": owner, "op": "close_peer", "id": None,
-                                           "args": {"room_id": room_id, "peer": self._peer(peer)}})
+        # Publishing is always local, so on the owners this socket has only viewers.
+        for room_id, owner in self._remote_peers.pop(peer, {}).items():
+            await self._tell(owner, "close_viewer", room_id=room_id, peer=self._peer(peer))
+
+    async def close_viewer(self, room_id: str, peer: str) -> None:
+        """The socket left the room (or was banned from it): close its viewer connection to
+        that room's broadcast, wherever the broadcast is relayed."""
+        await self.media.close_viewer(room_id, self._peer(peer))
+        rooms = self._remote_peers.get(peer)
+        owner = None if rooms is None else rooms.pop(room_id, None)
+        if rooms is not None and not rooms:
+            del self._remote_peers[peer]
+        if owner is not None:
+            await self._tell(owner, "close_viewer", room_id=room_id, peer=self._peer(peer))
 
     async def health(self, room_id: str) -> dict[str, Any]:
         local = self.media.health(room_id)
@@ -145,12 +156,17 @@ class MediaRouter:
         if op == "keyframe":
             self.media.request_keyframe(room_id)
             return {}
-        if op == "close_peer":
-            await self.media.close_peer(args["peer"])
+        if op == "close_viewer":
+            await self.media.close_viewer(room_id, args["peer"])
             return {}
         raise ValueError(f"unknown media operation {op!r}")
 
     # the bus ---------------------------------------------------------------------------------
+
+    async def _tell(self, owner: str, op: str, **args: Any) -> None:
+        """A call that expects no reply (closing is best effort: the owner's ICE consent
+        check closes a connection whose peer is gone anyway)."""
+        await self._bus.publish(CALL, {"to": owner, "op": op, "id": None, "args": args})
 
     async def _call(self, owner: str, op: str, **args: Any) -> dict[str, Any]:
         call_id = f"{self.worker_id}#{next(self._ids)}"

@@ -152,3 +152,55 @@ async def test_ending_a_room_that_never_broadcast(server: LiveServer) -> None:
     status, room = await server.request("POST", f"/api/rooms/{room_id}/end", token)
     assert status == 200
     assert room["status"] == "ended"
+
+
+def viewer_sids(server: LiveServer, room_id: str) -> set[str]:
+    """The socket ids whose viewer peer connections this process holds for the room."""
+    return {peer.rsplit("/", 1)[1] for peer in server.services.media.viewer_ids(room_id)}
+
+
+async def test_leaving_or_being_banned_closes_that_viewers_peer_connection(
+    server: LiveServer,
+) -> None:
+    anchor, room_id = await setup_room(server)
+    token = server.token("anchor", "Mei", user_id="u_mei")
+    _, other_room = await server.request("POST", "/api/rooms", token, {"title": "Second"})
+    broadcaster = await start_broadcaster(SocketSignal(anchor), room_id)  # type: ignore[arg-type]
+    leaver, banned, stayer = [await viewer_client(server, room_id, name)
+                              for name in ("Leaver", "Banned", "Stayer")]
+    viewers = [await start_viewer(SocketSignal(c), room_id, c.sio.sid)  # type: ignore[arg-type]
+               for c in (leaver, banned, stayer)]
+    media = server.services.media
+    sid = {name: server.sids_of(name)[0] for name in ("Leaver", "Banned", "Stayer")}
+    try:
+        await wait_until(lambda: all(v.video_count >= 5 for v in viewers), 15, "media flowing")
+        assert viewer_sids(server, room_id) == set(sid.values())
+
+        assert (await leaver.call("leave", {"room": room_id})) == {"ok": True}
+        await wait_until(lambda: media.peer_connection_count == 3, 2,
+                         "the leaver's peer connection closes when it leaves")
+        assert viewer_sids(server, room_id) == {sid["Banned"], sid["Stayer"]}
+        await wait_until(lambda: viewers[0].pc.connectionState in ("closed", "failed"), 10,
+                         "the leaver's own pc sees the end")
+
+        banned_user = server.services.edge.connections[sid["Banned"]].user.id
+        ack = await anchor.call("mod:ban", {"room": room_id, "user": banned_user})
+        assert ack == {"ok": True}
+        await wait_until(lambda: media.peer_connection_count == 2, 2,
+                         "the banned viewer's peer connection closes with the ban")
+        assert viewer_sids(server, room_id) == {sid["Stayer"]}
+        ack = await banned.call("rtc:watch", {"room": room_id, "sdp": "v=0\r\n",
+                                              "type": "offer"})
+        assert ack["error"]["code"] == "not_in_room"
+
+        # Leaving another room leaves this room's video alone.
+        assert (await stayer.call("join", {"room": other_room["id"]}))["ok"]
+        assert (await stayer.call("leave", {"room": other_room["id"]})) == {"ok": True}
+        assert viewer_sids(server, room_id) == {sid["Stayer"]}
+        count = viewers[2].video_count
+        await wait_until(lambda: viewers[2].video_count >= count + 10, 5,
+                         "the remaining viewer keeps decoding")
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await broadcaster.pc.close()

@@ -245,6 +245,7 @@ async def test_a_viewer_on_another_worker_watches_the_broadcast(cluster: Cluster
         SocketSignal(anchor), room["id"])  # type: ignore[arg-type]
     viewer = await start_viewer(
         SocketSignal(viewer_client), room["id"], "far")  # type: ignore[arg-type]
+    viewers = [viewer]
     try:
         await wait_until(lambda: viewer.video_count >= 10, 15,
                          "a viewer on worker 1 decodes the broadcast relayed by worker 0")
@@ -252,10 +253,23 @@ async def test_a_viewer_on_another_worker_watches_the_broadcast(cluster: Cluster
         state = (await viewer_client.call("join", {"room": room["id"]}))["room"]
         assert state["media"]["live"] is True
 
+        # Leaving the room closes the viewer's peer connection on the owner (worker 0).
+        anchor.events.clear()
+        assert (await viewer_client.call("leave", {"room": room["id"]})) == {"ok": True}
+        await anchor.wait_for("media", lambda d: d["viewers"] == 0, 10)
+
+        assert (await viewer_client.call("join", {"room": room["id"]}))["ok"]
+        again = await start_viewer(
+            SocketSignal(viewer_client), room["id"], "far")  # type: ignore[arg-type]
+        viewers.append(again)
+        await wait_until(lambda: again.video_count >= 5, 15, "the viewer watches again")
+        await anchor.wait_for("media", lambda d: d["viewers"] == 1, 10)
+        anchor.events.clear()
         await viewer_client.sio.disconnect()
         await anchor.wait_for("media", lambda d: d["viewers"] == 0, 10)
         stop = await anchor.call("rtc:stop", {"room": room["id"]})
         assert stop == {"ok": True, "stopped": True}
     finally:
-        await viewer.close()
+        for each in viewers:
+            await each.close()
         await broadcaster.pc.close()

@@ -261,6 +261,17 @@ class MediaService:
                 await self._close_viewer(broadcast, viewer)
         return closed
 
+    async def close_viewer(self, room_id: str, viewer_id: str) -> bool:
+        """The viewer left the room (or was banned from it): close its connection to this
+        room's broadcast at once, leaving any other room it watches alone. Returns whether
+        there was one."""
+        broadcast = self._broadcasts.get(room_id)
+        viewer = None if broadcast is None else broadcast.viewers.get(viewer_id)
+        if broadcast is None or viewer is None:
+            return False
+        await self._close_viewer(broadcast, viewer)
+        return True
+
     def request_keyframe(self, room_id: str) -> None:
         """Ask the broadcaster for a keyframe (throttled; requests inside the interval are
         coalesced into one at its end)."""

@@ -33,6 +33,7 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 Ack = dict[str, Any]
 Handler = Callable[["Connection", Payload], Awaitable[Ack]]
 DisconnectHook = Callable[["Connection"], Awaitable[None]]
+LeaveHook = Callable[["Connection", str], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -117,6 +118,7 @@ class SocketEdge:
         self.settings = settings
         self.connections: dict[str, Connection] = {}
         self._disconnect_hooks: list[DisconnectHook] = []
+        self._leave_hooks: list[LeaveHook] = []
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
         sio.on("ping", self._on_ping)
@@ -178,6 +180,18 @@ class SocketEdge:
 
     def on_disconnect(self, hook: DisconnectHook) -> None:
         self._disconnect_hooks.append(hook)
+
+    def on_leave(self, hook: LeaveHook) -> None:
+        """``hook(conn, room_id)`` runs when a connected socket leaves a room (``leave``, or a
+        ban), so other parts (media) can let go of what the socket held there."""
+        self._leave_hooks.append(hook)
+
+    async def left_room(self, conn: Connection, room_id: str) -> None:
+        for hook in self._leave_hooks:
+            try:
+                await hook(conn, room_id)
+            except Exception:
+                log.exception("leave hook failed for %s in %s", conn.sid, room_id)
 
     def local_sids_of(self, user_id: str) -> list[str]:
         return [sid for sid, conn in self.connections.items() if conn.user.id == user_id]

@@ -39,6 +39,7 @@ class MediaEvents:
         edge.event("rtc:stop")(self.stop)
         edge.event("rtc:keyframe")(self.keyframe)
         edge.on_disconnect(self._disconnected)
+        edge.on_leave(self._left)
 
     async def publish(self, conn: Connection, p: Payload) -> Ack:
         room_id = p.ident("room")
@@ -65,6 +66,10 @@ class MediaEvents:
         self.edge.require_member(conn, room_id)
         await self.media.keyframe(room_id)
         return {"ok": True}
+
+    async def _left(self, conn: Connection, room_id: str) -> None:
+        # A viewer that left (or was banned from) the room stops receiving its video now.
+        await self.media.close_viewer(room_id, conn.sid)
 
     async def _disconnected(self, conn: Connection) -> None:
         # Close at once: a dead viewer otherwise costs CPU until ICE consent expires.

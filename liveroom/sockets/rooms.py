@@ -57,6 +57,7 @@ class RoomEvents:
         await self.edge.sio.leave_room(conn.sid, room_id)
         await self.rooms.leave(conn.user.id, room_id, conn.sid)
         self.pusher.touch(room_id)
+        await self.edge.left_room(conn, room_id)
 
     async def _disconnected(self, conn: Connection) -> None:
         for room_id in list(conn.rooms):
