@@ -33,6 +33,7 @@ from .http import Api
 from .http._base import error_middleware
 from .http.certificates import CertificateRoutes
 from .http.commerce import CommerceRoutes
+from .http.media import MediaRoutes
 from .http.ops import OpsRoutes, RedisProbe, metrics_middleware, register_edge_gauges
 from .http.pages import PageRoutes
 from .http.rooms import RoomRoutes
@@ -253,6 +254,7 @@ def create_app(settings: Settings, redis_url: str, *,
     CertificateRoutes(api, services.certificates, services.certificate_desk,
                       settings.public_url).add_to(app.router)
     services.commerce_routes.add_to(app.router)
+    MediaRoutes(api, services.media).add_to(app.router)
     PageRoutes().add_to(app.router)
     OpsRoutes(services.metrics, services.redis_probe).add_to(app.router)
 

@@ -15,6 +15,8 @@ from typing import Any
 __all__ = ["Settings", "SettingsError"]
 
 ENV_PREFIX = "LIVEROOM_"
+ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+TURN_SCHEMES = ("turn:", "turns:")
 
 
 class SettingsError(ValueError):
@@ -112,6 +114,16 @@ class Settings:
             raise SettingsError("gc_full_interval_s must be 0 (CPython decides) or positive")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"log_format must be text or json, not {self.log_format!r}")
+        for url in self.ice_servers:
+            # Refused here, before anything starts, not later by the media relay.
+            if not url.startswith(ICE_SCHEMES):
+                raise SettingsError(
+                    f"{ENV_PREFIX}ICE_SERVERS: {url!r} must start with stun:, stuns:, turn: or "
+                    "turns:")
+            if url.startswith(TURN_SCHEMES) and not (self.turn_username and self.turn_password):
+                raise SettingsError(
+                    f"{ENV_PREFIX}ICE_SERVERS: the TURN server {url!r} needs "
+                    f"{ENV_PREFIX}TURN_USERNAME and {ENV_PREFIX}TURN_PASSWORD")
 
     @property
     def secret_path(self) -> Path:

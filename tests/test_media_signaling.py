@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
 
 from tests.media.conftest import start_broadcaster, start_viewer, wait_until
-from tests.server_harness import Client, LiveServer
+from tests.server_harness import Client, LiveServer, live_server
 
 
 @dataclass
@@ -204,3 +207,33 @@ async def test_leaving_or_being_banned_closes_that_viewers_peer_connection(
         for viewer in viewers:
             await viewer.close()
         await broadcaster.pc.close()
+
+
+async def test_rtc_config_gives_signed_in_pages_the_ice_servers(
+    redis: aioredis.Redis, redis_url: str, data_dir: Path,
+) -> None:
+    async with live_server(redis_url, data_dir, ice_servers=(
+            "stun:stun.example.net:3478", "turn:turn.example.net:3478?transport=udp"),
+            turn_username="alice", turn_password="s3cret") as server:
+        status, body = await server.request("GET", "/api/rtc/config")
+        assert status == 401
+        assert body["error"]["code"] == "unauthorized"
+
+        for role in ("viewer", "anchor"):
+            async with server.http.get(server.url + "/api/rtc/config", headers={
+                    "Authorization": f"Bearer {server.token(role)}"}) as response:
+                assert response.status == 200
+                assert response.headers["Cache-Control"] == "no-store"
+                assert await response.json() == {"ice_servers": [
+                    {"urls": ["stun:stun.example.net:3478"]},
+                    {"urls": ["turn:turn.example.net:3478?transport=udp"],
+                     "username": "alice", "credential": "s3cret"},
+                ]}
+        # The relay's own peer connections use the same servers.
+        assert [s.urls for s in server.services.media.ice_servers] == [
+            "stun:stun.example.net:3478", "turn:turn.example.net:3478?transport=udp"]
+
+
+async def test_rtc_config_is_empty_by_default(server: LiveServer) -> None:
+    status, body = await server.request("GET", "/api/rtc/config", server.token("viewer"))
+    assert (status, body) == (200, {"ice_servers": []})

@@ -4,12 +4,14 @@ from pathlib import Path
 
 import pytest
 
+from liveroom.cli import main
 from liveroom.settings import Settings, SettingsError
 
 
 def test_env_then_flags_override(tmp_path: Path) -> None:
     env = {"LIVEROOM_PORT": "9000", "LIVEROOM_DATA_DIR": str(tmp_path),
-           "LIVEROOM_DEMO": "yes", "LIVEROOM_ICE_SERVERS": "stun:a:3478, turn:b:3478"}
+           "LIVEROOM_DEMO": "yes", "LIVEROOM_ICE_SERVERS": "stun:a:3478, turn:b:3478",
+           "LIVEROOM_TURN_USERNAME": "u", "LIVEROOM_TURN_PASSWORD": "p"}
     settings = Settings.from_env(env, port=9100, host=None)
     assert settings.port == 9100  # the flag wins
     assert settings.host == "127.0.0.1"  # unset flag falls back to the default
@@ -21,7 +23,11 @@ def test_env_then_flags_override(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "env",
     [{"LIVEROOM_PORT": "eighty"}, {"LIVEROOM_PORT": "70000"}, {"LIVEROOM_DEMO": "maybe"},
-     {"LIVEROOM_REDIS_URL": "localhost:6379"}, {"LIVEROOM_WORKERS": "0"}],
+     {"LIVEROOM_REDIS_URL": "localhost:6379"}, {"LIVEROOM_WORKERS": "0"},
+     {"LIVEROOM_ICE_SERVERS": "https://stun.example.net"},
+     {"LIVEROOM_ICE_SERVERS": "turn:turn.example.net:3478"},
+     {"LIVEROOM_ICE_SERVERS": "turn:turn.example.net:3478", "LIVEROOM_TURN_USERNAME": "u"},
+     {"LIVEROOM_ICE_SERVERS": "turns:turn.example.net", "LIVEROOM_TURN_PASSWORD": "p"}],
 )
 def test_bad_values_are_refused_with_a_message(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError):
@@ -40,3 +46,39 @@ def test_env_secret_wins_over_the_file(tmp_path: Path) -> None:
     settings = Settings.from_env({"LIVEROOM_SECRET": "from-env-secret-value"}, data_dir=tmp_path)
     assert settings.resolve_secret() == b"from-env-secret-value"
     assert not (tmp_path / "secret").exists()
+
+
+def test_ice_servers_and_turn_credentials_from_the_environment() -> None:
+    settings = Settings.from_env({
+        "LIVEROOM_ICE_SERVERS": " stun:stun.example.net:3478 ,,"
+                                "turns:turn.example.net:5349?transport=tcp, ",
+        "LIVEROOM_TURN_USERNAME": "alice",
+        "LIVEROOM_TURN_PASSWORD": "s3cret=,x",
+    })
+    assert settings.ice_servers == ("stun:stun.example.net:3478",
+                                    "turns:turn.example.net:5349?transport=tcp")
+    assert (settings.turn_username, settings.turn_password) == ("alice", "s3cret=,x")
+
+
+def test_no_ice_servers_by_default_and_empty_variables_mean_unset() -> None:
+    assert Settings.from_env({}).ice_servers == ()
+    settings = Settings.from_env({"LIVEROOM_ICE_SERVERS": " , ", "LIVEROOM_TURN_USERNAME": "",
+                                  "LIVEROOM_TURN_PASSWORD": ""})
+    assert settings.ice_servers == ()
+    assert (settings.turn_username, settings.turn_password) == (None, None)
+    # STUN needs no credentials.
+    assert Settings.from_env({"LIVEROOM_ICE_SERVERS": "stun:a:3478"}).ice_servers == (
+        "stun:a:3478",)
+
+
+def test_serve_refuses_a_turn_server_without_credentials_before_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("LIVEROOM_ICE_SERVERS", "turn:turn.example.net:3478")
+    monkeypatch.delenv("LIVEROOM_TURN_USERNAME", raising=False)
+    monkeypatch.delenv("LIVEROOM_TURN_PASSWORD", raising=False)
+    assert main(["serve", "--data-dir", str(tmp_path / "d"), "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert "LIVEROOM_ICE_SERVERS" in error
+    assert "LIVEROOM_TURN_USERNAME" in error
+    assert not (tmp_path / "d").exists(), "nothing was started or created"

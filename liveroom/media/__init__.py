@@ -6,7 +6,7 @@ Transport-agnostic: the Socket.IO signaling lives in ``liveroom``.
 """
 
 from ._aiortc_internals import SUPPORTED_AIORTC_VERSIONS
-from ._config import ice_servers_from_settings
+from ._config import browser_ice_servers, ice_servers_from_settings
 from ._service import MediaService
 from .exceptions import (
     AiortcIncompatible,
@@ -30,5 +30,6 @@ __all__ = [
     "NotBroadcasting",
     "NotLive",
     "UnsupportedCodec",
+    "browser_ice_servers",
     "ice_servers_from_settings",
 ]

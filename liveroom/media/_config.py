@@ -8,7 +8,7 @@ from aiortc import RTCIceServer
 
 from .exceptions import InvalidIceServer
 
-__all__ = ["ice_servers_from_settings"]
+__all__ = ["browser_ice_servers", "ice_servers_from_settings"]
 
 _SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 
@@ -29,3 +29,18 @@ def ice_servers_from_settings(
         else:
             servers.append(RTCIceServer(urls=url))
     return servers
+
+
+def browser_ice_servers(servers: Sequence[RTCIceServer]) -> list[dict[str, object]]:
+    """The same servers in the browser's ``RTCIceServer`` shape (``{"urls": [...],
+    "username"?, "credential"?}``), for ``new RTCPeerConnection({iceServers})``."""
+    shaped: list[dict[str, object]] = []
+    for server in servers:
+        urls = [server.urls] if isinstance(server.urls, str) else list(server.urls)
+        entry: dict[str, object] = {"urls": urls}
+        if server.username is not None:
+            entry["username"] = server.username
+        if server.credential is not None:
+            entry["credential"] = server.credential
+        shaped.append(entry)
+    return shaped

@@ -317,6 +317,11 @@ class MediaService:
         return [] if broadcast is None else list(broadcast.viewers)
 
     @property
+    def ice_servers(self) -> tuple[RTCIceServer, ...]:
+        """The ICE servers every peer connection of the relay uses (none by default)."""
+        return tuple(self._ice_servers)
+
+    @property
     def peer_connection_count(self) -> int:
         return len(self._pcs)
 
