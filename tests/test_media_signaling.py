@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,3 +238,76 @@ async def test_rtc_config_gives_signed_in_pages_the_ice_servers(
 async def test_rtc_config_is_empty_by_default(server: LiveServer) -> None:
     status, body = await server.request("GET", "/api/rtc/config", server.token("viewer"))
     assert (status, body) == (200, {"ice_servers": []})
+
+
+async def test_keyframe_request_reaches_the_broadcaster(server: LiveServer) -> None:
+    anchor, room_id = await setup_room(server)
+    viewer = await viewer_client(server, room_id, "Ann")
+    outsider = await server.connect(server.token("viewer", "Out"))
+    ack = await viewer.call("rtc:keyframe", {"room": room_id})
+    assert ack["error"]["code"] == "not_live"
+
+    broadcaster = await start_broadcaster(SocketSignal(anchor), room_id)  # type: ignore[arg-type]
+    # The broadcaster's aiortc sender calls _send_keyframe for each PLI the relay sends it.
+    pli: list[float] = []
+    video_sender = next(t.sender for t in broadcaster.pc.getTransceivers() if t.kind == "video")
+    send_keyframe = video_sender._send_keyframe
+
+    def counted() -> None:
+        pli.append(time.monotonic())
+        send_keyframe()
+
+    video_sender._send_keyframe = counted  # type: ignore[method-assign]
+    watcher = await start_viewer(SocketSignal(viewer), room_id, "ann")  # type: ignore[arg-type]
+    try:
+        await wait_until(lambda: watcher.video_count >= 10, 15, "the viewer decodes")
+        await asyncio.sleep(1.0)  # let the requests of the viewer's own start settle
+        before = len(pli)
+        await asyncio.sleep(1.0)
+        assert len(pli) == before, "nothing asks for keyframes by itself"
+
+        ack = await viewer.call("rtc:keyframe", {"room": room_id})
+        assert ack == {"ok": True}
+        await wait_until(lambda: len(pli) > before, 1.0,
+                         "the broadcaster is asked for a keyframe within a second")
+        count = watcher.video_count
+        await wait_until(lambda: watcher.video_count >= count + 10, 5, "video goes on")
+
+        ack = await outsider.call("rtc:keyframe", {"room": room_id})
+        assert ack["error"]["code"] == "not_in_room"
+        ack = await viewer.call("rtc:keyframe", {"room": 5})
+        assert ack["error"]["code"] == "invalid_input"
+    finally:
+        await watcher.close()
+        await broadcaster.pc.close()
+
+
+async def test_the_anchors_disconnect_ends_the_broadcast_and_closes_viewers(
+    server: LiveServer,
+) -> None:
+    anchor, room_id = await setup_room(server)
+    broadcaster = await start_broadcaster(SocketSignal(anchor), room_id)  # type: ignore[arg-type]
+    viewer_clients = [await viewer_client(server, room_id, f"v{i}") for i in range(2)]
+    viewers = [await start_viewer(SocketSignal(c), room_id, f"v{i}")  # type: ignore[arg-type]
+               for i, c in enumerate(viewer_clients)]
+    media = server.services.media
+    try:
+        await wait_until(lambda: all(v.video_count >= 5 for v in viewers), 15, "media flowing")
+        await viewer_clients[0].wait_for("media", lambda d: d["live"], 5)
+        viewer_clients[0].events.clear()
+
+        await anchor.sio.disconnect()
+        await wait_until(lambda: media.peer_connection_count == 0, 2,
+                         "the broadcaster's and every viewer's pc close with the anchor's socket")
+        await viewer_clients[0].wait_for("media", lambda d: d["live"] is False, 5)
+        await wait_until(
+            lambda: all(v.pc.connectionState in ("closed", "failed") for v in viewers), 10,
+            "the viewers' own pcs see the end")
+        state = (await viewer_clients[1].call("join", {"room": room_id}))["room"]
+        assert state["media"]["live"] is False
+        ack = await viewer_clients[1].call("rtc:keyframe", {"room": room_id})
+        assert ack["error"]["code"] == "not_live"
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await broadcaster.pc.close()

@@ -8,6 +8,7 @@ import time
 import pytest
 from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
 
 from liveroom.media import (
     InvalidOffer,
@@ -16,6 +17,7 @@ from liveroom.media import (
     NotLive,
     UnsupportedCodec,
 )
+from liveroom.media._aiortc_internals import negotiated_codec
 
 from .conftest import Viewer, new_pc, start_broadcaster, start_viewer, wait_until
 
@@ -74,8 +76,18 @@ async def test_h264_broadcast_is_forwarded_as_h264(media: MediaService) -> None:
     try:
         await wait_until(lambda: video_count(viewer) >= 15, 8, "H.264 frames decoded")
         assert media.health("r_room3")["codec"] == "video/H264"
-        receiver_codecs = [t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video"]
-        assert receiver_codecs
+        # The viewer offered VP8 first (aiortc's default order); the relay's answer pins it to
+        # the broadcaster's H.264, so that is what the viewer negotiated and decodes.
+        offered = [line for line in viewer.pc.localDescription.sdp.splitlines()
+                   if line.startswith("a=rtpmap:")]
+        assert "VP8/90000" in offered[0]
+        (video,) = [t for t in viewer.pc.getTransceivers() if t.kind == "video"]
+        codec = negotiated_codec(video)
+        assert codec is not None
+        assert codec.mimeType == "video/H264"
+        answered = SessionDescription.parse(viewer.pc.remoteDescription.sdp)
+        (video_media,) = [m for m in answered.media if m.kind == "video"]
+        assert {c.mimeType for c in video_media.rtp.codecs} <= {"video/H264", "video/rtx"}
     finally:
         await viewer.close()
         await broadcaster.pc.close()
