@@ -200,7 +200,7 @@ def build_services(settings: Settings, redis_url: str, *,
 
     async def sale_changed(sale: Sale) -> None:
         if await sales.claim_push(sale):
-            await edge.emit_to("sale", sales.view(sale), sale.room_id)
+            await edge.emit_to("sale", await sales.view(sale), sale.room_id)
 
     sweeper = HoldSweeper(stock, on_change=sale_changed)
     order_store = SqliteOrderStore.in_data_dir(settings.data_dir)

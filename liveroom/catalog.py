@@ -221,5 +221,9 @@ class Catalog:
     async def product_view(self, product: Product) -> dict[str, Any]:
         """Product data as clients see it: with its live trust badges."""
         view = product.public()
-        view["badges"] = await self._badge_lookup(product) if self._badge_lookup else []
+        view["badges"] = await self.badges(product)
         return view
+
+    async def badges(self, product: Product) -> list[dict[str, Any]]:
+        """The product's trust badges as they are now (the ``badges`` list of every view)."""
+        return await self._badge_lookup(product) if self._badge_lookup else []

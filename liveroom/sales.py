@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -60,8 +60,24 @@ class SaleDesk:
         self._inventory = inventory
         self._now_ms = now_ms
 
-    def view(self, sale: Sale) -> dict[str, Any]:
-        return sale_view(sale, self._now_ms())
+    async def view(self, sale: Sale) -> dict[str, Any]:
+        """The sale as clients see it, with its product's trust badges read now: a badge
+        granted, revoked or expired since the sale began shows in every later read (the
+        ``badges`` push carries each change live)."""
+        return (await self.views([sale]))[0]
+
+    async def views(self, sales: Sequence[Sale]) -> list[dict[str, Any]]:
+        now = self._now_ms()
+        badges: dict[str, list[dict[str, Any]]] = {}
+        views = []
+        for sale in sales:
+            if sale.product_id not in badges:  # a room's sales often repeat a product
+                product = await self._catalog.get_product(sale.product_id)
+                badges[sale.product_id] = await self._catalog.badges(product)
+            view = sale_view(sale, now)
+            view["badges"] = badges[sale.product_id]
+            views.append(view)
+        return views
 
     async def create(self, anchor: User, room_id: str, payload: Payload) -> Sale:
         product_id = payload.ident("product_id")
@@ -123,7 +139,7 @@ class SaleDesk:
             sale = await self._inventory.get_sale(text_of(newest[0]))
         except UnknownSale:
             return {"sale": None}
-        return {"sale": self.view(sale)}
+        return {"sale": await self.view(sale)}
 
 
 class StockBroadcaster:

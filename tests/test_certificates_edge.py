@@ -146,3 +146,50 @@ async def test_certification_expiry_is_pushed(server: LiveServer) -> None:
     await viewer.wait_for("badges", lambda d: "refund-no-return" not in kinds(d["badges"]), 3)
     _, fresh = await server.request("GET", f"/api/products/{product['id']}")
     assert "refund-no-return" not in kinds(fresh["badges"])
+
+
+async def test_sales_carry_the_products_current_badges(server: LiveServer) -> None:
+    anchor = server.token("anchor", "Mei", user_id="u_mei")
+    _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Jade sale"})
+    room_id = room["id"]
+    # On sale, not pinned: the sale alone puts the product in the room.
+    _, product = await server.request("POST", "/api/products", anchor, {
+        "title": "Bangle", "category": "jewelry", "price_cents": 10_000, "brand": "B"})
+    viewer = await _joined_viewer(server, room_id)
+    status, sale = await server.request("POST", f"/api/rooms/{room_id}/sales", anchor, {
+        "product_id": product["id"], "stock": 5, "price_cents": 9_000, "per_user_limit": 1,
+        "duration_s": 300})
+    assert status == 201
+    assert sale["badges"] == product["badges"]  # the same list shape as the product's
+    assert "fake-one-pay-ten" in kinds(sale["badges"])
+    assert "vault-certified" not in kinds(sale["badges"])
+    pushed = await viewer.wait_for("sale", lambda d: d["id"] == sale["id"], 2)
+    assert pushed["badges"] == sale["badges"]
+
+    inspector = server.token("inspector", "Iris")
+    _, cert = await server.request("POST", "/api/certificates", inspector, {
+        "kind": "vault", "product_id": product["id"], "details": VAULT_DETAILS})
+    live = await viewer.wait_for("badges", lambda d: "vault-certified" in kinds(d["badges"]), 1)
+    assert live["product"] == product["id"]
+
+    # Every later read of the sale shows the grant, not the badges it started with.
+    _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
+    assert fresh["badges"] == live["badges"]
+    _, listing = await server.request("GET", f"/api/rooms/{room_id}/sales")
+    assert [s["badges"] for s in listing["sales"]] == [live["badges"]]
+    state = (await viewer.call("join", {"room": room_id}))["room"]
+    assert state["sale"]["id"] == sale["id"]
+    assert state["sale"]["badges"] == live["badges"]
+    vault = next(b for b in state["sale"]["badges"] if b["kind"] == "vault-certified")
+    assert vault["certificate"] == cert["id"]
+
+    await server.request("POST", f"/api/certificates/{cert['id']}/revoke", inspector,
+                         {"reason": "appraisal error"})
+    await viewer.wait_for("badges", lambda d: "vault-certified" not in kinds(d["badges"]), 1)
+    state = (await viewer.call("join", {"room": room_id}))["room"]
+    assert "vault-certified" not in kinds(state["sale"]["badges"])
+    status, ended = await server.request("POST", f"/api/sales/{sale['id']}/end", anchor)
+    assert status == 200
+    assert ended["badges"] == sale["badges"]
+    pushed = await viewer.wait_for("sale", lambda d: d["status"] == "ended", 2)
+    assert pushed["badges"] == sale["badges"]

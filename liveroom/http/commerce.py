@@ -77,21 +77,22 @@ class CommerceRoutes:
         user = self.api.user(request)
         sale = await self.desk.create(user, request.match_info["id"],
                                       await self.api.payload(request))
-        view = self.desk.view(sale)
+        view = await self.desk.view(sale)
         if await self.desk.claim_push(sale):
             await self.edge.emit("sale", view, room=sale.room_id)
         return json_response(view, 201)
 
     async def room_sales(self, request: web.Request) -> web.Response:
         sales = await self.desk.room_sales(request.match_info["id"])
-        return json_response({"sales": [self.desk.view(sale) for sale in sales]})
+        return json_response({"sales": await self.desk.views(sales)})
 
     async def get_sale(self, request: web.Request) -> web.Response:
-        return json_response(self.desk.view(await self.stock.get_sale(request.match_info["id"])))
+        sale = await self.stock.get_sale(request.match_info["id"])
+        return json_response(await self.desk.view(sale))
 
     async def end_sale(self, request: web.Request) -> web.Response:
         sale = await self.desk.end(self.api.user(request), request.match_info["id"])
-        view = self.desk.view(sale)
+        view = await self.desk.view(sale)
         if await self.desk.claim_push(sale):
             await self.edge.emit("sale", view, room=sale.room_id)
         return json_response(view)
