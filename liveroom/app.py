@@ -25,7 +25,7 @@ from trustbadges import CertificateService, ExpiryWatcher
 
 from .bus import ControlBus
 from .catalog import Catalog
-from .certification import BadgeFanout, CertificateDesk
+from .certification import BadgeFanout, CertificateDesk, ExpiryPlans
 from .clock import now_ms
 from .commerce import CertificationAdapter, FiguresPusher, InventoryLedger
 from .handoff_process import new_consumer
@@ -177,6 +177,8 @@ def build_services(settings: Settings, redis_url: str, *,
     catalog.set_badge_lookup(desk.badges)
     fanout = BadgeFanout(catalog, desk, edge.emit_to)
     certificates.add_listener(fanout.on_change)
+    expiry_watcher = ExpiryWatcher(certificates)
+    certificates.add_listener(ExpiryPlans(bus, expiry_watcher).on_change)
 
     media_pusher = MediaHealthPusher(edge)
     media = MediaService(
@@ -230,7 +232,7 @@ def build_services(settings: Settings, redis_url: str, *,
     return Services(settings=settings, redis=redis, signer=signer, bus=bus, catalog=catalog,
                     rooms=rooms, sio=sio, edge=edge, viewer_pusher=pusher,
                     certificates=certificates, certificate_desk=desk,
-                    expiry_watcher=ExpiryWatcher(certificates), media=media, media_router=router,
+                    expiry_watcher=expiry_watcher, media=media, media_router=router,
                     media_pusher=media_pusher, inventory_redis=inventory_redis,
                     inventory=stock, sweeper=sweeper, stock_pusher=stock_pusher, sales=sales,
                     order_store=order_store, payments=payments, orders=order_service,

@@ -1,5 +1,6 @@
-"""Certificates seen from the rooms: which product categories each kind may certify, and the
-live ``badges`` push to every room that shows an affected product, on every server process."""
+"""Certificates seen from the rooms: which product categories each kind may certify, the live
+``badges`` push to every room that shows an affected product, on every server process, and the
+news of each grant to every process's expiry watcher."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from trustbadges import BadgeChange, Certificate, CertificateService
+from trustbadges import BadgeChange, Certificate, CertificateService, ExpiryWatcher
 
+from .bus import ControlBus
 from .catalog import Catalog, Product
 from .exceptions import InvalidInput
 from .identity import User
 from .payload import Payload
 
-__all__ = ["KIND_CATEGORIES", "BadgeFanout", "CertificateDesk"]
+__all__ = ["KIND_CATEGORIES", "BadgeFanout", "CertificateDesk", "ExpiryPlans"]
 
 log = logging.getLogger("liveroom.certification")
 Emit = Callable[[str, Any, str], Awaitable[None]]
+GRANTED_MESSAGE = "certificate_granted"
 
 # Which product categories a certificate kind can vouch for (trust-commerce rules).
 KIND_CATEGORIES: dict[str, frozenset[str]] = {
@@ -86,3 +89,22 @@ class BadgeFanout:
             for room_id in await self._catalog.rooms_showing(product.id):
                 await self._emit("badges", {"product": product.id, "room": room_id,
                                             "badges": badges}, room_id)
+
+
+class ExpiryPlans:
+    """Every process plans every certificate's expiry and activation, whichever process issued
+    it: a grant is announced on the control bus and wakes each process's watcher, which reads
+    the new moment from the shared store. So an expiry is pushed on time even when the issuing
+    process has stopped (the other watchers race for it; the store lets one report it)."""
+
+    def __init__(self, bus: ControlBus, watcher: ExpiryWatcher) -> None:
+        self._bus = bus
+        self._watcher = watcher
+        bus.on(GRANTED_MESSAGE, self._granted_elsewhere)
+
+    async def on_change(self, change: BadgeChange) -> None:
+        if change.reason == "granted":
+            await self._bus.publish(GRANTED_MESSAGE, {"certificate": change.certificate_id})
+
+    async def _granted_elsewhere(self, payload: dict[str, Any]) -> None:
+        self._watcher.wake()

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,19 +77,24 @@ def named_children(parent: int, name: str) -> list[int]:
             and Path(f"/proc/{pid}/comm").read_text().strip() == name]
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+@asynccontextmanager
+async def running_cluster(workdir: Path, data_dir: Path | None = None,
+                          redis_url: str | None = None) -> AsyncIterator[Cluster]:
+    """``liveroom serve --workers 2`` on a free port; stopped with SIGTERM at the end (unless
+    the test stopped it already with ``stop_cluster``)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEROOM_")}
     env["LIVEROOM_SECRET"] = SECRET
+    args = ["--data-dir", str(data_dir or workdir)]
+    if redis_url is not None:
+        args += ["--redis-url", redis_url]
     # Output to a file, not a pipe: asyncio's wait() also waits for every holder of a pipe to
     # close it, and a killed worker's children may hold it for a moment after the supervisor.
-    output = tmp_path / "serve.out"
+    output = workdir / f"serve-{port}.out"
     with output.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "liveroom", "serve", "--workers", "2", "--port", str(port),
-            "--data-dir", str(tmp_path), env=env, stdout=sink,
-            stderr=asyncio.subprocess.DEVNULL)
+            *args, env=env, stdout=sink, stderr=asyncio.subprocess.DEVNULL)
     for _ in range(300):
         if b"serving on" in output.read_bytes():
             break
@@ -106,17 +112,29 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     try:
         yield cluster
     finally:
-        for client in cluster.clients:
-            if client.connected:
-                await client.disconnect()
-        await http.close()
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            started = time.monotonic()
-            code = await asyncio.wait_for(process.wait(), 60)
-            took = time.monotonic() - started
-            assert code == 0
-            assert took < 30, f"the supervisor took {took:.1f} s to stop"
+        await stop_cluster(cluster)
+
+
+async def stop_cluster(cluster: Cluster) -> None:
+    """Disconnect the test's clients and stop the supervisor gracefully (exit code 0)."""
+    for client in cluster.clients:
+        if client.connected:
+            await client.disconnect()
+    await cluster.http.close()
+    process = cluster.process
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = await asyncio.wait_for(process.wait(), 60)
+        took = time.monotonic() - started
+        assert code == 0
+        assert took < 30, f"the supervisor took {took:.1f} s to stop"
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with running_cluster(tmp_path) as running:
+        yield running
 
 
 async def test_clients_on_different_workers_share_rooms_stock_and_pushes(
@@ -273,3 +291,96 @@ async def test_a_viewer_on_another_worker_watches_the_broadcast(cluster: Cluster
         for each in viewers:
             await each.close()
         await broadcaster.pc.close()
+
+
+def badge_kinds(push: dict[str, Any]) -> list[str]:
+    return [badge["kind"] for badge in push["badges"]]
+
+
+async def jewelry_room(cluster: Cluster) -> tuple[str, str]:
+    anchor = cluster.token("anchor", "Mei", "u_mei")
+    _, room = await cluster.request("POST", "/api/rooms", anchor, {"title": "Jade"})
+    _, product = await cluster.request("POST", "/api/products", anchor, {
+        "title": "Bangle", "category": "jewelry", "price_cents": 9_900})
+    status, _ = await cluster.request("POST", f"/api/rooms/{room['id']}/pin", anchor,
+                                      {"product_id": product["id"]})
+    assert status == 200
+    return room["id"], product["id"]
+
+
+VAULT = {"material": "jade", "weight_mg": 40_000, "grade": "A", "appraiser": "Lin",
+         "photo_sha256": ["ab" * 32]}
+
+
+async def test_revoke_and_expiry_reach_clients_on_every_worker_within_a_second(
+    cluster: Cluster,
+) -> None:
+    room_id, product_id = await jewelry_room(cluster)
+    # Whichever worker answers the HTTP calls below, one of these is on the other one.
+    clients = [await cluster.connect_on(worker, lambda: cluster.token("viewer", "V"))
+               for worker in (0, 1)]
+    for client in clients:
+        assert (await client.call("join", {"room": room_id}))["ok"]
+    admin = cluster.token("admin", "Ada")
+
+    _, cert = await cluster.request("POST", "/api/certificates", admin, {
+        "kind": "vault", "product_id": product_id, "details": VAULT})
+    for client in clients:
+        await client.wait_for("badges", lambda d: "vault-certified" in badge_kinds(d), 2)
+        client.events.clear()
+    started = time.monotonic()
+    status, _ = await cluster.request("POST", f"/api/certificates/{cert['id']}/revoke", admin,
+                                      {"reason": "appraisal error"})
+    assert status == 200
+    for client in clients:
+        push = await client.wait_for("badges", timeout=1.0)
+        assert "vault-certified" not in badge_kinds(push)
+    assert time.monotonic() - started < 1.0
+
+    expires_at = now_ms() + 2_500
+    status, expiring = await cluster.request("POST", "/api/certificates", admin, {
+        "kind": "vault", "product_id": product_id, "details": VAULT,
+        "expires_at": expires_at})
+    assert status == 201
+    for client in clients:
+        await client.wait_for("badges", lambda d: "vault-certified" in badge_kinds(d), 2)
+        client.events.clear()
+    for client in clients:
+        push = await client.wait_for("badges", timeout=5.0)
+        lag_ms = now_ms() - expires_at
+        assert "vault-certified" not in badge_kinds(push)
+        assert lag_ms < 1_000, f"the expiry reached a worker's client {lag_ms} ms late"
+    await asyncio.sleep(0.3)
+    assert all(len(client.received("badges")) == 1 for client in clients), \
+        "the expiry is pushed once, not once per worker"
+    _, check = await cluster.request("GET", f"/api/certificates/{expiring['id']}")
+    assert (check["valid"], check["reason"]) == (False, "expired")
+
+
+async def test_an_expiry_is_pushed_after_the_issuing_server_has_stopped(
+    tmp_path: Path, redis: Any, redis_url: str,
+) -> None:
+    """Two servers (two supervisors, two workers each) share Redis and the data dir; the one
+    that issued a certificate stops before it expires, and the other pushes the expiry."""
+    shared = tmp_path / "data"
+    async with running_cluster(tmp_path, shared, redis_url) as staying, \
+            running_cluster(tmp_path, shared, redis_url) as leaving:
+        room_id, product_id = await jewelry_room(staying)
+        viewer, _ = await staying.connect(staying.token("viewer", "V"))
+        assert (await viewer.call("join", {"room": room_id}))["ok"]
+
+        # Long enough for the issuer to stop first, short next to the watchers' 30 s rechecks.
+        expires_at = now_ms() + 6_000
+        status, _ = await leaving.request("POST", "/api/certificates", leaving.token("admin"), {
+            "kind": "vault", "product_id": product_id, "details": VAULT,
+            "expires_at": expires_at})
+        assert status == 201
+        await viewer.wait_for("badges", lambda d: "vault-certified" in badge_kinds(d), 2)
+        viewer.events.clear()
+
+        await stop_cluster(leaving)
+        assert now_ms() < expires_at - 500, "the issuer stopped too slowly for this test"
+        push = await viewer.wait_for("badges", timeout=(expires_at - now_ms()) / 1000 + 3)
+        lag_ms = now_ms() - expires_at
+        assert "vault-certified" not in badge_kinds(push)
+        assert lag_ms < 1_000, f"the expiry was pushed {lag_ms} ms late"

@@ -478,10 +478,12 @@ def _row_matches(row: StoredCertificate, document: dict[str, Any]) -> bool:
 class ExpiryWatcher:
     """Owner of the loop that reports expiries (and delayed activations) when they happen.
 
-    It sleeps until the soonest pending moment, re-plans at once when a certificate is issued
-    in this process, and wakes at least every ``max_sleep_s`` to pick up certificates issued
-    by other processes. When several processes share the data dir, the audit table's
-    uniqueness makes exactly one of them report each expiry.
+    It sleeps until the soonest pending moment and re-plans at once when a certificate is
+    issued in this process, or when ``wake()`` says another process issued one (the caller
+    carries that news between processes); it also wakes at least every ``max_sleep_s``, in case
+    such news was lost. When several processes share the data dir, every one of them plans every
+    expiry, and the audit table's uniqueness makes exactly one of them report it: an expiry is
+    reported on time even if the process that issued the certificate has stopped.
     """
 
     def __init__(self, service: CertificateService, *, max_sleep_s: float = 30.0) -> None:
@@ -506,6 +508,10 @@ class ExpiryWatcher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    def wake(self) -> None:
+        """Re-plan from the store now: a certificate was issued elsewhere."""
+        self._wake.set()
 
     def _on_change(self, change: BadgeChange) -> None:
         if change.reason in ("granted", "revoked"):

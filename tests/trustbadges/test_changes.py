@@ -209,3 +209,34 @@ async def test_each_expiry_reported_once_across_processes_and_restarts(data_dir:
     assert [(c.certificate_id, c.reason) for c in changes] == [(missed.id, "expired")]
     assert await third.process_due_transitions() == []
     await third.close()
+
+
+async def test_a_woken_watcher_plans_a_certificate_another_process_issued(
+    data_dir: Path,
+) -> None:
+    # Two services on one data dir stand for two server processes; the issuer has no watcher
+    # running (it stopped), so only the other one can report the expiry.
+    issuer = CertificateService.open(data_dir)
+    other = CertificateService.open(data_dir)
+    recorder = Recorder()
+    other.add_listener(recorder)
+    watcher = ExpiryWatcher(other, max_sleep_s=30.0)
+    watcher.start()
+    try:
+        await asyncio.sleep(0.05)  # planned with nothing pending: asleep for 30 s
+        expires_at = wall_clock_ms() + 400
+        cert = await issuer.issue(
+            *INSPECTOR,
+            "vault",
+            product_id=PRODUCT_ID,
+            details=vault_details(),
+            expires_at=expires_at,
+        )
+        await issuer.close()
+        watcher.wake()  # what the news of the grant does in every other process
+        expired, fired_at = await recorder.next()
+        assert (expired.reason, expired.certificate_id) == ("expired", cert.id)
+        assert expires_at <= fired_at <= expires_at + 1000, fired_at - expires_at
+    finally:
+        await watcher.close()
+        await other.close()
