@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,37 @@ async def test_a_partial_checkout_leaves_the_rest_held(server):
     assert report["orders"]["found"] == checked
     assert report["server"]["sold"] == checked
     assert report["server"]["held"] == 60 - checked
+
+
+async def _stall_when_the_sale_opens(server, stall_s: float) -> float:
+    """Block the event loop (the generator's, and here the server's too) for ``stall_s`` from
+    the moment the load test's sale opens; returns that moment (wall-clock seconds)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        _, body = await server.request("GET", "/api/rooms")
+        sales = [room["sale"] for room in body["rooms"] if room.get("sale")]
+        if sales:
+            opens_at = float(sales[0]["starts_at"]) / 1000.0
+            break
+        await asyncio.sleep(0.01)
+    loop.call_at(loop.time() + (opens_at - time.time()), time.sleep, stall_s)
+    return opens_at
+
+
+async def test_a_stalled_generator_shows_up_as_latency_not_as_a_lighter_load(server):
+    # Every buy is intended within 20 ms after T0 and the loop is blocked for 500 ms from the
+    # opening: a generator that timed buys from when it managed to send them (coordinated
+    # omission) would report a few milliseconds; counted from the intended time, each buy
+    # waited out the stall.
+    config = SpikeConfig(url=server.url, anchor_token=server.token("anchor", "Loady"),
+                         buyers=40, stock=10, attempts=1, jitter_ms=20.0, quiet=True)
+    stall = asyncio.create_task(_stall_when_the_sale_opens(server, 0.5))
+    report = await run_spike(config)
+    await stall
+    assert report["audit"]["passed"] is True, report["audit"]
+    assert report["latency_ms"]["count"] == 40
+    assert report["latency_ms"]["min"] >= 400, report["latency_ms"]
+    assert report["latency_ms"]["p50"] >= 400
+    # The buys left the generator late, and the report says so.
+    assert report["send_lag_ms"]["p50"] >= 400, report["send_lag_ms"]
+    assert any("send lag" in warning for warning in report["generator"]["warnings"])
