@@ -49,6 +49,7 @@ $(STAMP): requirements.lock pyproject.toml
 web-deps: $(WEB_STAMP)
 
 $(WEB_STAMP): web/package.json web/package-lock.json
+	@scripts/ensure-apt.sh npm npm
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(WEB_STAMP)
 

@@ -1,7 +1,8 @@
 """Locust version of the spike scenario, for teams that already run Locust.
 
 Only Locust imports this file (``locust -f loadtests/locustfile.py``); nothing else in the
-project does, so Locust is not a dependency. It needs ``pip install locust websockets``.
+project does, so Locust is not a runtime dependency (the ``test`` extra has it, for
+``tests/loadtests/test_locust.py``). Elsewhere: ``pip install locust websockets``.
 
 The master (or the single local process) plays the anchor when the test starts: it creates a
 room, a product and a flash sale, then tells every worker the sale over Locust's message
@@ -85,7 +86,7 @@ def _open_sale(environment: Any, **_: Any) -> None:
         environment.runner.send_message(SALE_MESSAGE, dict(_scenario))
 
 
-class SocketIOBuyer(User):  # type: ignore[misc]
+class SocketIOBuyer(User):
     """A viewer who joins the room and keeps trying to buy, one unit at a time."""
 
     wait_time = between(0.2, 1.0)
@@ -97,8 +98,11 @@ class SocketIOBuyer(User):  # type: ignore[misc]
             if time.monotonic() > deadline:
                 raise RuntimeError("no sale: the anchor could not open one (see the log above)")
             time.sleep(0.05)
-        session = _http(self.host, "POST", "/api/session", body={"name": "locust buyer"})
-        url = self.host.replace("http", "ws", 1).rstrip("/")
+        host = self.host
+        if not host:
+            raise RuntimeError("no server: pass --host http://SERVER:PORT")
+        session = _http(host, "POST", "/api/session", body={"name": "locust buyer"})
+        url = host.replace("http", "ws", 1).rstrip("/")
         self.ws: ClientConnection = self.stack.enter_context(
             connect(url + "/socket.io/?EIO=4&transport=websocket", compression=None))
         self.ids = itertools.count()
@@ -139,7 +143,7 @@ class SocketIOBuyer(User):  # type: ignore[misc]
             response_time=(time.perf_counter() - started) * 1000, response_length=0)
         return answer
 
-    @task  # type: ignore[untyped-decorator]
+    @task
     def buy(self) -> None:
         self.attempt += 1
         answer = self._timed("buy", {"sale": _scenario["sale"], "qty": 1,

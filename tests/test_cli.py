@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
+import redis.asyncio as aioredis
 
 from liveroom.clock import now_ms
-from liveroom.identity import Role, TokenSigner
+from liveroom.identity import Role, TokenSigner, User
 from liveroom.redis_server import free_port
 
 LIVEROOM = [sys.executable, "-m", "liveroom"]
@@ -84,6 +87,65 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in path.read_text().split()] if path.exists() else []
 
 
+def _redis_children(pid: int) -> list[int]:
+    return [child for child in _children(pid)
+            if "redis-server" in Path(f"/proc/{child}/cmdline").read_text()]
+
+
+async def _serve_until_ready(*args: str, env: dict[str, str] | None = None,
+                             ) -> tuple[asyncio.subprocess.Process, str]:
+    """``liveroom serve ARGS`` started and its stdout read up to ``serving on``."""
+    proc = await asyncio.create_subprocess_exec(
+        *LIVEROOM, "serve", *args, env=env or _env(), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    output: list[str] = []
+    while "serving on" not in (output[-1] if output else ""):
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert line, "server exited early:\n" + "".join(output)
+        output.append(line)
+    return proc, "".join(output)
+
+
+def _printed(text: str, label: str) -> str:
+    match = re.search(rf"^  {label}:\s+(\S+)", text, re.MULTILINE)
+    assert match, f"{label!r} is not in the demo output:\n{text}"
+    return match.group(1)
+
+
+async def _check_demo_output(text: str, port: int, data_dir: Path, room_id: str) -> None:
+    """The URLs and tokens ``serve --demo`` prints lead a newcomer to the demo room."""
+    base = f"http://127.0.0.1:{port}"
+    signer = TokenSigner((data_dir / "secret").read_bytes().strip(), 60, now_ms)
+    tokens = {role: _printed(text, f"{role} token") for role in ("anchor", "inspector", "admin")}
+    users = {role: signer.verify(token) for role, token in tokens.items()}
+    assert {role: user.role.value for role, user in users.items()} == {
+        "anchor": "anchor", "inspector": "inspector", "admin": "admin"}
+    assert _printed(text, "viewer room") == f"{base}/r/{room_id}"
+    assert _printed(text, "anchor studio") == f"{base}/studio/{room_id}#token={tokens['anchor']}"
+    assert _printed(text, "inspector desk") == f"{base}/inspect#token={tokens['inspector']}"
+    async with aiohttp.ClientSession() as http:
+        for url in (f"{base}/r/{room_id}", f"{base}/studio/{room_id}", f"{base}/inspect"):
+            async with http.get(url) as response:
+                assert response.status == 200, url
+                assert response.content_type == "text/html"
+        async with http.get(f"{base}/api/rooms/{room_id}") as response:
+            room = await response.json()
+        assert room["anchor"]["id"] == users["anchor"].id
+        async with http.get(f"{base}/api/products", headers={
+                "Authorization": f"Bearer {tokens['anchor']}"}) as response:
+            assert response.status == 200
+            products = (await response.json())["products"]
+    assert sorted((p["category"], p["title"]) for p in products) == [
+        ("essential_oil", "Lavender essential oil 30 ml"),
+        ("jewelry", "Hetian jade bangle"),
+        ("phone_used", "iPhone 13 128 GB, second-hand"),
+    ]
+    assert all(p["anchor_id"] == users["anchor"].id for p in products)
+    assert all(isinstance(p["price_cents"], int) and p["price_cents"] > 0 for p in products)
+
+
 async def test_serve_demo_starts_embedded_redis_and_stops_cleanly_on_sigterm(
     tmp_path: Path,
 ) -> None:
@@ -118,6 +180,7 @@ async def test_serve_demo_starts_embedded_redis_and_stops_cleanly_on_sigterm(
     assert "vault-certified" in [badge["kind"] for badge in rooms[0]["pinned"]["badges"]]
     assert rooms[0]["sale"]["status"] == "scheduled", "a newcomer sees a flash-sale countdown"
     assert rooms[0]["sale"]["product"] == rooms[0]["pinned"]["id"]
+    await _check_demo_output(text, port, tmp_path, rooms[0]["id"])
     # The server runs its own full garbage collections (liveroom/collector.py) and times them.
     async with aiohttp.ClientSession() as http:
         for _ in range(50):
@@ -139,24 +202,59 @@ async def test_serve_demo_starts_embedded_redis_and_stops_cleanly_on_sigterm(
 async def test_demo_data_survives_a_restart(tmp_path: Path) -> None:
     async def start_and_list() -> list[str]:
         port = free_port()
-        proc = await asyncio.create_subprocess_exec(
-            *LIVEROOM, "serve", "--demo", "--data-dir", str(tmp_path), "--port", str(port),
-            env=_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )
-        assert proc.stdout is not None
-        while b"serving on" not in await asyncio.wait_for(proc.stdout.readline(), 30):
-            pass
+        proc, text = await _serve_until_ready("--demo", "--data-dir", str(tmp_path),
+                                              "--port", str(port))
+        redis_pids = _redis_children(proc.pid)
+        assert len(redis_pids) == 1
         async with (
             aiohttp.ClientSession() as http,
             http.get(f"http://127.0.0.1:{port}/api/rooms") as response,
         ):
             ids = [room["id"] for room in (await response.json())["rooms"]]
+        await _check_demo_output(text, port, tmp_path, ids[0])
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
+        await asyncio.sleep(0.1)
+        assert not Path(f"/proc/{redis_pids[0]}").exists(), "SIGINT orphaned redis-server"
         return ids
 
     first = await start_and_list()
     assert await start_and_list() == first
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+async def test_serve_uses_the_given_redis_and_starts_none_of_its_own(
+    tmp_path: Path, redis: aioredis.Redis, redis_url: str, how: str,
+) -> None:
+    port = free_port()
+    args = ["--data-dir", str(tmp_path), "--port", str(port)]
+    env = _env(LIVEROOM_SECRET="cli-redis-url-secret-0123456789")
+    if how == "flag":
+        args += ["--redis-url", redis_url]
+    else:
+        env["LIVEROOM_REDIS_URL"] = redis_url
+    proc, _ = await _serve_until_ready(*args, env=env)
+    assert _redis_children(proc.pid) == [], "no embedded redis-server with a Redis URL"
+    assert not (tmp_path / "redis").exists()
+
+    signer = TokenSigner(b"cli-redis-url-secret-0123456789", 600, now_ms)
+    anchor = signer.issue(User("u_anchor", "Mei", Role.ANCHOR))
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url + "/readyz") as response:
+            assert response.status == 200
+        async with http.post(url + "/api/rooms", json={"title": "On the shared Redis"},
+                             headers={"Authorization": f"Bearer {anchor}"}) as response:
+            assert response.status == 201
+            room = await response.json()
+        async with http.get(url + "/api/rooms") as response:
+            assert [r["id"] for r in (await response.json())["rooms"]] == [room["id"]]
+    # The room is in the Redis the URL names (the test's own redis-server), not elsewhere.
+    assert await redis.zscore("rooms:live", room["id"]) is not None
+
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    assert await redis.ping(), "stopping the server leaves a Redis it did not start running"
 
 
 async def test_serve_records_every_reservation_through_its_consumer_process(
@@ -184,8 +282,6 @@ async def test_serve_records_every_reservation_through_its_consumer_process(
     assert len(consumers) == 1, "the hand-off consumer runs in a child process"
 
     signer = TokenSigner(b"cli-consumer-secret-0123456789", 600, now_ms)
-    from liveroom.identity import User
-
     anchor = signer.issue(User("u_anchor", "Mei", Role.ANCHOR))
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {anchor}"}

@@ -53,6 +53,26 @@ async def test_two_clients_join_chat_and_see_viewer_counts(server: LiveServer) -
     assert [m["text"] for m in history] == ["is the jade real?"]
 
 
+async def test_leave_lowers_the_count_and_stops_the_room_broadcasts(server: LiveServer) -> None:
+    _, room_id = await make_room(server)
+    ann = await joined(server, room_id, "Ann")
+    bo = await joined(server, room_id, "Bo")
+    await ann.wait_for("viewers", lambda d: d == {"room": room_id, "count": 2})
+    assert (await ann.call("chat", {"room": room_id, "text": "before"}))["ok"]
+    await bo.wait_for("chat", lambda m: m["text"] == "before")
+
+    assert await bo.call("leave", {"room": room_id}) == {"ok": True}
+    await ann.wait_for("viewers", lambda d: d == {"room": room_id, "count": 1})
+    assert (await ann.call("chat", {"room": room_id, "text": "after"}))["ok"]
+    await ann.wait_for("chat", lambda m: m["text"] == "after")
+    await asyncio.sleep(0.3)  # a broadcast to bo would have arrived with ann's copy
+    assert [m["text"] for m in bo.received("chat")] == ["before"]
+    # Bo is out on the server too, not just unsubscribed: its chat is refused.
+    refused = await bo.call("chat", {"room": room_id, "text": "hi"})
+    assert refused["error"]["code"] == "not_in_room"
+    assert (await bo.call("leave", {"room": room_id}))["error"]["code"] == "not_in_room"
+
+
 async def test_viewer_pushes_are_coalesced(server: LiveServer) -> None:
     _, room_id = await make_room(server)
     watcher = await joined(server, room_id, "Watcher")

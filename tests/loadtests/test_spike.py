@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
 import json
+import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from loadtests import Profile, ScenarioError, SpikeConfig, run_spike
+from loadtests._worker import _CpuMeter
 
 
 async def test_a_spike_from_two_processes_sells_exactly_the_stock_within_the_limit(
@@ -123,3 +128,122 @@ async def test_a_partial_checkout_leaves_the_rest_held(server):
     assert report["orders"]["found"] == checked
     assert report["server"]["sold"] == checked
     assert report["server"]["held"] == 60 - checked
+
+
+async def _stall_when_the_sale_opens(server, stall_s: float) -> float:
+    """Block the event loop (the generator's, and here the server's too) for ``stall_s`` from
+    the moment the load test's sale opens; returns that moment (wall-clock seconds)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        _, body = await server.request("GET", "/api/rooms")
+        sales = [room["sale"] for room in body["rooms"] if room.get("sale")]
+        if sales:
+            opens_at = float(sales[0]["starts_at"]) / 1000.0
+            break
+        await asyncio.sleep(0.01)
+    loop.call_at(loop.time() + (opens_at - time.time()), time.sleep, stall_s)
+    return opens_at
+
+
+async def test_a_stalled_generator_shows_up_as_latency_not_as_a_lighter_load(server):
+    # Every buy is intended within 20 ms after T0 and the loop is blocked for 500 ms from the
+    # opening: a generator that timed buys from when it managed to send them (coordinated
+    # omission) would report a few milliseconds; counted from the intended time, each buy
+    # waited out the stall.
+    config = SpikeConfig(url=server.url, anchor_token=server.token("anchor", "Loady"),
+                         buyers=40, stock=10, attempts=1, jitter_ms=20.0, quiet=True)
+    stall = asyncio.create_task(_stall_when_the_sale_opens(server, 0.5))
+    report = await run_spike(config)
+    await stall
+    assert report["audit"]["passed"] is True, report["audit"]
+    assert report["latency_ms"]["count"] == 40
+    assert report["latency_ms"]["min"] >= 400, report["latency_ms"]
+    assert report["latency_ms"]["p50"] >= 400
+    # The buys left the generator late, and the report says so.
+    assert report["send_lag_ms"]["p50"] >= 400, report["send_lag_ms"]
+    assert any("send lag" in warning for warning in report["generator"]["warnings"])
+
+
+async def test_viewer_churn_runs_during_a_spike_and_is_reported(server, tmp_path: Path):
+    report_path = tmp_path / "churn.json"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "loadtests", "spike", "--url", server.url,
+        "--anchor-token", server.token("anchor", "Loady"), "--buyers", "100", "--stock", "20",
+        "--attempts", "3", "--attempt-gap-ms", "500", "--churn-rate", "30",
+        "--json", str(report_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    text = stderr.decode()
+    assert process.returncode == 0, text[-3000:]
+    report = json.loads(report_path.read_text())
+    assert report["audit"]["passed"] is True
+    assert report["reserved"] == 20
+    churn = report["churn"]
+    # About 30 a second for the second or so the buys last: extra viewers really came and went.
+    assert churn["connect_ms"]["count"] >= 5, churn
+    assert churn["failed"] == 0
+    assert f"churn       {churn['connect_ms']['count']} viewers came and went" in text
+
+
+async def test_a_ramp_run_passes_the_audit_and_its_arrivals_climb(server):
+    config = SpikeConfig(url=server.url, anchor_token=server.token("anchor", "Loady"),
+                         buyers=80, stock=30, attempts=1, profile=Profile.RAMP,
+                         duration_s=1.0, quiet=True)
+    report = await run_spike(config)
+    assert report["profile"] == "ramp"
+    assert report["audit"]["passed"] is True, report["audit"]
+    assert (report["reserved"], report["oversold"]) == (30, 0)
+    assert report["statuses"] == {"reserved": 30, "sold_out": 50}
+    # A linear ramp puts a quarter of the arrivals in the first half of the window.
+    sent = [bucket["sent"] for bucket in report["throughput"]["buckets"]]
+    assert sum(sent) == 80
+    assert sum(sent[:5]) * 2 < sum(sent[5:]), sent
+
+
+async def test_a_soak_run_spreads_each_buyers_attempts_over_the_window(server):
+    config = SpikeConfig(url=server.url, anchor_token=server.token("anchor", "Loady"),
+                         buyers=40, stock=1000, per_user_limit=1, attempts=3,
+                         profile=Profile.SOAK, duration_s=1.5, quiet=True)
+    report = await run_spike(config)
+    assert report["profile"] == "soak"
+    assert report["audit"]["passed"] is True, report["audit"]
+    assert report["statuses"] == {"reserved": 40, "limit_reached": 80}
+    assert report["server"]["remaining"] == 960
+    sent = [bucket["sent"] for bucket in report["throughput"]["buckets"]]
+    assert sum(sent) == 120
+    # Buys keep coming through the window: some in its first and some in its last quarter.
+    assert sum(sent[:4]) > 0, sent
+    assert sum(sent[11:]) > 0, sent
+
+
+async def test_the_live_progress_display_prints_progress_lines(server):
+    stream = io.StringIO()
+    config = SpikeConfig(url=server.url, anchor_token=server.token("anchor", "Loady"),
+                         buyers=30, stock=10, attempts=2, profile=Profile.STEADY,
+                         duration_s=2.0)
+    report = await run_spike(config, progress_stream=stream)
+    text = stream.getvalue()
+    assert text.startswith("connecting 30 buyers in 1 process(es) to room r_"), text
+    progress = re.findall(r"^sent (\d+)/60  answered (\d+)  p99 \S+ (?:ms)?\s*\[", text,
+                          re.MULTILINE)
+    assert progress, text
+    assert all(int(answered) <= int(sent) <= 60 for sent, answered in progress)
+    assert "\r" not in text, "not a terminal: whole lines, no rewriting in place"
+    assert "audit       PASSED" in text
+    assert report["audit"]["passed"] is True
+
+
+async def test_the_cpu_meter_reports_the_generators_work():
+    meter = _CpuMeter()
+    meter.start()
+    await asyncio.sleep(0.3)
+    busy_until = time.process_time() + 0.8
+    while time.process_time() < busy_until:  # real work, yielding so the meter can sample
+        hashlib.sha256(b"x" * 100_000).digest()
+        await asyncio.sleep(0)
+    await meter.close()
+    summary = meter.summary()
+    assert summary["cpu_s"] >= 0.8, summary
+    assert summary["wall_s"] >= 1.0, summary
+    assert summary["mean_core_fraction"] > 0.0, summary
+    assert summary["peak_core_fraction"] > 0.2, summary
