@@ -83,7 +83,7 @@ function connect() {
   socket.on("stock", onStock);
   socket.on("badges", onBadges);
   socket.on("media", (data) => data.room === roomId && watcher && watcher.onLive(data));
-  socket.on("order", () => orders && orders.refresh());
+  socket.on("order", (order) => orders && orders.onPush(order));
 }
 
 async function joinRoom() {
@@ -381,9 +381,13 @@ async function placeOrder(event) {
       city: $("#ship-city").value.trim(),
     }, payment === "cod" ? "cod" : { method: "online", card: $("#card").value.replace(/\s/g, "") });
     closeCheckout();
-    setResult("#buy-result", payment === "cod"
-      ? `Order placed: pay ${formatCents(order.total_cents)} in cash when it arrives.`
-      : `Order placed and paid: ${formatCents(order.total_cents)}.`, true);
+    if (payment === "cod") {
+      setResult("#buy-result", `Order placed: pay ${formatCents(order.total_cents)} in cash when it arrives.`, true);
+    } else if (order.status === "created") {
+      // The provider decides later: the outcome comes with the `order` push (Orders.onPayment).
+      setResult("#buy-result", `Order placed, awaiting payment: ${formatCents(order.total_cents)} `
+        + "from your card. The result appears here in a moment.", true);
+    }
   } catch (error) {
     $("#place-order").disabled = false;
     setResult("#checkout-result", describeError(error), false);
@@ -420,7 +424,8 @@ async function main() {
   try {
     await ensureSession();
     clock.sync().catch(() => {}); // room state's server_time is the fallback
-    orders = new Orders(() => state.token, () => state.socket);
+    orders = new Orders(() => state.token, () => state.socket,
+      (text, ok) => setResult("#buy-result", text, ok));
     $("#orders-refresh").addEventListener("click", () => orders.refresh());
     watcher = new Watcher(roomId, () => state.socket, $("#video"), $("#video-overlay"), $("#unmute"));
     connect();
