@@ -1,11 +1,13 @@
-"""Flash sale from the studio, bought and checked out (cash on delivery) on a phone.
-
-NOT COLLECTED YET (the file name does not match test_*.py): it needs the flash-sale REST and
-``buy`` (docs/protocol.md, "Flash sales") and the ``checkout`` event plus ``GET /api/orders``,
-which were not on main when this was written. Rename to ``test_flash_sale.py`` once they land.
+"""Flash sales in a real browser: started in the studio, bought on a phone and checked out with
+cash on delivery (the studio's live figures follow) or paid online through the sandbox provider
+(approved, declined and paid again); the countdown follows the server's clock even when the
+phone's clock is wrong.
 """
 
 from __future__ import annotations
+
+import re
+import time
 
 from playwright.async_api import Page, expect
 
@@ -71,6 +73,13 @@ async def test_flash_sale_bought_and_checked_out_cash_on_delivery(server: LiveSe
     await expect(order).to_contain_text(f"1 {TIMES} Hetian jade bangle")
     await expect(order).to_contain_text("cash on delivery")
     await expect(studio.locator("#sale-sold")).to_have_text("1")
+
+    # The studio's live figures count the order: one buyer among the two people in the room
+    # (the viewer and the anchor's own studio).
+    await expect(studio.locator("#fig-gmv")).to_have_text("¥999.00")
+    await expect(studio.locator("#fig-orders")).to_have_text("1")
+    await expect(studio.locator("#fig-aov")).to_have_text("¥999.00")
+    await expect(studio.locator("#fig-conversion")).to_have_text("50.0%")
 
     # The per-person limit answers at once.
     await viewer.click("#buy")
@@ -154,3 +163,63 @@ async def test_online_payment_waits_for_the_provider_approved_and_declined(
     await pages.shot(viewer, "online-paid-again-phone")
     pages.assert_clean()
 
+
+def skewed_clock(skew_ms: int) -> str:
+    """An init script that sets the page's clock ``skew_ms`` off (``Date`` only, as a phone's
+    wrong clock would; timers still run at the real pace)."""
+    return f"""(() => {{
+        const RealDate = Date;
+        const skew = {skew_ms};
+        class SkewedDate extends RealDate {{
+            constructor(...args) {{
+                if (args.length === 0) super(RealDate.now() + skew); else super(...args);
+            }}
+            static now() {{ return RealDate.now() + skew; }}
+        }}
+        globalThis.Date = SkewedDate;
+    }})();"""
+
+
+def countdown_seconds(text: str) -> int:
+    """ "Starts in 0:07" -> 7, "Ends in 1:59" -> 119."""
+    match = re.search(r"(\d+):(\d\d)$", text.strip())
+    assert match, text
+    return int(match[1]) * 60 + int(match[2])
+
+
+async def test_countdown_follows_the_server_clock_on_a_wrong_phone_clock(
+        server: LiveServer, pages: Pages) -> None:
+    stage = await open_room(server)
+    room_id = stage.room["id"]
+    ahead = await pages.open(f"{server.url}/r/{room_id}", PHONE,
+                             init_script=skewed_clock(3_600_000))  # an hour fast
+    behind = await pages.open(f"{server.url}/r/{room_id}", PHONE,
+                              init_script=skewed_clock(-600_000))  # ten minutes slow
+    assert abs(await ahead.evaluate("Date.now()") - time.time() * 1000 - 3_600_000) < 60_000
+    await expect(ahead.locator("#product-title")).to_have_text("Hetian jade bangle")
+    await expect(behind.locator("#product-title")).to_have_text("Hetian jade bangle")
+
+    sale = await start_sale(server, stage, stage.products[0], starts_in_s=6, duration_s=120)
+    starts_in_s = (sale["starts_at"] - sale["server_time"]) / 1000
+    for page in (ahead, behind):
+        countdown = page.locator("#sale-countdown")
+        await expect(countdown).to_contain_text("Starts in 0:0")
+        # The server's own count, give or take the moment the page read it (whole seconds,
+        # rounded up).
+        assert starts_in_s - 3 <= countdown_seconds(await countdown.inner_text()) <= starts_in_s + 1
+        await expect(page.locator("#buy")).to_be_disabled()
+    await pages.shot(ahead, "countdown-clock-ahead-phone")
+
+    # The sale opens on the server's clock on both phones, and runs its full two minutes.
+    for page in (ahead, behind):
+        await expect(page.locator("#buy")).to_be_enabled(timeout=12_000)
+        countdown = page.locator("#sale-countdown")
+        await expect(countdown).to_contain_text("Ends in")
+        assert 110 <= countdown_seconds(await countdown.inner_text()) <= 121
+    await behind.click("#buy")
+    await expect(behind.locator("#buy-result")).to_contain_text(
+        f"Reserved 1 {TIMES} Hetian jade bangle")
+    # The hold's countdown (checkout) also runs on the server's clock: 120 s by default.
+    assert 110 <= countdown_seconds(await behind.locator("#hold-countdown").inner_text()) <= 121
+    await pages.shot(behind, "countdown-clock-behind-phone")
+    pages.assert_clean()
