@@ -91,6 +91,7 @@ async function joinRoom() {
   if (!answer.ok) {
     const err = ackError(answer);
     if (err.code === "room_ended") onRoomEnded();
+    else if (err.code === "banned") onBanned();
     else if (err.code === "unknown_room") showError("This room does not exist. Pick a live room on the home page.");
     else showError(err);
     return;
@@ -154,11 +155,15 @@ function onModeration(event) {
   } else if (mine && event.action === "unmuted") {
     showBanner("You can chat again.", { kind: "notice", autoHideMs: 4000 });
   } else if (mine && event.action === "banned") {
-    state.ended = true;
-    $("#chat-input").disabled = true;
-    showError("The host removed you from this room.");
-    if (watcher) watcher.stop("You were removed from this room.");
+    onBanned();
   }
+}
+
+function onBanned() {
+  state.ended = true;
+  $("#chat-input").disabled = true;
+  showError("The host removed you from this room. Find another live room on the home page.");
+  if (watcher) watcher.stop("You were removed from this room.");
 }
 
 async function sendChat(event) {
