@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
 
@@ -59,12 +59,16 @@ class Pages:
         self.artifacts = ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]", "_", test_name)
 
     async def open(self, url: str, viewport: dict[str, int] = PHONE,
-                   init_script: str | None = None) -> Page:
-        """``init_script`` runs in the page before any of its own scripts (instrumentation)."""
+                   init_script: str | None = None,
+                   setup: Callable[[BrowserContext], Awaitable[None]] | None = None) -> Page:
+        """``init_script`` runs in the page before any of its own scripts (instrumentation);
+        ``setup`` prepares the person's browser before the page loads (e.g. routes)."""
         context = await self.browser.new_context(viewport=viewport)  # type: ignore[arg-type]
         self.contexts.append(context)
         if init_script:
             await context.add_init_script(init_script)
+        if setup:
+            await setup(context)
         page = await context.new_page()
         label = url.split("#", 1)[0]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 
-from playwright.async_api import expect
+from playwright.async_api import BrowserContext, Route, expect
 
+from liveroom.redis_server import free_port
 from tests.server_harness import LiveServer
 
 from .conftest import DESKTOP, PHONE, Pages
@@ -81,11 +82,37 @@ async def test_certificate_badge_appears_live_and_verifies(server: LiveServer,
     pages.assert_clean()
 
 
+LIVE_ICE_SERVERS = """() => window.peerConnections
+    .filter((pc) => pc.connectionState !== "closed")
+    .map((pc) => pc.getConfiguration().iceServers)"""
+
+
 async def test_studio_goes_live_and_viewer_plays_video(server: LiveServer, pages: Pages) -> None:
     stage = await open_room(server)
     room_id = stage.room["id"]
+    # The pages take their ICE servers from GET /api/rtc/config. The studio's browser is served
+    # a deployment's TURN server (nothing listens there: a refused TCP connection, so only the
+    # loopback host candidates connect); the viewer's a server without that endpoint (404),
+    # which means "no ICE servers".
+    turn = {"urls": [f"turn:127.0.0.1:{free_port()}?transport=tcp"], "username": "liveroom",
+            "credential": "turn-secret"}
+    asked_with: list[str | None] = []
+
+    async def deployment_with_turn(context: BrowserContext) -> None:
+        async def answer(route: Route) -> None:
+            asked_with.append(route.request.headers.get("authorization"))
+            await route.fulfill(json={"ice_servers": [turn]})
+        await context.route("**/api/rtc/config", answer)
+
+    async def server_without_rtc_config(context: BrowserContext) -> None:
+        async def answer(route: Route) -> None:
+            await route.fulfill(status=404, json={"error": {"code": "not_found",
+                                                            "message": "no such route"}})
+        await context.route("**/api/rtc/config", answer)
+
+    pages.allow_refusal(404)  # the viewer's 404 above
     studio = await pages.open(f"{server.url}/studio/{room_id}#token={stage.anchor_token}", DESKTOP,
-                              init_script=KEEP_PEER_CONNECTIONS)
+                              init_script=KEEP_PEER_CONNECTIONS, setup=deployment_with_turn)
     await expect(studio.locator("#room-title")).to_have_text("Jade and phones, live")
     await studio.click("#camera")
     await expect(studio.locator("#go-live")).to_be_enabled()
@@ -101,8 +128,11 @@ async def test_studio_goes_live_and_viewer_plays_video(server: LiveServer, pages
         .flatMap((pc) => pc.getSenders().filter((s) => s.track))
         .map((s) => [s.track.kind, s.getParameters().encodings.map((e) => e.maxBitrate)])""")
     assert sorted(senders) == [["audio", [caps[1]]], ["video", [caps[0]]]]
+    assert await studio.evaluate(LIVE_ICE_SERVERS) == [[turn]]
+    assert asked_with == [f"Bearer {stage.anchor_token}"]  # TURN credentials: signed-in only
 
-    viewer = await pages.open(f"{server.url}/r/{room_id}", PHONE)
+    viewer = await pages.open(f"{server.url}/r/{room_id}", PHONE,
+                              init_script=KEEP_PEER_CONNECTIONS, setup=server_without_rtc_config)
     decoded = """() => {
         const v = document.querySelector('#video');
         return v.videoWidth > 0 ? v.getVideoPlaybackQuality().totalVideoFrames : 0; }"""
@@ -111,6 +141,7 @@ async def test_studio_goes_live_and_viewer_plays_video(server: LiveServer, pages
     await viewer.wait_for_timeout(1000)
     assert await viewer.evaluate(decoded) > frames, "frames keep decoding"
     await expect(viewer.locator("#video-overlay")).to_be_hidden()
+    assert await viewer.evaluate(LIVE_ICE_SERVERS) == [[]]
     await pages.shot(viewer, "viewer-video-phone")
     await pages.shot(studio, "studio-live-desktop")
 

@@ -432,7 +432,8 @@ async function main() {
     orders = new Orders(() => state.token, () => state.socket,
       (text, ok) => setResult("#buy-result", text, ok));
     $("#orders-refresh").addEventListener("click", () => orders.refresh());
-    watcher = new Watcher(roomId, () => state.socket, $("#video"), $("#video-overlay"), $("#unmute"));
+    watcher = new Watcher(roomId, () => state.socket, $("#video"), $("#video-overlay"), $("#unmute"),
+      () => state.token);
     connect();
     // Orders load when the section is opened (phones: keep the first screen light).
     $("#orders-card").addEventListener("toggle", () => $("#orders-card").open && orders.refresh());

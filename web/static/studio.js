@@ -386,7 +386,7 @@ async function goLive() {
   $("#go-live").disabled = true;
   setText("#live-state", "CONNECTING");
   try {
-    state.pc = await publish(state.socket, roomId, state.stream);
+    state.pc = await publish(state.socket, roomId, state.stream, state.rest.token);
     state.pc.addEventListener("connectionstatechange", () => {
       if (state.pc && state.pc.connectionState === "failed") {
         showError("The live video connection failed. Press Go live to try again.");
