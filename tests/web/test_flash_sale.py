@@ -106,7 +106,7 @@ async def test_online_payment_waits_for_the_provider_approved_and_declined(
     stage = await open_room(server)
     await start_sale(server, stage, stage.products[0], price_cents=99_900, per_user_limit=3)
     # A provider that takes its time: the page must not call the order paid before it answers.
-    server.services.payments.delay_s = 1.5
+    server.services.payments.delay_s = 2.5
     viewer = await pages.open(f"{server.url}/r/{stage.room['id']}", PHONE)
     await expect(viewer.locator("#buy")).to_be_enabled()
 
@@ -120,7 +120,7 @@ async def test_online_payment_waits_for_the_provider_approved_and_declined(
     await expect(paid).to_contain_text("Awaiting payment · online payment")
     await expect(paid).to_contain_text("Payment in progress")
     await expect(paid.locator("button")).to_have_count(0)  # nothing to do while it runs
-    await expect(result).to_contain_text("Payment approved: ¥999.00 paid", timeout=8000)
+    await expect(result).to_contain_text("Payment approved: ¥999.00 paid", timeout=15_000)
     await expect(viewer.locator('#orders li.order[data-status="paid"]')).to_contain_text(
         "Paid · paid online")
     await pages.shot(viewer, "online-approved-phone")
@@ -131,7 +131,7 @@ async def test_online_payment_waits_for_the_provider_approved_and_declined(
     await viewer.click("#place-order")
     await expect(result).to_contain_text("awaiting payment")
     await expect(result).to_contain_text(
-        "Payment declined: your card was declined by its bank", timeout=8000)
+        "Payment declined: your card was declined by its bank", timeout=15_000)
     await expect(result).to_contain_text("cash on delivery")
     unpaid = viewer.locator('#orders li.order[data-status="created"]')
     await expect(unpaid.locator(".payment")).to_contain_text(
@@ -145,7 +145,7 @@ async def test_online_payment_waits_for_the_provider_approved_and_declined(
     await expect(unpaid.locator(".payment")).to_contain_text("Payment in progress")
     await expect(unpaid.get_by_role("button")).to_have_count(0)
     await expect(unpaid.locator(".payment")).to_contain_text(
-        "Payment declined: the card does not have enough funds", timeout=8000)
+        "Payment declined: the card does not have enough funds", timeout=15_000)
     await expect(result).to_contain_text("the card does not have enough funds")
     # ...then switched to cash on delivery: confirmed at once.
     await unpaid.get_by_role("button", name="Pay cash on delivery instead").click()
@@ -199,20 +199,20 @@ async def test_countdown_follows_the_server_clock_on_a_wrong_phone_clock(
     await expect(ahead.locator("#product-title")).to_have_text("Hetian jade bangle")
     await expect(behind.locator("#product-title")).to_have_text("Hetian jade bangle")
 
-    sale = await start_sale(server, stage, stage.products[0], starts_in_s=6, duration_s=120)
+    sale = await start_sale(server, stage, stage.products[0], starts_in_s=8, duration_s=120)
     starts_in_s = (sale["starts_at"] - sale["server_time"]) / 1000
     for page in (ahead, behind):
         countdown = page.locator("#sale-countdown")
         await expect(countdown).to_contain_text("Starts in 0:0")
-        # The server's own count, give or take the moment the page read it (whole seconds,
+        # The server's own count, less the time the page took to show it (whole seconds,
         # rounded up).
-        assert starts_in_s - 3 <= countdown_seconds(await countdown.inner_text()) <= starts_in_s + 1
+        assert starts_in_s - 5 <= countdown_seconds(await countdown.inner_text()) <= starts_in_s + 1
         await expect(page.locator("#buy")).to_be_disabled()
     await pages.shot(ahead, "countdown-clock-ahead-phone")
 
     # The sale opens on the server's clock on both phones, and runs its full two minutes.
     for page in (ahead, behind):
-        await expect(page.locator("#buy")).to_be_enabled(timeout=12_000)
+        await expect(page.locator("#buy")).to_be_enabled(timeout=15_000)
         countdown = page.locator("#sale-countdown")
         await expect(countdown).to_contain_text("Ends in")
         assert 110 <= countdown_seconds(await countdown.inner_text()) <= 121
