@@ -18,7 +18,8 @@ const DAY_MS = 24 * 3600 * 1000;
 //   return            request_return: delivered | completed, 7 days from delivery
 //   refund-no-return  refund_no_return: delivered | completed, 7 days, certified anchor
 //   counterfeit       any status where the goods reached the buyer (RECEIVED), no window
-//   warranty          delivered | completed, 180 days, inspected phones
+//   warranty          delivered | completed, inspected phones, until the order's
+//                     `warranty_ends_at` (else 180 days from delivery)
 const ACTIONS = [
   { key: "return", label: "Return (7 days, free pickup)", path: "return", reason: false,
     when: ["delivered", "completed"], windowMs: 7 * DAY_MS },
@@ -27,8 +28,9 @@ const ACTIONS = [
     category: "essential_oil" },
   { key: "counterfeit", label: "Report a counterfeit (fake one, pay ten)", path: "counterfeit",
     reason: true, when: ["delivered", "completed", "return_requested", "returned", "refunded"] },
-  { key: "warranty", label: "Warranty claim (180 days)", path: "warranty", reason: true,
-    when: ["delivered", "completed"], windowMs: 180 * DAY_MS, category: "phone_used" },
+  { key: "warranty", label: "Warranty claim", path: "warranty", reason: true,
+    when: ["delivered", "completed"], windowMs: 180 * DAY_MS, category: "phone_used",
+    deadline: (order) => order.warranty_ends_at },
 ];
 
 const COUNTERFEIT_MULTIPLIER = 10; // fake one, pay ten
@@ -201,6 +203,9 @@ export class Orders {
         h("span", {}, formatCents(order.total_cents))),
       h("div", { class: "small muted" },
         `${STATUS_TEXT[order.status] || order.status} · ${method} · ${formatTime(order.created_at)}`),
+      // Inspected phones: the later of delivery + 180 days and the certificate's warranty end.
+      order.warranty_ends_at ? h("div", { class: "small muted" },
+        `Warranty until ${formatTime(order.warranty_ends_at)}`) : null,
       order.status === "created" ? h("div", { class: "small payment" }, paying
         ? "Payment in progress: the result appears here."
         : payment && payment.status === "declined"
@@ -231,8 +236,10 @@ export class Orders {
   offered(action, order, item) {
     if (!action.when.includes(order.status)) return false;
     if (action.category && action.category !== item.category) return false;
-    // The window runs from delivery, on the server's clock.
-    return !action.windowMs || !order.delivered_at || clock.now() <= order.delivered_at + action.windowMs;
+    // The window runs from delivery (or to the order's own deadline), on the server's clock.
+    const deadline = (action.deadline && action.deadline(order))
+      || (action.windowMs && order.delivered_at && order.delivered_at + action.windowMs);
+    return !deadline || clock.now() <= deadline;
   }
 
   button(order, action, onclick) {
