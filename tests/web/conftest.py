@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
@@ -54,16 +55,25 @@ class Pages:
         self.browser = browser
         self.contexts: list[BrowserContext] = []
         self.errors: list[str] = []
+        self.allowed: set[str] = set()
         self.artifacts = ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]", "_", test_name)
 
-    async def open(self, url: str, viewport: dict[str, int] = PHONE) -> Page:
+    async def open(self, url: str, viewport: dict[str, int] = PHONE,
+                   init_script: str | None = None,
+                   setup: Callable[[BrowserContext], Awaitable[None]] | None = None) -> Page:
+        """``init_script`` runs in the page before any of its own scripts (instrumentation);
+        ``setup`` prepares the person's browser before the page loads (e.g. routes)."""
         context = await self.browser.new_context(viewport=viewport)  # type: ignore[arg-type]
         self.contexts.append(context)
+        if init_script:
+            await context.add_init_script(init_script)
+        if setup:
+            await setup(context)
         page = await context.new_page()
         label = url.split("#", 1)[0]
 
         def on_console(message: ConsoleMessage) -> None:
-            if message.type == "error":
+            if message.type == "error" and message.text not in self.allowed:
                 self.errors.append(f"{label}: console: {message.text}")
 
         def on_page_error(error: Error) -> None:
@@ -73,6 +83,14 @@ class Pages:
         page.on("pageerror", on_page_error)
         await page.goto(url)
         return page
+
+    def allow_refusal(self, status: int) -> None:
+        """The test makes the server refuse a request with ``status`` on purpose (the page shows
+        why): Chromium logs every HTTP error response as a console error, which is then no
+        fault of the page."""
+        self.allowed.add(
+            f"Failed to load resource: the server responded with a status of {status} "
+            f"({HTTPStatus(status).phrase})")
 
     async def shot(self, page: Page, name: str) -> None:
         self.artifacts.mkdir(parents=True, exist_ok=True)

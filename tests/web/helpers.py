@@ -7,7 +7,7 @@ from typing import Any
 
 from playwright.async_api import Page
 
-from tests.server_harness import LiveServer
+from tests.server_harness import Client, LiveServer
 
 
 @dataclass
@@ -41,3 +41,38 @@ async def no_horizontal_scroll(page: Page) -> bool:
     overflow: bool = await page.evaluate(
         "document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1")
     return overflow
+
+
+ADDRESS = {"name": "Wang Fang", "phone": "13800138000", "city": "Linyi",
+           "line1": "12 Jade Street"}
+
+
+async def start_sale(server: LiveServer, stage: Stage, product: dict[str, Any],
+                     **fields: int) -> dict[str, Any]:
+    """A flash sale on ``product`` through the anchor's REST call (live now unless told)."""
+    body = {"product_id": product["id"], "stock": 5, "price_cents": product["price_cents"],
+            "per_user_limit": 1, "starts_in_s": 0, "duration_s": 600, "hold_s": 120, **fields}
+    status, sale = await server.request("POST", f"/api/rooms/{stage.room['id']}/sales",
+                                        stage.anchor_token, json=body)
+    assert status == 201, sale
+    created: dict[str, Any] = sale
+    return created
+
+
+async def place_order(server: LiveServer, buyer: Client, buyer_token: str,
+                      sale: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """``buyer`` reserves one unit (Socket.IO ``buy``) and checks out cash on delivery (REST)."""
+    answer = await buyer.call("buy", {"sale": sale["id"], "qty": 1, "request_id": request_id})
+    assert answer["ok"], answer
+    status, body = await server.request("POST", "/api/orders", buyer_token, json={
+        "reservation": answer["reservation"]["id"], "address": ADDRESS, "payment": "cod"})
+    assert status == 201, body
+    order: dict[str, Any] = body["order"]
+    return order
+
+
+async def advance(server: LiveServer, token: str, order_id: str, *steps: str) -> None:
+    """Move an order along its lifecycle by REST (``ship``, ``deliver``, ``complete``...)."""
+    for step in steps:
+        status, body = await server.request("POST", f"/api/orders/{order_id}/{step}", token)
+        assert status == 200, (step, body)

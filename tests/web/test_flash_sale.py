@@ -1,18 +1,20 @@
-"""Flash sale from the studio, bought and checked out (cash on delivery) on a phone.
-
-NOT COLLECTED YET (the file name does not match test_*.py): it needs the flash-sale REST and
-``buy`` (docs/protocol.md, "Flash sales") and the ``checkout`` event plus ``GET /api/orders``,
-which were not on main when this was written. Rename to ``test_flash_sale.py`` once they land.
+"""Flash sales in a real browser: started in the studio, bought on a phone and checked out with
+cash on delivery (the studio's live figures follow) or paid online through the sandbox provider
+(approved, declined and paid again); the countdown follows the server's clock even when the
+phone's clock is wrong.
 """
 
 from __future__ import annotations
 
-from playwright.async_api import expect
+import re
+import time
+
+from playwright.async_api import Page, expect
 
 from tests.server_harness import LiveServer
 
 from .conftest import DESKTOP, PHONE, Pages
-from .helpers import no_horizontal_scroll, open_room
+from .helpers import no_horizontal_scroll, open_room, start_sale
 
 TIMES = "\u00d7"  # the multiplication sign the page writes between quantity and title
 
@@ -72,9 +74,152 @@ async def test_flash_sale_bought_and_checked_out_cash_on_delivery(server: LiveSe
     await expect(order).to_contain_text("cash on delivery")
     await expect(studio.locator("#sale-sold")).to_have_text("1")
 
+    # The studio's live figures count the order: one buyer among the two people in the room
+    # (the viewer and the anchor's own studio).
+    await expect(studio.locator("#fig-gmv")).to_have_text("¥999.00")
+    await expect(studio.locator("#fig-orders")).to_have_text("1")
+    await expect(studio.locator("#fig-aov")).to_have_text("¥999.00")
+    await expect(studio.locator("#fig-conversion")).to_have_text("50.0%")
+
     # The per-person limit answers at once.
     await viewer.click("#buy")
     await expect(viewer.locator("#buy-result")).to_contain_text("Limit reached")
     await pages.shot(viewer, "order-placed-phone")
     await pages.shot(studio, "studio-sale-desktop")
+    pages.assert_clean()
+
+
+async def reserve_and_fill_checkout(viewer: Page) -> None:
+    await viewer.click("#buy")
+    await expect(viewer.locator("#buy-result")).to_contain_text(
+        f"Reserved 1 {TIMES} Hetian jade bangle")
+    await expect(viewer.locator("#checkout")).to_be_visible()
+    await viewer.fill("#ship-name", "Wang Fang")
+    await viewer.fill("#ship-phone", "13800138000")
+    await viewer.fill("#ship-city", "Linyi")
+    await viewer.fill("#ship-line1", "12 Jade Street")
+    await viewer.check("input[name=payment][value=online]")
+
+
+async def test_online_payment_waits_for_the_provider_approved_and_declined(
+        server: LiveServer, pages: Pages) -> None:
+    stage = await open_room(server)
+    await start_sale(server, stage, stage.products[0], price_cents=99_900, per_user_limit=3)
+    # A provider that takes its time: the page must not call the order paid before it answers.
+    server.services.payments.delay_s = 2.5
+    viewer = await pages.open(f"{server.url}/r/{stage.room['id']}", PHONE)
+    await expect(viewer.locator("#buy")).to_be_enabled()
+
+    # Approved card: "awaiting payment" first, the approval when the provider calls back.
+    await reserve_and_fill_checkout(viewer)
+    await viewer.fill("#card", "4242 4242 4242 4242")
+    await viewer.click("#place-order")
+    result = viewer.locator("#buy-result")
+    await expect(result).to_contain_text("awaiting payment: ¥999.00")
+    paid = viewer.locator("#orders li.order").first
+    await expect(paid).to_contain_text("Awaiting payment · online payment")
+    await expect(paid).to_contain_text("Payment in progress")
+    await expect(paid.locator("button")).to_have_count(0)  # nothing to do while it runs
+    await expect(result).to_contain_text("Payment approved: ¥999.00 paid", timeout=15_000)
+    await expect(viewer.locator('#orders li.order[data-status="paid"]')).to_contain_text(
+        "Paid · paid online")
+    await pages.shot(viewer, "online-approved-phone")
+
+    # Declined card: the reason, and the order kept to be paid again.
+    await reserve_and_fill_checkout(viewer)
+    await viewer.fill("#card", "4000000000000002")
+    await viewer.click("#place-order")
+    await expect(result).to_contain_text("awaiting payment")
+    await expect(result).to_contain_text(
+        "Payment declined: your card was declined by its bank", timeout=15_000)
+    await expect(result).to_contain_text("cash on delivery")
+    unpaid = viewer.locator('#orders li.order[data-status="created"]')
+    await expect(unpaid.locator(".payment")).to_contain_text(
+        "Payment declined: your card was declined by its bank")
+    await pages.shot(viewer, "online-declined-phone")
+
+    # Paid again with another card that is refused for another reason...
+    await unpaid.get_by_role("button", name="Pay with a card").click()
+    await unpaid.get_by_label("Card number").fill("4000 0000 0000 9995")
+    await unpaid.get_by_role("button", name="Pay", exact=True).click()
+    await expect(unpaid.locator(".payment")).to_contain_text("Payment in progress")
+    await expect(unpaid.get_by_role("button")).to_have_count(0)
+    await expect(unpaid.locator(".payment")).to_contain_text(
+        "Payment declined: the card does not have enough funds", timeout=15_000)
+    await expect(result).to_contain_text("the card does not have enough funds")
+    # ...then switched to cash on delivery: confirmed at once.
+    await unpaid.get_by_role("button", name="Pay cash on delivery instead").click()
+    confirmed = viewer.locator('#orders li.order[data-status="confirmed"]')
+    await expect(confirmed).to_contain_text("Confirmed: pay cash on delivery · cash on delivery")
+    await expect(confirmed.locator(".result")).to_contain_text(
+        "Switched to cash on delivery: pay ¥999.00 when it arrives")
+    await expect(viewer.locator('#orders li.order[data-status="created"]')).to_have_count(0)
+
+    token = await viewer.evaluate("localStorage.getItem('liveroom.token.viewer')")
+    status, body = await server.request("GET", "/api/orders", token)
+    assert status == 200
+    assert sorted(o["status"] for o in body["orders"]) == ["confirmed", "paid"]
+    assert await no_horizontal_scroll(viewer)
+    await pages.shot(viewer, "online-paid-again-phone")
+    pages.assert_clean()
+
+
+def skewed_clock(skew_ms: int) -> str:
+    """An init script that sets the page's clock ``skew_ms`` off (``Date`` only, as a phone's
+    wrong clock would; timers still run at the real pace)."""
+    return f"""(() => {{
+        const RealDate = Date;
+        const skew = {skew_ms};
+        class SkewedDate extends RealDate {{
+            constructor(...args) {{
+                if (args.length === 0) super(RealDate.now() + skew); else super(...args);
+            }}
+            static now() {{ return RealDate.now() + skew; }}
+        }}
+        globalThis.Date = SkewedDate;
+    }})();"""
+
+
+def countdown_seconds(text: str) -> int:
+    """ "Starts in 0:07" -> 7, "Ends in 1:59" -> 119."""
+    match = re.search(r"(\d+):(\d\d)$", text.strip())
+    assert match, text
+    return int(match[1]) * 60 + int(match[2])
+
+
+async def test_countdown_follows_the_server_clock_on_a_wrong_phone_clock(
+        server: LiveServer, pages: Pages) -> None:
+    stage = await open_room(server)
+    room_id = stage.room["id"]
+    ahead = await pages.open(f"{server.url}/r/{room_id}", PHONE,
+                             init_script=skewed_clock(3_600_000))  # an hour fast
+    behind = await pages.open(f"{server.url}/r/{room_id}", PHONE,
+                              init_script=skewed_clock(-600_000))  # ten minutes slow
+    assert abs(await ahead.evaluate("Date.now()") - time.time() * 1000 - 3_600_000) < 60_000
+    await expect(ahead.locator("#product-title")).to_have_text("Hetian jade bangle")
+    await expect(behind.locator("#product-title")).to_have_text("Hetian jade bangle")
+
+    sale = await start_sale(server, stage, stage.products[0], starts_in_s=8, duration_s=120)
+    starts_in_s = (sale["starts_at"] - sale["server_time"]) / 1000
+    for page in (ahead, behind):
+        countdown = page.locator("#sale-countdown")
+        await expect(countdown).to_contain_text("Starts in 0:0")
+        # The server's own count, less the time the page took to show it (whole seconds,
+        # rounded up).
+        assert starts_in_s - 5 <= countdown_seconds(await countdown.inner_text()) <= starts_in_s + 1
+        await expect(page.locator("#buy")).to_be_disabled()
+    await pages.shot(ahead, "countdown-clock-ahead-phone")
+
+    # The sale opens on the server's clock on both phones, and runs its full two minutes.
+    for page in (ahead, behind):
+        await expect(page.locator("#buy")).to_be_enabled(timeout=15_000)
+        countdown = page.locator("#sale-countdown")
+        await expect(countdown).to_contain_text("Ends in")
+        assert 110 <= countdown_seconds(await countdown.inner_text()) <= 121
+    await behind.click("#buy")
+    await expect(behind.locator("#buy-result")).to_contain_text(
+        f"Reserved 1 {TIMES} Hetian jade bangle")
+    # The hold's countdown (checkout) also runs on the server's clock: 120 s by default.
+    assert 110 <= countdown_seconds(await behind.locator("#hold-countdown").inner_text()) <= 121
+    await pages.shot(behind, "countdown-clock-behind-phone")
     pages.assert_clean()

@@ -111,3 +111,61 @@ async def test_studio_without_token_asks_for_one(server: LiveServer, pages: Page
     assert await no_horizontal_scroll(studio)
     await pages.shot(studio, "studio-phone")
     pages.assert_clean()
+
+
+async def test_studio_bans_and_sets_slow_mode(server: LiveServer, pages: Pages) -> None:
+    stage = await open_room(server)
+    room_id = stage.room["id"]
+    studio = await pages.open(f"{server.url}/studio/{room_id}#token={stage.anchor_token}", DESKTOP)
+    await expect(studio.locator("#room-title")).to_have_text("Jade and phones, live")
+    # The live figures load at once, before any sale (nothing sold yet: zeros, not blanks).
+    await expect(studio.locator("#fig-gmv")).to_have_text("¥0.00")
+    await expect(studio.locator("#fig-orders")).to_have_text("0")
+    await expect(studio.locator("#fig-aov")).to_have_text("¥0.00")
+    fan = await pages.open(f"{server.url}/r/{room_id}", PHONE)
+    troll = await pages.open(f"{server.url}/r/{room_id}", PHONE)
+    await expect(studio.locator("#viewer-count")).to_have_text("3")
+
+    # Slow mode from the studio: viewers hear of it and may chat once per interval.
+    await studio.select_option("#slow-mode", "30")
+    await expect(fan.locator("#chat-log .system").last).to_have_text(
+        "Slow mode: one message every 30 s.")
+    await expect(studio.locator("#chat-log .system").last).to_have_text(
+        "Slow mode: one message every 30 s.")
+    await fan.fill("#chat-input", "first question")
+    await fan.press("#chat-input", "Enter")
+    await expect(studio.locator("#chat-log .chat-line", has_text="first question")).to_be_visible()
+    await fan.fill("#chat-input", "second question")
+    await fan.press("#chat-input", "Enter")
+    await expect(fan.locator("#banner")).to_contain_text("Slow mode is on: you can send again in")
+    await expect(fan.locator("#chat-input")).to_have_value("second question")  # kept to resend
+    await pages.shot(fan, "slow-mode-phone")
+    # The host is exempt.
+    for text in ("welcome everyone", "the bangle is next"):
+        await studio.fill("#chat-input", text)
+        await studio.press("#chat-input", "Enter")
+        await expect(fan.locator("#chat-log .chat-line").last).to_contain_text(text)
+
+    # Ban from the studio: the viewer is out at once and stays out after a reload.
+    await troll.fill("#chat-input", "cheap fakes at my shop")
+    await troll.press("#chat-input", "Enter")
+    line = studio.locator("#chat-log .chat-line", has_text="cheap fakes at my shop")
+    await line.locator('button[data-act="ban"]').click()
+    await expect(troll.locator("#banner")).to_contain_text("The host removed you from this room")
+    await expect(troll.locator("#chat-input")).to_be_disabled()
+    await expect(studio.locator("#chat-log .system").last).to_contain_text(
+        "was removed from the room")
+    await expect(studio.locator("#viewer-count")).to_have_text("2")
+    await troll.reload()
+    await expect(troll.locator("#banner")).to_contain_text("The host removed you from this room")
+    await expect(troll.locator("#chat-input")).to_be_disabled()
+    await pages.shot(troll, "banned-phone")
+
+    # Slow mode off: the fan's kept message goes through at once.
+    await studio.select_option("#slow-mode", "0")
+    await expect(fan.locator("#chat-log .system").last).to_have_text("Slow mode is off.")
+    await fan.press("#chat-input", "Enter")
+    await expect(studio.locator("#chat-log .chat-line", has_text="second question")).to_be_visible()
+    assert await studio.locator("#chat-log .chat-line", has_text="cheap fakes").count() == 1
+    await pages.shot(studio, "studio-moderation-desktop")
+    pages.assert_clean()

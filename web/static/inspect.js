@@ -103,6 +103,8 @@ async function issueBody() {
 async function issue(event) {
   event.preventDefault();
   const result = $("#issue-result");
+  result.className = "result";
+  result.textContent = "Signing…"; // not the previous certificate's result
   try {
     const certificate = await rest.post("/api/certificates", await issueBody());
     result.className = "result ok";

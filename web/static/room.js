@@ -83,7 +83,7 @@ function connect() {
   socket.on("stock", onStock);
   socket.on("badges", onBadges);
   socket.on("media", (data) => data.room === roomId && watcher && watcher.onLive(data));
-  socket.on("order", () => orders && orders.refresh());
+  socket.on("order", (order) => orders && orders.onPush(order));
 }
 
 async function joinRoom() {
@@ -91,6 +91,7 @@ async function joinRoom() {
   if (!answer.ok) {
     const err = ackError(answer);
     if (err.code === "room_ended") onRoomEnded();
+    else if (err.code === "banned") onBanned();
     else if (err.code === "unknown_room") showError("This room does not exist. Pick a live room on the home page.");
     else showError(err);
     return;
@@ -154,11 +155,15 @@ function onModeration(event) {
   } else if (mine && event.action === "unmuted") {
     showBanner("You can chat again.", { kind: "notice", autoHideMs: 4000 });
   } else if (mine && event.action === "banned") {
-    state.ended = true;
-    $("#chat-input").disabled = true;
-    showError("The host removed you from this room.");
-    if (watcher) watcher.stop("You were removed from this room.");
+    onBanned();
   }
+}
+
+function onBanned() {
+  state.ended = true;
+  $("#chat-input").disabled = true;
+  showError("The host removed you from this room. Find another live room on the home page.");
+  if (watcher) watcher.stop("You were removed from this room.");
 }
 
 async function sendChat(event) {
@@ -381,9 +386,13 @@ async function placeOrder(event) {
       city: $("#ship-city").value.trim(),
     }, payment === "cod" ? "cod" : { method: "online", card: $("#card").value.replace(/\s/g, "") });
     closeCheckout();
-    setResult("#buy-result", payment === "cod"
-      ? `Order placed: pay ${formatCents(order.total_cents)} in cash when it arrives.`
-      : `Order placed and paid: ${formatCents(order.total_cents)}.`, true);
+    if (payment === "cod") {
+      setResult("#buy-result", `Order placed: pay ${formatCents(order.total_cents)} in cash when it arrives.`, true);
+    } else if (order.status === "created") {
+      // The provider decides later: the outcome comes with the `order` push (Orders.onPayment).
+      setResult("#buy-result", `Order placed, awaiting payment: ${formatCents(order.total_cents)} `
+        + "from your card. The result appears here in a moment.", true);
+    }
   } catch (error) {
     $("#place-order").disabled = false;
     setResult("#checkout-result", describeError(error), false);
@@ -420,9 +429,11 @@ async function main() {
   try {
     await ensureSession();
     clock.sync().catch(() => {}); // room state's server_time is the fallback
-    orders = new Orders(() => state.token, () => state.socket);
+    orders = new Orders(() => state.token, () => state.socket,
+      (text, ok) => setResult("#buy-result", text, ok));
     $("#orders-refresh").addEventListener("click", () => orders.refresh());
-    watcher = new Watcher(roomId, () => state.socket, $("#video"), $("#video-overlay"), $("#unmute"));
+    watcher = new Watcher(roomId, () => state.socket, $("#video"), $("#video-overlay"), $("#unmute"),
+      () => state.token);
     connect();
     // Orders load when the section is opened (phones: keep the first screen light).
     $("#orders-card").addEventListener("toggle", () => $("#orders-card").open && orders.refresh());

@@ -14,7 +14,7 @@ const FIGURES_REFRESH_MS = 5000;
 const roomId = pathId();
 const state = {
   rest: null, me: null, room: null, socket: null, products: [], pinned: null, sale: null,
-  stream: null, pc: null, viewers: 0,
+  stream: null, pc: null, viewers: 0, figuresTimer: null,
 };
 
 // ------------------------------------------------------------------ sign-in
@@ -51,8 +51,11 @@ async function signIn(token) {
   if (room.status !== "live") showBanner("This room has ended. Open a new room to go live again.", { kind: "notice" });
   await loadProducts();
   connect(token);
-  // Order figures exist once the room has sold something: poll from the first sale on.
-  setInterval(() => state.sale && refreshFigures(), FIGURES_REFRESH_MS);
+  // The figures of the room so far (also after a reload, sale or not); then `figures` pushes
+  // follow orders, and a poll while a sale runs follows the viewers (conversion).
+  refreshFigures();
+  clearInterval(state.figuresTimer);
+  state.figuresTimer = setInterval(() => state.sale && refreshFigures(), FIGURES_REFRESH_MS);
 }
 
 function askForToken(message) {
@@ -383,7 +386,7 @@ async function goLive() {
   $("#go-live").disabled = true;
   setText("#live-state", "CONNECTING");
   try {
-    state.pc = await publish(state.socket, roomId, state.stream);
+    state.pc = await publish(state.socket, roomId, state.stream, state.rest.token);
     state.pc.addEventListener("connectionstatechange", () => {
       if (state.pc && state.pc.connectionState === "failed") {
         showError("The live video connection failed. Press Go live to try again.");

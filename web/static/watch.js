@@ -1,9 +1,24 @@
 // WebRTC on the pages: the viewer's receiver (`rtc:watch`) and the anchor's sender (`rtc:publish`).
-import { ackError, ApiError, call } from "./lr.js";
+import { ackError, ApiError, api, call } from "./lr.js";
 
 const ICE_GATHER_TIMEOUT_MS = 3000;
 export const MAX_VIDEO_BITRATE = 1_200_000; // bits per second: phones on 4G can follow
 export const MAX_AUDIO_BITRATE = 64_000;
+
+/**
+ * The ICE servers (STUN/TURN, with TURN credentials) the server tells signed-in pages to use:
+ * `GET /api/rtc/config` → `{"ice_servers": [{"urls": [...], "username"?, "credential"?}]}`.
+ * A server without that endpoint (404) has none to offer: host candidates only (LAN, loopback).
+ */
+export async function iceServers(token) {
+  try {
+    const config = await api("GET", "/api/rtc/config", { token });
+    return Array.isArray(config && config.ice_servers) ? config.ice_servers : [];
+  } catch (error) {
+    if (error.status === 404) return [];
+    throw error;
+  }
+}
 
 /** The server takes no trickled candidates: send the offer once gathering is done. */
 export function iceGathered(pc) {
@@ -33,8 +48,8 @@ async function negotiate(socket, pc, event, room) {
 
 /** Viewer side: plays the room's broadcast in `video` when the room is live. */
 export class Watcher {
-  constructor(room, getSocket, video, overlay, unmuteButton) {
-    Object.assign(this, { room, getSocket, video, overlay, unmuteButton });
+  constructor(room, getSocket, video, overlay, unmuteButton, getToken = () => null) {
+    Object.assign(this, { room, getSocket, video, overlay, unmuteButton, getToken });
     this.pc = null;
     this.live = false;
     this.since = null;
@@ -64,7 +79,19 @@ export class Watcher {
     this.starting = true;
     this.close();
     this.say("Connecting to the video…");
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    let servers;
+    try {
+      servers = await iceServers(this.getToken());
+    } catch (error) {
+      this.starting = false;
+      this.say(`The video could not start: ${error.message} It retries when the host is live.`);
+      return;
+    }
+    if (!this.live) {
+      this.starting = false;
+      return;
+    }
+    const pc = new RTCPeerConnection({ iceServers: servers });
     this.pc = pc;
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
@@ -112,8 +139,8 @@ export class Watcher {
 }
 
 /** Anchor side: publish camera and microphone, with the encoder bitrate capped. */
-export async function publish(socket, room, stream) {
-  const pc = new RTCPeerConnection({ iceServers: [] });
+export async function publish(socket, room, stream, token = null) {
+  const pc = new RTCPeerConnection({ iceServers: await iceServers(token) });
   for (const track of stream.getTracks()) {
     const maxBitrate = track.kind === "video" ? MAX_VIDEO_BITRATE : MAX_AUDIO_BITRATE;
     pc.addTransceiver(track, {

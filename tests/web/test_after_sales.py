@@ -1,0 +1,142 @@
+"""After-sales on the viewer page ("My orders"): the buttons offered follow the server's rules
+(orders/_machine.py, orders/_service.py), and each request shows its result to the buyer.
+
+Orders are set up by REST and Socket.IO (buy, checkout, ship, deliver), as the brief of the
+page tests asks: only the after-sales steps are clicked.
+"""
+
+from __future__ import annotations
+
+from playwright.async_api import Locator, Page, expect
+
+from liveroom.clock import now_ms
+from tests.server_harness import LiveServer
+
+from .conftest import PHONE, Pages
+from .helpers import advance, no_horizontal_scroll, open_room, place_order, start_sale
+
+INSPECTION_DETAILS = {
+    "model": "iPhone 13 128GB", "imei": "490154203237518", "battery_health_pct": 88,
+    "screen_condition": "light_wear", "body_condition": "flawless",
+    "components": {"screen": "original", "battery": "original"},
+    "tests": {"camera": "pass", "face_id": "pass"}, "buyback_price_cents": 150_000,
+}
+
+
+def order_item(page: Page, order: dict[str, object]) -> Locator:
+    return page.locator(f'#orders li.order[data-order="{order["id"]}"]')
+
+
+async def offered(page: Page, order: dict[str, object]) -> list[str]:
+    actions: list[str] = await order_item(page, order).locator("button[data-action]").evaluate_all(
+        "buttons => buttons.map(b => b.dataset.action)")
+    return actions
+
+
+async def test_after_sales_buttons_follow_the_rules_and_show_results(
+        server: LiveServer, pages: Pages) -> None:
+    stage = await open_room(server, title="Oils and phones", products=(
+        ("Lavender essential oil 30 ml", "essential_oil", 8_900),
+        ("iPhone 13 128 GB, second-hand", "phone_used", 249_900)))
+    oil, phone = stage.products
+    anchor_id = stage.room["anchor"]["id"]
+    inspector = server.token("inspector", "Inspection box #7")
+    status, body = await server.request("POST", "/api/certificates", inspector, json={
+        "kind": "inspection", "product_id": phone["id"], "details": INSPECTION_DETAILS})
+    assert status == 201, body
+    oil_sale = await start_sale(server, stage, oil, per_user_limit=3)
+    phone_sale = await start_sale(server, stage, phone)
+
+    buyer_token = server.token("viewer", "Wang Fang")
+    buyer = await server.connect(buyer_token)
+    refund = await place_order(server, buyer, buyer_token, oil_sale, "oil-1")
+    kept = await place_order(server, buyer, buyer_token, oil_sale, "oil-2")
+    shipped = await place_order(server, buyer, buyer_token, oil_sale, "oil-3")
+    handset = await place_order(server, buyer, buyer_token, phone_sale, "phone-1")
+    for order in (refund, kept, handset):
+        await advance(server, stage.anchor_token, order["id"], "ship", "deliver")
+    await advance(server, buyer_token, kept["id"], "complete")
+    await advance(server, stage.anchor_token, shipped["id"], "ship")
+
+    # Refused on purpose below: refund-no-return before the certification, a claim twice.
+    pages.allow_refusal(409)
+    viewer = await pages.open(f"{server.url}/r/{stage.room['id']}#token={buyer_token}", PHONE)
+    await viewer.click("#orders-card summary")
+    await expect(viewer.locator("#orders li.order")).to_have_count(4)
+
+    # What is offered in each status: on its way, nothing; delivered or completed, the
+    # 7-day return and (essential oil) refund without return; a phone, the warranty.
+    await expect(order_item(viewer, shipped)).to_contain_text("Shipped")
+    assert await offered(viewer, shipped) == []
+    await expect(order_item(viewer, kept)).to_contain_text("Completed")
+    assert await offered(viewer, kept) == ["return", "refund_no_return", "counterfeit"]
+    assert await offered(viewer, refund) == ["return", "refund_no_return", "counterfeit"]
+    assert await offered(viewer, handset) == ["return", "counterfeit", "warranty"]
+    await pages.shot(viewer, "orders-phone")
+
+    # Refund without return from a seller who is not certified: refused, with what to do.
+    item = order_item(viewer, refund)
+    await item.get_by_role("button", name="Refund without return").click()
+    await expect(item.locator(".result")).to_have_text(
+        "This seller is not certified for refunds without return. "
+        "Ask for a return instead (7 days, free pickup).")
+    await expect(item).to_contain_text("Delivered")
+    await pages.shot(viewer, "refund-refused-phone")
+    # Certified by an inspector: the same button refunds at once.
+    now = now_ms()
+    status, body = await server.request("POST", "/api/certificates", inspector, json={
+        "kind": "refund_no_return", "anchor_id": anchor_id, "category": "essential_oil",
+        "details": {"valid_from": now - 1000, "valid_until": now + 30 * 86_400_000}})
+    assert status == 201, body
+    await item.get_by_role("button", name="Refund without return").click()
+    await expect(item.locator(".result")).to_have_text(
+        "Refunded ¥89.00. Keep the item: nothing to send back.")
+    await expect(item).to_contain_text("Refunded ·")
+    assert await offered(viewer, refund) == ["counterfeit"]
+
+    # The 7-day return of a completed order: door pickup booked, the platform pays shipping.
+    item = order_item(viewer, kept)
+    await item.get_by_role("button", name="Return (7 days, free pickup)").click()
+    await expect(item.locator(".result")).to_contain_text("Return booked: free door pickup on")
+    await expect(item.locator(".result")).to_contain_text(
+        "¥89.00 comes back to you when the seller receives it")
+    await expect(item).to_contain_text("Return requested")
+    assert await offered(viewer, kept) == ["counterfeit"]
+
+    # Warranty and counterfeit claims need a description, typed in the order itself.
+    item = order_item(viewer, handset)
+    await item.get_by_role("button", name="Warranty claim").click()
+    await item.get_by_label("Describe the problem").fill("The screen flickers when charging")
+    await item.get_by_role("button", name="Send").click()
+    await expect(item.locator(".result")).to_contain_text(
+        "Warranty repair booked: free door pickup")
+    await item.get_by_role("button", name="Report a counterfeit (fake one, pay ten)").click()
+    await item.get_by_label("Describe the problem").fill("The camera module is not original")
+    assert await no_horizontal_scroll(viewer)
+    await pages.shot(viewer, "counterfeit-form-phone")
+    await item.get_by_role("button", name="Send").click()
+    await expect(item.locator(".result")).to_have_text(
+        "Counterfeit claim filed. If the platform finds the item fake, you receive "
+        "¥24,990.00 (ten times the price).")
+    await expect(item).to_contain_text("Delivered")  # claims keep the status
+    # The same claim twice: refused, and said so.
+    await item.get_by_role("button", name="Report a counterfeit (fake one, pay ten)").click()
+    await item.get_by_label("Describe the problem").fill("Still not original")
+    await item.get_by_role("button", name="Send").click()
+    await expect(item.locator(".result")).to_have_text(
+        "You already sent this request for this order.")
+
+    # What the server recorded is what the page said.
+    claims = {}
+    for order in (refund, kept, handset):
+        status, body = await server.request("GET", f"/api/orders/{order['id']}", buyer_token)
+        assert status == 200
+        claims[order["id"]] = sorted(c["kind"] for c in body["order"]["claims"])
+        if order is refund:
+            assert body["order"]["status"] == "refunded"
+        if order is kept:
+            assert body["order"]["status"] == "return_requested"
+    assert claims == {refund["id"]: ["refund_no_return"], kept["id"]: ["return"],
+                      handset["id"]: ["counterfeit", "warranty"]}
+    await pages.shot(viewer, "after-sales-phone")
+    pages.assert_clean()
