@@ -16,12 +16,14 @@ from ._models import (
     OrderStatus,
     Payment,
     PaymentChoice,
+    Reconciliation,
     Role,
 )
 from ._payment import TEST_CARDS, SandboxPaymentProvider, sign_callback, verify_callback
 from ._service import (
     COUNTERFEIT_MULTIPLIER,
     DAY_MS,
+    INTENT_GRACE_MS,
     PICKUP_LEAD_MS,
     RETURN_WINDOW_MS,
     WARRANTY_WINDOW_MS,
@@ -61,6 +63,7 @@ from .interfaces import (
 __all__ = [
     "COUNTERFEIT_MULTIPLIER",
     "DAY_MS",
+    "INTENT_GRACE_MS",
     "PICKUP_LEAD_MS",
     "RETURN_WINDOW_MS",
     "TEST_CARDS",
@@ -102,6 +105,7 @@ __all__ = [
     "PaymentError",
     "PaymentInProgress",
     "PaymentProvider",
+    "Reconciliation",
     "ReservationInfo",
     "ReturnWindowClosed",
     "Role",

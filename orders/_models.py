@@ -10,6 +10,7 @@ from typing import Any, Literal, get_args
 from .exceptions import InvalidCheckout, InvalidInput
 
 __all__ = [
+    "INTENT_STATUSES",
     "ROLES",
     "Actor",
     "Address",
@@ -20,14 +21,17 @@ __all__ = [
     "ClaimKind",
     "ClaimStatus",
     "Figures",
+    "IntentStatus",
     "Order",
     "OrderEvent",
     "OrderStatus",
     "Payment",
     "PaymentChoice",
     "PaymentStatus",
+    "Reconciliation",
     "RestockState",
     "Role",
+    "StoredStatus",
 ]
 
 Role = Literal["viewer", "anchor", "inspector", "admin"]
@@ -45,6 +49,12 @@ OrderStatus = Literal[
     "returned",
     "refunded",
 ]
+# A checkout is written down before the inventory commits its hold: the row starts as a
+# ``pending`` intent (never shown as an order) and becomes ``created``/``confirmed`` once the unit
+# is sold, or ``voided`` when the hold turned out to be gone (see docs/orders.md, Checkout).
+IntentStatus = Literal["pending", "voided"]
+INTENT_STATUSES: frozenset[str] = frozenset(get_args(IntentStatus))
+StoredStatus = OrderStatus | IntentStatus
 PaymentStatus = Literal["pending", "approved", "declined", "refunded"]
 ClaimKind = Literal["return", "refund_no_return", "counterfeit", "warranty"]
 ClaimStatus = Literal["open", "pickup_scheduled", "refunded", "upheld", "rejected"]
@@ -198,7 +208,7 @@ class Order:
     unit_price_cents: int
     total_cents: int
     payment_method: Literal["cod", "online"]
-    status: OrderStatus
+    status: StoredStatus
     address: Address
     created_at: int
     updated_at: int
@@ -209,6 +219,11 @@ class Order:
     cancelled_at: int | None = None
     buyback_locked_cents: int | None = None  # per unit, snapshot at checkout (price protection)
     restock_state: RestockState = "none"
+
+    @property
+    def is_intent(self) -> bool:
+        """A checkout not (yet) turned into an order: invisible to everyone."""
+        return self.status in INTENT_STATUSES
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -245,8 +260,8 @@ class Order:
 class OrderEvent:
     order_id: str
     kind: str
-    from_status: OrderStatus | None
-    to_status: OrderStatus
+    from_status: StoredStatus | None
+    to_status: StoredStatus
     actor_id: str
     actor_role: str
     at: int
@@ -312,6 +327,15 @@ class Claim:
             "reason": self.reason,
             "created_at": self.created_at,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """What one ``reconcile()`` pass did with the checkout intents a crash left behind."""
+
+    placed: tuple[Order, ...]  # the unit was sold: the intent became its order
+    voided: tuple[str, ...]  # reservation ids whose hold was gone: no order
+    waiting: tuple[str, ...]  # hold still live (or the inventory unreachable): left for later
 
 
 @dataclass(frozen=True, slots=True)

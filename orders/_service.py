@@ -25,9 +25,10 @@ from ._models import (
     Figures,
     Order,
     OrderEvent,
-    OrderStatus,
     Payment,
     PaymentChoice,
+    Reconciliation,
+    StoredStatus,
 )
 from ._payment import verify_callback
 from ._store import OrderChange, OrderStore
@@ -45,6 +46,7 @@ from .exceptions import (
     PaymentInProgress,
     ReturnWindowClosed,
     UnknownPayment,
+    UnknownReservation,
     WarrantyExpired,
 )
 from .interfaces import (
@@ -52,6 +54,7 @@ from .interfaces import (
     ChargeRequest,
     InspectionTerms,
     PaymentProvider,
+    ReservationInfo,
     StockLedger,
 )
 
@@ -59,6 +62,7 @@ __all__ = [
     "BUYBACK_QUOTE_TTL_MS",
     "COUNTERFEIT_MULTIPLIER",
     "DAY_MS",
+    "INTENT_GRACE_MS",
     "PICKUP_LEAD_MS",
     "RETURN_WINDOW_MS",
     "WARRANTY_WINDOW_MS",
@@ -75,6 +79,8 @@ PICKUP_LEAD_MS = DAY_MS  # door pickup is booked for the next day
 BUYBACK_QUOTE_TTL_MS = DAY_MS
 COUNTERFEIT_MULTIPLIER = 10  # fake one, pay ten
 DEFAULT_REPURCHASE_WINDOW_MS = 30 * DAY_MS
+# reconcile() leaves younger checkout intents alone: they are most likely still in flight.
+INTENT_GRACE_MS = 30_000
 SYSTEM = Actor("system", "admin")
 
 # Called with (room_id, anchor_id) when that room's figures changed; may be sync or async.
@@ -100,6 +106,7 @@ class OrderService:
         *,
         now_ms: Callable[[], int] = _system_clock,
         on_figures_changed: FiguresListener | None = None,
+        intent_grace_ms: int = INTENT_GRACE_MS,
     ) -> None:
         self.store = store
         self.ledger = ledger
@@ -108,38 +115,57 @@ class OrderService:
         self._payment_secret = payment_secret
         self.now_ms = now_ms
         self.on_figures_changed = on_figures_changed
+        self.intent_grace_ms = intent_grace_ms
 
     # -- checkout --------------------------------------------------------------------------
 
     async def checkout(self, actor: Actor, body: object) -> Order:
         """Turn the caller's hold into an order at the reserved price. Idempotent by
-        reservation: checking out the same reservation again returns the same order."""
+        reservation: checking out the same reservation again returns the same order.
+
+        Crash-safe order of steps: the checkout is written down first (a ``pending`` intent
+        with the address), then the inventory commits the hold, then the intent becomes the
+        order. A crash between any two steps leaves an intent that a retry of the same checkout
+        or ``reconcile()`` settles by asking the inventory what became of the hold."""
         request = CheckoutRequest.parse(body)
         rid = request.reservation_id
         existing = await self.store.get_order_by_reservation(rid)
-        if existing is not None:
-            if existing.buyer_id != actor.user_id:
-                raise NotReservationHolder(rid)
+        if existing is None:
+            info = await self._reservation_of(actor, rid)
+            existing, _ = await self.store.insert_order(
+                await self._intent(actor, request, info), info, [], None
+            )
+        if existing.buyer_id != actor.user_id:
+            raise NotReservationHolder(rid)
+        if existing.status == "voided":
+            raise HoldExpired(rid)
+        if existing.status != "pending":
             return existing
-        seen = await self.store.get_reservation(rid)
-        if seen is not None:
-            if seen.user_id != actor.user_id:
-                raise NotReservationHolder(rid)
-            if seen.state in ("released", "expired"):
-                raise HoldExpired(rid)
-        # The inventory decides atomically between this commit and the expiry sweeper.
-        info = await self.ledger.commit(rid, actor.user_id)
+        return await self._place(actor, existing, request.payment)
+
+    async def _reservation_of(self, actor: Actor, rid: str) -> ReservationInfo:
+        """The hold to check out, as the hand-off consumer recorded it or else as the inventory
+        knows it; refuses a stranger's hold and one already given back."""
+        info = await self.store.get_reservation(rid)
+        if info is None:
+            info = await self.ledger.get_reservation(rid)
         if info.user_id != actor.user_id:
             raise NotReservationHolder(rid)
+        if info.state in ("released", "expired", "restocked"):
+            raise HoldExpired(rid)
+        return info
+
+    async def _intent(
+        self, actor: Actor, request: CheckoutRequest, info: ReservationInfo
+    ) -> Order:
         locked: int | None = None
         if info.category == "phone_used":
             terms = await self.certification.inspection(info.product_id)
             locked = terms.buyback_price_cents if terms is not None else None
         now = self.now_ms()
-        cod = request.payment.method == "cod"
-        order = Order(
+        return Order(
             id=_new_id("o_"),
-            reservation_id=rid,
+            reservation_id=info.id,
             sale_id=info.sale_id,
             room_id=info.room_id,
             anchor_id=info.anchor_id,
@@ -152,27 +178,120 @@ class OrderService:
             unit_price_cents=info.price_cents,
             total_cents=info.price_cents * info.qty,
             payment_method=request.payment.method,
-            status="confirmed" if cod else "created",
+            status="pending",
             address=request.address,
             created_at=now,
             updated_at=now,
-            placed_at=now if cod else None,
             buyback_locked_cents=locked,
         )
+
+    async def _place(self, actor: Actor, intent: Order, choice: PaymentChoice) -> Order:
+        """Commit the intent's hold and turn the intent into the order; only the caller that
+        turned it charges the card."""
+        try:
+            # The inventory decides atomically between this commit and the expiry sweeper.
+            info = await self.ledger.commit(intent.reservation_id, actor.user_id)
+        except (HoldExpired, UnknownReservation, NotReservationHolder) as exc:
+            # The hold is gone for good: nothing was sold, so nothing may be ordered.
+            await self._void(intent, exc.code)
+            raise
+        # Any other failure (the inventory unreachable, a crash) leaves the intent pending:
+        # a retry of the checkout or reconcile() settles it.
+        placed, payment = await self._settle(intent, info, actor, choice)
+        if placed is None or payment is None:
+            current = await self.store.get_order(intent.id)
+            assert current is not None
+            if current.status == "voided":
+                raise HoldExpired(intent.reservation_id)
+            return current
+        if placed.payment_method == "cod":
+            await self._figures_changed(placed)
+        else:
+            await self._charge(placed, payment, choice)
+        return placed
+
+    async def _settle(
+        self, intent: Order, info: ReservationInfo, actor: Actor, choice: PaymentChoice | None,
+    ) -> tuple[Order | None, Payment | None]:
+        """pending → confirmed (cash on delivery) or created (online). The payment is recorded
+        as pending: cash is collected at delivery, a card charged by the caller. Without a
+        ``choice`` (reconcile: the card was never stored) an online order waits for ``pay``.
+        (None, None) when someone else settled the intent first."""
+        now = self.now_ms()
+        method = choice.method if choice is not None else intent.payment_method
+        cod = method == "cod"
+        order = replace(intent, status="created", payment_method=method)
         events = [self._event(order, "created", None, "created", actor, now)]
         if cod:
             events.append(self._event(order, "confirm", "created", "confirmed", actor, now))
-        payment = self._new_payment(order, request.payment, now)
-        stored, created = await self.store.insert_order(order, info, events, payment)
-        if not created:
-            if stored.buyer_id != actor.user_id:
-                raise NotReservationHolder(rid)
-            return stored
+        payment = None
+        if cod or choice is not None:
+            payment = self._new_payment(order, choice or PaymentChoice("cod"), now)
+        fields: dict[str, int | str | None] = {"payment_method": method, "created_at": now}
         if cod:
-            await self._figures_changed(stored)
-        else:
-            await self._charge(stored, payment, request.payment)
-        return stored
+            fields["placed_at"] = now
+        placed = await self.store.apply(
+            OrderChange(
+                intent.id, frozenset({"pending"}), "confirmed" if cod else "created", now,
+                fields=fields, events=events, payments=[payment] if payment else [],
+                committed=info,
+            )
+        )
+        if placed is None:
+            return None, None
+        return placed, payment
+
+    async def _void(self, intent: Order, reason: str) -> bool:
+        now = self.now_ms()
+        voided = await self.store.apply(
+            OrderChange(
+                intent.id, frozenset({"pending"}), "voided", now,
+                events=[self._event(intent, "void", "pending", "voided", SYSTEM, now,
+                                    {"reason": reason})],
+            )
+        )
+        return voided is not None
+
+    async def reconcile(self, *, min_age_ms: int | None = None) -> Reconciliation:
+        """Settle checkouts a crash interrupted: every intent older than ``min_age_ms``
+        (default ``intent_grace_ms``, so checkouts in flight are left alone) becomes its order
+        if the inventory sold the unit, and is voided if the hold was given back, expired or is
+        unknown. A hold still live is left for the buyer's retry or its expiry."""
+        age = self.intent_grace_ms if min_age_ms is None else min_age_ms
+        placed: list[Order] = []
+        voided: list[str] = []
+        waiting: list[str] = []
+        for intent in await self.store.pending_intents(self.now_ms() - age):
+            rid = intent.reservation_id
+            try:
+                info: ReservationInfo | None = await self.ledger.get_reservation(rid)
+            except UnknownReservation:
+                info = None
+            except Exception:
+                log.warning("cannot ask the inventory about %s; retrying later", rid,
+                            exc_info=True)
+                waiting.append(rid)
+                continue
+            if info is not None and info.state == "committed":
+                order, _ = await self._settle(intent, info, SYSTEM, None)
+                if order is not None:
+                    log.warning("checkout of %s was interrupted after the sale; order %s "
+                                "recovered", rid, order.id)
+                    placed.append(order)
+                    if order.placed_at is not None:
+                        await self._figures_changed(order)
+            elif info is None or info.state in ("released", "expired", "restocked"):
+                if await self._void(intent, "hold_gone"):
+                    voided.append(rid)
+            else:
+                waiting.append(rid)
+        return Reconciliation(tuple(placed), tuple(voided), tuple(waiting))
+
+    async def unrecorded_sales(self, since_ms: int, also: Iterable[str] = ()) -> list[str]:
+        """Reservations recorded as sold since ``since_ms`` (and those of ``also`` still so)
+        that have no order: a unit sold with nobody to deliver it to. With checkout writing its
+        intent before the commit this should never happen; the upkeep owner reports it."""
+        return await self.store.committed_without_order(since_ms, list(also))
 
     def _new_payment(self, order: Order, choice: PaymentChoice, now: int) -> Payment:
         return Payment(
@@ -270,8 +389,8 @@ class OrderService:
                 return order
             now = self.now_ms()
             detail = {"payment": payment.id, "reason": reason}
-            expected: frozenset[OrderStatus]
-            to: OrderStatus
+            expected: frozenset[StoredStatus]
+            to: StoredStatus
             if status == "approved" and order.status == "created":
                 expected, to, kind = frozenset({"created"}), "paid", "pay"
                 settled = replace(payment, status="approved", settled_at=now,
@@ -604,7 +723,7 @@ class OrderService:
         if not isinstance(order_id, str) or not order_id:
             raise OrderNotFound(str(order_id))
         order = await self.store.get_order(order_id)
-        if order is None or not (
+        if order is None or order.is_intent or not (
             actor.is_admin or actor.user_id in (order.buyer_id, order.anchor_id)
         ):
             raise OrderNotFound(order_id)
@@ -650,7 +769,7 @@ class OrderService:
 
     @staticmethod
     def _event(
-        order: Order, kind: str, from_status: OrderStatus | None, to_status: OrderStatus,
+        order: Order, kind: str, from_status: StoredStatus | None, to_status: StoredStatus,
         actor: Actor, at: int, detail: Mapping[str, Any] | None = None,
     ) -> OrderEvent:
         return OrderEvent(order.id, kind, from_status, to_status, actor.user_id, actor.role, at,
