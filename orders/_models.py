@@ -319,6 +319,7 @@ class Claim:
     def to_public(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "order_id": self.order_id,
             "kind": self.kind,
             "status": self.status,
             "amount_cents": self.amount_cents,

@@ -137,6 +137,7 @@ async def test_upheld_counterfeit_claim_pays_ten_times_the_price(world: World) -
     order = await order_in(world, "delivered", category="jewelry", price_cents=123_456, qty=2)
     claim = await world.service.counterfeit_claim(BUYER, order.id, "stone is glass")
     assert (claim.status, claim.amount_cents) == ("open", 0)
+    assert claim.to_public()["order_id"] == order.id
     upheld = await world.service.uphold_counterfeit(ADMIN, claim.id)
     assert upheld.status == "upheld"
     assert upheld.amount_cents == 10 * 246_912 == COUNTERFEIT_MULTIPLIER * order.total_cents
