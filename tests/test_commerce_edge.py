@@ -242,3 +242,50 @@ async def test_payment_callback_refuses_a_forged_signature(server: LiveServer) -
     status, body = await server.request(
         "POST", "/api/payments/callback", data=b'{"order_id": "o_x", "status": "approved"}')
     assert (status, body["error"]["code"]) == (401, "bad_signature")
+
+
+async def test_rest_checkout_places_the_order_once_and_only_for_the_holder(
+    server: LiveServer
+) -> None:
+    _, room_id, product, sale = await shop(server, category="essential_oil")
+    token = server.token("viewer", "Ann", user_id="u_ann")
+    ann = await server.connect(token)
+    await ann.call("join", {"room": room_id})
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 2, "request_id": "rest"})
+    reservation = ack["reservation"]["id"]
+    body = {"reservation": reservation, "address": ADDRESS, "payment": "cod"}
+    stranger = server.token("viewer", "Eve", user_id="u_eve")
+
+    status, refused = await server.request("POST", "/api/orders", stranger, body)
+    assert (status, refused["error"]["code"]) == (403, "not_reservation_holder")
+    status, bad = await server.request("POST", "/api/orders", token, {**body, "address": {}})
+    assert (status, bad["error"]["code"]) == (400, "invalid_checkout")
+    _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
+    assert (fresh["held"], fresh["sold"]) == (2, 0), "refused checkouts sold nothing"
+
+    status, placed = await server.request("POST", "/api/orders", token, body)
+    assert status == 201
+    assert placed["ok"] is True
+    order = placed["order"]
+    assert order["id"].startswith("o_")
+    assert (order["status"], order["total_cents"], order["payment_method"]) == (
+        "confirmed", 2 * 99_900, "cod")
+    assert order["items"] == [{"product": product["id"], "title": "Bangle",
+                               "category": "essential_oil", "brand": "Hetian", "qty": 2,
+                               "unit_price_cents": 99_900}]
+    assert (order["reservation"], order["sale"], order["room"], order["buyer"]) == (
+        reservation, sale["id"], room_id, "u_ann")
+    assert order["address"] == ADDRESS
+
+    status, repeat = await server.request("POST", "/api/orders", token, body)
+    assert (status, repeat["order"]) == (201, order), "the same reservation, the same order"
+    status, refused = await server.request("POST", "/api/orders", stranger, body)
+    assert (status, refused["error"]["code"]) == (403, "not_reservation_holder")
+    assert order["id"] not in str(refused), "a stranger does not learn the order id"
+
+    _, mine = await server.request("GET", "/api/orders", token)
+    assert [o["id"] for o in mine["orders"]] == [order["id"]]
+    _, theirs = await server.request("GET", "/api/orders", stranger)
+    assert theirs["orders"] == []
+    _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
+    assert (fresh["held"], fresh["sold"]) == (0, 2)
