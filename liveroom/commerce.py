@@ -84,7 +84,8 @@ class CertificationAdapter:
         if terms is None:
             return None
         return InspectionTerms(report_id=terms.certificate_id,
-                               buyback_price_cents=terms.buyback_price_cents)
+                               buyback_price_cents=terms.buyback_price_cents,
+                               warranty_ends_at=terms.warranty_ends_at)
 
 
 RoomFigures = Callable[[str], Awaitable[dict[str, Any]]]

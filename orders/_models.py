@@ -10,8 +10,11 @@ from typing import Any, Literal, get_args
 from .exceptions import InvalidCheckout, InvalidInput
 
 __all__ = [
+    "DAY_MS",
+    "INSPECTED_CATEGORY",
     "INTENT_STATUSES",
     "ROLES",
+    "WARRANTY_WINDOW_MS",
     "Actor",
     "Address",
     "AnalyticsReport",
@@ -59,6 +62,10 @@ PaymentStatus = Literal["pending", "approved", "declined", "refunded"]
 ClaimKind = Literal["return", "refund_no_return", "counterfeit", "warranty"]
 ClaimStatus = Literal["open", "pickup_scheduled", "refunded", "upheld", "rejected"]
 RestockState = Literal["none", "pending", "done", "skipped"]
+
+DAY_MS = 24 * 3600 * 1000
+WARRANTY_WINDOW_MS = 180 * DAY_MS  # inspected phones, from delivery
+INSPECTED_CATEGORY = "phone_used"  # inspected second-hand phones: warranty and buyback
 
 ADDRESS_LIMITS: Mapping[str, int] = {"name": 80, "phone": 20, "line1": 200, "city": 80}
 RESERVATION_RE = re.compile(r"^s_[A-Za-z0-9_-]{1,64}\.[1-9][0-9]{0,18}$")
@@ -219,6 +226,27 @@ class Order:
     cancelled_at: int | None = None
     buyback_locked_cents: int | None = None  # per unit, snapshot at checkout (price protection)
     restock_state: RestockState = "none"
+    # The latest warranty end printed on the phone's inspection certificate, as seen at checkout
+    # and at delivery (when the buyer scans the report).
+    certificate_warranty_ends_at: int | None = None
+
+    @property
+    def inspected(self) -> bool:
+        """An inspected second-hand phone: the order kept the inspection's terms."""
+        return self.category == INSPECTED_CATEGORY and (
+            self.buyback_locked_cents is not None or self.certificate_warranty_ends_at is not None
+        )
+
+    def warranty_deadline(self) -> int | None:
+        """The buyer's warranty end: the later of delivery + 180 days and the certificate's
+        warranty end, so the date the buyer read on the scanned report is never cut short.
+        Before delivery only the certificate's date is known (the warranty lasts at least that
+        long); None for an order that has neither."""
+        ends = [] if self.certificate_warranty_ends_at is None else [
+            self.certificate_warranty_ends_at]
+        if self.delivered_at is not None:
+            ends.append(self.delivered_at + WARRANTY_WINDOW_MS)
+        return max(ends) if ends else None
 
     @property
     def is_intent(self) -> bool:
@@ -253,6 +281,7 @@ class Order:
             "delivered_at": self.delivered_at,
             "completed_at": self.completed_at,
             "cancelled_at": self.cancelled_at,
+            "warranty_ends_at": self.warranty_deadline() if self.inspected else None,
         }
 
 

@@ -15,6 +15,9 @@ from typing import Any, Literal
 
 from ._machine import RECEIVED, TRANSITIONS
 from ._models import (
+    DAY_MS,
+    INSPECTED_CATEGORY,
+    WARRANTY_WINDOW_MS,
     Actor,
     AnalyticsReport,
     BuybackQuote,
@@ -72,9 +75,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DAY_MS = 24 * 3600 * 1000
 RETURN_WINDOW_MS = 7 * DAY_MS  # no-reason return and refund-no-return, from delivery
-WARRANTY_WINDOW_MS = 180 * DAY_MS  # inspected phones, from delivery
 PICKUP_LEAD_MS = DAY_MS  # door pickup is booked for the next day
 BUYBACK_QUOTE_TTL_MS = DAY_MS
 COUNTERFEIT_MULTIPLIER = 10  # fake one, pay ten
@@ -158,10 +159,9 @@ class OrderService:
     async def _intent(
         self, actor: Actor, request: CheckoutRequest, info: ReservationInfo
     ) -> Order:
-        locked: int | None = None
-        if info.category == "phone_used":
+        terms = None
+        if info.category == INSPECTED_CATEGORY:
             terms = await self.certification.inspection(info.product_id)
-            locked = terms.buyback_price_cents if terms is not None else None
         now = self.now_ms()
         return Order(
             id=_new_id("o_"),
@@ -182,7 +182,8 @@ class OrderService:
             address=request.address,
             created_at=now,
             updated_at=now,
-            buyback_locked_cents=locked,
+            buyback_locked_cents=terms.buyback_price_cents if terms is not None else None,
+            certificate_warranty_ends_at=terms.warranty_ends_at if terms is not None else None,
         )
 
     async def _place(self, actor: Actor, intent: Order, choice: PaymentChoice) -> Order:
@@ -519,8 +520,16 @@ class OrderService:
             for p in await self.store.payments(order_id)
             if p.method == "cod" and p.status == "pending"
         ]
+        fields: dict[str, int | str | None] = {"delivered_at": now}
+        if order.category == INSPECTED_CATEGORY:
+            # The buyer scans the inspection report on delivery: keep the latest warranty end
+            # it shows, so the order's warranty never ends before it.
+            terms = await self.certification.inspection(order.product_id)
+            if terms is not None and terms.warranty_ends_at is not None:
+                fields["certificate_warranty_ends_at"] = max(
+                    terms.warranty_ends_at, order.certificate_warranty_ends_at or 0)
         return await self._transition(
-            actor, order, "deliver", now, fields={"delivered_at": now}, payments=collected
+            actor, order, "deliver", now, fields=fields, payments=collected
         )
 
     async def complete(self, actor: Actor, order_id: str) -> Order:
@@ -626,14 +635,17 @@ class OrderService:
         return decided
 
     async def warranty_claim(self, actor: Actor, order_id: str, reason: str) -> Claim:
-        """Inspected second-hand phones: warranty repair within 180 days of delivery, with a
-        door pickup."""
+        """Inspected second-hand phones: warranty repair with a door pickup, until the later of
+        delivery + 180 days and the warranty end on the phone's inspection certificate."""
         order = await self._buyer_order(actor, order_id, "claim warranty for")
         if order.status not in ("delivered", "completed"):
             raise IllegalTransition(order_id, order.status, "warranty_claim")
         await self._require_inspected(order)
         now = self.now_ms()
-        self._within(order, now, WARRANTY_WINDOW_MS, WarrantyExpired)
+        deadline = order.warranty_deadline()
+        assert deadline is not None  # delivered
+        if now > deadline:
+            raise WarrantyExpired(order.id, deadline)
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("a warranty claim needs a description of the fault")
         claim = self._claim(order, "warranty", "pickup_scheduled", now, reason,
@@ -657,9 +669,9 @@ class OrderService:
 
     async def _require_inspected(self, order: Order) -> InspectionTerms | None:
         terms = None
-        if order.category == "phone_used":
+        if order.category == INSPECTED_CATEGORY:
             terms = await self.certification.inspection(order.product_id)
-        if order.category != "phone_used" or (terms is None and order.buyback_locked_cents is None):
+        if order.category != INSPECTED_CATEGORY or (terms is None and not order.inspected):
             raise CertificationRequired(order.id, "inspection")
         return terms
 
@@ -743,7 +755,7 @@ class OrderService:
     @staticmethod
     def _within(
         order: Order, now: int, window: int,
-        error: type[ReturnWindowClosed] | type[WarrantyExpired],
+        error: type[ReturnWindowClosed],
     ) -> None:
         assert order.delivered_at is not None
         deadline = order.delivered_at + window

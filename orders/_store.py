@@ -44,7 +44,9 @@ STATE_RANK: Mapping[str, int] = {
 }
 
 # (version, resource name); applied in order, each once, recorded in schema_migrations.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, "schema_v1.sql"), (2, "schema_v2.sql"))
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, "schema_v1.sql"), (2, "schema_v2.sql"), (3, "schema_v3.sql"),
+)
 
 _ORDER_FIELDS = tuple(f.name for f in fields(Order))
 _ORDER_COLUMNS = ", ".join(_ORDER_FIELDS)

@@ -6,6 +6,7 @@ from orders import (
     COUNTERFEIT_MULTIPLIER,
     DAY_MS,
     PICKUP_LEAD_MS,
+    WARRANTY_WINDOW_MS,
     CertificationRequired,
     ClaimConflict,
     IllegalTransition,
@@ -192,6 +193,68 @@ async def test_warranty_is_180_days_from_delivery(
             await world.service.warranty_claim(BUYER, order.id, "battery drains")
         assert info.value.deadline_ms == (order.delivered_at or 0) + 180 * DAY_MS
         assert await world.service.claims(BUYER, order.id) == []
+
+
+async def test_warranty_runs_to_the_certificates_date_when_that_is_later(world: World) -> None:
+    cert_end = world.clock() + 400 * DAY_MS  # a report promising more than 180 days
+    world.certs.inspections[PHONE] = InspectionTerms("ir_1", 150_000, warranty_ends_at=cert_end)
+    order = await order_in(world, "delivered", category="phone_used", product=PHONE)
+    assert order.delivered_at is not None
+    assert order.to_public()["warranty_ends_at"] == cert_end
+    world.clock.now = order.delivered_at + WARRANTY_WINDOW_MS + 1
+    await world.service.warranty_claim(BUYER, order.id, "no sound")
+    world.clock.now = cert_end
+    await world.service.warranty_claim(BUYER, order.id, "no sound again")
+    world.clock.now = cert_end + 1
+    with pytest.raises(WarrantyExpired) as info:
+        await world.service.warranty_claim(BUYER, order.id, "still no sound")
+    assert info.value.deadline_ms == cert_end
+    assert len(await world.service.claims(BUYER, order.id)) == 2
+
+
+async def test_warranty_runs_180_days_from_delivery_when_the_certificate_says_less(
+    world: World
+) -> None:
+    cert_end = world.clock() + 170 * DAY_MS  # issue + 180 days, issued 10 days before the sale
+    world.certs.inspections[PHONE] = InspectionTerms("ir_1", 150_000, warranty_ends_at=cert_end)
+    shipped = await order_in(world, "shipped", category="phone_used", product=PHONE)
+    # Before delivery the order shows the certificate's date: the warranty lasts at least that.
+    assert shipped.to_public()["warranty_ends_at"] == cert_end
+    world.clock.advance(5 * DAY_MS)
+    order = await world.service.deliver(ANCHOR, shipped.id)
+    assert order.delivered_at is not None
+    deadline = order.delivered_at + WARRANTY_WINDOW_MS
+    assert order.to_public()["warranty_ends_at"] == deadline > cert_end
+    world.clock.now = cert_end + 1
+    await world.service.warranty_claim(BUYER, order.id, "battery swells")
+    world.clock.now = deadline + 1
+    with pytest.raises(WarrantyExpired) as info:
+        await world.service.warranty_claim(BUYER, order.id, "battery swells more")
+    assert info.value.deadline_ms == deadline
+
+
+async def test_the_warranty_date_scanned_at_delivery_holds_after_revocation(world: World) -> None:
+    world.certs.inspections[PHONE] = InspectionTerms("ir_1", 150_000,
+                                                     warranty_ends_at=world.clock() + DAY_MS)
+    shipped = await order_in(world, "shipped", category="phone_used", product=PHONE)
+    # Re-inspected before delivery with a longer warranty: that is the report the buyer scans.
+    rescanned = world.clock() + 365 * DAY_MS
+    world.certs.inspections[PHONE] = InspectionTerms("ir_2", 150_000, warranty_ends_at=rescanned)
+    delivered = await world.service.deliver(ANCHOR, shipped.id)
+    assert delivered.to_public()["warranty_ends_at"] == rescanned
+    del world.certs.inspections[PHONE]  # the report is revoked later
+    world.clock.now = rescanned
+    claim = await world.service.warranty_claim(BUYER, delivered.id, "screen dead")
+    assert claim.status == "pickup_scheduled"
+    detail = await world.service.order_detail(BUYER, delivered.id)
+    assert detail["warranty_ends_at"] == rescanned
+
+
+async def test_only_inspected_phone_orders_show_a_warranty_end(world: World) -> None:
+    shirt = await order_in(world, "delivered", category="clothing")
+    assert shirt.to_public()["warranty_ends_at"] is None
+    uninspected = await order_in(world, "delivered", category="phone_used", product="p_phone00003")
+    assert uninspected.to_public()["warranty_ends_at"] is None
 
 
 async def test_warranty_only_for_inspected_phones(world: World) -> None:

@@ -17,7 +17,7 @@ const ACTIONS = [
     reason: false, when: ["delivered", "shipped"], category: "essential_oil" },
   { key: "counterfeit", label: "Report a counterfeit (fake one, pay ten)", path: "counterfeit",
     reason: true, when: ["delivered", "completed"] },
-  { key: "warranty", label: "Warranty claim (180 days)", path: "warranty", reason: true,
+  { key: "warranty", label: "Warranty claim", path: "warranty", reason: true,
     when: ["delivered", "completed"], category: "phone_used" },
 ];
 
@@ -62,6 +62,9 @@ export class Orders {
         h("span", {}, formatCents(order.total_cents))),
       h("div", { class: "small muted" },
         `${STATUS_TEXT[order.status] || order.status} · ${order.payment_method === "cod" ? "cash on delivery" : "paid online"} · ${formatTime(order.created_at)}`),
+      // Inspected phones: the later of delivery + 180 days and the certificate's warranty end.
+      order.warranty_ends_at ? h("div", { class: "small muted" },
+        `Warranty until ${formatTime(order.warranty_ends_at)}`) : null,
       actions.length ? h("div", { class: "row" }, actions.map((action) => h("button", {
         type: "button", class: "small", dataset: { action: action.key },
         onclick: () => this.act(order, action, result),
