@@ -16,6 +16,7 @@ from ._models import (
     OrderStatus,
     Payment,
     PaymentChoice,
+    Payout,
     Reconciliation,
     Role,
 )
@@ -105,6 +106,7 @@ __all__ = [
     "PaymentError",
     "PaymentInProgress",
     "PaymentProvider",
+    "Payout",
     "Reconciliation",
     "ReservationInfo",
     "ReturnWindowClosed",

@@ -31,6 +31,8 @@ __all__ = [
     "Payment",
     "PaymentChoice",
     "PaymentStatus",
+    "Payout",
+    "PayoutKind",
     "Reconciliation",
     "RestockState",
     "Role",
@@ -62,6 +64,7 @@ PaymentStatus = Literal["pending", "approved", "declined", "refunded"]
 ClaimKind = Literal["return", "refund_no_return", "counterfeit", "warranty"]
 ClaimStatus = Literal["open", "pickup_scheduled", "refunded", "upheld", "rejected"]
 RestockState = Literal["none", "pending", "done", "skipped"]
+PayoutKind = Literal["counterfeit_compensation"]
 
 DAY_MS = 24 * 3600 * 1000
 WARRANTY_WINDOW_MS = 180 * DAY_MS  # inspected phones, from delivery
@@ -329,6 +332,30 @@ class Payment:
             "status": self.status,
             "card_last4": self.card_last4,
             "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    """Money the platform pays the buyer beyond a refund (fake one, pay ten), recorded with the
+    decision that owes it; at most one per claim. ``paid`` at once in this sandbox platform."""
+
+    id: str
+    order_id: str
+    claim_id: str
+    kind: PayoutKind
+    amount_cents: int
+    status: Literal["paid"]
+    created_at: int
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "claim_id": self.claim_id,
+            "kind": self.kind,
+            "amount_cents": self.amount_cents,
+            "status": self.status,
+            "created_at": self.created_at,
         }
 
 

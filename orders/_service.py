@@ -30,6 +30,7 @@ from ._models import (
     OrderEvent,
     Payment,
     PaymentChoice,
+    Payout,
     Reconciliation,
     StoredStatus,
 )
@@ -434,6 +435,7 @@ class OrderService:
         detail["events"] = [e.to_public() for e in await self.store.events(order_id)]
         detail["claims"] = [c.to_public() for c in await self.store.claims(order_id)]
         detail["payments"] = [p.to_public() for p in await self.store.payments(order_id)]
+        detail["payouts"] = [p.to_public() for p in await self.store.payouts(order_id)]
         return detail
 
     async def list_orders(self, actor: Actor) -> list[Order]:
@@ -451,6 +453,10 @@ class OrderService:
     async def payments_of(self, actor: Actor, order_id: str) -> list[Payment]:
         await self._visible(actor, order_id)
         return await self.store.payments(order_id)
+
+    async def payouts_of(self, actor: Actor, order_id: str) -> list[Payout]:
+        await self._visible(actor, order_id)
+        return await self.store.payouts(order_id)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -629,9 +635,21 @@ class OrderService:
             updated_at=now,
             amount_cents=COUNTERFEIT_MULTIPLIER * order.total_cents if uphold else 0,
         )
-        await self._note(actor, order, "counterfeit_upheld" if uphold else "counterfeit_rejected",
-                         now, claims=[decided],
-                         detail={"claim": claim.id, "compensation_cents": decided.amount_cents})
+        # Fake one, pay ten: the compensation is paid out with the decision, in one transaction.
+        payouts = [Payout(_new_id("po_"), order.id, claim.id, "counterfeit_compensation",
+                          decided.amount_cents, "paid", now)] if uphold else []
+        detail: dict[str, Any] = {"claim": claim.id, "compensation_cents": decided.amount_cents}
+        if payouts:
+            detail["payout"] = payouts[0].id
+        kind = "counterfeit_upheld" if uphold else "counterfeit_rejected"
+        change = OrderChange(
+            order.id, frozenset({order.status}), order.status, now,
+            events=[self._event(order, kind, order.status, order.status, actor, now, detail)],
+            claims=[decided], payouts=payouts, claim_expected=(claim.id, "open"),
+        )
+        if await self.store.apply(change) is None:
+            # Decided by someone else meanwhile (or the order moved): decide again on what is.
+            return await self._decide_counterfeit(actor, claim_id, uphold=uphold)
         return decided
 
     async def warranty_claim(self, actor: Actor, order_id: str, reason: str) -> Claim:

@@ -21,10 +21,12 @@ from ._models import (
     INTENT_STATUSES,
     Address,
     Claim,
+    ClaimStatus,
     Order,
     OrderEvent,
     Payment,
     PaymentStatus,
+    Payout,
     StoredStatus,
 )
 from .exceptions import ClaimConflict
@@ -45,7 +47,7 @@ STATE_RANK: Mapping[str, int] = {
 
 # (version, resource name); applied in order, each once, recorded in schema_migrations.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
-    (1, "schema_v1.sql"), (2, "schema_v2.sql"), (3, "schema_v3.sql"),
+    (1, "schema_v1.sql"), (2, "schema_v2.sql"), (3, "schema_v3.sql"), (4, "schema_v4.sql"),
 )
 
 _ORDER_FIELDS = tuple(f.name for f in fields(Order))
@@ -80,6 +82,8 @@ class OrderChange:
     claims: Sequence[Claim] = ()
     payments: Sequence[Payment] = ()
     payment_expected: tuple[str, PaymentStatus] | None = None
+    claim_expected: tuple[str, ClaimStatus] | None = None
+    payouts: Sequence[Payout] = ()
     # Recorded as ``committed`` in the same transaction (a checkout intent becoming an order).
     committed: ReservationInfo | None = None
 
@@ -126,6 +130,7 @@ class OrderStore(Protocol):
     async def claims(self, order_id: str) -> list[Claim]: ...
     async def get_claim(self, claim_id: str) -> Claim | None: ...
     async def payments(self, order_id: str) -> list[Payment]: ...
+    async def payouts(self, order_id: str) -> list[Payout]: ...
     async def get_payment(self, payment_id: str) -> Payment | None: ...
     async def orders_pending_restock(self) -> list[Order]: ...
     async def orders_for_analytics(self, anchor_id: str | None) -> list[Order]: ...
@@ -385,6 +390,13 @@ class SqliteOrderStore:
                     ).fetchone()
                     if row is None or row["status"] != expected_status:
                         return None
+                if change.claim_expected is not None:
+                    claim_id, expected_claim = change.claim_expected
+                    row = conn.execute(
+                        "SELECT status FROM claims WHERE id = ?", (claim_id,)
+                    ).fetchone()
+                    if row is None or row["status"] != expected_claim:
+                        return None
                 assignments = ["status = ?", "updated_at = ?"]
                 args: list[Any] = [change.status, change.at]
                 for name, value in change.fields.items():
@@ -404,6 +416,8 @@ class SqliteOrderStore:
                     _upsert_claim(conn, claim)
                 for payment in change.payments:
                     _upsert_payment(conn, payment)
+                for payout in change.payouts:
+                    _insert_payout(conn, payout)
                 if change.committed is not None:
                     _upsert_reservation(conn, change.committed, "committed", change.at)
                 row = conn.execute(
@@ -459,6 +473,15 @@ class SqliteOrderStore:
                 (order_id,),
             )
             return [Payment(**dict(row)) for row in rows]
+
+        return await self._run(work)
+
+    async def payouts(self, order_id: str) -> list[Payout]:
+        def work(conn: sqlite3.Connection) -> list[Payout]:
+            rows = conn.execute(
+                "SELECT * FROM payouts WHERE order_id = ? ORDER BY created_at, id", (order_id,)
+            )
+            return [Payout(**dict(row)) for row in rows]
 
         return await self._run(work)
 
@@ -542,6 +565,14 @@ def _upsert_payment(conn: sqlite3.Connection, p: Payment) -> None:
             p.id, p.order_id, p.method, p.amount_cents, p.status, p.created_at, p.card_last4,
             p.settled_at, p.provider_ref, p.reason,
         ),
+    )
+
+
+def _insert_payout(conn: sqlite3.Connection, p: Payout) -> None:
+    conn.execute(
+        "INSERT INTO payouts (id, order_id, claim_id, kind, amount_cents, status, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (p.id, p.order_id, p.claim_id, p.kind, p.amount_cents, p.status, p.created_at),
     )
 
 

@@ -289,3 +289,45 @@ async def test_rest_checkout_places_the_order_once_and_only_for_the_holder(
     assert theirs["orders"] == []
     _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
     assert (fresh["held"], fresh["sold"]) == (0, 2)
+
+
+async def test_upheld_counterfeit_claim_pays_ten_times_and_tells_the_buyer(
+    server: LiveServer
+) -> None:
+    anchor, room_id, product, sale = await shop(server)
+    await server.request("POST", "/api/certificates", server.token("inspector"), {
+        "kind": "vault", "product_id": product["id"], "details": VAULT})
+    token = server.token("viewer", "Ann", user_id="u_ann")
+    ann = await server.connect(token)
+    await ann.call("join", {"room": room_id})
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 2, "request_id": "fake"})
+    done = await ann.call("checkout", {"reservation": ack["reservation"]["id"],
+                                       "address": ADDRESS, "payment": "cod"})
+    order_id = done["order"]["id"]
+    for step in ("ship", "deliver"):
+        status, _ = await server.request("POST", f"/api/orders/{order_id}/{step}", anchor)
+        assert status == 200
+    status, filed = await server.request("POST", f"/api/orders/{order_id}/counterfeit", token,
+                                         {"reason": "the jade is glass"})
+    assert status == 201
+    claim = filed["claim"]
+    assert (claim["order_id"], claim["status"], claim["amount_cents"]) == (order_id, "open", 0)
+    # Pushes arrive in order: once "delivered" is here, the next order push is the decision.
+    await ann.wait_for("order", lambda d: d["status"] == "delivered")
+    pushes_before = len(ann.received("order"))
+
+    admin = server.token("admin", "Root")
+    status, decided = await server.request("POST", f"/api/claims/{claim['id']}/uphold", admin)
+    assert status == 200
+    assert (decided["claim"]["status"], decided["claim"]["amount_cents"]) == (
+        "upheld", 10 * 2 * 99_900)
+    await ann.wait_for("order", lambda d: d["id"] == order_id
+                       and len(ann.received("order")) > pushes_before)
+    _, detail = await server.request("GET", f"/api/orders/{order_id}", token)
+    [payout] = detail["order"]["payouts"]
+    assert (payout["kind"], payout["status"], payout["claim_id"], payout["amount_cents"]) == (
+        "counterfeit_compensation", "paid", claim["id"], 1_998_000)
+    status, again = await server.request("POST", f"/api/claims/{claim['id']}/uphold", admin)
+    assert (status, again["error"]["code"]) == (409, "claim_conflict")
+    _, detail = await server.request("GET", f"/api/orders/{order_id}", token)
+    assert len(detail["order"]["payouts"]) == 1

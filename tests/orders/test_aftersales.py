@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from orders import (
@@ -144,12 +146,38 @@ async def test_upheld_counterfeit_claim_pays_ten_times_the_price(world: World) -
     assert upheld.amount_cents == 10 * 246_912 == COUNTERFEIT_MULTIPLIER * order.total_cents
     [stored] = await world.service.claims(BUYER, order.id)
     assert stored.amount_cents == 2_469_120
-    kinds = [e.kind for e in await world.service.history(BUYER, order.id)]
-    assert kinds[-2:] == ["counterfeit_claim", "counterfeit_upheld"]
+    # The compensation is paid out, not only written on the claim.
+    [payout] = await world.service.payouts_of(BUYER, order.id)
+    assert (payout.kind, payout.status, payout.claim_id, payout.amount_cents) == (
+        "counterfeit_compensation", "paid", claim.id, 2_469_120)
+    assert isinstance(payout.amount_cents, int)
+    history = await world.service.history(BUYER, order.id)
+    assert [e.kind for e in history][-2:] == ["counterfeit_claim", "counterfeit_upheld"]
+    assert history[-1].detail["payout"] == payout.id
+    detail = await world.service.order_detail(BUYER, order.id)
+    assert detail["payouts"] == [payout.to_public()]
     with pytest.raises(ClaimConflict):
         await world.service.uphold_counterfeit(ADMIN, claim.id)
     with pytest.raises(ClaimConflict):
         await world.service.counterfeit_claim(BUYER, order.id, "again")
+    assert len(await world.service.payouts_of(BUYER, order.id)) == 1
+
+
+async def test_racing_decisions_pay_a_counterfeit_claim_once(world: World) -> None:
+    order = await order_in(world, "delivered", price_cents=10_000)
+    claim = await world.service.counterfeit_claim(BUYER, order.id, "fake")
+    outcomes = await asyncio.gather(
+        *[world.service.uphold_counterfeit(ADMIN, claim.id) for _ in range(4)],
+        world.service.reject_counterfeit(ADMIN, claim.id),
+        return_exceptions=True,
+    )
+    decided = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(decided) == 1
+    assert all(isinstance(o, ClaimConflict) for o in outcomes if o not in decided)
+    [stored] = await world.service.claims(BUYER, order.id)
+    assert stored.status == decided[0].status
+    payouts = await world.service.payouts_of(BUYER, order.id)
+    assert [p.amount_cents for p in payouts] == ([100_000] if stored.status == "upheld" else [])
 
 
 async def test_rejected_counterfeit_claim_pays_nothing(world: World) -> None:
@@ -157,6 +185,7 @@ async def test_rejected_counterfeit_claim_pays_nothing(world: World) -> None:
     claim = await world.service.counterfeit_claim(BUYER, order.id, "looks fake")
     rejected = await world.service.reject_counterfeit(ADMIN, claim.id)
     assert (rejected.status, rejected.amount_cents) == ("rejected", 0)
+    assert await world.service.payouts_of(BUYER, order.id) == []
 
 
 async def test_counterfeit_claim_needs_goods_received_and_a_reason(world: World) -> None:

@@ -39,10 +39,10 @@ async def test_database_is_wal_and_migrated_once(data_dir: Path) -> None:
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
-        assert versions == [(1,), (2,), (3,)]
+        assert versions == [(1,), (2,), (3,), (4,)]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"reservations", "handoff_entries", "dead_letters", "orders", "order_events",
-                "payments", "claims"} <= tables
+                "payments", "claims", "payouts"} <= tables
     finally:
         conn.close()
 
