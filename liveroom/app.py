@@ -222,6 +222,8 @@ def build_services(settings: Settings, redis_url: str, *,
         order_store, InventoryLedger(stock), CertificationAdapter(certificates), payments,
         payment_secret, now_ms=now_ms,
         on_figures_changed=lambda room_id, anchor_id: figures_box[0].changed(room_id, anchor_id),
+        payment_timeout_ms=settings.payment_timeout_s * 1000,
+        charge_timeout_ms=settings.charge_timeout_s * 1000,
     )
     commerce_routes = CommerceRoutes(
         Api(signer, settings.max_payload_bytes), sales, stock, order_service, catalog, rooms,

@@ -124,8 +124,9 @@ UNRECORDED_OVERLAP_MS = 60_000
 
 class OrderUpkeep(PeriodicLoop):
     """Owner of the orders' housekeeping loop, in the process that owns the hand-off consumer
-    (one per server): settles checkouts a crash interrupted (``OrderService.reconcile``), retries
-    interrupted restocks, and reports sold units that have no order. ``run_once()`` is also
+    (one per server): settles checkouts a crash interrupted (``OrderService.reconcile``), applies
+    the payment timeouts (``expire_unpaid``), retries interrupted restocks, and reports sold
+    units that have no order. ``run_once()`` is also
     awaited at startup. Every pass is safe beside another process doing the same: each change
     is a compare-and-set in the order store."""
 
@@ -151,6 +152,8 @@ class OrderUpkeep(PeriodicLoop):
         started = self._orders.now_ms()
         settled = await self._orders.reconcile()
         for order in settled.placed:
+            await self._tell_buyer(order)
+        for order in await self._orders.expire_unpaid():
             await self._tell_buyer(order)
         await self._orders.resume_restocks()
         found = frozenset(await self._orders.unrecorded_sales(self._checked_since,

@@ -22,9 +22,11 @@ from ._models import (
 )
 from ._payment import TEST_CARDS, SandboxPaymentProvider, sign_callback, verify_callback
 from ._service import (
+    CHARGE_TIMEOUT_MS,
     COUNTERFEIT_MULTIPLIER,
     DAY_MS,
     INTENT_GRACE_MS,
+    PAYMENT_TIMEOUT_MS,
     PICKUP_LEAD_MS,
     RETURN_WINDOW_MS,
     WARRANTY_WINDOW_MS,
@@ -62,9 +64,11 @@ from .interfaces import (
 )
 
 __all__ = [
+    "CHARGE_TIMEOUT_MS",
     "COUNTERFEIT_MULTIPLIER",
     "DAY_MS",
     "INTENT_GRACE_MS",
+    "PAYMENT_TIMEOUT_MS",
     "PICKUP_LEAD_MS",
     "RETURN_WINDOW_MS",
     "TEST_CARDS",

@@ -64,9 +64,11 @@ from .interfaces import (
 
 __all__ = [
     "BUYBACK_QUOTE_TTL_MS",
+    "CHARGE_TIMEOUT_MS",
     "COUNTERFEIT_MULTIPLIER",
     "DAY_MS",
     "INTENT_GRACE_MS",
+    "PAYMENT_TIMEOUT_MS",
     "PICKUP_LEAD_MS",
     "RETURN_WINDOW_MS",
     "WARRANTY_WINDOW_MS",
@@ -83,6 +85,12 @@ COUNTERFEIT_MULTIPLIER = 10  # fake one, pay ten
 DEFAULT_REPURCHASE_WINDOW_MS = 30 * DAY_MS
 # reconcile() leaves younger checkout intents alone: they are most likely still in flight.
 INTENT_GRACE_MS = 30_000
+# An online order still unpaid this long after it was created is cancelled (its stock returns).
+PAYMENT_TIMEOUT_MS = 15 * 60_000
+# A charge the provider has not answered this long is given up (declined, reason "timed_out"),
+# so the buyer can pay again; a late approval of it is still honoured (or refunded).
+CHARGE_TIMEOUT_MS = 2 * 60_000
+CHARGE_TIMED_OUT = "timed_out"
 SYSTEM = Actor("system", "admin")
 
 # Called with (room_id, anchor_id) when that room's figures changed; may be sync or async.
@@ -109,6 +117,8 @@ class OrderService:
         now_ms: Callable[[], int] = _system_clock,
         on_figures_changed: FiguresListener | None = None,
         intent_grace_ms: int = INTENT_GRACE_MS,
+        payment_timeout_ms: int = PAYMENT_TIMEOUT_MS,
+        charge_timeout_ms: int = CHARGE_TIMEOUT_MS,
     ) -> None:
         self.store = store
         self.ledger = ledger
@@ -118,6 +128,10 @@ class OrderService:
         self.now_ms = now_ms
         self.on_figures_changed = on_figures_changed
         self.intent_grace_ms = intent_grace_ms
+        if payment_timeout_ms <= 0 or charge_timeout_ms <= 0:
+            raise ValueError("payment and charge timeouts must be positive")
+        self.payment_timeout_ms = payment_timeout_ms
+        self.charge_timeout_ms = charge_timeout_ms
 
     # -- checkout --------------------------------------------------------------------------
 
@@ -387,8 +401,11 @@ class OrderService:
                 raise InvalidInput("payment callback amount does not match the charge")
             order = await self.store.get_order(payment.order_id)
             assert order is not None
-            if payment.status != "pending":
+            timed_out = payment.status == "declined" and payment.reason == CHARGE_TIMED_OUT
+            if payment.status != "pending" and not timed_out:
                 return order
+            if timed_out and status == "declined":
+                return order  # given up already; the provider agrees
             now = self.now_ms()
             detail = {"payment": payment.id, "reason": reason}
             expected: frozenset[StoredStatus]
@@ -414,7 +431,7 @@ class OrderService:
                     order.id, expected, to, now, fields=fields,
                     events=[self._event(order, kind, order.status, to, SYSTEM, now, detail)],
                     payments=[settled],
-                    payment_expected=(payment.id, "pending"),
+                    payment_expected=(payment.id, payment.status),
                 )
             )
             if updated is not None:
@@ -497,6 +514,38 @@ class OrderService:
                                     {"returned_to_sale": back})],
             )
         )
+
+    async def expire_unpaid(self) -> list[Order]:
+        """Payment timeouts (the upkeep owner calls this every few seconds): a charge the
+        provider left unanswered for ``charge_timeout_ms`` is declined as ``timed_out`` (the
+        buyer may pay again), and an online order still unpaid ``payment_timeout_ms`` after it
+        was created is cancelled by the system, its stock returned like any cancellation.
+        Returns the orders that changed."""
+        now = self.now_ms()
+        changed: dict[str, Order] = {}
+        for payment in await self.store.stale_pending_charges(now - self.charge_timeout_ms):
+            order = await self.store.get_order(payment.order_id)
+            if order is None:
+                continue
+            updated = await self.store.apply(
+                OrderChange(
+                    order.id, frozenset({order.status}), order.status, now,
+                    events=[self._event(order, "payment_timed_out", order.status, order.status,
+                                        SYSTEM, now, {"payment": payment.id})],
+                    payments=[replace(payment, status="declined", settled_at=now,
+                                      reason=CHARGE_TIMED_OUT)],
+                    payment_expected=(payment.id, "pending"),
+                )
+            )
+            if updated is not None:
+                log.warning("charge %s of order %s timed out", payment.id, order.id)
+                changed[order.id] = updated
+        for order in await self.store.unpaid_online_orders(now - self.payment_timeout_ms):
+            try:
+                changed[order.id] = await self.cancel(SYSTEM, order.id, "payment_timeout")
+            except IllegalTransition:
+                continue  # paid (or cancelled) meanwhile
+        return list(changed.values())
 
     async def resume_restocks(self) -> int:
         """Retry restocks a crash or an inventory outage interrupted (call at startup)."""

@@ -24,6 +24,7 @@ from liveroom.commerce import CertificationAdapter, InventoryLedger, OrderUpkeep
 from liveroom.metrics import Metrics
 from orders import (
     INTENT_GRACE_MS,
+    PAYMENT_TIMEOUT_MS,
     Actor,
     HandoffRecord,
     HoldExpired,
@@ -397,3 +398,34 @@ async def test_server_start_settles_a_checkout_interrupted_before_the_restart(
         assert (status, again["order"]["id"]) == (201, order["id"])
         async with server.http.get(server.url + "/metrics") as response:
             assert "liveroom_orders_unrecorded_sales 0" in await response.text()
+
+
+async def test_upkeep_cancels_an_unpaid_online_order_and_its_unit_goes_back_on_sale(
+    rig: Rig
+) -> None:
+    ann = buyer(1)
+    hold = await rig.hold(ann.user_id)
+    side = await rig.start_orders()
+    pushes: list[tuple[str, Any, str]] = []
+
+    async def emit(event: str, data: Any, room: str) -> None:
+        pushes.append((event, data, room))
+
+    upkeep = OrderUpkeep(side.service, emit, Metrics())
+    try:
+        declined = {"method": "online", "card": "4000000000000002"}
+        order = await side.service.checkout(ann, checkout_body(hold, declined))
+        await side.payments.drain()
+        assert await rig.sale_counts() == (19, 0, 1)
+        rig.clock.advance(PAYMENT_TIMEOUT_MS - 1)
+        await upkeep.run_once()
+        assert pushes == []
+        rig.clock.advance(1)
+        await upkeep.run_once()
+        [(event, data, room)] = pushes
+        assert (event, room, data["id"], data["status"]) == (
+            "order", f"user:{ann.user_id}", order.id, "cancelled")
+        assert await rig.sale_counts() == (20, 0, 0), "the unit is back on sale in Redis"
+        assert (await rig.inventory.get_reservation(hold)).state == "restocked"
+    finally:
+        await side.stop()
