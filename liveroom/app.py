@@ -27,7 +27,7 @@ from .bus import ControlBus
 from .catalog import Catalog
 from .certification import BadgeFanout, CertificateDesk, ExpiryPlans
 from .clock import now_ms
-from .commerce import CertificationAdapter, FiguresPusher, InventoryLedger
+from .commerce import CertificationAdapter, FiguresPusher, InventoryLedger, OrderUpkeep
 from .handoff_process import new_consumer
 from .http import Api
 from .http._base import error_middleware
@@ -88,6 +88,8 @@ class Services:
     orders: OrderService
     # None when the consumer runs in a process of its own (liveroom serve).
     handoff: HandoffConsumer | None
+    # None in a worker that does not own the hand-off consumer (--workers N, N > 0).
+    order_upkeep: OrderUpkeep | None
     figures_pusher: FiguresPusher
     commerce_routes: CommerceRoutes
     reaper: SlowClientReaper
@@ -101,7 +103,13 @@ class Services:
         await self.order_store.open()
         if self.handoff is not None:
             self.handoff.start()
-        await self.orders.resume_restocks()
+        if self.order_upkeep is not None:
+            # Checkouts and restocks a crash interrupted are settled before buyers come back.
+            try:
+                await self.order_upkeep.run_once()
+            except Exception:
+                log.exception("order upkeep at startup failed; the loop retries")
+            self.order_upkeep.start()
         self.sweeper.start()
         self.stock_pusher.start()
         self.figures_pusher.start()
@@ -122,6 +130,10 @@ class Services:
             ("media health pusher", self.media_pusher.close),
             ("certificate expiry watcher", self.expiry_watcher.close),
             ("viewer count pusher", self.viewer_pusher.close),
+        ]
+        if self.order_upkeep is not None:
+            steps.append(("order upkeep", self.order_upkeep.close))
+        steps += [
             ("inventory", self.inventory.close),
             ("hold sweeper", self.sweeper.close),
             ("stock pusher", self.stock_pusher.close),
@@ -214,6 +226,8 @@ def build_services(settings: Settings, redis_url: str, *,
         order_store, InventoryLedger(stock), CertificationAdapter(certificates), payments,
         payment_secret, now_ms=now_ms,
         on_figures_changed=lambda room_id, anchor_id: figures_box[0].changed(room_id, anchor_id),
+        payment_timeout_ms=settings.payment_timeout_s * 1000,
+        charge_timeout_ms=settings.charge_timeout_s * 1000,
     )
     commerce_routes = CommerceRoutes(
         Api(signer, settings.max_payload_bytes), sales, stock, order_service, catalog, rooms,
@@ -229,6 +243,10 @@ def build_services(settings: Settings, redis_url: str, *,
     payments.sink = payment_settled
     CommerceEvents(edge, stock, order_service)
     handoff = new_consumer(redis, order_store) if handoff_in_process else None
+    # Housekeeping runs where the consumer is owned: with the in-process consumer, or in the
+    # server (the first worker) that owns the consumer's process.
+    upkeep = (OrderUpkeep(order_service, edge.emit_to, metrics)
+              if handoff_in_process or settings.worker_index in (None, 0) else None)
     return Services(settings=settings, redis=redis, signer=signer, bus=bus, catalog=catalog,
                     rooms=rooms, sio=sio, edge=edge, viewer_pusher=pusher,
                     certificates=certificates, certificate_desk=desk,
@@ -236,7 +254,7 @@ def build_services(settings: Settings, redis_url: str, *,
                     media_pusher=media_pusher, inventory_redis=inventory_redis,
                     inventory=stock, sweeper=sweeper, stock_pusher=stock_pusher, sales=sales,
                     order_store=order_store, payments=payments, orders=order_service,
-                    handoff=handoff, figures_pusher=figures_pusher,
+                    handoff=handoff, order_upkeep=upkeep, figures_pusher=figures_pusher,
                     commerce_routes=commerce_routes, reaper=SlowClientReaper(sio),
                     metrics=metrics, redis_probe=RedisProbe(redis, metrics))
 

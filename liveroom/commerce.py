@@ -9,13 +9,14 @@ from typing import Any
 
 import inventory
 import orders
-from orders import InspectionTerms, ReservationInfo
+from orders import InspectionTerms, Order, OrderService, ReservationInfo
 from orders.interfaces import ReservationState
 from trustbadges import CertificateService
 
 from .loops import PeriodicLoop
+from .metrics import Gauge, Metrics
 
-__all__ = ["CertificationAdapter", "FiguresPusher", "InventoryLedger"]
+__all__ = ["CertificationAdapter", "FiguresPusher", "InventoryLedger", "OrderUpkeep"]
 
 log = logging.getLogger("liveroom.commerce")
 
@@ -83,7 +84,8 @@ class CertificationAdapter:
         if terms is None:
             return None
         return InspectionTerms(report_id=terms.certificate_id,
-                               buyback_price_cents=terms.buyback_price_cents)
+                               buyback_price_cents=terms.buyback_price_cents,
+                               warranty_ends_at=terms.warranty_ends_at)
 
 
 RoomFigures = Callable[[str], Awaitable[dict[str, Any]]]
@@ -113,3 +115,57 @@ class FiguresPusher(PeriodicLoop):
                 await self._emit("figures", {"room": room_id, **figures}, f"user:{anchor_id}")
             except Exception:
                 log.warning("figures push failed for %s", room_id, exc_info=True)
+
+
+# Each check for sold units without an order looks back this far before the previous check, so
+# a unit recorded while a check ran is not skipped.
+UNRECORDED_OVERLAP_MS = 60_000
+
+
+class OrderUpkeep(PeriodicLoop):
+    """Owner of the orders' housekeeping loop, in the process that owns the hand-off consumer
+    (one per server): settles checkouts a crash interrupted (``OrderService.reconcile``), applies
+    the payment timeouts (``expire_unpaid``), retries interrupted restocks, and reports sold
+    units that have no order. ``run_once()`` is also
+    awaited at startup. Every pass is safe beside another process doing the same: each change
+    is a compare-and-set in the order store."""
+
+    name = "order-upkeep"
+
+    def __init__(self, orders: OrderService, emit: Emit, metrics: Metrics,
+                 interval_s: float = 10.0) -> None:
+        super().__init__(interval_s)
+        self._orders = orders
+        self._emit = emit
+        # The first check looks at every sold unit; later ones at what was recorded since.
+        self._checked_since = 0
+        self.unrecorded: frozenset[str] = frozenset()
+        self._unrecorded_gauge = metrics.add(Gauge(
+            "liveroom_orders_unrecorded_sales",
+            "Reservations sold in the inventory that have no order (should stay 0)."))
+        self._unrecorded_gauge.set(0)
+
+    async def tick(self) -> None:
+        await self.run_once()
+
+    async def run_once(self) -> None:
+        started = self._orders.now_ms()
+        settled = await self._orders.reconcile()
+        for order in settled.placed:
+            await self._tell_buyer(order)
+        for order in await self._orders.expire_unpaid():
+            await self._tell_buyer(order)
+        await self._orders.resume_restocks()
+        found = frozenset(await self._orders.unrecorded_sales(self._checked_since,
+                                                              self.unrecorded))
+        for reservation_id in sorted(found - self.unrecorded):
+            log.error("reservation %s was sold but has no order", reservation_id)
+        self.unrecorded = found
+        self._unrecorded_gauge.set(len(found))
+        self._checked_since = started - UNRECORDED_OVERLAP_MS
+
+    async def _tell_buyer(self, order: Order) -> None:
+        try:
+            await self._emit("order", order.to_public(), f"user:{order.buyer_id}")
+        except Exception:
+            log.warning("order push failed for %s", order.id, exc_info=True)

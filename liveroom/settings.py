@@ -67,6 +67,10 @@ class Settings:
     # Full garbage collections at most this often, put off while buys are answered (see
     # liveroom/collector.py); 0 leaves them to CPython (which pauses big servers often).
     gc_full_interval_s: float = 300.0
+    # An online order unpaid this long is cancelled (its stock returns to the sale); a card
+    # charge the provider has not answered this long is given up so the buyer can pay again.
+    payment_timeout_s: int = 15 * 60
+    charge_timeout_s: int = 2 * 60
     # Set by the supervisor of ``--workers N`` for each worker process (0-based); None alone.
     worker_index: int | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -112,6 +116,8 @@ class Settings:
             raise SettingsError(f"redis URL must start with redis://: {self.redis_url!r}")
         if self.gc_full_interval_s < 0:
             raise SettingsError("gc_full_interval_s must be 0 (CPython decides) or positive")
+        if self.payment_timeout_s <= 0 or self.charge_timeout_s <= 0:
+            raise SettingsError("payment_timeout_s and charge_timeout_s must be positive")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"log_format must be text or json, not {self.log_format!r}")
         for url in self.ice_servers:

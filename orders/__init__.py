@@ -16,12 +16,17 @@ from ._models import (
     OrderStatus,
     Payment,
     PaymentChoice,
+    Payout,
+    Reconciliation,
     Role,
 )
 from ._payment import TEST_CARDS, SandboxPaymentProvider, sign_callback, verify_callback
 from ._service import (
+    CHARGE_TIMEOUT_MS,
     COUNTERFEIT_MULTIPLIER,
     DAY_MS,
+    INTENT_GRACE_MS,
+    PAYMENT_TIMEOUT_MS,
     PICKUP_LEAD_MS,
     RETURN_WINDOW_MS,
     WARRANTY_WINDOW_MS,
@@ -59,8 +64,11 @@ from .interfaces import (
 )
 
 __all__ = [
+    "CHARGE_TIMEOUT_MS",
     "COUNTERFEIT_MULTIPLIER",
     "DAY_MS",
+    "INTENT_GRACE_MS",
+    "PAYMENT_TIMEOUT_MS",
     "PICKUP_LEAD_MS",
     "RETURN_WINDOW_MS",
     "TEST_CARDS",
@@ -102,6 +110,8 @@ __all__ = [
     "PaymentError",
     "PaymentInProgress",
     "PaymentProvider",
+    "Payout",
+    "Reconciliation",
     "ReservationInfo",
     "ReturnWindowClosed",
     "Role",

@@ -2,6 +2,7 @@
 
 ::
 
+    (checkout intent, never shown) pending ─unit sold─▶ created | confirmed; ─hold gone─▶ voided
     created ─pay (online, approved callback)─▶ paid ──────┐
     created ─confirm (cash on delivery)──────▶ confirmed ─┴─ship─▶ shipped ─deliver─▶ delivered
     created | paid | confirmed ─cancel─▶ cancelled (unit back to the live sale)

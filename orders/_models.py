@@ -10,7 +10,11 @@ from typing import Any, Literal, get_args
 from .exceptions import InvalidCheckout, InvalidInput
 
 __all__ = [
+    "DAY_MS",
+    "INSPECTED_CATEGORY",
+    "INTENT_STATUSES",
     "ROLES",
+    "WARRANTY_WINDOW_MS",
     "Actor",
     "Address",
     "AnalyticsReport",
@@ -20,14 +24,19 @@ __all__ = [
     "ClaimKind",
     "ClaimStatus",
     "Figures",
+    "IntentStatus",
     "Order",
     "OrderEvent",
     "OrderStatus",
     "Payment",
     "PaymentChoice",
     "PaymentStatus",
+    "Payout",
+    "PayoutKind",
+    "Reconciliation",
     "RestockState",
     "Role",
+    "StoredStatus",
 ]
 
 Role = Literal["viewer", "anchor", "inspector", "admin"]
@@ -45,10 +54,21 @@ OrderStatus = Literal[
     "returned",
     "refunded",
 ]
+# A checkout is written down before the inventory commits its hold: the row starts as a
+# ``pending`` intent (never shown as an order) and becomes ``created``/``confirmed`` once the unit
+# is sold, or ``voided`` when the hold turned out to be gone (see docs/orders.md, Checkout).
+IntentStatus = Literal["pending", "voided"]
+INTENT_STATUSES: frozenset[str] = frozenset(get_args(IntentStatus))
+StoredStatus = OrderStatus | IntentStatus
 PaymentStatus = Literal["pending", "approved", "declined", "refunded"]
 ClaimKind = Literal["return", "refund_no_return", "counterfeit", "warranty"]
 ClaimStatus = Literal["open", "pickup_scheduled", "refunded", "upheld", "rejected"]
 RestockState = Literal["none", "pending", "done", "skipped"]
+PayoutKind = Literal["counterfeit_compensation"]
+
+DAY_MS = 24 * 3600 * 1000
+WARRANTY_WINDOW_MS = 180 * DAY_MS  # inspected phones, from delivery
+INSPECTED_CATEGORY = "phone_used"  # inspected second-hand phones: warranty and buyback
 
 ADDRESS_LIMITS: Mapping[str, int] = {"name": 80, "phone": 20, "line1": 200, "city": 80}
 RESERVATION_RE = re.compile(r"^s_[A-Za-z0-9_-]{1,64}\.[1-9][0-9]{0,18}$")
@@ -198,7 +218,7 @@ class Order:
     unit_price_cents: int
     total_cents: int
     payment_method: Literal["cod", "online"]
-    status: OrderStatus
+    status: StoredStatus
     address: Address
     created_at: int
     updated_at: int
@@ -209,6 +229,32 @@ class Order:
     cancelled_at: int | None = None
     buyback_locked_cents: int | None = None  # per unit, snapshot at checkout (price protection)
     restock_state: RestockState = "none"
+    # The latest warranty end printed on the phone's inspection certificate, as seen at checkout
+    # and at delivery (when the buyer scans the report).
+    certificate_warranty_ends_at: int | None = None
+
+    @property
+    def inspected(self) -> bool:
+        """An inspected second-hand phone: the order kept the inspection's terms."""
+        return self.category == INSPECTED_CATEGORY and (
+            self.buyback_locked_cents is not None or self.certificate_warranty_ends_at is not None
+        )
+
+    def warranty_deadline(self) -> int | None:
+        """The buyer's warranty end: the later of delivery + 180 days and the certificate's
+        warranty end, so the date the buyer read on the scanned report is never cut short.
+        Before delivery only the certificate's date is known (the warranty lasts at least that
+        long); None for an order that has neither."""
+        ends = [] if self.certificate_warranty_ends_at is None else [
+            self.certificate_warranty_ends_at]
+        if self.delivered_at is not None:
+            ends.append(self.delivered_at + WARRANTY_WINDOW_MS)
+        return max(ends) if ends else None
+
+    @property
+    def is_intent(self) -> bool:
+        """A checkout not (yet) turned into an order: invisible to everyone."""
+        return self.status in INTENT_STATUSES
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -238,6 +284,7 @@ class Order:
             "delivered_at": self.delivered_at,
             "completed_at": self.completed_at,
             "cancelled_at": self.cancelled_at,
+            "warranty_ends_at": self.warranty_deadline() if self.inspected else None,
         }
 
 
@@ -245,8 +292,8 @@ class Order:
 class OrderEvent:
     order_id: str
     kind: str
-    from_status: OrderStatus | None
-    to_status: OrderStatus
+    from_status: StoredStatus | None
+    to_status: StoredStatus
     actor_id: str
     actor_role: str
     at: int
@@ -289,6 +336,30 @@ class Payment:
 
 
 @dataclass(frozen=True, slots=True)
+class Payout:
+    """Money the platform pays the buyer beyond a refund (fake one, pay ten), recorded with the
+    decision that owes it; at most one per claim. ``paid`` at once in this sandbox platform."""
+
+    id: str
+    order_id: str
+    claim_id: str
+    kind: PayoutKind
+    amount_cents: int
+    status: Literal["paid"]
+    created_at: int
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "claim_id": self.claim_id,
+            "kind": self.kind,
+            "amount_cents": self.amount_cents,
+            "status": self.status,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     id: str
     order_id: str
@@ -304,6 +375,7 @@ class Claim:
     def to_public(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "order_id": self.order_id,
             "kind": self.kind,
             "status": self.status,
             "amount_cents": self.amount_cents,
@@ -312,6 +384,15 @@ class Claim:
             "reason": self.reason,
             "created_at": self.created_at,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """What one ``reconcile()`` pass did with the checkout intents a crash left behind."""
+
+    placed: tuple[Order, ...]  # the unit was sold: the intent became its order
+    voided: tuple[str, ...]  # reservation ids whose hold was gone: no order
+    waiting: tuple[str, ...]  # hold still live (or the inventory unreachable): left for later
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,9 @@ from typing import Any, Literal
 
 from ._machine import RECEIVED, TRANSITIONS
 from ._models import (
+    DAY_MS,
+    INSPECTED_CATEGORY,
+    WARRANTY_WINDOW_MS,
     Actor,
     AnalyticsReport,
     BuybackQuote,
@@ -25,9 +28,11 @@ from ._models import (
     Figures,
     Order,
     OrderEvent,
-    OrderStatus,
     Payment,
     PaymentChoice,
+    Payout,
+    Reconciliation,
+    StoredStatus,
 )
 from ._payment import verify_callback
 from ._store import OrderChange, OrderStore
@@ -45,6 +50,7 @@ from .exceptions import (
     PaymentInProgress,
     ReturnWindowClosed,
     UnknownPayment,
+    UnknownReservation,
     WarrantyExpired,
 )
 from .interfaces import (
@@ -52,13 +58,17 @@ from .interfaces import (
     ChargeRequest,
     InspectionTerms,
     PaymentProvider,
+    ReservationInfo,
     StockLedger,
 )
 
 __all__ = [
     "BUYBACK_QUOTE_TTL_MS",
+    "CHARGE_TIMEOUT_MS",
     "COUNTERFEIT_MULTIPLIER",
     "DAY_MS",
+    "INTENT_GRACE_MS",
+    "PAYMENT_TIMEOUT_MS",
     "PICKUP_LEAD_MS",
     "RETURN_WINDOW_MS",
     "WARRANTY_WINDOW_MS",
@@ -68,13 +78,19 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DAY_MS = 24 * 3600 * 1000
 RETURN_WINDOW_MS = 7 * DAY_MS  # no-reason return and refund-no-return, from delivery
-WARRANTY_WINDOW_MS = 180 * DAY_MS  # inspected phones, from delivery
 PICKUP_LEAD_MS = DAY_MS  # door pickup is booked for the next day
 BUYBACK_QUOTE_TTL_MS = DAY_MS
 COUNTERFEIT_MULTIPLIER = 10  # fake one, pay ten
 DEFAULT_REPURCHASE_WINDOW_MS = 30 * DAY_MS
+# reconcile() leaves younger checkout intents alone: they are most likely still in flight.
+INTENT_GRACE_MS = 30_000
+# An online order still unpaid this long after it was created is cancelled (its stock returns).
+PAYMENT_TIMEOUT_MS = 15 * 60_000
+# A charge the provider has not answered this long is given up (declined, reason "timed_out"),
+# so the buyer can pay again; a late approval of it is still honoured (or refunded).
+CHARGE_TIMEOUT_MS = 2 * 60_000
+CHARGE_TIMED_OUT = "timed_out"
 SYSTEM = Actor("system", "admin")
 
 # Called with (room_id, anchor_id) when that room's figures changed; may be sync or async.
@@ -100,6 +116,9 @@ class OrderService:
         *,
         now_ms: Callable[[], int] = _system_clock,
         on_figures_changed: FiguresListener | None = None,
+        intent_grace_ms: int = INTENT_GRACE_MS,
+        payment_timeout_ms: int = PAYMENT_TIMEOUT_MS,
+        charge_timeout_ms: int = CHARGE_TIMEOUT_MS,
     ) -> None:
         self.store = store
         self.ledger = ledger
@@ -108,38 +127,60 @@ class OrderService:
         self._payment_secret = payment_secret
         self.now_ms = now_ms
         self.on_figures_changed = on_figures_changed
+        self.intent_grace_ms = intent_grace_ms
+        if payment_timeout_ms <= 0 or charge_timeout_ms <= 0:
+            raise ValueError("payment and charge timeouts must be positive")
+        self.payment_timeout_ms = payment_timeout_ms
+        self.charge_timeout_ms = charge_timeout_ms
 
     # -- checkout --------------------------------------------------------------------------
 
     async def checkout(self, actor: Actor, body: object) -> Order:
         """Turn the caller's hold into an order at the reserved price. Idempotent by
-        reservation: checking out the same reservation again returns the same order."""
+        reservation: checking out the same reservation again returns the same order.
+
+        Crash-safe order of steps: the checkout is written down first (a ``pending`` intent
+        with the address), then the inventory commits the hold, then the intent becomes the
+        order. A crash between any two steps leaves an intent that a retry of the same checkout
+        or ``reconcile()`` settles by asking the inventory what became of the hold."""
         request = CheckoutRequest.parse(body)
         rid = request.reservation_id
         existing = await self.store.get_order_by_reservation(rid)
-        if existing is not None:
-            if existing.buyer_id != actor.user_id:
-                raise NotReservationHolder(rid)
+        if existing is None:
+            info = await self._reservation_of(actor, rid)
+            existing, _ = await self.store.insert_order(
+                await self._intent(actor, request, info), info, [], None
+            )
+        if existing.buyer_id != actor.user_id:
+            raise NotReservationHolder(rid)
+        if existing.status == "voided":
+            raise HoldExpired(rid)
+        if existing.status != "pending":
             return existing
-        seen = await self.store.get_reservation(rid)
-        if seen is not None:
-            if seen.user_id != actor.user_id:
-                raise NotReservationHolder(rid)
-            if seen.state in ("released", "expired"):
-                raise HoldExpired(rid)
-        # The inventory decides atomically between this commit and the expiry sweeper.
-        info = await self.ledger.commit(rid, actor.user_id)
+        return await self._place(actor, existing, request.payment)
+
+    async def _reservation_of(self, actor: Actor, rid: str) -> ReservationInfo:
+        """The hold to check out, as the hand-off consumer recorded it or else as the inventory
+        knows it; refuses a stranger's hold and one already given back."""
+        info = await self.store.get_reservation(rid)
+        if info is None:
+            info = await self.ledger.get_reservation(rid)
         if info.user_id != actor.user_id:
             raise NotReservationHolder(rid)
-        locked: int | None = None
-        if info.category == "phone_used":
+        if info.state in ("released", "expired", "restocked"):
+            raise HoldExpired(rid)
+        return info
+
+    async def _intent(
+        self, actor: Actor, request: CheckoutRequest, info: ReservationInfo
+    ) -> Order:
+        terms = None
+        if info.category == INSPECTED_CATEGORY:
             terms = await self.certification.inspection(info.product_id)
-            locked = terms.buyback_price_cents if terms is not None else None
         now = self.now_ms()
-        cod = request.payment.method == "cod"
-        order = Order(
+        return Order(
             id=_new_id("o_"),
-            reservation_id=rid,
+            reservation_id=info.id,
             sale_id=info.sale_id,
             room_id=info.room_id,
             anchor_id=info.anchor_id,
@@ -152,27 +193,121 @@ class OrderService:
             unit_price_cents=info.price_cents,
             total_cents=info.price_cents * info.qty,
             payment_method=request.payment.method,
-            status="confirmed" if cod else "created",
+            status="pending",
             address=request.address,
             created_at=now,
             updated_at=now,
-            placed_at=now if cod else None,
-            buyback_locked_cents=locked,
+            buyback_locked_cents=terms.buyback_price_cents if terms is not None else None,
+            certificate_warranty_ends_at=terms.warranty_ends_at if terms is not None else None,
         )
+
+    async def _place(self, actor: Actor, intent: Order, choice: PaymentChoice) -> Order:
+        """Commit the intent's hold and turn the intent into the order; only the caller that
+        turned it charges the card."""
+        try:
+            # The inventory decides atomically between this commit and the expiry sweeper.
+            info = await self.ledger.commit(intent.reservation_id, actor.user_id)
+        except (HoldExpired, UnknownReservation, NotReservationHolder) as exc:
+            # The hold is gone for good: nothing was sold, so nothing may be ordered.
+            await self._void(intent, exc.code)
+            raise
+        # Any other failure (the inventory unreachable, a crash) leaves the intent pending:
+        # a retry of the checkout or reconcile() settles it.
+        placed, payment = await self._settle(intent, info, actor, choice)
+        if placed is None or payment is None:
+            current = await self.store.get_order(intent.id)
+            assert current is not None
+            if current.status == "voided":
+                raise HoldExpired(intent.reservation_id)
+            return current
+        if placed.payment_method == "cod":
+            await self._figures_changed(placed)
+        else:
+            await self._charge(placed, payment, choice)
+        return placed
+
+    async def _settle(
+        self, intent: Order, info: ReservationInfo, actor: Actor, choice: PaymentChoice | None,
+    ) -> tuple[Order | None, Payment | None]:
+        """pending → confirmed (cash on delivery) or created (online). The payment is recorded
+        as pending: cash is collected at delivery, a card charged by the caller. Without a
+        ``choice`` (reconcile: the card was never stored) an online order waits for ``pay``.
+        (None, None) when someone else settled the intent first."""
+        now = self.now_ms()
+        method = choice.method if choice is not None else intent.payment_method
+        cod = method == "cod"
+        order = replace(intent, status="created", payment_method=method)
         events = [self._event(order, "created", None, "created", actor, now)]
         if cod:
             events.append(self._event(order, "confirm", "created", "confirmed", actor, now))
-        payment = self._new_payment(order, request.payment, now)
-        stored, created = await self.store.insert_order(order, info, events, payment)
-        if not created:
-            if stored.buyer_id != actor.user_id:
-                raise NotReservationHolder(rid)
-            return stored
+        payment = None
+        if cod or choice is not None:
+            payment = self._new_payment(order, choice or PaymentChoice("cod"), now)
+        fields: dict[str, int | str | None] = {"payment_method": method, "created_at": now}
         if cod:
-            await self._figures_changed(stored)
-        else:
-            await self._charge(stored, payment, request.payment)
-        return stored
+            fields["placed_at"] = now
+        placed = await self.store.apply(
+            OrderChange(
+                intent.id, frozenset({"pending"}), "confirmed" if cod else "created", now,
+                fields=fields, events=events, payments=[payment] if payment else [],
+                committed=info,
+            )
+        )
+        if placed is None:
+            return None, None
+        return placed, payment
+
+    async def _void(self, intent: Order, reason: str) -> bool:
+        now = self.now_ms()
+        voided = await self.store.apply(
+            OrderChange(
+                intent.id, frozenset({"pending"}), "voided", now,
+                events=[self._event(intent, "void", "pending", "voided", SYSTEM, now,
+                                    {"reason": reason})],
+            )
+        )
+        return voided is not None
+
+    async def reconcile(self, *, min_age_ms: int | None = None) -> Reconciliation:
+        """Settle checkouts a crash interrupted: every intent older than ``min_age_ms``
+        (default ``intent_grace_ms``, so checkouts in flight are left alone) becomes its order
+        if the inventory sold the unit, and is voided if the hold was given back, expired or is
+        unknown. A hold still live is left for the buyer's retry or its expiry."""
+        age = self.intent_grace_ms if min_age_ms is None else min_age_ms
+        placed: list[Order] = []
+        voided: list[str] = []
+        waiting: list[str] = []
+        for intent in await self.store.pending_intents(self.now_ms() - age):
+            rid = intent.reservation_id
+            try:
+                info: ReservationInfo | None = await self.ledger.get_reservation(rid)
+            except UnknownReservation:
+                info = None
+            except Exception:
+                log.warning("cannot ask the inventory about %s; retrying later", rid,
+                            exc_info=True)
+                waiting.append(rid)
+                continue
+            if info is not None and info.state == "committed":
+                order, _ = await self._settle(intent, info, SYSTEM, None)
+                if order is not None:
+                    log.warning("checkout of %s was interrupted after the sale; order %s "
+                                "recovered", rid, order.id)
+                    placed.append(order)
+                    if order.placed_at is not None:
+                        await self._figures_changed(order)
+            elif info is None or info.state in ("released", "expired", "restocked"):
+                if await self._void(intent, "hold_gone"):
+                    voided.append(rid)
+            else:
+                waiting.append(rid)
+        return Reconciliation(tuple(placed), tuple(voided), tuple(waiting))
+
+    async def unrecorded_sales(self, since_ms: int, also: Iterable[str] = ()) -> list[str]:
+        """Reservations recorded as sold since ``since_ms`` (and those of ``also`` still so)
+        that have no order: a unit sold with nobody to deliver it to. With checkout writing its
+        intent before the commit this should never happen; the upkeep owner reports it."""
+        return await self.store.committed_without_order(since_ms, list(also))
 
     def _new_payment(self, order: Order, choice: PaymentChoice, now: int) -> Payment:
         return Payment(
@@ -266,12 +401,15 @@ class OrderService:
                 raise InvalidInput("payment callback amount does not match the charge")
             order = await self.store.get_order(payment.order_id)
             assert order is not None
-            if payment.status != "pending":
+            timed_out = payment.status == "declined" and payment.reason == CHARGE_TIMED_OUT
+            if payment.status != "pending" and not timed_out:
                 return order
+            if timed_out and status == "declined":
+                return order  # given up already; the provider agrees
             now = self.now_ms()
             detail = {"payment": payment.id, "reason": reason}
-            expected: frozenset[OrderStatus]
-            to: OrderStatus
+            expected: frozenset[StoredStatus]
+            to: StoredStatus
             if status == "approved" and order.status == "created":
                 expected, to, kind = frozenset({"created"}), "paid", "pay"
                 settled = replace(payment, status="approved", settled_at=now,
@@ -293,7 +431,7 @@ class OrderService:
                     order.id, expected, to, now, fields=fields,
                     events=[self._event(order, kind, order.status, to, SYSTEM, now, detail)],
                     payments=[settled],
-                    payment_expected=(payment.id, "pending"),
+                    payment_expected=(payment.id, payment.status),
                 )
             )
             if updated is not None:
@@ -314,6 +452,7 @@ class OrderService:
         detail["events"] = [e.to_public() for e in await self.store.events(order_id)]
         detail["claims"] = [c.to_public() for c in await self.store.claims(order_id)]
         detail["payments"] = [p.to_public() for p in await self.store.payments(order_id)]
+        detail["payouts"] = [p.to_public() for p in await self.store.payouts(order_id)]
         return detail
 
     async def list_orders(self, actor: Actor) -> list[Order]:
@@ -331,6 +470,10 @@ class OrderService:
     async def payments_of(self, actor: Actor, order_id: str) -> list[Payment]:
         await self._visible(actor, order_id)
         return await self.store.payments(order_id)
+
+    async def payouts_of(self, actor: Actor, order_id: str) -> list[Payout]:
+        await self._visible(actor, order_id)
+        return await self.store.payouts(order_id)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -372,6 +515,38 @@ class OrderService:
             )
         )
 
+    async def expire_unpaid(self) -> list[Order]:
+        """Payment timeouts (the upkeep owner calls this every few seconds): a charge the
+        provider left unanswered for ``charge_timeout_ms`` is declined as ``timed_out`` (the
+        buyer may pay again), and an online order still unpaid ``payment_timeout_ms`` after it
+        was created is cancelled by the system, its stock returned like any cancellation.
+        Returns the orders that changed."""
+        now = self.now_ms()
+        changed: dict[str, Order] = {}
+        for payment in await self.store.stale_pending_charges(now - self.charge_timeout_ms):
+            order = await self.store.get_order(payment.order_id)
+            if order is None:
+                continue
+            updated = await self.store.apply(
+                OrderChange(
+                    order.id, frozenset({order.status}), order.status, now,
+                    events=[self._event(order, "payment_timed_out", order.status, order.status,
+                                        SYSTEM, now, {"payment": payment.id})],
+                    payments=[replace(payment, status="declined", settled_at=now,
+                                      reason=CHARGE_TIMED_OUT)],
+                    payment_expected=(payment.id, "pending"),
+                )
+            )
+            if updated is not None:
+                log.warning("charge %s of order %s timed out", payment.id, order.id)
+                changed[order.id] = updated
+        for order in await self.store.unpaid_online_orders(now - self.payment_timeout_ms):
+            try:
+                changed[order.id] = await self.cancel(SYSTEM, order.id, "payment_timeout")
+            except IllegalTransition:
+                continue  # paid (or cancelled) meanwhile
+        return list(changed.values())
+
     async def resume_restocks(self) -> int:
         """Retry restocks a crash or an inventory outage interrupted (call at startup)."""
         pending = await self.store.orders_pending_restock()
@@ -400,8 +575,16 @@ class OrderService:
             for p in await self.store.payments(order_id)
             if p.method == "cod" and p.status == "pending"
         ]
+        fields: dict[str, int | str | None] = {"delivered_at": now}
+        if order.category == INSPECTED_CATEGORY:
+            # The buyer scans the inspection report on delivery: keep the latest warranty end
+            # it shows, so the order's warranty never ends before it.
+            terms = await self.certification.inspection(order.product_id)
+            if terms is not None and terms.warranty_ends_at is not None:
+                fields["certificate_warranty_ends_at"] = max(
+                    terms.warranty_ends_at, order.certificate_warranty_ends_at or 0)
         return await self._transition(
-            actor, order, "deliver", now, fields={"delivered_at": now}, payments=collected
+            actor, order, "deliver", now, fields=fields, payments=collected
         )
 
     async def complete(self, actor: Actor, order_id: str) -> Order:
@@ -501,20 +684,35 @@ class OrderService:
             updated_at=now,
             amount_cents=COUNTERFEIT_MULTIPLIER * order.total_cents if uphold else 0,
         )
-        await self._note(actor, order, "counterfeit_upheld" if uphold else "counterfeit_rejected",
-                         now, claims=[decided],
-                         detail={"claim": claim.id, "compensation_cents": decided.amount_cents})
+        # Fake one, pay ten: the compensation is paid out with the decision, in one transaction.
+        payouts = [Payout(_new_id("po_"), order.id, claim.id, "counterfeit_compensation",
+                          decided.amount_cents, "paid", now)] if uphold else []
+        detail: dict[str, Any] = {"claim": claim.id, "compensation_cents": decided.amount_cents}
+        if payouts:
+            detail["payout"] = payouts[0].id
+        kind = "counterfeit_upheld" if uphold else "counterfeit_rejected"
+        change = OrderChange(
+            order.id, frozenset({order.status}), order.status, now,
+            events=[self._event(order, kind, order.status, order.status, actor, now, detail)],
+            claims=[decided], payouts=payouts, claim_expected=(claim.id, "open"),
+        )
+        if await self.store.apply(change) is None:
+            # Decided by someone else meanwhile (or the order moved): decide again on what is.
+            return await self._decide_counterfeit(actor, claim_id, uphold=uphold)
         return decided
 
     async def warranty_claim(self, actor: Actor, order_id: str, reason: str) -> Claim:
-        """Inspected second-hand phones: warranty repair within 180 days of delivery, with a
-        door pickup."""
+        """Inspected second-hand phones: warranty repair with a door pickup, until the later of
+        delivery + 180 days and the warranty end on the phone's inspection certificate."""
         order = await self._buyer_order(actor, order_id, "claim warranty for")
         if order.status not in ("delivered", "completed"):
             raise IllegalTransition(order_id, order.status, "warranty_claim")
         await self._require_inspected(order)
         now = self.now_ms()
-        self._within(order, now, WARRANTY_WINDOW_MS, WarrantyExpired)
+        deadline = order.warranty_deadline()
+        assert deadline is not None  # delivered
+        if now > deadline:
+            raise WarrantyExpired(order.id, deadline)
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("a warranty claim needs a description of the fault")
         claim = self._claim(order, "warranty", "pickup_scheduled", now, reason,
@@ -538,9 +736,9 @@ class OrderService:
 
     async def _require_inspected(self, order: Order) -> InspectionTerms | None:
         terms = None
-        if order.category == "phone_used":
+        if order.category == INSPECTED_CATEGORY:
             terms = await self.certification.inspection(order.product_id)
-        if order.category != "phone_used" or (terms is None and order.buyback_locked_cents is None):
+        if order.category != INSPECTED_CATEGORY or (terms is None and not order.inspected):
             raise CertificationRequired(order.id, "inspection")
         return terms
 
@@ -604,7 +802,7 @@ class OrderService:
         if not isinstance(order_id, str) or not order_id:
             raise OrderNotFound(str(order_id))
         order = await self.store.get_order(order_id)
-        if order is None or not (
+        if order is None or order.is_intent or not (
             actor.is_admin or actor.user_id in (order.buyer_id, order.anchor_id)
         ):
             raise OrderNotFound(order_id)
@@ -624,7 +822,7 @@ class OrderService:
     @staticmethod
     def _within(
         order: Order, now: int, window: int,
-        error: type[ReturnWindowClosed] | type[WarrantyExpired],
+        error: type[ReturnWindowClosed],
     ) -> None:
         assert order.delivered_at is not None
         deadline = order.delivered_at + window
@@ -650,7 +848,7 @@ class OrderService:
 
     @staticmethod
     def _event(
-        order: Order, kind: str, from_status: OrderStatus | None, to_status: OrderStatus,
+        order: Order, kind: str, from_status: StoredStatus | None, to_status: StoredStatus,
         actor: Actor, at: int, detail: Mapping[str, Any] | None = None,
     ) -> OrderEvent:
         return OrderEvent(order.id, kind, from_status, to_status, actor.user_id, actor.role, at,

@@ -17,7 +17,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
-from ._models import Address, Claim, Order, OrderEvent, OrderStatus, Payment, PaymentStatus
+from ._models import (
+    INTENT_STATUSES,
+    Address,
+    Claim,
+    ClaimStatus,
+    Order,
+    OrderEvent,
+    Payment,
+    PaymentStatus,
+    Payout,
+    StoredStatus,
+)
 from .exceptions import ClaimConflict
 from .interfaces import ReservationInfo, ReservationState
 
@@ -35,11 +46,14 @@ STATE_RANK: Mapping[str, int] = {
 }
 
 # (version, resource name); applied in order, each once, recorded in schema_migrations.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, "schema_v1.sql"),)
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, "schema_v1.sql"), (2, "schema_v2.sql"), (3, "schema_v3.sql"), (4, "schema_v4.sql"),
+)
 
 _ORDER_FIELDS = tuple(f.name for f in fields(Order))
 _ORDER_COLUMNS = ", ".join(_ORDER_FIELDS)
 _UPDATABLE = frozenset(_ORDER_FIELDS) - {"id", "reservation_id", "address"}
+_INTENT_SQL = ", ".join(f"'{status}'" for status in sorted(INTENT_STATUSES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +74,18 @@ class OrderChange:
     payment in ``payment_expected``), else nothing is written."""
 
     order_id: str
-    expected: frozenset[OrderStatus]
-    status: OrderStatus
+    expected: frozenset[StoredStatus]
+    status: StoredStatus
     at: int
     fields: Mapping[str, int | str | None] = field(default_factory=dict)
     events: Sequence[OrderEvent] = ()
     claims: Sequence[Claim] = ()
     payments: Sequence[Payment] = ()
     payment_expected: tuple[str, PaymentStatus] | None = None
+    claim_expected: tuple[str, ClaimStatus] | None = None
+    payouts: Sequence[Payout] = ()
+    # Recorded as ``committed`` in the same transaction (a checkout intent becoming an order).
+    committed: ReservationInfo | None = None
 
 
 class OrderStore(Protocol):
@@ -84,11 +102,27 @@ class OrderStore(Protocol):
         events: Sequence[OrderEvent],
         payment: Payment | None,
     ) -> tuple[Order, bool]:
-        """Insert unless the reservation already has an order; returns (order, created)."""
+        """Insert unless the reservation already has an order (or intent); returns (row,
+        created). The reservation is recorded in its ``state`` in the same transaction."""
         ...
     async def get_order(self, order_id: str) -> Order | None: ...
     async def get_order_by_reservation(self, reservation_id: str) -> Order | None: ...
-    async def list_orders_by_buyer(self, buyer_id: str) -> list[Order]: ...
+    async def list_orders_by_buyer(self, buyer_id: str) -> list[Order]:
+        """The buyer's orders, newest first; checkout intents are not orders and are left out."""
+        ...
+    async def pending_intents(self, created_before: int) -> list[Order]:
+        """Checkout intents (``pending``) written at or before ``created_before``, oldest first."""
+        ...
+    async def committed_without_order(self, since: int, also: Sequence[str] = ()) -> list[str]:
+        """Reservation ids recorded as committed (sold) whose reservation has no order, or only a
+        voided intent: those updated at or after ``since``, and those of ``also``."""
+        ...
+    async def unpaid_online_orders(self, created_before: int) -> list[Order]:
+        """Online orders still ``created`` (unpaid) that were created at or before the time."""
+        ...
+    async def stale_pending_charges(self, created_before: int) -> list[Payment]:
+        """Online payments still ``pending`` that were started at or before the time."""
+        ...
     async def apply(self, change: OrderChange) -> Order | None:
         """The changed order, or None when the expectation did not hold."""
         ...
@@ -96,6 +130,7 @@ class OrderStore(Protocol):
     async def claims(self, order_id: str) -> list[Claim]: ...
     async def get_claim(self, claim_id: str) -> Claim | None: ...
     async def payments(self, order_id: str) -> list[Payment]: ...
+    async def payouts(self, order_id: str) -> list[Payout]: ...
     async def get_payment(self, payment_id: str) -> Payment | None: ...
     async def orders_pending_restock(self) -> list[Order]: ...
     async def orders_for_analytics(self, anchor_id: str | None) -> list[Order]: ...
@@ -234,7 +269,7 @@ class SqliteOrderStore:
                 ).fetchone()
                 if row is not None:
                     return _order_from_row(row), False
-                _upsert_reservation(conn, reservation, "committed", order.created_at)
+                _upsert_reservation(conn, reservation, reservation.state, order.created_at)
                 values = [getattr(order, name) for name in _ORDER_FIELDS]
                 values[_ORDER_FIELDS.index("address")] = json.dumps(order.address.to_dict())
                 conn.execute(
@@ -274,9 +309,57 @@ class SqliteOrderStore:
     async def list_orders_by_buyer(self, buyer_id: str) -> list[Order]:
         return await self._many(
             f"SELECT {_ORDER_COLUMNS} FROM orders WHERE buyer_id = ? "
-            "ORDER BY created_at DESC, id",
+            f"AND status NOT IN ({_INTENT_SQL}) ORDER BY created_at DESC, id",
             (buyer_id,),
         )
+
+    async def pending_intents(self, created_before: int) -> list[Order]:
+        return await self._many(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status = 'pending' AND created_at <= ? "
+            "ORDER BY created_at, id",
+            (created_before,),
+        )
+
+    async def committed_without_order(self, since: int, also: Sequence[str] = ()) -> list[str]:
+        def work(conn: sqlite3.Connection) -> list[str]:
+            found: list[str] = []
+            rows = conn.execute(
+                "SELECT r.id FROM reservations r LEFT JOIN orders o ON o.reservation_id = r.id "
+                "WHERE r.state = 'committed' AND r.updated_at >= ? "
+                "AND (o.id IS NULL OR o.status = 'voided') ORDER BY r.updated_at, r.id",
+                (since,),
+            )
+            found.extend(row[0] for row in rows)
+            for rid in also:
+                row = conn.execute(
+                    "SELECT r.id FROM reservations r LEFT JOIN orders o "
+                    "ON o.reservation_id = r.id WHERE r.id = ? AND r.state = 'committed' "
+                    "AND (o.id IS NULL OR o.status = 'voided')",
+                    (rid,),
+                ).fetchone()
+                if row is not None and row[0] not in found:
+                    found.append(row[0])
+            return found
+
+        return await self._run(work)
+
+    async def unpaid_online_orders(self, created_before: int) -> list[Order]:
+        return await self._many(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status = 'created' "
+            "AND payment_method = 'online' AND created_at <= ? ORDER BY created_at, id",
+            (created_before,),
+        )
+
+    async def stale_pending_charges(self, created_before: int) -> list[Payment]:
+        def work(conn: sqlite3.Connection) -> list[Payment]:
+            rows = conn.execute(
+                "SELECT * FROM payments WHERE status = 'pending' AND method = 'online' "
+                "AND created_at <= ? ORDER BY created_at, id",
+                (created_before,),
+            )
+            return [Payment(**dict(row)) for row in rows]
+
+        return await self._run(work)
 
     async def orders_pending_restock(self) -> list[Order]:
         return await self._many(
@@ -307,6 +390,13 @@ class SqliteOrderStore:
                     ).fetchone()
                     if row is None or row["status"] != expected_status:
                         return None
+                if change.claim_expected is not None:
+                    claim_id, expected_claim = change.claim_expected
+                    row = conn.execute(
+                        "SELECT status FROM claims WHERE id = ?", (claim_id,)
+                    ).fetchone()
+                    if row is None or row["status"] != expected_claim:
+                        return None
                 assignments = ["status = ?", "updated_at = ?"]
                 args: list[Any] = [change.status, change.at]
                 for name, value in change.fields.items():
@@ -326,6 +416,10 @@ class SqliteOrderStore:
                     _upsert_claim(conn, claim)
                 for payment in change.payments:
                     _upsert_payment(conn, payment)
+                for payout in change.payouts:
+                    _insert_payout(conn, payout)
+                if change.committed is not None:
+                    _upsert_reservation(conn, change.committed, "committed", change.at)
                 row = conn.execute(
                     f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ?", (change.order_id,)
                 ).fetchone()
@@ -379,6 +473,15 @@ class SqliteOrderStore:
                 (order_id,),
             )
             return [Payment(**dict(row)) for row in rows]
+
+        return await self._run(work)
+
+    async def payouts(self, order_id: str) -> list[Payout]:
+        def work(conn: sqlite3.Connection) -> list[Payout]:
+            rows = conn.execute(
+                "SELECT * FROM payouts WHERE order_id = ? ORDER BY created_at, id", (order_id,)
+            )
+            return [Payout(**dict(row)) for row in rows]
 
         return await self._run(work)
 
@@ -462,6 +565,14 @@ def _upsert_payment(conn: sqlite3.Connection, p: Payment) -> None:
             p.id, p.order_id, p.method, p.amount_cents, p.status, p.created_at, p.card_last4,
             p.settled_at, p.provider_ref, p.reason,
         ),
+    )
+
+
+def _insert_payout(conn: sqlite3.Connection, p: Payout) -> None:
+    conn.execute(
+        "INSERT INTO payouts (id, order_id, claim_id, kind, amount_cents, status, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (p.id, p.order_id, p.claim_id, p.kind, p.amount_cents, p.status, p.created_at),
     )
 
 

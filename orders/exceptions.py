@@ -13,7 +13,7 @@
     ├── NotAllowed (403 not_allowed)                        visible, but not your operation
     ├── IllegalTransition (409 illegal_transition)
     ├── ReturnWindowClosed (409 return_window_closed)       7-day window from delivery
-    ├── WarrantyExpired (409 warranty_expired)              180-day window from delivery
+    ├── WarrantyExpired (409 warranty_expired)              later of delivery + 180 d, certificate
     ├── CertificationRequired (409 certification_required)  vault / refund-no-return / inspection
     ├── ClaimConflict (409 claim_conflict)                  a claim of that kind already exists
     ├── ClaimNotFound (404 claim_not_found)
@@ -143,7 +143,7 @@ class WarrantyExpired(OrderError):
     http_status = 409
 
     def __init__(self, order_id: str, deadline_ms: int) -> None:
-        super().__init__(f"the 180-day warranty of order {order_id!r} has ended")
+        super().__init__(f"the warranty of order {order_id!r} has ended")
         self.order_id = order_id
         self.deadline_ms = deadline_ms
 

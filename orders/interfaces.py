@@ -68,10 +68,12 @@ class StockLedger(Protocol):
 @dataclass(frozen=True, slots=True)
 class InspectionTerms:
     """What an inspected second-hand phone's report promises: the buyback (trade-in) price of
-    one unit, fixed when the report was issued."""
+    one unit, fixed when the report was issued, and the warranty end printed on the certificate
+    (epoch ms; None if the report names none)."""
 
     report_id: str
     buyback_price_cents: int
+    warranty_ends_at: int | None = None
 
 
 class CertificationPolicy(Protocol):

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from liveroom.clock import now_ms
 from tests.server_harness import Client, LiveServer
 
 ADDRESS = {"name": "Wang Fang", "phone": "13800138000", "line1": "12 Jade Road", "city": "Hefei"}
@@ -242,3 +243,235 @@ async def test_payment_callback_refuses_a_forged_signature(server: LiveServer) -
     status, body = await server.request(
         "POST", "/api/payments/callback", data=b'{"order_id": "o_x", "status": "approved"}')
     assert (status, body["error"]["code"]) == (401, "bad_signature")
+
+
+async def test_rest_checkout_places_the_order_once_and_only_for_the_holder(
+    server: LiveServer
+) -> None:
+    _, room_id, product, sale = await shop(server, category="essential_oil")
+    token = server.token("viewer", "Ann", user_id="u_ann")
+    ann = await server.connect(token)
+    await ann.call("join", {"room": room_id})
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 2, "request_id": "rest"})
+    reservation = ack["reservation"]["id"]
+    body = {"reservation": reservation, "address": ADDRESS, "payment": "cod"}
+    stranger = server.token("viewer", "Eve", user_id="u_eve")
+
+    status, refused = await server.request("POST", "/api/orders", stranger, body)
+    assert (status, refused["error"]["code"]) == (403, "not_reservation_holder")
+    status, bad = await server.request("POST", "/api/orders", token, {**body, "address": {}})
+    assert (status, bad["error"]["code"]) == (400, "invalid_checkout")
+    _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
+    assert (fresh["held"], fresh["sold"]) == (2, 0), "refused checkouts sold nothing"
+
+    status, placed = await server.request("POST", "/api/orders", token, body)
+    assert status == 201
+    assert placed["ok"] is True
+    order = placed["order"]
+    assert order["id"].startswith("o_")
+    assert (order["status"], order["total_cents"], order["payment_method"]) == (
+        "confirmed", 2 * 99_900, "cod")
+    assert order["items"] == [{"product": product["id"], "title": "Bangle",
+                               "category": "essential_oil", "brand": "Hetian", "qty": 2,
+                               "unit_price_cents": 99_900}]
+    assert (order["reservation"], order["sale"], order["room"], order["buyer"]) == (
+        reservation, sale["id"], room_id, "u_ann")
+    assert order["address"] == ADDRESS
+
+    status, repeat = await server.request("POST", "/api/orders", token, body)
+    assert (status, repeat["order"]) == (201, order), "the same reservation, the same order"
+    status, refused = await server.request("POST", "/api/orders", stranger, body)
+    assert (status, refused["error"]["code"]) == (403, "not_reservation_holder")
+    assert order["id"] not in str(refused), "a stranger does not learn the order id"
+
+    _, mine = await server.request("GET", "/api/orders", token)
+    assert [o["id"] for o in mine["orders"]] == [order["id"]]
+    _, theirs = await server.request("GET", "/api/orders", stranger)
+    assert theirs["orders"] == []
+    _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
+    assert (fresh["held"], fresh["sold"]) == (0, 2)
+
+
+async def test_upheld_counterfeit_claim_pays_ten_times_and_tells_the_buyer(
+    server: LiveServer
+) -> None:
+    anchor, room_id, product, sale = await shop(server)
+    await server.request("POST", "/api/certificates", server.token("inspector"), {
+        "kind": "vault", "product_id": product["id"], "details": VAULT})
+    token = server.token("viewer", "Ann", user_id="u_ann")
+    ann = await server.connect(token)
+    await ann.call("join", {"room": room_id})
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 2, "request_id": "fake"})
+    done = await ann.call("checkout", {"reservation": ack["reservation"]["id"],
+                                       "address": ADDRESS, "payment": "cod"})
+    order_id = done["order"]["id"]
+    for step in ("ship", "deliver"):
+        status, _ = await server.request("POST", f"/api/orders/{order_id}/{step}", anchor)
+        assert status == 200
+    status, filed = await server.request("POST", f"/api/orders/{order_id}/counterfeit", token,
+                                         {"reason": "the jade is glass"})
+    assert status == 201
+    claim = filed["claim"]
+    assert (claim["order_id"], claim["status"], claim["amount_cents"]) == (order_id, "open", 0)
+    # Pushes arrive in order: once "delivered" is here, the next order push is the decision.
+    await ann.wait_for("order", lambda d: d["status"] == "delivered")
+    pushes_before = len(ann.received("order"))
+
+    admin = server.token("admin", "Root")
+    status, decided = await server.request("POST", f"/api/claims/{claim['id']}/uphold", admin)
+    assert status == 200
+    assert (decided["claim"]["status"], decided["claim"]["amount_cents"]) == (
+        "upheld", 10 * 2 * 99_900)
+    await ann.wait_for("order", lambda d: d["id"] == order_id
+                       and len(ann.received("order")) > pushes_before)
+    _, detail = await server.request("GET", f"/api/orders/{order_id}", token)
+    [payout] = detail["order"]["payouts"]
+    assert (payout["kind"], payout["status"], payout["claim_id"], payout["amount_cents"]) == (
+        "counterfeit_compensation", "paid", claim["id"], 1_998_000)
+    status, again = await server.request("POST", f"/api/claims/{claim['id']}/uphold", admin)
+    assert (status, again["error"]["code"]) == (409, "claim_conflict")
+    _, detail = await server.request("GET", f"/api/orders/{order_id}", token)
+    assert len(detail["order"]["payouts"]) == 1
+
+
+INSPECTION = {"model": "iPhone 13 128GB", "imei": "490154203237518", "battery_health_pct": 88,
+              "screen_condition": "light_wear", "body_condition": "flawless",
+              "components": {"screen": "original"}, "tests": {"camera": "pass"},
+              "buyback_price_cents": 150_000}
+DAY_MS = 86_400_000
+
+
+async def delivered_order(server: LiveServer, anchor: str, client: Client, sale_id: str,
+                          request_id: str, qty: int = 1) -> dict[str, Any]:
+    """A cash-on-delivery order of ``client`` that the anchor shipped and delivered."""
+    ack = await client.call("buy", {"sale": sale_id, "qty": qty, "request_id": request_id})
+    assert ack["ok"], ack
+    done = await client.call("checkout", {"reservation": ack["reservation"]["id"],
+                                          "address": ADDRESS, "payment": "cod"})
+    assert done["ok"], done
+    order_id = done["order"]["id"]
+    for step in ("ship", "deliver"):
+        status, body = await server.request("POST", f"/api/orders/{order_id}/{step}", anchor)
+        assert status == 200, body
+    return dict(body["order"])
+
+
+async def test_refund_no_return_follows_the_anchors_live_certification(
+    server: LiveServer
+) -> None:
+    anchor, room_id, _, sale = await shop(server, category="essential_oil")
+    token = server.token("viewer", "Ann", user_id="u_ann")
+    ann = await server.connect(token)
+    await ann.call("join", {"room": room_id})
+    inspector = server.token("inspector", "Iris", user_id="u_iris")
+    status, cert = await server.request("POST", "/api/certificates", inspector, {
+        "kind": "refund_no_return", "anchor_id": "u_mei", "category": "essential_oil",
+        "details": {"valid_from": now_ms() - 1000, "valid_until": now_ms() + DAY_MS}})
+    assert status == 201, cert
+    first = await delivered_order(server, anchor, ann, sale["id"], "oil-1")
+    second = await delivered_order(server, anchor, ann, sale["id"], "oil-2")
+
+    status, body = await server.request("POST", f"/api/orders/{first['id']}/refund-no-return",
+                                        token, {"reason": "opened, smells off"})
+    assert status == 201, body
+    assert (body["claim"]["kind"], body["claim"]["status"], body["claim"]["amount_cents"]) == (
+        "refund_no_return", "refunded", 99_900)
+    assert body["claim"]["pickup_at"] is None, "nothing is sent back"
+    _, detail = await server.request("GET", f"/api/orders/{first['id']}", token)
+    assert detail["order"]["status"] == "refunded"
+
+    status, revoked = await server.request("POST", f"/api/certificates/{cert['id']}/revoke",
+                                           inspector, {"reason": "too many refunds"})
+    assert (status, revoked["valid"]) == (200, False)
+    status, body = await server.request("POST", f"/api/orders/{second['id']}/refund-no-return",
+                                        token, {"reason": "opened"})
+    assert (status, body["error"]["code"]) == (409, "certification_required")
+    _, detail = await server.request("GET", f"/api/orders/{second['id']}", token)
+    assert (detail["order"]["status"], detail["order"]["claims"]) == ("delivered", [])
+    # The ordinary 7-day return (with pickup) is still there for the buyer.
+    status, body = await server.request("POST", f"/api/orders/{second['id']}/return", token, {})
+    assert (status, body["claim"]["return_shipping_payer"]) == (201, "platform")
+
+
+async def test_warranty_and_buyback_through_the_real_inspection_certificate(
+    server: LiveServer
+) -> None:
+    anchor, room_id, product, sale = await shop(server, category="phone_used")
+    token = server.token("viewer", "Ann", user_id="u_ann")
+    ann = await server.connect(token)
+    await ann.call("join", {"room": room_id})
+    status, cert = await server.request("POST", "/api/certificates",
+                                        server.token("inspector", "Iris", user_id="u_iris"),
+                                        {"kind": "inspection", "product_id": product["id"],
+                                         "details": INSPECTION})
+    assert status == 201, cert
+    cert_end = cert["details"]["warranty_ends_at"]
+    assert cert_end == cert["issued_at"] + 180 * DAY_MS
+    order = await delivered_order(server, anchor, ann, sale["id"], "phone", qty=2)
+    # The buyer's warranty: the later of delivery + 180 days and the certificate's date.
+    assert order["warranty_ends_at"] == max(order["delivered_at"] + 180 * DAY_MS, cert_end)
+    assert order["warranty_ends_at"] >= cert_end
+
+    status, body = await server.request("POST", f"/api/orders/{order['id']}/warranty", token,
+                                        {"reason": "the speaker crackles"})
+    assert status == 201, body
+    claim = body["claim"]
+    assert (claim["kind"], claim["status"], claim["return_shipping_payer"]) == (
+        "warranty", "pickup_scheduled", "platform")
+    assert claim["order_id"] == order["id"]
+    status, body = await server.request("GET", f"/api/orders/{order['id']}/buyback", token)
+    assert status == 200
+    quote = body["quote"]
+    assert (quote["amount_cents"], quote["locked_cents"], quote["current_cents"]) == (
+        300_000, 300_000, 300_000)
+    assert quote["valid_until"] - quote["quoted_at"] == DAY_MS
+    status, body = await server.request("GET", f"/api/orders/{order['id']}/buyback",
+                                        server.token("viewer", "Eve"))
+    assert (status, body["error"]["code"]) == (404, "order_not_found")
+
+
+async def test_analytics_over_http_after_real_orders(server: LiveServer) -> None:
+    anchor, room_id, _, sale = await shop(server, category="essential_oil", per_user_limit=3)
+    clients = {}
+    for name in ("Ann", "Bo", "Cy"):
+        clients[name] = await server.connect(server.token("viewer", name, user_id=f"u_{name}"))
+        assert (await clients[name].call("join", {"room": room_id}))["ok"]
+
+    async def order(name: str, qty: int, request_id: str) -> str:
+        ack = await clients[name].call("buy", {"sale": sale["id"], "qty": qty,
+                                               "request_id": request_id})
+        done = await clients[name].call("checkout", {"reservation": ack["reservation"]["id"],
+                                                     "address": ADDRESS, "payment": "cod"})
+        assert done["ok"], done
+        return str(done["order"]["id"])
+
+    await order("Ann", 2, "a1")
+    await order("Ann", 1, "a2")  # Ann comes back: a repeat buyer
+    await order("Bo", 1, "b1")
+    cancelled = await order("Cy", 1, "c1")
+    status, _ = await server.request("POST", f"/api/orders/{cancelled}/cancel",
+                                     server.token("viewer", "Cy", user_id="u_Cy"), {})
+    assert status == 200
+
+    status, report = await server.request("GET", f"/api/analytics?room={room_id}", anchor)
+    assert status == 200
+    [room] = report["rooms"]
+    assert room == {
+        "scope": "room", "key": room_id, "gmv_cents": 4 * 99_900, "orders": 3, "buyers": 2,
+        "average_order_value_cents": 4 * 99_900 // 3, "viewers": 3, "conversion": 2 / 3,
+        "repeat_buyers": 1, "repurchase_rate": 0.5,
+    }
+    [by_anchor] = report["anchors"]
+    assert (by_anchor["key"], by_anchor["gmv_cents"], by_anchor["orders"]) == (
+        "u_mei", 399_600, 3)
+    [brand] = report["brands"]
+    assert (brand["key"], brand["buyers"], brand["repurchase_rate"]) == ("Hetian", 2, 0.5)
+
+    status, admin_view = await server.request("GET", "/api/analytics",
+                                              server.token("admin", "Root"))
+    assert (status, admin_view["rooms"]) == (200, report["rooms"])
+    status, other = await server.request("GET", "/api/analytics",
+                                         server.token("anchor", "Lan", user_id="u_lan"))
+    assert (status, other) == (200, {"rooms": [], "anchors": [], "brands": []})
+    status, body = await server.request("GET", "/api/analytics?window_days=0", anchor)
+    assert (status, body["error"]["code"]) == (400, "invalid_input")

@@ -13,6 +13,7 @@ objects for every cell.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,12 +24,17 @@ import pytest
 import redis.asyncio as aioredis
 import socketio
 
+from liveroom.clock import now_ms
 from tests.server_harness import Client, LiveServer, live_server
 
 ROLES = ("none", "guest", "viewer", "owner", "anchor2", "inspector", "admin")
 ADDRESS = {"name": "Wang Fang", "phone": "13800138000", "line1": "12 Jade Road", "city": "Hefei"}
 VAULT = {"material": "jade", "weight_mg": 1000, "grade": "A", "appraiser": "Vault 1",
          "photo_sha256": ["cd" * 32]}
+INSPECTION = {"model": "iPhone 13 128GB", "imei": "490154203237518", "battery_health_pct": 88,
+              "screen_condition": "light_wear", "body_condition": "flawless",
+              "components": {"screen": "original"}, "tests": {"camera": "pass"},
+              "buyback_price_cents": 150_000}
 REFUSED = {"forbidden", "not_allowed", "not_holder", "not_reservation_holder"}
 HIDDEN = {"order_not_found", "claim_not_found"}
 U, R, OK, H = "unauth", "refused", "ok", "hidden"
@@ -48,10 +54,21 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "POST /api/certificates":             (U, R, R, R, R, OK, OK),
     "GET /api/certificates/{id}/audit":   (U, R, R, R, R, OK, OK),
     "POST /api/certificates/{id}/revoke": (U, R, R, R, R, OK, OK),
+    "GET /api/orders":                    (U, OK, OK, OK, OK, OK, OK),
     "GET /api/orders/{id}":               (U, H, OK, OK, H, H, OK),
+    "POST /api/orders/{id}/pay":          (U, H, OK, R, H, H, R),
     "POST /api/orders/{id}/ship":         (U, H, R, OK, H, H, OK),
+    "POST /api/orders/{id}/deliver":      (U, H, R, OK, H, H, OK),
+    "POST /api/orders/{id}/complete":     (U, H, OK, R, H, H, OK),
     "POST /api/orders/{id}/cancel":       (U, H, OK, OK, H, H, OK),
+    "POST /api/orders/{id}/return":       (U, H, OK, R, H, H, R),
+    "POST /api/orders/{id}/return/received": (U, H, R, OK, H, H, OK),
+    "POST /api/orders/{id}/refund-no-return": (U, H, OK, R, H, H, R),
+    "POST /api/orders/{id}/counterfeit":  (U, H, OK, R, H, H, R),
+    "POST /api/orders/{id}/warranty":     (U, H, OK, R, H, H, R),
+    "GET /api/orders/{id}/buyback":       (U, H, OK, R, H, H, R),
     "POST /api/claims/{id}/uphold":       (U, H, R, R, H, H, OK),
+    "POST /api/claims/{id}/reject":       (U, H, R, R, H, H, OK),
     "checkout (viewer's hold)":           (U, R, OK, R, R, R, R),
     "release (viewer's hold)":            (U, R, OK, R, R, R, R),
     "mod:mute":                           (U, R, R, OK, R, R, OK),
@@ -85,6 +102,10 @@ class Scene:
     buyer: Client
     sockets: dict[str, Client] = field(default_factory=dict)
     counter: itertools.count[int] = field(default_factory=itertools.count)
+    # product id -> its sale, for orders of other categories (oil, inspected phone)
+    product_sales: dict[str, str] = field(default_factory=dict)
+    oil: str = ""
+    phone: str = ""
 
     async def rest(self, role: str, method: str, path: str, body: Any = None) -> str:
         status, answer = await self.server.request(method, path, self.tokens.get(role), body)
@@ -104,32 +125,61 @@ class Scene:
     async def new_room(self) -> str:
         return str((await self.as_owner("POST", "/api/rooms", {"title": "Cell"}))["id"])
 
-    async def new_sale(self, room: str | None = None) -> str:
+    async def new_sale(self, room: str | None = None, product: str | None = None) -> str:
         sale = await self.as_owner("POST", f"/api/rooms/{room or self.room}/sales", {
-            "product_id": self.product, "stock": 1000, "price_cents": 500,
+            "product_id": product or self.product, "stock": 1000, "price_cents": 500,
             "per_user_limit": 1000, "starts_in_s": 0, "duration_s": 3600, "hold_s": 600})
         return str(sale["id"])
 
-    async def new_hold(self) -> str:
-        ack = await self.buyer.call("buy", {"sale": self.sale, "qty": 1,
+    async def new_hold(self, product: str | None = None) -> str:
+        sale = self.sale
+        if product is not None:
+            if product not in self.product_sales:
+                self.product_sales[product] = await self.new_sale(product=product)
+            sale = self.product_sales[product]
+        ack = await self.buyer.call("buy", {"sale": sale, "qty": 1,
                                             "request_id": f"cell-{next(self.counter)}"})
         assert ack["ok"], ack
         return str(ack["reservation"]["id"])
 
-    async def new_order(self) -> str:
-        ack = await self.buyer.call("checkout", {"reservation": await self.new_hold(),
-                                                 "address": ADDRESS, "payment": "cod"})
+    async def new_order(self, product: str | None = None, payment: Any = "cod") -> str:
+        ack = await self.buyer.call("checkout", {"reservation": await self.new_hold(product),
+                                                 "address": ADDRESS, "payment": payment})
         assert ack["ok"], ack
         return str(ack["order"]["id"])
 
+    async def as_buyer(self, method: str, path: str, body: Any = None) -> Any:
+        status, answer = await self.server.request(method, path, self.tokens["viewer"], body)
+        assert status < 300, (method, path, answer)
+        return answer
+
+    async def order_in(self, status: str, product: str | None = None) -> str:
+        """A fresh cash-on-delivery order moved to ``status`` by its anchor and buyer."""
+        order = await self.new_order(product)
+        steps = ["shipped", "delivered", "return_requested"]
+        for step in steps[:steps.index(status) + 1]:
+            if step == "shipped":
+                await self.as_owner("POST", f"/api/orders/{order}/ship")
+            elif step == "delivered":
+                await self.as_owner("POST", f"/api/orders/{order}/deliver")
+            else:
+                await self.as_buyer("POST", f"/api/orders/{order}/return", {})
+        return order
+
+    async def unpaid_order(self) -> str:
+        """An online order whose card was declined: unpaid, and no payment in progress."""
+        order = await self.new_order(payment={"method": "online", "card": "4000000000000002"})
+        for _ in range(250):
+            answer = await self.as_owner("GET", f"/api/orders/{order}")
+            if [p["status"] for p in answer["order"]["payments"]] == ["declined"]:
+                return order
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"the decline of {order} never arrived")
+
     async def new_claim(self) -> str:
-        order = await self.new_order()
-        await self.as_owner("POST", f"/api/orders/{order}/ship")
-        await self.as_owner("POST", f"/api/orders/{order}/deliver")
-        status, answer = await self.server.request(
-            "POST", f"/api/orders/{order}/counterfeit", self.tokens["viewer"],
-            {"reason": "the seal is fake"})
-        assert status == 201, answer
+        order = await self.order_in("delivered")
+        answer = await self.as_buyer("POST", f"/api/orders/{order}/counterfeit",
+                                     {"reason": "the seal is fake"})
         return str(answer["claim"]["id"])
 
     async def new_certificate(self) -> str:
@@ -200,14 +250,40 @@ ACTIONS: dict[str, Action] = {
     "POST /api/certificates/{id}/revoke": lambda s, r: _then(
         s.new_certificate(), lambda c: s.rest(r, "POST", f"/api/certificates/{c}/revoke",
                                               {"reason": "test"})),
+    "GET /api/orders": lambda s, r: s.rest(r, "GET", "/api/orders"),
     "GET /api/orders/{id}": lambda s, r: _then(
         s.new_order(), lambda o: s.rest(r, "GET", f"/api/orders/{o}")),
+    "POST /api/orders/{id}/pay": lambda s, r: _then(
+        s.unpaid_order(), lambda o: s.rest(r, "POST", f"/api/orders/{o}/pay",
+                                           {"payment": "cod"})),
     "POST /api/orders/{id}/ship": lambda s, r: _then(
         s.new_order(), lambda o: s.rest(r, "POST", f"/api/orders/{o}/ship")),
+    "POST /api/orders/{id}/deliver": lambda s, r: _then(
+        s.order_in("shipped"), lambda o: s.rest(r, "POST", f"/api/orders/{o}/deliver")),
+    "POST /api/orders/{id}/complete": lambda s, r: _then(
+        s.order_in("delivered"), lambda o: s.rest(r, "POST", f"/api/orders/{o}/complete")),
     "POST /api/orders/{id}/cancel": lambda s, r: _then(
         s.new_order(), lambda o: s.rest(r, "POST", f"/api/orders/{o}/cancel", {})),
+    "POST /api/orders/{id}/return": lambda s, r: _then(
+        s.order_in("delivered"), lambda o: s.rest(r, "POST", f"/api/orders/{o}/return", {})),
+    "POST /api/orders/{id}/return/received": lambda s, r: _then(
+        s.order_in("return_requested"),
+        lambda o: s.rest(r, "POST", f"/api/orders/{o}/return/received")),
+    "POST /api/orders/{id}/refund-no-return": lambda s, r: _then(
+        s.order_in("delivered", s.oil),
+        lambda o: s.rest(r, "POST", f"/api/orders/{o}/refund-no-return", {})),
+    "POST /api/orders/{id}/counterfeit": lambda s, r: _then(
+        s.order_in("delivered"), lambda o: s.rest(r, "POST", f"/api/orders/{o}/counterfeit",
+                                                  {"reason": "the seal is fake"})),
+    "POST /api/orders/{id}/warranty": lambda s, r: _then(
+        s.order_in("delivered", s.phone), lambda o: s.rest(
+            r, "POST", f"/api/orders/{o}/warranty", {"reason": "the speaker crackles"})),
+    "GET /api/orders/{id}/buyback": lambda s, r: _then(
+        s.order_in("delivered", s.phone), lambda o: s.rest(r, "GET", f"/api/orders/{o}/buyback")),
     "POST /api/claims/{id}/uphold": lambda s, r: _then(
         s.new_claim(), lambda c: s.rest(r, "POST", f"/api/claims/{c}/uphold")),
+    "POST /api/claims/{id}/reject": lambda s, r: _then(
+        s.new_claim(), lambda c: s.rest(r, "POST", f"/api/claims/{c}/reject")),
     "checkout (viewer's hold)": lambda s, r: _socket_on_hold("checkout", s, r),
     "release (viewer's hold)": lambda s, r: _socket_on_hold("release", s, r),
     "mod:mute": lambda s, r: s.emit(r, "mod:mute", {"room": s.room, "user": "u_target",
@@ -243,9 +319,22 @@ async def scene(redis: aioredis.Redis, redis_url: str, data_dir: Path) -> AsyncI
             "title": "Tea", "category": "tea", "price_cents": 900})
         _, jewel = await server.request("POST", "/api/products", owner, {
             "title": "Ring", "category": "jewelry", "price_cents": 90_000})
+        _, oil = await server.request("POST", "/api/products", owner, {
+            "title": "Lavender oil", "category": "essential_oil", "price_cents": 4_500})
+        _, phone = await server.request("POST", "/api/products", owner, {
+            "title": "Phone", "category": "phone_used", "price_cents": 200_000})
+        # The owner may offer refund-no-return on oils; the phone is inspected (warranty, buyback).
+        for cert in ({"kind": "refund_no_return", "anchor_id": "u_owner",
+                      "category": "essential_oil",
+                      "details": {"valid_from": now_ms(), "valid_until": now_ms() + 86_400_000}},
+                     {"kind": "inspection", "product_id": phone["id"], "details": INSPECTION}):
+            status, issued = await server.request("POST", "/api/certificates", tokens["admin"],
+                                                  cert)
+            assert status == 201, issued
         buyer = await server.connect(tokens["viewer"])
         assert (await buyer.call("join", {"room": room["id"]}))["ok"]
-        s = Scene(server, tokens, room["id"], tea["id"], jewel["id"], "", buyer)
+        s = Scene(server, tokens, room["id"], tea["id"], jewel["id"], "", buyer,
+                  oil=oil["id"], phone=phone["id"])
         s.sale = await s.new_sale()
         yield s
 

@@ -154,6 +154,8 @@ class CommerceRoutes:
             a = actor(self.api.user(request))
             decide = self.orders.uphold_counterfeit if uphold else self.orders.reject_counterfeit
             claim = await decide(a, request.match_info["id"])
+            # The buyer hears of the decision (and of the compensation paid) like other changes.
+            await self._tell_buyer(await self.orders.get_order(a, claim.order_id))
             return json_response({"claim": claim.to_public()})
 
         return handler

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from orders import (
     COUNTERFEIT_MULTIPLIER,
     DAY_MS,
     PICKUP_LEAD_MS,
+    WARRANTY_WINDOW_MS,
     CertificationRequired,
     ClaimConflict,
     IllegalTransition,
@@ -137,17 +140,44 @@ async def test_upheld_counterfeit_claim_pays_ten_times_the_price(world: World) -
     order = await order_in(world, "delivered", category="jewelry", price_cents=123_456, qty=2)
     claim = await world.service.counterfeit_claim(BUYER, order.id, "stone is glass")
     assert (claim.status, claim.amount_cents) == ("open", 0)
+    assert claim.to_public()["order_id"] == order.id
     upheld = await world.service.uphold_counterfeit(ADMIN, claim.id)
     assert upheld.status == "upheld"
     assert upheld.amount_cents == 10 * 246_912 == COUNTERFEIT_MULTIPLIER * order.total_cents
     [stored] = await world.service.claims(BUYER, order.id)
     assert stored.amount_cents == 2_469_120
-    kinds = [e.kind for e in await world.service.history(BUYER, order.id)]
-    assert kinds[-2:] == ["counterfeit_claim", "counterfeit_upheld"]
+    # The compensation is paid out, not only written on the claim.
+    [payout] = await world.service.payouts_of(BUYER, order.id)
+    assert (payout.kind, payout.status, payout.claim_id, payout.amount_cents) == (
+        "counterfeit_compensation", "paid", claim.id, 2_469_120)
+    assert isinstance(payout.amount_cents, int)
+    history = await world.service.history(BUYER, order.id)
+    assert [e.kind for e in history][-2:] == ["counterfeit_claim", "counterfeit_upheld"]
+    assert history[-1].detail["payout"] == payout.id
+    detail = await world.service.order_detail(BUYER, order.id)
+    assert detail["payouts"] == [payout.to_public()]
     with pytest.raises(ClaimConflict):
         await world.service.uphold_counterfeit(ADMIN, claim.id)
     with pytest.raises(ClaimConflict):
         await world.service.counterfeit_claim(BUYER, order.id, "again")
+    assert len(await world.service.payouts_of(BUYER, order.id)) == 1
+
+
+async def test_racing_decisions_pay_a_counterfeit_claim_once(world: World) -> None:
+    order = await order_in(world, "delivered", price_cents=10_000)
+    claim = await world.service.counterfeit_claim(BUYER, order.id, "fake")
+    outcomes = await asyncio.gather(
+        *[world.service.uphold_counterfeit(ADMIN, claim.id) for _ in range(4)],
+        world.service.reject_counterfeit(ADMIN, claim.id),
+        return_exceptions=True,
+    )
+    decided = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(decided) == 1
+    assert all(isinstance(o, ClaimConflict) for o in outcomes if o not in decided)
+    [stored] = await world.service.claims(BUYER, order.id)
+    assert stored.status == decided[0].status
+    payouts = await world.service.payouts_of(BUYER, order.id)
+    assert [p.amount_cents for p in payouts] == ([100_000] if stored.status == "upheld" else [])
 
 
 async def test_rejected_counterfeit_claim_pays_nothing(world: World) -> None:
@@ -155,6 +185,7 @@ async def test_rejected_counterfeit_claim_pays_nothing(world: World) -> None:
     claim = await world.service.counterfeit_claim(BUYER, order.id, "looks fake")
     rejected = await world.service.reject_counterfeit(ADMIN, claim.id)
     assert (rejected.status, rejected.amount_cents) == ("rejected", 0)
+    assert await world.service.payouts_of(BUYER, order.id) == []
 
 
 async def test_counterfeit_claim_needs_goods_received_and_a_reason(world: World) -> None:
@@ -191,6 +222,68 @@ async def test_warranty_is_180_days_from_delivery(
             await world.service.warranty_claim(BUYER, order.id, "battery drains")
         assert info.value.deadline_ms == (order.delivered_at or 0) + 180 * DAY_MS
         assert await world.service.claims(BUYER, order.id) == []
+
+
+async def test_warranty_runs_to_the_certificates_date_when_that_is_later(world: World) -> None:
+    cert_end = world.clock() + 400 * DAY_MS  # a report promising more than 180 days
+    world.certs.inspections[PHONE] = InspectionTerms("ir_1", 150_000, warranty_ends_at=cert_end)
+    order = await order_in(world, "delivered", category="phone_used", product=PHONE)
+    assert order.delivered_at is not None
+    assert order.to_public()["warranty_ends_at"] == cert_end
+    world.clock.now = order.delivered_at + WARRANTY_WINDOW_MS + 1
+    await world.service.warranty_claim(BUYER, order.id, "no sound")
+    world.clock.now = cert_end
+    await world.service.warranty_claim(BUYER, order.id, "no sound again")
+    world.clock.now = cert_end + 1
+    with pytest.raises(WarrantyExpired) as info:
+        await world.service.warranty_claim(BUYER, order.id, "still no sound")
+    assert info.value.deadline_ms == cert_end
+    assert len(await world.service.claims(BUYER, order.id)) == 2
+
+
+async def test_warranty_runs_180_days_from_delivery_when_the_certificate_says_less(
+    world: World
+) -> None:
+    cert_end = world.clock() + 170 * DAY_MS  # issue + 180 days, issued 10 days before the sale
+    world.certs.inspections[PHONE] = InspectionTerms("ir_1", 150_000, warranty_ends_at=cert_end)
+    shipped = await order_in(world, "shipped", category="phone_used", product=PHONE)
+    # Before delivery the order shows the certificate's date: the warranty lasts at least that.
+    assert shipped.to_public()["warranty_ends_at"] == cert_end
+    world.clock.advance(5 * DAY_MS)
+    order = await world.service.deliver(ANCHOR, shipped.id)
+    assert order.delivered_at is not None
+    deadline = order.delivered_at + WARRANTY_WINDOW_MS
+    assert order.to_public()["warranty_ends_at"] == deadline > cert_end
+    world.clock.now = cert_end + 1
+    await world.service.warranty_claim(BUYER, order.id, "battery swells")
+    world.clock.now = deadline + 1
+    with pytest.raises(WarrantyExpired) as info:
+        await world.service.warranty_claim(BUYER, order.id, "battery swells more")
+    assert info.value.deadline_ms == deadline
+
+
+async def test_the_warranty_date_scanned_at_delivery_holds_after_revocation(world: World) -> None:
+    world.certs.inspections[PHONE] = InspectionTerms("ir_1", 150_000,
+                                                     warranty_ends_at=world.clock() + DAY_MS)
+    shipped = await order_in(world, "shipped", category="phone_used", product=PHONE)
+    # Re-inspected before delivery with a longer warranty: that is the report the buyer scans.
+    rescanned = world.clock() + 365 * DAY_MS
+    world.certs.inspections[PHONE] = InspectionTerms("ir_2", 150_000, warranty_ends_at=rescanned)
+    delivered = await world.service.deliver(ANCHOR, shipped.id)
+    assert delivered.to_public()["warranty_ends_at"] == rescanned
+    del world.certs.inspections[PHONE]  # the report is revoked later
+    world.clock.now = rescanned
+    claim = await world.service.warranty_claim(BUYER, delivered.id, "screen dead")
+    assert claim.status == "pickup_scheduled"
+    detail = await world.service.order_detail(BUYER, delivered.id)
+    assert detail["warranty_ends_at"] == rescanned
+
+
+async def test_only_inspected_phone_orders_show_a_warranty_end(world: World) -> None:
+    shirt = await order_in(world, "delivered", category="clothing")
+    assert shirt.to_public()["warranty_ends_at"] is None
+    uninspected = await order_in(world, "delivered", category="phone_used", product="p_phone00003")
+    assert uninspected.to_public()["warranty_ends_at"] is None
 
 
 async def test_warranty_only_for_inspected_phones(world: World) -> None:

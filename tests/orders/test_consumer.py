@@ -135,7 +135,7 @@ async def test_records_every_reservation_and_its_later_state(
 async def test_creates_a_missing_group_and_reads_watched_sales(
     redis: aioredis.Redis, store_path: Path
 ) -> None:
-    # No consumer group and no entry in inventory:sales: the sale is only watched.
+    # No consumer group and no entry in inventory:active_sales: the sale is only watched.
     await _emit(redis, SALE_B, "reserved", 1)
     store = SqliteOrderStore(store_path)
     consumer = await _consumer(redis, store, "c1")

@@ -38,10 +38,11 @@ async def test_database_is_wal_and_migrated_once(data_dir: Path) -> None:
     conn = sqlite3.connect(data_dir / "orders.sqlite3")
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+        versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
+        assert versions == [(1,), (2,), (3,), (4,)]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"reservations", "handoff_entries", "dead_letters", "orders", "order_events",
-                "payments", "claims"} <= tables
+                "payments", "claims", "payouts"} <= tables
     finally:
         conn.close()
 
