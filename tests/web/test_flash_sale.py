@@ -204,9 +204,11 @@ async def test_countdown_follows_the_server_clock_on_a_wrong_phone_clock(
     for page in (ahead, behind):
         countdown = page.locator("#sale-countdown")
         await expect(countdown).to_contain_text("Starts in 0:0")
-        # The server's own count, less the time the page took to show it (whole seconds,
-        # rounded up).
-        assert starts_in_s - 5 <= countdown_seconds(await countdown.inner_text()) <= starts_in_s + 1
+        # The server's own count, less the time the page took to show it; shown in whole
+        # seconds rounded up, from a clock synced to within half a round trip of /api/time
+        # (which a busy test machine can stretch to hundreds of ms). A phone's own wrong clock
+        # would be off by minutes here.
+        assert starts_in_s - 5 <= countdown_seconds(await countdown.inner_text()) <= starts_in_s + 2
         await expect(page.locator("#buy")).to_be_disabled()
     await pages.shot(ahead, "countdown-clock-ahead-phone")
 

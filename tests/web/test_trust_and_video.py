@@ -92,8 +92,7 @@ async def test_studio_goes_live_and_viewer_plays_video(server: LiveServer, pages
     room_id = stage.room["id"]
     # The pages take their ICE servers from GET /api/rtc/config. The studio's browser is served
     # a deployment's TURN server (nothing listens there: a refused TCP connection, so only the
-    # loopback host candidates connect); the viewer's a server without that endpoint (404),
-    # which means "no ICE servers".
+    # loopback host candidates connect); the viewer asks this server, which has none configured.
     turn = {"urls": [f"turn:127.0.0.1:{free_port()}?transport=tcp"], "username": "liveroom",
             "credential": "turn-secret"}
     asked_with: list[str | None] = []
@@ -104,13 +103,6 @@ async def test_studio_goes_live_and_viewer_plays_video(server: LiveServer, pages
             await route.fulfill(json={"ice_servers": [turn]})
         await context.route("**/api/rtc/config", answer)
 
-    async def server_without_rtc_config(context: BrowserContext) -> None:
-        async def answer(route: Route) -> None:
-            await route.fulfill(status=404, json={"error": {"code": "not_found",
-                                                            "message": "no such route"}})
-        await context.route("**/api/rtc/config", answer)
-
-    pages.allow_refusal(404)  # the viewer's 404 above
     studio = await pages.open(f"{server.url}/studio/{room_id}#token={stage.anchor_token}", DESKTOP,
                               init_script=KEEP_PEER_CONNECTIONS, setup=deployment_with_turn)
     await expect(studio.locator("#room-title")).to_have_text("Jade and phones, live")
@@ -131,8 +123,14 @@ async def test_studio_goes_live_and_viewer_plays_video(server: LiveServer, pages
     assert await studio.evaluate(LIVE_ICE_SERVERS) == [[turn]]
     assert asked_with == [f"Bearer {stage.anchor_token}"]  # TURN credentials: signed-in only
 
+    rtc_config_answers: list[int] = []
+
+    async def record_rtc_config(context: BrowserContext) -> None:
+        context.on("response", lambda response: rtc_config_answers.append(response.status)
+                   if response.url.endswith("/api/rtc/config") else None)
+
     viewer = await pages.open(f"{server.url}/r/{room_id}", PHONE,
-                              init_script=KEEP_PEER_CONNECTIONS, setup=server_without_rtc_config)
+                              init_script=KEEP_PEER_CONNECTIONS, setup=record_rtc_config)
     decoded = """() => {
         const v = document.querySelector('#video');
         return v.videoWidth > 0 ? v.getVideoPlaybackQuality().totalVideoFrames : 0; }"""
@@ -142,6 +140,9 @@ async def test_studio_goes_live_and_viewer_plays_video(server: LiveServer, pages
     assert await viewer.evaluate(decoded) > frames, "frames keep decoding"
     await expect(viewer.locator("#video-overlay")).to_be_hidden()
     assert await viewer.evaluate(LIVE_ICE_SERVERS) == [[]]
+    # The real endpoint answered (the page would also fall back to [] on an error).
+    assert rtc_config_answers
+    assert set(rtc_config_answers) == {200}
     await pages.shot(viewer, "viewer-video-phone")
     await pages.shot(studio, "studio-live-desktop")
 
