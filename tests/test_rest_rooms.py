@@ -1,8 +1,12 @@
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from tests.server_harness import LiveServer
+import pytest
+import redis.asyncio as aioredis
+
+from liveroom import keys
+from tests.server_harness import LiveServer, live_server
 
 PRODUCT = {"title": "Jade bangle", "category": "jewelry", "price_cents": 129900, "brand": "Hetian"}
 
@@ -121,3 +125,23 @@ async def test_malformed_and_oversize_bodies(server: LiveServer) -> None:
     assert (status, body["error"]["code"]) == (413, "payload_too_large")
     _, listing = await server.request("GET", "/api/rooms")
     assert listing["rooms"] == []
+
+
+async def test_ending_a_room_still_tells_its_members_when_stopping_its_video_fails(
+    redis: aioredis.Redis, redis_url: str, data_dir: Path,
+) -> None:
+    # With several workers, stopping the room's broadcast first asks Redis which process holds
+    # it. Here Redis answers with an error (the owner key has the wrong type). The room has
+    # ended all the same, so the end is answered and pushed to its members, not a 500.
+    async with live_server(redis_url, data_dir, workers=2) as server:
+        anchor = server.token("anchor", "Mei")
+        _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Jade night"})
+        member = await server.connect(server.token("viewer", "Ann"))
+        assert (await member.call("join", {"room": room["id"]}))["ok"]
+        await redis.hset(keys.media_owner(room["id"]), "not", "a string")
+
+        status, ended = await server.request("POST", f"/api/rooms/{room['id']}/end", anchor)
+        assert (status, ended["status"]) == (200, "ended")
+        await member.wait_for("room", lambda d: d == {"room": room["id"], "status": "ended"})
+        _, fetched = await server.request("GET", f"/api/rooms/{room['id']}")
+        assert fetched["status"] == "ended"

@@ -10,7 +10,6 @@ from ..catalog import TITLE_MAX, Catalog
 from ..clock import now_ms
 from ..exceptions import Forbidden
 from ..identity import Role, TokenSigner, User, new_user_id, validate_name
-from ..media import MediaError
 from ..media_router import MediaRouter
 from ..rooms import RoomService
 from ..sockets import SocketEdge
@@ -77,10 +76,12 @@ class RoomRoutes:
         room = await self.catalog.end_room(self.api.user(request), request.match_info["id"])
         # An ended room's video must not keep running (and costing CPU) until ICE gives up:
         # the broadcaster and every viewer's peer connection close now, on whichever process
-        # holds them. The room has ended either way, so a failure here is logged, not answered.
+        # holds them. The room has ended either way, so any failure here (the relay's, or Redis
+        # finding the process that holds the broadcast) is logged, not answered, and the room's
+        # members are still told.
         try:
             await self.media.stop(room.id)
-        except MediaError:
+        except Exception:
             log.warning("room %s ended but its broadcast could not be stopped", room.id,
                         exc_info=True)
         await self.edge.emit("room", {"room": room.id, "status": room.status}, room=room.id)
