@@ -10,6 +10,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import redis.asyncio as aioredis
 import socketio
@@ -38,7 +39,7 @@ from .http.ops import OpsRoutes, RedisProbe, metrics_middleware, register_edge_g
 from .http.pages import PageRoutes
 from .http.rooms import RoomRoutes
 from .identity import TokenSigner
-from .media import MediaService, ice_servers_from_settings
+from .media import RELAY_USER_ID, IceConfig, MediaService
 from .media_router import MediaRouter
 from .metrics import Metrics
 from .rooms import RoomService
@@ -76,6 +77,8 @@ class Services:
     certificate_desk: CertificateDesk
     expiry_watcher: ExpiryWatcher
     media: MediaService
+    # The ICE servers for pages (GET /api/rtc/config) and the relay, with TURN credentials.
+    ice: IceConfig
     media_router: MediaRouter
     media_pusher: MediaHealthPusher
     inventory_redis: aioredis.Redis
@@ -193,9 +196,10 @@ def build_services(settings: Settings, redis_url: str, *,
     certificates.add_listener(ExpiryPlans(bus, expiry_watcher).on_change)
 
     media_pusher = MediaHealthPusher(edge)
+    ice = IceConfig(settings, now_ms)
     media = MediaService(
-        ice_servers_from_settings(settings.ice_servers, settings.turn_username,
-                                  settings.turn_password),
+        # Asked per peer connection: short-lived TURN credentials are minted fresh each time.
+        partial(ice.servers_for, RELAY_USER_ID),
         now_ms=now_ms, on_change=media_pusher.changed,
     )
     router = MediaRouter(media, redis, bus, f"{socket.gethostname()}:{os.getpid()}",
@@ -250,7 +254,7 @@ def build_services(settings: Settings, redis_url: str, *,
     return Services(settings=settings, redis=redis, signer=signer, bus=bus, catalog=catalog,
                     rooms=rooms, sio=sio, edge=edge, viewer_pusher=pusher,
                     certificates=certificates, certificate_desk=desk,
-                    expiry_watcher=expiry_watcher, media=media, media_router=router,
+                    expiry_watcher=expiry_watcher, media=media, ice=ice, media_router=router,
                     media_pusher=media_pusher, inventory_redis=inventory_redis,
                     inventory=stock, sweeper=sweeper, stock_pusher=stock_pusher, sales=sales,
                     order_store=order_store, payments=payments, orders=order_service,
@@ -274,7 +278,7 @@ def create_app(settings: Settings, redis_url: str, *,
     CertificateRoutes(api, services.certificates, services.certificate_desk,
                       settings.public_url).add_to(app.router)
     services.commerce_routes.add_to(app.router)
-    MediaRoutes(api, services.media).add_to(app.router)
+    MediaRoutes(api, services.ice).add_to(app.router)
     PageRoutes().add_to(app.router)
     OpsRoutes(services.metrics, services.redis_probe).add_to(app.router)
 

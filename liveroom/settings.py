@@ -51,6 +51,11 @@ class Settings:
     redis_server_bin: str = "redis-server"
     # WebRTC: no ICE servers by default, so LAN and loopback work with no STUN reachable.
     ice_servers: tuple[str, ...] = ()
+    # TURN credentials, one of two kinds (never both): a shared secret (coturn's
+    # ``use-auth-secret``), from which every user gets their own credentials valid for
+    # ``turn_ttl_s``; or one static username and password, handed to every signed-in user.
+    turn_secret: str | None = None
+    turn_ttl_s: int = 3600
     turn_username: str | None = None
     turn_password: str | None = None
     # Edge limits.
@@ -120,16 +125,31 @@ class Settings:
             raise SettingsError("payment_timeout_s and charge_timeout_s must be positive")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"log_format must be text or json, not {self.log_format!r}")
+        self._validate_ice()
+
+    def _validate_ice(self) -> None:
+        """The one check of the ICE settings (the media relay builds on settings that passed
+        it), refused here, before anything starts."""
+        if self.turn_ttl_s <= 0:
+            raise SettingsError(f"{ENV_PREFIX}TURN_TTL_S must be positive")
+        static = self.turn_username is not None or self.turn_password is not None
+        if self.turn_secret and static:
+            # A TURN server checks one kind: coturn's use-auth-secret turns the static users off.
+            raise SettingsError(
+                f"{ENV_PREFIX}TURN_SECRET conflicts with {ENV_PREFIX}TURN_USERNAME and "
+                f"{ENV_PREFIX}TURN_PASSWORD: set the shared secret alone (short-lived "
+                "credentials per user) or the static pair alone")
         for url in self.ice_servers:
-            # Refused here, before anything starts, not later by the media relay.
             if not url.startswith(ICE_SCHEMES):
                 raise SettingsError(
                     f"{ENV_PREFIX}ICE_SERVERS: {url!r} must start with stun:, stuns:, turn: or "
                     "turns:")
-            if url.startswith(TURN_SCHEMES) and not (self.turn_username and self.turn_password):
+            if url.startswith(TURN_SCHEMES) and not (
+                    self.turn_secret or (self.turn_username and self.turn_password)):
                 raise SettingsError(
                     f"{ENV_PREFIX}ICE_SERVERS: the TURN server {url!r} needs "
-                    f"{ENV_PREFIX}TURN_USERNAME and {ENV_PREFIX}TURN_PASSWORD")
+                    f"{ENV_PREFIX}TURN_SECRET (or {ENV_PREFIX}TURN_USERNAME and "
+                    f"{ENV_PREFIX}TURN_PASSWORD)")
 
     @property
     def secret_path(self) -> Path:

@@ -27,7 +27,10 @@ def test_env_then_flags_override(tmp_path: Path) -> None:
      {"LIVEROOM_ICE_SERVERS": "https://stun.example.net"},
      {"LIVEROOM_ICE_SERVERS": "turn:turn.example.net:3478"},
      {"LIVEROOM_ICE_SERVERS": "turn:turn.example.net:3478", "LIVEROOM_TURN_USERNAME": "u"},
-     {"LIVEROOM_ICE_SERVERS": "turns:turn.example.net", "LIVEROOM_TURN_PASSWORD": "p"}],
+     {"LIVEROOM_ICE_SERVERS": "turns:turn.example.net", "LIVEROOM_TURN_PASSWORD": "p"},
+     {"LIVEROOM_TURN_TTL_S": "0"}, {"LIVEROOM_TURN_TTL_S": "-60"},
+     {"LIVEROOM_TURN_TTL_S": "an hour"},
+     {"LIVEROOM_TURN_SECRET": "k", "LIVEROOM_TURN_PASSWORD": "p"}],
 )
 def test_bad_values_are_refused_with_a_message(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError):
@@ -71,14 +74,39 @@ def test_no_ice_servers_by_default_and_empty_variables_mean_unset() -> None:
         "stun:a:3478",)
 
 
+def test_a_turn_secret_alone_gives_short_lived_credentials_for_an_hour_by_default() -> None:
+    settings = Settings.from_env({"LIVEROOM_ICE_SERVERS": "turn:turn.example.net:3478",
+                                  "LIVEROOM_TURN_SECRET": "shared-with-coturn"})
+    assert (settings.turn_secret, settings.turn_ttl_s) == ("shared-with-coturn", 3600)
+    assert (settings.turn_username, settings.turn_password) == (None, None)
+    assert Settings.from_env({"LIVEROOM_TURN_TTL_S": "600"}).turn_ttl_s == 600
+
+
+def test_serve_refuses_a_turn_secret_together_with_static_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A TURN server checks one kind (coturn's use-auth-secret turns static users off), so
+    # which one the pages would get is not guessed: the server does not start.
+    monkeypatch.setenv("LIVEROOM_ICE_SERVERS", "turn:turn.example.net:3478")
+    monkeypatch.setenv("LIVEROOM_TURN_SECRET", "shared-with-coturn")
+    monkeypatch.setenv("LIVEROOM_TURN_USERNAME", "alice")
+    monkeypatch.setenv("LIVEROOM_TURN_PASSWORD", "s3cret")
+    assert main(["serve", "--data-dir", str(tmp_path / "d"), "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert "LIVEROOM_TURN_SECRET conflicts with LIVEROOM_TURN_USERNAME" in error
+    assert not (tmp_path / "d").exists(), "nothing was started or created"
+
+
 def test_serve_refuses_a_turn_server_without_credentials_before_starting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("LIVEROOM_ICE_SERVERS", "turn:turn.example.net:3478")
     monkeypatch.delenv("LIVEROOM_TURN_USERNAME", raising=False)
     monkeypatch.delenv("LIVEROOM_TURN_PASSWORD", raising=False)
+    monkeypatch.delenv("LIVEROOM_TURN_SECRET", raising=False)
     assert main(["serve", "--data-dir", str(tmp_path / "d"), "--port", "0"]) == 2
     error = capsys.readouterr().err
     assert "LIVEROOM_ICE_SERVERS" in error
+    assert "LIVEROOM_TURN_SECRET" in error
     assert "LIVEROOM_TURN_USERNAME" in error
     assert not (tmp_path / "d").exists(), "nothing was started or created"

@@ -6,11 +6,10 @@ Transport-agnostic: the Socket.IO signaling lives in ``liveroom``.
 """
 
 from ._aiortc_internals import SUPPORTED_AIORTC_VERSIONS
-from ._config import browser_ice_servers, ice_servers_from_settings
+from ._config import RELAY_USER_ID, IceConfig, browser_ice_servers
 from ._service import MediaService
 from .exceptions import (
     AiortcIncompatible,
-    InvalidIceServer,
     InvalidOffer,
     MediaClosed,
     MediaError,
@@ -20,9 +19,10 @@ from .exceptions import (
 )
 
 __all__ = [
+    "RELAY_USER_ID",
     "SUPPORTED_AIORTC_VERSIONS",
     "AiortcIncompatible",
-    "InvalidIceServer",
+    "IceConfig",
     "InvalidOffer",
     "MediaClosed",
     "MediaError",
@@ -31,5 +31,4 @@ __all__ = [
     "NotLive",
     "UnsupportedCodec",
     "browser_ice_servers",
-    "ice_servers_from_settings",
 ]

@@ -85,7 +85,7 @@ class MediaService:
 
     def __init__(
         self,
-        ice_servers: Sequence[RTCIceServer] = (),
+        ice_servers: Sequence[RTCIceServer] | Callable[[], Sequence[RTCIceServer]] = (),
         *,
         now_ms: Callable[[], int] = _wall_clock_ms,
         on_change: Callable[[str], None] | None = None,
@@ -97,7 +97,13 @@ class MediaService:
     ) -> None:
         check_aiortc()
         # An explicit (possibly empty) list: aiortc falls back to Google's STUN server on None.
-        self._ice_servers = list(ice_servers)
+        # A callable is asked for each new peer connection (short-lived TURN credentials).
+        self._ice_servers: Callable[[], Sequence[RTCIceServer]]
+        if callable(ice_servers):
+            self._ice_servers = ice_servers
+        else:
+            fixed = tuple(ice_servers)
+            self._ice_servers = lambda: fixed
         self._now_ms = now_ms
         self._on_change = on_change
         self._keyframe_interval_ms = keyframe_interval_ms
@@ -318,8 +324,8 @@ class MediaService:
 
     @property
     def ice_servers(self) -> tuple[RTCIceServer, ...]:
-        """The ICE servers every peer connection of the relay uses (none by default)."""
-        return tuple(self._ice_servers)
+        """The ICE servers a new peer connection of the relay uses (none by default)."""
+        return tuple(self._ice_servers())
 
     @property
     def peer_connection_count(self) -> int:
@@ -344,7 +350,7 @@ class MediaService:
             raise MediaClosed()
 
     def _new_pc(self) -> RTCPeerConnection:
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self._ice_servers)))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self._ice_servers())))
         self._pcs.add(pc)
         return pc
 

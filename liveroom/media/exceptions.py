@@ -7,7 +7,6 @@ Tree::
     │   └── UnsupportedCodec        the viewer cannot receive the broadcaster's codec (422)
     ├── NotLive                     no broadcast in that room (409)
     ├── NotBroadcasting             the offer sends no audio or video we can forward (400)
-    ├── InvalidIceServer            an ICE server URL from the settings cannot be used (500)
     ├── MediaClosed                 the service is shutting down (503)
     └── AiortcIncompatible          the installed aiortc is not a version the relay was checked
                                     against (500, raised at start-up, never per request)
@@ -19,7 +18,6 @@ from __future__ import annotations
 
 __all__ = [
     "AiortcIncompatible",
-    "InvalidIceServer",
     "InvalidOffer",
     "MediaClosed",
     "MediaError",
@@ -88,13 +86,3 @@ class AiortcIncompatible(MediaError):
         super().__init__(f"aiortc {version} is not supported by the media relay: {detail}")
         self.version = version
         self.detail = detail
-
-
-class InvalidIceServer(MediaError):
-    code = "invalid_ice_server"
-    http_status = 500
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"ICE server {url!r}: {reason}")
-        self.url = url
-        self.reason = reason

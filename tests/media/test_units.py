@@ -1,5 +1,5 @@
 """The relay's parts on their own: bounded viewer queues, keyframe detection and throttling,
-health windows, ICE settings."""
+health windows."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 from av.video.codeccontext import VideoCodecContext
 
-from liveroom.media import InvalidIceServer, ice_servers_from_settings
 from liveroom.media._broadcast import KeyframeThrottle
 from liveroom.media._frames import EncodedFrame, is_keyframe, make_frame
 from liveroom.media._health import StreamMeter
@@ -165,16 +164,3 @@ def test_stream_meter_measures_over_the_window() -> None:
     assert fps == pytest.approx(30, abs=1.5)
     assert kbps == pytest.approx(300, abs=15)
     assert meter.rates(10_000) == (0.0, 0.0)
-
-
-def test_ice_servers_default_to_none_and_take_turn_credentials() -> None:
-    assert ice_servers_from_settings(()) == []
-    stun, turn = ice_servers_from_settings(
-        ["stun:stun.example.net:3478", "turn:turn.example.net:3478?transport=udp"], "u", "p"
-    )
-    assert (stun.urls, stun.username) == ("stun:stun.example.net:3478", None)
-    assert (turn.username, turn.credential) == ("u", "p")
-    with pytest.raises(InvalidIceServer):
-        ice_servers_from_settings(["turn:turn.example.net"])
-    with pytest.raises(InvalidIceServer):
-        ice_servers_from_settings(["http://example.net"])
