@@ -72,7 +72,8 @@ class HandoffRecord:
 @dataclass(frozen=True, slots=True)
 class OrderChange:
     """One atomic change of one order: applied only if the order is in ``expected`` (and the
-    payment in ``payment_expected``), else nothing is written."""
+    payment in ``payment_expected``, the claim in ``claim_expected``, no charge pending with
+    ``no_pending_charge``), else nothing is written."""
 
     order_id: str
     expected: frozenset[StoredStatus]
@@ -87,6 +88,8 @@ class OrderChange:
     payouts: Sequence[Payout] = ()
     # Recorded as ``committed`` in the same transaction (a checkout intent becoming an order).
     committed: ReservationInfo | None = None
+    # Applied only if none of the order's online charges is still waiting for its answer.
+    no_pending_charge: bool = False
 
 
 class OrderStore(Protocol):
@@ -398,6 +401,11 @@ class SqliteOrderStore:
                     ).fetchone()
                     if row is None or row["status"] != expected_claim:
                         return None
+                if change.no_pending_charge and conn.execute(
+                    "SELECT 1 FROM payments WHERE order_id = ? AND status = 'pending' "
+                    "AND method = 'online' LIMIT 1", (change.order_id,)
+                ).fetchone() is not None:
+                    return None
                 assignments = ["status = ?", "updated_at = ?"]
                 args: list[Any] = [change.status, change.at]
                 for name, value in change.fields.items():
