@@ -349,34 +349,44 @@ class OrderService:
         order = await self._visible(actor, order_id)
         if actor.user_id != order.buyer_id:
             raise NotAllowed("pay for", order_id)
-        if order.status != "created":
-            raise IllegalTransition(order_id, order.status, "pay")
+        for _ in range(_RACE_RETRIES):
+            if order.status != "created":
+                raise IllegalTransition(order_id, order.status, "pay")
+            await self._no_charge_pending(order_id)
+            choice = PaymentChoice.parse(payment_body)
+            now = self.now_ms()
+            payment = self._new_payment(order, choice, now)
+            # A compare-and-set on the order unpaid with no charge pending: of two payments at
+            # once (a double click) one goes ahead, the other is refused on the next round.
+            if choice.method == "cod":
+                change = self._transition_change(
+                    actor, order, "confirm", now,
+                    fields={"placed_at": now, "payment_method": "cod"}, payments=[payment],
+                    no_pending_charge=True,
+                )
+            else:
+                change = OrderChange(
+                    order.id, frozenset({"created"}), "created", now,
+                    fields={"payment_method": "online"},
+                    events=[self._event(order, "payment_started", "created", "created", actor,
+                                        now, {"payment": payment.id})],
+                    payments=[payment], no_pending_charge=True,
+                )
+            updated = await self.store.apply(change)
+            if updated is None:
+                order = await self._visible(actor, order_id)
+                continue
+            if choice.method == "cod":
+                await self._figures_changed(updated)
+            else:
+                await self._charge(updated, payment, choice)
+            return updated
+        raise IllegalTransition(order_id, order.status, "pay")
+
+    async def _no_charge_pending(self, order_id: str) -> None:
         for earlier in await self.store.payments(order_id):
             if earlier.status == "pending" and earlier.method == "online":
                 raise PaymentInProgress(order_id, earlier.id)
-        choice = PaymentChoice.parse(payment_body)
-        now = self.now_ms()
-        payment = self._new_payment(order, choice, now)
-        if choice.method == "cod":
-            updated = await self._transition(
-                actor, order, "confirm", now,
-                fields={"placed_at": now, "payment_method": "cod"}, payments=[payment],
-            )
-            await self._figures_changed(updated)
-            return updated
-        updated = await self._apply(
-            order,
-            OrderChange(
-                order.id, frozenset({"created"}), "created", now,
-                fields={"payment_method": "online"},
-                events=[self._event(order, "payment_started", "created", "created", actor, now,
-                                    {"payment": payment.id})],
-                payments=[payment],
-            ),
-            "pay",
-        )
-        await self._charge(updated, payment, choice)
-        return updated
 
     async def handle_payment_callback(self, body: bytes, signature: str) -> Order:
         """Apply a provider's signed callback; duplicates and replays change nothing."""
