@@ -331,17 +331,25 @@ class OrderService:
         except Exception:
             # The buyer can retry with pay(); the order itself is safe.
             log.exception("payment provider refused charge %s", payment.id)
-            now = self.now_ms()
-            await self.store.apply(
-                OrderChange(
-                    order.id, frozenset({"created"}), "created", now,
-                    events=[self._event(order, "payment_failed", "created", "created",
-                                        SYSTEM, now, {"payment": payment.id})],
-                    payments=[replace(payment, status="declined", settled_at=now,
-                                      reason="provider_unavailable")],
-                    payment_expected=(payment.id, "pending"),
-                )
+            await self._give_up_charge(order, payment, "payment_failed", "provider_unavailable")
+
+    async def _give_up_charge(
+        self, order: Order, payment: Payment, kind: str, reason: str
+    ) -> Order | None:
+        """Record a charge the provider did not answer (it refused the request, or never
+        answered) as declined with ``reason``, so the buyer may pay again; the order keeps its
+        status. A compare-and-set on the charge still pending: None if it was answered (or the
+        order moved) meanwhile."""
+        now = self.now_ms()
+        return await self.store.apply(
+            OrderChange(
+                order.id, frozenset({order.status}), order.status, now,
+                events=[self._event(order, kind, order.status, order.status, SYSTEM, now,
+                                    {"payment": payment.id})],
+                payments=[replace(payment, status="declined", settled_at=now, reason=reason)],
+                payment_expected=(payment.id, "pending"),
             )
+        )
 
     async def pay(self, actor: Actor, order_id: str, payment_body: object) -> Order:
         """Pay an unpaid order again (after a decline), online or by switching to cash on
@@ -560,16 +568,8 @@ class OrderService:
             order = await self.store.get_order(payment.order_id)
             if order is None:
                 continue
-            updated = await self.store.apply(
-                OrderChange(
-                    order.id, frozenset({order.status}), order.status, now,
-                    events=[self._event(order, "payment_timed_out", order.status, order.status,
-                                        SYSTEM, now, {"payment": payment.id})],
-                    payments=[replace(payment, status="declined", settled_at=now,
-                                      reason=CHARGE_TIMED_OUT)],
-                    payment_expected=(payment.id, "pending"),
-                )
-            )
+            updated = await self._give_up_charge(order, payment, "payment_timed_out",
+                                                 CHARGE_TIMED_OUT)
             if updated is not None:
                 log.warning("charge %s of order %s timed out", payment.id, order.id)
                 changed[order.id] = updated
