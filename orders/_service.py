@@ -91,6 +91,8 @@ PAYMENT_TIMEOUT_MS = 15 * 60_000
 # so the buyer can pay again; a late approval of it is still honoured (or refunded).
 CHARGE_TIMEOUT_MS = 2 * 60_000
 CHARGE_TIMED_OUT = "timed_out"
+# How often a change that lost a race to another one is worked out again on what is now.
+_RACE_RETRIES = 5
 SYSTEM = Actor("system", "admin")
 
 # Called with (room_id, anchor_id) when that room's figures changed; may be sync or async.
@@ -329,17 +331,25 @@ class OrderService:
         except Exception:
             # The buyer can retry with pay(); the order itself is safe.
             log.exception("payment provider refused charge %s", payment.id)
-            now = self.now_ms()
-            await self.store.apply(
-                OrderChange(
-                    order.id, frozenset({"created"}), "created", now,
-                    events=[self._event(order, "payment_failed", "created", "created",
-                                        SYSTEM, now, {"payment": payment.id})],
-                    payments=[replace(payment, status="declined", settled_at=now,
-                                      reason="provider_unavailable")],
-                    payment_expected=(payment.id, "pending"),
-                )
+            await self._give_up_charge(order, payment, "payment_failed", "provider_unavailable")
+
+    async def _give_up_charge(
+        self, order: Order, payment: Payment, kind: str, reason: str
+    ) -> Order | None:
+        """Record a charge the provider did not answer (it refused the request, or never
+        answered) as declined with ``reason``, so the buyer may pay again; the order keeps its
+        status. A compare-and-set on the charge still pending: None if it was answered (or the
+        order moved) meanwhile."""
+        now = self.now_ms()
+        return await self.store.apply(
+            OrderChange(
+                order.id, frozenset({order.status}), order.status, now,
+                events=[self._event(order, kind, order.status, order.status, SYSTEM, now,
+                                    {"payment": payment.id})],
+                payments=[replace(payment, status="declined", settled_at=now, reason=reason)],
+                payment_expected=(payment.id, "pending"),
             )
+        )
 
     async def pay(self, actor: Actor, order_id: str, payment_body: object) -> Order:
         """Pay an unpaid order again (after a decline), online or by switching to cash on
@@ -347,34 +357,44 @@ class OrderService:
         order = await self._visible(actor, order_id)
         if actor.user_id != order.buyer_id:
             raise NotAllowed("pay for", order_id)
-        if order.status != "created":
-            raise IllegalTransition(order_id, order.status, "pay")
+        for _ in range(_RACE_RETRIES):
+            if order.status != "created":
+                raise IllegalTransition(order_id, order.status, "pay")
+            await self._no_charge_pending(order_id)
+            choice = PaymentChoice.parse(payment_body)
+            now = self.now_ms()
+            payment = self._new_payment(order, choice, now)
+            # A compare-and-set on the order unpaid with no charge pending: of two payments at
+            # once (a double click) one goes ahead, the other is refused on the next round.
+            if choice.method == "cod":
+                change = self._transition_change(
+                    actor, order, "confirm", now,
+                    fields={"placed_at": now, "payment_method": "cod"}, payments=[payment],
+                    no_pending_charge=True,
+                )
+            else:
+                change = OrderChange(
+                    order.id, frozenset({"created"}), "created", now,
+                    fields={"payment_method": "online"},
+                    events=[self._event(order, "payment_started", "created", "created", actor,
+                                        now, {"payment": payment.id})],
+                    payments=[payment], no_pending_charge=True,
+                )
+            updated = await self.store.apply(change)
+            if updated is None:
+                order = await self._visible(actor, order_id)
+                continue
+            if choice.method == "cod":
+                await self._figures_changed(updated)
+            else:
+                await self._charge(updated, payment, choice)
+            return updated
+        raise IllegalTransition(order_id, order.status, "pay")
+
+    async def _no_charge_pending(self, order_id: str) -> None:
         for earlier in await self.store.payments(order_id):
             if earlier.status == "pending" and earlier.method == "online":
                 raise PaymentInProgress(order_id, earlier.id)
-        choice = PaymentChoice.parse(payment_body)
-        now = self.now_ms()
-        payment = self._new_payment(order, choice, now)
-        if choice.method == "cod":
-            updated = await self._transition(
-                actor, order, "confirm", now,
-                fields={"placed_at": now, "payment_method": "cod"}, payments=[payment],
-            )
-            await self._figures_changed(updated)
-            return updated
-        updated = await self._apply(
-            order,
-            OrderChange(
-                order.id, frozenset({"created"}), "created", now,
-                fields={"payment_method": "online"},
-                events=[self._event(order, "payment_started", "created", "created", actor, now,
-                                    {"payment": payment.id})],
-                payments=[payment],
-            ),
-            "pay",
-        )
-        await self._charge(updated, payment, choice)
-        return updated
 
     async def handle_payment_callback(self, body: bytes, signature: str) -> Order:
         """Apply a provider's signed callback; duplicates and replays change nothing."""
@@ -393,7 +413,7 @@ class OrderService:
             raise InvalidInput("malformed payment callback") from None
         if status not in ("approved", "declined") or not isinstance(payment_id, str):
             raise InvalidInput("malformed payment callback")
-        for _ in range(5):
+        for _ in range(_RACE_RETRIES):
             payment = await self.store.get_payment(payment_id)
             if payment is None:
                 raise UnknownPayment(payment_id)
@@ -481,22 +501,41 @@ class OrderService:
         """Buyer, the order's anchor or an admin cancel before shipping; the unit goes back to
         the sale while it is live, and an approved online payment is refunded."""
         order = await self._visible(actor, order_id)
+        for _ in range(_RACE_RETRIES):
+            cancelled = await self._cancel(actor, order, reason)
+            if cancelled is not None:
+                return cancelled
+            # Paid or confirmed meanwhile (say, an approval landed): what to refund was read
+            # for the status before, so cancel again from what it is now.
+            order = await self._visible(actor, order_id)
+        raise IllegalTransition(order_id, order.status, "cancel")
+
+    async def _cancel(
+        self, actor: Actor, order: Order, reason: str, *, no_pending_charge: bool = False
+    ) -> Order | None:
+        """Cancel ``order`` from the status it was read in, refunding the payments approved
+        then: None if it moved meanwhile (or, with ``no_pending_charge``, a charge of it is
+        waiting for its answer)."""
         now = self.now_ms()
         refunds = [
             replace(p, status="refunded", settled_at=now, reason="order_cancelled")
-            for p in await self.store.payments(order_id)
+            for p in await self.store.payments(order.id)
             if p.status == "approved"
         ]
-        was_placed = order.placed_at is not None
-        updated = await self._transition(
-            actor, order, "cancel", now,
-            fields={"cancelled_at": now, "restock_state": "pending"},
-            payments=refunds, detail={"reason": _short(reason)},
+        cancelled = await self.store.apply(
+            self._transition_change(
+                actor, order, "cancel", now,
+                fields={"cancelled_at": now, "restock_state": "pending"},
+                payments=refunds, detail={"reason": _short(reason)},
+                no_pending_charge=no_pending_charge,
+            )
         )
-        await self._restock(updated)
-        if was_placed:
-            await self._figures_changed(updated)
-        return (await self.store.get_order(order_id)) or updated
+        if cancelled is None:
+            return None
+        await self._restock(cancelled)
+        if order.placed_at is not None:
+            await self._figures_changed(cancelled)
+        return (await self.store.get_order(order.id)) or cancelled
 
     async def _restock(self, order: Order) -> None:
         try:
@@ -519,32 +558,28 @@ class OrderService:
         """Payment timeouts (the upkeep owner calls this every few seconds): a charge the
         provider left unanswered for ``charge_timeout_ms`` is declined as ``timed_out`` (the
         buyer may pay again), and an online order still unpaid ``payment_timeout_ms`` after it
-        was created is cancelled by the system, its stock returned like any cancellation.
-        Returns the orders that changed."""
+        was created is cancelled by the system, its stock returned like any cancellation. An
+        order whose charge is still waiting for its answer is not cancelled (the buyer is
+        paying right now); it is once the charge is declined or given up. Returns the orders
+        that changed."""
         now = self.now_ms()
         changed: dict[str, Order] = {}
         for payment in await self.store.stale_pending_charges(now - self.charge_timeout_ms):
             order = await self.store.get_order(payment.order_id)
             if order is None:
                 continue
-            updated = await self.store.apply(
-                OrderChange(
-                    order.id, frozenset({order.status}), order.status, now,
-                    events=[self._event(order, "payment_timed_out", order.status, order.status,
-                                        SYSTEM, now, {"payment": payment.id})],
-                    payments=[replace(payment, status="declined", settled_at=now,
-                                      reason=CHARGE_TIMED_OUT)],
-                    payment_expected=(payment.id, "pending"),
-                )
-            )
+            updated = await self._give_up_charge(order, payment, "payment_timed_out",
+                                                 CHARGE_TIMED_OUT)
             if updated is not None:
                 log.warning("charge %s of order %s timed out", payment.id, order.id)
                 changed[order.id] = updated
         for order in await self.store.unpaid_online_orders(now - self.payment_timeout_ms):
-            try:
-                changed[order.id] = await self.cancel(SYSTEM, order.id, "payment_timeout")
-            except IllegalTransition:
-                continue  # paid (or cancelled) meanwhile
+            # A compare-and-set on ``created`` with no charge pending: an order paid, switched
+            # to cash on delivery or being charged since the listing is left alone.
+            cancelled = await self._cancel(SYSTEM, order, "payment_timeout",
+                                           no_pending_charge=True)
+            if cancelled is not None:
+                changed[order.id] = cancelled
         return list(changed.values())
 
     async def resume_restocks(self) -> int:
@@ -860,15 +895,28 @@ class OrderService:
         claims: Iterable[Claim] = (), payments: Iterable[Payment] = (),
         detail: Mapping[str, Any] | None = None,
     ) -> Order:
+        change = self._transition_change(actor, order, action, now, fields=fields,
+                                         claims=claims, payments=payments, detail=detail)
+        return await self._apply(order, change, action)
+
+    def _transition_change(
+        self, actor: Actor, order: Order, action: str, now: int, *,
+        fields: Mapping[str, int | str | None] | None = None,
+        claims: Iterable[Claim] = (), payments: Iterable[Payment] = (),
+        detail: Mapping[str, Any] | None = None, no_pending_charge: bool = False,
+    ) -> OrderChange:
+        """``action`` on ``order`` as the caller read it. The compare-and-set is on that status,
+        not on every status the action allows: what the change carries (refunds, collected
+        payments, the event's from-status) was worked out from it, so an order that moved
+        meanwhile is left alone."""
         expected, to = TRANSITIONS[action]
         if order.status not in expected:
             raise IllegalTransition(order.id, order.status, action)
-        change = OrderChange(
-            order.id, expected, to, now, fields=dict(fields or {}),
+        return OrderChange(
+            order.id, frozenset({order.status}), to, now, fields=dict(fields or {}),
             events=[self._event(order, action, order.status, to, actor, now, detail)],
-            claims=list(claims), payments=list(payments),
+            claims=list(claims), payments=list(payments), no_pending_charge=no_pending_charge,
         )
-        return await self._apply(order, change, action)
 
     async def _note(
         self, actor: Actor, order: Order, kind: str, now: int, *,

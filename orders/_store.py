@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
@@ -71,7 +72,8 @@ class HandoffRecord:
 @dataclass(frozen=True, slots=True)
 class OrderChange:
     """One atomic change of one order: applied only if the order is in ``expected`` (and the
-    payment in ``payment_expected``), else nothing is written."""
+    payment in ``payment_expected``, the claim in ``claim_expected``, no charge pending with
+    ``no_pending_charge``), else nothing is written."""
 
     order_id: str
     expected: frozenset[StoredStatus]
@@ -86,6 +88,8 @@ class OrderChange:
     payouts: Sequence[Payout] = ()
     # Recorded as ``committed`` in the same transaction (a checkout intent becoming an order).
     committed: ReservationInfo | None = None
+    # Applied only if none of the order's online charges is still waiting for its answer.
+    no_pending_charge: bool = False
 
 
 class OrderStore(Protocol):
@@ -188,10 +192,10 @@ class SqliteOrderStore:
         def connect() -> sqlite3.Connection:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            _use_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=5000")
             _migrate(conn)
             return conn
 
@@ -397,6 +401,11 @@ class SqliteOrderStore:
                     ).fetchone()
                     if row is None or row["status"] != expected_claim:
                         return None
+                if change.no_pending_charge and conn.execute(
+                    "SELECT 1 FROM payments WHERE order_id = ? AND status = 'pending' "
+                    "AND method = 'online' LIMIT 1", (change.order_id,)
+                ).fetchone() is not None:
+                    return None
                 assignments = ["status = ?", "updated_at = ?"]
                 args: list[Any] = [change.status, change.at]
                 for name, value in change.fields.items():
@@ -507,22 +516,61 @@ class _transaction:
         self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
+def _use_wal(conn: sqlite3.Connection, attempts: int = 500) -> None:
+    """Switch the file to WAL (it stays so). Switching a fresh file needs it to itself for a
+    moment, and SQLite answers "database is locked" at once instead of waiting while another
+    process starting up holds it, so try again for up to ~5 s."""
+    for attempt in range(attempts):
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or (
+                attempt == attempts - 1
+            ):
+                raise
+            mode = None
+        if mode == "wal":
+            return
+        time.sleep(0.01)
+    raise sqlite3.OperationalError(f"cannot switch {mode!r} journal to WAL: database is busy")
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply the migrations this file lacks, each in its own ``BEGIN IMMEDIATE`` transaction
+    with its ``schema_migrations`` row. Whether a version is done is read after the writer lock
+    is taken, so processes opening one fresh data dir at once (workers and the hand-off
+    consumer) apply each migration once and the others see it done."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL DEFAULT (unixepoch()))"
     )
-    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
     for version, name in MIGRATIONS:
-        if version in done:
-            continue
         script = resources.files("orders").joinpath(name).read_text(encoding="utf-8")
-        # executescript commits implicitly; the version row goes in the same script so a crash
-        # mid-migration leaves neither half.
-        conn.executescript(
-            f"BEGIN IMMEDIATE;\n{script}\n"
-            f"INSERT INTO schema_migrations (version) VALUES ({int(version)});\nCOMMIT;"
-        )
+        with _transaction(conn):
+            if conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+            ).fetchone() is not None:
+                continue
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+
+
+def _statements(script: str) -> list[str]:
+    """The SQL statements of a migration script, one at a time (``executescript`` would commit
+    the open transaction first); ``sqlite3.complete_statement`` tells where each one ends."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    rest = [line for line in pending.splitlines() if line.strip() and not
+            line.strip().startswith("--")]
+    if rest:
+        raise ValueError(f"unterminated SQL statement in a migration: {rest[0]!r}")
+    return statements
 
 
 def _upsert_reservation(

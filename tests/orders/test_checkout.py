@@ -155,6 +155,25 @@ async def test_declined_card_keeps_order_unpaid_and_buyer_can_pay_again(world: W
     ]
 
 
+async def test_paying_twice_at_once_charges_the_card_once(world: World) -> None:
+    """A double click on Pay: both requests pass the "no charge pending" check before either
+    writes; only one may charge, the other is told a payment is in progress."""
+    held = world.ledger.hold(BUYER.user_id)
+    order = await world.checkout(BUYER, held, online(DECLINED_CARD))
+    await world.payments.drain()
+    results = await asyncio.gather(
+        world.service.pay(BUYER, order.id, online(GOOD_CARD)),
+        world.service.pay(BUYER, order.id, online(GOOD_CARD)),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["Order", "PaymentInProgress"]
+    await world.payments.drain()
+    assert (await world.service.get_order(BUYER, order.id)).status == "paid"
+    assert [p.status for p in await world.service.payments_of(BUYER, order.id)] == [
+        "declined", "approved",
+    ]
+
+
 async def test_unpaid_order_can_switch_to_cash_on_delivery(world: World) -> None:
     held = world.ledger.hold(BUYER.user_id)
     order = await world.checkout(BUYER, held, online("4000000000009995"))

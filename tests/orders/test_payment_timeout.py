@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import pytest
 
 from orders import (
     CHARGE_TIMEOUT_MS,
     PAYMENT_TIMEOUT_MS,
+    Order,
     PaymentInProgress,
 )
 
@@ -121,3 +125,153 @@ async def test_a_stuck_charge_on_an_expired_order_ends_cancelled_and_refunded(
     assert (await world.service.handle_payment_callback(*lost[0])).status == "cancelled"
     [payment] = await world.service.payments_of(BUYER, order.id)
     assert payment.reason == "timed_out"
+
+
+# -- interleavings: the timeout never undoes what happened since it listed the order ----------
+
+
+def after_next(world: World, method: str, then: Callable[[], Awaitable[object]],
+               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next call of the store's ``method`` answers, and then (before its caller goes on)
+    ``then`` runs: another request landing between a read and the write that follows it."""
+    real = getattr(world.store, method)
+    armed = [True]
+
+    async def wrapped(*args: Any) -> Any:
+        result = await real(*args)
+        if armed[0]:
+            armed[0] = False
+            await then()
+        return result
+
+    monkeypatch.setattr(world.store, method, wrapped)
+
+
+async def stuck_charge(world: World) -> tuple[Order, tuple[bytes, str]]:
+    """An online order whose charge's approval has not arrived (yet), and that approval."""
+    lost = lose_callbacks(world)
+    order = await world.checkout(BUYER, world.ledger.hold(BUYER.user_id), online(GOOD_CARD))
+    await world.payments.drain()
+    [approval] = lost
+    return order, approval
+
+
+async def test_an_order_paid_after_the_timeout_listed_it_is_kept(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order, approval = await stuck_charge(world)
+    world.clock.advance(PAYMENT_TIMEOUT_MS)  # the charge timed out too; its approval is late
+    after_next(world, "unpaid_online_orders",
+               lambda: world.service.handle_payment_callback(*approval), monkeypatch)
+    changed = await world.service.expire_unpaid()
+    assert [(o.id, o.status) for o in changed] == [(order.id, "created")], "charge timed out"
+    assert (await world.service.get_order(BUYER, order.id)).status == "paid"
+    [payment] = await world.service.payments_of(BUYER, order.id)
+    assert payment.status == "approved"
+    assert world.ledger.reservations[order.reservation_id].state == "committed", "not restocked"
+
+
+async def test_an_order_switched_to_cash_on_delivery_after_the_listing_is_kept(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unpaid = await order_in(world, "created")
+    world.clock.advance(PAYMENT_TIMEOUT_MS)
+    after_next(world, "unpaid_online_orders",
+               lambda: world.service.pay(BUYER, unpaid.id, "cod"), monkeypatch)
+    assert await world.service.expire_unpaid() == []
+    assert (await world.service.get_order(BUYER, unpaid.id)).status == "confirmed"
+    assert world.ledger.reservations[unpaid.reservation_id].state == "committed"
+
+
+async def test_an_approval_landing_inside_the_timeout_cancel_keeps_the_order_paid(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The approval arrives after the cancel read the payments (nothing to refund) and before
+    it writes: the order must not end cancelled with the buyer's money kept."""
+    order, approval = await stuck_charge(world)
+    world.clock.advance(PAYMENT_TIMEOUT_MS)
+    after_next(world, "payments",
+               lambda: world.service.handle_payment_callback(*approval), monkeypatch)
+    await world.service.expire_unpaid()
+    assert (await world.service.get_order(BUYER, order.id)).status == "paid"
+    [payment] = await world.service.payments_of(BUYER, order.id)
+    assert payment.status == "approved"
+
+
+async def test_a_buyer_cancelling_while_the_approval_lands_gets_the_money_back(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order, approval = await stuck_charge(world)
+    after_next(world, "payments",
+               lambda: world.service.handle_payment_callback(*approval), monkeypatch)
+    cancelled = await world.service.cancel(BUYER, order.id, "changed my mind")
+    assert cancelled.status == "cancelled"
+    [payment] = await world.service.payments_of(BUYER, order.id)
+    assert (payment.status, payment.reason) == ("refunded", "order_cancelled")
+    history = [(e.kind, e.from_status, e.to_status)
+               for e in await world.service.history(BUYER, order.id)]
+    assert history == [("created", None, "created"), ("pay", "created", "paid"),
+                       ("cancel", "paid", "cancelled"), ("restock", "cancelled", "cancelled")]
+
+
+# -- a buyer paying right now is not cancelled under them --------------------------------------
+
+
+async def test_a_charge_started_just_before_the_timeout_is_answered_before_cancelling(
+    world: World
+) -> None:
+    unpaid = await order_in(world, "created")  # declined at checkout
+    lost = lose_callbacks(world)
+    world.clock.advance(PAYMENT_TIMEOUT_MS - 60_000)  # 14:00: the buyer tries another card
+    await world.service.pay(BUYER, unpaid.id, online(GOOD_CARD))
+    await world.payments.drain()
+    world.clock.advance(60_000)  # 15:00, the provider has not answered yet
+    assert await world.service.expire_unpaid() == []
+    [(raw, signature)] = lost
+    paid = await world.service.handle_payment_callback(raw, signature)
+    assert paid.status == "paid"
+    payments = [(p.status, p.reason) for p in await world.service.payments_of(BUYER, unpaid.id)]
+    assert payments == [("declined", "card_declined"), ("approved", None)]
+
+
+async def test_a_late_decline_leaves_the_order_to_the_next_pass(world: World) -> None:
+    unpaid = await order_in(world, "created")
+    lost = lose_callbacks(world)
+    world.clock.advance(PAYMENT_TIMEOUT_MS - 1)
+    await world.service.pay(BUYER, unpaid.id, online(DECLINED_CARD))
+    await world.payments.drain()
+    world.clock.advance(1)
+    assert await world.service.expire_unpaid() == []
+    await world.service.handle_payment_callback(*lost[0])
+    [cancelled] = await world.service.expire_unpaid()
+    assert (cancelled.id, cancelled.status) == (unpaid.id, "cancelled")
+
+
+async def test_a_charge_never_answered_is_given_up_and_then_the_order_cancelled(
+    world: World
+) -> None:
+    unpaid = await order_in(world, "created")
+    lose_callbacks(world)
+    world.clock.advance(PAYMENT_TIMEOUT_MS - 1)
+    await world.service.pay(BUYER, unpaid.id, online(GOOD_CARD))
+    await world.payments.drain()
+    world.clock.advance(CHARGE_TIMEOUT_MS - 1)
+    assert await world.service.expire_unpaid() == []
+    world.clock.advance(1)
+    [cancelled] = await world.service.expire_unpaid()
+    assert (cancelled.id, cancelled.status) == (unpaid.id, "cancelled")
+    last = (await world.service.payments_of(BUYER, unpaid.id))[-1]
+    assert (last.status, last.reason) == ("declined", "timed_out")
+
+
+async def test_a_charge_started_after_the_timeout_listed_the_order_is_not_cut_off(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unpaid = await order_in(world, "created")
+    lost = lose_callbacks(world)
+    world.clock.advance(PAYMENT_TIMEOUT_MS)
+    after_next(world, "unpaid_online_orders",
+               lambda: world.service.pay(BUYER, unpaid.id, online(GOOD_CARD)), monkeypatch)
+    assert await world.service.expire_unpaid() == []
+    await world.payments.drain()
+    assert (await world.service.handle_payment_callback(*lost[0])).status == "paid"

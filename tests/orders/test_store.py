@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import sqlite3
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
 from orders import SqliteOrderStore
+from orders._store import MIGRATIONS
 
 from .conftest import ADMIN, BUYER, make_world
 from .helpers import order_in
@@ -45,6 +49,41 @@ async def test_database_is_wal_and_migrated_once(data_dir: Path) -> None:
                 "payments", "claims", "payouts"} <= tables
     finally:
         conn.close()
+
+
+def _open_at_once(path: str, barrier: Barrier) -> None:
+    """One process starting up: wait for the others, then open (and migrate) the store."""
+
+    async def start() -> None:
+        store = SqliteOrderStore(Path(path))
+        barrier.wait(timeout=60)
+        await store.open()
+        await store.close()
+
+    asyncio.run(start())
+
+
+def test_processes_starting_together_migrate_a_fresh_database_once(tmp_path: Path) -> None:
+    """Workers and the hand-off consumer open one data dir at the same time: every one of them
+    starts, and the schema is migrated once, to the latest version."""
+    ctx = multiprocessing.get_context("spawn")
+    for attempt in range(3):
+        path = tmp_path / f"orders{attempt}.sqlite3"
+        barrier = ctx.Barrier(4)
+        procs = [ctx.Process(target=_open_at_once, args=(str(path), barrier))
+                 for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(timeout=90)
+        assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
+        conn = sqlite3.connect(path)
+        try:
+            versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
+            assert versions == [(v,) for v, _ in MIGRATIONS]
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        finally:
+            conn.close()
 
 
 async def test_a_closed_store_refuses_work(data_dir: Path) -> None:

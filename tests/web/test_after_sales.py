@@ -7,9 +7,11 @@ page tests asks: only the after-sales steps are clicked.
 
 from __future__ import annotations
 
+import pytest
 from playwright.async_api import Locator, Page, expect
 
 from liveroom.clock import now_ms
+from orders import DAY_MS
 from tests.server_harness import LiveServer
 
 from .conftest import PHONE, Pages
@@ -139,4 +141,42 @@ async def test_after_sales_buttons_follow_the_rules_and_show_results(
     assert claims == {refund["id"]: ["refund_no_return"], kept["id"]: ["return"],
                       handset["id"]: ["counterfeit", "warranty"]}
     await pages.shot(viewer, "after-sales-phone")
+    pages.assert_clean()
+
+
+async def test_a_warranty_claim_refused_at_the_deadline_names_the_orders_own_date(
+        server: LiveServer, pages: Pages, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page was open while the warranty ran out: the refusal gives the order's own end
+    (the later of delivery + 180 days and the inspection certificate's), not "180 days"."""
+    stage = await open_room(server, title="Phones", products=(
+        ("iPhone 13 128 GB, second-hand", "phone_used", 249_900),))
+    [phone] = stage.products
+    inspector = server.token("inspector", "Inspection box #7")
+    status, body = await server.request("POST", "/api/certificates", inspector, json={
+        "kind": "inspection", "product_id": phone["id"], "details": INSPECTION_DETAILS})
+    assert status == 201, body
+    sale = await start_sale(server, stage, phone)
+    buyer_token = server.token("viewer", "Wang Fang")
+    buyer = await server.connect(buyer_token)
+    handset = await place_order(server, buyer, buyer_token, sale, "phone-1")
+    await advance(server, stage.anchor_token, handset["id"], "ship", "deliver")
+    status, body = await server.request("GET", f"/api/orders/{handset['id']}", buyer_token)
+    assert status == 200
+    ends_at = body["order"]["warranty_ends_at"]
+    assert ends_at > now_ms() + 179 * DAY_MS
+
+    pages.allow_refusal(409)
+    viewer = await pages.open(f"{server.url}/r/{stage.room['id']}#token={buyer_token}", PHONE)
+    await viewer.click("#orders-card summary")
+    item = order_item(viewer, handset)
+    shown = await viewer.evaluate("ms => new Date(ms).toLocaleString()", ends_at)
+    await expect(item).to_contain_text(f"Warranty until {shown}")
+    # The deadline passes while the page is open (the order service's clock runs on).
+    monkeypatch.setattr(server.services.orders, "now_ms", lambda: ends_at + 1)
+    await item.get_by_role("button", name="Warranty claim").click()
+    await item.get_by_label("Describe the problem").fill("The screen flickers when charging")
+    await item.get_by_role("button", name="Send").click()
+    await expect(item.locator(".result")).to_have_text(f"The warranty ended on {shown}.")
+    status, body = await server.request("GET", f"/api/orders/{handset['id']}", buyer_token)
+    assert body["order"]["claims"] == []
     pages.assert_clean()

@@ -1,14 +1,16 @@
 """Flash sales in a real browser: started in the studio, bought on a phone and checked out with
 cash on delivery (the studio's live figures follow) or paid online through the sandbox provider
-(approved, declined and paid again); the countdown follows the server's clock even when the
-phone's clock is wrong.
+(approved, declined and paid again; an order recovered after a crash, a charge never answered);
+the countdown follows the server's clock even when the phone's clock is wrong.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
+import pytest
 from playwright.async_api import Page, expect
 
 from tests.server_harness import LiveServer
@@ -161,6 +163,93 @@ async def test_online_payment_waits_for_the_provider_approved_and_declined(
     assert sorted(o["status"] for o in body["orders"]) == ["confirmed", "paid"]
     assert await no_horizontal_scroll(viewer)
     await pages.shot(viewer, "online-paid-again-phone")
+    pages.assert_clean()
+
+
+class CrashAfterCommit:
+    """The real inventory, but the checkout process "dies" right after Redis sold the unit:
+    the order is left as an intent for the recovery (``reconcile``) to turn into the order."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def commit(self, reservation_id: str, user_id: str) -> Any:
+        await self.real.commit(reservation_id, user_id)
+        raise RuntimeError("the process died after the sale")
+
+
+async def test_an_order_recovered_after_a_crash_is_paid_from_my_orders(
+        server: LiveServer, pages: Pages, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An online checkout interrupted after the sale is recovered without a payment (the card
+    is never stored). Placing the order again returns it: the page must not wait for a charge
+    that nobody started, but offer to pay."""
+    stage = await open_room(server)
+    await start_sale(server, stage, stage.products[0], price_cents=99_900)
+    service = server.services.orders
+    viewer = await pages.open(f"{server.url}/r/{stage.room['id']}", PHONE)
+    await expect(viewer.locator("#buy")).to_be_enabled()
+    await reserve_and_fill_checkout(viewer)
+    await viewer.check("input[name=payment][value=online]")
+    await viewer.fill("#card", "4242 4242 4242 4242")
+
+    monkeypatch.setattr(service, "ledger", CrashAfterCommit(service.ledger))
+    await viewer.click("#place-order")
+    await expect(viewer.locator("#checkout-result")).not_to_have_text("Placing your order…")
+    monkeypatch.undo()
+    recovered = await service.reconcile(min_age_ms=0)
+    [order] = recovered.placed
+    assert (order.status, order.payment_method) == ("created", "online")
+
+    await viewer.click("#place-order")  # the same reservation again: the recovered order
+    unpaid = viewer.locator(f'#orders li.order[data-order="{order.id}"]')
+    await expect(unpaid).to_contain_text("Awaiting payment · online payment")
+    await expect(viewer.locator("#buy-result")).to_contain_text("not paid yet")
+    await expect(unpaid.locator(".payment")).to_have_text("Not paid yet. Pay below.")
+    await unpaid.get_by_role("button", name="Pay with a card").click()
+    await unpaid.get_by_label("Card number").fill("4242 4242 4242 4242")
+    await unpaid.get_by_role("button", name="Pay", exact=True).click()
+    await expect(viewer.locator("#buy-result")).to_contain_text(
+        "Payment approved: ¥999.00 paid", timeout=15_000)
+    await expect(viewer.locator(f'#orders li.order[data-order="{order.id}"]')).to_contain_text(
+        "Paid · paid online")
+    await pages.shot(viewer, "recovered-order-paid-phone")
+    pages.assert_clean()
+
+
+async def test_a_charge_the_provider_never_answers_is_given_up_and_said_so(
+        server: LiveServer, pages: Pages, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider's answer is lost: after the charge timeout the order's charge is given up,
+    and the page (re-reading the order) says why and offers to pay again."""
+    stage = await open_room(server)
+    await start_sale(server, stage, stage.products[0], price_cents=99_900)
+    service = server.services.orders
+
+    async def lost(body: bytes, signature: str) -> None:
+        return None
+
+    monkeypatch.setattr(server.services.payments, "sink", lost)
+    viewer = await pages.open(f"{server.url}/r/{stage.room['id']}", PHONE)
+    await expect(viewer.locator("#buy")).to_be_enabled()
+    await reserve_and_fill_checkout(viewer)
+    await viewer.check("input[name=payment][value=online]")
+    await viewer.fill("#card", "4242 4242 4242 4242")
+    await viewer.click("#place-order")
+    unpaid = viewer.locator('#orders li.order[data-status="created"]')
+    await expect(unpaid.locator(".payment")).to_contain_text("Payment in progress")
+
+    later = service.now_ms() + service.charge_timeout_ms
+    monkeypatch.setattr(service, "now_ms", lambda: later)
+    [given_up] = await service.expire_unpaid()
+    assert given_up.status == "created"
+    # No push here (the upkeep owner sends it): the page's own re-read finds the answer.
+    await expect(viewer.locator("#buy-result")).to_contain_text(
+        "Payment declined: the payment service did not answer in time", timeout=15_000)
+    await expect(unpaid.locator(".payment")).to_have_text(
+        "Payment declined: the payment service did not answer in time. Pay again below.")
+    await expect(unpaid.get_by_role("button", name="Pay with a card")).to_be_visible()
     pages.assert_clean()
 
 

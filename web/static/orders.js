@@ -52,7 +52,8 @@ const REFUSED_TEXT = {
     warranty: "This phone has no inspection report, so the platform warranty does not cover it.",
   },
   return_window_closed: "The 7-day window after delivery has closed.",
-  warranty_expired: "The 180-day warranty has ended.",
+  warranty_expired: (order) => (order.warranty_ends_at
+    ? `The warranty ended on ${formatTime(order.warranty_ends_at)}.` : "The warranty has ended."),
   claim_conflict: "You already sent this request for this order.",
   illegal_transition: "This is not possible any more: the order changed. Press Refresh to see it.",
 };
@@ -63,6 +64,7 @@ const DECLINE_TEXT = {
   insufficient_funds: "the card does not have enough funds",
   unknown_test_card: "this card number is not accepted (sandbox cards: 4242 4242 4242 4242)",
   provider_unavailable: "the payment service could not be reached",
+  timed_out: "the payment service did not answer in time",
 };
 
 export function declineText(reason) {
@@ -98,7 +100,9 @@ export class Orders {
     const order = answer.order;
     if (order.payment_method === "online") {
       this.watchPayment(order.id);
-      if (order.status !== "created") this.checkPayment(order.id); // an order checked out before
+      // At once too: an order checked out before may be paid already, or (recovered after an
+      // interrupted checkout) have no charge running at all.
+      this.checkPayment(order.id);
     }
     $("#orders-card").open = true; // shows the new order (the toggle loads the list)
     this.refresh();
@@ -128,10 +132,15 @@ export class Orders {
       return; // the next push or re-read tries again
     }
     const last = (order.payments || []).at(-1);
-    if (order.status === "created" && (!last || last.status === "pending")) return;
+    if (order.status === "created" && last && last.status === "pending") return; // still running
     if (!this.awaiting.delete(orderId)) return; // another check already told the outcome
     let note;
-    if (order.status === "created") {
+    if (order.status === "created" && !last) {
+      // No charge at all: an order recovered after an interrupted checkout (the card number is
+      // never stored), so there is nothing to wait for.
+      note = { ok: false, text: "Your order is placed but not paid yet: pay with a card, or choose "
+        + "cash on delivery, under My orders." };
+    } else if (order.status === "created") {
       note = { ok: false, text: `Payment declined: ${declineText(last.reason)}. Your order is kept: `
         + "pay again with another card, or choose cash on delivery, under My orders." };
     } else if (order.status === "cancelled") {
@@ -326,7 +335,8 @@ export class Orders {
       this.note(order, DONE_TEXT[action.key](claim, order), true);
     } catch (error) {
       const refused = REFUSED_TEXT[error.code];
-      const text = typeof refused === "string" ? refused : refused && refused[action.key];
+      const text = typeof refused === "string" ? refused
+        : typeof refused === "function" ? refused(order) : refused && refused[action.key];
       this.note(order, text || describeError(error), false);
     }
     this.refresh();
