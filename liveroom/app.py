@@ -186,7 +186,7 @@ def build_services(settings: Settings, redis_url: str, *,
 
     certificates = CertificateService.open(settings.data_dir, now_ms=now_ms)
     desk = CertificateDesk(certificates, catalog)
-    catalog.set_badge_lookup(desk.badges)
+    catalog.set_badge_lookup(certificates.badges_for_many)
     fanout = BadgeFanout(catalog, desk, edge.emit_to)
     certificates.add_listener(fanout.on_change)
     expiry_watcher = ExpiryWatcher(certificates)
