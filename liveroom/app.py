@@ -213,8 +213,11 @@ def build_services(settings: Settings, redis_url: str, *,
     rooms.add_state_extra(sales.room_state)
 
     async def sale_changed(sale: Sale) -> None:
+        # One process wins the claim, so the view is built first: a view failing after the
+        # claim was won would leave the room without the news.
+        view = await sales.push_view(sale)
         if await sales.claim_push(sale):
-            await edge.emit_to("sale", await sales.view(sale), sale.room_id)
+            await edge.emit_to("sale", view, sale.room_id)
 
     sweeper = HoldSweeper(stock, on_change=sale_changed)
     order_store = SqliteOrderStore.in_data_dir(settings.data_dir)

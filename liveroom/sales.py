@@ -81,6 +81,21 @@ class SaleDesk:
             views.append(view)
         return views
 
+    async def push_view(self, sale: Sale) -> dict[str, Any]:
+        """``view`` for the ``sale`` push of a status change, which must reach the room even
+        when the badges cannot be read now: then the push carries ``badges: []`` (the next read
+        or ``badges`` push brings them back)."""
+        try:
+            return await self.view(sale)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("badges of sale %s unreadable; pushing it without them", sale.id,
+                        exc_info=True)
+            view = sale_view(sale, self._now_ms())
+            view["badges"] = []
+            return view
+
     async def create(self, anchor: User, room_id: str, payload: Payload) -> Sale:
         product_id = payload.ident("product_id")
         stock = payload.integer("stock", minimum=1, maximum=1_000_000)

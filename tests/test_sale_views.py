@@ -1,7 +1,9 @@
-"""Sale objects as rooms see them: the badges of many sales in one certificate-store trip."""
+"""Sale objects as rooms see them: the badges of many sales in one certificate-store trip, and a
+sale's status push that reaches the room even when its badges cannot be read."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,3 +60,23 @@ async def test_a_rooms_sales_read_all_their_badges_in_one_trip(server: LiveServe
     _, fresh_oil = await server.request("GET", f"/api/products/{oil['id']}")
     assert by_product[oil["id"]] == fresh_oil["badges"]
 
+
+async def test_a_sale_starting_is_pushed_even_when_its_badges_cannot_be_read(
+        server: LiveServer) -> None:
+    anchor = server.token("anchor", "Mei", user_id="u_mei")
+    _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Countdown"})
+    viewer = await server.connect(server.token("viewer", "Ann"))
+    assert (await viewer.call("join", {"room": room["id"]}))["ok"]
+    product = await _product(server, anchor, "jewelry")
+    sale = await _sale(server, anchor, room["id"], product, starts_in_s=1)
+    assert sale["status"] == "scheduled"
+    await viewer.wait_for("sale", lambda d: d["id"] == sale["id"], 10)
+
+    async def unreadable(_: Sequence[BadgeSubject]) -> dict[str, list[dict[str, Any]]]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    server.services.catalog.set_badge_lookup(unreadable)
+    live = await viewer.wait_for(
+        "sale", lambda d: d["id"] == sale["id"] and d["status"] == "live", 10)
+    assert live["badges"] == []
+    assert (live["remaining"], live["stock"]) == (5, 5)
