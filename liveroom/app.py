@@ -278,7 +278,9 @@ def create_app(settings: Settings, redis_url: str, *,
                       settings.public_url).add_to(app.router)
     services.commerce_routes.add_to(app.router)
     MediaRoutes(api, services.media).add_to(app.router)
-    PageRoutes().add_to(app.router)
+    pages = PageRoutes()
+    pages.add_to(app.router)
+    app.on_response_prepare.append(pages.on_response_prepare)
     OpsRoutes(services.metrics, services.redis_probe).add_to(app.router)
 
     async def on_startup(_: web.Application) -> None:
