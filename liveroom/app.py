@@ -189,7 +189,7 @@ def build_services(settings: Settings, redis_url: str, *,
 
     certificates = CertificateService.open(settings.data_dir, now_ms=now_ms)
     desk = CertificateDesk(certificates, catalog)
-    catalog.set_badge_lookup(desk.badges)
+    catalog.set_badge_lookup(certificates.badges_for_many)
     fanout = BadgeFanout(catalog, desk, edge.emit_to)
     certificates.add_listener(fanout.on_change)
     expiry_watcher = ExpiryWatcher(certificates)
@@ -217,8 +217,11 @@ def build_services(settings: Settings, redis_url: str, *,
     rooms.add_state_extra(sales.room_state)
 
     async def sale_changed(sale: Sale) -> None:
+        # One process wins the claim, so the view is built first: a view failing after the
+        # claim was won would leave the room without the news.
+        view = await sales.push_view(sale)
         if await sales.claim_push(sale):
-            await edge.emit_to("sale", await sales.view(sale), sale.room_id)
+            await edge.emit_to("sale", view, sale.room_id)
 
     sweeper = HoldSweeper(stock, on_change=sale_changed)
     order_store = SqliteOrderStore.in_data_dir(settings.data_dir)
@@ -279,7 +282,9 @@ def create_app(settings: Settings, redis_url: str, *,
                       settings.public_url).add_to(app.router)
     services.commerce_routes.add_to(app.router)
     MediaRoutes(api, services.ice).add_to(app.router)
-    PageRoutes().add_to(app.router)
+    pages = PageRoutes()
+    pages.add_to(app.router)
+    app.on_response_prepare.append(pages.on_response_prepare)
     OpsRoutes(services.metrics, services.redis_probe).add_to(app.router)
 
     async def on_startup(_: web.Application) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,10 @@ BRAND_MAX = 60
 CATEGORY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 MAX_PRICE_CENTS = 100_000_000_00  # one hundred million in major units
 
-BadgeLookup = Callable[["Product"], Awaitable[list[dict[str, Any]]]]
+# (product id, anchor id, category) of each product -> its badges by product id, read in one
+# trip to the certificate store however many products are asked for.
+BadgeSubject = tuple[str, str, str]
+BadgeLookup = Callable[[Sequence[BadgeSubject]], Awaitable[dict[str, list[dict[str, Any]]]]]
 
 
 def _new_id(prefix: str) -> str:
@@ -226,4 +229,11 @@ class Catalog:
 
     async def badges(self, product: Product) -> list[dict[str, Any]]:
         """The product's trust badges as they are now (the ``badges`` list of every view)."""
-        return await self._badge_lookup(product) if self._badge_lookup else []
+        found = await self.badges_of([(product.id, product.anchor_id, product.category)])
+        return found.get(product.id, [])
+
+    async def badges_of(self, subjects: Sequence[BadgeSubject]) -> dict[str, list[dict[str, Any]]]:
+        """``badges`` of many products at once, by product id."""
+        if self._badge_lookup is None or not subjects:
+            return {}
+        return await self._badge_lookup(subjects)

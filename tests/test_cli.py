@@ -92,6 +92,28 @@ def _redis_children(pid: int) -> list[int]:
             if "redis-server" in Path(f"/proc/{child}/cmdline").read_text()]
 
 
+def _started_at(pid: int) -> str | None:
+    """The start time of process ``pid`` (which tells a reused pid apart), or None once it has
+    exited (gone, or a zombie waiting to be reaped)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]  # state, starttime
+
+
+async def _still_running(processes: dict[int, str | None], within_s: float = 10) -> list[int]:
+    """Which of ``processes`` (pid -> ``_started_at``) still run after ``within_s`` seconds:
+    a process that is stopping may take a moment to go; an orphan never does."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        running = [pid for pid, started in processes.items()
+                   if started is not None and _started_at(pid) == started]
+        if not running or asyncio.get_running_loop().time() > deadline:
+            return running
+        await asyncio.sleep(0.05)
+
+
 async def _serve_until_ready(*args: str, env: dict[str, str] | None = None,
                              ) -> tuple[asyncio.subprocess.Process, str]:
     """``liveroom serve ARGS`` started and its stdout read up to ``serving on``."""
@@ -166,8 +188,7 @@ async def test_serve_demo_starts_embedded_redis_and_stops_cleanly_on_sigterm(
     text = "".join(output)
     assert "/r/r_" in text
     assert "anchor token:" in text
-    redis_pids = [pid for pid in _children(proc.pid)
-                  if "redis-server" in Path(f"/proc/{pid}/cmdline").read_text()]
+    redis_pids = {pid: _started_at(pid) for pid in _redis_children(proc.pid)}
     assert len(redis_pids) == 1
 
     async with (
@@ -183,10 +204,12 @@ async def test_serve_demo_starts_embedded_redis_and_stops_cleanly_on_sigterm(
     await _check_demo_output(text, port, tmp_path, rooms[0]["id"])
     # The server runs its own full garbage collections (liveroom/collector.py) and times them.
     async with aiohttp.ClientSession() as http:
-        for _ in range(50):
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
             async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
                 metrics = await response.text()
-            if "liveroom_gc_full_pause_seconds_count 0" not in metrics:
+            if ("liveroom_gc_full_pause_seconds_count 0" not in metrics
+                    or asyncio.get_running_loop().time() > deadline):
                 break
             await asyncio.sleep(0.1)
     assert "liveroom_gc_full_pause_seconds_count" in metrics
@@ -194,8 +217,7 @@ async def test_serve_demo_starts_embedded_redis_and_stops_cleanly_on_sigterm(
 
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 20) == 0
-    await asyncio.sleep(0.1)
-    assert not Path(f"/proc/{redis_pids[0]}").exists(), "embedded redis-server was orphaned"
+    assert await _still_running(redis_pids) == [], "embedded redis-server was orphaned"
     assert any((tmp_path / "redis").rglob("*.aof"))
 
 
@@ -204,7 +226,7 @@ async def test_demo_data_survives_a_restart(tmp_path: Path) -> None:
         port = free_port()
         proc, text = await _serve_until_ready("--demo", "--data-dir", str(tmp_path),
                                               "--port", str(port))
-        redis_pids = _redis_children(proc.pid)
+        redis_pids = {pid: _started_at(pid) for pid in _redis_children(proc.pid)}
         assert len(redis_pids) == 1
         async with (
             aiohttp.ClientSession() as http,
@@ -214,8 +236,7 @@ async def test_demo_data_survives_a_restart(tmp_path: Path) -> None:
         await _check_demo_output(text, port, tmp_path, ids[0])
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
-        await asyncio.sleep(0.1)
-        assert not Path(f"/proc/{redis_pids[0]}").exists(), "SIGINT orphaned redis-server"
+        assert await _still_running(redis_pids) == [], "SIGINT orphaned redis-server"
         return ids
 
     first = await start_and_list()
@@ -280,6 +301,7 @@ async def test_serve_records_every_reservation_through_its_consumer_process(
             break
         await asyncio.sleep(0.1)
     assert len(consumers) == 1, "the hand-off consumer runs in a child process"
+    running = {pid: _started_at(pid) for pid in consumers}
 
     signer = TokenSigner(b"cli-consumer-secret-0123456789", 600, now_ms)
     anchor = signer.issue(User("u_anchor", "Mei", Role.ANCHOR))
@@ -314,8 +336,7 @@ async def test_serve_records_every_reservation_through_its_consumer_process(
 
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 20) == 0
-    await asyncio.sleep(0.2)
-    assert all(not Path(f"/proc/{pid}").exists() for pid in consumers)
+    assert await _still_running(running) == [], "the hand-off consumer outlived the server"
 
 
 async def test_token_alone_is_on_stdout(tmp_path: Path) -> None:

@@ -240,6 +240,22 @@ async def test_rtc_config_is_empty_by_default(server: LiveServer) -> None:
     assert (status, body) == (200, {"ice_servers": []})
 
 
+QUIET_S = 1.5
+
+
+async def quiet_stretch(events: list[float], quiet_s: float, within_s: float) -> int:
+    """Wait for ``quiet_s`` seconds in which nothing is added to ``events``, for at most
+    ``within_s`` seconds; returns how many there were then."""
+    deadline = time.monotonic() + within_s
+    while True:
+        before = len(events)
+        await asyncio.sleep(quiet_s)
+        if len(events) == before:
+            return before
+        assert time.monotonic() < deadline, \
+            f"no {quiet_s} s without a keyframe request in {within_s} s: {events}"
+
+
 async def test_keyframe_request_reaches_the_broadcaster(server: LiveServer) -> None:
     anchor, room_id = await setup_room(server)
     viewer = await viewer_client(server, room_id, "Ann")
@@ -261,17 +277,17 @@ async def test_keyframe_request_reaches_the_broadcaster(server: LiveServer) -> N
     watcher = await start_viewer(SocketSignal(viewer), room_id, "ann")  # type: ignore[arg-type]
     try:
         await wait_until(lambda: watcher.video_count >= 10, 15, "the viewer decodes")
-        await asyncio.sleep(1.0)  # let the requests of the viewer's own start settle
-        before = len(pli)
-        await asyncio.sleep(1.0)
-        assert len(pli) == before, "nothing asks for keyframes by itself"
-
-        ack = await viewer.call("rtc:keyframe", {"room": room_id})
-        assert ack == {"ok": True}
-        await wait_until(lambda: len(pli) > before, 1.0,
-                         "the broadcaster is asked for a keyframe within a second")
+        for _ in range(2):
+            # A steady stream asks for no keyframes by itself: a quiet stretch comes soon. (On
+            # a loaded machine a dropped backlog may ask once, legitimately; a stream that kept
+            # asking, e.g. every second, never goes quiet this long.)
+            before = await quiet_stretch(pli, QUIET_S, within_s=15)
+            ack = await viewer.call("rtc:keyframe", {"room": room_id})
+            assert ack == {"ok": True}
+            await wait_until(lambda quiet=before: len(pli) > quiet, 3.0,
+                             "the broadcaster is asked for a keyframe soon after the request")
         count = watcher.video_count
-        await wait_until(lambda: watcher.video_count >= count + 10, 5, "video goes on")
+        await wait_until(lambda: watcher.video_count >= count + 10, 10, "video goes on")
 
         ack = await outsider.call("rtc:keyframe", {"room": room_id})
         assert ack["error"]["code"] == "not_in_room"

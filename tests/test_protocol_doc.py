@@ -4,8 +4,10 @@ every endpoint it names exists."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from liveroom.app import create_app, services_of
@@ -23,10 +25,14 @@ def _params_blank(text: str) -> str:
     return re.sub(r"\{[^{}/`\s]*\}", "{}", text)
 
 
-def _app(data_dir: Path, redis_url: str) -> web.Application:
-    # Built, not started: nothing connects, the registrations are what the test reads.
-    return create_app(Settings(data_dir=data_dir, secret="protocol-doc-secret-0123456789"),
-                      redis_url)
+@pytest.fixture
+async def app(data_dir: Path, redis_url: str) -> AsyncIterator[web.Application]:
+    # Built, not started: nothing connects, the registrations are what the test reads. Building
+    # opens the services' files (the certificate store and its thread), so they are closed.
+    app = create_app(Settings(data_dir=data_dir, secret="protocol-doc-secret-0123456789"),
+                     redis_url)
+    yield app
+    await services_of(app).close()
 
 
 def _routes(app: web.Application) -> set[tuple[str, str, bool]]:
@@ -41,18 +47,18 @@ def _routes(app: web.Application) -> set[tuple[str, str, bool]]:
     return routes
 
 
-def test_every_socketio_event_handler_is_documented(data_dir: Path, redis_url: str) -> None:
+def test_every_socketio_event_handler_is_documented(app: web.Application) -> None:
     doc = PROTOCOL.read_text()
-    events = set(services_of(_app(data_dir, redis_url)).sio.handlers["/"]) - LIFECYCLE
+    events = set(services_of(app).sio.handlers["/"]) - LIFECYCLE
     assert {"join", "leave", "chat", "buy", "checkout", "rtc:watch"} <= events
     missing = sorted(event for event in events
                      if not re.search(rf"`{re.escape(event)}[` ]", doc))
     assert missing == [], f"Socket.IO events missing from docs/protocol.md: {missing}"
 
 
-def test_every_route_is_documented(data_dir: Path, redis_url: str) -> None:
+def test_every_route_is_documented(app: web.Application) -> None:
     doc = _params_blank(PROTOCOL.read_text())
-    routes = _routes(_app(data_dir, redis_url))
+    routes = _routes(app)
     assert ("GET", "/api/rooms/{}", False) in routes
     missing = []
     for method, path, static in routes:
@@ -67,8 +73,8 @@ def test_every_route_is_documented(data_dir: Path, redis_url: str) -> None:
     assert missing == [], f"routes missing from docs/protocol.md: {sorted(missing)}"
 
 
-def test_every_documented_endpoint_exists(data_dir: Path, redis_url: str) -> None:
-    routes = _routes(_app(data_dir, redis_url))
+def test_every_documented_endpoint_exists(app: web.Application) -> None:
+    routes = _routes(app)
     documented = set(re.findall(rf"\b(GET|POST|PUT|PATCH|DELETE) (/{PATH_CHARS}*)",
                                 _params_blank(PROTOCOL.read_text())))
     assert len(documented) > 40

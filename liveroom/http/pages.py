@@ -1,4 +1,6 @@
-"""The pages and their assets, served from ``web/``."""
+"""The pages and their assets, served from ``web/``, every one with ``Cache-Control: no-cache``:
+a browser revalidates them on each use (an unchanged file answers ``304``), so pages pick up new
+scripts right after an upgrade."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from aiohttp import web
 __all__ = ["WEB_ROOT", "PageRoutes"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+NO_CACHE = {"Cache-Control": "no-cache"}
 
 WEB_ROOT = Path(__file__).resolve().parent.parent.parent / "web"
 
@@ -17,6 +20,7 @@ WEB_ROOT = Path(__file__).resolve().parent.parent.parent / "web"
 class PageRoutes:
     def __init__(self, web_root: Path = WEB_ROOT) -> None:
         self.web_root = web_root
+        self._static: web.AbstractResource | None = None
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/", self._page("index.html"))
@@ -26,7 +30,15 @@ class PageRoutes:
         router.add_get("/verify/{id}", self._page("verify.html"))
         router.add_get("/assets/socket.io.min.js", self._file(
             self.web_root / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"))
-        router.add_static("/static/", self.web_root / "static", follow_symlinks=False)
+        self._static = router.add_static("/static/", self.web_root / "static",
+                                         follow_symlinks=False)
+
+    async def on_response_prepare(self, request: web.Request,
+                                  response: web.StreamResponse) -> None:
+        """For the application's ``on_response_prepare``: aiohttp's static files take no
+        headers, so the assets under ``/static/`` get theirs here."""
+        if self._static is not None and request.match_info.route.resource is self._static:
+            response.headers.update(NO_CACHE)
 
     def _page(self, name: str) -> Handler:
         return self._file(self.web_root / "pages" / name)
@@ -35,6 +47,6 @@ class PageRoutes:
     def _file(path: Path) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
             # A missing file answers 404 (FileResponse checks on send).
-            return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+            return web.FileResponse(path, headers=NO_CACHE)
 
         return handler
