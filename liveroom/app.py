@@ -58,6 +58,7 @@ log = logging.getLogger("liveroom.app")
 SERVICES_KEY: web.AppKey[Services] = web.AppKey("services")
 REDIS_POOL_SIZE = 32
 INVENTORY_POOL_SIZE = 16
+CloseStep = tuple[str, Callable[[], Awaitable[object]]]
 CLOSE_STEP_S = 10.0
 POOL_WAIT_S = 30
 
@@ -127,7 +128,7 @@ class Services:
         Each step is bounded, so one owner that cannot stop (a peer connection, a Redis call
         that lost its cancellation) is logged by name and cannot hold up the rest.
         """
-        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        steps: list[CloseStep] = [
             ("slow-client reaper", self.reaper.close),
             ("media relay", self.media.close),
             ("media health pusher", self.media_pusher.close),
@@ -153,12 +154,21 @@ class Services:
             ("inventory redis", self.inventory_redis.aclose),
             ("redis", self.redis.aclose),
         ]
-        for name, close in steps:
-            try:
-                async with asyncio.timeout(CLOSE_STEP_S):
-                    await close()
-            except TimeoutError:
-                log.error("%s did not stop within %.0f s; going on", name, CLOSE_STEP_S)
+        await close_in_order(steps)
+
+
+async def close_in_order(steps: list[CloseStep], step_s: float = CLOSE_STEP_S) -> None:
+    """Run every close step in order. A step that hangs past ``step_s`` or fails is logged by
+    name and the rest still run: a shutdown that stops half-way leaves Redis connections, the
+    order store and the hand-off child behind."""
+    for name, close in steps:
+        try:
+            async with asyncio.timeout(step_s):
+                await close()
+        except TimeoutError:
+            log.error("%s did not stop within %.0f s; going on", name, step_s)
+        except Exception:
+            log.exception("%s failed to stop; going on", name)
 
 
 def redis_client(redis_url: str, pool_size: int) -> aioredis.Redis:
