@@ -35,25 +35,14 @@ from orders import (
     SandboxPaymentProvider,
     SqliteOrderStore,
 )
+from tests.clock import Clock
 from tests.server_harness import live_server
 from trustbadges import CertificateService
 
-T0 = 1_750_000_000_000
 HOLD_MS = 60_000
 PRICE = 49_900
 SECRET = b"recovery-test-secret"
 ADDRESS = {"name": "Li Wei", "phone": "13800138000", "line1": "1 Main St", "city": "Linyi"}
-
-
-class Clock:
-    def __init__(self, now: int = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, ms: int) -> None:
-        self.now += ms
 
 
 class Crash(Exception):

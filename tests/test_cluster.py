@@ -16,14 +16,7 @@ from inventory import HoldSweeper, InventoryService, SaleSpec
 from liveroom import keys as room_keys
 from liveroom.clock import now_ms
 from liveroom.redis_server import EmbeddedRedis
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = now_ms()
-
-    def __call__(self) -> int:
-        return self.now
+from tests.clock import Clock
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +65,7 @@ async def test_sale_keys_spread_over_slots_but_each_sale_stays_in_one() -> None:
 
 async def test_flash_sale_correctness_on_a_cluster(cluster_url: str) -> None:
     client = RedisCluster.from_url(cluster_url)
-    clock = Clock()
+    clock = Clock(now_ms())
     service = InventoryService(cast(Any, client), now_ms=clock)
     await service.start()
     try:

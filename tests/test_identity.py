@@ -6,16 +6,9 @@ import orjson
 import pytest
 
 from liveroom.identity import InvalidToken, Role, TokenSigner, User
+from tests.clock import Clock
 
 SECRET = b"0123456789abcdef0123456789abcdef"
-
-
-class Clock:
-    def __init__(self, now: int = 1_000_000) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def test_round_trip_carries_id_name_and_role() -> None:

@@ -10,21 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from inventory import InventoryService, Sale, SaleSpec, StockLevel
-
-T0 = 1_750_000_000_000  # a fixed wall-clock ms, so failures print readable numbers
-
-
-class Clock:
-    """Wall-clock ms that only moves when a test says so."""
-
-    def __init__(self, now: int = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, ms: int) -> None:
-        self.now += ms
+from tests.clock import Clock
 
 
 def make_spec(clock: Clock, **changes: Any) -> SaleSpec:

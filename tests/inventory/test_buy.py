@@ -14,8 +14,9 @@ import redis.asyncio as aioredis
 
 from inventory import BuyResult, InventoryService, Sale, ServiceNotRunning, StoreUnavailable
 from inventory.keys import sale_keys
+from tests.clock import Clock
 
-from .conftest import Clock, make_spec
+from .conftest import make_spec
 
 
 @pytest.fixture

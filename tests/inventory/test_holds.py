@@ -22,8 +22,9 @@ from inventory import (
     UnknownReservation,
 )
 from inventory.keys import ACTIVE_SALES, sale_keys
+from tests.clock import Clock
 
-from .conftest import Clock, make_spec
+from .conftest import make_spec
 
 HANDOFF_FIELDS = {
     "reservation", "sale", "room", "product", "anchor", "user", "qty", "price_cents", "title",

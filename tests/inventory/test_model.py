@@ -30,8 +30,9 @@ from inventory import (
     NotHolder,
 )
 from inventory.keys import sale_keys
+from tests.clock import Clock
 
-from .conftest import Clock, make_spec
+from .conftest import make_spec
 
 T = TypeVar("T")
 

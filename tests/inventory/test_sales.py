@@ -7,8 +7,9 @@ import redis.asyncio as aioredis
 
 from inventory import InvalidSale, InventoryService, Sale, StockLevel, UnknownSale
 from inventory.keys import ACTIVE_SALES, SALE_ID_RE, sale_keys
+from tests.clock import Clock
 
-from .conftest import Clock, make_spec
+from .conftest import make_spec
 
 
 async def test_created_sale_reads_back_with_full_stock_and_public_fields(

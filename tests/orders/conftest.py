@@ -23,22 +23,11 @@ from orders import (
     SqliteOrderStore,
     UnknownReservation,
 )
+from tests.clock import Clock
 
-T0 = 1_750_000_000_000  # a fixed wall-clock start, ms
 SECRET = b"sandbox-test-secret"
 GOOD_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000002"
-
-
-class Clock:
-    def __init__(self, start: int = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, ms: int) -> None:
-        self.now += ms
 
 
 @dataclass

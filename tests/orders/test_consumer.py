@@ -14,8 +14,9 @@ import redis.asyncio as aioredis
 
 from orders import HandoffConsumer, HandoffRecord, SqliteOrderStore
 from orders.keys import HANDOFF_GROUP, SALES_SET, handoff_stream
+from tests.clock import T0
 
-from .conftest import BUYER, T0, make_world
+from .conftest import BUYER, make_world
 
 SALE_A = "s_saleAAAAAA"
 SALE_B = "s_saleBBBBBB"

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from tests.clock import T0, Clock
 from trustbadges import CertificateService
 
-START_MS = 1_750_000_000_000
+START_MS = T0
 DAY_MS = 24 * 3600 * 1000
 INSPECTOR = ("u_inspector01", "inspector")
 ADMIN = ("u_admin000001", "admin")
@@ -20,19 +21,6 @@ PRODUCT_ID = "p_ring000001"
 PHONE_ID = "p_phone00001"
 # A syntactically valid IMEI (Luhn check digit 8).
 IMEI = "490154203237518"
-
-
-class Clock:
-    """Wall-clock milliseconds that only move when the test says so."""
-
-    def __init__(self, now: int = START_MS) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, ms: int) -> None:
-        self.now += ms
 
 
 def vault_details() -> dict[str, Any]:

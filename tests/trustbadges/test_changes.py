@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.clock import Clock
 from trustbadges import BadgeChange, CertificateService, ExpiryWatcher, wall_clock_ms
 
-from .conftest import ADMIN, ANCHOR_ID, INSPECTOR, PRODUCT_ID, Clock, vault_details
+from .conftest import ADMIN, ANCHOR_ID, INSPECTOR, PRODUCT_ID, vault_details
 
 
 class Recorder:

@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from tests.clock import Clock
 from trustbadges import CertificateService, canonical_bytes
 
 from .conftest import (
@@ -24,7 +25,6 @@ from .conftest import (
     INSPECTOR,
     PHONE_ID,
     PRODUCT_ID,
-    Clock,
     inspection_details,
     vault_details,
 )

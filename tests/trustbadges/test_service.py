@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.clock import Clock
 from trustbadges import (
     DB_FILE,
     GUARANTEE_BADGES,
@@ -35,7 +36,6 @@ from .conftest import (
     INSPECTOR,
     PHONE_ID,
     PRODUCT_ID,
-    Clock,
     inspection_details,
     vault_details,
 )

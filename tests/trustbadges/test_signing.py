@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.clock import Clock
 from trustbadges import (
     CERTIFICATE_FORMAT,
     CanonicalFormError,
@@ -26,7 +27,6 @@ from .conftest import (
     INSPECTOR,
     PHONE_ID,
     PRODUCT_ID,
-    Clock,
     inspection_details,
     vault_details,
 )
