@@ -386,7 +386,9 @@ async function placeOrder(event) {
       city: $("#ship-city").value.trim(),
     }, payment === "cod" ? "cod" : { method: "online", card: $("#card").value.replace(/\s/g, "") });
     closeCheckout();
-    if (payment === "cod") {
+    // The order's own method, not the form's: a checkout retried after an interruption returns
+    // the order as it was first placed.
+    if (order.payment_method === "cod") {
       setResult("#buy-result", `Order placed: pay ${formatCents(order.total_cents)} in cash when it arrives.`, true);
     } else if (order.status === "created") {
       // The provider decides later: the outcome comes with the `order` push (Orders.onPayment).
