@@ -11,7 +11,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ._machine import RECEIVED, TRANSITIONS
 from ._models import (
@@ -94,6 +94,8 @@ CHARGE_TIMED_OUT = "timed_out"
 # How often a change that lost a race to another one is worked out again on what is now.
 _RACE_RETRIES = 5
 SYSTEM = Actor("system", "admin")
+
+_T = TypeVar("_T")
 
 # Called with (room_id, anchor_id) when that room's figures changed; may be sync or async.
 FiguresListener = Callable[[str, str], Awaitable[None] | None]
@@ -501,14 +503,11 @@ class OrderService:
         """Buyer, the order's anchor or an admin cancel before shipping; the unit goes back to
         the sale while it is live, and an approved online payment is refunded."""
         order = await self._visible(actor, order_id)
-        for _ in range(_RACE_RETRIES):
-            cancelled = await self._cancel(actor, order, reason)
-            if cancelled is not None:
-                return cancelled
-            # Paid or confirmed meanwhile (say, an approval landed): what to refund was read
-            # for the status before, so cancel again from what it is now.
-            order = await self._visible(actor, order_id)
-        raise IllegalTransition(order_id, order.status, "cancel")
+        # Paid or confirmed meanwhile (say, an approval landed): what to refund was read for
+        # the status before, so the cancel is worked out again from what it is now.
+        return await self._retry_on_race(
+            actor, order, "cancel", lambda current: self._cancel(actor, current, reason)
+        )
 
     async def _cancel(
         self, actor: Actor, order: Order, reason: str, *, no_pending_charge: bool = False
@@ -635,17 +634,23 @@ class OrderService:
         """7-day no-reason return from delivery: a door pickup is booked and the platform pays
         the return shipping; the refund follows when the goods arrive (receive_return)."""
         order = await self._buyer_order(actor, order_id, "request a return for")
-        if order.status not in TRANSITIONS["request_return"][0]:
-            raise IllegalTransition(order_id, order.status, "request_return")
-        now = self.now_ms()
-        self._within(order, now, RETURN_WINDOW_MS, ReturnWindowClosed)
-        claim = self._claim(order, "return", "pickup_scheduled", now, reason,
-                            amount=order.total_cents, pickup_at=now + PICKUP_LEAD_MS,
-                            payer="platform")
-        await self._transition(actor, order, "request_return", now, claims=[claim],
-                               detail={"claim": claim.id, "pickup_at": claim.pickup_at,
-                                       "return_shipping_payer": "platform"})
-        return claim
+
+        async def attempt(order: Order) -> Claim | None:
+            if order.status not in TRANSITIONS["request_return"][0]:
+                raise IllegalTransition(order_id, order.status, "request_return")
+            now = self.now_ms()
+            self._within(order, now, RETURN_WINDOW_MS, ReturnWindowClosed)
+            claim = self._claim(order, "return", "pickup_scheduled", now, reason,
+                                amount=order.total_cents, pickup_at=now + PICKUP_LEAD_MS,
+                                payer="platform")
+            change = self._transition_change(
+                actor, order, "request_return", now, claims=[claim],
+                detail={"claim": claim.id, "pickup_at": claim.pickup_at,
+                        "return_shipping_payer": "platform"},
+            )
+            return claim if await self.store.apply(change) is not None else None
+
+        return await self._retry_on_race(actor, order, "request_return", attempt)
 
     async def receive_return(self, actor: Actor, order_id: str) -> Order:
         """The returned goods arrived: the buyer is refunded in full."""
@@ -664,35 +669,43 @@ class OrderService:
         """Refund at once without the goods back; only for an anchor holding a valid
         refund-no-return certification for the order's category, within 7 days of delivery."""
         order = await self._buyer_order(actor, order_id, "ask a refund for")
-        if order.status not in TRANSITIONS["refund_no_return"][0]:
-            raise IllegalTransition(order_id, order.status, "refund_no_return")
-        now = self.now_ms()
-        self._within(order, now, RETURN_WINDOW_MS, ReturnWindowClosed)
-        if not await self.certification.refund_no_return_certified(
-            order.anchor_id, order.category
-        ):
-            raise CertificationRequired(order_id, "refund_no_return")
-        claim = self._claim(order, "refund_no_return", "refunded", now, reason,
-                            amount=order.total_cents)
-        await self._transition(
-            actor, order, "refund_no_return", now, claims=[claim],
-            payments=self._refunds(await self.store.payments(order_id), now),
-            detail={"claim": claim.id, "refund_cents": order.total_cents},
-        )
-        return claim
+
+        async def attempt(order: Order) -> Claim | None:
+            if order.status not in TRANSITIONS["refund_no_return"][0]:
+                raise IllegalTransition(order_id, order.status, "refund_no_return")
+            now = self.now_ms()
+            self._within(order, now, RETURN_WINDOW_MS, ReturnWindowClosed)
+            if not await self.certification.refund_no_return_certified(
+                order.anchor_id, order.category
+            ):
+                raise CertificationRequired(order_id, "refund_no_return")
+            claim = self._claim(order, "refund_no_return", "refunded", now, reason,
+                                amount=order.total_cents)
+            change = self._transition_change(
+                actor, order, "refund_no_return", now, claims=[claim],
+                payments=self._refunds(await self.store.payments(order_id), now),
+                detail={"claim": claim.id, "refund_cents": order.total_cents},
+            )
+            return claim if await self.store.apply(change) is not None else None
+
+        return await self._retry_on_race(actor, order, "refund_no_return", attempt)
 
     async def counterfeit_claim(self, actor: Actor, order_id: str, reason: str) -> Claim:
         """The buyer says the goods are fake; an admin decides (uphold pays 10x)."""
         order = await self._buyer_order(actor, order_id, "file a counterfeit claim for")
-        if order.status not in RECEIVED:
-            raise IllegalTransition(order_id, order.status, "counterfeit_claim")
-        if not isinstance(reason, str) or not reason.strip():
-            raise InvalidInput("a counterfeit claim needs a reason")
-        now = self.now_ms()
-        claim = self._claim(order, "counterfeit", "open", now, reason)
-        await self._note(actor, order, "counterfeit_claim", now, claims=[claim],
-                         detail={"claim": claim.id})
-        return claim
+
+        async def attempt(order: Order) -> Claim | None:
+            if order.status not in RECEIVED:
+                raise IllegalTransition(order_id, order.status, "counterfeit_claim")
+            if not isinstance(reason, str) or not reason.strip():
+                raise InvalidInput("a counterfeit claim needs a reason")
+            now = self.now_ms()
+            claim = self._claim(order, "counterfeit", "open", now, reason)
+            noted = await self._note(actor, order, "counterfeit_claim", now, claims=[claim],
+                                     detail={"claim": claim.id})
+            return claim if noted is not None else None
+
+        return await self._retry_on_race(actor, order, "counterfeit_claim", attempt)
 
     async def uphold_counterfeit(self, actor: Actor, claim_id: str) -> Claim:
         return await self._decide_counterfeit(actor, claim_id, uphold=True)
@@ -740,21 +753,25 @@ class OrderService:
         """Inspected second-hand phones: warranty repair with a door pickup, until the later of
         delivery + 180 days and the warranty end on the phone's inspection certificate."""
         order = await self._buyer_order(actor, order_id, "claim warranty for")
-        if order.status not in ("delivered", "completed"):
-            raise IllegalTransition(order_id, order.status, "warranty_claim")
-        await self._require_inspected(order)
-        now = self.now_ms()
-        deadline = order.warranty_deadline()
-        assert deadline is not None  # delivered
-        if now > deadline:
-            raise WarrantyExpired(order.id, deadline)
-        if not isinstance(reason, str) or not reason.strip():
-            raise InvalidInput("a warranty claim needs a description of the fault")
-        claim = self._claim(order, "warranty", "pickup_scheduled", now, reason,
-                            pickup_at=now + PICKUP_LEAD_MS, payer="platform")
-        await self._note(actor, order, "warranty_claim", now, claims=[claim],
-                         detail={"claim": claim.id, "pickup_at": claim.pickup_at})
-        return claim
+
+        async def attempt(order: Order) -> Claim | None:
+            if order.status not in ("delivered", "completed"):
+                raise IllegalTransition(order_id, order.status, "warranty_claim")
+            await self._require_inspected(order)
+            now = self.now_ms()
+            deadline = order.warranty_deadline()
+            assert deadline is not None  # delivered
+            if now > deadline:
+                raise WarrantyExpired(order.id, deadline)
+            if not isinstance(reason, str) or not reason.strip():
+                raise InvalidInput("a warranty claim needs a description of the fault")
+            claim = self._claim(order, "warranty", "pickup_scheduled", now, reason,
+                                pickup_at=now + PICKUP_LEAD_MS, payer="platform")
+            noted = await self._note(actor, order, "warranty_claim", now, claims=[claim],
+                                     detail={"claim": claim.id, "pickup_at": claim.pickup_at})
+            return claim if noted is not None else None
+
+        return await self._retry_on_race(actor, order, "warranty_claim", attempt)
 
     async def buyback_quote(self, actor: Actor, order_id: str) -> BuybackQuote:
         """Trade-in offer for an inspected phone, price-protected: never below what the
@@ -908,7 +925,8 @@ class OrderService:
         """``action`` on ``order`` as the caller read it. The compare-and-set is on that status,
         not on every status the action allows: what the change carries (refunds, collected
         payments, the event's from-status) was worked out from it, so an order that moved
-        meanwhile is left alone."""
+        meanwhile is left alone. An action that is still allowed from the status the order
+        moved to works itself out again on that (``_retry_on_race``)."""
         expected, to = TRANSITIONS[action]
         if order.status not in expected:
             raise IllegalTransition(order.id, order.status, action)
@@ -921,14 +939,34 @@ class OrderService:
     async def _note(
         self, actor: Actor, order: Order, kind: str, now: int, *,
         claims: Iterable[Claim], detail: Mapping[str, Any],
-    ) -> Order:
-        """Record an after-sales event that does not change the status."""
-        change = OrderChange(
-            order.id, frozenset({order.status}), order.status, now,
-            events=[self._event(order, kind, order.status, order.status, actor, now, detail)],
-            claims=list(claims),
+    ) -> Order | None:
+        """Record an after-sales event that does not change the status, on the status it was
+        read in: None if the order moved meanwhile."""
+        return await self.store.apply(
+            OrderChange(
+                order.id, frozenset({order.status}), order.status, now,
+                events=[self._event(order, kind, order.status, order.status, actor, now,
+                                    detail)],
+                claims=list(claims),
+            )
         )
-        return await self._apply(order, change, kind)
+
+    async def _retry_on_race(
+        self, actor: Actor, order: Order, action: str,
+        attempt: Callable[[Order], Awaitable[_T | None]],
+    ) -> _T:
+        """Run ``attempt`` on ``order`` as read. ``attempt`` checks the action's rules on the
+        order it is given, works out its change from it and applies that as a compare-and-set
+        on its status, answering None when the order moved between the read and the write.
+        Then the order is read again and ``attempt`` runs on what it is now: a move to another
+        status the action is allowed from (a "complete", an approval landing) does not refuse
+        it, and a move to one it is not allowed from refuses it with the status it is in now."""
+        for _ in range(_RACE_RETRIES):
+            result = await attempt(order)
+            if result is not None:
+                return result
+            order = await self._visible(actor, order.id)
+        raise IllegalTransition(order.id, order.status, action)
 
     async def _apply(self, order: Order, change: OrderChange, action: str) -> Order:
         updated = await self.store.apply(change)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 import pytest
 
 from orders import (
@@ -15,7 +12,7 @@ from orders import (
 )
 
 from .conftest import BUYER, DECLINED_CARD, GOOD_CARD, World, online
-from .helpers import order_in
+from .helpers import after_next, order_in
 
 
 def lose_callbacks(world: World) -> list[tuple[bytes, str]]:
@@ -128,23 +125,6 @@ async def test_a_stuck_charge_on_an_expired_order_ends_cancelled_and_refunded(
 
 
 # -- interleavings: the timeout never undoes what happened since it listed the order ----------
-
-
-def after_next(world: World, method: str, then: Callable[[], Awaitable[object]],
-               monkeypatch: pytest.MonkeyPatch) -> None:
-    """The next call of the store's ``method`` answers, and then (before its caller goes on)
-    ``then`` runs: another request landing between a read and the write that follows it."""
-    real = getattr(world.store, method)
-    armed = [True]
-
-    async def wrapped(*args: Any) -> Any:
-        result = await real(*args)
-        if armed[0]:
-            armed[0] = False
-            await then()
-        return result
-
-    monkeypatch.setattr(world.store, method, wrapped)
 
 
 async def stuck_charge(world: World) -> tuple[Order, tuple[bytes, str]]:
