@@ -48,6 +48,7 @@ from .exceptions import (
     NotReservationHolder,
     OrderNotFound,
     PaymentInProgress,
+    PaymentWindowClosed,
     ReturnWindowClosed,
     UnknownPayment,
     UnknownReservation,
@@ -355,16 +356,20 @@ class OrderService:
 
     async def pay(self, actor: Actor, order_id: str, payment_body: object) -> Order:
         """Pay an unpaid order again (after a decline), online or by switching to cash on
-        delivery."""
-        order = await self._visible(actor, order_id)
-        if actor.user_id != order.buyer_id:
-            raise NotAllowed("pay for", order_id)
-        for _ in range(_RACE_RETRIES):
+        delivery, before its payment deadline (``payment_timeout_ms`` after it was created):
+        from then on paying is refused (``PaymentWindowClosed``) and the upkeep cancels it, so
+        a buyer paying again after every decline cannot keep the unit past the deadline."""
+        order = await self._buyer_order(actor, order_id, "pay for")
+
+        async def attempt(order: Order) -> Order | None:
+            now = self.now_ms()  # when the buyer paid: what the deadline is judged by
             if order.status != "created":
                 raise IllegalTransition(order_id, order.status, "pay")
             await self._no_charge_pending(order_id)
+            deadline = self._payment_deadline(order)
+            if now >= deadline:
+                raise PaymentWindowClosed(order_id, deadline)
             choice = PaymentChoice.parse(payment_body)
-            now = self.now_ms()
             payment = self._new_payment(order, choice, now)
             # A compare-and-set on the order unpaid with no charge pending: of two payments at
             # once (a double click) one goes ahead, the other is refused on the next round.
@@ -384,14 +389,18 @@ class OrderService:
                 )
             updated = await self.store.apply(change)
             if updated is None:
-                order = await self._visible(actor, order_id)
-                continue
+                return None
             if choice.method == "cod":
                 await self._figures_changed(updated)
             else:
                 await self._charge(updated, payment, choice)
             return updated
-        raise IllegalTransition(order_id, order.status, "pay")
+
+        return await self._retry_on_race(actor, order, "pay", attempt)
+
+    def _payment_deadline(self, order: Order) -> int:
+        """From this time on an unpaid online order can no longer be paid and is cancelled."""
+        return order.created_at + self.payment_timeout_ms
 
     async def _no_charge_pending(self, order_id: str) -> None:
         for earlier in await self.store.payments(order_id):
@@ -510,11 +519,11 @@ class OrderService:
         )
 
     async def _cancel(
-        self, actor: Actor, order: Order, reason: str, *, no_pending_charge: bool = False
+        self, actor: Actor, order: Order, reason: str, *, charges_before: int | None = None
     ) -> Order | None:
         """Cancel ``order`` from the status it was read in, refunding the payments approved
-        then: None if it moved meanwhile (or, with ``no_pending_charge``, a charge of it is
-        waiting for its answer)."""
+        then: None if it moved meanwhile (or, with ``charges_before``, a charge of it started
+        before that time is waiting for its answer)."""
         now = self.now_ms()
         refunds = [
             replace(p, status="refunded", settled_at=now, reason="order_cancelled")
@@ -526,7 +535,7 @@ class OrderService:
                 actor, order, "cancel", now,
                 fields={"cancelled_at": now, "restock_state": "pending"},
                 payments=refunds, detail={"reason": _short(reason)},
-                no_pending_charge=no_pending_charge,
+                no_pending_charge=charges_before is not None, charges_started_before=charges_before,
             )
         )
         if cancelled is None:
@@ -558,9 +567,10 @@ class OrderService:
         provider left unanswered for ``charge_timeout_ms`` is declined as ``timed_out`` (the
         buyer may pay again), and an online order still unpaid ``payment_timeout_ms`` after it
         was created is cancelled by the system, its stock returned like any cancellation. An
-        order whose charge is still waiting for its answer is not cancelled (the buyer is
-        paying right now); it is once the charge is declined or given up. Returns the orders
-        that changed."""
+        order whose charge started before that deadline is still waiting for its answer is not
+        cancelled (the buyer was paying in time); it is once the charge is declined or given
+        up. ``pay`` refuses from the deadline on, so no later charge can hold the order.
+        Returns the orders that changed."""
         now = self.now_ms()
         changed: dict[str, Order] = {}
         for payment in await self.store.stale_pending_charges(now - self.charge_timeout_ms):
@@ -573,10 +583,11 @@ class OrderService:
                 log.warning("charge %s of order %s timed out", payment.id, order.id)
                 changed[order.id] = updated
         for order in await self.store.unpaid_online_orders(now - self.payment_timeout_ms):
-            # A compare-and-set on ``created`` with no charge pending: an order paid, switched
-            # to cash on delivery or being charged since the listing is left alone.
+            # A compare-and-set on ``created`` with no charge started in time pending: an order
+            # paid, switched to cash on delivery or being charged since the listing, by a
+            # payment begun before its deadline, is left alone.
             cancelled = await self._cancel(SYSTEM, order, "payment_timeout",
-                                           no_pending_charge=True)
+                                           charges_before=self._payment_deadline(order))
             if cancelled is not None:
                 changed[order.id] = cancelled
         return list(changed.values())
@@ -921,6 +932,7 @@ class OrderService:
         fields: Mapping[str, int | str | None] | None = None,
         claims: Iterable[Claim] = (), payments: Iterable[Payment] = (),
         detail: Mapping[str, Any] | None = None, no_pending_charge: bool = False,
+        charges_started_before: int | None = None,
     ) -> OrderChange:
         """``action`` on ``order`` as the caller read it. The compare-and-set is on that status,
         not on every status the action allows: what the change carries (refunds, collected
@@ -934,6 +946,7 @@ class OrderService:
             order.id, frozenset({order.status}), to, now, fields=dict(fields or {}),
             events=[self._event(order, action, order.status, to, actor, now, detail)],
             claims=list(claims), payments=list(payments), no_pending_charge=no_pending_charge,
+            charges_started_before=charges_started_before,
         )
 
     async def _note(
