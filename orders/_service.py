@@ -92,6 +92,11 @@ PAYMENT_TIMEOUT_MS = 15 * 60_000
 # so the buyer can pay again; a late approval of it is still honoured (or refunded).
 CHARGE_TIMEOUT_MS = 2 * 60_000
 CHARGE_TIMED_OUT = "timed_out"
+# The provider refused the charge request itself (an error, not a decline): given up as well.
+CHARGE_PROVIDER_UNAVAILABLE = "provider_unavailable"
+# Reasons of a charge the service gave up on (declined it itself, the provider never having
+# answered): the provider may still have taken it, so its late answer is still applied.
+_GIVEN_UP = frozenset({CHARGE_TIMED_OUT, CHARGE_PROVIDER_UNAVAILABLE})
 # How often a change that lost a race to another one is worked out again on what is now.
 _RACE_RETRIES = 5
 SYSTEM = Actor("system", "admin")
@@ -334,7 +339,8 @@ class OrderService:
         except Exception:
             # The buyer can retry with pay(); the order itself is safe.
             log.exception("payment provider refused charge %s", payment.id)
-            await self._give_up_charge(order, payment, "payment_failed", "provider_unavailable")
+            await self._give_up_charge(order, payment, "payment_failed",
+                                       CHARGE_PROVIDER_UNAVAILABLE)
 
     async def _give_up_charge(
         self, order: Order, payment: Payment, kind: str, reason: str
@@ -408,7 +414,9 @@ class OrderService:
                 raise PaymentInProgress(order_id, earlier.id)
 
     async def handle_payment_callback(self, body: bytes, signature: str) -> Order:
-        """Apply a provider's signed callback; duplicates and replays change nothing."""
+        """Apply a provider's signed callback; duplicates and replays change nothing. The
+        answer to a charge the service gave up on (``timed_out``, ``provider_unavailable``) is
+        still applied when it is an approval: the order is paid, or the money refunded."""
         if not isinstance(signature, str) or not verify_callback(
             self._payment_secret, body, signature
         ):
@@ -432,10 +440,10 @@ class OrderService:
                 raise InvalidInput("payment callback amount does not match the charge")
             order = await self.store.get_order(payment.order_id)
             assert order is not None
-            timed_out = payment.status == "declined" and payment.reason == CHARGE_TIMED_OUT
-            if payment.status != "pending" and not timed_out:
+            given_up = payment.status == "declined" and payment.reason in _GIVEN_UP
+            if payment.status != "pending" and not given_up:
                 return order
-            if timed_out and status == "declined":
+            if given_up and status == "declined":
                 return order  # given up already; the provider agrees
             now = self.now_ms()
             detail = {"payment": payment.id, "reason": reason}

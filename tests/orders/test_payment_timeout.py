@@ -130,6 +130,80 @@ async def test_a_stuck_charge_on_an_expired_order_ends_cancelled_and_refunded(
     assert payment.reason == "timed_out"
 
 
+# -- a charge given up for any reason: its late answer is still honoured -----------------------
+
+
+def fail_after_sending(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider receives each charge request, but the connection breaks before it says so:
+    the service gives the charge up (``provider_unavailable``), yet the answer still comes."""
+    real = world.payments.charge
+
+    async def charge_then_fail(request: ChargeRequest) -> None:
+        await real(request)
+        raise ConnectionError("connection reset after the request was sent")
+
+    monkeypatch.setattr(world.payments, "charge", charge_then_fail)
+
+
+async def given_up_charge(
+    world: World, monkeypatch: pytest.MonkeyPatch, reason: str
+) -> tuple[Order, tuple[bytes, str]]:
+    """An online order whose charge the service gave up as declined with ``reason`` although
+    the provider took it, and the provider's (late) answer to that charge."""
+    lost = lose_callbacks(world)
+    if reason == "provider_unavailable":
+        fail_after_sending(world, monkeypatch)
+    order = await world.checkout(BUYER, world.ledger.hold(BUYER.user_id), online(GOOD_CARD))
+    await world.payments.drain()
+    if reason == "timed_out":
+        world.clock.advance(CHARGE_TIMEOUT_MS)
+        await world.service.expire_unpaid()
+    [payment] = await world.service.payments_of(BUYER, order.id)
+    assert (payment.status, payment.reason) == ("declined", reason)
+    [answer] = lost
+    return order, answer
+
+
+@pytest.mark.parametrize("reason", ["timed_out", "provider_unavailable"])
+async def test_a_late_approval_of_a_given_up_charge_pays_the_order(
+    world: World, monkeypatch: pytest.MonkeyPatch, reason: str
+) -> None:
+    order, approval = await given_up_charge(world, monkeypatch, reason)
+    paid = await world.service.handle_payment_callback(*approval)
+    assert paid.status == "paid"
+    [payment] = await world.service.payments_of(BUYER, order.id)
+    assert (payment.status, payment.reason) == ("approved", None)
+    assert (await world.service.handle_payment_callback(*approval)).status == "paid", "replay"
+
+
+@pytest.mark.parametrize("reason", ["timed_out", "provider_unavailable"])
+async def test_a_late_approval_of_a_given_up_charge_is_refunded_once_paid_otherwise(
+    world: World, monkeypatch: pytest.MonkeyPatch, reason: str
+) -> None:
+    order, approval = await given_up_charge(world, monkeypatch, reason)
+    assert (await world.service.pay(BUYER, order.id, "cod")).status == "confirmed"
+    after = await world.service.handle_payment_callback(*approval)
+    assert after.status == "confirmed"
+    statuses = [(p.method, p.status, p.reason)
+                for p in await world.service.payments_of(BUYER, order.id)]
+    assert statuses == [("online", "refunded", "order_not_payable"), ("cod", "pending", None)]
+
+
+async def test_a_late_decline_of_a_charge_given_up_as_unavailable_changes_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lost = lose_callbacks(world)
+    fail_after_sending(world, monkeypatch)
+    order = await world.checkout(BUYER, world.ledger.hold(BUYER.user_id), online(DECLINED_CARD))
+    await world.payments.drain()
+    [decline] = lost
+    assert (await world.service.handle_payment_callback(*decline)).status == "created"
+    [payment] = await world.service.payments_of(BUYER, order.id)
+    assert (payment.status, payment.reason) == ("declined", "provider_unavailable")
+    kinds = [e.kind for e in await world.service.history(BUYER, order.id)]
+    assert kinds == ["created", "payment_failed"]
+
+
 # -- interleavings: the timeout never undoes what happened since it listed the order ----------
 
 
