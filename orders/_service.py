@@ -11,7 +11,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ._machine import RECEIVED, TRANSITIONS
 from ._models import (
@@ -48,6 +48,7 @@ from .exceptions import (
     NotReservationHolder,
     OrderNotFound,
     PaymentInProgress,
+    PaymentWindowClosed,
     ReturnWindowClosed,
     UnknownPayment,
     UnknownReservation,
@@ -91,9 +92,16 @@ PAYMENT_TIMEOUT_MS = 15 * 60_000
 # so the buyer can pay again; a late approval of it is still honoured (or refunded).
 CHARGE_TIMEOUT_MS = 2 * 60_000
 CHARGE_TIMED_OUT = "timed_out"
+# The provider refused the charge request itself (an error, not a decline): given up as well.
+CHARGE_PROVIDER_UNAVAILABLE = "provider_unavailable"
+# Reasons of a charge the service gave up on (declined it itself, the provider never having
+# answered): the provider may still have taken it, so its late answer is still applied.
+_GIVEN_UP = frozenset({CHARGE_TIMED_OUT, CHARGE_PROVIDER_UNAVAILABLE})
 # How often a change that lost a race to another one is worked out again on what is now.
 _RACE_RETRIES = 5
 SYSTEM = Actor("system", "admin")
+
+_T = TypeVar("_T")
 
 # Called with (room_id, anchor_id) when that room's figures changed; may be sync or async.
 FiguresListener = Callable[[str, str], Awaitable[None] | None]
@@ -331,7 +339,8 @@ class OrderService:
         except Exception:
             # The buyer can retry with pay(); the order itself is safe.
             log.exception("payment provider refused charge %s", payment.id)
-            await self._give_up_charge(order, payment, "payment_failed", "provider_unavailable")
+            await self._give_up_charge(order, payment, "payment_failed",
+                                       CHARGE_PROVIDER_UNAVAILABLE)
 
     async def _give_up_charge(
         self, order: Order, payment: Payment, kind: str, reason: str
@@ -353,16 +362,20 @@ class OrderService:
 
     async def pay(self, actor: Actor, order_id: str, payment_body: object) -> Order:
         """Pay an unpaid order again (after a decline), online or by switching to cash on
-        delivery."""
-        order = await self._visible(actor, order_id)
-        if actor.user_id != order.buyer_id:
-            raise NotAllowed("pay for", order_id)
-        for _ in range(_RACE_RETRIES):
+        delivery, before its payment deadline (``payment_timeout_ms`` after it was created):
+        from then on paying is refused (``PaymentWindowClosed``) and the upkeep cancels it, so
+        a buyer paying again after every decline cannot keep the unit past the deadline."""
+        order = await self._buyer_order(actor, order_id, "pay for")
+
+        async def attempt(order: Order) -> Order | None:
+            now = self.now_ms()  # when the buyer paid: what the deadline is judged by
             if order.status != "created":
                 raise IllegalTransition(order_id, order.status, "pay")
             await self._no_charge_pending(order_id)
+            deadline = self._payment_deadline(order)
+            if now >= deadline:
+                raise PaymentWindowClosed(order_id, deadline)
             choice = PaymentChoice.parse(payment_body)
-            now = self.now_ms()
             payment = self._new_payment(order, choice, now)
             # A compare-and-set on the order unpaid with no charge pending: of two payments at
             # once (a double click) one goes ahead, the other is refused on the next round.
@@ -382,14 +395,18 @@ class OrderService:
                 )
             updated = await self.store.apply(change)
             if updated is None:
-                order = await self._visible(actor, order_id)
-                continue
+                return None
             if choice.method == "cod":
                 await self._figures_changed(updated)
             else:
                 await self._charge(updated, payment, choice)
             return updated
-        raise IllegalTransition(order_id, order.status, "pay")
+
+        return await self._retry_on_race(actor, order, "pay", attempt)
+
+    def _payment_deadline(self, order: Order) -> int:
+        """From this time on an unpaid online order can no longer be paid and is cancelled."""
+        return order.created_at + self.payment_timeout_ms
 
     async def _no_charge_pending(self, order_id: str) -> None:
         for earlier in await self.store.payments(order_id):
@@ -397,7 +414,9 @@ class OrderService:
                 raise PaymentInProgress(order_id, earlier.id)
 
     async def handle_payment_callback(self, body: bytes, signature: str) -> Order:
-        """Apply a provider's signed callback; duplicates and replays change nothing."""
+        """Apply a provider's signed callback; duplicates and replays change nothing. The
+        answer to a charge the service gave up on (``timed_out``, ``provider_unavailable``) is
+        still applied when it is an approval: the order is paid, or the money refunded."""
         if not isinstance(signature, str) or not verify_callback(
             self._payment_secret, body, signature
         ):
@@ -421,10 +440,10 @@ class OrderService:
                 raise InvalidInput("payment callback amount does not match the charge")
             order = await self.store.get_order(payment.order_id)
             assert order is not None
-            timed_out = payment.status == "declined" and payment.reason == CHARGE_TIMED_OUT
-            if payment.status != "pending" and not timed_out:
+            given_up = payment.status == "declined" and payment.reason in _GIVEN_UP
+            if payment.status != "pending" and not given_up:
                 return order
-            if timed_out and status == "declined":
+            if given_up and status == "declined":
                 return order  # given up already; the provider agrees
             now = self.now_ms()
             detail = {"payment": payment.id, "reason": reason}
@@ -501,21 +520,18 @@ class OrderService:
         """Buyer, the order's anchor or an admin cancel before shipping; the unit goes back to
         the sale while it is live, and an approved online payment is refunded."""
         order = await self._visible(actor, order_id)
-        for _ in range(_RACE_RETRIES):
-            cancelled = await self._cancel(actor, order, reason)
-            if cancelled is not None:
-                return cancelled
-            # Paid or confirmed meanwhile (say, an approval landed): what to refund was read
-            # for the status before, so cancel again from what it is now.
-            order = await self._visible(actor, order_id)
-        raise IllegalTransition(order_id, order.status, "cancel")
+        # Paid or confirmed meanwhile (say, an approval landed): what to refund was read for
+        # the status before, so the cancel is worked out again from what it is now.
+        return await self._retry_on_race(
+            actor, order, "cancel", lambda current: self._cancel(actor, current, reason)
+        )
 
     async def _cancel(
-        self, actor: Actor, order: Order, reason: str, *, no_pending_charge: bool = False
+        self, actor: Actor, order: Order, reason: str, *, charges_before: int | None = None
     ) -> Order | None:
         """Cancel ``order`` from the status it was read in, refunding the payments approved
-        then: None if it moved meanwhile (or, with ``no_pending_charge``, a charge of it is
-        waiting for its answer)."""
+        then: None if it moved meanwhile (or, with ``charges_before``, a charge of it started
+        before that time is waiting for its answer)."""
         now = self.now_ms()
         refunds = [
             replace(p, status="refunded", settled_at=now, reason="order_cancelled")
@@ -527,7 +543,7 @@ class OrderService:
                 actor, order, "cancel", now,
                 fields={"cancelled_at": now, "restock_state": "pending"},
                 payments=refunds, detail={"reason": _short(reason)},
-                no_pending_charge=no_pending_charge,
+                no_pending_charge=charges_before is not None, charges_started_before=charges_before,
             )
         )
         if cancelled is None:
@@ -559,9 +575,10 @@ class OrderService:
         provider left unanswered for ``charge_timeout_ms`` is declined as ``timed_out`` (the
         buyer may pay again), and an online order still unpaid ``payment_timeout_ms`` after it
         was created is cancelled by the system, its stock returned like any cancellation. An
-        order whose charge is still waiting for its answer is not cancelled (the buyer is
-        paying right now); it is once the charge is declined or given up. Returns the orders
-        that changed."""
+        order whose charge started before that deadline is still waiting for its answer is not
+        cancelled (the buyer was paying in time); it is once the charge is declined or given
+        up. ``pay`` refuses from the deadline on, so no later charge can hold the order.
+        Returns the orders that changed."""
         now = self.now_ms()
         changed: dict[str, Order] = {}
         for payment in await self.store.stale_pending_charges(now - self.charge_timeout_ms):
@@ -574,10 +591,11 @@ class OrderService:
                 log.warning("charge %s of order %s timed out", payment.id, order.id)
                 changed[order.id] = updated
         for order in await self.store.unpaid_online_orders(now - self.payment_timeout_ms):
-            # A compare-and-set on ``created`` with no charge pending: an order paid, switched
-            # to cash on delivery or being charged since the listing is left alone.
+            # A compare-and-set on ``created`` with no charge started in time pending: an order
+            # paid, switched to cash on delivery or being charged since the listing, by a
+            # payment begun before its deadline, is left alone.
             cancelled = await self._cancel(SYSTEM, order, "payment_timeout",
-                                           no_pending_charge=True)
+                                           charges_before=self._payment_deadline(order))
             if cancelled is not None:
                 changed[order.id] = cancelled
         return list(changed.values())
@@ -635,17 +653,23 @@ class OrderService:
         """7-day no-reason return from delivery: a door pickup is booked and the platform pays
         the return shipping; the refund follows when the goods arrive (receive_return)."""
         order = await self._buyer_order(actor, order_id, "request a return for")
-        if order.status not in TRANSITIONS["request_return"][0]:
-            raise IllegalTransition(order_id, order.status, "request_return")
-        now = self.now_ms()
-        self._within(order, now, RETURN_WINDOW_MS, ReturnWindowClosed)
-        claim = self._claim(order, "return", "pickup_scheduled", now, reason,
-                            amount=order.total_cents, pickup_at=now + PICKUP_LEAD_MS,
-                            payer="platform")
-        await self._transition(actor, order, "request_return", now, claims=[claim],
-                               detail={"claim": claim.id, "pickup_at": claim.pickup_at,
-                                       "return_shipping_payer": "platform"})
-        return claim
+
+        async def attempt(order: Order) -> Claim | None:
+            if order.status not in TRANSITIONS["request_return"][0]:
+                raise IllegalTransition(order_id, order.status, "request_return")
+            now = self.now_ms()
+            self._within(order, now, RETURN_WINDOW_MS, ReturnWindowClosed)
+            claim = self._claim(order, "return", "pickup_scheduled", now, reason,
+                                amount=order.total_cents, pickup_at=now + PICKUP_LEAD_MS,
+                                payer="platform")
+            change = self._transition_change(
+                actor, order, "request_return", now, claims=[claim],
+                detail={"claim": claim.id, "pickup_at": claim.pickup_at,
+                        "return_shipping_payer": "platform"},
+            )
+            return claim if await self.store.apply(change) is not None else None
+
+        return await self._retry_on_race(actor, order, "request_return", attempt)
 
     async def receive_return(self, actor: Actor, order_id: str) -> Order:
         """The returned goods arrived: the buyer is refunded in full."""
@@ -664,35 +688,43 @@ class OrderService:
         """Refund at once without the goods back; only for an anchor holding a valid
         refund-no-return certification for the order's category, within 7 days of delivery."""
         order = await self._buyer_order(actor, order_id, "ask a refund for")
-        if order.status not in TRANSITIONS["refund_no_return"][0]:
-            raise IllegalTransition(order_id, order.status, "refund_no_return")
-        now = self.now_ms()
-        self._within(order, now, RETURN_WINDOW_MS, ReturnWindowClosed)
-        if not await self.certification.refund_no_return_certified(
-            order.anchor_id, order.category
-        ):
-            raise CertificationRequired(order_id, "refund_no_return")
-        claim = self._claim(order, "refund_no_return", "refunded", now, reason,
-                            amount=order.total_cents)
-        await self._transition(
-            actor, order, "refund_no_return", now, claims=[claim],
-            payments=self._refunds(await self.store.payments(order_id), now),
-            detail={"claim": claim.id, "refund_cents": order.total_cents},
-        )
-        return claim
+
+        async def attempt(order: Order) -> Claim | None:
+            if order.status not in TRANSITIONS["refund_no_return"][0]:
+                raise IllegalTransition(order_id, order.status, "refund_no_return")
+            now = self.now_ms()
+            self._within(order, now, RETURN_WINDOW_MS, ReturnWindowClosed)
+            if not await self.certification.refund_no_return_certified(
+                order.anchor_id, order.category
+            ):
+                raise CertificationRequired(order_id, "refund_no_return")
+            claim = self._claim(order, "refund_no_return", "refunded", now, reason,
+                                amount=order.total_cents)
+            change = self._transition_change(
+                actor, order, "refund_no_return", now, claims=[claim],
+                payments=self._refunds(await self.store.payments(order_id), now),
+                detail={"claim": claim.id, "refund_cents": order.total_cents},
+            )
+            return claim if await self.store.apply(change) is not None else None
+
+        return await self._retry_on_race(actor, order, "refund_no_return", attempt)
 
     async def counterfeit_claim(self, actor: Actor, order_id: str, reason: str) -> Claim:
         """The buyer says the goods are fake; an admin decides (uphold pays 10x)."""
         order = await self._buyer_order(actor, order_id, "file a counterfeit claim for")
-        if order.status not in RECEIVED:
-            raise IllegalTransition(order_id, order.status, "counterfeit_claim")
-        if not isinstance(reason, str) or not reason.strip():
-            raise InvalidInput("a counterfeit claim needs a reason")
-        now = self.now_ms()
-        claim = self._claim(order, "counterfeit", "open", now, reason)
-        await self._note(actor, order, "counterfeit_claim", now, claims=[claim],
-                         detail={"claim": claim.id})
-        return claim
+
+        async def attempt(order: Order) -> Claim | None:
+            if order.status not in RECEIVED:
+                raise IllegalTransition(order_id, order.status, "counterfeit_claim")
+            if not isinstance(reason, str) or not reason.strip():
+                raise InvalidInput("a counterfeit claim needs a reason")
+            now = self.now_ms()
+            claim = self._claim(order, "counterfeit", "open", now, reason)
+            noted = await self._note(actor, order, "counterfeit_claim", now, claims=[claim],
+                                     detail={"claim": claim.id})
+            return claim if noted is not None else None
+
+        return await self._retry_on_race(actor, order, "counterfeit_claim", attempt)
 
     async def uphold_counterfeit(self, actor: Actor, claim_id: str) -> Claim:
         return await self._decide_counterfeit(actor, claim_id, uphold=True)
@@ -740,21 +772,25 @@ class OrderService:
         """Inspected second-hand phones: warranty repair with a door pickup, until the later of
         delivery + 180 days and the warranty end on the phone's inspection certificate."""
         order = await self._buyer_order(actor, order_id, "claim warranty for")
-        if order.status not in ("delivered", "completed"):
-            raise IllegalTransition(order_id, order.status, "warranty_claim")
-        await self._require_inspected(order)
-        now = self.now_ms()
-        deadline = order.warranty_deadline()
-        assert deadline is not None  # delivered
-        if now > deadline:
-            raise WarrantyExpired(order.id, deadline)
-        if not isinstance(reason, str) or not reason.strip():
-            raise InvalidInput("a warranty claim needs a description of the fault")
-        claim = self._claim(order, "warranty", "pickup_scheduled", now, reason,
-                            pickup_at=now + PICKUP_LEAD_MS, payer="platform")
-        await self._note(actor, order, "warranty_claim", now, claims=[claim],
-                         detail={"claim": claim.id, "pickup_at": claim.pickup_at})
-        return claim
+
+        async def attempt(order: Order) -> Claim | None:
+            if order.status not in ("delivered", "completed"):
+                raise IllegalTransition(order_id, order.status, "warranty_claim")
+            await self._require_inspected(order)
+            now = self.now_ms()
+            deadline = order.warranty_deadline()
+            assert deadline is not None  # delivered
+            if now > deadline:
+                raise WarrantyExpired(order.id, deadline)
+            if not isinstance(reason, str) or not reason.strip():
+                raise InvalidInput("a warranty claim needs a description of the fault")
+            claim = self._claim(order, "warranty", "pickup_scheduled", now, reason,
+                                pickup_at=now + PICKUP_LEAD_MS, payer="platform")
+            noted = await self._note(actor, order, "warranty_claim", now, claims=[claim],
+                                     detail={"claim": claim.id, "pickup_at": claim.pickup_at})
+            return claim if noted is not None else None
+
+        return await self._retry_on_race(actor, order, "warranty_claim", attempt)
 
     async def buyback_quote(self, actor: Actor, order_id: str) -> BuybackQuote:
         """Trade-in offer for an inspected phone, price-protected: never below what the
@@ -904,11 +940,13 @@ class OrderService:
         fields: Mapping[str, int | str | None] | None = None,
         claims: Iterable[Claim] = (), payments: Iterable[Payment] = (),
         detail: Mapping[str, Any] | None = None, no_pending_charge: bool = False,
+        charges_started_before: int | None = None,
     ) -> OrderChange:
         """``action`` on ``order`` as the caller read it. The compare-and-set is on that status,
         not on every status the action allows: what the change carries (refunds, collected
         payments, the event's from-status) was worked out from it, so an order that moved
-        meanwhile is left alone."""
+        meanwhile is left alone. An action that is still allowed from the status the order
+        moved to works itself out again on that (``_retry_on_race``)."""
         expected, to = TRANSITIONS[action]
         if order.status not in expected:
             raise IllegalTransition(order.id, order.status, action)
@@ -916,19 +954,40 @@ class OrderService:
             order.id, frozenset({order.status}), to, now, fields=dict(fields or {}),
             events=[self._event(order, action, order.status, to, actor, now, detail)],
             claims=list(claims), payments=list(payments), no_pending_charge=no_pending_charge,
+            charges_started_before=charges_started_before,
         )
 
     async def _note(
         self, actor: Actor, order: Order, kind: str, now: int, *,
         claims: Iterable[Claim], detail: Mapping[str, Any],
-    ) -> Order:
-        """Record an after-sales event that does not change the status."""
-        change = OrderChange(
-            order.id, frozenset({order.status}), order.status, now,
-            events=[self._event(order, kind, order.status, order.status, actor, now, detail)],
-            claims=list(claims),
+    ) -> Order | None:
+        """Record an after-sales event that does not change the status, on the status it was
+        read in: None if the order moved meanwhile."""
+        return await self.store.apply(
+            OrderChange(
+                order.id, frozenset({order.status}), order.status, now,
+                events=[self._event(order, kind, order.status, order.status, actor, now,
+                                    detail)],
+                claims=list(claims),
+            )
         )
-        return await self._apply(order, change, kind)
+
+    async def _retry_on_race(
+        self, actor: Actor, order: Order, action: str,
+        attempt: Callable[[Order], Awaitable[_T | None]],
+    ) -> _T:
+        """Run ``attempt`` on ``order`` as read. ``attempt`` checks the action's rules on the
+        order it is given, works out its change from it and applies that as a compare-and-set
+        on its status, answering None when the order moved between the read and the write.
+        Then the order is read again and ``attempt`` runs on what it is now: a move to another
+        status the action is allowed from (a "complete", an approval landing) does not refuse
+        it, and a move to one it is not allowed from refuses it with the status it is in now."""
+        for _ in range(_RACE_RETRIES):
+            result = await attempt(order)
+            if result is not None:
+                return result
+            order = await self._visible(actor, order.id)
+        raise IllegalTransition(order.id, order.status, action)
 
     async def _apply(self, order: Order, change: OrderChange, action: str) -> Order:
         updated = await self.store.apply(change)

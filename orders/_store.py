@@ -88,8 +88,10 @@ class OrderChange:
     payouts: Sequence[Payout] = ()
     # Recorded as ``committed`` in the same transaction (a checkout intent becoming an order).
     committed: ReservationInfo | None = None
-    # Applied only if none of the order's online charges is still waiting for its answer.
+    # Applied only if none of the order's online charges is still waiting for its answer...
     no_pending_charge: bool = False
+    # ...counting, when set, only the charges started before this time.
+    charges_started_before: int | None = None
 
 
 class OrderStore(Protocol):
@@ -403,7 +405,9 @@ class SqliteOrderStore:
                         return None
                 if change.no_pending_charge and conn.execute(
                     "SELECT 1 FROM payments WHERE order_id = ? AND status = 'pending' "
-                    "AND method = 'online' LIMIT 1", (change.order_id,)
+                    "AND method = 'online' AND (? IS NULL OR created_at < ?) LIMIT 1",
+                    (change.order_id, change.charges_started_before,
+                     change.charges_started_before),
                 ).fetchone() is not None:
                     return None
                 assignments = ["status = ?", "updated_at = ?"]

@@ -19,6 +19,7 @@
     ├── ClaimNotFound (404 claim_not_found)
     ├── PaymentError (402 payment_error)
     │   ├── PaymentInProgress (409 payment_in_progress)
+    │   ├── PaymentWindowClosed (409 payment_window_closed)  unpaid past the payment timeout
     │   └── UnknownPayment (404 unknown_payment)
     └── BadSignature (401 bad_signature)                    payment callback not from provider
 """
@@ -40,6 +41,7 @@ __all__ = [
     "OrderNotFound",
     "PaymentError",
     "PaymentInProgress",
+    "PaymentWindowClosed",
     "ReturnWindowClosed",
     "UnknownPayment",
     "UnknownReservation",
@@ -190,6 +192,22 @@ class PaymentInProgress(PaymentError):
         super().__init__(f"order {order_id!r} already has payment {payment_id!r} in progress")
         self.order_id = order_id
         self.payment_id = payment_id
+
+
+class PaymentWindowClosed(PaymentError):
+    """The order was not paid within the payment timeout from checkout: it is no longer
+    payable, and the upkeep cancels it (its units go back on sale)."""
+
+    code = "payment_window_closed"
+    http_status = 409
+
+    def __init__(self, order_id: str, deadline_ms: int) -> None:
+        super().__init__(
+            f"the time to pay for order {order_id!r} is over: it will be cancelled and its "
+            "units go back on sale"
+        )
+        self.order_id = order_id
+        self.deadline_ms = deadline_ms
 
 
 class UnknownPayment(PaymentError):

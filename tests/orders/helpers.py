@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
 from orders import Order
 
 from .conftest import ADMIN, ANCHOR, BUYER, DECLINED_CARD, World, online
@@ -42,3 +47,20 @@ async def order_in(world: World, status: str, **hold_args: object) -> Order:
         await service.refund_no_return(BUYER, order.id)
         return await service.get_order(BUYER, order.id)
     raise AssertionError(status)
+
+
+def after_next(world: World, method: str, then: Callable[[], Awaitable[object]],
+               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next call of the store's ``method`` answers, and then (before its caller goes on)
+    ``then`` runs: another request landing between a read and the write that follows it."""
+    real = getattr(world.store, method)
+    armed = [True]
+
+    async def wrapped(*args: Any) -> Any:
+        result = await real(*args)
+        if armed[0]:
+            armed[0] = False
+            await then()
+        return result
+
+    monkeypatch.setattr(world.store, method, wrapped)

@@ -19,7 +19,7 @@ from orders import (
 )
 
 from .conftest import ADMIN, ANCHOR, BUYER, World
-from .helpers import order_in
+from .helpers import after_next, order_in
 
 # -- 7-day no-reason return -------------------------------------------------------------------
 
@@ -332,3 +332,58 @@ async def test_buyback_needs_the_phone_in_hand(world: World) -> None:
     other = await order_in(world, "delivered", category="phone_used", product="p_phone00009")
     with pytest.raises(CertificationRequired):
         await world.service.buyback_quote(BUYER, other.id)
+
+
+# -- racing another change: the action is worked out again on what the order is now -----------
+
+
+async def history_of(world: World, order_id: str) -> list[tuple[str, str | None, str]]:
+    return [(e.kind, e.from_status, e.to_status)
+            for e in await world.service.history(BUYER, order_id)]
+
+
+@pytest.mark.parametrize(("action", "ends"), [("request_return", "return_requested"),
+                                              ("refund_no_return", "refunded")])
+async def test_a_return_or_refund_racing_a_complete_goes_ahead(
+    world: World, monkeypatch: pytest.MonkeyPatch, action: str, ends: str
+) -> None:
+    """The buyer asks for a return (or a refund) just as an admin completes the order: both
+    are allowed from ``completed`` as from ``delivered``, so the buyer is not refused."""
+    order = await order_in(world, "delivered", category="essential_oil", price_cents=4_500)
+    world.certs.refund_no_return.add((order.anchor_id, order.category))
+    after_next(world, "get_order", lambda: world.service.complete(ADMIN, order.id), monkeypatch)
+    claim = await getattr(world.service, action)(BUYER, order.id, "too strong")
+    assert claim.amount_cents == 4_500
+    assert (await world.service.get_order(BUYER, order.id)).status == ends
+    assert [c.id for c in await world.service.claims(BUYER, order.id)] == [claim.id]
+    assert (await history_of(world, order.id))[-2:] == [
+        ("complete", "delivered", "completed"), (action, "completed", ends)]
+    payments = [p.status for p in await world.service.payments_of(BUYER, order.id)]
+    assert payments == (["refunded"] if action == "refund_no_return" else ["approved"])
+
+
+async def test_a_return_racing_a_refund_is_refused_with_the_status_now(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worked out again, a return is no longer possible once the order was refunded."""
+    order = await order_in(world, "delivered", category="essential_oil")
+    world.certs.refund_no_return.add((order.anchor_id, order.category))
+    after_next(world, "get_order", lambda: world.service.refund_no_return(BUYER, order.id),
+               monkeypatch)
+    with pytest.raises(IllegalTransition) as info:
+        await world.service.request_return(BUYER, order.id)
+    assert (info.value.status, info.value.action) == ("refunded", "request_return")
+    assert [c.kind for c in await world.service.claims(BUYER, order.id)] == ["refund_no_return"]
+
+
+@pytest.mark.parametrize("action", ["counterfeit_claim", "warranty_claim"])
+async def test_a_claim_racing_a_complete_is_filed(
+    world: World, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    world.certs.inspections[PHONE] = InspectionTerms("ir_1", 150_000)
+    order = await order_in(world, "delivered", category="phone_used", product=PHONE)
+    after_next(world, "get_order", lambda: world.service.complete(ADMIN, order.id), monkeypatch)
+    claim = await getattr(world.service, action)(BUYER, order.id, "the screen flickers")
+    assert (await world.service.get_order(BUYER, order.id)).status == "completed"
+    assert [c.id for c in await world.service.claims(BUYER, order.id)] == [claim.id]
+    assert (await history_of(world, order.id))[-1] == (action, "completed", "completed")

@@ -10,6 +10,7 @@ from orders import (
     BadSignature,
     CheckoutRequest,
     HoldExpired,
+    IllegalTransition,
     InvalidCheckout,
     NotReservationHolder,
     PaymentInProgress,
@@ -19,6 +20,7 @@ from orders import (
 )
 
 from .conftest import BUYER, DECLINED_CARD, GOOD_CARD, OTHER, SECRET, World, body, online
+from .helpers import after_next
 
 
 def test_parse_accepts_a_full_body_and_normalises_the_phone() -> None:
@@ -171,6 +173,25 @@ async def test_paying_twice_at_once_charges_the_card_once(world: World) -> None:
     assert (await world.service.get_order(BUYER, order.id)).status == "paid"
     assert [p.status for p in await world.service.payments_of(BUYER, order.id)] == [
         "declined", "approved",
+    ]
+
+
+async def test_a_card_payment_racing_a_switch_to_cash_is_refused_as_illegal(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two payments at once, the switch to cash on delivery landing first: the order is
+    confirmed, so the card payment is refused (not "in progress") and the card never charged."""
+    held = world.ledger.hold(BUYER.user_id)
+    order = await world.checkout(BUYER, held, online(DECLINED_CARD))
+    await world.payments.drain()
+    after_next(world, "payments", lambda: world.service.pay(BUYER, order.id, "cod"), monkeypatch)
+    with pytest.raises(IllegalTransition) as info:
+        await world.service.pay(BUYER, order.id, online(GOOD_CARD))
+    assert (info.value.status, info.value.action) == ("confirmed", "pay")
+    await world.payments.drain()
+    assert (await world.service.get_order(BUYER, order.id)).status == "confirmed"
+    assert [(p.method, p.status) for p in await world.service.payments_of(BUYER, order.id)] == [
+        ("online", "declined"), ("cod", "pending"),
     ]
 
 

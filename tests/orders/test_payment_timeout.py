@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+import asyncio
 
 import pytest
 
 from orders import (
     CHARGE_TIMEOUT_MS,
     PAYMENT_TIMEOUT_MS,
+    ChargeRequest,
     Order,
+    OrderChange,
+    Payment,
     PaymentInProgress,
+    PaymentWindowClosed,
 )
 
 from .conftest import BUYER, DECLINED_CARD, GOOD_CARD, World, online
-from .helpers import order_in
+from .helpers import after_next, order_in
 
 
 def lose_callbacks(world: World) -> list[tuple[bytes, str]]:
@@ -127,24 +130,81 @@ async def test_a_stuck_charge_on_an_expired_order_ends_cancelled_and_refunded(
     assert payment.reason == "timed_out"
 
 
+# -- a charge given up for any reason: its late answer is still honoured -----------------------
+
+
+def fail_after_sending(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider receives each charge request, but the connection breaks before it says so:
+    the service gives the charge up (``provider_unavailable``), yet the answer still comes."""
+    real = world.payments.charge
+
+    async def charge_then_fail(request: ChargeRequest) -> None:
+        await real(request)
+        raise ConnectionError("connection reset after the request was sent")
+
+    monkeypatch.setattr(world.payments, "charge", charge_then_fail)
+
+
+async def given_up_charge(
+    world: World, monkeypatch: pytest.MonkeyPatch, reason: str
+) -> tuple[Order, tuple[bytes, str]]:
+    """An online order whose charge the service gave up as declined with ``reason`` although
+    the provider took it, and the provider's (late) answer to that charge."""
+    lost = lose_callbacks(world)
+    if reason == "provider_unavailable":
+        fail_after_sending(world, monkeypatch)
+    order = await world.checkout(BUYER, world.ledger.hold(BUYER.user_id), online(GOOD_CARD))
+    await world.payments.drain()
+    if reason == "timed_out":
+        world.clock.advance(CHARGE_TIMEOUT_MS)
+        await world.service.expire_unpaid()
+    [payment] = await world.service.payments_of(BUYER, order.id)
+    assert (payment.status, payment.reason) == ("declined", reason)
+    [answer] = lost
+    return order, answer
+
+
+@pytest.mark.parametrize("reason", ["timed_out", "provider_unavailable"])
+async def test_a_late_approval_of_a_given_up_charge_pays_the_order(
+    world: World, monkeypatch: pytest.MonkeyPatch, reason: str
+) -> None:
+    order, approval = await given_up_charge(world, monkeypatch, reason)
+    paid = await world.service.handle_payment_callback(*approval)
+    assert paid.status == "paid"
+    [payment] = await world.service.payments_of(BUYER, order.id)
+    assert (payment.status, payment.reason) == ("approved", None)
+    assert (await world.service.handle_payment_callback(*approval)).status == "paid", "replay"
+
+
+@pytest.mark.parametrize("reason", ["timed_out", "provider_unavailable"])
+async def test_a_late_approval_of_a_given_up_charge_is_refunded_once_paid_otherwise(
+    world: World, monkeypatch: pytest.MonkeyPatch, reason: str
+) -> None:
+    order, approval = await given_up_charge(world, monkeypatch, reason)
+    assert (await world.service.pay(BUYER, order.id, "cod")).status == "confirmed"
+    after = await world.service.handle_payment_callback(*approval)
+    assert after.status == "confirmed"
+    statuses = [(p.method, p.status, p.reason)
+                for p in await world.service.payments_of(BUYER, order.id)]
+    assert statuses == [("online", "refunded", "order_not_payable"), ("cod", "pending", None)]
+
+
+async def test_a_late_decline_of_a_charge_given_up_as_unavailable_changes_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lost = lose_callbacks(world)
+    fail_after_sending(world, monkeypatch)
+    order = await world.checkout(BUYER, world.ledger.hold(BUYER.user_id), online(DECLINED_CARD))
+    await world.payments.drain()
+    [decline] = lost
+    assert (await world.service.handle_payment_callback(*decline)).status == "created"
+    [payment] = await world.service.payments_of(BUYER, order.id)
+    assert (payment.status, payment.reason) == ("declined", "provider_unavailable")
+    kinds = [e.kind for e in await world.service.history(BUYER, order.id)]
+    assert kinds == ["created", "payment_failed"]
+
+
 # -- interleavings: the timeout never undoes what happened since it listed the order ----------
-
-
-def after_next(world: World, method: str, then: Callable[[], Awaitable[object]],
-               monkeypatch: pytest.MonkeyPatch) -> None:
-    """The next call of the store's ``method`` answers, and then (before its caller goes on)
-    ``then`` runs: another request landing between a read and the write that follows it."""
-    real = getattr(world.store, method)
-    armed = [True]
-
-    async def wrapped(*args: Any) -> Any:
-        result = await real(*args)
-        if armed[0]:
-            armed[0] = False
-            await then()
-        return result
-
-    monkeypatch.setattr(world.store, method, wrapped)
 
 
 async def stuck_charge(world: World) -> tuple[Order, tuple[bytes, str]]:
@@ -171,14 +231,31 @@ async def test_an_order_paid_after_the_timeout_listed_it_is_kept(
     assert world.ledger.reservations[order.reservation_id].state == "committed", "not restocked"
 
 
-async def test_an_order_switched_to_cash_on_delivery_after_the_listing_is_kept(
+async def test_a_switch_to_cash_started_in_time_and_landing_after_the_listing_is_kept(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The buyer switches to cash on delivery a millisecond before the deadline; the switch
+    is written only after the upkeep listed the order. It was in time: the order is kept."""
     unpaid = await order_in(world, "created")
-    world.clock.advance(PAYMENT_TIMEOUT_MS)
-    after_next(world, "unpaid_online_orders",
-               lambda: world.service.pay(BUYER, unpaid.id, "cod"), monkeypatch)
+    world.clock.advance(PAYMENT_TIMEOUT_MS - 1)
+    reached, gate = asyncio.Event(), asyncio.Event()
+
+    async def stall() -> None:  # pay has read its clock and the payments; it waits here
+        reached.set()
+        await gate.wait()
+
+    after_next(world, "payments", stall, monkeypatch)
+    paying = asyncio.create_task(world.service.pay(BUYER, unpaid.id, "cod"))
+    await reached.wait()
+    world.clock.advance(1)  # the deadline: the upkeep lists the order
+
+    async def switch_lands() -> None:
+        gate.set()
+        await paying
+
+    after_next(world, "unpaid_online_orders", switch_lands, monkeypatch)
     assert await world.service.expire_unpaid() == []
+    assert paying.result().status == "confirmed"
     assert (await world.service.get_order(BUYER, unpaid.id)).status == "confirmed"
     assert world.ledger.reservations[unpaid.reservation_id].state == "committed"
 
@@ -264,14 +341,90 @@ async def test_a_charge_never_answered_is_given_up_and_then_the_order_cancelled(
     assert (last.status, last.reason) == ("declined", "timed_out")
 
 
-async def test_a_charge_started_after_the_timeout_listed_the_order_is_not_cut_off(
-    world: World, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("payment", [online(GOOD_CARD), "cod"])
+async def test_a_payment_landing_after_the_timeout_listed_the_order_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch, payment: object
 ) -> None:
+    """The buyer pays (by card, or switching to cash) at the deadline, just as the upkeep
+    lists the order: the payment window has closed, so no card is charged and the order is
+    cancelled, its unit back on sale."""
     unpaid = await order_in(world, "created")
     lost = lose_callbacks(world)
     world.clock.advance(PAYMENT_TIMEOUT_MS)
-    after_next(world, "unpaid_online_orders",
-               lambda: world.service.pay(BUYER, unpaid.id, online(GOOD_CARD)), monkeypatch)
-    assert await world.service.expire_unpaid() == []
+    refusals: list[PaymentWindowClosed] = []
+
+    async def pay_now() -> None:
+        try:
+            await world.service.pay(BUYER, unpaid.id, payment)
+        except PaymentWindowClosed as refusal:
+            refusals.append(refusal)
+
+    after_next(world, "unpaid_online_orders", pay_now, monkeypatch)
+    [cancelled] = await world.service.expire_unpaid()
+    assert (cancelled.id, cancelled.status) == (unpaid.id, "cancelled")
+    [refusal] = refusals
+    assert (refusal.code, refusal.http_status) == ("payment_window_closed", 409)
+    assert refusal.deadline_ms == unpaid.created_at + PAYMENT_TIMEOUT_MS
     await world.payments.drain()
-    assert (await world.service.handle_payment_callback(*lost[0])).status == "paid"
+    assert lost == [], "no card was charged"
+    payments = [(p.status, p.reason) for p in await world.service.payments_of(BUYER, unpaid.id)]
+    assert payments == [("declined", "card_declined")]
+    assert world.ledger.reservations[unpaid.reservation_id].state == "restocked"
+
+
+# -- the payment window: a buyer cannot keep the unit by paying again and again ----------------
+
+
+async def test_paying_again_after_the_deadline_is_refused_and_the_unit_goes_back(
+    world: World
+) -> None:
+    """A buyer (or a script) re-paying with a declined card right after each decline would
+    always have a charge pending when the upkeep looks. Paying is refused from the deadline
+    on, so the order is cancelled on time and its unit returned."""
+    unpaid = await order_in(world, "created")  # declined at checkout
+    stock = world.ledger.sales[unpaid.sale_id].stock
+    deadline = unpaid.created_at + PAYMENT_TIMEOUT_MS
+    while world.clock() < deadline:  # one try a minute until the deadline: all accepted
+        await world.service.pay(BUYER, unpaid.id, online(DECLINED_CARD))
+        assert await world.service.expire_unpaid() == []
+        await world.payments.drain()
+        world.clock.advance(min(60_000, deadline - world.clock()))
+    tries = len(await world.service.payments_of(BUYER, unpaid.id))
+    assert tries == 1 + 15
+
+    for payment in (online(DECLINED_CARD), online(GOOD_CARD), "cod"):
+        with pytest.raises(PaymentWindowClosed) as info:
+            await world.service.pay(BUYER, unpaid.id, payment)
+        assert info.value.deadline_ms == deadline
+    assert len(await world.service.payments_of(BUYER, unpaid.id)) == tries, "nothing recorded"
+    assert (await world.service.get_order(BUYER, unpaid.id)).status == "created"
+
+    [cancelled] = await world.service.expire_unpaid()
+    assert (cancelled.id, cancelled.status) == (unpaid.id, "cancelled")
+    assert world.ledger.reservations[unpaid.reservation_id].state == "restocked"
+    assert world.ledger.sales[unpaid.sale_id].stock == stock + 1
+
+
+async def test_a_charge_started_after_the_deadline_does_not_hold_the_order(world: World) -> None:
+    """A charge started after the deadline (a server before this rule still accepted one) is
+    not waited for: the order is cancelled on time, and its approval, when it comes, is
+    refunded."""
+    unpaid = await order_in(world, "created")
+    lost = lose_callbacks(world)
+    world.clock.advance(PAYMENT_TIMEOUT_MS + 30_000)
+    now = world.clock()
+    late = Payment("pay_late00000001", unpaid.id, "online", unpaid.total_cents, "pending", now,
+                   card_last4="4242")
+    started = OrderChange(unpaid.id, frozenset({"created"}), "created", now, payments=[late],
+                          no_pending_charge=True)
+    assert await world.store.apply(started) is not None
+    await world.payments.charge(ChargeRequest(late.id, unpaid.id, late.amount_cents, GOOD_CARD))
+    await world.payments.drain()
+
+    [cancelled] = await world.service.expire_unpaid()  # the charge is younger than its timeout
+    assert (cancelled.id, cancelled.status) == (unpaid.id, "cancelled")
+    assert world.ledger.reservations[unpaid.reservation_id].state == "restocked"
+    [approval] = lost
+    assert (await world.service.handle_payment_callback(*approval)).status == "cancelled"
+    last = (await world.service.payments_of(BUYER, unpaid.id))[-1]
+    assert (last.id, last.status, last.reason) == (late.id, "refunded", "order_not_payable")

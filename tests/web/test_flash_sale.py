@@ -253,6 +253,47 @@ async def test_a_charge_the_provider_never_answers_is_given_up_and_said_so(
     pages.assert_clean()
 
 
+async def test_paying_after_the_payment_deadline_says_the_order_is_being_cancelled(
+        server: LiveServer, pages: Pages, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card was declined and the buyer tries again only after the payment timeout: the
+    server refuses, and the page says the time to pay is over and what happens now."""
+    stage = await open_room(server)
+    await start_sale(server, stage, stage.products[0], price_cents=99_900)
+    service = server.services.orders
+    viewer = await pages.open(f"{server.url}/r/{stage.room['id']}", PHONE)
+    await expect(viewer.locator("#buy")).to_be_enabled()
+    await reserve_and_fill_checkout(viewer)
+    await viewer.fill("#card", "4000000000000002")
+    await viewer.click("#place-order")
+    created = viewer.locator('#orders li.order[data-status="created"]')
+    await expect(created.locator(".payment")).to_contain_text(
+        "Payment declined: your card was declined by its bank", timeout=15_000)
+    order_id = await created.get_attribute("data-order")
+    assert order_id is not None
+    # By id: the upkeep may cancel the order (status "cancelled") once the deadline has passed.
+    order = viewer.locator(f'#orders li.order[data-order="{order_id}"]')
+    await order.get_by_role("button", name="Pay with a card").click()
+    await order.get_by_label("Card number").fill("4242 4242 4242 4242")
+
+    later = service.now_ms() + service.payment_timeout_ms
+    monkeypatch.setattr(service, "now_ms", lambda: later)
+    pages.allow_refusal(409)
+    await order.get_by_role("button", name="Pay", exact=True).click()
+    refusal = ("The time to pay for this order is over: it is being cancelled and the item goes "
+               "back on sale.")
+    await expect(order.locator(".result")).to_have_text(refusal)
+    payments = [(p.status, p.reason) for p in await service.store.payments(order_id)]
+    assert payments == [("declined", "card_declined")], "nothing charged after the deadline"
+
+    upkeep = server.services.order_upkeep
+    assert upkeep is not None
+    await upkeep.run_once()  # as its next pass would: cancelled, and the buyer told
+    await expect(order).to_have_attribute("data-status", "cancelled")
+    await expect(order).to_contain_text("Cancelled · online payment")
+    await pages.shot(viewer, "pay-after-deadline-phone")
+    pages.assert_clean()
+
+
 def skewed_clock(skew_ms: int) -> str:
     """An init script that sets the page's clock ``skew_ms`` off (``Date`` only, as a phone's
     wrong clock would; timers still run at the real pace)."""

@@ -67,6 +67,16 @@ const DECLINE_TEXT = {
   timed_out: "the payment service did not answer in time",
 };
 
+/** Why the server refused to take a payment, when the buyer needs more than its message. */
+const PAY_REFUSED_TEXT = {
+  payment_window_closed: "The time to pay for this order is over: it is being cancelled and the "
+    + "item goes back on sale.",
+};
+
+function payRefusedText(error) {
+  return PAY_REFUSED_TEXT[error && error.code] || describeError(error);
+}
+
 export function declineText(reason) {
   return DECLINE_TEXT[reason] || (reason ? `the payment was refused (${reason})` : "the payment was refused");
 }
@@ -202,8 +212,9 @@ export class Orders {
     const payment = order.status === "created" ? this.payments.get(order.id) : null;
     const paying = order.status === "created" && (this.awaiting.has(order.id)
       || (payment && payment.status === "pending"));
+    // `placed_at` is set once an online order is paid: one cancelled unpaid was never paid.
     const method = order.payment_method === "cod" ? "cash on delivery"
-      : order.status === "created" ? "online payment" : "paid online";
+      : order.placed_at ? "paid online" : "online payment";
     const note = this.notes.get(order.id);
     const editing = this.editing && this.editing.order === order.id ? this.editing : null;
     return h("li", { class: "order", dataset: { order: order.id, status: order.status } },
@@ -308,7 +319,7 @@ export class Orders {
         { token: this.getToken(), body: { payment: "cod" } });
       this.note(order, `Switched to cash on delivery: pay ${formatCents(updated.total_cents)} when it arrives.`, true);
     } catch (error) {
-      this.note(order, describeError(error), false);
+      this.note(order, payRefusedText(error), false);
     }
     this.refresh();
   }
@@ -321,7 +332,7 @@ export class Orders {
       this.notes.delete(order.id); // the payment line follows it from here
       this.watchPayment(order.id);
     } catch (error) {
-      this.note(order, describeError(error), false);
+      this.note(order, payRefusedText(error), false);
     }
     this.refresh();
   }
