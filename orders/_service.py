@@ -733,40 +733,44 @@ class OrderService:
         return await self._decide_counterfeit(actor, claim_id, uphold=False)
 
     async def _decide_counterfeit(self, actor: Actor, claim_id: str, *, uphold: bool) -> Claim:
-        claim = await self.store.get_claim(claim_id)
-        if claim is None or claim.kind != "counterfeit":
-            raise ClaimNotFound(claim_id)
-        try:
-            order = await self._visible(actor, claim.order_id)
-        except OrderNotFound:
-            raise ClaimNotFound(claim_id) from None
-        if not actor.is_admin:
-            raise NotAllowed("decide counterfeit claims", order.id)
-        if claim.status != "open":
-            raise ClaimConflict(order.id, f"decided ({claim.status}) counterfeit")
-        now = self.now_ms()
-        decided = replace(
-            claim,
-            status="upheld" if uphold else "rejected",
-            updated_at=now,
-            amount_cents=COUNTERFEIT_MULTIPLIER * order.total_cents if uphold else 0,
-        )
-        # Fake one, pay ten: the compensation is paid out with the decision, in one transaction.
-        payouts = [Payout(_new_id("po_"), order.id, claim.id, "counterfeit_compensation",
-                          decided.amount_cents, "paid", now)] if uphold else []
-        detail: dict[str, Any] = {"claim": claim.id, "compensation_cents": decided.amount_cents}
-        if payouts:
-            detail["payout"] = payouts[0].id
-        kind = "counterfeit_upheld" if uphold else "counterfeit_rejected"
-        change = OrderChange(
-            order.id, frozenset({order.status}), order.status, now,
-            events=[self._event(order, kind, order.status, order.status, actor, now, detail)],
-            claims=[decided], payouts=payouts, claim_expected=(claim.id, "open"),
-        )
-        if await self.store.apply(change) is None:
-            # Decided by someone else meanwhile (or the order moved): decide again on what is.
-            return await self._decide_counterfeit(actor, claim_id, uphold=uphold)
-        return decided
+        # Decided by someone else meanwhile, or the order moved: decide again on what is now,
+        # a bounded number of times.
+        for _ in range(_RACE_RETRIES):
+            claim = await self.store.get_claim(claim_id)
+            if claim is None or claim.kind != "counterfeit":
+                raise ClaimNotFound(claim_id)
+            try:
+                order = await self._visible(actor, claim.order_id)
+            except OrderNotFound:
+                raise ClaimNotFound(claim_id) from None
+            if not actor.is_admin:
+                raise NotAllowed("decide counterfeit claims", order.id)
+            if claim.status != "open":
+                raise ClaimConflict(order.id, f"decided ({claim.status}) counterfeit")
+            now = self.now_ms()
+            decided = replace(
+                claim,
+                status="upheld" if uphold else "rejected",
+                updated_at=now,
+                amount_cents=COUNTERFEIT_MULTIPLIER * order.total_cents if uphold else 0,
+            )
+            # Fake one, pay ten: the compensation is paid out with the decision, in one
+            # transaction.
+            payouts = [Payout(_new_id("po_"), order.id, claim.id, "counterfeit_compensation",
+                              decided.amount_cents, "paid", now)] if uphold else []
+            detail: dict[str, Any] = {"claim": claim.id,
+                                      "compensation_cents": decided.amount_cents}
+            if payouts:
+                detail["payout"] = payouts[0].id
+            kind = "counterfeit_upheld" if uphold else "counterfeit_rejected"
+            change = OrderChange(
+                order.id, frozenset({order.status}), order.status, now,
+                events=[self._event(order, kind, order.status, order.status, actor, now, detail)],
+                claims=[decided], payouts=payouts, claim_expected=(claim.id, "open"),
+            )
+            if await self.store.apply(change) is not None:
+                return decided
+        raise ClaimConflict(order.id, "contended counterfeit")
 
     async def warranty_claim(self, actor: Actor, order_id: str, reason: str) -> Claim:
         """Inspected second-hand phones: warranty repair with a door pickup, until the later of
