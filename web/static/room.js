@@ -171,10 +171,12 @@ async function sendChat(event) {
   const input = $("#chat-input");
   const text = input.value.trim();
   if (!text) return;
+  // Cleared as it is sent, so a next message typed before the answer is not wiped by it; a
+  // refused one comes back to resend (unless something new was typed meanwhile).
+  input.value = "";
   const answer = await call(state.socket, "chat", { room: roomId, text });
-  if (answer.ok) {
-    input.value = "";
-  } else {
+  if (!answer.ok) {
+    if (!input.value) input.value = text;
     const err = ackError(answer);
     if (err.code === "not_in_room") await joinRoom();
     showError(err);

@@ -346,9 +346,13 @@ async function sendChat(event) {
   const input = $("#chat-input");
   const text = input.value.trim();
   if (!text) return;
+  // Cleared as it is sent (see room.js): a refused message comes back to resend.
+  input.value = "";
   const answer = await call(state.socket, "chat", { room: roomId, text });
-  if (answer.ok) input.value = "";
-  else showError(ackError(answer));
+  if (!answer.ok) {
+    if (!input.value) input.value = text;
+    showError(ackError(answer));
+  }
 }
 
 async function setSlowMode() {
