@@ -108,6 +108,11 @@ class Rig:
         payments.sink = service.handle_payment_callback
         return OrderSide(store, service, payments)
 
+    async def start_crashing(self) -> tuple[OrderSide, CrashingLedger]:
+        """An order side whose inventory commits can be made to crash (``CrashingLedger``)."""
+        ledger = CrashingLedger(InventoryLedger(self.inventory))
+        return await self.start_orders(ledger), ledger
+
     async def hold(self, user_id: str, qty: int = 1) -> str:
         result = await self.inventory.buy(self.sale_id, user_id, qty, f"req-{user_id}")
         assert result.status == "reserved", result
@@ -162,9 +167,7 @@ async def crash_after_commit(side: OrderSide, ledger: CrashingLedger, who: Actor
 async def test_crash_after_the_redis_commit_is_recovered_as_one_order(rig: Rig) -> None:
     ann = buyer(1)
     hold = await rig.hold(ann.user_id)
-    first = await rig.start_orders()
-    ledger = CrashingLedger(InventoryLedger(rig.inventory))
-    first.service.ledger = ledger
+    first, ledger = await rig.start_crashing()
     await crash_after_commit(first, ledger, ann, hold)
     assert await rig.sale_counts() == (19, 0, 1), "Redis sold the unit"
     assert await first.service.list_orders(ann) == [], "the buyer sees no order yet"
@@ -201,10 +204,8 @@ async def test_crash_after_the_redis_commit_is_recovered_as_one_order(rig: Rig) 
 async def test_crash_before_the_redis_commit_then_retry_or_expiry(rig: Rig) -> None:
     ann, bo = buyer(1), buyer(2)
     ann_hold, bo_hold = await rig.hold(ann.user_id), await rig.hold(bo.user_id)
-    first = await rig.start_orders()
-    ledger = CrashingLedger(InventoryLedger(rig.inventory))
+    first, ledger = await rig.start_crashing()
     ledger.before.update({ann_hold, bo_hold})
-    first.service.ledger = ledger
     for who, hold in ((ann, ann_hold), (bo, bo_hold)):
         with pytest.raises(Crash):
             await first.service.checkout(who, checkout_body(hold))
@@ -246,9 +247,7 @@ async def test_many_interrupted_checkouts_leave_one_order_per_sold_unit(rig: Rig
     rng = random.Random(4)
     buyers = [buyer(i) for i in range(12)]
     holds = {who.user_id: await rig.hold(who.user_id) for who in buyers}
-    first = await rig.start_orders()
-    ledger = CrashingLedger(InventoryLedger(rig.inventory))
-    first.service.ledger = ledger
+    first, ledger = await rig.start_crashing()
     fates: dict[str, str] = {}
     for who in buyers:
         hold = holds[who.user_id]
@@ -295,9 +294,7 @@ async def test_many_interrupted_checkouts_leave_one_order_per_sold_unit(rig: Rig
 async def test_a_recovered_online_checkout_waits_for_payment(rig: Rig) -> None:
     ann = buyer(1)
     hold = await rig.hold(ann.user_id)
-    first = await rig.start_orders()
-    ledger = CrashingLedger(InventoryLedger(rig.inventory))
-    first.service.ledger = ledger
+    first, ledger = await rig.start_crashing()
     card = {"method": "online", "card": "4242424242424242"}
     await crash_after_commit(first, ledger, ann, hold, card)
     await first.stop()
@@ -320,9 +317,7 @@ async def test_a_recovered_online_checkout_waits_for_payment(rig: Rig) -> None:
 async def test_upkeep_loop_recovers_orders_and_reports_sales_without_one(rig: Rig) -> None:
     ann = buyer(1)
     hold = await rig.hold(ann.user_id)
-    side = await rig.start_orders()
-    ledger = CrashingLedger(InventoryLedger(rig.inventory))
-    side.service.ledger = ledger
+    side, ledger = await rig.start_crashing()
     await crash_after_commit(side, ledger, ann, hold)
     side.service.ledger = InventoryLedger(rig.inventory)
     # A unit sold behind the order module's back (no intent at all), recorded as committed.
@@ -369,9 +364,7 @@ async def test_server_start_settles_a_checkout_interrupted_before_the_restart(
 ) -> None:
     ann = buyer(1)
     hold = await rig.hold(ann.user_id)
-    side = await rig.start_orders()
-    ledger = CrashingLedger(InventoryLedger(rig.inventory))
-    side.service.ledger = ledger
+    side, ledger = await rig.start_crashing()
     await crash_after_commit(side, ledger, ann, hold)
     await side.stop()
 
