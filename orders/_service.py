@@ -230,10 +230,7 @@ class OrderService:
             if current.status == "voided":
                 raise HoldExpired(intent.reservation_id)
             return current
-        if placed.payment_method == "cod":
-            await self._figures_changed(placed)
-        else:
-            await self._charge(placed, payment, choice)
+        await self._after_payment_chosen(placed, payment, choice)
         return placed
 
     async def _settle(
@@ -319,6 +316,16 @@ class OrderService:
         intent before the commit this should never happen; the upkeep owner reports it."""
         return await self.store.committed_without_order(since_ms, list(also))
 
+    async def _after_payment_chosen(
+        self, order: Order, payment: Payment, choice: PaymentChoice
+    ) -> None:
+        """Once ``order`` holds its payment: cash on delivery places it (the room's figures
+        change), a card is charged."""
+        if order.payment_method == "cod":
+            await self._figures_changed(order)
+        else:
+            await self._charge(order, payment, choice)
+
     def _new_payment(self, order: Order, choice: PaymentChoice, now: int) -> Payment:
         return Payment(
             id=_new_id("pay_"),
@@ -396,10 +403,7 @@ class OrderService:
             updated = await self.store.apply(change)
             if updated is None:
                 return None
-            if choice.method == "cod":
-                await self._figures_changed(updated)
-            else:
-                await self._charge(updated, payment, choice)
+            await self._after_payment_chosen(updated, payment, choice)
             return updated
 
         return await self._retry_on_race(actor, order, "pay", attempt)
