@@ -28,7 +28,13 @@ from .bus import ControlBus
 from .catalog import Catalog
 from .certification import BadgeFanout, CertificateDesk, ExpiryPlans
 from .clock import now_ms
-from .commerce import CertificationAdapter, FiguresPusher, InventoryLedger, OrderUpkeep
+from .commerce import (
+    CertificationAdapter,
+    FiguresPusher,
+    InventoryLedger,
+    OrderUpkeep,
+    push_order,
+)
 from .handoff_process import new_consumer
 from .http import Api
 from .http._base import error_middleware
@@ -254,7 +260,7 @@ def build_services(settings: Settings, redis_url: str, *,
 
     async def payment_settled(body: bytes, signature: str) -> Order:
         order = await order_service.handle_payment_callback(body, signature)
-        await edge.emit_to("order", order.to_public(), f"user:{order.buyer_id}")
+        await push_order(edge.emit_to, order)
         return order
 
     payments.sink = payment_settled

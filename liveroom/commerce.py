@@ -16,7 +16,7 @@ from trustbadges import CertificateService
 from .loops import PeriodicLoop
 from .metrics import Gauge, Metrics
 
-__all__ = ["CertificationAdapter", "FiguresPusher", "InventoryLedger", "OrderUpkeep"]
+__all__ = ["CertificationAdapter", "FiguresPusher", "InventoryLedger", "OrderUpkeep", "push_order"]
 
 log = logging.getLogger("liveroom.commerce")
 
@@ -90,6 +90,11 @@ class CertificationAdapter:
 
 RoomFigures = Callable[[str], Awaitable[dict[str, Any]]]
 Emit = Callable[[str, Any, str], Awaitable[None]]
+
+
+async def push_order(emit: Emit, order: Order) -> None:
+    """The ``order`` push: ``order`` changed, told to every socket of its buyer."""
+    await emit("order", order.to_public(), f"user:{order.buyer_id}")
 
 
 class FiguresPusher(PeriodicLoop):
@@ -166,6 +171,6 @@ class OrderUpkeep(PeriodicLoop):
 
     async def _tell_buyer(self, order: Order) -> None:
         try:
-            await self._emit("order", order.to_public(), f"user:{order.buyer_id}")
+            await push_order(self._emit, order)
         except Exception:
             log.warning("order push failed for %s", order.id, exc_info=True)

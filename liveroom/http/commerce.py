@@ -12,6 +12,7 @@ import inventory
 from orders import Actor, Order, OrderService
 
 from ..catalog import Catalog
+from ..commerce import push_order
 from ..exceptions import Forbidden, InvalidInput
 from ..identity import User
 from ..rooms import RoomService
@@ -119,7 +120,7 @@ class CommerceRoutes:
         return json_response({"order": detail})
 
     async def _tell_buyer(self, order: Order) -> None:
-        await self.edge.emit("order", order.to_public(), room=f"user:{order.buyer_id}")
+        await push_order(self.edge.emit_to, order)
 
     def _order_action(self, call: Callable[[Actor, str, dict[str, Any]], Awaitable[Order]]
                       ) -> Callable[[web.Request], Awaitable[web.Response]]:
