@@ -1,6 +1,9 @@
 """The Lua scripts: loaded from ``inventory/lua`` with importlib.resources, registered once with
 SCRIPT LOAD and run by EVALSHA. A NOSCRIPT answer (Redis restarted, SCRIPT FLUSH) re-registers the
 script and runs it again, which is safe because a script that Redis did not know did not run.
+
+The calls go through a ``ScriptCalls``: the lean :class:`ScriptConnection` (the hot path's), or
+redis-py's client for what that connection does not speak (TLS).
 """
 
 from __future__ import annotations
@@ -10,17 +13,29 @@ from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
+import hiredis
 import msgpack
 import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .exceptions import StoreUnavailable
+from ._connection import Arg, ScriptConnection
+from .exceptions import ScriptFailed, StoreUnavailable
 
-__all__ = ["SCRIPT_NAMES", "Script", "ScriptRunner", "load_script", "store_errors"]
+__all__ = [
+    "SCRIPT_NAMES",
+    "RedisPyCalls",
+    "Script",
+    "ScriptCalls",
+    "ScriptRunner",
+    "load_script",
+    "script_calls_for",
+    "store_errors",
+]
 
 SCRIPT_NAMES = (
     "create_sale",
@@ -59,29 +74,78 @@ def load_script(name: str) -> Script:
     return Script(name=name, source=source, sha=hashlib.sha1(source).hexdigest())
 
 
-class ScriptRunner:
-    """Runs the package's scripts on one client; every reply is a msgpack document."""
+class ScriptCalls(Protocol):
+    """Where the scripts run. An error reply is returned as a ``hiredis.ReplyError`` value; an
+    unreachable Redis raises StoreUnavailable."""
+
+    async def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Arg]) -> Any: ...
+
+    async def script_load(self, source: bytes) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+class RedisPyCalls:
+    """Script calls through a redis-py client (its pool, its retries, TLS, cluster routing)."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
+
+    async def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        return await self._call(self._client.evalsha(sha, len(keys), *keys, *args))
+
+    async def script_load(self, source: bytes) -> Any:
+        return await self._call(self._client.script_load(source))
+
+    async def close(self) -> None:
+        """The client belongs to the caller."""
+
+    @staticmethod
+    async def _call(pending: Any) -> Any:
+        with store_errors():
+            try:
+                return await cast(Awaitable[Any], pending)
+            except NoScriptError as exc:
+                return hiredis.ReplyError(f"NOSCRIPT {exc}")
+            except ResponseError as exc:
+                return hiredis.ReplyError(str(exc))
+
+
+def script_calls_for(client: aioredis.Redis) -> ScriptCalls:
+    """The lean connection to the server ``client`` talks to, or the client itself when that
+    connection cannot speak to it (TLS, or a cluster client, which routes each call by key)."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or pool.connection_class not in (Connection, UnixDomainSocketConnection):
+        return RedisPyCalls(client)
+    return ScriptConnection.like(pool.connection_kwargs)
+
+
+class ScriptRunner:
+    """Runs the package's scripts; every reply is a msgpack document."""
+
+    def __init__(self, calls: ScriptCalls) -> None:
+        self._calls = calls
         self.scripts = {name: load_script(name) for name in SCRIPT_NAMES}
 
     async def register(self) -> None:
-        with store_errors():
-            for script in self.scripts.values():
-                await cast(Awaitable[Any], self._client.script_load(script.source))
+        for script in self.scripts.values():
+            await self._load(script)
 
-    async def run(self, name: str, keys: Sequence[str], args: Sequence[bytes | str | int]) -> Any:
+    async def close(self) -> None:
+        await self._calls.close()
+
+    async def run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """Run a script and decode its msgpack reply."""
         script = self.scripts[name]
-        with store_errors():
-            try:
-                raw = await cast(
-                    Awaitable[bytes], self._client.evalsha(script.sha, len(keys), *keys, *args)
-                )
-            except NoScriptError:
-                await cast(Awaitable[Any], self._client.script_load(script.source))
-                raw = await cast(
-                    Awaitable[bytes], self._client.evalsha(script.sha, len(keys), *keys, *args)
-                )
-        return msgpack.unpackb(raw, raw=False)
+        reply = await self._calls.evalsha(script.sha, keys, args)
+        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            await self._load(script)
+            reply = await self._calls.evalsha(script.sha, keys, args)
+        if isinstance(reply, hiredis.ReplyError):
+            raise ScriptFailed(name, str(reply))
+        return msgpack.unpackb(reply, raw=False)
+
+    async def _load(self, script: Script) -> None:
+        reply = await self._calls.script_load(script.source)
+        if isinstance(reply, hiredis.ReplyError):
+            raise ScriptFailed(script.name, str(reply))

@@ -27,7 +27,7 @@ from ._models import (
     StockLevel,
     sale_status,
 )
-from ._scripts import ScriptRunner, store_errors
+from ._scripts import ScriptCalls, ScriptRunner, script_calls_for, store_errors
 from .exceptions import (
     HoldExpired,
     HoldNotActive,
@@ -147,10 +147,12 @@ def _sale_id_of(reservation_id: object) -> str:
 class InventoryService:
     """Sale stock, holds and the hand-off stream.
 
-    ``client`` must be a ``redis.asyncio.Redis`` with ``decode_responses=False`` (the scripts
-    answer in msgpack). ``buy()`` needs ``start()``; ``close()`` decides the buys already accepted
-    and stops. ``on_stock_change`` (optional, synchronous, must not block) is called with the new
-    counters after every step that changed a sale, so the edge can coalesce ``stock`` pushes.
+    ``client`` must be a ``redis.asyncio.Redis`` with ``decode_responses=False``; the scripts run
+    on ``script_calls`` (default: a lean connection to the same server, see ``_connection``).
+    ``buy()`` needs ``start()``; ``close()`` decides the buys already accepted, closes the
+    script connection and stops. ``on_stock_change`` (optional, synchronous, must not block) is
+    called with the new counters after every step that changed a sale, so the edge can coalesce
+    ``stock`` pushes.
     """
 
     def __init__(
@@ -164,10 +166,13 @@ class InventoryService:
         max_inflight: int = 4,
         on_stock_change: Callable[[StockLevel], None] | None = None,
         retention_ms: int = keys.SALE_RETENTION_MS,
+        script_calls: ScriptCalls | None = None,
     ) -> None:
         self._client = client
         self._now_ms = now_ms
-        self._scripts = ScriptRunner(client)
+        # Scripts (every buy batch among them) go over their own lean connection to the same
+        # Redis unless the caller brings its own.
+        self._scripts = ScriptRunner(script_calls or script_calls_for(client))
         self._on_stock_change = on_stock_change
         self._retention_ms = retention_ms
         self._batcher = BuyBatcher(
@@ -185,7 +190,10 @@ class InventoryService:
         self._batcher.start()
 
     async def close(self) -> None:
-        await self._batcher.close()
+        try:
+            await self._batcher.close()
+        finally:
+            await self._scripts.close()
 
     @property
     def now_ms(self) -> int:

@@ -11,7 +11,8 @@
     ├── HoldNotActive                  hold_not_active      409  commit/release of a settled hold
     ├── NotCommitted                   not_committed        409  restock of an unsold reservation
     ├── ServiceNotRunning              service_unavailable  503  buy() outside start()..close()
-    └── StoreUnavailable               store_unavailable    503  Redis could not be reached
+    ├── StoreUnavailable               store_unavailable    503  Redis could not be reached
+    └── ScriptFailed                   inventory_error      500  a script answered an error
 
 Buy outcomes (sold out, limit reached, ...) are not exceptions: they are statuses of a
 ``BuyResult``, because thousands of them per second are the normal case.
@@ -26,6 +27,7 @@ __all__ = [
     "InventoryError",
     "NotCommitted",
     "NotHolder",
+    "ScriptFailed",
     "ServiceNotRunning",
     "StoreUnavailable",
     "UnknownReservation",
@@ -122,3 +124,13 @@ class StoreUnavailable(InventoryError):
             f"stock store unavailable: {detail}; retrying with the same request_id is safe"
         )
         self.detail = detail
+
+
+class ScriptFailed(InventoryError):
+    """Redis answered a script call with an error (a bug or a misconfigured server, not a
+    buyer's mistake), for example ``BUSY`` or an out-of-memory refusal."""
+
+    def __init__(self, script: str, reply: str) -> None:
+        super().__init__(f"script {script!r} failed: {reply}")
+        self.script = script
+        self.reply = reply
