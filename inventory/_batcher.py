@@ -1,7 +1,7 @@
 """Coalesces concurrent buys into a few script calls.
 
-Buys wait a few hundred microseconds (or until a batch is full), are grouped per sale, and each
-group is decided by ONE script call. At most ``max_inflight`` calls run at once, so a burst uses a
+Buys wait a few milliseconds (or until a batch is full), are grouped per sale, and each group is
+decided by ONE script call. At most ``max_inflight`` calls run at once, so a burst uses a
 small, fixed number of Redis connections; while they run, new buys pile up into the next, larger
 batch. The number of buys waiting or being decided is bounded: past ``max_pending`` a buy is
 refused at once (the caller answers ``rate_limited``) instead of joining an unbounded queue.
@@ -18,14 +18,20 @@ from dataclasses import dataclass
 from ._models import BuyResult
 from .exceptions import ServiceNotRunning
 
-__all__ = ["BATCH_WINDOW_S", "BuyBatcher", "PendingBuy"]
+__all__ = ["BATCH_WINDOW_S", "MAX_BATCH_WINDOW_S", "TARGET_BATCH", "BuyBatcher", "PendingBuy"]
 
-# How long the first buy of a batch waits for company. Each script call costs the server process
-# far more than the buy it decides, so under a steady stream of buys a longer window is cheaper
-# per buy: 2 ms gave ~70 us less server CPU per buy than 0.3 ms at 1,000 buys/s (bench_buy,
-# docs/performance.md), and 2 ms is invisible next to a human's click. (uvloop's timers tick in
-# whole milliseconds anyway, so 0.3 ms was really "up to 1 ms".)
-BATCH_WINDOW_S = 0.005
+# How long the first buy of a batch waits for company. A script call costs the server process
+# ~60-100 us whatever it decides, a buy in it ~10 us, so under a steady stream of buys fuller
+# batches are much cheaper per buy. The window therefore follows the arrival rate: when about
+# TARGET_BATCH buys are expected within MAX_BATCH_WINDOW_S, a batch waits the time they take to
+# arrive; when buys come slower than that, company is not coming and the CPU does not matter, so
+# a batch waits only BATCH_WINDOW_S. Both are invisible next to a human's click and the network
+# (docs/performance.md measures them). uvloop's timers tick in whole milliseconds.
+BATCH_WINDOW_S = 0.002
+MAX_BATCH_WINDOW_S = 0.02
+TARGET_BATCH = 16
+# Weight of the latest batch in the arrival-rate estimate.
+_RATE_SMOOTHING = 0.3
 
 
 @dataclass(slots=True)
@@ -47,14 +53,22 @@ class BuyBatcher:
         decide: DecideGroup,
         *,
         window_s: float = BATCH_WINDOW_S,
+        max_window_s: float = MAX_BATCH_WINDOW_S,
+        target_batch: int = TARGET_BATCH,
         max_batch: int = 512,
         max_pending: int = 20_000,
         max_inflight: int = 4,
     ) -> None:
-        if window_s < 0 or max_batch < 1 or max_pending < 1 or max_inflight < 1:
+        if (window_s < 0 or max_window_s < 0 or target_batch < 1 or max_batch < 1
+                or max_pending < 1 or max_inflight < 1):
             raise ValueError("batcher bounds must be positive")
         self._decide = decide
         self._window_s = window_s
+        # A window asked for above the maximum is a fixed window.
+        self._max_window_s = max(window_s, max_window_s)
+        self._target_batch = target_batch
+        self._arrivals_per_s = 0.0
+        self._last_take: float | None = None
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._slots = asyncio.Semaphore(max_inflight)
@@ -116,9 +130,12 @@ class BuyBatcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if len(self._queue) < self._max_batch and self._window_s and not self._closing:
-                await asyncio.sleep(self._window_s)
+            if len(self._queue) < self._max_batch and not self._closing:
+                window = self.window_s()
+                if window:
+                    await asyncio.sleep(window)
             take = min(len(self._queue), self._max_batch)
+            self._count_arrivals(len(self._queue))
             groups: dict[str, list[PendingBuy]] = {}
             for _ in range(take):
                 buy = self._queue.popleft()
@@ -130,6 +147,23 @@ class BuyBatcher:
                 task = asyncio.get_running_loop().create_task(self._run_group(sale_id, group))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
+
+    def window_s(self) -> float:
+        """How long the batch being formed waits for company, at the current arrival rate."""
+        rate = self._arrivals_per_s
+        if rate * self._max_window_s >= self._target_batch:
+            return max(self._window_s, self._target_batch / rate)
+        return self._window_s
+
+    def _count_arrivals(self, queued: int) -> None:
+        # Every buy queued since the last batch was taken arrived in between, whatever the
+        # window was, so this is the arrival rate (a quiet minute reads as a low rate).
+        now = asyncio.get_running_loop().time()
+        last, self._last_take = self._last_take, now
+        if last is None or now <= last:
+            return
+        latest = queued / (now - last)
+        self._arrivals_per_s += _RATE_SMOOTHING * (latest - self._arrivals_per_s)
 
     async def _run_group(self, sale_id: str, group: list[PendingBuy]) -> None:
         try:

@@ -43,6 +43,7 @@ __all__ = ["Address", "Arg", "ConnectionLost", "ScriptConnection", "pack_command
 log = logging.getLogger("inventory.connection")
 
 Arg = bytes | str | int
+_MAX_EVALSHA_HEADS = 1024
 
 
 class ConnectionLost(Exception):
@@ -149,6 +150,8 @@ class ScriptConnection:
         self._backoff_cap_s = backoff_cap_s
         self._protocol: _RespProtocol | None = None
         self._connecting: asyncio.Lock | None = None
+        # EVALSHA's script and keys are the same for every batch of a sale: packed once.
+        self._evalsha_heads: dict[tuple[str, tuple[str, ...]], bytes] = {}
 
     @classmethod
     def like(cls, connection_kwargs: dict[str, Any]) -> ScriptConnection:
@@ -166,7 +169,22 @@ class ScriptConnection:
     async def call(self, *args: Arg) -> Any:
         """Send one command and return its reply (an error reply is returned as a
         ``hiredis.ReplyError`` value). Raises StoreUnavailable once Redis stays unreachable."""
-        command = pack_command(args)
+        return await self._send(pack_command(args))
+
+    async def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        head_key = (sha, tuple(keys))
+        head = self._evalsha_heads.get(head_key)
+        if head is None:
+            if len(self._evalsha_heads) >= _MAX_EVALSHA_HEADS:
+                self._evalsha_heads.clear()
+            # Without the array's length, which depends on the arguments.
+            head = pack_command(["EVALSHA", sha, len(keys), *keys]).partition(b"\r\n")[2]
+            self._evalsha_heads[head_key] = head
+        tail = pack_command(args)
+        count = 3 + len(keys) + len(args)
+        return await self._send(b"*%d\r\n%b%b" % (count, head, tail.partition(b"\r\n")[2]))
+
+    async def _send(self, command: bytes) -> Any:
         last = ""
         for attempt in range(self._attempts):
             if attempt:
@@ -182,9 +200,6 @@ class ScriptConnection:
                 continue
             return reply
         raise StoreUnavailable(f"Redis at {self._where()} did not answer: {last}")
-
-    async def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        return await self.call("EVALSHA", sha, len(keys), *keys, *args)
 
     async def script_load(self, source: bytes) -> Any:
         return await self.call("SCRIPT", "LOAD", source)

@@ -1,0 +1,86 @@
+"""The batch window follows the arrival rate: a lone buyer is decided at once, a steady stream is
+decided in full batches. (The decisions themselves are tested on real Redis in test_buy.py; here
+the decider only records the batches, to observe their sizes and timing.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from statistics import median
+
+from inventory import BuyResult
+from inventory._batcher import BATCH_WINDOW_S, MAX_BATCH_WINDOW_S, BuyBatcher, PendingBuy
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    async def decide(self, sale_id: str, group: Sequence[PendingBuy]) -> list[BuyResult]:
+        self.sizes.append(len(group))
+        return [BuyResult(status="sold_out", reservation=None, remaining=0) for _ in group]
+
+
+async def paced_buys(batcher: BuyBatcher, count: int, every_s: float) -> list[float]:
+    """Submits ``count`` buys on an open schedule; returns each one's wait for its answer."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    waits: list[float] = []
+
+    async def one(n: int) -> None:
+        sent = time.perf_counter()
+        future = batcher.submit("s_AAAAAAAAAA", f"u_{n}", 1, "r")
+        assert future is not None
+        await future
+        waits.append(time.perf_counter() - sent)
+
+    tasks = []
+    for n in range(count):
+        tasks.append(asyncio.ensure_future(one(n)))
+        delay = start + (n + 1) * every_s - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    await asyncio.gather(*tasks)
+    return waits
+
+
+async def test_a_lone_buyer_does_not_wait_for_company() -> None:
+    recorder = Recorder()
+    batcher = BuyBatcher(recorder.decide)
+    batcher.start()
+    try:
+        waits = await paced_buys(batcher, 20, every_s=0.05)
+    finally:
+        await batcher.close()
+    assert batcher.window_s() == BATCH_WINDOW_S
+    assert set(recorder.sizes) == {1}
+    # The 2 ms window plus a timer tick, with room for a busy machine.
+    assert median(waits) < 0.012, waits
+
+
+async def test_a_steady_stream_is_decided_in_full_batches() -> None:
+    recorder = Recorder()
+    batcher = BuyBatcher(recorder.decide)
+    batcher.start()
+    try:
+        waits = await paced_buys(batcher, 1500, every_s=0.0005)  # 2,000 buys a second
+    finally:
+        await batcher.close()
+    assert BATCH_WINDOW_S < batcher.window_s() <= MAX_BATCH_WINDOW_S
+    # The first batches find no rate yet; once it is known they hold ~16 buys.
+    assert median(recorder.sizes[10:]) >= 10, recorder.sizes
+    assert len(recorder.sizes) < 1500 / 8
+    assert max(waits) < MAX_BATCH_WINDOW_S + 0.2
+
+
+async def test_a_window_asked_above_the_maximum_is_fixed() -> None:
+    recorder = Recorder()
+    batcher = BuyBatcher(recorder.decide, window_s=0.05)
+    batcher.start()
+    try:
+        await paced_buys(batcher, 200, every_s=0.0005)
+    finally:
+        await batcher.close()
+    assert batcher.window_s() == 0.05
+    assert len(recorder.sizes) <= 5
