@@ -112,11 +112,11 @@ class BuyBatcher:
         self, sale_id: str, user_id: str, qty: int, request_id: str
     ) -> asyncio.Future[BuyResult] | None:
         """Queue a buy; None means the bound is reached and the caller should back off."""
-        if not self.running:
+        if self._task is None or self._closing:
             raise ServiceNotRunning()
         if self._pending >= self._max_pending:
             return None
-        future: asyncio.Future[BuyResult] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[BuyResult] = self._task.get_loop().create_future()
         self._queue.append(PendingBuy(sale_id, user_id, qty, request_id, future))
         self._pending += 1
         self._wakeup.set()

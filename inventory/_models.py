@@ -128,7 +128,10 @@ class Sale:
         }
 
 
-@dataclass(frozen=True, slots=True)
+# Hold and BuyResult are values; they are not frozen only because thousands are built a second
+# on the buy path, and a frozen dataclass's __init__ (object.__setattr__ per field) costs ~0.8 us
+# against ~0.2 us. Nothing changes one after it is built.
+@dataclass(slots=True)
 class Hold:
     """The reservation part of a successful buy answer."""
 
@@ -146,7 +149,7 @@ class Hold:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BuyResult:
     status: BuyStatus
     reservation: Hold | None

@@ -345,22 +345,17 @@ class InventoryService:
         stock = _stock(reply[2])
         results: list[BuyResult] = []
         any_reserved = False
+        remaining = stock.remaining
+        # Positional arguments: this loop runs once per buy.
         for status, reservation_id, qty, price, expires_at, replayed in reply[1]:
             if status not in BUY_STATUSES:
                 raise InventoryError(f"buy script answered an unknown status {status!r}")
             hold = None
             if status == "reserved":
-                hold = Hold(id=reservation_id, qty=qty, price_cents=price, expires_at=expires_at)
+                hold = Hold(reservation_id, qty, price, expires_at)
                 any_reserved = any_reserved or not replayed
-            results.append(
-                BuyResult(
-                    status=cast(BuyStatus, status),
-                    reservation=hold,
-                    remaining=stock.remaining,
-                    replayed=bool(replayed),
-                    stock=stock,
-                )
-            )
+            results.append(BuyResult(
+                cast(BuyStatus, status), hold, remaining, bool(replayed), stock))
         if any_reserved:
             self._notify(stock)
         return results
