@@ -10,7 +10,7 @@ refused at once (the caller answers ``rate_limited``) instead of joining an unbo
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from ._models import BuyResult
 from .exceptions import ServiceNotRunning
 
-__all__ = ["BATCH_WINDOW_S", "MAX_BATCH_WINDOW_S", "TARGET_BATCH", "BuyBatcher", "PendingBuy"]
+__all__ = [
+    "BATCH_WINDOW_S",
+    "MAX_BATCH_WINDOW_S",
+    "TARGET_BATCH",
+    "BuyBatcher",
+    "BuyCallback",
+    "PendingBuy",
+]
+
+log = logging.getLogger("inventory.batcher")
 
 # How long the first buy of a batch waits for company. A script call costs the server process
 # ~60-100 us whatever it decides, a buy in it ~10 us, so under a steady stream of buys fuller
@@ -34,13 +43,18 @@ TARGET_BATCH = 16
 _RATE_SMOOTHING = 0.3
 
 
+# Called once with the buy's answer, or with the exception that kept it from being decided. It
+# runs in the batcher's task, so it must be quick and must not raise (what it raises is logged).
+BuyCallback = Callable[[BuyResult | Exception], None]
+
+
 @dataclass(slots=True)
 class PendingBuy:
     sale_id: str
     user_id: str
     qty: int
     request_id: str
-    future: asyncio.Future[BuyResult]
+    on_done: BuyCallback
 
 
 # Decides one sale's group; returns one result per buy, in order.
@@ -109,18 +123,18 @@ class BuyBatcher:
                 await asyncio.gather(*self._inflight, return_exceptions=True)
 
     def submit(
-        self, sale_id: str, user_id: str, qty: int, request_id: str
-    ) -> asyncio.Future[BuyResult] | None:
-        """Queue a buy; None means the bound is reached and the caller should back off."""
+        self, sale_id: str, user_id: str, qty: int, request_id: str, on_done: BuyCallback
+    ) -> bool:
+        """Queue a buy whose answer goes to ``on_done``; False means the bound is reached (the
+        buy was not queued) and the caller should back off."""
         if self._task is None or self._closing:
             raise ServiceNotRunning()
         if self._pending >= self._max_pending:
-            return None
-        future: asyncio.Future[BuyResult] = self._task.get_loop().create_future()
-        self._queue.append(PendingBuy(sale_id, user_id, qty, request_id, future))
+            return False
+        self._queue.append(PendingBuy(sale_id, user_id, qty, request_id, on_done))
         self._pending += 1
         self._wakeup.set()
-        return future
+        return True
 
     async def _dispatch(self) -> None:
         while True:
@@ -167,18 +181,15 @@ class BuyBatcher:
 
     async def _run_group(self, sale_id: str, group: list[PendingBuy]) -> None:
         try:
-            results = await self._decide(sale_id, group)
-        except Exception as exc:
-            for buy in group:
-                if not buy.future.done():
-                    buy.future.set_exception(exc)
-                    # A caller that gave up must not turn into "exception never retrieved" noise.
-                    with contextlib.suppress(BaseException):
-                        buy.future.exception()
-        else:
+            try:
+                results: Sequence[BuyResult | Exception] = await self._decide(sale_id, group)
+            except Exception as exc:
+                results = [exc] * len(group)
             for buy, result in zip(group, results, strict=True):
-                if not buy.future.done():
-                    buy.future.set_result(result)
+                try:
+                    buy.on_done(result)
+                except Exception:
+                    log.exception("a buy's answer could not be delivered")
         finally:
             self._pending -= len(group)
             self._slots.release()

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, cast
 
 import msgpack
 import redis.asyncio as aioredis
 
 from . import keys
-from ._batcher import BATCH_WINDOW_S, MAX_BATCH_WINDOW_S, BuyBatcher, PendingBuy
+from ._batcher import BATCH_WINDOW_S, MAX_BATCH_WINDOW_S, BuyBatcher, BuyCallback, PendingBuy
 from ._models import (
     BUY_STATUSES,
     RESERVATION_STATES,
@@ -113,6 +115,15 @@ def _reservation(raw: dict[str, Any], stock: StockLevel | None = None) -> Reserv
         state=cast(ReservationState, state),
         stock=stock,
     )
+
+
+def _settle(future: asyncio.Future[BuyResult], outcome: BuyResult | Exception) -> None:
+    if future.done():  # the caller stopped waiting
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def _check_id(field: str, value: object) -> str:
@@ -316,6 +327,17 @@ class InventoryService:
         """Reserve ``qty`` units for ``hold_ms``. Outcomes are statuses, not exceptions; an
         unknown sale raises UnknownSale. The same user and request_id always get the first
         answer (a ``not_started`` answer is not remembered: it took and decided nothing)."""
+        future: asyncio.Future[BuyResult] = asyncio.get_running_loop().create_future()
+        answer = self.buy_nowait(sale_id, user_id, qty, request_id, partial(_settle, future))
+        return answer if answer is not None else await future
+
+    def buy_nowait(self, sale_id: str, user_id: str, qty: int, request_id: str,
+                   on_done: BuyCallback) -> BuyResult | None:
+        """``buy()`` for a caller that would rather not wait in a coroutine (the socket edge,
+        thousands of times a second). An answer known at once (``invalid``, ``rate_limited``) is
+        returned; otherwise None is returned and ``on_done`` gets the BuyResult, or the
+        exception ``buy()`` would raise, when its batch is decided. ``on_done`` runs in the
+        batcher's task: it must be quick, and what it raises is logged, not propagated."""
         if not isinstance(sale_id, str) or not keys.SALE_ID_RE.match(sale_id):
             raise UnknownSale(str(sale_id))
         if (
@@ -327,11 +349,10 @@ class InventoryService:
             or not 1 <= len(user_id) <= MAX_ID
             or ":" in user_id  # the request key is "user:request_id"
         ):
-            return BuyResult(status="invalid", reservation=None, remaining=None)
-        future = self._batcher.submit(sale_id, user_id, qty, request_id)
-        if future is None:
-            return BuyResult(status="rate_limited", reservation=None, remaining=None)
-        return await future
+            return BuyResult("invalid", None, None)
+        if not self._batcher.submit(sale_id, user_id, qty, request_id, on_done):
+            return BuyResult("rate_limited", None, None)
+        return None
 
     async def _decide_group(self, sale_id: str, group: Sequence[PendingBuy]) -> list[BuyResult]:
         payload = msgpack.packb(

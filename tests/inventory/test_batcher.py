@@ -30,9 +30,9 @@ async def paced_buys(batcher: BuyBatcher, count: int, every_s: float) -> list[fl
 
     async def one(n: int) -> None:
         sent = time.perf_counter()
-        future = batcher.submit("s_AAAAAAAAAA", f"u_{n}", 1, "r")
-        assert future is not None
-        await future
+        answered: asyncio.Future[BuyResult | Exception] = loop.create_future()
+        assert batcher.submit("s_AAAAAAAAAA", f"u_{n}", 1, "r", answered.set_result)
+        assert isinstance(await answered, BuyResult)
         waits.append(time.perf_counter() - sent)
 
     tasks = []

@@ -281,3 +281,68 @@ async def test_unreachable_redis_is_a_typed_error(clock: Clock) -> None:
     with pytest.raises(StoreUnavailable):
         await service.commit("s_AAAAAAAAAA.1", "u_a")
     await client.aclose()
+
+
+class Answers:
+    """Collects ``buy_nowait`` answers; ``wait(n)`` until n have come."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[BuyResult | Exception] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, outcome: BuyResult | Exception) -> None:
+        self.outcomes.append(outcome)
+        self._changed.set()
+
+    async def wait(self, count: int) -> list[BuyResult | Exception]:
+        while len(self.outcomes) < count:
+            self._changed.clear()
+            await asyncio.wait_for(self._changed.wait(), 5)
+        return self.outcomes
+
+
+async def test_buy_nowait_answers_through_the_callback(
+    service: InventoryService, sale: Sale
+) -> None:
+    answers = Answers()
+    assert service.buy_nowait(sale.id, "u_a", 1, "r1", answers) is None
+    assert service.buy_nowait(sale.id, "u_b", 2, "r1", answers) is None
+    immediate = service.buy_nowait(sale.id, "u_a", 0, "r2", answers)
+    assert immediate is not None
+    assert immediate.status == "invalid"
+    outcomes = await answers.wait(2)
+    assert [(o.status, o.remaining) for o in outcomes if isinstance(o, BuyResult)] == [
+        ("reserved", 7), ("reserved", 7)]
+    # The same request again is the stored first answer, through either form.
+    again = await service.buy(sale.id, "u_b", 2, "r1")
+    first = outcomes[1]
+    assert isinstance(first, BuyResult)
+    assert (again.replayed, again.reservation) == (True, first.reservation)
+
+
+async def test_a_failing_callback_does_not_cost_the_others_their_answer(
+    service: InventoryService, sale: Sale, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers = Answers()
+
+    def broken(outcome: BuyResult | Exception) -> None:
+        raise RuntimeError("the socket went away")
+
+    assert service.buy_nowait(sale.id, "u_a", 1, "r1", broken) is None
+    assert service.buy_nowait(sale.id, "u_b", 1, "r1", answers) is None
+    outcome = (await answers.wait(1))[0]
+    assert isinstance(outcome, BuyResult)
+    assert outcome.status == "reserved"
+    assert "could not be delivered" in caplog.text
+    # The broken caller's unit is held all the same: its retry gets the stored answer.
+    assert (await service.buy(sale.id, "u_a", 1, "r1")).replayed
+
+
+async def test_a_batch_that_fails_gives_every_callback_the_exception(
+    service: InventoryService,
+) -> None:
+    answers = Answers()
+    for user in ("u_a", "u_b"):
+        assert service.buy_nowait("s_NOSUCHSALE", user, 1, "r1", answers) is None
+    outcomes = await answers.wait(2)
+    assert [type(o).__name__ for o in outcomes] == ["UnknownSale", "UnknownSale"]
