@@ -176,3 +176,32 @@ async def test_a_peer_gone_without_closing_is_cut_after_a_ping_cycle(
             await asyncio.sleep(0.05)
         assert sid not in server.services.edge.connections
         await ws.close()
+
+
+async def test_a_broadcast_to_lean_sockets_skips_whom_it_is_told_and_carries_binary(
+        redis_url: str, data_dir: Any) -> None:
+    # The broadcast loop handles one frame per member in its own branch; skip_sid (one sid or
+    # a list) and binary data (a text frame plus an attachment) take the other ones.
+    async with live_server(redis_url, data_dir) as server:
+        anchor = server.token("anchor", "Mei", user_id="u_mei")
+        _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Skip"})
+        readers = [await server.raw_member(room["id"], name) for name in ("Ann", "Bob", "Cy")]
+        (ann_sid,), (bob_sid,) = server.sids_of("Ann"), server.sids_of("Bob")
+        sio = server.services.sio
+        await sio.emit("announcement", {"n": 1}, room=room["id"], skip_sid=ann_sid)
+        await sio.emit("announcement", {"n": 2}, room=room["id"], skip_sid=[ann_sid, bob_sid])
+        await sio.emit("announcement", {"n": 3, "blob": b"\x00\x01jade"}, room=room["id"])
+        seen: dict[int, list[Any]] = {}
+        for index, ws in enumerate(readers):
+            frames: list[Any] = []
+            while len(frames) < {0: 2, 1: 3, 2: 4}[index]:
+                message = await ws.receive(timeout=10)
+                if message.type == aiohttp.WSMsgType.BINARY or message.data.startswith("4"):
+                    frames.append(message.data)
+            seen[index] = frames
+            await ws.close()
+        placeholder = '451-["announcement",{"n":3,"blob":{"_placeholder":true,"num":0}}]'
+        assert seen[0] == [placeholder, b"\x00\x01jade"]
+        assert seen[1] == ['42["announcement",{"n":1}]', placeholder, b"\x00\x01jade"]
+        assert seen[2] == ['42["announcement",{"n":1}]', '42["announcement",{"n":2}]',
+                           placeholder, b"\x00\x01jade"]
