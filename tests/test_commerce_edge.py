@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+import socketio
 
 from liveroom.clock import now_ms
 from tests.server_harness import Client, LiveServer
@@ -475,3 +476,58 @@ async def test_analytics_over_http_after_real_orders(server: LiveServer) -> None
     assert (status, other) == (200, {"rooms": [], "anchors": [], "brands": []})
     status, body = await server.request("GET", "/api/analytics?window_days=0", anchor)
     assert (status, body["error"]["code"]) == (400, "invalid_input")
+
+
+async def test_a_pending_buy_does_not_hold_up_the_buyers_other_events(
+        server: LiveServer) -> None:
+    _, room_id, _, sale = await shop(server)
+    ann = await buyer(server, room_id)
+    # Redis answers nothing for 0.5 s: the buy waits for its batch, the clock sync of the
+    # countdown (``ping``, no Redis) must not wait behind it.
+    await server.services.inventory_redis.execute_command("CLIENT", "PAUSE", "500", "WRITE")
+    buying = asyncio.ensure_future(
+        ann.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "r1"}))
+    await asyncio.sleep(0.05)
+    pong = await ann.call("ping", {}, timeout=0.3)
+    assert pong["ok"]
+    assert not buying.done()
+    ack = await buying
+    assert ack["status"] == "reserved"
+
+
+async def test_buying_over_long_polling_gets_the_same_answers(server: LiveServer) -> None:
+    """Clients that cannot open a websocket take python-socketio's own path."""
+    _, room_id, _, sale = await shop(server)
+    polling = socketio.AsyncClient(reconnection=False)
+    await polling.connect(server.url, auth={"token": server.token("viewer", "Old phone")},
+                          transports=["polling"])
+    try:
+        assert polling.transport() == "polling"
+        assert (await polling.call("join", {"room": room_id}))["ok"]
+        ack = await polling.call("buy", {"sale": sale["id"], "qty": 2, "request_id": "r1"})
+        assert (ack["status"], ack["remaining"], ack["reservation"]["qty"]) == ("reserved", 3, 2)
+        again = await polling.call("buy", {"sale": sale["id"], "qty": 2, "request_id": "r1"})
+        assert again == ack
+        over = await polling.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "r2"})
+        assert (over["ok"], over["status"]) == (False, "limit_reached")
+        bad = await polling.call("buy", {"sale": sale["id"], "qty": 0, "request_id": "r3"})
+        assert (bad["status"], bad["error"]["code"]) == ("invalid", "invalid")
+    finally:
+        # disconnect() would wait out the pending long poll (~25 s); the server notices anyway.
+        await polling.eio.disconnect(abort=True)
+
+
+async def test_a_buy_that_fails_unexpectedly_is_still_answered(
+        server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, room_id, _, sale = await shop(server)
+    ann = await buyer(server, room_id)
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(server.services.inventory, "buy_nowait", broken)
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "r1"}, timeout=3)
+    assert ack["ok"] is False
+    assert ack["error"]["code"] == "internal_error"
+    _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
+    assert fresh["held"] == 0

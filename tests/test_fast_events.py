@@ -36,6 +36,9 @@ class _Socket:
     async def send(self, pkt: Any) -> None:
         self.sent.append(pkt)
 
+    def send_now(self, pkt: Any) -> None:
+        self.sent.append(pkt)
+
 
 async def _connected(sio: socketio.AsyncServer, eio_sid: str) -> str:
     sid = await sio.manager.connect(eio_sid, "/")
@@ -71,6 +74,46 @@ def test_an_ack_is_the_frame_python_socketio_would_send(answer: Any, ack_id: int
         assert sent.data == expected
 
     asyncio.run(run())
+
+
+@settings(max_examples=100, deadline=None)
+@given(answer=json_values, ack_id=st.integers(0, 10**9))
+def test_a_deferred_ack_is_the_frame_python_socketio_would_send(answer: Any, ack_id: int) -> None:
+    async def run() -> None:
+        sio = create_sio(Settings(), "redis://127.0.0.1:1/0")
+        fast = FastEvents(sio)
+        loop = asyncio.get_running_loop()
+        calls: list[tuple[str, list[Any]]] = []
+
+        def handler(sid: str, args: list[Any], reply: Any) -> None:
+            calls.append((sid, args))
+            loop.call_later(0.001, reply, answer)  # answered later, as a decided buy is
+
+        fast.defer("buy", handler)
+        socket = _Socket("eio1")
+        sid = await _connected(sio, "eio1")
+        frame = "42" + str(ack_id) + orjson.dumps(["buy", {"a": 1}]).decode()
+        assert await fast.handle(socket, frame)
+        assert calls == [(sid, [{"a": 1}])]
+        assert socket.sent == []  # the handler returned before its answer
+        await asyncio.sleep(0.01)
+        expected = sio.packet_class(socketio_packet.ACK, namespace="/", id=ack_id,
+                                    data=[] if answer is None else [answer]).encode()
+        (sent,) = socket.sent
+        assert sent.packet_type == engineio_packet.MESSAGE
+        assert sent.data == expected
+
+    asyncio.run(run())
+
+
+async def test_a_deferred_event_without_an_ack_gets_no_reply() -> None:
+    sio = create_sio(Settings(), "redis://127.0.0.1:1/0")
+    fast = FastEvents(sio)
+    replies: list[Any] = []
+    fast.defer("buy", lambda sid, args, reply: replies.append(reply))
+    await _connected(sio, "eio1")
+    assert await fast.handle(_Socket("eio1"), '42["buy",{}]')
+    assert replies == [None]
 
 
 @pytest.mark.parametrize("frame", [

@@ -23,7 +23,7 @@ from ..payload import Payload
 from ..ratelimit import TokenBucket
 from ..settings import Settings
 from ._engineio_internals import disable_websocket_compression, install_lean_sockets
-from ._fast_events import install_fast_events
+from ._fast_events import FAST_EVENTS_ATTRIBUTE, FastEvents, install_fast_events
 from ._manager import IndexedAsyncManager, IndexedAsyncRedisManager
 
 __all__ = ["Ack", "Connection", "SocketEdge"]
@@ -117,6 +117,8 @@ class SocketEdge:
         self.signer = signer
         self.settings = settings
         self.connections: dict[str, Connection] = {}
+        # The Socket.IO event fast path, for events answered there (``buy``).
+        self.fast_events: FastEvents | None = getattr(sio.eio, FAST_EVENTS_ATTRIBUTE, None)
         self._disconnect_hooks: list[DisconnectHook] = []
         self._leave_hooks: list[LeaveHook] = []
         sio.on("connect", self._on_connect)

@@ -189,6 +189,11 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
         else:
             self.queue.put_nowait(pkt)
 
+    def send_now(self, pkt: engineio_packet.Packet) -> None:
+        """``send`` without waiting, for an answer to a socket that has just spoken (so the
+        ping-timeout check of ``send`` has nothing to find)."""
+        self.deliver(pkt, websocket_frame(pkt.encode()))
+
     def silent_for(self, now: float) -> float:
         """Seconds since the lean loop last read a frame (0 when it does not own the socket)."""
         return now - self.last_read if self._transport is not None else 0.0

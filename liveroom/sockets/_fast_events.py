@@ -18,6 +18,14 @@ encodes the ack exactly as ``socketio.packet.Packet.encode`` does (checked by
 client, malformed frames, unknown events, sockets still connecting) returns ``False`` untouched
 and takes python-socketio's path, so its behaviour and error handling stay its own.
 
+An event can also have a *deferred* handler here (``defer``): ``handler(sid, args, reply)``
+returns at once and calls ``reply(answer)`` later, exactly once, which writes the ack straight to
+the socket. ``buy`` is one: its answer comes when its batch is decided, and waiting for it in a
+coroutine (a future, the reader task suspended and resumed through every frame of the handler)
+cost more than the rest of the buy's own work on the socket side. The reader goes on to the
+client's next frame meanwhile, so acks may come back in another order than the events; Socket.IO
+matches them by ack id. python-socketio's own path still calls the event's coroutine handler.
+
 Relied on (python-socketio 5.18, see ``_manager.SUPPORTED_SOCKETIO_VERSIONS``):
 ``AsyncServer.handlers[namespace][event]``, ``AsyncServer.not_handled``,
 ``AsyncServer.packet_class.json``, ``AsyncServer._send_packet``, and the manager's
@@ -27,14 +35,23 @@ Relied on (python-socketio 5.18, see ``_manager.SUPPORTED_SOCKETIO_VERSIONS``):
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import socketio
 from engineio import packet as engineio_packet
 from socketio import packet as socketio_packet
 
-__all__ = ["FAST_EVENTS_ATTRIBUTE", "FastEvents", "install_fast_events"]
+__all__ = ["FAST_EVENTS_ATTRIBUTE", "DeferredHandler", "FastEvents", "Reply",
+           "install_fast_events"]
+
+log = logging.getLogger("liveroom.sockets")
+
+# Sends the ack; None when the client asked for none.
+Reply = Callable[[Any], None] | None
+DeferredHandler = Callable[[str, list[Any], Reply], None]
 
 # Where the engine server keeps its FastEvents (a LeanSocket only sees the engine server).
 FAST_EVENTS_ATTRIBUTE = "liveroom_fast_events"
@@ -47,6 +64,11 @@ class FastEvents:
         self._loads: Callable[[str], Any] = sio.packet_class.json.loads
         self._dumps: Callable[..., str] = sio.packet_class.json.dumps
         self._coroutine: dict[Any, bool] = {}
+        self._deferred: dict[str, DeferredHandler] = {}
+
+    def defer(self, event: str, handler: DeferredHandler) -> None:
+        """Answer ``event`` on the fast path with ``handler`` (see the module)."""
+        self._deferred[event] = handler
 
     def _handler(self, event: str) -> Any:
         handlers = self._sio.handlers.get("/")
@@ -73,23 +95,24 @@ class FastEvents:
             return False
         if type(data) is not list or not data or type(data[0]) is not str:
             return False
-        handler = self._handler(data[0])
-        if handler is None:
+        deferred = self._deferred.get(data[0])
+        handler = self._handler(data[0]) if deferred is None else None
+        if deferred is None and handler is None:
             return False
         manager = self._sio.manager
         sid = manager.sid_from_eio_sid(socket.sid, "/")
         if sid is None or not manager.is_connected(sid, "/"):
             return False
+        if deferred is not None:
+            reply = None if end == 2 else partial(self._reply_now, socket, int(frame[2:end]))
+            deferred(sid, data[1:], reply)
+            return True
+        assert handler is not None
         answer = await handler(sid, *data[1:])
         if end == 2 or answer is self._sio.not_handled:
             return True
         ack_id = int(frame[2:end])
-        if answer is None:
-            args = []
-        elif isinstance(answer, tuple):
-            args = list(answer)
-        else:
-            args = [answer]
+        args = _ack_args(answer)
         try:
             body = self._dumps(args, separators=(",", ":"))
         except TypeError:
@@ -99,6 +122,25 @@ class FastEvents:
             return True
         await socket.send(engineio_packet.Packet(engineio_packet.MESSAGE, f"3{ack_id}{body}"))
         return True
+
+    def _reply_now(self, socket: Any, ack_id: int, answer: Any) -> None:
+        """A deferred handler's ack, written without waiting (the socket just spoke, so the
+        ping-timeout check of ``send`` has nothing to find). Answers are JSON: deferred
+        handlers answer with plain dicts."""
+        try:
+            body = self._dumps(_ack_args(answer), separators=(",", ":"))
+        except TypeError:
+            log.error("a deferred ack is not JSON; dropped: %r", answer)
+            return
+        socket.send_now(engineio_packet.Packet(engineio_packet.MESSAGE, f"3{ack_id}{body}"))
+
+
+def _ack_args(answer: Any) -> list[Any]:
+    if answer is None:
+        return []
+    if isinstance(answer, tuple):
+        return list(answer)
+    return [answer]
 
 
 def install_fast_events(sio: socketio.AsyncServer) -> FastEvents:

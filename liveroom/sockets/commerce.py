@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
+from functools import partial
+from time import perf_counter
 from typing import Any
 
 import inventory
@@ -12,6 +14,7 @@ from ..clock import now_ms
 from ..errors import error_body
 from ..payload import ID_PATTERN, Payload
 from ._base import Ack, Connection, SocketEdge
+from ._fast_events import Reply
 
 __all__ = ["CommerceEvents"]
 
@@ -41,51 +44,86 @@ def _refused(status: str, sale: Any, remaining: int | None = None,
             "remaining": remaining, "error": error}
 
 
+def _resolve(future: asyncio.Future[Ack], ack: Ack) -> None:
+    if not future.done():
+        future.set_result(ack)
+
+
 class CommerceEvents:
     def __init__(self, edge: SocketEdge, stock: inventory.InventoryService,
                  orders: OrderService) -> None:
         self.edge = edge
         self.stock = stock
         self.orders = orders
+        self._connections = edge.connections
+        self._record_buy = edge.metrics.record_buy
         # ``buy`` shapes its own answers (every answer carries a buy status), so it is
-        # registered without the generic wrapper.
-        edge.sio.on("buy", self._measured_buy)
+        # registered without the generic wrapper: on the websocket fast path as a deferred
+        # handler, answered when its batch is decided, and for python-socketio's own path
+        # (long-polling) as a coroutine that waits for the same answer.
+        if edge.fast_events is not None:
+            edge.fast_events.defer("buy", self.buy)
+        edge.sio.on("buy", self._buy_waiting)
         edge.event("release")(self.release)
         edge.event("checkout")(self.checkout)
 
-    async def _measured_buy(self, sid: str, data: object = None, *extra: object) -> Ack:
-        # Metrics: every answer counted by status, timed from event to ack.
-        started = time.perf_counter()
-        # emit("buy", a, b, ack) from a hostile client still gets one answer.
-        ack = await self.buy(sid, data) if not extra else _refused("invalid", None)
-        self.edge.metrics.record_buy(str(ack.get("status", "error")), time.perf_counter() - started)
-        return ack
-
-    async def buy(self, sid: str, data: object = None) -> Ack:
-        conn = self.edge.connections.get(sid)
+    def buy(self, sid: str, args: list[Any], reply: Reply) -> None:
+        """The ``buy`` event: checked here, decided in a batch, answered through ``reply``.
+        Every answer is counted by status and timed from event to ack."""
+        started = perf_counter()
+        conn = self._connections.get(sid)
         if conn is None:
-            return {"ok": False, "error": {"code": "unauthorized", "message": "not connected"}}
-        if not isinstance(data, dict):
-            return _refused("invalid", None)
+            self._answer(started, reply, {"ok": False, "error": {
+                "code": "unauthorized", "message": "not connected"}})
+            return
+        data = args[0] if args else None
+        # emit("buy", a, b, ack) from a hostile client still gets one answer.
+        if len(args) > 1 or not isinstance(data, dict):
+            self._answer(started, reply, _refused("invalid", None))
+            return
         sale_id = data.get("sale")
         if not conn.buys.take(now_ms()):
-            return _refused("rate_limited", sale_id, retry_after_ms=conn.buys.retry_after_ms())
+            self._answer(started, reply, _refused(
+                "rate_limited", sale_id, retry_after_ms=conn.buys.retry_after_ms()))
+            return
         qty = data.get("qty")
         request_id = data.get("request_id")
         if (not isinstance(sale_id, str) or not ID_PATTERN.match(sale_id)
                 or type(qty) is not int or qty < 1
                 or not isinstance(request_id, str) or not 1 <= len(request_id) <= MAX_REQUEST_ID):
-            return _refused("invalid", sale_id)
+            self._answer(started, reply, _refused("invalid", sale_id))
+            return
+        decided = partial(self._decided, started, reply, sale_id)
         try:
-            result = await self.stock.buy(sale_id, conn.user.id, qty, request_id)
-        except inventory.InventoryError as exc:
-            body = error_body(exc)
-            return _refused("invalid", sale_id, message=body["message"], code=body["code"])
-        if result.status == "reserved" and result.reservation is not None:
-            return {"ok": True, "status": "reserved", "sale": sale_id,
-                    "reservation": result.reservation.to_public(),
-                    "remaining": result.remaining}
-        return _refused(result.status, sale_id, result.remaining)
+            known_now = self.stock.buy_nowait(sale_id, conn.user.id, qty, request_id, decided)
+        except Exception as exc:
+            decided(exc)
+            return
+        if known_now is not None:
+            decided(known_now)
+
+    def _decided(self, started: float, reply: Reply, sale_id: str,
+                 outcome: inventory.BuyResult | Exception) -> None:
+        if isinstance(outcome, Exception):
+            body = error_body(outcome)
+            ack = _refused("invalid", sale_id, message=body["message"], code=body["code"])
+        elif outcome.status == "reserved" and outcome.reservation is not None:
+            ack = {"ok": True, "status": "reserved", "sale": sale_id,
+                   "reservation": outcome.reservation.to_public(),
+                   "remaining": outcome.remaining}
+        else:
+            ack = _refused(outcome.status, sale_id, outcome.remaining)
+        self._answer(started, reply, ack)
+
+    def _answer(self, started: float, reply: Reply, ack: Ack) -> None:
+        self._record_buy(str(ack.get("status", "error")), perf_counter() - started)
+        if reply is not None:
+            reply(ack)
+
+    async def _buy_waiting(self, sid: str, *args: object) -> Ack:
+        answered: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        self.buy(sid, list(args), partial(_resolve, answered))
+        return await answered
 
     async def release(self, conn: Connection, p: Payload) -> Ack:
         reservation = await self.stock.release(p.ident("reservation"), conn.user.id)
