@@ -20,6 +20,7 @@ from .exceptions import ServiceNotRunning
 
 __all__ = [
     "BATCH_WINDOW_S",
+    "BUSY_PER_S",
     "MAX_BATCH_WINDOW_S",
     "TARGET_BATCH",
     "BuyBatcher",
@@ -30,15 +31,18 @@ __all__ = [
 log = logging.getLogger("inventory.batcher")
 
 # How long the first buy of a batch waits for company. A script call costs the server process
-# ~60-100 us whatever it decides, a buy in it ~10 us, so under a steady stream of buys fuller
-# batches are much cheaper per buy. The window therefore follows the arrival rate: when about
-# TARGET_BATCH buys are expected within MAX_BATCH_WINDOW_S, a batch waits the time they take to
-# arrive; when buys come slower than that, company is not coming and the CPU does not matter, so
-# a batch waits only BATCH_WINDOW_S. Both are invisible next to a human's click and the network
-# (docs/performance.md measures them). uvloop's timers tick in whole milliseconds.
+# ~100-200 us of CPU whatever it decides (the write and read on the socket, the event-loop turns,
+# the reply's decoding), a buy in it ~5 us, so under a steady stream fuller batches are much
+# cheaper per buy: at 1,000 buys/s, 16 buys a batch left a buy ~20 us dearer than 64 did
+# (docs/performance.md). The window therefore follows the arrival rate. Above BUSY_PER_S a batch
+# waits for about TARGET_BATCH buys to arrive, at most MAX_BATCH_WINDOW_S (25 buys at 1,000/s,
+# 32 in 3.2 ms at 10,000/s); below it the CPU does not matter and a buy waits only
+# BATCH_WINDOW_S, so a lone buyer is not kept waiting for nobody. Both are well under what a
+# human notices next to the network's own round trip. uvloop's timers tick in whole ms.
 BATCH_WINDOW_S = 0.002
-MAX_BATCH_WINDOW_S = 0.02
-TARGET_BATCH = 16
+MAX_BATCH_WINDOW_S = 0.025
+TARGET_BATCH = 32
+BUSY_PER_S = 200.0
 # Weight of the latest batch in the arrival-rate estimate.
 _RATE_SMOOTHING = 0.3
 
@@ -69,6 +73,7 @@ class BuyBatcher:
         window_s: float = BATCH_WINDOW_S,
         max_window_s: float = MAX_BATCH_WINDOW_S,
         target_batch: int = TARGET_BATCH,
+        busy_per_s: float = BUSY_PER_S,
         max_batch: int = 512,
         max_pending: int = 20_000,
         max_inflight: int = 4,
@@ -81,6 +86,7 @@ class BuyBatcher:
         # A window asked for above the maximum is a fixed window.
         self._max_window_s = max(window_s, max_window_s)
         self._target_batch = target_batch
+        self._busy_per_s = busy_per_s
         self._arrivals_per_s = 0.0
         self._last_take: float | None = None
         self._max_batch = max_batch
@@ -165,9 +171,9 @@ class BuyBatcher:
     def window_s(self) -> float:
         """How long the batch being formed waits for company, at the current arrival rate."""
         rate = self._arrivals_per_s
-        if rate * self._max_window_s >= self._target_batch:
-            return max(self._window_s, self._target_batch / rate)
-        return self._window_s
+        if rate < self._busy_per_s:
+            return self._window_s
+        return min(self._max_window_s, max(self._window_s, self._target_batch / rate))
 
     def _count_arrivals(self, queued: int) -> None:
         # Every buy queued since the last batch was taken arrived in between, whatever the
