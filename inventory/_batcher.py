@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -43,8 +44,10 @@ BATCH_WINDOW_S = 0.002
 MAX_BATCH_WINDOW_S = 0.025
 TARGET_BATCH = 32
 BUSY_PER_S = 200.0
-# Weight of the latest batch in the arrival-rate estimate.
-_RATE_SMOOTHING = 0.3
+# The arrival-rate estimate forgets with this time constant: a batch's own count weighs by the
+# time it covers, so a pause wipes out a stream at once and the start of a burst shows within
+# a few batches.
+_RATE_MEMORY_S = 0.02
 
 
 # Called once with the buy's answer, or with the exception that kept it from being decided. It
@@ -89,6 +92,7 @@ class BuyBatcher:
         self._busy_per_s = busy_per_s
         self._arrivals_per_s = 0.0
         self._last_take: float | None = None
+        self._arrived = 0  # buys queued since the last take
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._slots = asyncio.Semaphore(max_inflight)
@@ -139,6 +143,7 @@ class BuyBatcher:
             return False
         self._queue.append(PendingBuy(sale_id, user_id, qty, request_id, on_done))
         self._pending += 1
+        self._arrived += 1
         self._wakeup.set()
         return True
 
@@ -155,7 +160,8 @@ class BuyBatcher:
                 if window:
                     await asyncio.sleep(window)
             take = min(len(self._queue), self._max_batch)
-            self._count_arrivals(len(self._queue))
+            self._count_arrivals(self._arrived)
+            self._arrived = 0
             groups: dict[str, list[PendingBuy]] = {}
             for _ in range(take):
                 buy = self._queue.popleft()
@@ -169,21 +175,26 @@ class BuyBatcher:
                 task.add_done_callback(self._inflight.discard)
 
     def window_s(self) -> float:
-        """How long the batch being formed waits for company, at the current arrival rate."""
+        """How long the batch being formed waits for company, at the current arrival rate. A
+        stream that has paused for longer than the longest window is no stream: the estimate
+        only learns that from the next batch, so the pause itself is checked here."""
         rate = self._arrivals_per_s
-        if rate < self._busy_per_s:
+        last = self._last_take
+        if (rate < self._busy_per_s or last is None
+                or asyncio.get_running_loop().time() - last > self._max_window_s):
             return self._window_s
         return min(self._max_window_s, max(self._window_s, self._target_batch / rate))
 
-    def _count_arrivals(self, queued: int) -> None:
-        # Every buy queued since the last batch was taken arrived in between, whatever the
-        # window was, so this is the arrival rate (a quiet minute reads as a low rate).
+    def _count_arrivals(self, arrived: int) -> None:
+        # Whatever the window was, these buys arrived since the last take, so this is the
+        # arrival rate (a quiet minute reads as a low rate).
         now = asyncio.get_running_loop().time()
         last, self._last_take = self._last_take, now
         if last is None or now <= last:
             return
-        latest = queued / (now - last)
-        self._arrivals_per_s += _RATE_SMOOTHING * (latest - self._arrivals_per_s)
+        elapsed = now - last
+        weight = 1.0 - math.exp(-elapsed / _RATE_MEMORY_S)
+        self._arrivals_per_s += weight * (arrived / elapsed - self._arrivals_per_s)
 
     async def _run_group(self, sale_id: str, group: list[PendingBuy]) -> None:
         try:

@@ -68,7 +68,7 @@ async def test_a_steady_stream_is_decided_in_full_batches() -> None:
     finally:
         await batcher.close()
     assert BATCH_WINDOW_S < batcher.window_s() <= MAX_BATCH_WINDOW_S
-    # The first batches find no rate yet; once it is known they hold ~16 buys.
+    # The first batches find no rate yet; once it is known they hold ~32 buys.
     assert median(recorder.sizes[10:]) >= 10, recorder.sizes
     assert len(recorder.sizes) < 1500 / 8
     assert max(waits) < MAX_BATCH_WINDOW_S + 0.2
@@ -84,3 +84,17 @@ async def test_a_window_asked_above_the_maximum_is_fixed() -> None:
         await batcher.close()
     assert batcher.window_s() == 0.05
     assert len(recorder.sizes) <= 5
+
+
+async def test_a_lone_buyer_after_a_stream_does_not_wait_the_streams_window() -> None:
+    recorder = Recorder()
+    batcher = BuyBatcher(recorder.decide)
+    batcher.start()
+    try:
+        await paced_buys(batcher, 1000, every_s=0.0005)
+        assert batcher.window_s() > BATCH_WINDOW_S
+        await asyncio.sleep(0.1)  # the stream has stopped
+        waits = [(await paced_buys(batcher, 1, every_s=0.001))[0] for _ in range(3)]
+    finally:
+        await batcher.close()
+    assert max(waits) < 0.015, waits
