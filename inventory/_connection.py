@@ -18,8 +18,16 @@ kept, by hand:
   state), so sending one twice is safe. After the last attempt the caller gets
   ``StoreUnavailable``;
 * ``LOADING`` (Redis reading its AOF after a restart) is retried the same way;
-* no read timeout, like the inventory pool before it: a slow Redis makes buys wait, and the
-  batcher's ``max_pending`` bound answers the excess ``rate_limited`` at once.
+* a reply that does not come within ``reply_timeout_s`` (5 s, redis-py's socket timeout) ends
+  the connection (replies are matched by position, so it cannot go on) and the call is retried
+  like a lost connection; TCP keepalive finds a peer that vanished from an idle connection;
+* ``LOADING``, ``BUSY``, ``MASTERDOWN`` and ``READONLY`` (a restart, a long script, a failover)
+  are retried the same way before the caller gets ``StoreUnavailable``.
+
+Sending a call again is safe because every script is idempotent: a buy is keyed by user and
+request id, commit, release and restock check the reservation's state, and a sale created twice
+is recognised as the same one. (What the caller cannot tell is whether its first copy changed
+anything; see ``InventoryService._notify``.)
 
 Error replies come back as :class:`hiredis.ReplyError` values, never raised here; the script
 runner maps them (``NOSCRIPT`` re-registers the script).
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +53,10 @@ log = logging.getLogger("inventory.connection")
 
 Arg = bytes | str | int
 _MAX_EVALSHA_HEADS = 1024
+# Error replies that say "not now" rather than "no".
+_TRANSIENT = ("LOADING", "BUSY", "MASTERDOWN", "READONLY")
+# TCP keepalive as redis-py sets it: probe after 30 s idle, every 5 s, give up after 3.
+_KEEPALIVE = ((socket.TCP_KEEPIDLE, 30), (socket.TCP_KEEPINTVL, 5), (socket.TCP_KEEPCNT, 3))
 
 
 class ConnectionLost(Exception):
@@ -84,9 +97,14 @@ class _RespProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             raise ConnectionLost("not connected")
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
         transport.write(command)
+        self._waiters.append(waiter)
         return waiter
+
+    async def settle(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until every reply asked for has come."""
+        if self._waiters:
+            await asyncio.wait(list(self._waiters), timeout=timeout_s)
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
@@ -137,14 +155,18 @@ class ScriptConnection:
         address: Address,
         *,
         connect_timeout_s: float = 5.0,
+        reply_timeout_s: float = 5.0,
         attempts: int = 6,
         backoff_base_s: float = 0.02,
         backoff_cap_s: float = 0.5,
     ) -> None:
-        if attempts < 1 or connect_timeout_s <= 0:
-            raise ValueError("attempts and connect_timeout_s must be positive")
+        if attempts < 1 or connect_timeout_s <= 0 or reply_timeout_s <= 0:
+            raise ValueError("attempts and timeouts must be positive")
         self.address = address
         self._connect_timeout_s = connect_timeout_s
+        self._reply_timeout_s = reply_timeout_s
+        self._closed = False
+        self.resends = 0
         self._attempts = attempts
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
@@ -188,14 +210,23 @@ class ScriptConnection:
         last = ""
         for attempt in range(self._attempts):
             if attempt:
+                self.resends += 1
                 await asyncio.sleep(min(self._backoff_cap_s, self._backoff_base_s * 2 ** attempt))
+            if self._closed:
+                raise StoreUnavailable("the script connection is closed")
             try:
                 protocol = self._protocol or await self._connect()
-                reply = await protocol.request(command)
+                waiter = protocol.request(command)
+                try:
+                    async with asyncio.timeout(self._reply_timeout_s):
+                        reply = await waiter
+                except TimeoutError:
+                    protocol.abort()  # a reply that never came leaves every later one misplaced
+                    raise
             except (ConnectionLost, OSError, TimeoutError) as exc:
-                last = str(exc) or type(exc).__name__
+                last = str(exc) or f"no reply within {self._reply_timeout_s:g} s"
                 continue
-            if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("LOADING"):
+            if isinstance(reply, hiredis.ReplyError) and str(reply).startswith(_TRANSIENT):
                 last = str(reply)
                 continue
             return reply
@@ -205,9 +236,12 @@ class ScriptConnection:
         return await self.call("SCRIPT", "LOAD", source)
 
     async def close(self) -> None:
-        """Close the socket; calls still waiting get their retry on a new one."""
+        """Take no more calls; the calls already sent get their replies (within the reply
+        timeout), then the socket is closed."""
+        self._closed = True
         protocol, self._protocol = self._protocol, None
         if protocol is not None:
+            await protocol.settle(self._reply_timeout_s)
             protocol.close()
             await protocol.closed
 
@@ -228,8 +262,9 @@ class ScriptConnection:
                 if address.path:
                     _, protocol = await loop.create_unix_connection(_RespProtocol, address.path)
                 else:
-                    _, protocol = await loop.create_connection(
+                    transport, protocol = await loop.create_connection(
                         _RespProtocol, address.host, address.port)
+                    _keep_alive(transport.get_extra_info("socket"))
                 try:
                     await self._handshake(protocol)
                 except BaseException:
@@ -257,3 +292,11 @@ class ScriptConnection:
     def _forget(self, protocol: _RespProtocol) -> None:
         if self._protocol is protocol:
             self._protocol = None
+
+
+def _keep_alive(sock: Any) -> None:
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in _KEEPALIVE:
+        sock.setsockopt(socket.IPPROTO_TCP, option, value)

@@ -9,6 +9,7 @@ redis-py's client for what that connection does not speak (TLS).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._connection import Arg, ScriptConnection
 from .exceptions import ScriptFailed, StoreUnavailable
+
+log = logging.getLogger("inventory.scripts")
 
 __all__ = [
     "SCRIPT_NAMES",
@@ -76,7 +79,10 @@ def load_script(name: str) -> Script:
 
 class ScriptCalls(Protocol):
     """Where the scripts run. An error reply is returned as a ``hiredis.ReplyError`` value; an
-    unreachable Redis raises StoreUnavailable."""
+    unreachable Redis raises StoreUnavailable. ``resends`` counts the calls sent again after
+    their connection was lost (their first copy may have run)."""
+
+    resends: int
 
     async def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Arg]) -> Any: ...
 
@@ -87,6 +93,9 @@ class ScriptCalls(Protocol):
 
 class RedisPyCalls:
     """Script calls through a redis-py client (its pool, its retries, TLS, cluster routing)."""
+
+    # redis-py retries inside its own call; whether it did is not known here.
+    resends = 0
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
@@ -136,16 +145,26 @@ class ScriptRunner:
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """Run a script and decode its msgpack reply."""
+        return (await self.run_resent(name, keys, args))[0]
+
+    async def run_resent(
+        self, name: str, keys: Sequence[str], args: Sequence[Arg]
+    ) -> tuple[Any, bool]:
+        """``run``, and whether a call may have been sent twice meanwhile: then a reply saying
+        "nothing changed" may be the second copy's, the first having made the change."""
         script = self.scripts[name]
+        resends = self._calls.resends
         reply = await self._calls.evalsha(script.sha, keys, args)
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
             await self._load(script)
             reply = await self._calls.evalsha(script.sha, keys, args)
         if isinstance(reply, hiredis.ReplyError):
+            log.error("script %s failed: %s", name, reply)
             raise ScriptFailed(name, str(reply))
-        return msgpack.unpackb(reply, raw=False)
+        return msgpack.unpackb(reply, raw=False), self._calls.resends != resends
 
     async def _load(self, script: Script) -> None:
         reply = await self._calls.script_load(script.source)
         if isinstance(reply, hiredis.ReplyError):
+            log.error("script %s could not be registered: %s", script.name, reply)
             raise ScriptFailed(script.name, str(reply))

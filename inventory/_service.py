@@ -160,10 +160,10 @@ class InventoryService:
 
     ``client`` must be a ``redis.asyncio.Redis`` with ``decode_responses=False``; the scripts run
     on ``script_calls`` (default: a lean connection to the same server, see ``_connection``).
-    ``buy()`` needs ``start()``; ``close()`` decides the buys already accepted, closes the
-    script connection and stops. ``on_stock_change`` (optional, synchronous, must not block) is
-    called with the new counters after every step that changed a sale, so the edge can coalesce
-    ``stock`` pushes.
+    ``buy()`` needs ``start()``; ``close()`` decides the buys already accepted and stops buying;
+    ``disconnect()`` then closes the script connection. ``on_stock_change`` (optional,
+    synchronous, must not block) is called with the new counters after every step that changed a
+    sale (or may have: a call sent twice), so the edge can coalesce ``stock`` pushes.
     """
 
     def __init__(
@@ -203,10 +203,13 @@ class InventoryService:
         self._batcher.start()
 
     async def close(self) -> None:
-        try:
-            await self._batcher.close()
-        finally:
-            await self._scripts.close()
+        """Stop taking buys and decide those already accepted. Scripts can still be run (the
+        holds' sweeper, checkout) until ``disconnect()``."""
+        await self._batcher.close()
+
+    async def disconnect(self) -> None:
+        """Close the script connection (after ``close()`` and everything that runs scripts)."""
+        await self._scripts.close()
 
     @property
     def now_ms(self) -> int:
@@ -312,12 +315,12 @@ class InventoryService:
         if not isinstance(sale_id, str) or not keys.SALE_ID_RE.match(sale_id):
             raise UnknownSale(str(sale_id))
         reason = _check_text("reason", reason, MAX_REASON, allow_empty=False)
-        reply = await self._scripts.run(
+        reply, resent = await self._scripts.run_resent(
             "end_sale", keys.sale_keys(sale_id), [self._now_ms(), reason]
         )
         if reply[0] == "unknown_sale":
             raise UnknownSale(sale_id)
-        if reply[1]:
+        if reply[1] or resent:
             self._notify(_stock(reply[2]))
         return await self.get_sale(sale_id)
 
@@ -358,7 +361,7 @@ class InventoryService:
         payload = msgpack.packb(
             [[buy.user_id, buy.qty, buy.request_id] for buy in group], use_bin_type=False
         )
-        reply = await self._scripts.run(
+        reply, resent = await self._scripts.run_resent(
             "buy_batch", keys.sale_keys(sale_id), [self._now_ms(), payload]
         )
         if reply[0] == "unknown_sale":
@@ -374,7 +377,8 @@ class InventoryService:
             hold = None
             if status == "reserved":
                 hold = Hold(reservation_id, qty, price, expires_at)
-                any_reserved = any_reserved or not replayed
+                # A batch sent twice answers its own first copy "replayed".
+                any_reserved = any_reserved or not replayed or resent
             results.append(BuyResult(
                 cast(BuyStatus, status), hold, remaining, bool(replayed), stock))
         if any_reserved:
@@ -412,13 +416,13 @@ class InventoryService:
         True when restocked (now or before); False, changing nothing, once the sale has ended.
         Raises NotCommitted (never sold), UnknownReservation."""
         sale_id = _sale_id_of(reservation_id)
-        reply = await self._scripts.run(
+        reply, resent = await self._scripts.run_resent(
             "restock", keys.sale_keys(sale_id), [reservation_id, self._now_ms()]
         )
         code = reply[0]
         if code == "unknown_reservation":
             raise UnknownReservation(reservation_id)
-        if reply[3]:
+        if reply[3] or (resent and code == "ok"):
             self._notify(_stock(reply[2]))
         if code == "not_committed":
             raise NotCommitted(reservation_id, reply[1]["state"])
@@ -426,7 +430,7 @@ class InventoryService:
 
     async def _settle(self, script: str, reservation_id: str, args: list[str | int]) -> Reservation:
         sale_id = _sale_id_of(reservation_id)
-        reply = await self._scripts.run(
+        reply, resent = await self._scripts.run_resent(
             script, keys.sale_keys(sale_id), [*args, self._now_ms()]
         )
         code = reply[0]
@@ -435,7 +439,7 @@ class InventoryService:
         if code == "not_holder":
             raise NotHolder(reservation_id, str(args[1]))
         stock = _stock(reply[2])
-        if reply[3]:
+        if reply[3] or resent:
             self._notify(stock)
         reservation = _reservation(reply[1], stock)
         if code == "hold_expired":

@@ -12,7 +12,7 @@
     ├── NotCommitted                   not_committed        409  restock of an unsold reservation
     ├── ServiceNotRunning              service_unavailable  503  buy() outside start()..close()
     ├── StoreUnavailable               store_unavailable    503  Redis could not be reached
-    └── ScriptFailed                   inventory_error      500  a script answered an error
+    └── ScriptFailed                   internal_error       500  a script answered an error
 
 Buy outcomes (sold out, limit reached, ...) are not exceptions: they are statuses of a
 ``BuyResult``, because thousands of them per second are the normal case.
@@ -127,10 +127,14 @@ class StoreUnavailable(InventoryError):
 
 
 class ScriptFailed(InventoryError):
-    """Redis answered a script call with an error (a bug or a misconfigured server, not a
-    buyer's mistake), for example ``BUSY`` or an out-of-memory refusal."""
+    """Redis answered a script call with an error that retrying does not cure (a bug, an
+    out-of-memory refusal, a misconfigured server), never a buyer's mistake. The runner logs
+    ``reply``; clients get only a generic message."""
+
+    code = "internal_error"
+    http_status = 500
 
     def __init__(self, script: str, reply: str) -> None:
-        super().__init__(f"script {script!r} failed: {reply}")
+        super().__init__("the stock store refused the request; it has been logged")
         self.script = script
         self.reply = reply

@@ -157,6 +157,7 @@ class Services:
             ("control bus", self.bus.close),
             ("certificates", self.certificates.close),
             ("redis probe", self.redis_probe.close),
+            ("inventory scripts", self.inventory.disconnect),
             ("inventory redis", self.inventory_redis.aclose),
             ("redis", self.redis.aclose),
         ]

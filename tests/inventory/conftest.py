@@ -49,6 +49,7 @@ async def service(
     await svc.start()
     yield svc
     await svc.close()
+    await svc.disconnect()
 
 
 @pytest.fixture

@@ -12,7 +12,14 @@ import msgpack
 import pytest
 import redis.asyncio as aioredis
 
-from inventory import BuyResult, InventoryService, Sale, ServiceNotRunning, StoreUnavailable
+from inventory import (
+    BuyResult,
+    InventoryService,
+    Sale,
+    ScriptFailed,
+    ServiceNotRunning,
+    StoreUnavailable,
+)
 from inventory.keys import sale_keys
 from tests.clock import Clock
 
@@ -346,3 +353,18 @@ async def test_a_batch_that_fails_gives_every_callback_the_exception(
         assert service.buy_nowait("s_NOSUCHSALE", user, 1, "r1", answers) is None
     outcomes = await answers.wait(2)
     assert [type(o).__name__ for o in outcomes] == ["UnknownSale", "UnknownSale"]
+
+
+async def test_a_script_error_is_logged_and_answered_without_redis_details(
+    service: InventoryService, sale: Sale, redis: aioredis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A key of the wrong type makes the script fail inside Redis (as a bug would).
+    await redis.delete(sale_keys(sale.id).users)
+    await redis.set(sale_keys(sale.id).users, "not a hash")
+    with pytest.raises(ScriptFailed) as info:
+        await service.buy(sale.id, "u_a", 1, "r1")
+    assert (info.value.code, info.value.http_status) == ("internal_error", 500)
+    assert "WRONGTYPE" not in str(info.value)
+    assert "WRONGTYPE" in caplog.text
+    assert "buy_batch" in caplog.text

@@ -141,7 +141,9 @@ async def test_password_and_database_from_the_url(tmp_path: Path) -> None:
         assert isinstance(calls, ScriptConnection)
         assert await calls.call("SET", "k", "in db 3") == b"OK"
         assert await client.get("k") == b"in db 3"
-        assert await aioredis.Redis.from_url(url.replace("/3", "/0")).get("k") is None
+        db0 = aioredis.Redis.from_url(url.replace("/3", "/0"))
+        assert await db0.get("k") is None
+        await db0.aclose()
         wrong = ScriptConnection(Address(port=store.port, password="wrong"))
         with pytest.raises(StoreUnavailable, match="refused AUTH"):
             await wrong.call("PING")
@@ -185,3 +187,52 @@ def test_under_uvloop(redis_server: EmbeddedRedis) -> None:
             await conn.close()
 
     assert uvloop.run(scenario()) == [str(n).encode() for n in range(100)]
+
+
+async def test_a_redis_that_stops_answering_is_store_unavailable_not_a_hang(
+    redis_server: EmbeddedRedis, redis: aioredis.Redis
+) -> None:
+    conn = ScriptConnection(Address(port=redis_server.port), reply_timeout_s=0.3, attempts=2,
+                            backoff_base_s=0.01)
+    try:
+        assert await conn.call("PING") == b"PONG"
+        # Redis takes the connection's commands and answers nothing for 2 s (as a stalled
+        # server or a dead network path would).
+        await redis.execute_command("CLIENT", "PAUSE", "2000", "ALL")
+        started = time.perf_counter()
+        with pytest.raises(StoreUnavailable, match=r"no reply within 0\.3 s"):
+            await conn.call("PING")
+        assert time.perf_counter() - started < 1.5
+    finally:
+        await redis.execute_command("CLIENT", "UNPAUSE")
+        await conn.close()
+
+
+async def test_close_lets_calls_in_flight_finish_and_opens_nothing_new(
+    redis_server: EmbeddedRedis, redis: aioredis.Redis
+) -> None:
+    conn = connection_to(redis_server)
+    assert await conn.call("CLIENT", "SETNAME", "closing") == b"OK"
+    waiting = asyncio.ensure_future(conn.call("BLPOP", "k:list", "0.3"))
+    await asyncio.sleep(0.05)
+    await conn.close()
+    assert await waiting is None  # its own reply, not a resend on a new connection
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await conn.call("PING")
+    clients = await redis.client_list()
+    assert not [c for c in clients if c.get("name") == "closing"]
+
+
+async def test_tcp_keepalive_is_on(redis_server: EmbeddedRedis) -> None:
+    import socket
+
+    conn = connection_to(redis_server)
+    try:
+        await conn.call("PING")
+        assert conn._protocol is not None
+        assert conn._protocol._transport is not None
+        sock = conn._protocol._transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+    finally:
+        await conn.close()

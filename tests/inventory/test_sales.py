@@ -6,6 +6,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from inventory import InvalidSale, InventoryService, Sale, StockLevel, UnknownSale
+from inventory._scripts import ScriptRunner, script_calls_for
 from inventory.keys import ACTIVE_SALES, SALE_ID_RE, sale_keys
 from tests.clock import Clock
 
@@ -128,3 +129,24 @@ async def test_end_sale_requires_a_reason(service: InventoryService, sale: Sale)
     with pytest.raises(InvalidSale):
         await service.end_sale(sale.id, "")
     assert (await service.get_sale(sale.id)).status == "live"
+
+
+async def test_create_sent_twice_is_one_sale_and_another_creation_is_a_collision(
+    redis_url: str, redis: aioredis.Redis
+) -> None:
+    """The script connection sends a call again when its connection dropped before the reply;
+    the first copy may have run. Creating the same sale again must then succeed, while a
+    different sale under the same id is refused."""
+    runner = ScriptRunner(script_calls_for(aioredis.Redis.from_url(redis_url)))
+    fields: list[str | int] = ["id", "s_TWICE00001", "room", "r_1", "product", "p_1",
+                               "created_at", 1000, "stock", 5, "remaining", 5]
+    twice = sale_keys("s_TWICE00001")
+    try:
+        assert (await runner.run("create_sale", twice, fields))[0] == "ok"
+        await redis.hset(twice.meta, "remaining", 3)  # bought from meanwhile
+        assert (await runner.run("create_sale", twice, fields))[0] == "ok"
+        assert await redis.hget(twice.meta, "remaining") == b"3"
+        other: list[str | int] = [*fields[:6], "created_at", 2000, *fields[8:]]
+        assert (await runner.run("create_sale", twice, other))[0] == "exists"
+    finally:
+        await runner.close()
