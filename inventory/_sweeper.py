@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 SaleChanged = Callable[[Sale], Awaitable[None] | None]
 
 
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class HoldSweeper:
     def __init__(
         self,
@@ -95,6 +100,11 @@ class HoldSweeper:
             try:
                 await self.sweep_once()
             except InventoryError:
-                # Redis away: the holds stay in Redis and the next pass picks them up.
-                log.warning("hold sweep failed; retrying", exc_info=True)
+                if not _cancelling():
+                    # Redis away: the holds stay in Redis and the next pass picks them up.
+                    log.warning("hold sweep failed; retrying", exc_info=True)
+            if _cancelling():
+                # redis-py can swallow a cancellation that lands while it connects (it retries
+                # or raises its own error); close() must stop the loop all the same.
+                raise asyncio.CancelledError()
             await asyncio.sleep(self._interval_s)

@@ -7,7 +7,13 @@ import asyncio
 import contextlib
 import logging
 
-__all__ = ["PeriodicLoop"]
+__all__ = ["PeriodicLoop", "cancelling"]
+
+
+def cancelling() -> bool:
+    """Whether the running task has been asked to stop (even if the CancelledError was lost)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class PeriodicLoop:
@@ -35,7 +41,12 @@ class PeriodicLoop:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self._log.warning("%s failed; retrying next tick", self.name, exc_info=True)
+                if not cancelling():
+                    self._log.warning("%s failed; retrying next tick", self.name, exc_info=True)
+            if cancelling():
+                # redis-py can swallow a cancellation that lands while it connects (it retries
+                # or raises its own error); close() must stop the loop all the same.
+                raise asyncio.CancelledError()
 
     async def close(self) -> None:
         task, self._task = self._task, None

@@ -17,6 +17,7 @@ from . import keys
 from .catalog import Catalog, Room, text_of
 from .exceptions import Forbidden
 from .identity import User
+from .loops import cancelling
 from .payload import Payload
 
 __all__ = ["SaleDesk", "StockBroadcaster", "sale_view"]
@@ -192,7 +193,10 @@ class StockBroadcaster:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning("stock push failed", exc_info=True)
+                if not cancelling():
+                    log.warning("stock push failed", exc_info=True)
+            if cancelling():  # a cancellation a library swallowed (see liveroom/loops.py)
+                raise asyncio.CancelledError()
 
     async def flush(self) -> None:
         if not self._latest:

@@ -306,3 +306,28 @@ async def test_sweeper_drops_ids_of_sales_that_do_not_exist(
     await redis.sadd(ACTIVE_SALES, "s_GONEGONE00")
     assert await HoldSweeper(service).sweep_once() == []
     assert not await redis.sismember(ACTIVE_SALES, "s_GONEGONE00")
+
+
+async def test_closing_the_sweeper_stops_it_even_when_redis_py_swallows_the_cancel() -> None:
+    """redis-py retries (or raises its own error) when a cancellation lands while it opens a
+    connection; the loop must stop all the same, not wait out the shutdown's step timeout."""
+
+    class SwallowingService:
+        calls = 0
+
+        async def active_sale_ids(self) -> list[str]:
+            self.calls += 1
+            try:
+                await asyncio.sleep(0.2)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0)  # "reconnected", and answers as if nothing happened
+            return []
+
+    service = SwallowingService()
+    sweeper = HoldSweeper(service, interval_s=0.01)  # type: ignore[arg-type]
+    sweeper.start()
+    await asyncio.sleep(0.05)  # inside active_sale_ids
+    closing = asyncio.ensure_future(sweeper.close())
+    done, _ = await asyncio.wait([closing], timeout=1.0)
+    assert done, "the sweeper went on sweeping after close()"
+    assert service.calls == 1
