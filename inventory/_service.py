@@ -14,7 +14,14 @@ import msgpack
 import redis.asyncio as aioredis
 
 from . import keys
-from ._batcher import BATCH_WINDOW_S, MAX_BATCH_WINDOW_S, BuyBatcher, BuyCallback, PendingBuy
+from ._batcher import (
+    BATCH_WINDOW_S,
+    MAX_BATCH_WINDOW_S,
+    TARGET_BATCH,
+    BuyBatcher,
+    BuyCallback,
+    PendingBuy,
+)
 from ._models import (
     BUY_STATUSES,
     RESERVATION_STATES,
@@ -173,6 +180,7 @@ class InventoryService:
         now_ms: Callable[[], int] = wall_clock_ms,
         batch_window_s: float = BATCH_WINDOW_S,
         max_batch_window_s: float = MAX_BATCH_WINDOW_S,
+        target_batch: int = TARGET_BATCH,
         max_batch: int = 512,
         max_pending: int = 20_000,
         max_inflight: int = 4,
@@ -191,6 +199,7 @@ class InventoryService:
             self._decide_group,
             window_s=batch_window_s,
             max_window_s=max_batch_window_s,
+            target_batch=target_batch,
             max_batch=max_batch,
             max_pending=max_pending,
             max_inflight=max_inflight,

@@ -229,7 +229,9 @@ def build_services(settings: Settings, redis_url: str, *,
     # The buy hot path gets its own small pool: the batcher keeps a few scripts in flight.
     inventory_redis = redis_client(redis_url, INVENTORY_POOL_SIZE)
     stock_pusher = StockBroadcaster(edge.emit_to)
-    stock = InventoryService(inventory_redis, now_ms=now_ms, on_stock_change=stock_pusher.record)
+    stock = InventoryService(inventory_redis, now_ms=now_ms, on_stock_change=stock_pusher.record,
+                             max_batch_window_s=settings.buy_batch_max_ms / 1000,
+                             target_batch=settings.buy_batch_target)
     sales = SaleDesk(redis, catalog, stock, now_ms)
     rooms.add_state_extra(sales.room_state)
 

@@ -63,6 +63,11 @@ class Settings:
     chat_max_chars: int = 500
     buy_rate_per_s: float = 5.0
     buy_burst: int = 10
+    # Under a steady stream of buys (over 200 a second) a batch waits for about
+    # ``buy_batch_target`` buys, at most ``buy_batch_max_ms``: latency for the buyer against CPU
+    # per buy (inventory/_batcher.py, docs/performance.md "Session 5").
+    buy_batch_max_ms: int = 25
+    buy_batch_target: int = 32
     event_rate_per_s: float = 50.0
     event_burst: int = 100
     log_level: str = "info"
@@ -123,6 +128,10 @@ class Settings:
             raise SettingsError("gc_full_interval_s must be 0 (CPython decides) or positive")
         if self.payment_timeout_s <= 0 or self.charge_timeout_s <= 0:
             raise SettingsError("payment_timeout_s and charge_timeout_s must be positive")
+        if not 1 <= self.buy_batch_max_ms <= 1000:
+            raise SettingsError(f"{ENV_PREFIX}BUY_BATCH_MAX_MS must be from 1 to 1000")
+        if not 1 <= self.buy_batch_target <= 512:
+            raise SettingsError(f"{ENV_PREFIX}BUY_BATCH_TARGET must be from 1 to 512")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"log_format must be text or json, not {self.log_format!r}")
         self._validate_ice()

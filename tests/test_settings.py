@@ -110,3 +110,19 @@ def test_serve_refuses_a_turn_server_without_credentials_before_starting(
     assert "LIVEROOM_TURN_SECRET" in error
     assert "LIVEROOM_TURN_USERNAME" in error
     assert not (tmp_path / "d").exists(), "nothing was started or created"
+
+
+async def test_buy_batching_from_the_environment_reaches_the_batcher(
+        redis_url: str, data_dir: Path) -> None:
+    from tests.server_harness import live_server
+
+    settings = Settings.from_env({"LIVEROOM_BUY_BATCH_MAX_MS": "64",
+                                  "LIVEROOM_BUY_BATCH_TARGET": "64"})
+    assert (settings.buy_batch_max_ms, settings.buy_batch_target) == (64, 64)
+    async with live_server(redis_url, data_dir, buy_batch_max_ms=64,
+                           buy_batch_target=64) as server:
+        batcher = server.services.inventory._batcher
+        assert (batcher._max_window_s, batcher._target_batch) == (0.064, 64)
+    for bad in ({"LIVEROOM_BUY_BATCH_MAX_MS": "0"}, {"LIVEROOM_BUY_BATCH_TARGET": "600"}):
+        with pytest.raises(SettingsError, match="BUY_BATCH"):
+            Settings.from_env(bad)
