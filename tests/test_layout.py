@@ -13,7 +13,7 @@ DOMAIN = ("inventory", "orders", "trustbadges")
 SERVER = ("liveroom", *DOMAIN)
 WEB_LIBRARIES = ("aiohttp", "socketio", "engineio")
 # The one loadtests module that measures the relay inside the process instead of over the wire.
-IN_PROCESS_BENCHMARKS = {"loadtests/bench_media.py"}
+IN_PROCESS_BENCHMARKS = {"loadtests/bench_media.py", "loadtests/bench_inprocess.py"}
 
 
 def _sources(package: str) -> list[Path]:
