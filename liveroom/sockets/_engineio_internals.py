@@ -172,13 +172,8 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
                 and transport.get_write_buffer_size() <= DIRECT_WRITE_MAX_BUFFERED)
 
     async def send(self, pkt: engineio_packet.Packet) -> None:
-        if not await self.check_ping_timeout():
-            return
-        if self.writable_now():
-            assert self._transport is not None
-            self._transport.write(websocket_frame(pkt.encode()))
-        else:
-            await self.queue.put(pkt)
+        if await self.check_ping_timeout():
+            self.send_now(pkt)
 
     def deliver(self, pkt: engineio_packet.Packet, frame: bytes) -> None:
         """Send ``pkt`` whose websocket ``frame`` is already built (a broadcast); the caller
@@ -190,8 +185,9 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
             self.queue.put_nowait(pkt)
 
     def send_now(self, pkt: engineio_packet.Packet) -> None:
-        """``send`` without waiting, for an answer to a socket that has just spoken (so the
-        ping-timeout check of ``send`` has nothing to find)."""
+        """``send`` without its ping-timeout check, for an answer to a socket that has just
+        spoken: written now when the socket can take it, else queued (the queue is unbounded,
+        so nothing waits)."""
         self.deliver(pkt, websocket_frame(pkt.encode()))
 
     def silent_for(self, now: float) -> float:

@@ -114,13 +114,13 @@ class FastEvents:
         ack_id = int(frame[2:end])
         args = _ack_args(answer)
         try:
-            body = self._dumps(args, separators=(",", ":"))
+            packet = self._ack_packet(ack_id, args)
         except TypeError:
             # Bytes in the answer: python-socketio sends a binary ack.
             await self._sio._send_packet(socket.sid, self._sio.packet_class(
                 socketio_packet.ACK, namespace="/", id=ack_id, data=args))
             return True
-        await socket.send(engineio_packet.Packet(engineio_packet.MESSAGE, f"3{ack_id}{body}"))
+        await socket.send(packet)
         return True
 
     def _reply_now(self, socket: Any, ack_id: int, answer: Any) -> None:
@@ -128,11 +128,17 @@ class FastEvents:
         ping-timeout check of ``send`` has nothing to find). Answers are JSON: deferred
         handlers answer with plain dicts."""
         try:
-            body = self._dumps(_ack_args(answer), separators=(",", ":"))
+            packet = self._ack_packet(ack_id, _ack_args(answer))
         except TypeError:
             log.error("a deferred ack is not JSON; dropped: %r", answer)
             return
-        socket.send_now(engineio_packet.Packet(engineio_packet.MESSAGE, f"3{ack_id}{body}"))
+        socket.send_now(packet)
+
+    def _ack_packet(self, ack_id: int, args: list[Any]) -> engineio_packet.Packet:
+        """The engine packet python-socketio would send for this ack; TypeError when ``args``
+        hold bytes (a binary ack)."""
+        body = self._dumps(args, separators=(",", ":"))
+        return engineio_packet.Packet(engineio_packet.MESSAGE, f"3{ack_id}{body}")
 
 
 def _ack_args(answer: Any) -> list[Any]:
