@@ -29,10 +29,17 @@ async def shop(server: LiveServer, category: str = "jewelry", **sale: Any
     return anchor, room["id"], product, created
 
 
-async def buyer(server: LiveServer, room_id: str, name: str = "Ann") -> Client:
-    client = await server.connect(server.token("viewer", name))
+async def signed_in_buyer(server: LiveServer, room_id: str, name: str = "Ann",
+                          user_id: str | None = None) -> tuple[str, Client]:
+    """A viewer who joined ``room_id``, with the token its REST calls need."""
+    token = server.token("viewer", name, user_id=user_id)
+    client = await server.connect(token)
     assert (await client.call("join", {"room": room_id}))["ok"]
-    return client
+    return token, client
+
+
+async def buyer(server: LiveServer, room_id: str, name: str = "Ann") -> Client:
+    return (await signed_in_buyer(server, room_id, name))[1]
 
 
 async def test_sale_is_announced_and_bought(server: LiveServer) -> None:
@@ -204,9 +211,7 @@ async def test_vault_rule_blocks_shipping_until_certified(server: LiveServer) ->
 
 async def test_online_payment_and_cancel_returns_stock(server: LiveServer) -> None:
     _, room_id, _, sale = await shop(server, category="essential_oil")
-    ann_token = server.token("viewer", "Ann", user_id="u_ann")
-    ann = await server.connect(ann_token)
-    await ann.call("join", {"room": room_id})
+    ann_token, ann = await signed_in_buyer(server, room_id, user_id="u_ann")
     ack = await ann.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "p"})
     done = await ann.call("checkout", {"reservation": ack["reservation"]["id"],
                                        "address": ADDRESS,
@@ -250,9 +255,7 @@ async def test_rest_checkout_places_the_order_once_and_only_for_the_holder(
     server: LiveServer
 ) -> None:
     _, room_id, product, sale = await shop(server, category="essential_oil")
-    token = server.token("viewer", "Ann", user_id="u_ann")
-    ann = await server.connect(token)
-    await ann.call("join", {"room": room_id})
+    token, ann = await signed_in_buyer(server, room_id, user_id="u_ann")
     ack = await ann.call("buy", {"sale": sale["id"], "qty": 2, "request_id": "rest"})
     reservation = ack["reservation"]["id"]
     body = {"reservation": reservation, "address": ADDRESS, "payment": "cod"}
@@ -299,9 +302,7 @@ async def test_upheld_counterfeit_claim_pays_ten_times_and_tells_the_buyer(
     anchor, room_id, product, sale = await shop(server)
     await server.request("POST", "/api/certificates", server.token("inspector"), {
         "kind": "vault", "product_id": product["id"], "details": VAULT})
-    token = server.token("viewer", "Ann", user_id="u_ann")
-    ann = await server.connect(token)
-    await ann.call("join", {"room": room_id})
+    token, ann = await signed_in_buyer(server, room_id, user_id="u_ann")
     ack = await ann.call("buy", {"sale": sale["id"], "qty": 2, "request_id": "fake"})
     done = await ann.call("checkout", {"reservation": ack["reservation"]["id"],
                                        "address": ADDRESS, "payment": "cod"})
@@ -361,9 +362,7 @@ async def test_refund_no_return_follows_the_anchors_live_certification(
     server: LiveServer
 ) -> None:
     anchor, room_id, _, sale = await shop(server, category="essential_oil")
-    token = server.token("viewer", "Ann", user_id="u_ann")
-    ann = await server.connect(token)
-    await ann.call("join", {"room": room_id})
+    token, ann = await signed_in_buyer(server, room_id, user_id="u_ann")
     inspector = server.token("inspector", "Iris", user_id="u_iris")
     status, cert = await server.request("POST", "/api/certificates", inspector, {
         "kind": "refund_no_return", "anchor_id": "u_mei", "category": "essential_oil",
@@ -398,9 +397,7 @@ async def test_warranty_and_buyback_through_the_real_inspection_certificate(
     server: LiveServer
 ) -> None:
     anchor, room_id, product, sale = await shop(server, category="phone_used")
-    token = server.token("viewer", "Ann", user_id="u_ann")
-    ann = await server.connect(token)
-    await ann.call("join", {"room": room_id})
+    token, ann = await signed_in_buyer(server, room_id, user_id="u_ann")
     status, cert = await server.request("POST", "/api/certificates",
                                         server.token("inspector", "Iris", user_id="u_iris"),
                                         {"kind": "inspection", "product_id": product["id"],
