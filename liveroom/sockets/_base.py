@@ -9,6 +9,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -212,7 +213,7 @@ class SocketEdge:
                                                    "message": "not connected"}}
                 try:
                     limiter: TokenBucket = getattr(conn, bucket)
-                    if not limiter.take(now_ms()):
+                    if not limiter.take(perf_counter()):
                         raise RateLimited(retry_after_ms=limiter.retry_after_ms())
                     self._check_size(data)
                     if extra:  # emit(event, a, b, ack): still one answer, not a hung client

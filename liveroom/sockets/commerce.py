@@ -10,7 +10,6 @@ from typing import Any
 import inventory
 from orders import Actor, OrderService
 
-from ..clock import now_ms
 from ..errors import error_body
 from ..payload import ID_PATTERN, Payload
 from ._base import Ack, Connection, SocketEdge
@@ -82,7 +81,7 @@ class CommerceEvents:
             self._answer(started, reply, _refused("invalid", None))
             return
         sale_id = data.get("sale")
-        if not conn.buys.take(now_ms()):
+        if not conn.buys.take(started):
             self._answer(started, reply, _refused(
                 "rate_limited", sale_id, retry_after_ms=conn.buys.retry_after_ms()))
             return
