@@ -158,6 +158,56 @@ async def test_acks_and_broadcasts_stay_in_order_while_a_client_falls_behind(
         await ws.close()
 
 
+async def test_deferred_acks_stay_in_order_and_intact_while_a_client_falls_behind(
+        redis_url: str, data_dir: Any) -> None:
+    async with live_server(redis_url, data_dir) as server:
+        anchor = server.token("anchor", "Mei", user_id="u_mei")
+        _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Deferred"})
+        ws = await server.raw_member(room["id"], "Slow")
+        sio = server.services.sio
+        fast = server.services.edge.fast_events
+        assert fast is not None
+        loop = asyncio.get_running_loop()
+        # Answered a moment later, as a decided buy is: written at once when the socket can
+        # take it, else queued (as bytes already encoded) behind the pushes not yet written.
+
+        def later(sid: str, args: list[Any], reply: Any) -> None:
+            loop.call_soon(reply, {"n": args[0]["n"], "text": "玉镯 ✓", "pad": "z" * 300})
+
+        fast.defer("later", later)
+        total = 2000
+        payload = "y" * 6_000
+
+        async def push() -> None:
+            for number in range(total):
+                await sio.emit("announcement", {"n": number, "pad": payload}, room=room["id"])
+                if number % 400 == 0:
+                    await ws.send_str(f'42{number}["later",{{"n":{number}}}]')
+                if number % 7 == 0:
+                    await asyncio.sleep(0)
+
+        pusher = asyncio.create_task(push())
+        seen: list[int] = []
+        acks: list[tuple[int, int]] = []  # (ack id, pushes seen before it)
+        while len(seen) < total or len(acks) < total // 400:
+            text = await ws.receive_str(timeout=10)
+            if text.startswith("43"):
+                digits = text[2:text.index("[")]
+                answer = orjson.loads(text[2 + len(digits):])[0]
+                assert answer == {"n": int(digits), "text": "玉镯 ✓", "pad": "z" * 300}
+                acks.append((int(digits), len(seen)))
+            elif text.startswith("42"):
+                seen.append(orjson.loads(text[2:])[1]["n"])
+            if len(seen) % 50 == 0:
+                await asyncio.sleep(0.01)  # a slow phone: the server's buffers fill
+        await pusher
+        assert seen == list(range(total))
+        # Each answer left after the push of the same number: it cannot overtake it.
+        assert [ack_id for ack_id, _ in acks] == list(range(0, total, 400))
+        assert all(before > ack_id for ack_id, before in acks)
+        await ws.close()
+
+
 async def test_a_peer_gone_without_closing_is_cut_after_a_ping_cycle(
         redis_url: str, data_dir: Any) -> None:
     async with live_server(redis_url, data_dir) as server:

@@ -53,6 +53,9 @@ class _OrjsonCodec:
     def dumps(obj: Any, **_: Any) -> str:
         return orjson.dumps(obj).decode()
 
+    # The same, as the UTF-8 bytes a frame is made of (the fast path's acks).
+    dumps_bytes = staticmethod(orjson.dumps)
+
     @staticmethod
     def loads(text: str | bytes, **_: Any) -> Any:
         try:

@@ -59,8 +59,10 @@ __all__ = [
     "check_engineio",
     "check_reaper_internals",
     "disable_websocket_compression",
+    "encoded_text_packet",
     "install_lean_sockets",
     "require_pinned",
+    "text_frame",
     "websocket_frame",
 ]
 
@@ -132,17 +134,35 @@ DIRECT_WRITE_MAX_BUFFERED = 64 * 1024
 def websocket_frame(data: str | bytes) -> bytes:
     """One unmasked, unfragmented server-to-client websocket frame (RFC 6455, 5.2)."""
     if isinstance(data, str):
-        payload, first = data.encode(), 0x81  # FIN + text
-    else:
-        payload, first = data, 0x82  # FIN + binary
+        return text_frame(data.encode())
+    return _frame(0x82, data)  # FIN + binary
+
+
+def text_frame(payload: bytes) -> bytes:
+    """``websocket_frame`` of a text message already encoded as UTF-8."""
+    return _frame(0x81, payload)  # FIN + text
+
+
+_SHORT_HEADER = struct.Struct("!BB").pack
+_MEDIUM_HEADER = struct.Struct("!BBH").pack
+_LONG_HEADER = struct.Struct("!BBQ").pack
+
+
+def _frame(first: int, payload: bytes) -> bytes:
     size = len(payload)
     if size < 126:
-        header = bytes((first, size))
-    elif size < 1 << 16:
-        header = struct.pack("!BBH", first, 126, size)
-    else:
-        header = struct.pack("!BBQ", first, 127, size)
-    return header + payload
+        return _SHORT_HEADER(first, size) + payload
+    if size < 1 << 16:
+        return _MEDIUM_HEADER(first, 126, size) + payload
+    return _LONG_HEADER(first, 127, size) + payload
+
+
+def encoded_text_packet(encoded: bytes) -> engineio_packet.Packet:
+    """The engine packet whose encoding is ``encoded`` (a text packet, ``b"<type><data>"``)."""
+    text = encoded.decode()
+    pkt = engineio_packet.Packet(int(text[0]), text[1:])
+    pkt.encode_cache = text
+    return pkt
 
 
 class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
@@ -189,6 +209,15 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
         spoken: written now when the socket can take it, else queued (the queue is unbounded,
         so nothing waits)."""
         self.deliver(pkt, websocket_frame(pkt.encode()))
+
+    def send_encoded(self, encoded: bytes) -> None:
+        """``send_now`` of a text packet already encoded as UTF-8 (``b"4..."``), the deferred
+        acks' form: no packet object is built unless it has to wait in the queue."""
+        if self.writable_now():
+            assert self._transport is not None
+            self._transport.write(text_frame(encoded))
+        else:
+            self.queue.put_nowait(encoded_text_packet(encoded))
 
     def silent_for(self, now: float) -> float:
         """Seconds since the lean loop last read a frame (0 when it does not own the socket)."""

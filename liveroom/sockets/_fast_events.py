@@ -62,7 +62,12 @@ class FastEvents:
     def __init__(self, sio: socketio.AsyncServer) -> None:
         self._sio = sio
         self._loads: Callable[[str], Any] = sio.packet_class.json.loads
-        self._dumps: Callable[..., str] = sio.packet_class.json.dumps
+        codec = sio.packet_class.json
+        self._dumps: Callable[..., str] = codec.dumps
+        # Compact JSON as UTF-8 bytes: the codec's own when it has one (orjson's), else its
+        # text encoded.
+        self._dumps_bytes: Callable[[Any], bytes] = getattr(
+            codec, "dumps_bytes", lambda obj: codec.dumps(obj, separators=(",", ":")).encode())
         self._coroutine: dict[Any, bool] = {}
         self._deferred: dict[str, DeferredHandler] = {}
 
@@ -104,7 +109,7 @@ class FastEvents:
         if sid is None or not manager.is_connected(sid, "/"):
             return False
         if deferred is not None:
-            reply = None if end == 2 else partial(self._reply_now, socket, int(frame[2:end]))
+            reply = None if end == 2 else partial(self._reply_now, socket, _ack_head(frame, end))
             deferred(sid, data[1:], reply)
             return True
         assert handler is not None
@@ -123,22 +128,32 @@ class FastEvents:
         await socket.send(packet)
         return True
 
-    def _reply_now(self, socket: Any, ack_id: int, answer: Any) -> None:
+    def _reply_now(self, socket: Any, head: bytes, answer: Any) -> None:
         """A deferred handler's ack, written without waiting (the socket just spoke, so the
         ping-timeout check of ``send`` has nothing to find). Answers are JSON: deferred
-        handlers answer with plain dicts."""
+        handlers answer with plain dicts. ``head`` is the engine and socket packet types and
+        the ack id (``b"43<id>"``); the ack is encoded straight to bytes, as
+        ``_ack_packet`` would encode it, without the packet objects."""
         try:
-            packet = self._ack_packet(ack_id, _ack_args(answer))
+            body = self._dumps_bytes(_ack_args(answer))
         except TypeError:
             log.error("a deferred ack is not JSON; dropped: %r", answer)
             return
-        socket.send_now(packet)
+        socket.send_encoded(head + body)
 
     def _ack_packet(self, ack_id: int, args: list[Any]) -> engineio_packet.Packet:
         """The engine packet python-socketio would send for this ack; TypeError when ``args``
         hold bytes (a binary ack)."""
         body = self._dumps(args, separators=(",", ":"))
         return engineio_packet.Packet(engineio_packet.MESSAGE, f"3{ack_id}{body}")
+
+
+def _ack_head(frame: str, end: int) -> bytes:
+    """``b"43<id>"`` for the event frame ``frame`` whose ack id is ``frame[2:end]``: the id as
+    python-socketio writes it back (a number, so without leading zeros)."""
+    if frame[2] == "0" and end > 3:
+        return b"43%d" % int(frame[2:end])
+    return ("43" + frame[2:end]).encode()
 
 
 def _ack_args(answer: Any) -> list[Any]:
