@@ -95,8 +95,10 @@ class Counter(_Metric):
     def inc(self, *labels: str, amount: float = 1.0) -> None:
         if amount < 0:
             raise ValueError("a counter only goes up")
-        self._check(labels)
-        self._values[labels] = self._values.get(labels, 0.0) + amount
+        if len(labels) != len(self.label_names):
+            self._check(labels)
+        values = self._values
+        values[labels] = values.get(labels, 0.0) + amount
 
     def value(self, *labels: str) -> float:
         return self._values.get(labels, 0.0)
@@ -215,8 +217,14 @@ class Metrics:
         self.add(CallbackGauge(name, help_text, read))
 
     def record_buy(self, status: str, seconds: float) -> None:
-        self.buys.inc(status)
-        self.buy_latency.observe(seconds)
+        # Once per buy: the counter and the histogram are bumped in place, in one call.
+        counts = self.buys._values
+        key = (status,)
+        counts[key] = counts.get(key, 0.0) + 1.0
+        latency = self.buy_latency
+        latency._counts[bisect.bisect_left(latency.bounds, seconds)] += 1
+        latency.sum += seconds
+        latency.count += 1
 
     def render(self) -> str:
         lines: list[str] = []
