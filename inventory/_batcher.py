@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,7 +25,8 @@ __all__ = [
     "TARGET_BATCH",
     "BuyBatcher",
     "BuyCallback",
-    "PendingBuy",
+    "BuyRequest",
+    "DecideGroup",
 ]
 
 log = logging.getLogger("inventory.batcher")
@@ -54,18 +54,21 @@ _RATE_MEMORY_S = 0.02
 # runs in the batcher's task, so it must be quick and must not raise (what it raises is logged).
 BuyCallback = Callable[[BuyResult | Exception], None]
 
+# One buy of a sale's group: (user_id, qty, request_id), the form the buy script reads. Plain
+# tuples, kept apart from their callbacks: thousands are made a second, and the group is packed
+# for the script as it is.
+BuyRequest = tuple[str, int, str]
+
+# Decides one sale's group; returns one result per request, in order.
+DecideGroup = Callable[[str, Sequence[BuyRequest]], Awaitable[Sequence[BuyResult]]]
+
 
 @dataclass(slots=True)
-class PendingBuy:
-    sale_id: str
-    user_id: str
-    qty: int
-    request_id: str
-    on_done: BuyCallback
+class PendingBuys:
+    """A sale's buys waiting for their batch: requests and callbacks, index by index."""
 
-
-# Decides one sale's group; returns one result per buy, in order.
-DecideGroup = Callable[[str, Sequence[PendingBuy]], Awaitable[Sequence[BuyResult]]]
+    requests: list[BuyRequest]
+    callbacks: list[BuyCallback]
 
 
 class BuyBatcher:
@@ -96,9 +99,13 @@ class BuyBatcher:
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._slots = asyncio.Semaphore(max_inflight)
-        self._queue: deque[PendingBuy] = deque()
+        # Per sale, in the order sales got their first waiting buy (a sale whose buys were all
+        # taken leaves, and queues up again behind the others with its next buy).
+        self._waiting: dict[str, PendingBuys] = {}
+        self._queued = 0  # buys waiting for a batch
         self._pending = 0  # queued + being decided
         self._wakeup = asyncio.Event()
+        self._idle = False  # the dispatcher waits for ``_wakeup``
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -141,36 +148,51 @@ class BuyBatcher:
             raise ServiceNotRunning()
         if self._pending >= self._max_pending:
             return False
-        self._queue.append(PendingBuy(sale_id, user_id, qty, request_id, on_done))
+        waiting = self._waiting.get(sale_id)
+        if waiting is None:
+            waiting = self._waiting[sale_id] = PendingBuys([], [])
+        waiting.requests.append((user_id, qty, request_id))
+        waiting.callbacks.append(on_done)
         self._pending += 1
+        self._queued += 1
         self._arrived += 1
-        self._wakeup.set()
+        if self._idle:
+            self._idle = False
+            self._wakeup.set()
         return True
 
     async def _dispatch(self) -> None:
         while True:
-            if not self._queue:
+            if not self._queued:
                 if self._closing:
                     return
+                self._idle = True
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                self._idle = False
                 continue
-            if len(self._queue) < self._max_batch and not self._closing:
+            if self._queued < self._max_batch and not self._closing:
                 window = self.window_s()
                 if window:
                     await asyncio.sleep(window)
-            take = min(len(self._queue), self._max_batch)
             self._count_arrivals(self._arrived)
             self._arrived = 0
-            groups: dict[str, list[PendingBuy]] = {}
-            for _ in range(take):
-                buy = self._queue.popleft()
-                groups.setdefault(buy.sale_id, []).append(buy)
-            for sale_id, group in groups.items():
+            room = self._max_batch
+            while room and self._waiting:
+                sale_id, waiting = next(iter(self._waiting.items()))
+                requests, callbacks = waiting.requests, waiting.callbacks
+                if len(requests) <= room:
+                    del self._waiting[sale_id]
+                else:  # the rest waits for the next batch, first in line
+                    requests, callbacks = requests[:room], callbacks[:room]
+                    del waiting.requests[:room], waiting.callbacks[:room]
+                room -= len(requests)
+                self._queued -= len(requests)
                 # Waiting here (not in the task) is what lets the queue grow into bigger batches
                 # while every connection is busy.
                 await self._slots.acquire()
-                task = asyncio.get_running_loop().create_task(self._run_group(sale_id, group))
+                task = asyncio.get_running_loop().create_task(
+                    self._run_group(sale_id, requests, callbacks))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
 
@@ -196,17 +218,18 @@ class BuyBatcher:
         weight = 1.0 - math.exp(-elapsed / _RATE_MEMORY_S)
         self._arrivals_per_s += weight * (arrived / elapsed - self._arrivals_per_s)
 
-    async def _run_group(self, sale_id: str, group: list[PendingBuy]) -> None:
+    async def _run_group(self, sale_id: str, requests: list[BuyRequest],
+                         callbacks: list[BuyCallback]) -> None:
         try:
             try:
-                results: Sequence[BuyResult | Exception] = await self._decide(sale_id, group)
+                results: Sequence[BuyResult | Exception] = await self._decide(sale_id, requests)
             except Exception as exc:
-                results = [exc] * len(group)
-            for buy, result in zip(group, results, strict=True):
+                results = [exc] * len(requests)
+            for on_done, result in zip(callbacks, results, strict=True):
                 try:
-                    buy.on_done(result)
+                    on_done(result)
                 except Exception:
                     log.exception("a buy's answer could not be delivered")
         finally:
-            self._pending -= len(group)
+            self._pending -= len(requests)
             self._slots.release()

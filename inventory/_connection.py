@@ -65,7 +65,11 @@ class ConnectionLost(Exception):
 
 def pack_command(args: Sequence[Arg]) -> bytes:
     """One RESP array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
+    return b"*%d\r\n%b" % (len(args), _bulk_strings(args))
+
+
+def _bulk_strings(args: Sequence[Arg]) -> bytes:
+    parts = []
     for arg in args:
         if isinstance(arg, str):
             data = arg.encode()
@@ -202,9 +206,8 @@ class ScriptConnection:
             # Without the array's length, which depends on the arguments.
             head = pack_command(["EVALSHA", sha, len(keys), *keys]).partition(b"\r\n")[2]
             self._evalsha_heads[head_key] = head
-        tail = pack_command(args)
         count = 3 + len(keys) + len(args)
-        return await self._send(b"*%d\r\n%b%b" % (count, head, tail.partition(b"\r\n")[2]))
+        return await self._send(b"*%d\r\n%b%b" % (count, head, _bulk_strings(args)))
 
     async def _send(self, command: bytes) -> Any:
         last = ""
@@ -217,12 +220,16 @@ class ScriptConnection:
             try:
                 protocol = self._protocol or await self._connect()
                 waiter = protocol.request(command)
+                # A plain timer on the reply (cheaper than asyncio.timeout, once per batch).
+                expiry = asyncio.get_running_loop().call_later(
+                    self._reply_timeout_s, _time_out, waiter)
                 try:
-                    async with asyncio.timeout(self._reply_timeout_s):
-                        reply = await waiter
+                    reply = await waiter
                 except TimeoutError:
                     protocol.abort()  # a reply that never came leaves every later one misplaced
                     raise
+                finally:
+                    expiry.cancel()
             except (ConnectionLost, OSError, TimeoutError) as exc:
                 last = str(exc) or f"no reply within {self._reply_timeout_s:g} s"
                 continue
@@ -292,6 +299,11 @@ class ScriptConnection:
     def _forget(self, protocol: _RespProtocol) -> None:
         if self._protocol is protocol:
             self._protocol = None
+
+
+def _time_out(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _keep_alive(sock: Any) -> None:

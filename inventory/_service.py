@@ -20,13 +20,12 @@ from ._batcher import (
     TARGET_BATCH,
     BuyBatcher,
     BuyCallback,
-    PendingBuy,
+    BuyRequest,
 )
 from ._models import (
     BUY_STATUSES,
     RESERVATION_STATES,
     BuyResult,
-    BuyStatus,
     Hold,
     Reservation,
     ReservationState,
@@ -64,6 +63,8 @@ MAX_ID = 64
 MAX_TITLE = 200
 MAX_LABEL = 64
 MAX_REASON = 200
+# Sale ids known to be well formed (a bound on what hostile ids can make it hold).
+_MAX_VALID_SALE_IDS = 4096
 
 
 def wall_clock_ms() -> int:
@@ -195,6 +196,10 @@ class InventoryService:
         self._scripts = ScriptRunner(script_calls or script_calls_for(client))
         self._on_stock_change = on_stock_change
         self._retention_ms = retention_ms
+        self._valid_sale_ids: set[str] = set()
+        # One packer for every batch: msgpack.packb() builds a Packer, with a 256 KiB buffer,
+        # per call.
+        self._pack_requests = msgpack.Packer(use_bin_type=False).pack
         self._batcher = BuyBatcher(
             self._decide_group,
             window_s=batch_window_s,
@@ -350,14 +355,19 @@ class InventoryService:
         returned; otherwise None is returned and ``on_done`` gets the BuyResult, or the
         exception ``buy()`` would raise, when its batch is decided. ``on_done`` runs in the
         batcher's task: it must be quick, and what it raises is logged, not propagated."""
-        if not isinstance(sale_id, str) or not keys.SALE_ID_RE.match(sale_id):
-            raise UnknownSale(str(sale_id))
+        # Thousands of times a second: the sale id's pattern is matched once per sale.
+        if type(sale_id) is not str or sale_id not in self._valid_sale_ids:
+            if not isinstance(sale_id, str) or not keys.SALE_ID_RE.match(sale_id):
+                raise UnknownSale(str(sale_id))
+            if len(self._valid_sale_ids) >= _MAX_VALID_SALE_IDS:
+                self._valid_sale_ids.clear()
+            self._valid_sale_ids.add(sale_id)
         if (
             type(qty) is not int
             or not 1 <= qty <= MAX_QTY
-            or not isinstance(request_id, str)
+            or type(request_id) is not str
             or not 1 <= len(request_id) <= MAX_REQUEST_ID
-            or not isinstance(user_id, str)
+            or type(user_id) is not str
             or not 1 <= len(user_id) <= MAX_ID
             or ":" in user_id  # the request key is "user:request_id"
         ):
@@ -366,10 +376,9 @@ class InventoryService:
             return BuyResult("rate_limited", None, None)
         return None
 
-    async def _decide_group(self, sale_id: str, group: Sequence[PendingBuy]) -> list[BuyResult]:
-        payload = msgpack.packb(
-            [[buy.user_id, buy.qty, buy.request_id] for buy in group], use_bin_type=False
-        )
+    async def _decide_group(self, sale_id: str,
+                            requests: Sequence[BuyRequest]) -> list[BuyResult]:
+        payload = self._pack_requests(requests)
         reply, resent = await self._scripts.run_resent(
             "buy_batch", keys.sale_keys(sale_id), [self._now_ms(), payload]
         )
@@ -377,19 +386,20 @@ class InventoryService:
             raise UnknownSale(sale_id)
         stock = _stock(reply[2])
         results: list[BuyResult] = []
+        append = results.append
         any_reserved = False
         remaining = stock.remaining
-        # Positional arguments: this loop runs once per buy.
+        # Positional arguments, no helpers: this loop runs once per buy.
         for status, reservation_id, qty, price, expires_at, replayed in reply[1]:
-            if status not in BUY_STATUSES:
-                raise InventoryError(f"buy script answered an unknown status {status!r}")
-            hold = None
             if status == "reserved":
-                hold = Hold(reservation_id, qty, price, expires_at)
+                append(BuyResult("reserved", Hold(reservation_id, qty, price, expires_at),
+                                 remaining, replayed == 1, stock))
                 # A batch sent twice answers its own first copy "replayed".
                 any_reserved = any_reserved or not replayed or resent
-            results.append(BuyResult(
-                cast(BuyStatus, status), hold, remaining, bool(replayed), stock))
+            elif status in BUY_STATUSES:
+                append(BuyResult(status, None, remaining, replayed == 1, stock))
+            else:
+                raise InventoryError(f"buy script answered an unknown status {status!r}")
         if any_reserved:
             self._notify(stock)
         return results

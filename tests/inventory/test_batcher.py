@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from statistics import median
 
 from inventory import BuyResult
-from inventory._batcher import BATCH_WINDOW_S, MAX_BATCH_WINDOW_S, BuyBatcher, PendingBuy
+from inventory._batcher import BATCH_WINDOW_S, MAX_BATCH_WINDOW_S, BuyBatcher, BuyRequest
 
 
 class Recorder:
     def __init__(self) -> None:
         self.sizes: list[int] = []
 
-    async def decide(self, sale_id: str, group: Sequence[PendingBuy]) -> list[BuyResult]:
+    async def decide(self, sale_id: str, group: Sequence[BuyRequest]) -> list[BuyResult]:
         self.sizes.append(len(group))
         return [BuyResult(status="sold_out", reservation=None, remaining=0) for _ in group]
 
