@@ -99,8 +99,9 @@ class BuyBatcher:
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._slots = asyncio.Semaphore(max_inflight)
-        # Per sale, in the order sales got their first waiting buy (a sale whose buys were all
-        # taken leaves, and queues up again behind the others with its next buy).
+        # Per sale, taken in turn: a sale queues up behind the others with its first waiting
+        # buy, and a sale whose buys did not all fit in a batch goes behind the others with the
+        # rest, so one room's crowd does not hold back another room's buyers.
         self._waiting: dict[str, PendingBuys] = {}
         self._queued = 0  # buys waiting for a batch
         self._pending = 0  # queued + being decided
@@ -183,9 +184,11 @@ class BuyBatcher:
                 requests, callbacks = waiting.requests, waiting.callbacks
                 if len(requests) <= room:
                     del self._waiting[sale_id]
-                else:  # the rest waits for the next batch, first in line
+                else:
                     requests, callbacks = requests[:room], callbacks[:room]
                     del waiting.requests[:room], waiting.callbacks[:room]
+                    del self._waiting[sale_id]
+                    self._waiting[sale_id] = waiting
                 room -= len(requests)
                 self._queued -= len(requests)
                 # Waiting here (not in the task) is what lets the queue grow into bigger batches

@@ -98,3 +98,34 @@ async def test_a_lone_buyer_after_a_stream_does_not_wait_the_streams_window() ->
     finally:
         await batcher.close()
     assert max(waits) < 0.015, waits
+
+
+async def test_one_sales_crowd_does_not_hold_back_another_sales_buyer() -> None:
+    """Two rooms' sales on one server: a buyer of the quiet sale, arriving behind 500 buyers of
+    the busy one, is decided in the next batch, not after the whole crowd."""
+    decided: list[tuple[str, int]] = []
+    release = asyncio.Event()
+
+    async def decide(sale_id: str, group: Sequence[BuyRequest]) -> list[BuyResult]:
+        await release.wait()
+        decided.append((sale_id, len(group)))
+        return [BuyResult(status="sold_out", reservation=None, remaining=0) for _ in group]
+
+    batcher = BuyBatcher(decide, max_batch=32, max_inflight=1)
+    batcher.start()
+    loop = asyncio.get_running_loop()
+    answers: list[asyncio.Future[BuyResult | Exception]] = []
+    try:
+        for sale_id, count in (("s_BUSYBUSYBU", 500), ("s_QUIETQUIET", 1)):
+            for n in range(count):
+                answered: asyncio.Future[BuyResult | Exception] = loop.create_future()
+                assert batcher.submit(sale_id, f"u_{n}", 1, f"r{n}", answered.set_result)
+                answers.append(answered)
+        release.set()
+        await asyncio.gather(*answers)
+    finally:
+        await batcher.close()
+    assert sum(size for _, size in decided) == 501
+    assert max(size for _, size in decided) <= 32
+    first_quiet = [sale for sale, _ in decided].index("s_QUIETQUIET")
+    assert first_quiet <= 1, decided
