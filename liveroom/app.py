@@ -11,6 +11,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import redis.asyncio as aioredis
 import socketio
@@ -228,7 +229,9 @@ def build_services(settings: Settings, redis_url: str, *,
 
     # The buy hot path gets its own small pool: the batcher keeps a few scripts in flight.
     inventory_redis = redis_client(redis_url, INVENTORY_POOL_SIZE)
-    stock_pusher = StockBroadcaster(edge.emit_to)
+    # ``sold_out_news`` (below) needs the inventory this pusher is handed to.
+    stock_pusher = StockBroadcaster(edge.emit_to, emit_together=edge.emit_together,
+                                    sold_out_news=lambda sale_id: sold_out_news(sale_id))
     stock = InventoryService(inventory_redis, now_ms=now_ms, on_stock_change=stock_pusher.record,
                              max_batch_window_s=settings.buy_batch_max_ms / 1000,
                              target_batch=settings.buy_batch_target)
@@ -241,6 +244,12 @@ def build_services(settings: Settings, redis_url: str, *,
         view = await sales.push_view(sale)
         if await sales.claim_push(sale):
             await edge.emit_to("sale", view, sale.room_id)
+
+    async def sold_out_news(sale_id: str) -> dict[str, Any] | None:
+        # The same claim as the sweeper's: whichever reports the sell-out first pushes it.
+        sale = await stock.get_sale(sale_id)
+        view = await sales.push_view(sale)
+        return view if await sales.claim_push(sale) else None
 
     sweeper = HoldSweeper(stock, on_change=sale_changed)
     order_store = SqliteOrderStore.in_data_dir(settings.data_dir)

@@ -24,6 +24,9 @@ __all__ = ["SaleDesk", "StockBroadcaster", "sale_view"]
 
 log = logging.getLogger("liveroom.sales")
 Emit = Callable[[str, Any, str], Awaitable[None]]
+EmitTogether = Callable[[Sequence[tuple[str, Any]], str], Awaitable[None]]
+# The ``sale`` push for a sale that just sold out, or None when it is not this process's to send.
+SoldOutNews = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 MAX_COUNTDOWN_S = 86_400
 MAX_DURATION_S = 86_400
@@ -166,10 +169,18 @@ class StockBroadcaster:
     ``record`` is called synchronously after every stock change (thousands per second under a
     spike); the loop pushes the latest counters of each changed sale a few times per second. A
     sell-out wakes the loop at once, so buyers stop pressing a button that cannot succeed.
+
+    With ``sold_out_news`` and ``emit_together``, a sell-out's ``sale`` push goes out with its
+    ``stock`` push, in the same write to each member, instead of in a second fan-out a sweep
+    later: in a 10,000-buyer spike each fan-out is 10,000 loopback sends while buys still wait.
     """
 
-    def __init__(self, emit: Emit, interval_s: float = 0.5) -> None:
+    def __init__(self, emit: Emit, interval_s: float = 0.5, *,
+                 emit_together: EmitTogether | None = None,
+                 sold_out_news: SoldOutNews | None = None) -> None:
         self._emit = emit
+        self._emit_together = emit_together
+        self._sold_out_news = sold_out_news
         self._interval_s = interval_s
         self._latest: dict[str, StockLevel] = {}
         self._urgent = asyncio.Event()
@@ -203,7 +214,26 @@ class StockBroadcaster:
             return
         latest, self._latest = self._latest, {}
         for level in latest.values():
-            await self._emit("stock", level.to_public(), level.room_id)
+            news = await self._news_of(level)
+            if news is None:
+                await self._emit("stock", level.to_public(), level.room_id)
+            else:
+                assert self._emit_together is not None
+                await self._emit_together(
+                    [("stock", level.to_public()), ("sale", news)], level.room_id)
+
+    async def _news_of(self, level: StockLevel) -> dict[str, Any] | None:
+        if (self._sold_out_news is None or self._emit_together is None
+                or level.status != "sold_out" or level.remaining != 0):
+            return None
+        try:
+            return await self._sold_out_news(level.sale_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The sweeper's next pass still pushes the status change.
+            log.warning("sold-out news of sale %s unavailable", level.sale_id, exc_info=True)
+            return None
 
     async def close(self) -> None:
         if self._task is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 import socketio
 
@@ -148,6 +149,32 @@ async def test_many_buyers_never_oversell(server: LiveServer) -> None:
     assert (fresh["remaining"], fresh["held"], fresh["status"]) == (0, 30, "sold_out")
     await watcher.wait_for("stock", lambda d: d["remaining"] == 0)
     assert len(watcher.received("stock")) <= 6, "stock pushes are coalesced, not one per buy"
+
+
+async def test_a_sell_out_reaches_the_room_as_stock_then_sale_once(server: LiveServer) -> None:
+    _, room_id, _, sale = await shop(server, stock=2, per_user_limit=2)
+    member = await server.raw_member(room_id, "Watcher")
+    ann = await buyer(server, room_id)
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 2, "request_id": "all"})
+    assert ack["status"] == "reserved"
+    pushes: list[tuple[str, Any]] = []
+    try:  # the sweeper passes every 0.25 s: a second sold-out ``sale`` would show by now
+        while True:
+            text = await member.receive_str(timeout=1.0)
+            if text.startswith("42"):
+                event, data = orjson.loads(text[2:])
+                if event in ("stock", "sale"):
+                    pushes.append((event, data))
+    except TimeoutError:
+        pass
+    finally:
+        await member.close()
+    closing = [(event, data["status"]) for event, data in pushes
+               if data.get("status") == "sold_out"]
+    assert closing == [("stock", "sold_out"), ("sale", "sold_out")], pushes
+    sold_out_sale = next(data for event, data in pushes if event == "sale")
+    assert (sold_out_sale["id"], sold_out_sale["remaining"], sold_out_sale["held"]) == (
+        sale["id"], 0, 2)
 
 
 async def test_checkout_cash_on_delivery_and_visibility(server: LiveServer) -> None:

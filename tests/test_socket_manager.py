@@ -147,6 +147,26 @@ async def test_a_broadcast_reaches_the_same_sockets_with_the_same_frames() -> No
     assert received["e5"][1] == ['2["hello","a",1]']  # not in the room
 
 
+async def test_events_emitted_together_arrive_as_the_same_emits_one_after_another() -> None:
+    pair = _Pair()
+    for number in range(3):
+        await pair.connect(f"e{number}")
+    for plain_sid, indexed_sid in pair.sids[:2]:
+        await pair.plain.enter_room(plain_sid, NS, "room")
+        await pair.indexed.enter_room(indexed_sid, NS, "room")
+    await pair.plain.emit("stock", {"remaining": 0}, NS, room="room")
+    await pair.plain.emit("sale", {"status": "sold_out"}, NS, room="room")
+    await pair.indexed.emit_together(
+        [("stock", {"remaining": 0}), ("sale", {"status": "sold_out"})], NS, "room")
+    plain_sockets, indexed_sockets = (pair.servers[0].eio.sockets, pair.servers[1].eio.sockets)
+    received = {eio: (plain_sockets[eio].texts(), indexed_sockets[eio].texts())
+                for eio in plain_sockets}
+    for eio, (plain, indexed) in received.items():
+        assert plain == indexed, eio
+    assert received["e0"][1] == ['2["stock",{"remaining":0}]', '2["sale",{"status":"sold_out"}]']
+    assert received["e2"][1] == []
+
+
 async def test_a_socket_that_missed_its_pings_is_closed_not_queued() -> None:
     manager = IndexedAsyncManager()
     server = _server(manager)

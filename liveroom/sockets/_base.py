@@ -7,7 +7,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
@@ -250,3 +250,8 @@ class SocketEdge:
     async def emit_to(self, event: str, data: Any, room: str) -> None:
         """``emit`` with a positional room, the shape background pushers take."""
         await self.sio.emit(event, data, room=room)
+
+    async def emit_together(self, events: Sequence[tuple[str, Any]], room: str) -> None:
+        """Several broadcasts to ``room`` in order, written to each socket at once (see
+        ``DirectLocalEmit.emit_together``)."""
+        await self.sio.manager.emit_together(events, "/", room)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
@@ -203,6 +204,16 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
             self._transport.write(frame)
         else:
             self.queue.put_nowait(pkt)
+
+    def deliver_all(self, pkts: Sequence[engineio_packet.Packet], frames: bytes) -> None:
+        """``deliver`` of several packets whose websocket frames, in order, are ``frames``: one
+        write when the socket can take them now, else each packet queued."""
+        if self.writable_now():
+            assert self._transport is not None
+            self._transport.write(frames)
+        else:
+            for pkt in pkts:
+                self.queue.put_nowait(pkt)
 
     def send_now(self, pkt: engineio_packet.Packet) -> None:
         """``send`` without its ping-timeout check, for an answer to a socket that has just

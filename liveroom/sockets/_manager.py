@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import socketio
@@ -136,30 +137,41 @@ class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
             await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
                                callback=callback, to=to, **kwargs)
             return
-        room = to or room
+        await self._fan_out([(event, data)], namespace, to or room, skip_sid)
+
+    async def emit_together(self, events: Sequence[tuple[str, Any]], namespace: Any,
+                            room: Any) -> None:
+        """Broadcast several events to ``room``, in order, with one write per socket that can
+        take them now: a sell-out's ``stock`` and ``sale`` pushes to a 10,000-member room are
+        10,000 loopback ``send`` calls instead of 20,000."""
+        await self._fan_out(events, namespace, room, None)
+
+    async def _fan_out(self, events: Sequence[tuple[str, Any]], namespace: Any, room: Any,
+                       skip_sid: Any) -> None:
         if namespace not in self.rooms:
             return
-        if isinstance(data, tuple):
-            args = list(data)
-        elif data is not None:
-            args = [data]
-        else:
-            args = []
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-        encoded = self.server.packet_class(
-            socketio_packet.EVENT, namespace=namespace, data=[event, *args]).encode()
-        frames = [engineio_packet.Packet(engineio_packet.MESSAGE, part)
-                  for part in (encoded if isinstance(encoded, list) else [encoded])]
+        frames: list[engineio_packet.Packet] = []
+        for event, data in events:
+            if isinstance(data, tuple):
+                args = list(data)
+            elif data is not None:
+                args = [data]
+            else:
+                args = []
+            encoded = self.server.packet_class(
+                socketio_packet.EVENT, namespace=namespace, data=[event, *args]).encode()
+            frames.extend(engineio_packet.Packet(engineio_packet.MESSAGE, part)
+                          for part in (encoded if isinstance(encoded, list) else [encoded]))
         # The websocket frames too are built once, for every lean socket that can take them now.
-        wire_frames = [websocket_frame(frame.encode()) for frame in frames]
+        wire = b"".join(websocket_frame(frame.encode()) for frame in frames)
         engine = self.server.eio
         sockets = engine.sockets
         ping_timeout = engine.ping_timeout
         now = time.time()
         silent: list[str] = []
         # Per member only what depends on the member (a 200-member room is 200 turns of this).
-        single = len(frames) == 1
-        frame, wire = frames[0], wire_frames[0]
+        single = frames[0] if len(frames) == 1 else None
         skipping = skip != [None]
         for sid, eio_sid in self.get_participants(namespace, room):
             if skipping and sid in skip:
@@ -172,14 +184,13 @@ class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
                 silent.append(eio_sid)
                 continue
             if type(socket) is LeanSocket:
-                if single:
-                    socket.deliver(frame, wire)
+                if single is not None:
+                    socket.deliver(single, wire)
                 else:
-                    for part, part_wire in zip(frames, wire_frames, strict=True):
-                        socket.deliver(part, part_wire)
+                    socket.deliver_all(frames, wire)
             else:  # a socket engineio built before the lean sockets were installed
-                for part in frames:
-                    socket.queue.put_nowait(part)
+                for frame in frames:
+                    socket.queue.put_nowait(frame)
         for eio_sid in silent:
             # engineio's send closes a socket whose client stopped answering pings.
             with contextlib.suppress(engineio_exceptions.SocketIsClosedError):
@@ -195,3 +206,9 @@ class IndexedAsyncRedisManager(
         IndexedRooms, socketio.AsyncRedisManager, DirectLocalEmit):  # type: ignore[misc]
     """The manager of ``serve --workers N``: broadcasts cross processes through Redis, and
     ``AsyncPubSubManager`` hands each one to ``DirectLocalEmit`` for the local sockets."""
+
+    async def emit_together(self, events: Sequence[tuple[str, Any]], namespace: Any,
+                            room: Any) -> None:
+        # Each event is published for the other workers, as python-socketio publishes them.
+        for event, data in events:
+            await self.emit(event, data, namespace, room=room)
