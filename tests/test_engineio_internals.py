@@ -15,7 +15,7 @@ import pytest
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 
 from liveroom.sockets import _engineio_internals as internals
-from tests.server_harness import live_server
+from tests.server_harness import LiveServer, live_server
 
 
 def test_installed_engineio_is_a_checked_version() -> None:
@@ -95,6 +95,13 @@ def test_reaper_internals_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
         check_reaper_internals(sio)
 
 
+async def _new_room(server: LiveServer, title: str) -> str:
+    """A room of the anchor Mei; its id."""
+    anchor = server.token("anchor", "Mei", user_id="u_mei")
+    _, room = await server.request("POST", "/api/rooms", anchor, {"title": title})
+    return str(room["id"])
+
+
 async def _events(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[Any]:
     out: list[Any] = []
     while len(out) < count:
@@ -107,13 +114,12 @@ async def _events(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[Any]:
 async def test_broadcast_frames_of_every_length_reach_a_standard_client_intact(
         redis_url: str, data_dir: Any) -> None:
     async with live_server(redis_url, data_dir) as server:
-        anchor = server.token("anchor", "Mei", user_id="u_mei")
-        _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Frames"})
-        ws = await server.raw_member(room["id"], "Reader")
+        room_id = await _new_room(server, "Frames")
+        ws = await server.raw_member(room_id, "Reader")
         # 7-bit, 16-bit and 64-bit payload lengths (RFC 6455 5.2), and text beyond ASCII.
         texts = ["x" * n for n in (1, 100, 125, 126, 4_000, 65_535, 70_000)] + ["玉镯 ✓ 🎉"]
         for text in texts:
-            await server.services.sio.emit("announcement", {"text": text}, room=room["id"])
+            await server.services.sio.emit("announcement", {"text": text}, room=room_id)
         received = await _events(ws, len(texts))
         assert [data["text"] for _, data in received] == texts
         await ws.close()
@@ -122,9 +128,8 @@ async def test_broadcast_frames_of_every_length_reach_a_standard_client_intact(
 async def test_acks_and_broadcasts_stay_in_order_while_a_client_falls_behind(
         redis_url: str, data_dir: Any) -> None:
     async with live_server(redis_url, data_dir) as server:
-        anchor = server.token("anchor", "Mei", user_id="u_mei")
-        _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Order"})
-        ws = await server.raw_member(room["id"], "Slow")
+        room_id = await _new_room(server, "Order")
+        ws = await server.raw_member(room_id, "Slow")
         sio = server.services.sio
         total = 3000
         payload = "y" * 6_000
@@ -133,7 +138,7 @@ async def test_acks_and_broadcasts_stay_in_order_while_a_client_falls_behind(
             # The TCP buffers fill and drain while this runs, so packets go now one way (written
             # at once), now the other (queued behind unsent ones); a ping event in the middle.
             for number in range(total):
-                await sio.emit("announcement", {"n": number, "pad": payload}, room=room["id"])
+                await sio.emit("announcement", {"n": number, "pad": payload}, room=room_id)
                 if number == total // 2:
                     await ws.send_str('427["ping",{}]')
                 if number % 7 == 0:
@@ -161,9 +166,8 @@ async def test_acks_and_broadcasts_stay_in_order_while_a_client_falls_behind(
 async def test_deferred_acks_stay_in_order_and_intact_while_a_client_falls_behind(
         redis_url: str, data_dir: Any) -> None:
     async with live_server(redis_url, data_dir) as server:
-        anchor = server.token("anchor", "Mei", user_id="u_mei")
-        _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Deferred"})
-        ws = await server.raw_member(room["id"], "Slow")
+        room_id = await _new_room(server, "Deferred")
+        ws = await server.raw_member(room_id, "Slow")
         sio = server.services.sio
         fast = server.services.edge.fast_events
         assert fast is not None
@@ -180,7 +184,7 @@ async def test_deferred_acks_stay_in_order_and_intact_while_a_client_falls_behin
 
         async def push() -> None:
             for number in range(total):
-                await sio.emit("announcement", {"n": number, "pad": payload}, room=room["id"])
+                await sio.emit("announcement", {"n": number, "pad": payload}, room=room_id)
                 if number % 400 == 0:
                     await ws.send_str(f'42{number}["later",{{"n":{number}}}]')
                 if number % 7 == 0:
@@ -211,12 +215,11 @@ async def test_deferred_acks_stay_in_order_and_intact_while_a_client_falls_behin
 async def test_a_peer_gone_without_closing_is_cut_after_a_ping_cycle(
         redis_url: str, data_dir: Any) -> None:
     async with live_server(redis_url, data_dir) as server:
-        anchor = server.token("anchor", "Mei", user_id="u_mei")
-        _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Gone"})
+        room_id = await _new_room(server, "Gone")
         reaper = server.services.reaper
         assert reaper.max_silence_s == 40  # engineio's ping interval + ping timeout here
         reaper.max_silence_s = 0.5  # the same rule, on a test's time scale
-        ws = await server.raw_member(room["id"], "Vanished")
+        ws = await server.raw_member(room_id, "Vanished")
         (sid,) = server.sids_of("Vanished")
         await asyncio.sleep(0.6)  # reads nothing, answers nothing
         assert await reaper.sweep() == 1
@@ -233,14 +236,13 @@ async def test_a_broadcast_to_lean_sockets_skips_whom_it_is_told_and_carries_bin
     # The broadcast loop handles one frame per member in its own branch; skip_sid (one sid or
     # a list) and binary data (a text frame plus an attachment) take the other ones.
     async with live_server(redis_url, data_dir) as server:
-        anchor = server.token("anchor", "Mei", user_id="u_mei")
-        _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Skip"})
-        readers = [await server.raw_member(room["id"], name) for name in ("Ann", "Bob", "Cy")]
+        room_id = await _new_room(server, "Skip")
+        readers = [await server.raw_member(room_id, name) for name in ("Ann", "Bob", "Cy")]
         (ann_sid,), (bob_sid,) = server.sids_of("Ann"), server.sids_of("Bob")
         sio = server.services.sio
-        await sio.emit("announcement", {"n": 1}, room=room["id"], skip_sid=ann_sid)
-        await sio.emit("announcement", {"n": 2}, room=room["id"], skip_sid=[ann_sid, bob_sid])
-        await sio.emit("announcement", {"n": 3, "blob": b"\x00\x01jade"}, room=room["id"])
+        await sio.emit("announcement", {"n": 1}, room=room_id, skip_sid=ann_sid)
+        await sio.emit("announcement", {"n": 2}, room=room_id, skip_sid=[ann_sid, bob_sid])
+        await sio.emit("announcement", {"n": 3, "blob": b"\x00\x01jade"}, room=room_id)
         seen: dict[int, list[Any]] = {}
         for index, ws in enumerate(readers):
             frames: list[Any] = []
