@@ -167,6 +167,36 @@ async def test_events_emitted_together_arrive_as_the_same_emits_one_after_anothe
     assert received["e2"][1] == []
 
 
+async def test_a_big_rooms_broadcast_lets_the_loop_run_and_keeps_broadcasts_in_order() -> None:
+    manager = IndexedAsyncManager()
+    manager.FAN_OUT_SLICE = 10
+    server = _server(manager)
+    members = [f"e{number}" for number in range(100)]
+    for number, eio_sid in enumerate(members):
+        server.eio.sockets[eio_sid] = _Socket()
+        sid = await manager.connect(eio_sid, NS)
+        await manager.enter_room(sid, NS, "room")
+        if number >= 90:
+            await manager.enter_room(sid, NS, "last ten")
+    reached_meanwhile: list[int] = []
+
+    def meanwhile() -> None:  # what the loop would do for a buy read mid-broadcast
+        reached_meanwhile.append(sum(not server.eio.sockets[e].queue.empty() for e in members))
+
+    first = asyncio.create_task(manager.emit("stock", {"remaining": 3}, NS, room="room"))
+    await asyncio.sleep(0)  # the first broadcast is under way when the second is emitted
+    asyncio.get_running_loop().call_soon(meanwhile)
+    # A small room's broadcast, whose members the big one has not reached yet, waits its turn.
+    second = asyncio.create_task(manager.emit("chat", {"text": "hi"}, NS, room="last ten"))
+    await asyncio.gather(first, second)
+    assert len(reached_meanwhile) == 1
+    assert 0 < reached_meanwhile[0] < len(members)  # some members reached, not all
+    for number, eio_sid in enumerate(members):
+        expected = ['2["stock",{"remaining":3}]'] + (
+            ['2["chat",{"text":"hi"}]'] if number >= 90 else [])
+        assert server.eio.sockets[eio_sid].texts() == expected, eio_sid
+
+
 async def test_a_socket_that_missed_its_pings_is_closed_not_queued() -> None:
     manager = IndexedAsyncManager()
     server = _server(manager)

@@ -18,9 +18,10 @@ the index against the base class's own answers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import socketio
@@ -128,7 +129,16 @@ class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
     ``LeanSocket`` writes it at once, or queues the packet behind what it has not written yet;
     only a socket whose client missed its pings goes the original way, so engineio closes it as
     before. Emits with a callback keep the original path.
+
+    A big room is written in slices of ``FAN_OUT_SLICE`` sockets with a turn of the event loop
+    between them: a push to 10,000 members is 10,000 ``send`` calls (0.1-0.25 s on the
+    development machine), and the buys arriving meanwhile are read and answered between slices
+    instead of after the last one. Broadcasts run one at a time, so every socket still gets them
+    in the order they were emitted.
     """
+
+    FAN_OUT_SLICE = 256
+    _fan_outs_in_order: asyncio.Lock | None = None
 
     async def emit(self, event: str, data: Any, namespace: Any, room: Any = None,
                    skip_sid: Any = None, callback: Any = None, to: Any = None,
@@ -165,16 +175,36 @@ class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
                           for part in (encoded if isinstance(encoded, list) else [encoded]))
         # The websocket frames too are built once, for every lean socket that can take them now.
         wire = b"".join(websocket_frame(frame.encode()) for frame in frames)
-        engine = self.server.eio
-        sockets = engine.sockets
-        ping_timeout = engine.ping_timeout
-        now = time.time()
         silent: list[str] = []
         # Per member only what depends on the member (a 200-member room is 200 turns of this).
         single = frames[0] if len(frames) == 1 else None
         skipping = skip != [None]
-        for sid, eio_sid in self.get_participants(namespace, room):
-            if skipping and sid in skip:
+        if self._fan_outs_in_order is None:
+            self._fan_outs_in_order = asyncio.Lock()
+        async with self._fan_outs_in_order:
+            await self._deliver_to_members(
+                self.get_participants(namespace, room), frames, single, wire,
+                skip if skipping else None, silent)
+        for eio_sid in silent:
+            # engineio's send closes a socket whose client stopped answering pings.
+            with contextlib.suppress(engineio_exceptions.SocketIsClosedError):
+                for frame in frames:
+                    await self.server._send_eio_packet(eio_sid, frame)
+
+    async def _deliver_to_members(self, members: Iterable[tuple[str, str]],
+                                  frames: list[engineio_packet.Packet],
+                                  single: engineio_packet.Packet | None, wire: bytes,
+                                  skip: list[Any] | None, silent: list[str]) -> None:
+        sockets = self.server.eio.sockets
+        ping_timeout = self.server.eio.ping_timeout
+        now = time.time()
+        turn = self.FAN_OUT_SLICE
+        for sid, eio_sid in members:  # a copy of the room: members may come and go meanwhile
+            turn -= 1
+            if not turn:
+                turn = self.FAN_OUT_SLICE
+                await asyncio.sleep(0)
+            if skip is not None and sid in skip:
                 continue
             socket = sockets.get(eio_sid)
             if socket is None or socket.closed:
@@ -191,11 +221,6 @@ class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
             else:  # a socket engineio built before the lean sockets were installed
                 for frame in frames:
                     socket.queue.put_nowait(frame)
-        for eio_sid in silent:
-            # engineio's send closes a socket whose client stopped answering pings.
-            with contextlib.suppress(engineio_exceptions.SocketIsClosedError):
-                for frame in frames:
-                    await self.server._send_eio_packet(eio_sid, frame)
 
 
 class IndexedAsyncManager(IndexedRooms, DirectLocalEmit):
