@@ -57,6 +57,25 @@ class _Pair:
         self.servers = [_server(self.plain), _server(self.indexed)]
         self.sids: list[tuple[str, str]] = []  # (sid in plain, sid in indexed)
 
+    @classmethod
+    async def with_room(cls, connected: int, in_room: int) -> _Pair:
+        """``connected`` sockets ``e0``, ``e1``, ... on both managers; the first ``in_room`` of
+        them in ``"room"``."""
+        pair = cls()
+        for number in range(connected):
+            await pair.connect(f"e{number}")
+        for plain_sid, indexed_sid in pair.sids[:in_room]:
+            await pair.plain.enter_room(plain_sid, NS, "room")
+            await pair.indexed.enter_room(indexed_sid, NS, "room")
+        return pair
+
+    def received(self) -> dict[str, tuple[list[str], list[str]]]:
+        """What each socket got so far, through python-socketio's manager and through ours."""
+        plain_sockets, indexed_sockets = (self.servers[0].eio.sockets,
+                                          self.servers[1].eio.sockets)
+        return {eio: (plain_sockets[eio].texts(), indexed_sockets[eio].texts())
+                for eio in plain_sockets}
+
     async def connect(self, eio_sid: str) -> None:
         pair = []
         for server, manager in zip(self.servers, (self.plain, self.indexed), strict=True):
@@ -127,19 +146,12 @@ def test_rooms_match_python_socketios_own_manager(ops: list[tuple[str, int, str]
 
 
 async def test_a_broadcast_reaches_the_same_sockets_with_the_same_frames() -> None:
-    pair = _Pair()
-    for number in range(6):
-        await pair.connect(f"e{number}")
-    for plain_sid, indexed_sid in pair.sids[:4]:
-        await pair.plain.enter_room(plain_sid, NS, "room")
-        await pair.indexed.enter_room(indexed_sid, NS, "room")
+    pair = await _Pair.with_room(connected=6, in_room=4)
     skip = pair.sids[1]
     for manager, which in ((pair.plain, 0), (pair.indexed, 1)):
         await manager.emit("stock", {"remaining": 3}, NS, room="room", skip_sid=skip[which])
         await manager.emit("hello", ("a", 1), NS)
-    plain_sockets, indexed_sockets = (pair.servers[0].eio.sockets, pair.servers[1].eio.sockets)
-    received = {eio: (plain_sockets[eio].texts(), indexed_sockets[eio].texts())
-                for eio in plain_sockets}
+    received = pair.received()
     for eio, (plain, indexed) in received.items():
         assert plain == indexed, eio
     assert received["e0"][1] == ['2["stock",{"remaining":3}]', '2["hello","a",1]']
@@ -148,19 +160,12 @@ async def test_a_broadcast_reaches_the_same_sockets_with_the_same_frames() -> No
 
 
 async def test_events_emitted_together_arrive_as_the_same_emits_one_after_another() -> None:
-    pair = _Pair()
-    for number in range(3):
-        await pair.connect(f"e{number}")
-    for plain_sid, indexed_sid in pair.sids[:2]:
-        await pair.plain.enter_room(plain_sid, NS, "room")
-        await pair.indexed.enter_room(indexed_sid, NS, "room")
+    pair = await _Pair.with_room(connected=3, in_room=2)
     await pair.plain.emit("stock", {"remaining": 0}, NS, room="room")
     await pair.plain.emit("sale", {"status": "sold_out"}, NS, room="room")
     await pair.indexed.emit_together(
         [("stock", {"remaining": 0}), ("sale", {"status": "sold_out"})], NS, "room")
-    plain_sockets, indexed_sockets = (pair.servers[0].eio.sockets, pair.servers[1].eio.sockets)
-    received = {eio: (plain_sockets[eio].texts(), indexed_sockets[eio].texts())
-                for eio in plain_sockets}
+    received = pair.received()
     for eio, (plain, indexed) in received.items():
         assert plain == indexed, eio
     assert received["e0"][1] == ['2["stock",{"remaining":0}]', '2["sale",{"status":"sold_out"}]']
