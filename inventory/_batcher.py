@@ -182,12 +182,10 @@ class BuyBatcher:
             while room and self._waiting:
                 sale_id, waiting = next(iter(self._waiting.items()))
                 requests, callbacks = waiting.requests, waiting.callbacks
-                if len(requests) <= room:
-                    del self._waiting[sale_id]
-                else:
+                del self._waiting[sale_id]
+                if len(requests) > room:  # the rest goes behind the other sales
                     requests, callbacks = requests[:room], callbacks[:room]
                     del waiting.requests[:room], waiting.callbacks[:room]
-                    del self._waiting[sale_id]
                     self._waiting[sale_id] = waiting
                 room -= len(requests)
                 self._queued -= len(requests)

@@ -176,15 +176,11 @@ class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
         # The websocket frames too are built once, for every lean socket that can take them now.
         wire = b"".join(websocket_frame(frame.encode()) for frame in frames)
         silent: list[str] = []
-        # Per member only what depends on the member (a 200-member room is 200 turns of this).
-        single = frames[0] if len(frames) == 1 else None
-        skipping = skip != [None]
         if self._fan_outs_in_order is None:
             self._fan_outs_in_order = asyncio.Lock()
         async with self._fan_outs_in_order:
-            await self._deliver_to_members(
-                self.get_participants(namespace, room), frames, single, wire,
-                skip if skipping else None, silent)
+            await self._deliver_to_members(self.get_participants(namespace, room), frames, wire,
+                                           None if skip == [None] else skip, silent)
         for eio_sid in silent:
             # engineio's send closes a socket whose client stopped answering pings.
             with contextlib.suppress(engineio_exceptions.SocketIsClosedError):
@@ -192,9 +188,10 @@ class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
                     await self.server._send_eio_packet(eio_sid, frame)
 
     async def _deliver_to_members(self, members: Iterable[tuple[str, str]],
-                                  frames: list[engineio_packet.Packet],
-                                  single: engineio_packet.Packet | None, wire: bytes,
+                                  frames: list[engineio_packet.Packet], wire: bytes,
                                   skip: list[Any] | None, silent: list[str]) -> None:
+        # Per member only what depends on the member (a 200-member room is 200 turns of this).
+        single = frames[0] if len(frames) == 1 else None
         sockets = self.server.eio.sockets
         ping_timeout = self.server.eio.ping_timeout
         now = time.time()
