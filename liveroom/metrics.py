@@ -217,14 +217,8 @@ class Metrics:
         self.add(CallbackGauge(name, help_text, read))
 
     def record_buy(self, status: str, seconds: float) -> None:
-        # Once per buy: the counter and the histogram are bumped in place, in one call.
-        counts = self.buys._values
-        key = (status,)
-        counts[key] = counts.get(key, 0.0) + 1.0
-        latency = self.buy_latency
-        latency._counts[bisect.bisect_left(latency.bounds, seconds)] += 1
-        latency.sum += seconds
-        latency.count += 1
+        self.buys.inc(status)
+        self.buy_latency.observe(seconds)
 
     def render(self) -> str:
         lines: list[str] = []

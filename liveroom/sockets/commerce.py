@@ -118,8 +118,6 @@ class CommerceEvents:
 
     def _decided(self, started: float, reply: Reply, sale_id: str,
                  outcome: inventory.BuyResult | Exception) -> None:
-        # Once per buy: the answer is built and counted here in one step (``_answer`` is the
-        # same for the answers known before the batch).
         if isinstance(outcome, Exception):
             body = error_body(outcome)
             ack = _refused("invalid", sale_id, message=body["message"], code=body["code"])
@@ -130,9 +128,7 @@ class CommerceEvents:
                        "reservation": hold.to_public(), "remaining": outcome.remaining}
             else:
                 ack = _refused(outcome.status, sale_id, outcome.remaining)
-        self._record_buy(ack["status"], perf_counter() - started)
-        if reply is not None:
-            reply(ack)
+        self._answer(started, reply, ack)
 
     def _answer(self, started: float, reply: Reply, ack: Ack) -> None:
         self._record_buy(str(ack.get("status", "error")), perf_counter() - started)
