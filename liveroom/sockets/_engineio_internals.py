@@ -196,18 +196,10 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
         if await self.check_ping_timeout():
             self.send_now(pkt)
 
-    def deliver(self, pkt: engineio_packet.Packet, frame: bytes) -> None:
-        """Send ``pkt`` whose websocket ``frame`` is already built (a broadcast); the caller
-        has checked the ping timeout."""
-        if self.writable_now():
-            assert self._transport is not None
-            self._transport.write(frame)
-        else:
-            self.queue.put_nowait(pkt)
-
-    def deliver_all(self, pkts: Sequence[engineio_packet.Packet], frames: bytes) -> None:
-        """``deliver`` of several packets whose websocket frames, in order, are ``frames``: one
-        write when the socket can take them now, else each packet queued."""
+    def deliver(self, pkts: Sequence[engineio_packet.Packet], frames: bytes) -> None:
+        """Send ``pkts`` whose websocket frames, in order, are already built as ``frames`` (a
+        broadcast): one write when the socket can take them now, else each packet queued. The
+        caller has checked the ping timeout."""
         if self.writable_now():
             assert self._transport is not None
             self._transport.write(frames)
@@ -219,7 +211,7 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
         """``send`` without its ping-timeout check, for an answer to a socket that has just
         spoken: written now when the socket can take it, else queued (the queue is unbounded,
         so nothing waits)."""
-        self.deliver(pkt, websocket_frame(pkt.encode()))
+        self.deliver((pkt,), websocket_frame(pkt.encode()))
 
     def send_encoded(self, encoded: bytes) -> None:
         """``send_now`` of a text packet already encoded as UTF-8 (``b"4..."``), the deferred

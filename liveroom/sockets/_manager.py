@@ -191,7 +191,6 @@ class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
                                   frames: list[engineio_packet.Packet], wire: bytes,
                                   skip: list[Any] | None, silent: list[str]) -> None:
         # Per member only what depends on the member (a 200-member room is 200 turns of this).
-        single = frames[0] if len(frames) == 1 else None
         sockets = self.server.eio.sockets
         ping_timeout = self.server.eio.ping_timeout
         now = time.time()
@@ -211,10 +210,7 @@ class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
                 silent.append(eio_sid)
                 continue
             if type(socket) is LeanSocket:
-                if single is not None:
-                    socket.deliver(single, wire)
-                else:
-                    socket.deliver_all(frames, wire)
+                socket.deliver(frames, wire)
             else:  # a socket engineio built before the lean sockets were installed
                 for frame in frames:
                     socket.queue.put_nowait(frame)
