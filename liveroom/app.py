@@ -25,6 +25,7 @@ from inventory import HoldSweeper, InventoryService, Sale
 from orders import HandoffConsumer, Order, OrderService, SandboxPaymentProvider, SqliteOrderStore
 from trustbadges import CertificateService, ExpiryWatcher
 
+from .addresses import ClientAddresses, parse_networks
 from .bus import ControlBus
 from .catalog import Catalog
 from .certification import BadgeFanout, CertificateDesk, ExpiryPlans
@@ -73,6 +74,8 @@ POOL_WAIT_S = 30
 @dataclass
 class Services:
     settings: Settings
+    # The client address of a request or connection, behind the trusted proxies if any.
+    addresses: ClientAddresses
     redis: aioredis.Redis
     signer: TokenSigner
     bus: ControlBus
@@ -282,7 +285,9 @@ def build_services(settings: Settings, redis_url: str, *,
     # server (the first worker) that owns the consumer's process.
     upkeep = (OrderUpkeep(order_service, edge.emit_to, metrics)
               if handoff_in_process or settings.worker_index in (None, 0) else None)
-    return Services(settings=settings, redis=redis, signer=signer, bus=bus, catalog=catalog,
+    return Services(settings=settings,
+                    addresses=ClientAddresses(parse_networks(settings.trusted_proxies)),
+                    redis=redis, signer=signer, bus=bus, catalog=catalog,
                     rooms=rooms, sio=sio, edge=edge, viewer_pusher=pusher,
                     certificates=certificates, certificate_desk=desk,
                     expiry_watcher=expiry_watcher, media=media, ice=ice, media_router=router,

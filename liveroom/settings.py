@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .addresses import parse_networks
+
 __all__ = ["Settings", "SettingsError"]
 
 ENV_PREFIX = "LIVEROOM_"
@@ -74,6 +76,9 @@ class Settings:
     # "text" or "json" (one JSON object per line, see liveroom/logs.py).
     log_format: str = "text"
     public_url: str | None = None
+    # Addresses (or networks) of reverse proxies whose X-Forwarded-For is believed; a client's
+    # address is otherwise the TCP peer's (liveroom/addresses.py).
+    trusted_proxies: tuple[str, ...] = ()
     # Full garbage collections at most this often, put off while buys are answered (see
     # liveroom/collector.py); 0 leaves them to CPython (which pauses big servers often).
     gc_full_interval_s: float = 300.0
@@ -134,6 +139,10 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}BUY_BATCH_TARGET must be from 1 to 512")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"log_format must be text or json, not {self.log_format!r}")
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise SettingsError(f"{ENV_PREFIX}TRUSTED_PROXIES: {exc}") from None
         self._validate_ice()
 
     def _validate_ice(self) -> None:
