@@ -1,7 +1,14 @@
 """Identity: signed, expiring bearer tokens carrying a user's id, name and role.
 
-Format: ``base64url(orjson(claims)) + "." + base64url(HMAC-SHA256(secret, first part))``.
-Claims: ``{"sub": id, "name": name, "role": role, "iat": ms, "exp": ms}``.
+Tokens are standard JWTs (RFC 7519) signed with HMAC-SHA256 under the server's secret, so any
+service holding the secret can check one with a stock JWT library. Claims: ``sub`` (user id),
+``name``, ``role``, ``iat`` and ``exp`` (seconds since the epoch), and ``phone_verified: true``
+for a buyer account signed in with a one-time code (``liveroom/accounts.py``).
+
+Only one spelling of a token is accepted: the three segments must be unpadded base64url that
+decodes and re-encodes to itself, the header must name ``HS256``, and the signature is checked
+by PyJWT with that one algorithm. Any other bytes (padding, characters outside base64url,
+non-ASCII) are ``token_malformed``, never a server error.
 """
 
 from __future__ import annotations
@@ -9,19 +16,42 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import hashlib
-import hmac
+import re
 import secrets
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import orjson
+import jwt
 
 from .exceptions import InvalidInput, Unauthorized
 
-__all__ = ["InvalidToken", "Role", "TokenSigner", "User", "new_user_id", "validate_name"]
+__all__ = [
+    "MIN_SECRET_BYTES",
+    "NAME_MAX_CHARS",
+    "InvalidToken",
+    "Role",
+    "TokenSigner",
+    "User",
+    "name_key",
+    "new_user_id",
+    "validate_name",
+]
 
 NAME_MAX_CHARS = 40
+# HS256 wants a key at least as long as its hash (RFC 7518, 3.2).
+MIN_SECRET_BYTES = 32
+TOKEN_MAX_CHARS = 2048
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ("sub", "name", "role", "iat", "exp")
+_SEGMENT = r"[A-Za-z0-9_-]+"
+_TOKEN_SHAPE = re.compile(rf"^{_SEGMENT}\.{_SEGMENT}\.{_SEGMENT}$")
+# Bidirectional overrides and isolates, and the invisible joiners and spaces: they let one name
+# look like another (or like the anchor's) on screen. NFKC leaves them in, so they go by hand.
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufeff"
+    "\uffa0\U000e0000-\U000e007f]")
 
 
 class Role(enum.StrEnum):
@@ -36,9 +66,12 @@ class User:
     id: str
     name: str
     role: Role
+    # Signed in with a one-time code sent to a phone: a buyer account (one per phone).
+    phone_verified: bool = False
 
-    def public(self) -> dict[str, str]:
-        return {"id": self.id, "name": self.name, "role": self.role.value}
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "role": self.role.value,
+                "phone_verified": self.phone_verified}
 
     @property
     def is_admin(self) -> bool:
@@ -59,9 +92,14 @@ def new_user_id() -> str:
 
 
 def validate_name(raw: object) -> str:
+    """A display name as shown to others: NFKC-normalised (full-width and compatibility forms
+    folded), without control, format, bidirectional or zero-width characters, whitespace
+    collapsed, 1-40 characters."""
     if not isinstance(raw, str):
         raise InvalidInput("name must be a string")
-    name = " ".join(raw.split())
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", raw))
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    name = " ".join(text.split())
     if not name:
         raise InvalidInput("name must not be empty")
     if len(name) > NAME_MAX_CHARS:
@@ -69,49 +107,82 @@ def validate_name(raw: object) -> str:
     return name
 
 
+def name_key(name: str) -> str:
+    """What two names are compared by when one must not pass for the other: case-folded, with
+    spaces and punctuation dropped (``Mei``, ``MEI`` and ``M.e.i`` are the same person)."""
+    folded = unicodedata.normalize("NFKC", validate_name(name).casefold())
+    return "".join(ch for ch in folded if unicodedata.category(ch)[0] in "LN")
+
+
 def _b64encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _b64decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _canonical_segments(token: str) -> bool:
+    """Every segment is the one base64url spelling of its bytes (no padding, no spare bits)."""
+    for segment in token.split("."):
+        try:
+            decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        except (binascii.Error, ValueError):
+            return False
+        if _b64encode(decoded) != segment:
+            return False
+    return True
 
 
 class TokenSigner:
     def __init__(self, secret: bytes, ttl_s: int, now_ms: Callable[[], int]) -> None:
-        if len(secret) < 16:
-            raise ValueError("token secret must be at least 16 bytes")
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"token secret must be at least {MIN_SECRET_BYTES} bytes")
         self._secret = secret
         self._ttl_ms = ttl_s * 1000
         self._now_ms = now_ms
 
-    def _mac(self, body: bytes) -> bytes:
-        return hmac.new(self._secret, body, hashlib.sha256).digest()
-
     def issue(self, user: User, ttl_s: int | None = None) -> str:
         now = self._now_ms()
         ttl_ms = self._ttl_ms if ttl_s is None else ttl_s * 1000
-        claims = {"sub": user.id, "name": user.name, "role": user.role.value,
-                  "iat": now, "exp": now + ttl_ms}
-        body = _b64encode(orjson.dumps(claims)).encode()
-        return body.decode() + "." + _b64encode(self._mac(body))
+        claims: dict[str, Any] = {"sub": user.id, "name": user.name, "role": user.role.value,
+                                  "iat": now // 1000, "exp": (now + ttl_ms) // 1000}
+        if user.phone_verified:
+            claims["phone_verified"] = True
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify(self, token: object) -> User:
-        if not isinstance(token, str) or token.count(".") != 1 or len(token) > 2048:
+        if (not isinstance(token, str) or len(token) > TOKEN_MAX_CHARS
+                or not token.isascii() or not _TOKEN_SHAPE.match(token)
+                or not _canonical_segments(token)):
             raise InvalidToken("malformed")
-        body, _, signature = token.partition(".")
         try:
-            given = _b64decode(signature)
-        except (binascii.Error, ValueError):
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
             raise InvalidToken("malformed") from None
-        if not hmac.compare_digest(given, self._mac(body.encode())):
-            raise InvalidToken("bad_signature")
+        if header.get("alg") != ALGORITHM or set(header) - {"alg", "typ"}:
+            raise InvalidToken("malformed")
         try:
-            claims = orjson.loads(_b64decode(body))
-            user = User(id=str(claims["sub"]), name=str(claims["name"]), role=Role(claims["role"]))
-            expires = int(claims["exp"])
-        except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+            # Expiry is checked below against the server's one clock, not the library's.
+            claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM], options={
+                "require": list(REQUIRED_CLAIMS), "verify_exp": False, "verify_iat": False,
+                "verify_nbf": False})
+        except jwt.InvalidSignatureError:
+            raise InvalidToken("bad_signature") from None
+        except jwt.PyJWTError:
             raise InvalidToken("malformed") from None
-        if expires <= self._now_ms():
+        try:
+            user = User(id=_claim_text(claims, "sub"), name=_claim_text(claims, "name"),
+                        role=Role(claims["role"]),
+                        phone_verified=claims.get("phone_verified", False) is True)
+            expires_s = claims["exp"]
+            if type(expires_s) is not int:
+                raise TypeError("exp")
+        except (ValueError, TypeError):
+            raise InvalidToken("malformed") from None
+        if expires_s * 1000 <= self._now_ms():
             raise InvalidToken("expired")
         return user
+
+
+def _claim_text(claims: dict[str, Any], name: str) -> str:
+    value = claims[name]
+    if not isinstance(value, str) or not value:
+        raise TypeError(name)
+    return value

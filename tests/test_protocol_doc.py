@@ -29,7 +29,7 @@ def _params_blank(text: str) -> str:
 async def app(data_dir: Path, redis_url: str) -> AsyncIterator[web.Application]:
     # Built, not started: nothing connects, the registrations are what the test reads. Building
     # opens the services' files (the certificate store and its thread), so they are closed.
-    app = create_app(Settings(data_dir=data_dir, secret="protocol-doc-secret-0123456789"),
+    app = create_app(Settings(data_dir=data_dir, secret="protocol-doc-secret-0123456789abcdef"),
                      redis_url)
     yield app
     await services_of(app).close()

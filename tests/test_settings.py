@@ -46,9 +46,15 @@ def test_secret_file_is_created_once_and_reused(tmp_path: Path) -> None:
 
 
 def test_env_secret_wins_over_the_file(tmp_path: Path) -> None:
-    settings = Settings.from_env({"LIVEROOM_SECRET": "from-env-secret-value"}, data_dir=tmp_path)
-    assert settings.resolve_secret() == b"from-env-secret-value"
+    secret = "from-env-secret-value-0123456789abcdef"
+    settings = Settings.from_env({"LIVEROOM_SECRET": secret}, data_dir=tmp_path)
+    assert settings.resolve_secret() == secret.encode()
     assert not (tmp_path / "secret").exists()
+
+
+def test_a_secret_too_short_for_hs256_is_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="SECRET must be at least 32 bytes"):
+        Settings.from_env({"LIVEROOM_SECRET": "x" * 31}, data_dir=tmp_path)
 
 
 def test_ice_servers_and_turn_credentials_from_the_environment() -> None:
