@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--role", required=True, choices=["viewer", "anchor", "inspector", "admin"])
     token.add_argument("--name", required=True)
     token.add_argument("--id", help="user id to reuse (default: a new one)")
+    token.add_argument("--phone", help="a verified buyer: the account of this phone (+E.164)")
     token.add_argument("--data-dir", type=Path, help="data directory holding the secret")
     token.add_argument("--ttl-s", type=int, help="lifetime in seconds (default 7 days)")
     return parser
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .tokens import run_token
 
         return run_token(settings, role=args.role, name=args.name, user_id=args.id,
-                         ttl_s=args.ttl_s)
+                         ttl_s=args.ttl_s, phone=args.phone)
     except SettingsError as exc:
         print(f"liveroom: {exc}", file=sys.stderr)
         return 2

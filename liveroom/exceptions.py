@@ -3,16 +3,20 @@
     LiveroomError
     ├── InvalidInput            400 invalid_input      wrong type, missing field, bad value
     │   ├── PayloadTooLarge     413 payload_too_large
-    │   └── TextTooLong         400 text_too_long
+    │   ├── TextTooLong         400 text_too_long
+    │   └── InvalidPhone        400 invalid_phone      not an E.164 number
     ├── Unauthorized            401 unauthorized       no or bad token
+    │   └── CodeRefused         401 otp_wrong | otp_expired | otp_exhausted
     ├── Forbidden               403 forbidden          role or ownership check failed
     │   ├── Banned              403 banned
-    │   └── Muted               403 muted
+    │   ├── Muted               403 muted
+    │   └── VerificationRequired 403 verification_required  buying needs a buyer account
     ├── NotFound                404 not_found
     │   ├── UnknownRoom         404 unknown_room
     │   ├── UnknownProduct      404 unknown_product
     │   └── UnknownEvent        404 unknown_event     a Socket.IO event no one handles
     ├── NotInRoom               409 not_in_room
+    ├── NameReserved            409 name_reserved      the room's anchor goes by that name
     ├── RoomEnded               409 room_ended
     └── RateLimited             429 rate_limited
         └── SlowMode            429 slow_mode
@@ -25,10 +29,13 @@ from __future__ import annotations
 
 __all__ = [
     "Banned",
+    "CodeRefused",
     "Forbidden",
     "InvalidInput",
+    "InvalidPhone",
     "LiveroomError",
     "Muted",
+    "NameReserved",
     "NotFound",
     "NotInRoom",
     "PayloadTooLarge",
@@ -40,6 +47,7 @@ __all__ = [
     "UnknownEvent",
     "UnknownProduct",
     "UnknownRoom",
+    "VerificationRequired",
 ]
 
 
@@ -75,9 +83,37 @@ class TextTooLong(InvalidInput):
         self.limit = limit
 
 
+class InvalidPhone(InvalidInput):
+    code = "invalid_phone"
+
+    def __init__(self, message: str = "phone must be an international number: +, the country "
+                                      "code and the number (8-15 digits)") -> None:
+        super().__init__(message)
+
+
 class Unauthorized(LiveroomError):
     code = "unauthorized"
     http_status = 401
+
+
+class CodeRefused(Unauthorized):
+    """A one-time code was refused: ``reason`` is wrong, expired (or never sent) or exhausted
+    (too many tries: ask for a new code)."""
+
+    _MESSAGES = {
+        "wrong": "that code is not right",
+        "expired": "no valid code for this phone: ask for a new one",
+        "exhausted": "too many wrong codes: ask for a new one",
+    }
+
+    def __init__(self, reason: str, tries_left: int | None = None) -> None:
+        message = self._MESSAGES[reason]
+        if tries_left is not None:
+            message += f" ({tries_left} tries left)"
+        super().__init__(message)
+        self.reason = reason
+        self.code = f"otp_{reason}"
+        self.tries_left = tries_left
 
 
 class Forbidden(LiveroomError):
@@ -100,6 +136,14 @@ class Muted(Forbidden):
         super().__init__(f"you are muted in room {room_id}")
         self.room_id = room_id
         self.until_ms = until_ms
+
+
+class VerificationRequired(Forbidden):
+    code = "verification_required"
+
+    def __init__(self, action: str = "buy") -> None:
+        super().__init__(f"to {action}, sign in with your phone (POST /api/accounts/otp)")
+        self.action = action
 
 
 class NotFound(LiveroomError):
@@ -141,6 +185,16 @@ class NotInRoom(LiveroomError):
     def __init__(self, room_id: str) -> None:
         super().__init__(f"join room {room_id} first")
         self.room_id = room_id
+
+
+class NameReserved(LiveroomError):
+    code = "name_reserved"
+    http_status = 409
+
+    def __init__(self, room_id: str, name: str) -> None:
+        super().__init__(f"{name!r} is the name of this room's anchor: choose another name")
+        self.room_id = room_id
+        self.name = name
 
 
 class RoomEnded(LiveroomError):

@@ -12,12 +12,21 @@ __all__ = [
     "PRESENCE_REFRESH_S",
     "PRESENCE_STALE_MS",
     "SALE_PUSHED_TTL_S",
+    "account",
     "anchor_products",
+    "chat_budget",
+    "guest_sessions_minute",
     "media_health",
     "media_owner",
+    "otp_address_hour",
+    "otp_code",
+    "otp_gap",
+    "otp_phone_hour",
     "product",
     "product_rooms",
+    "room_address_bans",
     "room_banned",
+    "room_bans",
     "room_chat",
     "room_meta",
     "room_muted",
@@ -61,7 +70,24 @@ def room_muted(room_id: str) -> str:
 
 
 def room_banned(room_id: str) -> str:
+    """set of banned user ids, as bans were kept before they could end (read, never written)."""
     return f"{{room:{room_id}}}:banned"
+
+
+def room_bans(room_id: str) -> str:
+    """hash user id -> banned until ms (0: until unbanned)."""
+    return f"{{room:{room_id}}}:bans"
+
+
+def room_address_bans(room_id: str) -> str:
+    """hash client address -> ``until_ms:user_id``: where a banned guest connected from; guests
+    from there stay out until then (or until that user is unbanned)."""
+    return f"{{room:{room_id}}}:address_bans"
+
+
+def chat_budget(speaker: str, window: int) -> str:
+    """Chat messages a speaker (a user id, or ``addr:<address>``) sent in that window."""
+    return f"chat:budget:{speaker}:{window}"
 
 
 def room_slow(room_id: str, user_id: str) -> str:
@@ -112,3 +138,36 @@ def anchor_products(anchor_id: str) -> str:
 def product_rooms(product_id: str) -> str:
     """set of room ids where the product is pinned or on sale (for badge pushes)."""
     return f"product:{product_id}:rooms"
+
+
+# Buyer accounts and their one-time codes (liveroom/accounts.py). Phones are E.164 ("+<digits>").
+
+
+def account(user_id: str) -> str:
+    """hash: phone, verified_at (ms) of a buyer account."""
+    return f"account:{user_id}"
+
+
+def otp_code(phone: str) -> str:
+    """hash: mac (HMAC of the current code), tries; expires with the code."""
+    return f"otp:{phone}:code"
+
+
+def otp_gap(phone: str) -> str:
+    """Exists while the phone must wait before asking for another code."""
+    return f"otp:{phone}:gap"
+
+
+def otp_phone_hour(phone: str, hour: int) -> str:
+    """Codes sent to the phone in that hour (ms // 3,600,000)."""
+    return f"otp:{phone}:hour:{hour}"
+
+
+def otp_address_hour(address: str, hour: int) -> str:
+    """Codes asked for from the client address in that hour."""
+    return f"otp:addr:{address}:hour:{hour}"
+
+
+def guest_sessions_minute(address: str, minute: int) -> str:
+    """Guest sessions made from the client address in that minute (ms // 60,000)."""
+    return f"session:addr:{address}:minute:{minute}"

@@ -48,6 +48,12 @@ class Settings:
     # None means: use (or create) ``<data_dir>/secret``.
     secret: str | None = None
     demo: bool = False
+    # One-time sign-in codes are also returned in the answer to ``POST /api/accounts/otp`` (and
+    # test buyers can be minted in bulk): for the demo, tests and load tests, never production.
+    # ``--demo`` turns it on unless LIVEROOM_OTP_ECHO says otherwise.
+    otp_echo: bool = False
+    otp_codes_per_address_per_hour: int = 20
+    guest_sessions_per_address_per_min: int = 30
     workers: int = 1
     token_ttl_s: int = 7 * 24 * 3600
     redis_server_bin: str = "redis-server"
@@ -63,6 +69,10 @@ class Settings:
     # Edge limits.
     max_payload_bytes: int = 64 * 1024
     chat_max_chars: int = 500
+    # Chat messages per 10 s of one account (or of one guest address), and of all the accounts
+    # at one client address, however many connections they use; 0 turns a limit off.
+    chat_per_speaker_per_10s: int = 10
+    chat_per_address_per_10s: int = 60
     buy_rate_per_s: float = 5.0
     buy_burst: int = 10
     # Under a steady stream of buys (over 200 a second) a batch waits for about
@@ -70,8 +80,15 @@ class Settings:
     # per buy (inventory/_batcher.py, docs/performance.md "Session 5").
     buy_batch_max_ms: int = 25
     buy_batch_target: int = 32
+    # The event budget: frames per second (and burst) of one connection, of one user's
+    # connections together, and of all connections from one client address; 0 turns the user
+    # or address budget off (a load test from one address needs the address budget off).
     event_rate_per_s: float = 50.0
     event_burst: int = 100
+    user_event_rate_per_s: float = 100.0
+    user_event_burst: int = 200
+    address_event_rate_per_s: float = 2000.0
+    address_event_burst: int = 4000
     log_level: str = "info"
     # "text" or "json" (one JSON object per line, see liveroom/logs.py).
     log_format: str = "text"
@@ -79,6 +96,9 @@ class Settings:
     # Addresses (or networks) of reverse proxies whose X-Forwarded-For is believed; a client's
     # address is otherwise the TCP peer's (liveroom/addresses.py).
     trusted_proxies: tuple[str, ...] = ()
+    # Addresses (or networks) exempt from every per-address limit: a load generator's, an
+    # office's. Per-connection and per-user limits still apply to them.
+    unlimited_addresses: tuple[str, ...] = ()
     # Full garbage collections at most this often, put off while buys are answered (see
     # liveroom/collector.py); 0 leaves them to CPython (which pauses big servers often).
     gc_full_interval_s: float = 300.0
@@ -111,6 +131,8 @@ class Settings:
         for name, value in overrides.items():
             if value is not None:
                 values[name] = value
+        if values.get("demo") and ENV_PREFIX + "OTP_ECHO" not in env:
+            values.setdefault("otp_echo", True)
         settings = cls(**values)
         settings.validate()
         return settings
@@ -123,6 +145,12 @@ class Settings:
             raise SettingsError(f"port out of range: {self.port}")
         if self.workers < 1:
             raise SettingsError("workers must be at least 1")
+        if self.secret is not None and len(self.secret.encode()) < 32:
+            # HS256 tokens want a key at least as long as the hash (RFC 7518, 3.2).
+            raise SettingsError(f"{ENV_PREFIX}SECRET must be at least 32 bytes")
+        if self.otp_codes_per_address_per_hour < 0:
+            raise SettingsError(f"{ENV_PREFIX}OTP_CODES_PER_ADDRESS_PER_HOUR must be 0 (no "
+                                "limit) or positive")
         if self.token_ttl_s <= 0:
             raise SettingsError("token_ttl_s must be positive")
         if self.redis_url is not None and not self.redis_url.startswith(
@@ -139,10 +167,11 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}BUY_BATCH_TARGET must be from 1 to 512")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"log_format must be text or json, not {self.log_format!r}")
-        try:
-            parse_networks(self.trusted_proxies)
-        except ValueError as exc:
-            raise SettingsError(f"{ENV_PREFIX}TRUSTED_PROXIES: {exc}") from None
+        for name in ("trusted_proxies", "unlimited_addresses"):
+            try:
+                parse_networks(getattr(self, name))
+            except ValueError as exc:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()}: {exc}") from None
         self._validate_ice()
 
     def _validate_ice(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,12 +15,13 @@ import orjson
 import socketio
 from aiohttp import web
 
+from liveroom.accounts import buyer
 from liveroom.app import Services, create_app, services_of
 from liveroom.identity import Role, User, new_user_id
 from liveroom.redis_server import free_port
 from liveroom.settings import Settings
 
-TEST_SECRET = "test-secret-0123456789abcdef"
+TEST_SECRET = "test-secret-0123456789abcdef-0123456789"
 
 
 @dataclass
@@ -31,7 +33,19 @@ class LiveServer:
     clients: list[socketio.AsyncClient] = field(default_factory=list)
 
     def token(self, role: str = "viewer", name: str = "Tester", user_id: str | None = None) -> str:
+        """A token of an unverified user: for a viewer, a guest (may watch and chat, not buy)."""
         user = User(id=user_id or new_user_id(), name=name, role=Role(role))
+        return self.services.signer.issue(user)
+
+    def buyer_token(self, name: str = "Buyer", phone: str | None = None,
+                    user_id: str | None = None) -> str:
+        """A buyer account's token, as ``POST /api/accounts/verify`` gives it (a fresh phone
+        unless one is given); with ``user_id``, a verified user of that id."""
+        if user_id is not None:
+            user = User(id=user_id, name=name, role=Role.VIEWER, phone_verified=True)
+        else:
+            phone = phone or f"+999{secrets.randbelow(10**11):011d}"
+            user = buyer(self.settings.resolve_secret(), phone, name)
         return self.services.signer.issue(user)
 
     async def request(self, method: str, path: str, token: str | None = None,
@@ -97,6 +111,8 @@ class Client:
 async def live_server(
     redis_url: str, data_dir: Path, **overrides: Any
 ) -> AsyncIterator[LiveServer]:
+    # Tests sign buyers in as the demo and load tests do: one-time codes are echoed.
+    overrides.setdefault("otp_echo", True)
     settings = Settings(data_dir=data_dir, secret=TEST_SECRET, port=free_port(), **overrides)
     app = create_app(settings, redis_url)
     runner = web.AppRunner(app, access_log=None)

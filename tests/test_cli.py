@@ -47,11 +47,11 @@ async def test_token_command_signs_with_the_data_dir_secret(tmp_path: Path) -> N
 
 
 async def test_token_command_uses_liveroom_secret(tmp_path: Path) -> None:
-    env = _env(LIVEROOM_SECRET="an-operator-chosen-secret")
+    env = _env(LIVEROOM_SECRET="an-operator-chosen-secret-0123456789")
     code, out, _ = await _run("token", "--role", "admin", "--name", "Ops",
                               "--data-dir", str(tmp_path), env=env)
     assert code == 0
-    signer = TokenSigner(b"an-operator-chosen-secret", 60, now_ms)
+    signer = TokenSigner(b"an-operator-chosen-secret-0123456789", 60, now_ms)
     assert signer.verify(out.strip().splitlines()[-1]).role is Role.ADMIN
     assert not (tmp_path / "secret").exists()
 
@@ -249,7 +249,7 @@ async def test_serve_uses_the_given_redis_and_starts_none_of_its_own(
 ) -> None:
     port = free_port()
     args = ["--data-dir", str(tmp_path), "--port", str(port)]
-    env = _env(LIVEROOM_SECRET="cli-redis-url-secret-0123456789")
+    env = _env(LIVEROOM_SECRET="cli-redis-url-secret-0123456789abcdef")
     if how == "flag":
         args += ["--redis-url", redis_url]
     else:
@@ -258,7 +258,7 @@ async def test_serve_uses_the_given_redis_and_starts_none_of_its_own(
     assert _redis_children(proc.pid) == [], "no embedded redis-server with a Redis URL"
     assert not (tmp_path / "redis").exists()
 
-    signer = TokenSigner(b"cli-redis-url-secret-0123456789", 600, now_ms)
+    signer = TokenSigner(b"cli-redis-url-secret-0123456789abcdef", 600, now_ms)
     anchor = signer.issue(User("u_anchor", "Mei", Role.ANCHOR))
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
@@ -286,7 +286,7 @@ async def test_serve_records_every_reservation_through_its_consumer_process(
     import socketio
 
     port = free_port()
-    env = _env(LIVEROOM_SECRET="cli-consumer-secret-0123456789")
+    env = _env(LIVEROOM_SECRET="cli-consumer-secret-0123456789abcdef")
     proc = await asyncio.create_subprocess_exec(
         *LIVEROOM, "serve", "--data-dir", str(tmp_path), "--port", str(port),
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
@@ -303,7 +303,7 @@ async def test_serve_records_every_reservation_through_its_consumer_process(
     assert len(consumers) == 1, "the hand-off consumer runs in a child process"
     running = {pid: _started_at(pid) for pid in consumers}
 
-    signer = TokenSigner(b"cli-consumer-secret-0123456789", 600, now_ms)
+    signer = TokenSigner(b"cli-consumer-secret-0123456789abcdef", 600, now_ms)
     anchor = signer.issue(User("u_anchor", "Mei", Role.ANCHOR))
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {anchor}"}
@@ -318,7 +318,8 @@ async def test_serve_records_every_reservation_through_its_consumer_process(
                 "per_user_limit": 1, "duration_s": 60}) as response:
             sale = await response.json()
     buyer = socketio.AsyncClient(reconnection=False)
-    await buyer.connect(url, auth={"token": signer.issue(User("u_b", "B", Role.VIEWER))},
+    await buyer.connect(url, auth={"token": signer.issue(User("u_b", "B", Role.VIEWER,
+                                                               phone_verified=True))},
                         transports=["websocket"])
     ack = await buyer.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "one"})
     await buyer.disconnect()

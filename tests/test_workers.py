@@ -22,7 +22,7 @@ from liveroom.identity import Role, TokenSigner, User, new_user_id
 from liveroom.redis_server import free_port
 from tests.server_harness import Client
 
-SECRET = "workers-test-secret-0123456789"
+SECRET = "workers-test-secret-0123456789abcdef"
 
 
 @dataclass
@@ -64,7 +64,9 @@ class Cluster:
     clients: list[socketio.AsyncClient]
 
     def token(self, role: str, name: str = "T", user_id: str | None = None) -> str:
-        return self.signer.issue(User(user_id or new_user_id(), name, Role(role)))
+        """A viewer's token is a buyer account's (verified by phone): these viewers buy."""
+        return self.signer.issue(User(user_id or new_user_id(), name, Role(role),
+                                      phone_verified=role == "viewer"))
 
     async def request(self, method: str, path: str, token: str | None = None,
                       json: Any = None) -> tuple[int, Any]:
