@@ -20,13 +20,15 @@ __all__ = [
 
 SaleStatus = Literal["scheduled", "live", "sold_out", "ended"]
 BuyStatus = Literal[
-    "reserved", "sold_out", "limit_reached", "not_started", "ended", "rate_limited", "invalid"
+    "reserved", "sold_out", "limit_reached", "not_started", "ended", "banned", "rate_limited",
+    "invalid",
 ]
 ReservationState = Literal["held", "committed", "released", "expired", "restocked"]
 
 SALE_STATUSES: frozenset[str] = frozenset({"scheduled", "live", "sold_out", "ended"})
 BUY_STATUSES: frozenset[str] = frozenset(
-    {"reserved", "sold_out", "limit_reached", "not_started", "ended", "rate_limited", "invalid"}
+    {"reserved", "sold_out", "limit_reached", "not_started", "ended", "banned", "rate_limited",
+     "invalid"}
 )
 RESERVATION_STATES: frozenset[str] = frozenset(
     {"held", "committed", "released", "expired", "restocked"}

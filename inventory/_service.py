@@ -6,7 +6,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, cast
 
@@ -287,8 +287,7 @@ class InventoryService:
         raise InventoryError("could not allocate a fresh sale id")
 
     async def get_sale(self, sale_id: str) -> Sale:
-        if not isinstance(sale_id, str) or not keys.SALE_ID_RE.match(sale_id):
-            raise UnknownSale(str(sale_id))
+        self._known_sale_id(sale_id)
         with store_errors():
             raw = await cast(
                 Awaitable[dict[bytes, bytes]], self._client.hgetall(keys.sale_keys(sale_id).meta)
@@ -326,8 +325,7 @@ class InventoryService:
         """End the sale now: no new buys. Holds already made stay committable until they expire
         (the buyer was promised hold_ms); uncommitted ones return to stock as usual.
         Idempotent: ending an ended sale changes nothing and keeps the first reason."""
-        if not isinstance(sale_id, str) or not keys.SALE_ID_RE.match(sale_id):
-            raise UnknownSale(str(sale_id))
+        self._known_sale_id(sale_id)
         reason = _check_text("reason", reason, MAX_REASON, allow_empty=False)
         reply, resent = await self._scripts.run_resent(
             "end_sale", keys.sale_keys(sale_id), [self._now_ms(), reason]
@@ -337,6 +335,30 @@ class InventoryService:
         if reply[1] or resent:
             self._notify(_stock(reply[2]))
         return await self.get_sale(sale_id)
+
+    async def set_buyer_bans(self, sale_id: str, bans: Mapping[str, int]) -> None:
+        """Bar each user of ``bans`` from buying in the sale until that time in ms (0: until
+        lifted): their buys are answered ``banned``. Holds they already have stay theirs."""
+        if not bans:
+            return
+        sale = keys.sale_keys(self._known_sale_id(sale_id))
+        with store_errors():
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.hset(sale.bans, mapping={user: until for user, until in bans.items()})
+                pipe.pttl(sale.meta)
+                _, ttl_ms = await pipe.execute()
+                if int(ttl_ms) > 0:  # an ended sale kept for its retention: keep in step
+                    await self._client.pexpire(sale.bans, int(ttl_ms))
+
+    async def lift_buyer_ban(self, sale_id: str, user_id: str) -> None:
+        with store_errors():
+            await self._client.hdel(keys.sale_keys(self._known_sale_id(sale_id)).bans, user_id)
+
+    @staticmethod
+    def _known_sale_id(sale_id: object) -> str:
+        if not isinstance(sale_id, str) or not keys.SALE_ID_RE.match(sale_id):
+            raise UnknownSale(str(sale_id))
+        return sale_id
 
     # -- buying ------------------------------------------------------------------------------
 

@@ -33,8 +33,8 @@ SALE_ID_RE = re.compile(r"^s_[A-Za-z0-9_-]{10}$")
 RESERVATION_ID_RE = re.compile(r"^(s_[A-Za-z0-9_-]{10})\.([1-9][0-9]{0,14})$")
 
 
-class SaleKeys(tuple[str, str, str, str, str, str]):
-    """The six keys of one sale, in the order every script expects them in KEYS."""
+class SaleKeys(tuple[str, str, str, str, str, str, str]):
+    """The seven keys of one sale, in the order every script expects them in KEYS."""
 
     __slots__ = ()
 
@@ -62,6 +62,10 @@ class SaleKeys(tuple[str, str, str, str, str, str]):
     def stream(self) -> str:
         return self[5]
 
+    @property
+    def bans(self) -> str:
+        return self[6]
+
 
 def sale_keys(sale_id: str) -> SaleKeys:
     tag = "{sale:" + sale_id + "}"
@@ -73,5 +77,6 @@ def sale_keys(sale_id: str) -> SaleKeys:
             tag + ":holds",  # zset: reservation -> expiry ms
             tag + ":res",  # hash: reservation -> packed reservation
             tag + ":stream",  # stream: hand-off to orders/
+            tag + ":bans",  # hash: user -> banned until ms (0: until unbanned)
         )
     )

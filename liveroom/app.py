@@ -25,6 +25,7 @@ from inventory import HoldSweeper, InventoryService, Sale
 from orders import HandoffConsumer, Order, OrderService, SandboxPaymentProvider, SqliteOrderStore
 from trustbadges import CertificateService, ExpiryWatcher
 
+from .accounts import AccountService, SandboxSms
 from .addresses import ClientAddresses, parse_networks
 from .bus import ControlBus
 from .catalog import Catalog
@@ -40,6 +41,7 @@ from .commerce import (
 from .handoff_process import new_consumer
 from .http import Api
 from .http._base import error_middleware
+from .http.accounts import AccountRoutes
 from .http.certificates import CertificateRoutes
 from .http.commerce import CommerceRoutes
 from .http.media import MediaRoutes
@@ -78,6 +80,7 @@ class Services:
     addresses: ClientAddresses
     redis: aioredis.Redis
     signer: TokenSigner
+    accounts: AccountService
     bus: ControlBus
     catalog: Catalog
     rooms: RoomService
@@ -199,14 +202,17 @@ def build_services(settings: Settings, redis_url: str, *,
                    handoff_in_process: bool = True) -> Services:
     redis = redis_client(redis_url, REDIS_POOL_SIZE)
     signer = TokenSigner(settings.resolve_secret(), settings.token_ttl_s, now_ms)
+    addresses = ClientAddresses(parse_networks(settings.trusted_proxies),
+                                parse_networks(settings.unlimited_addresses))
+    accounts = AccountService(
+        redis, settings.resolve_secret(), SandboxSms(), now_ms, echo_codes=settings.otp_echo,
+        addresses=addresses, codes_per_address_per_hour=settings.otp_codes_per_address_per_hour,
+        guest_sessions_per_address_per_min=settings.guest_sessions_per_address_per_min)
     bus = ControlBus(redis)
     catalog = Catalog(redis, now_ms)
-    rooms = RoomService(redis, catalog, now_ms, chat_max_chars=settings.chat_max_chars)
     sio = create_sio(settings, redis_url)
     metrics = Metrics()
-    edge = SocketEdge(sio, signer, settings, metrics)
-    pusher = ViewerCountPusher(edge, rooms)
-    RoomEvents(edge, rooms, bus, pusher)
+    edge = SocketEdge(sio, signer, settings, metrics, addresses)
 
     certificates = CertificateService.open(settings.data_dir, now_ms=now_ms)
     desk = CertificateDesk(certificates, catalog)
@@ -228,7 +234,6 @@ def build_services(settings: Settings, redis_url: str, *,
     media_pusher.router = router
     register_edge_gauges(metrics, edge, media)
     MediaEvents(edge, router, catalog, media_pusher)
-    rooms.add_state_extra(media_pusher.room_state)
 
     # The buy hot path gets its own small pool: the batcher keeps a few scripts in flight.
     inventory_redis = redis_client(redis_url, INVENTORY_POOL_SIZE)
@@ -238,15 +243,18 @@ def build_services(settings: Settings, redis_url: str, *,
     stock = InventoryService(inventory_redis, now_ms=now_ms, on_stock_change=stock_pusher.record,
                              max_batch_window_s=settings.buy_batch_max_ms / 1000,
                              target_batch=settings.buy_batch_target)
-    sales = SaleDesk(redis, catalog, stock, now_ms)
+    sales = SaleDesk(redis, catalog, stock, now_ms, edge.emit_to)
+    rooms = RoomService(redis, catalog, now_ms, chat_max_chars=settings.chat_max_chars,
+                        buyer_bans=sales, addresses=addresses,
+                        chat_per_speaker=settings.chat_per_speaker_per_10s,
+                        chat_per_address=settings.chat_per_address_per_10s)
+    rooms.add_state_extra(media_pusher.room_state)
     rooms.add_state_extra(sales.room_state)
+    pusher = ViewerCountPusher(edge, rooms)
+    RoomEvents(edge, rooms, bus, pusher)
 
     async def sale_changed(sale: Sale) -> None:
-        # One process wins the claim, so the view is built first: a view failing after the
-        # claim was won would leave the room without the news.
-        view = await sales.push_view(sale)
-        if await sales.claim_push(sale):
-            await edge.emit_to("sale", view, sale.room_id)
+        await sales.announce(sale)
 
     async def sold_out_news(sale_id: str) -> dict[str, Any] | None:
         # The same claim as the sweeper's: whichever reports the sell-out first pushes it.
@@ -286,8 +294,8 @@ def build_services(settings: Settings, redis_url: str, *,
     upkeep = (OrderUpkeep(order_service, edge.emit_to, metrics)
               if handoff_in_process or settings.worker_index in (None, 0) else None)
     return Services(settings=settings,
-                    addresses=ClientAddresses(parse_networks(settings.trusted_proxies)),
-                    redis=redis, signer=signer, bus=bus, catalog=catalog,
+                    addresses=addresses,
+                    redis=redis, accounts=accounts, signer=signer, bus=bus, catalog=catalog,
                     rooms=rooms, sio=sio, edge=edge, viewer_pusher=pusher,
                     certificates=certificates, certificate_desk=desk,
                     expiry_watcher=expiry_watcher, media=media, ice=ice, media_router=router,
@@ -309,8 +317,10 @@ def create_app(settings: Settings, redis_url: str, *,
     app[SERVICES_KEY] = services
     services.sio.attach(app)
     api = Api(services.signer, settings.max_payload_bytes)
+    AccountRoutes(api, services.signer, services.accounts,
+                  services.addresses).add_to(app.router)
     RoomRoutes(api, services.signer, services.catalog, services.rooms, services.edge,
-               services.media_router).add_to(app.router)
+               services.media_router, services.sales).add_to(app.router)
     CertificateRoutes(api, services.certificates, services.certificate_desk,
                       settings.public_url).add_to(app.router)
     services.commerce_routes.add_to(app.router)

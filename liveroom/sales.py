@@ -19,6 +19,7 @@ from .exceptions import Forbidden
 from .identity import User
 from .loops import cancelling
 from .payload import Payload
+from .rooms import bans_in_force
 
 __all__ = ["SaleDesk", "StockBroadcaster", "sale_view"]
 
@@ -57,12 +58,17 @@ def sale_view(sale: Sale, server_time: int) -> dict[str, Any]:
 
 
 class SaleDesk:
+    """A room's flash sales: creating and ending them for the room's anchor, reading them as
+    clients see them, announcing their changes to the room once, and carrying the room's bans
+    to them (``BuyerBans``)."""
+
     def __init__(self, redis: aioredis.Redis, catalog: Catalog, inventory: InventoryService,
-                 now_ms: Callable[[], int]) -> None:
+                 now_ms: Callable[[], int], emit: Emit) -> None:
         self._redis = redis
         self._catalog = catalog
         self._inventory = inventory
         self._now_ms = now_ms
+        self._emit = emit
 
     async def view(self, sale: Sale) -> dict[str, Any]:
         """The sale as clients see it, with its product's trust badges read now: a badge
@@ -122,9 +128,10 @@ class SaleDesk:
             stock=stock, price_cents=price, per_user_limit=limit,
             starts_at_ms=starts_at, ends_at_ms=starts_at + duration * 1000, hold_ms=hold * 1000,
         ))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.room_sales(room.id), {sale.id: now})
-            await pipe.execute()
+        # Before the room's index lists it, so a ban given meanwhile reaches it (ban_buyer).
+        await self._inventory.set_buyer_bans(sale.id, await bans_in_force(
+            self._redis, room.id, now))
+        await self._redis.zadd(keys.room_sales(room.id), {sale.id: now})
         await self._catalog.note_product_in_room(product.id, room.id)
         return sale
 
@@ -132,6 +139,35 @@ class SaleDesk:
         sale = await self._inventory.get_sale(sale_id)
         await self._catalog.owned_room(anchor, sale.room_id, must_be_live=False)
         return await self._inventory.end_sale(sale_id, "anchor")
+
+    async def end_room_sales(self, room_id: str) -> list[Sale]:
+        """End every sale of the room that has not ended (the room itself ended)."""
+        ended = []
+        for raw in await self._redis.zrange(keys.room_sales(room_id), 0, -1):
+            try:
+                sale = await self._inventory.get_sale(text_of(raw))
+            except UnknownSale:
+                continue
+            if sale.status != "ended":
+                ended.append(await self._inventory.end_sale(sale.id, "room_ended"))
+        return ended
+
+    async def ban_buyer(self, room_id: str, user_id: str, until_ms: int) -> None:
+        for sale_id in await self._redis.zrange(keys.room_sales(room_id), 0, -1):
+            await self._inventory.set_buyer_bans(text_of(sale_id), {user_id: until_ms})
+
+    async def unban_buyer(self, room_id: str, user_id: str) -> None:
+        for sale_id in await self._redis.zrange(keys.room_sales(room_id), 0, -1):
+            await self._inventory.lift_buyer_ban(text_of(sale_id), user_id)
+
+    async def announce(self, sale: Sale) -> dict[str, Any]:
+        """Push ``sale`` to its room (once, whichever process gets here first) and return its
+        view. The view is built before the claim: one failing after the claim was won would
+        leave the room without the news."""
+        view = await self.push_view(sale)
+        if await self.claim_push(sale):
+            await self._emit("sale", view, sale.room_id)
+        return view
 
     async def claim_push(self, sale: Sale) -> bool:
         """True if this process should push ``sale``: every sweeper of every process sees a

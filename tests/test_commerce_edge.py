@@ -32,8 +32,9 @@ async def shop(server: LiveServer, category: str = "jewelry", **sale: Any
 
 async def signed_in_buyer(server: LiveServer, room_id: str, name: str = "Ann",
                           user_id: str | None = None) -> tuple[str, Client]:
-    """A viewer who joined ``room_id``, with the token its REST calls need."""
-    token = server.token("viewer", name, user_id=user_id)
+    """A buyer (a verified account) who joined ``room_id``, with the token its REST calls
+    need."""
+    token = server.buyer_token(name, user_id=user_id)
     client = await server.connect(token)
     assert (await client.call("join", {"room": room_id}))["ok"]
     return token, client
@@ -138,7 +139,7 @@ async def test_sale_creation_rules(server: LiveServer) -> None:
 async def test_many_buyers_never_oversell(server: LiveServer) -> None:
     _, room_id, _, sale = await shop(server, stock=30, per_user_limit=2)
     watcher = await buyer(server, room_id, "Watcher")
-    clients = [await server.connect(server.token("viewer", f"b{i}")) for i in range(60)]
+    clients = [await server.connect(server.buyer_token(f"b{i}")) for i in range(60)]
     acks = await asyncio.gather(*(
         c.call("buy", {"sale": sale["id"], "qty": 2, "request_id": f"q{i}"})
         for i, c in enumerate(clients)))
@@ -459,7 +460,7 @@ async def test_analytics_over_http_after_real_orders(server: LiveServer) -> None
     anchor, room_id, _, sale = await shop(server, category="essential_oil", per_user_limit=3)
     clients = {}
     for name in ("Ann", "Bo", "Cy"):
-        clients[name] = await server.connect(server.token("viewer", name, user_id=f"u_{name}"))
+        clients[name] = await server.connect(server.buyer_token(name, user_id=f"u_{name}"))
         assert (await clients[name].call("join", {"room": room_id}))["ok"]
 
     async def order(name: str, qty: int, request_id: str) -> str:
@@ -475,7 +476,7 @@ async def test_analytics_over_http_after_real_orders(server: LiveServer) -> None
     await order("Bo", 1, "b1")
     cancelled = await order("Cy", 1, "c1")
     status, _ = await server.request("POST", f"/api/orders/{cancelled}/cancel",
-                                     server.token("viewer", "Cy", user_id="u_Cy"), {})
+                                     server.buyer_token("Cy", user_id="u_Cy"), {})
     assert status == 200
 
     status, report = await server.request("GET", f"/api/analytics?room={room_id}", anchor)
@@ -523,7 +524,7 @@ async def test_buying_over_long_polling_gets_the_same_answers(server: LiveServer
     """Clients that cannot open a websocket take python-socketio's own path."""
     _, room_id, _, sale = await shop(server)
     polling = socketio.AsyncClient(reconnection=False)
-    await polling.connect(server.url, auth={"token": server.token("viewer", "Old phone")},
+    await polling.connect(server.url, auth={"token": server.buyer_token("Old phone")},
                           transports=["polling"])
     try:
         assert polling.transport() == "polling"

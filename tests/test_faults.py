@@ -25,7 +25,7 @@ async def test_acknowledged_reservations_survive_a_redis_crash(tmp_path: Path) -
             _, sale = await server.request("POST", f"/api/rooms/{room['id']}/sales", anchor, {
                 "product_id": product["id"], "stock": 50, "price_cents": 400,
                 "per_user_limit": 1, "duration_s": 600, "hold_s": 600})
-            buyers = [await server.connect(server.token("viewer", f"b{i}")) for i in range(20)]
+            buyers = [await server.connect(server.buyer_token(f"b{i}")) for i in range(20)]
             acks = await asyncio.gather(*(b.call("buy", {"sale": sale["id"], "qty": 1,
                                                          "request_id": "x"}) for b in buyers))
             assert all(ack["status"] == "reserved" for ack in acks)

@@ -189,7 +189,7 @@ async def test_leaving_or_being_banned_closes_that_viewers_peer_connection(
 
         banned_user = server.services.edge.connections[sid["Banned"]].user.id
         ack = await anchor.call("mod:ban", {"room": room_id, "user": banned_user})
-        assert ack == {"ok": True}
+        assert ack == {"ok": True, "until": None}
         await wait_until(lambda: media.peer_connection_count == 2, 2,
                          "the banned viewer's peer connection closes with the ban")
         assert viewer_sids(server, room_id) == {sid["Stayer"]}

@@ -1,7 +1,7 @@
 """Every role x every role-restricted action, in one table, against the real server.
 
 Roles: ``none`` (no token), ``guest`` (a guest session from ``POST /api/session``), ``viewer``
-(also the buyer in the order rows), ``owner`` (the anchor who owns the room, product, sale and
+(a buyer account verified by phone; the buyer in the order rows), ``owner`` (the anchor who owns the room, product, sale and
 order), ``anchor2`` (another anchor), ``inspector`` (the one who issued the certificate), ``admin``.
 
 Outcomes: ``ok`` (2xx or an ``ok`` ack), ``refused`` (403: ``forbidden`` / ``not_allowed`` /
@@ -38,6 +38,8 @@ INSPECTION = {"model": "iPhone 13 128GB", "imei": "490154203237518", "battery_he
 REFUSED = {"forbidden", "not_allowed", "not_holder", "not_reservation_holder"}
 HIDDEN = {"order_not_found", "claim_not_found"}
 U, R, OK, H = "unauth", "refused", "ok", "hidden"
+# Buying needs a buyer account (a phone), whatever the role.
+V = "verification_required"
 
 # action -> expected outcome per role, in ROLES order.
 MATRIX: dict[str, tuple[str, ...]] = {
@@ -69,6 +71,7 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "GET /api/orders/{id}/buyback":       (U, H, OK, R, H, H, R),
     "POST /api/claims/{id}/uphold":       (U, H, R, R, H, H, OK),
     "POST /api/claims/{id}/reject":       (U, H, R, R, H, H, OK),
+    "buy":                                (U, V, OK, V, V, V, V),
     "checkout (viewer's hold)":           (U, R, OK, R, R, R, R),
     "release (viewer's hold)":            (U, R, OK, R, R, R, R),
     "mod:mute":                           (U, R, R, OK, R, R, OK),
@@ -290,6 +293,8 @@ ACTIONS: dict[str, Action] = {
                                                     "duration_s": 60}),
     "mod:unmute": lambda s, r: s.emit(r, "mod:unmute", {"room": s.room, "user": "u_target"}),
     "mod:ban": lambda s, r: s.emit(r, "mod:ban", {"room": s.room, "user": "u_target"}),
+    "buy": lambda s, r: s.emit(r, "buy", {"sale": s.sale, "qty": 1,
+                                          "request_id": f"cell-{next(s.counter)}"}),
     "mod:unban": lambda s, r: s.emit(r, "mod:unban", {"room": s.room, "user": "u_target"}),
     "mod:slow": lambda s, r: s.emit(r, "mod:slow", {"room": s.room, "seconds": 0}),
     "rtc:publish": lambda s, r: s.emit(r, "rtc:publish", {"room": s.room, "type": "offer",
@@ -308,7 +313,7 @@ async def scene(redis: aioredis.Redis, redis_url: str, data_dir: Path) -> AsyncI
     async with live_server(redis_url, data_dir, buy_rate_per_s=1e6, buy_burst=10**6) as server:
         _, guest = await server.request("POST", "/api/session", json={"name": "Guest"})
         tokens = {"guest": guest["token"],
-                  "viewer": server.token("viewer", "Vi", user_id="u_viewer"),
+                  "viewer": server.buyer_token("Vi", user_id="u_viewer"),
                   "owner": server.token("anchor", "Mei", user_id="u_owner"),
                   "anchor2": server.token("anchor", "Lan", user_id="u_other"),
                   "inspector": server.token("inspector", "Ins", user_id="u_ins"),

@@ -1,8 +1,9 @@
 -- Prepended to every inventory script by _scripts.py: shared helpers, no side effects of its own.
--- Every script gets the same six keys, all under one hash tag {sale:ID}, so each script touches a
--- single cluster slot.
+-- Every script gets the same seven keys, all under one hash tag {sale:ID}, so each script
+-- touches a single cluster slot.
 local K = {
   meta = KEYS[1], users = KEYS[2], req = KEYS[3], holds = KEYS[4], res = KEYS[5], stream = KEYS[6],
+  bans = KEYS[7],
 }
 
 -- The one definition of a sale's status; inventory/_models.py mirrors it for reads.

@@ -30,6 +30,7 @@ elseif now < starts_at then
 end
 
 local units = {}        -- user -> units held or sold, read once per user per batch
+local banned = {}       -- user -> whether a moderator's ban holds now, read once per batch
 local changed_users = {}
 local answers = {}      -- request field -> answer decided earlier in this batch
 local to_remember = {}  -- {field, answer} pairs for the :req hash
@@ -49,7 +50,15 @@ for i, request in ipairs(requests) do
   end
   if answer == nil then
     replayed = 0
-    if window ~= 'open' then
+    local is_banned = banned[user]
+    if is_banned == nil then
+      local until_ms = tonumber(redis.call('HGET', K.bans, user) or '-1')
+      is_banned = until_ms == 0 or until_ms > now
+      banned[user] = is_banned
+    end
+    if is_banned then
+      answer = {'banned', '', 0, 0, 0}
+    elseif window ~= 'open' then
       answer = {window, '', 0, 0, 0}
     else
       local have = units[user]
@@ -78,8 +87,9 @@ for i, request in ipairs(requests) do
       end
     end
     answers[field] = answer
-    -- A countdown answer took nothing and decided nothing, so a retry may still succeed later.
-    if answer[1] ~= 'not_started' then
+    -- A countdown or ban answer took nothing and decided nothing, so a retry may still succeed
+    -- later (the sale opens, the ban is lifted).
+    if answer[1] ~= 'not_started' and answer[1] ~= 'banned' then
       to_remember[#to_remember + 1] = {field, answer}
     end
   end

@@ -78,10 +78,7 @@ class CommerceRoutes:
         user = self.api.user(request)
         sale = await self.desk.create(user, request.match_info["id"],
                                       await self.api.payload(request))
-        view = await self.desk.view(sale)
-        if await self.desk.claim_push(sale):
-            await self.edge.emit("sale", view, room=sale.room_id)
-        return json_response(view, 201)
+        return json_response(await self.desk.announce(sale), 201)
 
     async def room_sales(self, request: web.Request) -> web.Response:
         sales = await self.desk.room_sales(request.match_info["id"])
@@ -93,10 +90,7 @@ class CommerceRoutes:
 
     async def end_sale(self, request: web.Request) -> web.Response:
         sale = await self.desk.end(self.api.user(request), request.match_info["id"])
-        view = await self.desk.view(sale)
-        if await self.desk.claim_push(sale):
-            await self.edge.emit("sale", view, room=sale.room_id)
-        return json_response(view)
+        return json_response(await self.desk.announce(sale))
 
     # orders ----------------------------------------------------------------------------------
 

@@ -9,9 +9,10 @@ from aiohttp import web
 from ..catalog import TITLE_MAX, Catalog
 from ..clock import now_ms
 from ..exceptions import Forbidden
-from ..identity import Role, TokenSigner, User, new_user_id, validate_name
+from ..identity import TokenSigner
 from ..media_router import MediaRouter
 from ..rooms import RoomService
+from ..sales import SaleDesk
 from ..sockets import SocketEdge
 from ._base import Api, json_response
 
@@ -22,8 +23,9 @@ log = logging.getLogger("liveroom.rooms")
 
 class RoomRoutes:
     def __init__(self, api: Api, signer: TokenSigner, catalog: Catalog, rooms: RoomService,
-                 edge: SocketEdge, media: MediaRouter) -> None:
+                 edge: SocketEdge, media: MediaRouter, sales: SaleDesk) -> None:
         self.api = api
+        self.sales = sales
         self.signer = signer
         self.catalog = catalog
         self.rooms = rooms
@@ -33,7 +35,6 @@ class RoomRoutes:
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/healthz", self.healthz)
         router.add_get("/api/time", self.time)
-        router.add_post("/api/session", self.session)
         router.add_get("/api/me", self.me)
         router.add_post("/api/rooms", self.create_room)
         router.add_get("/api/rooms", self.list_rooms)
@@ -49,11 +50,6 @@ class RoomRoutes:
 
     async def time(self, request: web.Request) -> web.Response:
         return json_response({"server_time": now_ms()})
-
-    async def session(self, request: web.Request) -> web.Response:
-        payload = await self.api.payload(request)
-        user = User(id=new_user_id(), name=validate_name(payload.raw("name")), role=Role.VIEWER)
-        return json_response({"token": self.signer.issue(user), "user": user.public()}, 201)
 
     async def me(self, request: web.Request) -> web.Response:
         return json_response({"user": self.api.user(request).public()})
@@ -84,6 +80,9 @@ class RoomRoutes:
         except Exception:
             log.warning("room %s ended but its broadcast could not be stopped", room.id,
                         exc_info=True)
+        # Its sales end with it, and the room hears of each before it hears the room ended.
+        for sale in await self.sales.end_room_sales(room.id):
+            await self.sales.announce(sale)
         await self.edge.emit("room", {"room": room.id, "status": room.status}, room=room.id)
         return json_response(room.public())
 

@@ -25,6 +25,8 @@ BUY_MESSAGES = {
     "limit_reached": "you have reached the per-person limit of this sale",
     "not_started": "the sale has not started yet",
     "ended": "the sale has ended",
+    "banned": "you are banned from this room",
+    "verification_required": "to buy, sign in with your phone (POST /api/accounts/otp)",
     "rate_limited": "too many attempts; try again in a moment",
     "invalid": "send {sale, qty, request_id}: qty a whole number of at least 1, "
                "request_id a string of 1-64 characters",
@@ -85,6 +87,10 @@ class CommerceEvents:
             self._answer(started, reply, _refused("invalid", None))
             return
         sale_id = data.get("sale")
+        if not conn.user.phone_verified:
+            # A guest session costs nothing to make: the per-person limit counts accounts.
+            self._answer(started, reply, _refused("verification_required", sale_id))
+            return
         buys = conn.buys
         if not buys.take(started):
             self._answer(started, reply, _refused(

@@ -10,7 +10,7 @@ from ..bus import ControlBus
 from ..exceptions import TextTooLong
 from ..loops import PeriodicLoop
 from ..payload import Payload
-from ..rooms import RoomService
+from ..rooms import RoomService, is_guest
 from ._base import Ack, Connection, SocketEdge
 
 __all__ = ["RoomEvents", "ViewerCountPusher"]
@@ -40,7 +40,7 @@ class RoomEvents:
 
     async def join(self, conn: Connection, p: Payload) -> Ack:
         room_id = p.ident("room")
-        state = await self.rooms.join(conn.user, room_id, conn.sid)
+        state = await self.rooms.join(conn.user, room_id, conn.sid, conn.address)
         conn.rooms.add(room_id)
         await self.edge.sio.enter_room(conn.sid, room_id)
         self.pusher.touch(room_id)
@@ -69,7 +69,7 @@ class RoomEvents:
         room_id = p.ident("room")
         text = p.text("text", max_chars=self.rooms.chat_max_chars, error_cls=TextTooLong)
         self.edge.require_member(conn, room_id)
-        message = await self.rooms.chat(conn.user, room_id, text)
+        message = await self.rooms.chat(conn.user, room_id, text, conn.address)
         public = message.public()
         await self.edge.emit("chat", public, room=room_id)
         return {"ok": True, "message": public}
@@ -89,11 +89,14 @@ class RoomEvents:
 
     async def ban(self, conn: Connection, p: Payload) -> Ack:
         room_id, target = p.ident("room"), p.ident("user")
-        await self.rooms.ban(conn.user, room_id, target)
-        await self._notify(room_id, "banned", {"room": room_id, "user": target})
-        # Every process removes the user's sockets it holds from the room.
-        await self.bus.publish(BAN_MESSAGE, {"room": room_id, "user": target})
-        return {"ok": True}
+        duration = p.integer("duration_s", minimum=1, required=False, default=0) or None
+        until = await self.rooms.ban(conn.user, room_id, target, duration)
+        await self._notify(room_id, "banned", {"room": room_id, "user": target,
+                                               "until": until or None})
+        # Every process removes the user's sockets it holds from the room, and keeps a guest's
+        # addresses out with it.
+        await self.bus.publish(BAN_MESSAGE, {"room": room_id, "user": target, "until": until})
+        return {"ok": True, "until": until or None}
 
     async def unban(self, conn: Connection, p: Payload) -> Ack:
         room_id, target = p.ident("room"), p.ident("user")
@@ -112,10 +115,17 @@ class RoomEvents:
 
     async def _apply_ban(self, payload: dict[str, Any]) -> None:
         room_id, user_id = str(payload["room"]), str(payload["user"])
+        until = int(payload.get("until") or 0)
+        guest_addresses = set()
         for sid in self.edge.local_sids_of(user_id):
             conn = self.edge.connections.get(sid)
-            if conn is not None and room_id in conn.rooms:
+            if conn is None:
+                continue
+            if is_guest(conn.user):
+                guest_addresses.add(conn.address)
+            if room_id in conn.rooms:
                 await self._leave(conn, room_id)
+        await self.rooms.ban_addresses(room_id, user_id, until, sorted(guest_addresses))
 
 
 class ViewerCountPusher(PeriodicLoop):
