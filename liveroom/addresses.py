@@ -46,8 +46,19 @@ def _canonical(text: str) -> str | None:
 
 
 class ClientAddresses:
-    def __init__(self, trusted_proxies: Iterable[Network] = ()) -> None:
+    """``unlimited`` addresses (``LIVEROOM_UNLIMITED_ADDRESSES``, e.g. a load generator's) are
+    exempt from every per-address limit; per-connection and per-user limits still apply."""
+
+    def __init__(self, trusted_proxies: Iterable[Network] = (),
+                 unlimited: Iterable[Network] = ()) -> None:
         self._trusted = tuple(trusted_proxies)
+        self._unlimited = tuple(unlimited)
+
+    def unlimited(self, address: str) -> bool:
+        if not self._unlimited or address == UNKNOWN_ADDRESS:
+            return False
+        ip = ipaddress.ip_address(address)
+        return any(ip in network for network in self._unlimited)
 
     @property
     def behind_proxy(self) -> bool:

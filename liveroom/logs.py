@@ -13,11 +13,13 @@ import datetime
 import json
 import logging
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-__all__ = ["LOG_FORMATS", "JsonFormatter", "configure_logging"]
+__all__ = ["LOG_FORMATS", "ClientMistakes", "JsonFormatter", "configure_logging"]
 
 LOG_FORMATS = ("text", "json")
 
@@ -25,6 +27,38 @@ LOG_FORMATS = ("text", "json")
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "taskName",
 }
+
+
+class ClientMistakes:
+    """One warning line per client mistake (a malformed frame, a flood), never a traceback, and
+    at most ``per_s`` lines a second with a burst of ``burst``: a client repeating its mistake a
+    thousand times a second costs the log a line a second. The next line that is written says
+    how many were left out."""
+
+    def __init__(self, logger: logging.Logger, per_s: float = 1.0, burst: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._logger = logger
+        self._per_s = per_s
+        self._burst = burst
+        self._tokens = burst
+        self._clock = clock
+        self._updated = self._clock()
+        self.left_out = 0
+
+    def warn(self, client: str, reason: str) -> None:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._per_s)
+        self._updated = now
+        if self._tokens < 1:
+            self.left_out += 1
+            return
+        self._tokens -= 1
+        if self.left_out:
+            self._logger.warning("client %s: %s (and %d more such lines left out)", client,
+                                 reason, self.left_out)
+            self.left_out = 0
+        else:
+            self._logger.warning("client %s: %s", client, reason)
 
 
 class JsonFormatter(logging.Formatter):

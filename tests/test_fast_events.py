@@ -129,11 +129,6 @@ async def test_a_deferred_event_without_an_ack_gets_no_reply() -> None:
     '42/admin,["ping",{}]',       # another namespace
     '421/admin,["ping",{}]',
     '42["nobody-handles-this"]',  # no handler of its own
-    '42[1,2]',                    # not an event name
-    '42{"event":"ping"}',         # not a list
-    '42["ping",{]',               # not JSON
-    '42',                         # nothing at all
-    '42[]',
 ])
 async def test_anything_but_the_common_case_is_left_to_python_socketio(frame: str) -> None:
     sio = create_sio(Settings(), "redis://127.0.0.1:1/0")
@@ -149,6 +144,41 @@ async def test_anything_but_the_common_case_is_left_to_python_socketio(frame: st
     assert await FastEvents(sio).handle(socket, frame) is False
     assert called == []
     assert socket.sent == []
+
+
+@pytest.mark.parametrize(("frame", "answered"), [
+    ('427[1,2]', b"437"),                    # not an event name
+    ('4207{"event":"ping"}', b"437"),        # not a list, ack id as a client may pad it
+    ('428["ping",{]', b"438"),               # not JSON
+    ('429[]', b"439"),
+    ('4210["ping",' + "[" * 1100 + "]" * 1100 + "]", b"4310"),  # nested past the bound
+    ('4211["ping",' + "9" * 5000 + "]", b"4311"),  # an integer python would parse for long
+    ('42[1,2]', None),                       # no ack id: nothing to answer
+    ('42', None),
+])
+async def test_a_malformed_event_frame_is_answered_invalid_frame_not_passed_on(
+        frame: str, answered: bytes | None) -> None:
+    """python-socketio raises on these (a traceback in the log, and no answer)."""
+    sio = create_sio(Settings(), "redis://127.0.0.1:1/0")
+    called = []
+
+    async def ping(sid: str, *args: Any) -> dict[str, bool]:
+        called.append(args)
+        return {"ok": True}
+
+    sio.on("ping", ping)
+    socket = _Socket("eio1")
+    await _connected(sio, "eio1")
+    assert await FastEvents(sio).handle(socket, frame) is True
+    assert called == []
+    if answered is None:
+        assert socket.sent == []
+    else:
+        (sent,) = socket.sent
+        assert sent.startswith(answered + b"[")
+        (ack,) = orjson.loads(sent[len(answered):])
+        assert ack["ok"] is False
+        assert ack["error"]["code"] == "invalid_frame"
 
 
 async def test_a_socket_that_is_not_connected_yet_is_left_to_python_socketio() -> None:

@@ -30,7 +30,8 @@ from liveroom.handoff_process import POLL_INTERVAL_S
 from tests.server_harness import Client, LiveServer, live_server
 
 UNLIMITED = {"event_rate_per_s": 1e9, "event_burst": 10**9, "buy_rate_per_s": 1e9,
-             "buy_burst": 10**9}
+             "buy_burst": 10**9, "user_event_rate_per_s": 0, "address_event_rate_per_s": 0,
+             "chat_per_speaker_per_10s": 0, "chat_per_address_per_10s": 0}
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
@@ -146,7 +147,7 @@ class World:
 async def world(redis: aioredis.Redis, redis_url: str, data_dir: Path) -> AsyncIterator[World]:
     async with live_server(redis_url, data_dir, **UNLIMITED) as server:
         anchor_token = server.token("anchor", "Mei", user_id="u_mei")
-        viewer_token = server.token("viewer", "Fuzz", user_id="u_fuzz")
+        viewer_token = server.buyer_token("Fuzz", user_id="u_fuzz")
         _, room = await server.request("POST", "/api/rooms", anchor_token, {"title": "Fuzz"})
         _, product = await server.request("POST", "/api/products", anchor_token, {
             "title": "Bangle", "category": "jewelry", "price_cents": 129_900})

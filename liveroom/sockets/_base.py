@@ -9,20 +9,21 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from time import perf_counter
 from typing import Any
 
 import orjson
 import socketio
 
+from ..addresses import ClientAddresses
 from ..clock import now_ms
 from ..errors import error_body
-from ..exceptions import InvalidInput, NotInRoom, PayloadTooLarge, RateLimited, UnknownEvent
+from ..exceptions import InvalidInput, NotInRoom, PayloadTooLarge, UnknownEvent
 from ..identity import InvalidToken, TokenSigner, User
 from ..metrics import Metrics
 from ..payload import Payload
 from ..ratelimit import TokenBucket
 from ..settings import Settings
+from ._budget import BudgetLimits, Budgets, FrameBudget
 from ._engineio_internals import disable_websocket_compression, install_lean_sockets
 from ._fast_events import FAST_EVENTS_ATTRIBUTE, FastEvents, install_fast_events
 from ._manager import IndexedAsyncManager, IndexedAsyncRedisManager
@@ -31,6 +32,11 @@ __all__ = ["Ack", "Connection", "SocketEdge"]
 
 log = logging.getLogger("liveroom.sockets")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# The decoder's bounds, orjson's own: deeper or longer is refused as malformed.
+MAX_JSON_DEPTH = 1024
+MAX_INT_DIGITS = 20
+_OPENERS = frozenset(b"[{")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 Ack = dict[str, Any]
 Handler = Callable[["Connection", Payload], Awaitable[Ack]]
 DisconnectHook = Callable[["Connection"], Awaitable[None]]
@@ -41,7 +47,10 @@ LeaveHook = Callable[["Connection", str], Awaitable[None]]
 class Connection:
     sid: str
     user: User
-    events: TokenBucket
+    # The client address (``liveroom/addresses.py``): per-address limits and guest bans.
+    address: str
+    # Every frame of the connection is counted against it (``_budget.py``).
+    budget: FrameBudget
     buys: TokenBucket
     rooms: set[str] = field(default_factory=set)
 
@@ -58,13 +67,43 @@ class _OrjsonCodec:
 
     @staticmethod
     def loads(text: str | bytes, **_: Any) -> Any:
+        """orjson's decoding (at most 1,024 levels deep, integers within 64 bits); ValueError
+        for anything else, never another exception."""
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
-            # NaN/Infinity or a lone surrogate (a JS string cut inside an emoji): orjson refuses
-            # them, and a frame that fails here would never be answered. The stdlib accepts them;
-            # lone surrogates become U+FFFD so Redis and the ack encoder can take every string.
-            return _without_lone_surrogates(json.loads(text))
+            pass
+        # NaN/Infinity or a lone surrogate (a JS string cut inside an emoji): orjson refuses
+        # them, and a frame that fails here would never be answered. The stdlib accepts them;
+        # lone surrogates become U+FFFD so Redis and the ack encoder can take every string. The
+        # same bounds as orjson's hold: a 4,000-digit integer or 1,100 levels of nesting cost
+        # the stdlib real work (and a RecursionError), for a frame no client means to send.
+        if _nesting(text) > MAX_JSON_DEPTH:
+            raise ValueError("JSON nested too deeply")
+        try:
+            return _without_lone_surrogates(json.loads(text, parse_int=_bounded_int))
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
+def _nesting(text: str | bytes) -> int:
+    """An upper bound of the JSON's nesting depth (brackets inside strings count too)."""
+    raw = text.encode() if isinstance(text, str) else text
+    depth = deepest = 0
+    for byte in raw.translate(None, _NOT_BRACKETS):
+        if byte in _OPENERS:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        else:
+            depth -= 1
+    return deepest
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError("integer too large")
+    return int(digits)
 
 
 def _without_lone_surrogates(value: Any) -> Any:
@@ -115,11 +154,18 @@ def _refused(code: str, message: str) -> socketio.exceptions.ConnectionRefusedEr
 
 class SocketEdge:
     def __init__(self, sio: socketio.AsyncServer, signer: TokenSigner, settings: Settings,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 addresses: ClientAddresses | None = None) -> None:
         self.metrics = metrics if metrics is not None else Metrics()
         self.sio = sio
         self.signer = signer
         self.settings = settings
+        self.addresses = addresses if addresses is not None else ClientAddresses()
+        self.budgets = Budgets(BudgetLimits(
+            settings.event_rate_per_s, settings.event_burst,
+            settings.user_event_rate_per_s, settings.user_event_burst,
+            settings.address_event_rate_per_s, settings.address_event_burst),
+            self.addresses.unlimited)
         self.connections: dict[str, Connection] = {}
         # The Socket.IO event fast path, for events answered there (``buy``).
         self.fast_events: FastEvents | None = getattr(sio.eio, FAST_EVENTS_ATTRIBUTE, None)
@@ -147,14 +193,21 @@ class SocketEdge:
         except InvalidToken as exc:
             raise _refused(exc.code, exc.message) from None
         s = self.settings
-        self.connections[sid] = Connection(
-            sid=sid,
-            user=user,
-            events=TokenBucket(s.event_rate_per_s, s.event_burst),
-            buys=TokenBucket(s.buy_rate_per_s, s.buy_burst),
-        )
+        address = self.addresses.of_environ(environ)
+        conn = Connection(sid=sid, user=user, address=address,
+                          budget=self.budgets.open(user.id, address),
+                          buys=TokenBucket(s.buy_rate_per_s, s.buy_burst))
+        self.connections[sid] = conn
+        self._count_frames_against(conn)
         await self.sio.enter_room(sid, f"user:{user.id}")
         return None
+
+    def _count_frames_against(self, conn: Connection) -> None:
+        """From now on the engine socket counts the connection's frames against its budget."""
+        eio_sid = self.sio.manager.eio_sid_from_sid(conn.sid, "/")
+        socket = self.sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
+        if socket is not None and hasattr(socket, "frame_budget"):
+            socket.frame_budget = conn.budget
 
     async def _on_disconnect(self, sid: str, *_: Any) -> Ack | None:
         if self.sio.manager.is_connected(sid, "/"):
@@ -164,6 +217,7 @@ class SocketEdge:
         conn = self.connections.pop(sid, None)
         if conn is None:
             return None
+        self.budgets.close(conn.user.id, conn.address)
         for hook in self._disconnect_hooks:
             try:
                 await hook(conn)
@@ -204,8 +258,9 @@ class SocketEdge:
 
     # handlers --------------------------------------------------------------------------------
 
-    def event(self, name: str, *, bucket: str = "events") -> Callable[[Handler], Handler]:
-        """Register ``handler`` for event ``name``; every outcome becomes an ack."""
+    def event(self, name: str) -> Callable[[Handler], Handler]:
+        """Register ``handler`` for event ``name``; every outcome becomes an ack. (The event's
+        frame was already counted against the connection's budget by its engine socket.)"""
 
         def register(handler: Handler) -> Handler:
             @functools.wraps(handler)
@@ -215,9 +270,6 @@ class SocketEdge:
                     return {"ok": False, "error": {"code": "unauthorized",
                                                    "message": "not connected"}}
                 try:
-                    limiter: TokenBucket = getattr(conn, bucket)
-                    if not limiter.take(perf_counter()):
-                        raise RateLimited(retry_after_ms=limiter.retry_after_ms())
                     self._check_size(data)
                     if extra:  # emit(event, a, b, ack): still one answer, not a hung client
                         raise InvalidInput("send one payload object (and an ack callback)")

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
@@ -49,7 +50,9 @@ from engineio import exceptions as engineio_exceptions
 from engineio import packet as engineio_packet
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 
-from ._fast_events import FAST_EVENTS_ATTRIBUTE
+from ..ratelimit import TokenBucket
+from ._budget import FrameBudget
+from ._fast_events import FAST_EVENTS_ATTRIBUTE, client_of
 
 __all__ = [
     "DIRECT_WRITE_MAX_BUFFERED",
@@ -127,6 +130,11 @@ def disable_websocket_compression(sio: socketio.AsyncServer) -> None:
     eio._async = {**driver, "websocket": UncompressedWebSocket}
 
 
+# Frames an engine session may send before its Socket.IO connect is accepted (the connect
+# itself, a retry or two): past it, a client that never connects is talking to no one.
+PRECONNECT_RATE_PER_S = 2.0
+PRECONNECT_BURST = 8.0
+
 # A socket writes a frame itself only while its transport holds at most this much unsent data;
 # past it, frames wait in engineio's queue, where the slow-client reaper sees them pile up.
 DIRECT_WRITE_MAX_BUFFERED = 64 * 1024
@@ -182,6 +190,46 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
     _response: WebSocketResponse | None = None  # aiohttp's side of it: knows when it is closing
     _writing = True  # the writer has packets in hand: direct writes would overtake them
     last_read = 0.0
+    # Every frame the client sends is counted here (``liveroom/sockets/_budget.py``); the edge
+    # sets the connection's budget when Socket.IO connects, and until then a small allowance of
+    # the socket's own applies.
+    frame_budget: FrameBudget | None = None
+
+    def admit(self, frame: str | bytes, now: float) -> bool:
+        """Whether ``frame`` is within the client's event budget. A refused event frame that
+        asked for an answer is answered ``rate_limited``; a client that goes on sending past
+        its budget is logged once and disconnected (``frame_budget.exhausted``)."""
+        budget = self.frame_budget
+        if budget is None:
+            budget = self.frame_budget = FrameBudget(
+                (TokenBucket(PRECONNECT_RATE_PER_S, PRECONNECT_BURST),), "")
+        if budget.admit(now):
+            return True
+        fast = getattr(self.server, FAST_EVENTS_ATTRIBUTE, None)
+        if budget.exhausted:
+            if fast is not None:
+                fast.mistakes.warn(client_of(self), "kept sending past its event budget; "
+                                                    "disconnected")
+        elif fast is not None and type(frame) is str and frame.startswith("42"):
+            fast.refuse(self, frame, budget.retry_after_ms())
+        return False
+
+    async def receive(self, pkt: engineio_packet.Packet) -> None:
+        """A packet from a long-polling client, or from a websocket engineio upgraded: counted,
+        and its events taken by the fast path like the lean loop's."""
+        data = pkt.data
+        frame = ("4" + data) if pkt.packet_type == engineio_packet.MESSAGE and type(
+            data) is str else data
+        if not self.admit(frame if isinstance(frame, str | bytes) else "", time.perf_counter()):
+            if self.frame_budget is not None and self.frame_budget.exhausted:
+                await self.close(wait=False, abort=True,
+                                 reason=self.server.reason.TRANSPORT_ERROR)
+            return
+        fast = getattr(self.server, FAST_EVENTS_ATTRIBUTE, None)
+        if (fast is not None and type(frame) is str and frame.startswith("42")
+                and await fast.handle(self, frame)):
+            return
+        await super().receive(pkt)
 
     def writable_now(self) -> bool:
         transport = self._transport
@@ -252,11 +300,16 @@ class LeanSocket(engineio_async_socket.AsyncSocket):  # type: ignore[misc]
                 self.last_read = loop.time()
                 if data is None or len(data) > max_size:
                     break
+                if not self.admit(data, time.perf_counter()):
+                    if self.frame_budget is not None and self.frame_budget.exhausted:
+                        break
+                    continue
                 try:
                     if (fast is not None and type(data) is str and data.startswith("42")
                             and await fast.handle(self, data)):
                         continue
-                    await self.receive(engineio_packet.Packet(encoded_packet=data))
+                    # Counted above: engineio's own receive, not this class's.
+                    await super().receive(engineio_packet.Packet(encoded_packet=data))
                 except engineio_exceptions.UnknownPacketError:
                     pass
                 except engineio_exceptions.SocketIsClosedError:

@@ -44,7 +44,9 @@ import socketio
 from engineio import packet as engineio_packet
 from socketio import packet as socketio_packet
 
-__all__ = ["FAST_EVENTS_ATTRIBUTE", "DeferredHandler", "FastEvents", "Reply",
+from ..logs import ClientMistakes
+
+__all__ = ["FAST_EVENTS_ATTRIBUTE", "DeferredHandler", "FastEvents", "Reply", "client_of",
            "install_fast_events"]
 
 log = logging.getLogger("liveroom.sockets")
@@ -70,6 +72,7 @@ class FastEvents:
             codec, "dumps_bytes", lambda obj: codec.dumps(obj, separators=(",", ":")).encode())
         self._coroutine: dict[Any, bool] = {}
         self._deferred: dict[str, DeferredHandler] = {}
+        self.mistakes = ClientMistakes(log)
 
     def defer(self, event: str, handler: DeferredHandler) -> None:
         """Answer ``event`` on the fast path with ``handler`` (see the module)."""
@@ -87,19 +90,29 @@ class FastEvents:
 
     async def handle(self, socket: Any, frame: str) -> bool:
         """Handle the engine frame ``frame`` (``"42..."``) from ``socket``; False if it is not
-        the common case, in which case nothing was done."""
+        the common case, in which case nothing was done. An event frame for the default
+        namespace that is not an event (JSON that does not decode within the codec's bounds, or
+        is not a list starting with a name) is answered ``invalid_frame`` here when it carries
+        an ack id, dropped otherwise, and noted once in the log: python-socketio would raise on
+        it, log a traceback and answer nothing."""
         end = 2
         size = len(frame)
         while end < size and frame[end] in _DIGITS:
             end += 1
         if end >= size or frame[end] != "[":
-            return False
+            if end < size and frame[end] == "/":
+                return False  # another namespace: python-socketio's
+            self._malformed(socket, frame, end, "an event frame without a JSON list")
+            return True
         try:
             data = self._loads(frame[end:])
         except ValueError:
-            return False
+            self._malformed(socket, frame, end, "an event whose JSON does not decode (or is "
+                                                "nested too deeply, or has too large a number)")
+            return True
         if type(data) is not list or not data or type(data[0]) is not str:
-            return False
+            self._malformed(socket, frame, end, "an event that is not [name, ...]")
+            return True
         deferred = self._deferred.get(data[0])
         handler = self._handler(data[0]) if deferred is None else None
         if deferred is None and handler is None:
@@ -128,6 +141,25 @@ class FastEvents:
         await socket.send(packet)
         return True
 
+    def _malformed(self, socket: Any, frame: str, end: int, reason: str) -> None:
+        self.mistakes.warn(client_of(socket), reason)
+        if end > 2:
+            self._reply_now(socket, _ack_head(frame, end), {"ok": False, "error": {
+                "code": "invalid_frame", "message": f"not a Socket.IO event: {reason}"}})
+
+    def refuse(self, socket: Any, frame: str, retry_after_ms: int) -> None:
+        """Answer the event frame ``frame`` ``rate_limited`` (the event budget refused it),
+        when it asked for an answer; the event itself is not looked at."""
+        end = 2
+        size = len(frame)
+        while end < size and frame[end] in _DIGITS:
+            end += 1
+        if end > 2 and end < size and frame[end] == "[":
+            self._reply_now(socket, _ack_head(frame, end), {
+                "ok": False, "status": "rate_limited", "error": {
+                    "code": "rate_limited", "message": "too many events; slow down",
+                    "retry_after_ms": retry_after_ms}})
+
     def _reply_now(self, socket: Any, head: bytes, answer: Any) -> None:
         """A deferred handler's ack, written without waiting (the socket just spoke, so the
         ping-timeout check of ``send`` has nothing to find). Answers are JSON: deferred
@@ -146,6 +178,13 @@ class FastEvents:
         hold bytes (a binary ack)."""
         body = self._dumps(args, separators=(",", ":"))
         return engineio_packet.Packet(engineio_packet.MESSAGE, f"3{ack_id}{body}")
+
+
+def client_of(socket: Any) -> str:
+    """The client address of an engine socket, for log lines (its engine sid until known)."""
+    budget = getattr(socket, "frame_budget", None)
+    address = getattr(budget, "address", None)
+    return str(address) if address else f"engine session {getattr(socket, 'sid', '?')}"
 
 
 def _ack_head(frame: str, end: int) -> bytes:
