@@ -10,6 +10,9 @@ from .exceptions import ServerRefused
 
 __all__ = ["ServerApi"]
 
+# Buyers per test-buyers call (the server takes up to 10,000).
+MINT_CHUNK = 5000
+
 
 class ServerApi:
     def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
@@ -33,6 +36,20 @@ class ServerApi:
         """A guest viewer session: (token, user id)."""
         body = await self.call("POST /api/session", "POST", "/api/session", body={"name": name})
         return str(body["token"]), str(body["user"]["id"])
+
+    async def mint_buyers(self, admin_token: str, count: int, prefix: str
+                          ) -> list[tuple[str, str]]:
+        """``count`` verified buyer accounts, (token, user id) each, minted by an admin on a
+        server that echoes one-time codes (``LIVEROOM_OTP_ECHO=1``): buying needs an account,
+        and one address cannot ask for thousands of SMS codes."""
+        buyers: list[tuple[str, str]] = []
+        while len(buyers) < count:
+            chunk = min(MINT_CHUNK, count - len(buyers))
+            body = await self.call("POST /api/accounts/test-buyers", "POST",
+                                   "/api/accounts/test-buyers", admin_token,
+                                   {"count": chunk, "prefix": f"{prefix}c{len(buyers)}"})
+            buyers += [(str(b["token"]), str(b["user"]["id"])) for b in body["buyers"]]
+        return buyers
 
     async def me(self, token: str) -> dict[str, Any]:
         body = await self.call("GET /api/me", "GET", "/api/me", token)

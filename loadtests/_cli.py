@@ -20,7 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     spike = commands.add_parser("spike", help="run a flash-sale scenario and audit it")
     spike.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
-    spike.add_argument("--anchor-token", required=True, help="token of an anchor (liveroom token)")
+    spike.add_argument("--admin-token", required=True,
+                       help="token of an admin (liveroom token --role admin): mints the buyers' "
+                            "accounts; the server must run with LIVEROOM_OTP_ECHO=1")
+    spike.add_argument("--anchor-token", default=None,
+                       help="token of the anchor who runs the sale (default: the admin)")
     spike.add_argument("--buyers", type=int, required=True)
     spike.add_argument("--stock", type=int, required=True)
     spike.add_argument("--per-user-limit", type=int, default=1)
@@ -54,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str]) -> SpikeConfig:
     args = _parser().parse_args(list(argv))
     return SpikeConfig(
-        url=args.url, anchor_token=args.anchor_token, buyers=args.buyers, stock=args.stock,
+        url=args.url, anchor_token=args.anchor_token or args.admin_token,
+        admin_token=args.admin_token, buyers=args.buyers, stock=args.stock,
         per_user_limit=args.per_user_limit, qty=args.qty, attempts=args.attempts,
         profile=Profile(args.profile), duration_s=args.duration, jitter_ms=args.jitter_ms,
         attempt_gap_ms=args.attempt_gap_ms, processes=args.processes, timeout_s=args.timeout,

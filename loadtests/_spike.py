@@ -33,6 +33,9 @@ COUNTDOWN_S = 2
 class SpikeConfig:
     url: str
     anchor_token: str
+    # An admin's token: mints the buyers' verified accounts (the server must echo one-time
+    # codes, LIVEROOM_OTP_ECHO=1). The anchor's may be the same admin token.
+    admin_token: str
     buyers: int
     stock: int
     per_user_limit: int = 1
@@ -183,7 +186,8 @@ class _Workers:
                 await asyncio.to_thread(process.join, 5)
 
 
-def _plans(config: SpikeConfig, room_id: str) -> list[WorkerPlan]:
+def _plans(config: SpikeConfig, room_id: str,
+           accounts: list[tuple[str, str]]) -> list[WorkerPlan]:
     offsets = build_schedule(ScheduleSpec(
         profile=config.profile, buyers=config.buyers, attempts=config.attempts_per_buyer,
         window_ms=config.window_ms, jitter_ms=config.jitter_ms,
@@ -202,7 +206,7 @@ def _plans(config: SpikeConfig, room_id: str) -> list[WorkerPlan]:
             chat_per_s=config.chat_per_s / config.processes,
             churn_per_s=config.churn_per_s / config.processes, bucket_ms=config.bucket_ms,
             seed=config.seed, checkout_fraction=config.checkout_fraction,
-            price_cents=config.price_cents))
+            price_cents=config.price_cents, buyer_accounts=accounts[first:first + per]))
     return plans
 
 
@@ -225,7 +229,10 @@ async def run_spike(config: SpikeConfig, progress_stream: TextIO | None = sys.st
         room = await api.create_room(config.anchor_token, f"load test {time.strftime('%H:%M:%S')}")
         product = await api.create_product(config.anchor_token, "load-test item",
                                            config.price_cents)
-        workers = _Workers(_plans(config, room["id"]))
+        progress.say(f"minting {config.buyers} buyer accounts ...")
+        accounts = await api.mint_buyers(config.admin_token, config.buyers,
+                                         f"lt{config.seed}{room['id'][-6:]}")
+        workers = _Workers(_plans(config, room["id"], accounts))
         try:
             workers.start()
             progress.say(f"connecting {config.buyers} buyers in {len(workers.plans)} "
@@ -257,7 +264,7 @@ async def run_spike(config: SpikeConfig, progress_stream: TextIO | None = sys.st
             await api.end_sale(config.anchor_token, sale["id"])
             await api.end_room(config.anchor_token, room["id"])
     scenario = {**{k: v for k, v in asdict(config).items()
-                   if k not in ("anchor_token", "json_path")},
+                   if k not in ("anchor_token", "admin_token", "json_path")},
                 "profile": str(config.profile), "attempts": config.attempts_per_buyer}
     report = build_report(scenario=scenario, setup={"room": room["id"], "product": product["id"]},
                           results=sorted(results, key=lambda r: int(r["worker"])),

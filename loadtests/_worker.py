@@ -55,6 +55,8 @@ class WorkerPlan:
     seed: int
     checkout_fraction: float = 0.0  # of successful reservations, checked out right away
     price_cents: int = 0  # the sale's deal price, to check order totals
+    # (token, user id) of each buyer of this worker: verified accounts minted by the spike.
+    buyer_accounts: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -181,7 +183,8 @@ class _Worker:
     async def _set_up(self, buyer: _Buyer, gate: asyncio.Semaphore) -> None:
         async with gate:
             try:
-                buyer.token, buyer.user_id = await self.api.mint_session(f"lt{buyer.number}")
+                buyer.token, buyer.user_id = self.plan.buyer_accounts[
+                    buyer.number - self.plan.first_buyer]
                 buyer.socket = await self._open(buyer.token, self.tally.connect)
             except (LoadTestError, TimeoutError) as exc:
                 self.tally.count(self.tally.errors, f"connect:{getattr(exc, 'code', 'timeout')}")

@@ -43,6 +43,7 @@ import aiohttp
 from ._api import ServerApi
 from ._client import LeanSocket
 from ._worker import raise_open_file_limit
+from .soak import LOAD_TEST_ENV
 
 __all__ = ["main"]
 
@@ -124,6 +125,8 @@ class ServerProcess:
             "LIVEROOM_BUY_BURST": "100000",
             "LIVEROOM_EVENT_RATE_PER_S": "100000",
             "LIVEROOM_EVENT_BURST": "100000",
+            "LIVEROOM_USER_EVENT_RATE_PER_S": "0",
+            **LOAD_TEST_ENV,
         })
         return env
 
@@ -146,7 +149,7 @@ class ServerProcess:
 
     async def anchor_token(self) -> str:
         job = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "liveroom", "token", "--role", "anchor", "--name", "Bench",
+            sys.executable, "-m", "liveroom", "token", "--role", "admin", "--name", "Bench",
             "--data-dir", str(self.data_dir), env=self.env, stdout=asyncio.subprocess.PIPE)
         out, _ = await job.communicate()
         if job.returncode != 0:
@@ -206,15 +209,16 @@ class Crowd:
     session: aiohttp.ClientSession
     url: str
     room: str
+    # An admin's token: mints the crowd's buyer accounts (buying needs one).
+    admin: str
     sockets: list[LeanSocket] = field(default_factory=list)
     pushes: Counter[str] = field(default_factory=Counter)
 
     def _on_push(self, event: str, _data: Any) -> None:
         self.pushes[event] += 1
 
-    async def _one(self, index: int, gate: asyncio.Semaphore, join: bool) -> LeanSocket:
+    async def _one(self, token: str, gate: asyncio.Semaphore, join: bool) -> LeanSocket:
         async with gate:
-            token, _ = await self.api.mint_session(f"bench{index}")
             sock = LeanSocket(self.session, self.url, token, on_push=self._on_push)
             await sock.connect()
             if join:
@@ -226,7 +230,8 @@ class Crowd:
     async def grow(self, count: int, *, join: bool = True) -> list[LeanSocket]:
         gate = asyncio.Semaphore(100)
         start = len(self.sockets)
-        added = await asyncio.gather(*(self._one(start + i, gate, join) for i in range(count)))
+        accounts = await self.api.mint_buyers(self.admin, count, f"bench{self.room[-6:]}n{start}")
+        added = await asyncio.gather(*(self._one(token, gate, join) for token, _ in accounts))
         self.sockets.extend(added)
         return list(added)
 
@@ -499,7 +504,7 @@ async def measure_spike(server: ServerProcess, anchor: str, config: BenchConfig,
     within ``spike_window_ms``; plus the server's CPU and peak RSS while it runs."""
     report_path = out_dir / "spike.json"
     command = [sys.executable, "-m", "loadtests", "spike", "--url", server.url,
-               "--anchor-token", anchor, "--buyers", str(config.spike_buyers),
+               "--admin-token", anchor, "--buyers", str(config.spike_buyers),
                "--stock", str(config.spike_stock), "--per-user-limit", "1", "--attempts", "1",
                "--profile", "spike", "--jitter-ms", str(config.spike_window_ms),
                "--processes", str(config.spike_processes), "--timeout", "30",
@@ -549,7 +554,7 @@ async def run_bench(config: BenchConfig) -> dict[str, Any]:
                 connector=aiohttp.TCPConnector(limit=0, force_close=False)) as session:
             api = ServerApi(session, server.url)
             room = (await api.create_room(anchor, "Bench room"))["id"]
-            crowd = Crowd(api=api, session=session, url=server.url, room=room)
+            crowd = Crowd(api=api, session=session, url=server.url, room=room, admin=anchor)
             if not config.skip_memory:
                 _say(f"memory: connecting {config.idle_clients} idle viewers")
                 results["memory"] = await measure_memory(server, crowd, config.idle_clients)

@@ -14,7 +14,8 @@ and buys; with ``--lt-checkout FRACTION`` that share of its reservations is chec
 Single machine::
 
     locust -f loadtests/locustfile.py --host http://127.0.0.1:8080 --headless -u 500 -r 100 \
-        --run-time 60s --lt-anchor-token TOKEN --lt-stock 50 --lt-per-user-limit 2
+        --run-time 60s --lt-anchor-token TOKEN --lt-admin-token ADMIN_TOKEN --lt-stock 50
+        --lt-per-user-limit 2
 
 Several machines: the same command with ``--master --expect-workers 4`` on one, and
 ``locust -f loadtests/locustfile.py --worker --master-host MASTER`` on each worker machine.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import random
 import time
 import urllib.request
@@ -36,6 +38,8 @@ from websockets.sync.client import ClientConnection, connect
 SALE_MESSAGE = "loadtests_sale"
 SALE_WAIT_S = 30.0  # how long a user waits for the master to open the sale
 _scenario: dict[str, Any] = {}
+# Numbers this process's users go by (their buyer accounts' prefixes).
+_user_numbers = itertools.count()
 
 
 def _http(host: str, method: str, path: str, token: str | None = None,
@@ -51,6 +55,9 @@ def _http(host: str, method: str, path: str, token: str | None = None,
 
 def _arguments(parser: Any) -> None:
     parser.add_argument("--lt-anchor-token", default="", help="anchor token (liveroom token)")
+    parser.add_argument("--lt-admin-token", default="",
+                        help="admin token: mints each user's buyer account (the server must run "
+                             "with LIVEROOM_OTP_ECHO=1)")
     parser.add_argument("--lt-stock", type=int, default=50)
     parser.add_argument("--lt-per-user-limit", type=int, default=1)
     parser.add_argument("--lt-checkout", type=float, default=0.0,
@@ -101,7 +108,11 @@ class SocketIOBuyer(User):
         host = self.host
         if not host:
             raise RuntimeError("no server: pass --host http://SERVER:PORT")
-        session = _http(host, "POST", "/api/session", body={"name": "locust buyer"})
+        # A buyer account per simulated person, minted by the admin (the server echoes codes).
+        minted = _http(host, "POST", "/api/accounts/test-buyers",
+                       self.environment.parsed_options.lt_admin_token,
+                       {"count": 1, "prefix": f"lc{os.getpid()}x{next(_user_numbers)}"})
+        session = minted["buyers"][0]
         url = host.replace("http", "ws", 1).rstrip("/")
         self.ws: ClientConnection = self.stack.enter_context(
             connect(url + "/socket.io/?EIO=4&transport=websocket", compression=None))

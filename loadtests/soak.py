@@ -112,6 +112,11 @@ def _free_port() -> int:
         return port
 
 
+# What a server under a load test needs: one-time codes echoed (so buyers can be minted) and the
+# load generator's address exempt from the per-address limits (docs/loadtesting.md).
+LOAD_TEST_ENV = {"LIVEROOM_OTP_ECHO": "1", "LIVEROOM_UNLIMITED_ADDRESSES": "127.0.0.0/8,::1"}
+
+
 def _liveroom_command() -> list[str]:
     beside = Path(sys.executable).parent / "liveroom"
     return [str(beside)] if beside.exists() else [sys.executable, "-m", "liveroom"]
@@ -132,7 +137,8 @@ class ServerUnderTest:
             self.process = subprocess.Popen(
                 [*_liveroom_command(), "serve", "--data-dir", str(self.data_dir), "--port",
                  str(self.port), "--log-level", "warning"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **LOAD_TEST_ENV})
         return self.process
 
     async def start(self, session: aiohttp.ClientSession, timeout_s: float = 30.0) -> None:
@@ -151,7 +157,8 @@ class ServerUnderTest:
                             f"{self.log_tail()}")
 
     def anchor_token(self) -> str:
-        done = subprocess.run([*_liveroom_command(), "token", "--role", "anchor", "--name",
+        """An admin's token: it hosts the room and mints the viewers' buyer accounts."""
+        done = subprocess.run([*_liveroom_command(), "token", "--role", "admin", "--name",
                                "Soak Anchor", "--data-dir", str(self.data_dir)],
                               capture_output=True, text=True, timeout=60, check=False)
         if done.returncode != 0 or not done.stdout.strip():
@@ -362,10 +369,12 @@ class SoakTraffic:
                                                 self.config.price_cents)
         self.room_id, self.product_id = room["id"], product["id"]
         gate = asyncio.Semaphore(100)
+        accounts = await self.api.mint_buyers(self.anchor, self.config.viewers,
+                                              f"soak{self.room_id[-6:]}")
 
         async def one(number: int) -> None:
             async with gate:
-                token, _ = await self.api.mint_session(f"soak{number}")
+                token, _ = accounts[number]
                 viewer = _Viewer(number, token)
                 viewer.socket = await self._open(token)
                 self.viewers.append(viewer)

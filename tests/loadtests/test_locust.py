@@ -68,6 +68,7 @@ def _scenario(server: Any, stats: Path, users: int = 30) -> list[str]:
             "--run-time", f"{RUN_TIME_LIMIT_S}s", "--only-summary",
             "--json-file", str(stats.with_suffix("")), "--csv", str(stats.with_name("live")),
             "--lt-anchor-token", server.token("anchor", "Locusta"),
+            "--lt-admin-token", server.token("admin", "Minter"),
             "--lt-stock", str(STOCK), "--lt-per-user-limit", "1"]
 
 

@@ -22,7 +22,8 @@ async def test_a_spike_from_two_processes_sells_exactly_the_stock_within_the_lim
     report_path = tmp_path / "spike.json"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "loadtests", "spike", "--url", server.url,
-        "--anchor-token", server.token("anchor", "Loady"), "--buyers", "300", "--stock", "30",
+        "--anchor-token", server.token("anchor", "Loady"),
+        "--admin-token", server.token("admin", "Minter"), "--buyers", "300", "--stock", "30",
         "--per-user-limit", "2", "--processes", "2", "--json", str(report_path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
@@ -61,6 +62,7 @@ async def test_a_spike_from_two_processes_sells_exactly_the_stock_within_the_lim
 
 async def test_when_stock_outlasts_demand_every_buyer_gets_the_limit(server):
     config = SpikeConfig(url=server.url, anchor_token=server.token("anchor", "Loady"),
+                         admin_token=server.token("admin", "Minter"),
                          buyers=60, stock=500, per_user_limit=2, attempts=3,
                          profile=Profile.STEADY, duration_s=1.0, chat_per_s=20.0, quiet=True)
     report = await run_spike(config)
@@ -74,8 +76,9 @@ async def test_when_stock_outlasts_demand_every_buyer_gets_the_limit(server):
 
 
 async def test_a_viewer_token_cannot_play_the_anchor(server):
-    config = SpikeConfig(url=server.url, anchor_token=server.token("viewer"), buyers=5,
-                         stock=5, quiet=True)
+    config = SpikeConfig(url=server.url, anchor_token=server.token("viewer"),
+                         admin_token=server.token("admin", "Minter"), buyers=5, stock=5,
+                         quiet=True)
     with pytest.raises(ScenarioError) as caught:
         await run_spike(config)
     assert caught.value.field == "anchor_token"
@@ -86,7 +89,7 @@ async def test_checked_out_reservations_become_orders_at_the_deal_price(server, 
     anchor = server.token("anchor", "Loady")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "loadtests", "spike", "--url", server.url, "--anchor-token", anchor,
-        "--buyers", "200", "--stock", "40", "--per-user-limit", "2", "--checkout", "1.0",
+        "--admin-token", server.token("admin", "Minter"), "--buyers", "200", "--stock", "40", "--per-user-limit", "2", "--checkout", "1.0",
         "--json", str(report_path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
@@ -119,6 +122,7 @@ async def test_checked_out_reservations_become_orders_at_the_deal_price(server, 
 
 async def test_a_partial_checkout_leaves_the_rest_held(server):
     config = SpikeConfig(url=server.url, anchor_token=server.token("anchor", "Loady"),
+                         admin_token=server.token("admin", "Minter"),
                          buyers=80, stock=60, per_user_limit=1, attempts=1,
                          checkout_fraction=0.5, seed=3, quiet=True)
     report = await run_spike(config)
@@ -151,6 +155,7 @@ async def test_a_stalled_generator_shows_up_as_latency_not_as_a_lighter_load(ser
     # omission) would report a few milliseconds; counted from the intended time, each buy
     # waited out the stall.
     config = SpikeConfig(url=server.url, anchor_token=server.token("anchor", "Loady"),
+                         admin_token=server.token("admin", "Minter"),
                          buyers=40, stock=10, attempts=1, jitter_ms=20.0, quiet=True)
     stall = asyncio.create_task(_stall_when_the_sale_opens(server, 0.5))
     report = await run_spike(config)
@@ -168,7 +173,8 @@ async def test_viewer_churn_runs_during_a_spike_and_is_reported(server, tmp_path
     report_path = tmp_path / "churn.json"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "loadtests", "spike", "--url", server.url,
-        "--anchor-token", server.token("anchor", "Loady"), "--buyers", "100", "--stock", "20",
+        "--anchor-token", server.token("anchor", "Loady"),
+        "--admin-token", server.token("admin", "Minter"), "--buyers", "100", "--stock", "20",
         "--attempts", "3", "--attempt-gap-ms", "500", "--churn-rate", "30",
         "--json", str(report_path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -187,6 +193,7 @@ async def test_viewer_churn_runs_during_a_spike_and_is_reported(server, tmp_path
 
 async def test_a_ramp_run_passes_the_audit_and_its_arrivals_climb(server):
     config = SpikeConfig(url=server.url, anchor_token=server.token("anchor", "Loady"),
+                         admin_token=server.token("admin", "Minter"),
                          buyers=80, stock=30, attempts=1, profile=Profile.RAMP,
                          duration_s=1.0, quiet=True)
     report = await run_spike(config)
@@ -202,6 +209,7 @@ async def test_a_ramp_run_passes_the_audit_and_its_arrivals_climb(server):
 
 async def test_a_soak_run_spreads_each_buyers_attempts_over_the_window(server):
     config = SpikeConfig(url=server.url, anchor_token=server.token("anchor", "Loady"),
+                         admin_token=server.token("admin", "Minter"),
                          buyers=40, stock=1000, per_user_limit=1, attempts=3,
                          profile=Profile.SOAK, duration_s=1.5, quiet=True)
     report = await run_spike(config)
@@ -219,11 +227,13 @@ async def test_a_soak_run_spreads_each_buyers_attempts_over_the_window(server):
 async def test_the_live_progress_display_prints_progress_lines(server):
     stream = io.StringIO()
     config = SpikeConfig(url=server.url, anchor_token=server.token("anchor", "Loady"),
+                         admin_token=server.token("admin", "Minter"),
                          buyers=30, stock=10, attempts=2, profile=Profile.STEADY,
                          duration_s=2.0)
     report = await run_spike(config, progress_stream=stream)
     text = stream.getvalue()
-    assert text.startswith("connecting 30 buyers in 1 process(es) to room r_"), text
+    assert text.startswith("minting 30 buyer accounts ...\n"
+                           "connecting 30 buyers in 1 process(es) to room r_"), text
     progress = re.findall(r"^sent (\d+)/60  answered (\d+)  p99 \S+ (?:ms)?\s*\[", text,
                           re.MULTILINE)
     assert progress, text
