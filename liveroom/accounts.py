@@ -50,6 +50,7 @@ RESEND_AFTER_S = 30
 MAX_TRIES = 5
 MAX_CODES_PER_PHONE_PER_HOUR = 5
 MAX_TEST_BUYERS = 10_000
+GUEST_LINK_S = 24 * 3600
 DEFAULT_BUYER_NAME = "Buyer"
 # E.164: a country code and subscriber number, 8 to 15 digits in all.
 _E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
@@ -151,26 +152,26 @@ class AccountService:
     async def request_code(self, raw_phone: object, address: str) -> CodeSent:
         """Send a new code to the phone (replacing any earlier one)."""
         phone = normalize_phone(raw_phone)
-        hour = self._now_ms() // HOUR_MS
+        now = self._now_ms()
+        hour = now // HOUR_MS
+        hour_keys = [keys.otp_phone_hour(phone, hour), keys.otp_address_hour(address, hour)]
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(keys.otp_gap(phone), 1, nx=True, ex=RESEND_AFTER_S)
-            pipe.pttl(keys.otp_gap(phone))
-            pipe.incr(keys.otp_phone_hour(phone, hour))
-            pipe.expire(keys.otp_phone_hour(phone, hour), 3600, nx=True)
-            pipe.incr(keys.otp_address_hour(address, hour))
-            pipe.expire(keys.otp_address_hour(address, hour), 3600, nx=True)
-            may_send, gap_ms, phone_count, _, address_count, _ = await pipe.execute()
-        if not may_send:
-            raise RateLimited("a code was just sent to this phone; wait before asking again",
-                              retry_after_ms=max(int(gap_ms), 1))
-        until_next_hour = HOUR_MS - self._now_ms() % HOUR_MS
-        if int(phone_count) > MAX_CODES_PER_PHONE_PER_HOUR:
-            raise RateLimited("too many codes for this phone this hour",
-                              retry_after_ms=until_next_hour)
-        if (self._per_address and int(address_count) > self._per_address
-                and not self._addresses.unlimited(address)):
-            raise RateLimited("too many codes asked from this address this hour",
-                              retry_after_ms=until_next_hour)
+            pipe.get(keys.otp_last_sent(phone))
+            for key in hour_keys:
+                pipe.get(key)
+            last_sent, phone_count, address_count = await pipe.execute()
+        self._check_code_limits(now, last_sent, int(phone_count or 0), int(address_count or 0),
+                                address)
+        # Swapped atomically: of two requests at once, the second sees the first's time.
+        previous: bytes | None = await self._redis.set(  # type: ignore[assignment]
+            keys.otp_last_sent(phone), now, get=True, ex=RESEND_AFTER_S * 10)
+        if previous != last_sent:
+            self._check_code_limits(now, previous, 0, 0, address)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in hour_keys:
+                pipe.incr(key)
+                pipe.expire(key, 3600, nx=True)
+            await pipe.execute()
         code = f"{secrets.randbelow(1_000_000):06d}"
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys.otp_code(phone))
@@ -181,6 +182,21 @@ class AccountService:
         await self._sms.send(phone, f"liveroom: your code is {code}. It expires in "
                                     f"{CODE_TTL_S // 60} minutes. Never share it.")
         return CodeSent(phone, CODE_TTL_S, RESEND_AFTER_S, code if self.echo_codes else None)
+
+    def _check_code_limits(self, now: int, last_sent: bytes | None, phone_count: int,
+                           address_count: int, address: str) -> None:
+        wait_ms = int(last_sent) + RESEND_AFTER_S * 1000 - now if last_sent else 0
+        if wait_ms > 0:
+            raise RateLimited("a code was just sent to this phone; wait before asking again",
+                              retry_after_ms=wait_ms)
+        until_next_hour = HOUR_MS - now % HOUR_MS
+        if phone_count >= MAX_CODES_PER_PHONE_PER_HOUR:
+            raise RateLimited("too many codes for this phone this hour",
+                              retry_after_ms=until_next_hour)
+        if (self._per_address and address_count >= self._per_address
+                and not self._addresses.unlimited(address)):
+            raise RateLimited("too many codes asked from this address this hour",
+                              retry_after_ms=until_next_hour)
 
     async def verify(self, raw_phone: object, raw_code: object, name: object = None) -> User:
         """The buyer account of the phone, if ``raw_code`` is its current code. Every guess
@@ -212,6 +228,11 @@ class AccountService:
         await self._redis.hset(keys.account(user.id), mapping={
             "phone": phone, "verified_at": self._now_ms()})
         return user
+
+    async def remember_guest(self, account: User, guest: User) -> None:
+        """``account`` was signed in from the guest session ``guest`` (the same person): rooms
+        count them as one viewer for a day."""
+        await self._redis.set(keys.account_guest(account.id), guest.id, ex=GUEST_LINK_S)
 
     def test_buyers(self, count: int, prefix: str) -> list[tuple[User, str]]:
         """``count`` verified buyers with made-up phones for load tests (only while codes are

@@ -20,7 +20,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -68,6 +68,8 @@ class User:
     role: Role
     # Signed in with a one-time code sent to a phone: a buyer account (one per phone).
     phone_verified: bool = False
+    # When the token was issued (``iat``, seconds): when a guest session began.
+    issued_at_s: int = field(default=0, compare=False)
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "role": self.role.value,
@@ -168,12 +170,13 @@ class TokenSigner:
         except jwt.PyJWTError:
             raise InvalidToken("malformed") from None
         try:
+            expires_s, issued_s = claims["exp"], claims["iat"]
+            if type(expires_s) is not int or type(issued_s) is not int:
+                raise TypeError("exp")
             user = User(id=_claim_text(claims, "sub"), name=_claim_text(claims, "name"),
                         role=Role(claims["role"]),
-                        phone_verified=claims.get("phone_verified", False) is True)
-            expires_s = claims["exp"]
-            if type(expires_s) is not int:
-                raise TypeError("exp")
+                        phone_verified=claims.get("phone_verified", False) is True,
+                        issued_at_s=issued_s)
         except (ValueError, TypeError):
             raise InvalidToken("malformed") from None
         if expires_s * 1000 <= self._now_ms():

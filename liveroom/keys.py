@@ -13,6 +13,7 @@ __all__ = [
     "PRESENCE_STALE_MS",
     "SALE_PUSHED_TTL_S",
     "account",
+    "account_guest",
     "anchor_products",
     "chat_budget",
     "guest_sessions_minute",
@@ -20,7 +21,7 @@ __all__ = [
     "media_owner",
     "otp_address_hour",
     "otp_code",
-    "otp_gap",
+    "otp_last_sent",
     "otp_phone_hour",
     "product",
     "product_rooms",
@@ -80,8 +81,9 @@ def room_bans(room_id: str) -> str:
 
 
 def room_address_bans(room_id: str) -> str:
-    """hash client address -> ``until_ms:user_id``: where a banned guest connected from; guests
-    from there stay out until then (or until that user is unbanned)."""
+    """hash client address -> ``until_ms:since_ms:user_id``: where a banned guest connected
+    from; guest sessions made there since the ban stay out until then (or until that user is
+    unbanned)."""
     return f"{{room:{room_id}}}:address_bans"
 
 
@@ -148,14 +150,19 @@ def account(user_id: str) -> str:
     return f"account:{user_id}"
 
 
+def account_guest(user_id: str) -> str:
+    """The guest session a buyer account was signed in from, for a day: counted as one viewer."""
+    return f"account:{user_id}:guest"
+
+
 def otp_code(phone: str) -> str:
     """hash: mac (HMAC of the current code), tries; expires with the code."""
     return f"otp:{phone}:code"
 
 
-def otp_gap(phone: str) -> str:
-    """Exists while the phone must wait before asking for another code."""
-    return f"otp:{phone}:gap"
+def otp_last_sent(phone: str) -> str:
+    """When (ms) a code was last sent to the phone: the next must wait a while."""
+    return f"otp:{phone}:last_sent"
 
 
 def otp_phone_hour(phone: str, hour: int) -> str:

@@ -58,6 +58,24 @@ class BuyerBans(Protocol):
     async def unban_buyer(self, room_id: str, user_id: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _AddressBan:
+    """A banned guest's address: guest sessions made there since ``since_ms`` stay out of the
+    room until ``until_ms``. Stored as ``until:since:user``."""
+
+    until_ms: int
+    since_ms: int
+    user_id: str
+
+    def encode(self) -> str:
+        return f"{self.until_ms}:{self.since_ms}:{self.user_id}"
+
+    @classmethod
+    def decode(cls, raw: object) -> _AddressBan:
+        until, since, user_id = text_of(raw).split(":", 2)
+        return cls(int(until), int(since), user_id)
+
+
 def is_guest(user: User) -> bool:
     """A viewer without an account: anyone can make another guest session at will."""
     return user.role is Role.VIEWER and not user.phone_verified
@@ -123,9 +141,14 @@ class RoomService:
         if (user.role is Role.VIEWER and user.id != room.anchor_id
                 and name_key(user.name) == name_key(room.anchor_name)):
             raise NameReserved(room_id, user.name)
+        # A guest who signed in to buy is one viewer, not two: the account counts as the guest
+        # session it came from (AccountService.remember_guest).
+        person = user.id
+        if user.phone_verified:
+            person = text_of(await self._redis.get(keys.account_guest(user.id)) or user.id)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.room_presence(room_id), {_presence_member(sid, user.id): self._now_ms()})
-            pipe.pfadd(keys.room_unique_viewers(room_id), user.id)
+            pipe.pfadd(keys.room_unique_viewers(room_id), person)
             await pipe.execute()
         return await self.state(room)
 
@@ -251,9 +274,11 @@ class RoomService:
         if until is not None and (int(until) == 0 or int(until) > now):
             return int(until)
         if by_address is not None and is_guest(user):
-            address_until = int(text_of(by_address).split(":", 1)[0])
-            if address_until > now:
-                return address_until
+            ban = _AddressBan.decode(by_address)
+            # Guest sessions made before the ban are other people at that address (a family,
+            # a carrier's NAT): the ban keeps out the sessions made after it, the evasions.
+            if ban.until_ms > now and user.issued_at_s * 1000 + 1000 > ban.since_ms:
+                return ban.until_ms
         return None
 
     async def _moderated_room(self, moderator: User, room_id: str, target_id: str | None) -> Room:
@@ -293,15 +318,16 @@ class RoomService:
         """Keep guests at ``addresses`` out of the room with the guest ``user_id``'s ban."""
         if not addresses:
             return
-        end = until_ms or self._now_ms() + GUEST_ADDRESS_BAN_MS
+        now = self._now_ms()
+        ban = _AddressBan(until_ms or now + GUEST_ADDRESS_BAN_MS, now, user_id)
         await self._redis.hset(keys.room_address_bans(room_id),
-                               mapping={address: f"{end}:{user_id}" for address in addresses})
+                               mapping={address: ban.encode() for address in addresses})
 
     async def unban(self, moderator: User, room_id: str, target_id: str) -> None:
         await self._moderated_room(moderator, room_id, target_id)
         address_bans = await self._redis.hgetall(keys.room_address_bans(room_id))
         theirs = [address for address, value in address_bans.items()
-                  if text_of(value).split(":", 1)[1] == target_id]
+                  if _AddressBan.decode(value).user_id == target_id]
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hdel(keys.room_bans(room_id), target_id)
             pipe.srem(keys.room_banned(room_id), target_id)

@@ -1,8 +1,9 @@
 """Every role x every role-restricted action, in one table, against the real server.
 
 Roles: ``none`` (no token), ``guest`` (a guest session from ``POST /api/session``), ``viewer``
-(a buyer account verified by phone; the buyer in the order rows), ``owner`` (the anchor who owns the room, product, sale and
-order), ``anchor2`` (another anchor), ``inspector`` (the one who issued the certificate), ``admin``.
+(a buyer account verified by phone; the buyer in the order rows), ``owner`` (the anchor who owns
+the room, product, sale and order), ``anchor2`` (another anchor), ``inspector`` (the one who
+issued the certificate), ``admin``.
 
 Outcomes: ``ok`` (2xx or an ``ok`` ack), ``refused`` (403: ``forbidden`` / ``not_allowed`` /
 ``not_holder`` / ``not_reservation_holder``), ``unauth`` (401, or Socket.IO connect refused),

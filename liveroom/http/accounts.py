@@ -6,8 +6,9 @@ from aiohttp import web
 
 from ..accounts import AccountService
 from ..addresses import ClientAddresses
-from ..exceptions import Forbidden
+from ..exceptions import Forbidden, Unauthorized
 from ..identity import Role, TokenSigner, User, new_user_id, validate_name
+from ..rooms import is_guest
 from ._base import Api, json_response
 
 __all__ = ["AccountRoutes"]
@@ -45,6 +46,13 @@ class AccountRoutes:
         payload = await self.api.payload(request)
         user = await self.accounts.verify(payload.raw("phone"), payload.raw("code"),
                                           payload.raw("name"))
+        # Signed in from a guest session (its token sent along): the same person.
+        try:
+            guest = self.api.optional_user(request)
+        except Unauthorized:
+            guest = None  # an old session: the account is made all the same
+        if guest is not None and is_guest(guest):
+            await self.accounts.remember_guest(user, guest)
         return json_response({"token": self.signer.issue(user), "user": user.public()})
 
     async def test_buyers(self, request: web.Request) -> web.Response:

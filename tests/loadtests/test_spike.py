@@ -89,7 +89,8 @@ async def test_checked_out_reservations_become_orders_at_the_deal_price(server, 
     anchor = server.token("anchor", "Loady")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "loadtests", "spike", "--url", server.url, "--anchor-token", anchor,
-        "--admin-token", server.token("admin", "Minter"), "--buyers", "200", "--stock", "40", "--per-user-limit", "2", "--checkout", "1.0",
+        "--admin-token", server.token("admin", "Minter"), "--buyers", "200", "--stock", "40",
+        "--per-user-limit", "2", "--checkout", "1.0",
         "--json", str(report_path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)

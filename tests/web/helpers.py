@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from playwright.async_api import Page
+from playwright.async_api import Page, expect
 
 from tests.server_harness import Client, LiveServer
 
@@ -76,3 +76,26 @@ async def advance(server: LiveServer, token: str, order_id: str, *steps: str) ->
     for step in steps:
         status, body = await server.request("POST", f"/api/orders/{order_id}/{step}", token)
         assert status == 200, (step, body)
+
+
+async def sign_in_with_phone(page: Page, phone: str, via: str = "#buy") -> None:
+    """Click ``via`` as a guest (Buy now, or the sale's sign-in button) and sign in with a
+    one-time code, as a person does: the phone, the code (a test server echoes it and the page
+    fills it in), and the dialog closes. Clicked on Buy now, the buy then goes ahead."""
+    await page.click(via)
+    dialog = page.locator("#signin-dialog")
+    await expect(dialog).to_be_visible()
+    await page.fill("#signin-phone", phone)
+    await page.click("#signin-send")
+    await expect(page.locator("#signin-code")).not_to_have_value("")
+    await page.click("#signin-verify")
+    await expect(dialog).to_be_hidden()
+
+
+async def accept_link_sign_in(page: Page, name: str) -> None:
+    """A viewer page opened with ``#token=`` asks before signing in as that account: say yes."""
+    dialog = page.locator("#switch-dialog")
+    await expect(dialog).to_be_visible()
+    await expect(page.locator("#switch-name")).to_have_text(name)
+    await page.click("#switch-accept")
+    await expect(dialog).to_be_hidden()

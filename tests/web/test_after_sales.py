@@ -15,7 +15,14 @@ from orders import DAY_MS
 from tests.server_harness import LiveServer
 
 from .conftest import PHONE, Pages
-from .helpers import advance, no_horizontal_scroll, open_room, place_order, start_sale
+from .helpers import (
+    accept_link_sign_in,
+    advance,
+    no_horizontal_scroll,
+    open_room,
+    place_order,
+    start_sale,
+)
 
 INSPECTION_DETAILS = {
     "model": "iPhone 13 128GB", "imei": "490154203237518", "battery_health_pct": 88,
@@ -49,7 +56,7 @@ async def test_after_sales_buttons_follow_the_rules_and_show_results(
     oil_sale = await start_sale(server, stage, oil, per_user_limit=3)
     phone_sale = await start_sale(server, stage, phone)
 
-    buyer_token = server.token("viewer", "Wang Fang")
+    buyer_token = server.buyer_token("Wang Fang")
     buyer = await server.connect(buyer_token)
     refund = await place_order(server, buyer, buyer_token, oil_sale, "oil-1")
     kept = await place_order(server, buyer, buyer_token, oil_sale, "oil-2")
@@ -63,6 +70,7 @@ async def test_after_sales_buttons_follow_the_rules_and_show_results(
     # Refused on purpose below: refund-no-return before the certification, a claim twice.
     pages.allow_refusal(409)
     viewer = await pages.open(f"{server.url}/r/{stage.room['id']}#token={buyer_token}", PHONE)
+    await accept_link_sign_in(viewer, "Wang Fang")
     await viewer.click("#orders-card summary")
     await expect(viewer.locator("#orders li.order")).to_have_count(4)
 
@@ -156,7 +164,7 @@ async def test_a_warranty_claim_refused_at_the_deadline_names_the_orders_own_dat
         "kind": "inspection", "product_id": phone["id"], "details": INSPECTION_DETAILS})
     assert status == 201, body
     sale = await start_sale(server, stage, phone)
-    buyer_token = server.token("viewer", "Wang Fang")
+    buyer_token = server.buyer_token("Wang Fang")
     buyer = await server.connect(buyer_token)
     handset = await place_order(server, buyer, buyer_token, sale, "phone-1")
     await advance(server, stage.anchor_token, handset["id"], "ship", "deliver")
@@ -167,6 +175,7 @@ async def test_a_warranty_claim_refused_at_the_deadline_names_the_orders_own_dat
 
     pages.allow_refusal(409)
     viewer = await pages.open(f"{server.url}/r/{stage.room['id']}#token={buyer_token}", PHONE)
+    await accept_link_sign_in(viewer, "Wang Fang")
     await viewer.click("#orders-card summary")
     item = order_item(viewer, handset)
     shown = await viewer.evaluate("ms => new Date(ms).toLocaleString()", ends_at)

@@ -16,7 +16,7 @@ from playwright.async_api import Page, expect
 from tests.server_harness import LiveServer
 
 from .conftest import DESKTOP, PHONE, Pages
-from .helpers import no_horizontal_scroll, open_room, start_sale
+from .helpers import no_horizontal_scroll, open_room, sign_in_with_phone, start_sale
 
 TIMES = "\u00d7"  # the multiplication sign the page writes between quantity and title
 
@@ -51,7 +51,9 @@ async def test_flash_sale_bought_and_checked_out_cash_on_delivery(server: LiveSe
 
     await expect(viewer.locator("#buy")).to_be_enabled(timeout=8000)
     await expect(viewer.locator("#sale-countdown")).to_contain_text("Ends in")
-    await viewer.click("#buy")
+    # A guest presses Buy now: the page asks for a phone first (a buyer account), then buys.
+    await sign_in_with_phone(viewer, "+86 138 0013 8000")
+    await expect(viewer.locator("#signin-open")).to_be_hidden()
     await expect(viewer.locator("#buy-result")).to_contain_text(
         f"Reserved 1 {TIMES} Hetian jade bangle")
     await expect(viewer.locator("#stock-text")).to_contain_text("2 of 3 left")
@@ -91,8 +93,12 @@ async def test_flash_sale_bought_and_checked_out_cash_on_delivery(server: LiveSe
     pages.assert_clean()
 
 
-async def reserve_and_fill_checkout(viewer: Page) -> None:
-    await viewer.click("#buy")
+async def reserve_and_fill_checkout(viewer: Page, phone: str | None = None) -> None:
+    """Buy one unit (signing in with ``phone`` first, for a guest) and fill the checkout."""
+    if phone is None:
+        await viewer.click("#buy")
+    else:
+        await sign_in_with_phone(viewer, phone)
     await expect(viewer.locator("#buy-result")).to_contain_text(
         f"Reserved 1 {TIMES} Hetian jade bangle")
     await expect(viewer.locator("#checkout")).to_be_visible()
@@ -113,7 +119,7 @@ async def test_online_payment_waits_for_the_provider_approved_and_declined(
     await expect(viewer.locator("#buy")).to_be_enabled()
 
     # Approved card: "awaiting payment" first, the approval when the provider calls back.
-    await reserve_and_fill_checkout(viewer)
+    await reserve_and_fill_checkout(viewer, "+8613900139001")
     await viewer.fill("#card", "4242 4242 4242 4242")
     await viewer.click("#place-order")
     result = viewer.locator("#buy-result")
@@ -191,7 +197,7 @@ async def test_an_order_recovered_after_a_crash_is_paid_from_my_orders(
     service = server.services.orders
     viewer = await pages.open(f"{server.url}/r/{stage.room['id']}", PHONE)
     await expect(viewer.locator("#buy")).to_be_enabled()
-    await reserve_and_fill_checkout(viewer)
+    await reserve_and_fill_checkout(viewer, "+8613900139002")
     await viewer.check("input[name=payment][value=online]")
     await viewer.fill("#card", "4242 4242 4242 4242")
 
@@ -233,7 +239,7 @@ async def test_a_charge_the_provider_never_answers_is_given_up_and_said_so(
     monkeypatch.setattr(server.services.payments, "sink", lost)
     viewer = await pages.open(f"{server.url}/r/{stage.room['id']}", PHONE)
     await expect(viewer.locator("#buy")).to_be_enabled()
-    await reserve_and_fill_checkout(viewer)
+    await reserve_and_fill_checkout(viewer, "+8613900139003")
     await viewer.check("input[name=payment][value=online]")
     await viewer.fill("#card", "4242 4242 4242 4242")
     await viewer.click("#place-order")
@@ -262,7 +268,7 @@ async def test_paying_after_the_payment_deadline_says_the_order_is_being_cancell
     service = server.services.orders
     viewer = await pages.open(f"{server.url}/r/{stage.room['id']}", PHONE)
     await expect(viewer.locator("#buy")).to_be_enabled()
-    await reserve_and_fill_checkout(viewer)
+    await reserve_and_fill_checkout(viewer, "+8613900139004")
     await viewer.fill("#card", "4000000000000002")
     await viewer.click("#place-order")
     created = viewer.locator('#orders li.order[data-status="created"]')
@@ -348,7 +354,7 @@ async def test_countdown_follows_the_server_clock_on_a_wrong_phone_clock(
         countdown = page.locator("#sale-countdown")
         await expect(countdown).to_contain_text("Ends in")
         assert 110 <= countdown_seconds(await countdown.inner_text()) <= 121
-    await behind.click("#buy")
+    await sign_in_with_phone(behind, "+8613900139005")
     await expect(behind.locator("#buy-result")).to_contain_text(
         f"Reserved 1 {TIMES} Hetian jade bangle")
     # The hold's countdown (checkout) also runs on the server's clock: 120 s by default.

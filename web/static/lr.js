@@ -116,15 +116,27 @@ export function installGlobalErrorHandlers() {
 
 // ---------------------------------------------------------------- tokens
 
-/** The token for this page (`scope`): taken from `#token=...` if present, then kept. */
-export function pageToken(scope) {
+/** The token of this page's `#token=...` link, taken out of the address bar (screenshots,
+ * shared links), and not stored: the caller decides whether to adopt it. */
+export function linkToken() {
   const match = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-  if (match) {
-    localStorage.setItem(TOKEN_PREFIX + scope, decodeURIComponent(match[1]));
-    // The token must not stay in the address bar (screenshots, shared links).
-    history.replaceState(null, "", location.pathname + location.search);
-  }
+  if (!match) return null;
+  history.replaceState(null, "", location.pathname + location.search);
+  return decodeURIComponent(match[1]);
+}
+
+/** The stored token of this page's scope, or null. */
+export function storedToken(scope) {
   return localStorage.getItem(TOKEN_PREFIX + scope);
+}
+
+/** The token for an anchor's or inspector's page (`scope`): a `#token=...` link signs in at
+ * once (these links are the sign-in), else the stored one. Viewer pages never do this: see
+ * room.js, where a link's token needs the person's confirmation. */
+export function pageToken(scope) {
+  const offered = linkToken();
+  if (offered) localStorage.setItem(TOKEN_PREFIX + scope, offered);
+  return storedToken(scope);
 }
 
 export function storeToken(scope, token) {

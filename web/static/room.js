@@ -1,8 +1,8 @@
 // Viewer room: video, chat, viewer count, pinned product with badges, flash sale, checkout, orders.
 import {
   $, ackError, api, call, clock, connectSocket, describeError, formatCents, formatDuration,
-  guestSession, h, hideBanner, installGlobalErrorHandlers, isTokenError, newRequestId, pageToken,
-  pathId, setText, showBanner, showError, storeToken,
+  guestSession, h, hideBanner, installGlobalErrorHandlers, isTokenError, linkToken, newRequestId,
+  pathId, setText, showBanner, showError, storedToken, storeToken,
 } from "./lr.js";
 import { openBadge } from "./badges.js";
 import { Orders } from "./orders.js";
@@ -15,7 +15,9 @@ const BUY_RESULT_TEXT = {
   not_started: "The sale has not started yet. Wait for the countdown.",
   ended: "This sale has ended.",
   invalid: "That quantity is not allowed.",
+  banned: "The host removed you from this room: you cannot buy here.",
 };
+const ROLE_MARKS = { anchor: "HOST", admin: "ADMIN", inspector: "INSPECTOR" };
 
 const roomId = pathId();
 const state = {
@@ -27,8 +29,42 @@ let watcher = null;
 
 // ------------------------------------------------------------------ session
 
+/** Who a token belongs to, or null when the server refuses it. */
+async function whoIs(token) {
+  try {
+    return (await api("GET", "/api/me", { token })).user;
+  } catch (error) {
+    if (isTokenError(error.code)) return null;
+    throw error;
+  }
+}
+
+/** A link with `#token=` would make this browser buy as whoever made the link (who then sees
+ * the address typed at checkout), so it signs in only once the person says so. */
+async function adoptLinkToken() {
+  const offered = linkToken();
+  if (!offered || offered === storedToken(SCOPE)) return;
+  const [offeredUser, currentUser] = await Promise.all([
+    whoIs(offered), storedToken(SCOPE) ? whoIs(storedToken(SCOPE)) : null]);
+  if (!offeredUser) return;
+  const dialog = $("#switch-dialog");
+  setText("#switch-name", offeredUser.name);
+  setText("#switch-name-again", offeredUser.name);
+  setText("#switch-kind", offeredUser.phone_verified ? "a buyer account" : "a guest session");
+  setText("#switch-stay", currentUser ? `Stay as ${currentUser.name}` : "Stay a new guest");
+  const choice = await new Promise((resolve) => {
+    $("#switch-accept").onclick = () => resolve(true);
+    $("#switch-stay").onclick = () => resolve(false);
+    dialog.oncancel = () => resolve(false);
+    dialog.showModal();
+  });
+  dialog.close();
+  if (choice) storeToken(SCOPE, offered);
+}
+
 async function ensureSession() {
-  state.token = pageToken(SCOPE);
+  await adoptLinkToken();
+  state.token = storedToken(SCOPE);
   if (state.token) {
     try {
       state.user = (await api("GET", "/api/me", { token: state.token })).user;
@@ -49,7 +85,7 @@ async function ensureSession() {
 function connect() {
   const socket = connectSocket(state.token);
   state.socket = socket;
-  socket.on("connect", joinRoom);
+  socket.on("connect", () => { state.joined = joinRoom(); });
   socket.on("disconnect", (reason) => {
     if (reason !== "io client disconnect" && !state.ended) {
       showBanner("Connection lost. Reconnecting…", { kind: "notice" });
@@ -133,7 +169,10 @@ function onRoomEnded() {
 function addChat(message) {
   const log = $("#chat-log");
   const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+  // Who is the host comes from the server's role for the speaker, never from the name.
+  const mark = ROLE_MARKS[message.user.role];
   log.append(h("li", { class: "chat-line" },
+    mark ? h("span", { class: `role role-${message.user.role}` }, mark) : "",
     h("span", { class: "who" }, message.user.name), h("span", { class: "text" }, message.text)));
   while (log.children.length > CHAT_KEEP) log.firstElementChild.remove();
   if (nearBottom) log.scrollTop = log.scrollHeight;
@@ -271,6 +310,8 @@ function renderSale() {
   const buy = $("#buy");
   buy.disabled = status !== "live" || state.buying;
   buy.textContent = { scheduled: "Starts soon", live: "Buy now", sold_out: "Sold out", ended: "Sale ended" }[status];
+  // Sign in during the countdown rather than after pressing Buy, when every second counts.
+  $("#signin-open").hidden = status === "ended" || Boolean(state.user && state.user.phone_verified);
   tickCountdown();
 }
 
@@ -293,9 +334,79 @@ function setResult(selector, text, ok) {
   node.className = `result ${ok ? "ok" : "bad"}`;
 }
 
+// ------------------------------------------------------------------ buyer account
+
+/** Sign in with a one-time code sent to the person's phone (a buyer account: flash-sale
+ * limits count people, and a guest session is free to make). Resolves to whether it worked. */
+async function signInToBuy() {
+  const dialog = $("#signin-dialog");
+  $("#signin-phone-form").hidden = false;
+  $("#signin-code-form").hidden = true;
+  $("#signin-demo").hidden = true;
+  setResult("#signin-result", "", true);
+  let phone = null;
+  const signedIn = new Promise((resolve) => {
+    $("#signin-cancel").onclick = () => resolve(false);
+    dialog.oncancel = () => resolve(false);
+    $("#signin-phone-form").onsubmit = async (event) => {
+      event.preventDefault();
+      try {
+        const sent = await api("POST", "/api/accounts/otp", { body: { phone: $("#signin-phone").value } });
+        phone = sent.phone;
+        $("#signin-phone-form").hidden = true;
+        $("#signin-code-form").hidden = false;
+        setResult("#signin-result", `Code sent to ${sent.phone}.`, true);
+        if (sent.code) {
+          // A demo or test server says the code instead of texting it.
+          $("#signin-code").value = sent.code;
+          setText("#signin-demo", `Demo server: your code is ${sent.code}.`);
+          $("#signin-demo").hidden = false;
+        }
+        $("#signin-code").focus();
+      } catch (error) {
+        setResult("#signin-result", describeError(error), false);
+      }
+    };
+    $("#signin-code-form").onsubmit = async (event) => {
+      event.preventDefault();
+      try {
+        // The guest token goes along: the room counts the guest and the account as one viewer.
+        const session = await api("POST", "/api/accounts/verify", {
+          token: state.token,
+          body: { phone, code: $("#signin-code").value.trim(), name: state.user ? state.user.name : undefined } });
+        state.token = session.token;
+        state.user = session.user;
+        storeToken(SCOPE, session.token);
+        resolve(true);
+      } catch (error) {
+        setResult("#signin-result", describeError(error), false);
+      }
+    };
+  });
+  dialog.showModal();
+  const ok = await signedIn;
+  dialog.close();
+  if (ok) await reconnectAs(state.token);
+  return ok;
+}
+
+/** The room's connection again, as the account just signed in, joined before this resolves. */
+async function reconnectAs(token) {
+  const socket = state.socket;
+  const connected = new Promise((resolve) => socket.once("connect", resolve));
+  socket.disconnect();
+  socket.auth = { token };
+  socket.connect();
+  await connected;
+  await state.joined;
+}
+
 async function buy() {
   const sale = state.sale;
   if (!sale || state.buying) return;
+  if (!state.user || !state.user.phone_verified) {
+    if (!(await signInToBuy())) return;
+  }
   state.buying = true;
   $("#buy").disabled = true;
   setResult("#buy-result", "Reserving…", true);
@@ -304,6 +415,11 @@ async function buy() {
     let requestId = newRequestId();
     for (let attempt = 0; attempt < 5; attempt += 1) {
       const answer = await call(state.socket, "buy", { sale: sale.id, qty, request_id: requestId }, 6000);
+      if (answer.status === "verification_required") {
+        state.user = { ...state.user, phone_verified: false };
+        if (!(await signInToBuy())) return;
+        continue;
+      }
       if (answer.status === "rate_limited" || (answer.error && answer.error.code === "timeout")) {
         // Busy: wait as told and try again. A timed-out attempt keeps its id (never buys twice).
         setResult("#buy-result", "Many people are buying: retrying…", true);
@@ -422,6 +538,9 @@ async function main() {
   installGlobalErrorHandlers();
   $("#chat-form").addEventListener("submit", sendChat);
   $("#buy").addEventListener("click", buy);
+  $("#signin-open").addEventListener("click", async () => {
+    if (await signInToBuy()) renderSale();
+  });
   $("#checkout-form").addEventListener("submit", placeOrder);
   $("#release").addEventListener("click", releaseHold);
   $("#checkout-form").addEventListener("change", () => {
