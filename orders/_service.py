@@ -824,8 +824,9 @@ class OrderService:
         return await self._retry_on_race(actor, order, "warranty_claim", attempt)
 
     async def buyback_quote(self, actor: Actor, order_id: str) -> BuybackQuote:
-        """Trade-in offer for an inspected phone, price-protected: never below what the
-        inspection promised when the phone was bought."""
+        """Trade-in offer for an inspected phone, price-protected: the better of what the
+        inspection promised when the phone was bought and what it promises now, but never more
+        than the buyer paid for the phones (``unit_price_cents * qty``)."""
         order = await self._buyer_order(actor, order_id, "get a buyback quote for")
         if order.status not in ("delivered", "completed"):
             raise IllegalTransition(order_id, order.status, "buyback_quote")
@@ -833,8 +834,11 @@ class OrderService:
         now = self.now_ms()
         locked = (order.buyback_locked_cents or 0) * order.qty
         current = (terms.buyback_price_cents if terms is not None else 0) * order.qty
-        return BuybackQuote(order_id, max(locked, current), locked, current, now,
-                            now + BUYBACK_QUOTE_TTL_MS)
+        # A trade-in pays back at most the price: above it, buying in a flash sale and selling
+        # back at once would be a money machine.
+        paid = order.unit_price_cents * order.qty
+        return BuybackQuote(order_id, min(max(locked, current), paid), locked, current, now,
+                            now + BUYBACK_QUOTE_TTL_MS, paid)
 
     async def _require_inspected(self, order: Order) -> InspectionTerms | None:
         terms = None
