@@ -13,6 +13,7 @@ __all__ = [
     "PRESENCE_STALE_MS",
     "SALE_PUSHED_TTL_S",
     "anchor_products",
+    "anchor_profile",
     "media_health",
     "media_owner",
     "product",
@@ -102,6 +103,12 @@ def media_health(room_id: str) -> str:
 
 def product(product_id: str) -> str:
     return f"product:{product_id}"
+
+
+def anchor_profile(anchor_id: str) -> str:
+    """hash ``id``, ``name`` (the latest display name), ``since`` (ms) of an account that
+    created a room or a product: the registry of anchors that exist."""
+    return f"anchor:{anchor_id}:profile"
 
 
 def anchor_products(anchor_id: str) -> str:
