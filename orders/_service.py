@@ -770,9 +770,9 @@ class OrderService:
             if claim.status != "open":
                 raise ClaimConflict(order.id, f"decided ({claim.status}) counterfeit")
             if uphold:
-                # Claims filed before returns and claims excluded each other may sit on such
-                # orders; the compare-and-set below is on this status, so a return or refund
-                # landing meanwhile refuses the compensation on the next round.
+                # Older versions left claims open on orders then returned or refunded. The
+                # compare-and-set below is on this status: a return or refund landing
+                # meanwhile refuses the compensation on the next round.
                 self._require_counterfeit_claimable(order, "uphold_counterfeit")
             now = self.now_ms()
             decided = replace(
