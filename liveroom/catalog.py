@@ -126,6 +126,7 @@ class Catalog:
                 "created_at": room.created_at, "pinned_product": "", "slow_mode_s": 0,
             })
             pipe.zadd(keys.LIVE_ROOMS, {room.id: room.created_at})
+            self._register_anchor(pipe, anchor, room.created_at)
             await pipe.execute()
         return room
 
@@ -203,6 +204,7 @@ class Catalog:
             fields: Mapping[Any, Any] = product.public()
             pipe.hset(keys.product(product.id), mapping=fields)
             pipe.zadd(keys.anchor_products(anchor.id), {product.id: product.created_at})
+            self._register_anchor(pipe, anchor, product.created_at)
             await pipe.execute()
         return product
 
@@ -216,6 +218,30 @@ class Catalog:
             price_cents=int(_s(raw, "price_cents", "0")),
             created_at=int(_s(raw, "created_at", "0")),
         )
+
+    # anchors ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _register_anchor(pipe: aioredis.client.Pipeline, anchor: User, now: int) -> None:
+        profile = keys.anchor_profile(anchor.id)
+        pipe.hset(profile, mapping={"id": anchor.id, "name": anchor.name})
+        pipe.hsetnx(profile, "since", now)
+
+    async def anchor_known(self, anchor_id: str) -> bool:
+        """Whether ``anchor_id`` is an anchor that exists: an account that created a room or a
+        product (an anchor, or an admin hosting a room). Tokens alone do not make one: anyone
+        holding the signing secret can mint an anchor token for any id."""
+        if not isinstance(anchor_id, str) or not anchor_id:
+            return False
+        if await self._redis.exists(keys.anchor_profile(anchor_id)):
+            return True
+        # Anchors whose products predate the registry are known by their product list.
+        return bool(await self._redis.exists(keys.anchor_products(anchor_id)))
+
+    async def anchor_name(self, anchor_id: str) -> str | None:
+        """The display name the anchor last created a room or product under, if known."""
+        name = await self._redis.hget(keys.anchor_profile(anchor_id), "name")
+        return None if name is None else text_of(name)
 
     async def products_of(self, anchor_id: str) -> list[Product]:
         ids = await self._redis.zrange(keys.anchor_products(anchor_id), 0, -1)

@@ -12,11 +12,11 @@ from trustbadges import BadgeChange, Certificate, CertificateService, ExpiryWatc
 
 from .bus import ControlBus
 from .catalog import Catalog, Product
-from .exceptions import InvalidInput
+from .exceptions import InvalidInput, NotFound
 from .identity import User
 from .payload import Payload
 
-__all__ = ["KIND_CATEGORIES", "BadgeFanout", "CertificateDesk", "ExpiryPlans"]
+__all__ = ["KIND_CATEGORIES", "BadgeFanout", "CertificateDesk", "ExpiryPlans", "UnknownAnchor"]
 
 log = logging.getLogger("liveroom.certification")
 Emit = Callable[[str, Any, str], Awaitable[None]]
@@ -30,8 +30,21 @@ KIND_CATEGORIES: dict[str, frozenset[str]] = {
 }
 
 
+class UnknownAnchor(NotFound):
+    """A refund-no-return certification asked for an anchor id that never created a room or a
+    product (``Catalog.anchor_known``): nothing is issued."""
+
+    code = "unknown_anchor"
+
+    def __init__(self, anchor_id: str) -> None:
+        super().__init__(f"no anchor {anchor_id!r}: an anchor exists once it created a room or "
+                         "a product")
+        self.anchor_id = anchor_id
+
+
 class CertificateDesk:
-    """Issuing through the edge: the subject must exist and fit the certificate's kind."""
+    """Issuing through the edge: the subject must exist and fit the certificate's kind (a
+    product of the right category; for refund-no-return, an anchor the catalog knows)."""
 
     def __init__(self, certificates: CertificateService, catalog: Catalog) -> None:
         self._certificates = certificates
@@ -50,6 +63,9 @@ class CertificateDesk:
             if category not in KIND_CATEGORIES[kind]:
                 allowed = ", ".join(sorted(KIND_CATEGORIES[kind]))
                 raise InvalidInput(f"refund-no-return certification is offered for {allowed}")
+            anchor_id = payload.ident("anchor_id")
+            if not await self._catalog.anchor_known(anchor_id):
+                raise UnknownAnchor(anchor_id)
         return await self._certificates.issue_request(user.id, user.role.value, body)
 
     async def badges(self, product: Product) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ __all__ = [
     "account",
     "account_guest",
     "anchor_products",
+    "anchor_profile",
     "chat_budget",
     "guest_sessions_minute",
     "media_health",
@@ -130,6 +131,12 @@ def media_health(room_id: str) -> str:
 
 def product(product_id: str) -> str:
     return f"product:{product_id}"
+
+
+def anchor_profile(anchor_id: str) -> str:
+    """hash ``id``, ``name`` (the latest display name), ``since`` (ms) of an account that
+    created a room or a product: the registry of anchors that exist."""
+    return f"anchor:{anchor_id}:profile"
 
 
 def anchor_products(anchor_id: str) -> str:

@@ -24,6 +24,7 @@ from ._payment import TEST_CARDS, SandboxPaymentProvider, sign_callback, verify_
 from ._service import (
     CHARGE_TIMEOUT_MS,
     COUNTERFEIT_MULTIPLIER,
+    COUNTERFEIT_WINDOW_MS,
     DAY_MS,
     INTENT_GRACE_MS,
     PAYMENT_TIMEOUT_MS,
@@ -35,10 +36,13 @@ from ._service import (
 )
 from ._store import HandoffRecord, OrderChange, OrderStore, SqliteOrderStore
 from .exceptions import (
+    AlreadyRefunded,
     BadSignature,
     CertificationRequired,
     ClaimConflict,
     ClaimNotFound,
+    ClaimWindowClosed,
+    CounterfeitClaimed,
     HoldExpired,
     IllegalTransition,
     InvalidCheckout,
@@ -67,6 +71,7 @@ from .interfaces import (
 __all__ = [
     "CHARGE_TIMEOUT_MS",
     "COUNTERFEIT_MULTIPLIER",
+    "COUNTERFEIT_WINDOW_MS",
     "DAY_MS",
     "INTENT_GRACE_MS",
     "PAYMENT_TIMEOUT_MS",
@@ -77,6 +82,7 @@ __all__ = [
     "WARRANTY_WINDOW_MS",
     "Actor",
     "Address",
+    "AlreadyRefunded",
     "AnalyticsReport",
     "BadSignature",
     "BuybackQuote",
@@ -87,6 +93,8 @@ __all__ = [
     "Claim",
     "ClaimConflict",
     "ClaimNotFound",
+    "ClaimWindowClosed",
+    "CounterfeitClaimed",
     "Figures",
     "FiguresListener",
     "HandoffConsumer",

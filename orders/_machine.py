@@ -11,6 +11,7 @@
     delivered | completed ─refund_no_return (certified anchor, ≤ 7 days)─▶ refunded
 
 Counterfeit and warranty claims, payments and restocks are events that keep the status.
+A counterfeit claim and a return or refund exclude each other: see ``SETTLED_BY_REFUND``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Final
 
 from ._models import OrderStatus
 
-__all__ = ["RECEIVED", "TRANSITIONS"]
+__all__ = ["COUNTERFEIT_CLAIMABLE", "RECEIVED", "SETTLED_BY_REFUND", "TRANSITIONS"]
 
 TRANSITIONS: Final[Mapping[str, tuple[frozenset[OrderStatus], OrderStatus]]] = {
     "pay": (frozenset({"created"}), "paid"),
@@ -38,3 +39,13 @@ TRANSITIONS: Final[Mapping[str, tuple[frozenset[OrderStatus], OrderStatus]]] = {
 RECEIVED: Final[frozenset[OrderStatus]] = frozenset(
     {"delivered", "completed", "return_requested", "returned", "refunded"}
 )
+
+# Statuses in which the buyer chose to settle the order by a return or a refund (the price comes
+# back, or is on its way back): fake-one-pay-ten never pays on top of that.
+SETTLED_BY_REFUND: Final[frozenset[OrderStatus]] = frozenset(
+    {"return_requested", "returned", "refunded"}
+)
+
+# Where a counterfeit claim may be filed (within its window) and upheld: goods in the buyer's
+# hands and not being returned or refunded.
+COUNTERFEIT_CLAIMABLE: Final[frozenset[OrderStatus]] = RECEIVED - SETTLED_BY_REFUND

@@ -403,6 +403,7 @@ class BuybackQuote:
     current_cents: int  # what the inspection promises now
     quoted_at: int
     valid_until: int
+    paid_cents: int  # what the buyer paid for the phones: the quote never exceeds it
 
 
 @dataclass(frozen=True, slots=True)

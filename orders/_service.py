@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
-from ._machine import RECEIVED, TRANSITIONS
+from ._machine import COUNTERFEIT_CLAIMABLE, SETTLED_BY_REFUND, TRANSITIONS
 from ._models import (
     DAY_MS,
     INSPECTED_CATEGORY,
@@ -37,10 +37,13 @@ from ._models import (
 from ._payment import verify_callback
 from ._store import OrderChange, OrderStore
 from .exceptions import (
+    AlreadyRefunded,
     BadSignature,
     CertificationRequired,
     ClaimConflict,
     ClaimNotFound,
+    ClaimWindowClosed,
+    CounterfeitClaimed,
     HoldExpired,
     IllegalTransition,
     InvalidInput,
@@ -67,6 +70,7 @@ __all__ = [
     "BUYBACK_QUOTE_TTL_MS",
     "CHARGE_TIMEOUT_MS",
     "COUNTERFEIT_MULTIPLIER",
+    "COUNTERFEIT_WINDOW_MS",
     "DAY_MS",
     "INTENT_GRACE_MS",
     "PAYMENT_TIMEOUT_MS",
@@ -83,6 +87,10 @@ RETURN_WINDOW_MS = 7 * DAY_MS  # no-reason return and refund-no-return, from del
 PICKUP_LEAD_MS = DAY_MS  # door pickup is booked for the next day
 BUYBACK_QUOTE_TTL_MS = DAY_MS
 COUNTERFEIT_MULTIPLIER = 10  # fake one, pay ten
+# A fake often shows only when the goods are used, worn or appraised, long after the 7-day
+# return; 90 days from delivery leaves time for an independent appraisal while the platform can
+# still trace the unit, its seller and its shipment (docs/orders.md, "After-sales rules").
+COUNTERFEIT_WINDOW_MS = 90 * DAY_MS
 DEFAULT_REPURCHASE_WINDOW_MS = 30 * DAY_MS
 # reconcile() leaves younger checkout intents alone: they are most likely still in flight.
 INTENT_GRACE_MS = 30_000
@@ -655,7 +663,9 @@ class OrderService:
 
     async def request_return(self, actor: Actor, order_id: str, reason: str = "") -> Claim:
         """7-day no-reason return from delivery: a door pickup is booked and the platform pays
-        the return shipping; the refund follows when the goods arrive (receive_return)."""
+        the return shipping; the refund follows when the goods arrive (receive_return). Refused
+        while a counterfeit claim of the order is open or after it was upheld
+        (``CounterfeitClaimed``)."""
         order = await self._buyer_order(actor, order_id, "request a return for")
 
         async def attempt(order: Order) -> Claim | None:
@@ -663,6 +673,7 @@ class OrderService:
                 raise IllegalTransition(order_id, order.status, "request_return")
             now = self.now_ms()
             self._within(order, now, RETURN_WINDOW_MS, ReturnWindowClosed)
+            await self._no_counterfeit_claim(order)
             claim = self._claim(order, "return", "pickup_scheduled", now, reason,
                                 amount=order.total_cents, pickup_at=now + PICKUP_LEAD_MS,
                                 payer="platform")
@@ -670,6 +681,7 @@ class OrderService:
                 actor, order, "request_return", now, claims=[claim],
                 detail={"claim": claim.id, "pickup_at": claim.pickup_at,
                         "return_shipping_payer": "platform"},
+                no_counterfeit_claim=True,
             )
             return claim if await self.store.apply(change) is not None else None
 
@@ -690,7 +702,8 @@ class OrderService:
 
     async def refund_no_return(self, actor: Actor, order_id: str, reason: str = "") -> Claim:
         """Refund at once without the goods back; only for an anchor holding a valid
-        refund-no-return certification for the order's category, within 7 days of delivery."""
+        refund-no-return certification for the order's category, within 7 days of delivery,
+        and not while a counterfeit claim of the order is open or after it was upheld."""
         order = await self._buyer_order(actor, order_id, "ask a refund for")
 
         async def attempt(order: Order) -> Claim | None:
@@ -702,27 +715,32 @@ class OrderService:
                 order.anchor_id, order.category
             ):
                 raise CertificationRequired(order_id, "refund_no_return")
+            await self._no_counterfeit_claim(order)
             claim = self._claim(order, "refund_no_return", "refunded", now, reason,
                                 amount=order.total_cents)
             change = self._transition_change(
                 actor, order, "refund_no_return", now, claims=[claim],
                 payments=self._refunds(await self.store.payments(order_id), now),
                 detail={"claim": claim.id, "refund_cents": order.total_cents},
+                no_counterfeit_claim=True,
             )
             return claim if await self.store.apply(change) is not None else None
 
         return await self._retry_on_race(actor, order, "refund_no_return", attempt)
 
     async def counterfeit_claim(self, actor: Actor, order_id: str, reason: str) -> Claim:
-        """The buyer says the goods are fake; an admin decides (uphold pays 10x)."""
+        """The buyer says the goods are fake; an admin decides (uphold pays 10x). Within
+        ``COUNTERFEIT_WINDOW_MS`` of delivery (``ClaimWindowClosed`` after), on a delivered or
+        completed order: not before delivery (``IllegalTransition``), and not once the buyer
+        asked for a return or was refunded (``AlreadyRefunded``)."""
         order = await self._buyer_order(actor, order_id, "file a counterfeit claim for")
 
         async def attempt(order: Order) -> Claim | None:
-            if order.status not in RECEIVED:
-                raise IllegalTransition(order_id, order.status, "counterfeit_claim")
+            self._require_counterfeit_claimable(order, "counterfeit_claim")
+            now = self.now_ms()
+            self._within(order, now, COUNTERFEIT_WINDOW_MS, ClaimWindowClosed)
             if not isinstance(reason, str) or not reason.strip():
                 raise InvalidInput("a counterfeit claim needs a reason")
-            now = self.now_ms()
             claim = self._claim(order, "counterfeit", "open", now, reason)
             noted = await self._note(actor, order, "counterfeit_claim", now, claims=[claim],
                                      detail={"claim": claim.id})
@@ -751,6 +769,11 @@ class OrderService:
                 raise NotAllowed("decide counterfeit claims", order.id)
             if claim.status != "open":
                 raise ClaimConflict(order.id, f"decided ({claim.status}) counterfeit")
+            if uphold:
+                # Older versions left claims open on orders then returned or refunded. The
+                # compare-and-set below is on this status: a return or refund landing
+                # meanwhile refuses the compensation on the next round.
+                self._require_counterfeit_claimable(order, "uphold_counterfeit")
             now = self.now_ms()
             decided = replace(
                 claim,
@@ -801,8 +824,9 @@ class OrderService:
         return await self._retry_on_race(actor, order, "warranty_claim", attempt)
 
     async def buyback_quote(self, actor: Actor, order_id: str) -> BuybackQuote:
-        """Trade-in offer for an inspected phone, price-protected: never below what the
-        inspection promised when the phone was bought."""
+        """Trade-in offer for an inspected phone, price-protected: the better of what the
+        inspection promised when the phone was bought and what it promises now, but never more
+        than the buyer paid for the phones (``unit_price_cents * qty``)."""
         order = await self._buyer_order(actor, order_id, "get a buyback quote for")
         if order.status not in ("delivered", "completed"):
             raise IllegalTransition(order_id, order.status, "buyback_quote")
@@ -810,8 +834,11 @@ class OrderService:
         now = self.now_ms()
         locked = (order.buyback_locked_cents or 0) * order.qty
         current = (terms.buyback_price_cents if terms is not None else 0) * order.qty
-        return BuybackQuote(order_id, max(locked, current), locked, current, now,
-                            now + BUYBACK_QUOTE_TTL_MS)
+        # A trade-in pays back at most the price: above it, buying in a flash sale and selling
+        # back at once would be a money machine.
+        paid = order.unit_price_cents * order.qty
+        return BuybackQuote(order_id, min(max(locked, current), paid), locked, current, now,
+                            now + BUYBACK_QUOTE_TTL_MS, paid)
 
     async def _require_inspected(self, order: Order) -> InspectionTerms | None:
         terms = None
@@ -901,12 +928,26 @@ class OrderService:
     @staticmethod
     def _within(
         order: Order, now: int, window: int,
-        error: type[ReturnWindowClosed],
+        error: type[ReturnWindowClosed] | type[ClaimWindowClosed],
     ) -> None:
         assert order.delivered_at is not None
         deadline = order.delivered_at + window
         if now > deadline:
             raise error(order.id, deadline)
+
+    @staticmethod
+    def _require_counterfeit_claimable(order: Order, action: str) -> None:
+        if order.status in SETTLED_BY_REFUND:
+            raise AlreadyRefunded(order.id, order.status)
+        if order.status not in COUNTERFEIT_CLAIMABLE:
+            raise IllegalTransition(order.id, order.status, action)
+
+    async def _no_counterfeit_claim(self, order: Order) -> None:
+        """Refuse a return or refund while the order's counterfeit claim is open or after it
+        was upheld: that claim settles the order. (The write re-checks it in its transaction.)"""
+        for claim in await self.store.claims(order.id):
+            if claim.kind == "counterfeit" and claim.status in ("open", "upheld"):
+                raise CounterfeitClaimed(order.id, claim.id, claim.status)
 
     @staticmethod
     def _refunds(payments: Iterable[Payment], now: int) -> list[Payment]:
@@ -948,7 +989,7 @@ class OrderService:
         fields: Mapping[str, int | str | None] | None = None,
         claims: Iterable[Claim] = (), payments: Iterable[Payment] = (),
         detail: Mapping[str, Any] | None = None, no_pending_charge: bool = False,
-        charges_started_before: int | None = None,
+        charges_started_before: int | None = None, no_counterfeit_claim: bool = False,
     ) -> OrderChange:
         """``action`` on ``order`` as the caller read it. The compare-and-set is on that status,
         not on every status the action allows: what the change carries (refunds, collected
@@ -963,6 +1004,7 @@ class OrderService:
             events=[self._event(order, action, order.status, to, actor, now, detail)],
             claims=list(claims), payments=list(payments), no_pending_charge=no_pending_charge,
             charges_started_before=charges_started_before,
+            no_counterfeit_claim=no_counterfeit_claim,
         )
 
     async def _note(

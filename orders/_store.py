@@ -49,7 +49,11 @@ STATE_RANK: Mapping[str, int] = {
 # (version, resource name); applied in order, each once, recorded in schema_migrations.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, "schema_v1.sql"), (2, "schema_v2.sql"), (3, "schema_v3.sql"), (4, "schema_v4.sql"),
+    (5, "schema_v5.sql"),
 )
+# What schema_v5's triggers say when a change would pay a compensation on a returned or refunded
+# order, or refund a compensated one: the other settlement won, as a failed compare-and-set.
+_SETTLED_MARK = "order_settled"
 
 _ORDER_FIELDS = tuple(f.name for f in fields(Order))
 _ORDER_COLUMNS = ", ".join(_ORDER_FIELDS)
@@ -92,6 +96,8 @@ class OrderChange:
     no_pending_charge: bool = False
     # ...counting, when set, only the charges started before this time.
     charges_started_before: int | None = None
+    # Applied only if the order has no counterfeit claim open or upheld (a return or refund).
+    no_counterfeit_claim: bool = False
 
 
 class OrderStore(Protocol):
@@ -130,7 +136,8 @@ class OrderStore(Protocol):
         """Online payments still ``pending`` that were started at or before the time."""
         ...
     async def apply(self, change: OrderChange) -> Order | None:
-        """The changed order, or None when the expectation did not hold."""
+        """The changed order, or None when the expectation did not hold (also when the change
+        would both compensate and refund the order: the settlement written first holds)."""
         ...
     async def events(self, order_id: str) -> list[OrderEvent]: ...
     async def claims(self, order_id: str) -> list[Claim]: ...
@@ -388,6 +395,15 @@ class SqliteOrderStore:
             raise ValueError(f"not updatable: {sorted(bad)}")
 
         def work(conn: sqlite3.Connection) -> Order | None:
+            try:
+                return write(conn)
+            except sqlite3.IntegrityError as exc:
+                # Rolled back already; anything but schema_v5's settlement rule is a bug.
+                if _SETTLED_MARK in str(exc):
+                    return None
+                raise
+
+        def write(conn: sqlite3.Connection) -> Order | None:
             with _transaction(conn):
                 if change.payment_expected is not None:
                     payment_id, expected_status = change.payment_expected
@@ -408,6 +424,12 @@ class SqliteOrderStore:
                     "AND method = 'online' AND (? IS NULL OR created_at < ?) LIMIT 1",
                     (change.order_id, change.charges_started_before,
                      change.charges_started_before),
+                ).fetchone() is not None:
+                    return None
+                if change.no_counterfeit_claim and conn.execute(
+                    "SELECT 1 FROM claims WHERE order_id = ? AND kind = 'counterfeit' "
+                    "AND status IN ('open', 'upheld') LIMIT 1",
+                    (change.order_id,),
                 ).fetchone() is not None:
                     return None
                 assignments = ["status = ?", "updated_at = ?"]
@@ -621,11 +643,17 @@ def _upsert_payment(conn: sqlite3.Connection, p: Payment) -> None:
 
 
 def _insert_payout(conn: sqlite3.Connection, p: Payout) -> None:
-    conn.execute(
-        "INSERT INTO payouts (id, order_id, claim_id, kind, amount_cents, status, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (p.id, p.order_id, p.claim_id, p.kind, p.amount_cents, p.status, p.created_at),
-    )
+    try:
+        conn.execute(
+            "INSERT INTO payouts (id, order_id, claim_id, kind, amount_cents, status, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (p.id, p.order_id, p.claim_id, p.kind, p.amount_cents, p.status, p.created_at),
+        )
+    except sqlite3.IntegrityError as exc:
+        if _SETTLED_MARK in str(exc):
+            raise
+        # One payout per claim, one compensation per order: this one is paid already.
+        raise ClaimConflict(p.order_id, f"paid {p.kind}") from None
 
 
 def _upsert_claim(conn: sqlite3.Connection, c: Claim) -> None:

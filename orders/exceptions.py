@@ -13,6 +13,9 @@
     ├── NotAllowed (403 not_allowed)                        visible, but not your operation
     ├── IllegalTransition (409 illegal_transition)
     ├── ReturnWindowClosed (409 return_window_closed)       7-day window from delivery
+    ├── ClaimWindowClosed (409 claim_window_closed)         counterfeit: 90 days from delivery
+    ├── AlreadyRefunded (409 already_refunded)              counterfeit claim after a return/refund
+    ├── CounterfeitClaimed (409 counterfeit_claimed)        return/refund after a counterfeit claim
     ├── WarrantyExpired (409 warranty_expired)              later of delivery + 180 d, certificate
     ├── CertificationRequired (409 certification_required)  vault / refund-no-return / inspection
     ├── ClaimConflict (409 claim_conflict)                  a claim of that kind already exists
@@ -27,10 +30,13 @@
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyRefunded",
     "BadSignature",
     "CertificationRequired",
     "ClaimConflict",
     "ClaimNotFound",
+    "ClaimWindowClosed",
+    "CounterfeitClaimed",
     "HoldExpired",
     "IllegalTransition",
     "InvalidCheckout",
@@ -138,6 +144,55 @@ class ReturnWindowClosed(OrderError):
         super().__init__(f"the 7-day after-sales window of order {order_id!r} has closed")
         self.order_id = order_id
         self.deadline_ms = deadline_ms
+
+
+class ClaimWindowClosed(OrderError):
+    """A counterfeit claim filed after its window (``COUNTERFEIT_WINDOW_MS`` from delivery)."""
+
+    code = "claim_window_closed"
+    http_status = 409
+
+    def __init__(self, order_id: str, deadline_ms: int) -> None:
+        super().__init__(
+            f"the window for a counterfeit claim on order {order_id!r} (from its delivery) "
+            "has closed"
+        )
+        self.order_id = order_id
+        self.deadline_ms = deadline_ms
+
+
+class AlreadyRefunded(OrderError):
+    """A counterfeit claim (or its compensation) on an order the buyer already chose to settle
+    by a return or a refund: the price comes back that way, and fake-one-pay-ten does not pay on
+    top of it."""
+
+    code = "already_refunded"
+    http_status = 409
+
+    def __init__(self, order_id: str, status: str) -> None:
+        super().__init__(
+            f"order {order_id!r} is {status.replace('_', ' ')}: a return or refund settles it, "
+            "so a counterfeit claim is no longer possible"
+        )
+        self.order_id = order_id
+        self.status = status
+
+
+class CounterfeitClaimed(OrderError):
+    """A return or refund asked while the order's counterfeit claim is open, or after it was
+    upheld: that claim settles the order (a rejected claim does not block a return)."""
+
+    code = "counterfeit_claimed"
+    http_status = 409
+
+    def __init__(self, order_id: str, claim_id: str, claim_status: str) -> None:
+        super().__init__(
+            f"order {order_id!r} has a counterfeit claim ({claim_status}): it is settled by that "
+            "claim, not by a return or refund"
+        )
+        self.order_id = order_id
+        self.claim_id = claim_id
+        self.claim_status = claim_status
 
 
 class WarrantyExpired(OrderError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 
 from liveroom.clock import now_ms
 from tests.server_harness import Client, LiveServer
+from trustbadges import DB_FILE
 
 VAULT_DETAILS = {"material": "nephrite jade", "weight_mg": 48_200, "grade": "A",
                  "appraiser": "Vault 3, appraiser Lin", "photo_sha256": ["ab" * 32]}
@@ -103,6 +106,34 @@ async def test_issue_verify_revoke_and_the_public_key(server: LiveServer) -> Non
     assert (status, body["error"]["code"]) == (409, "already_revoked")
     status, body = await server.request("GET", "/api/certificates/c_unknown")
     assert (status, body["error"]["code"]) == (404, "unknown_certificate")
+
+
+async def test_a_revocation_survives_deleting_its_row(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Someone with the database file deletes the revocation: the report still verifies as
+    revoked (the audit trail says so), the phone gets no badge, and the mismatch is reported."""
+    _, _, phone = await anchor_room_with(server, "phone_used")
+    inspector = server.token("inspector", "Iris", user_id="u_iris")
+    _, cert = await server.request("POST", "/api/certificates", inspector, {
+        "kind": "inspection", "product_id": phone["id"], "details": INSPECTION_DETAILS})
+    status, _ = await server.request("POST", f"/api/certificates/{cert['id']}/revoke",
+                                     inspector, {"reason": "battery was replaced"})
+    assert status == 200
+    with sqlite3.connect(server.settings.data_dir / DB_FILE) as db:
+        db.execute("DELETE FROM revocations WHERE certificate_id = ?", (cert["id"],))
+
+    status, check = await server.request("GET", f"/api/certificates/{cert['id']}")
+    assert status == 200
+    assert (check["valid"], check["reason"]) == (False, "revoked")
+    assert check["revocation_mismatch"] == "record_missing"
+    _, fresh = await server.request("GET", f"/api/products/{phone['id']}")
+    assert "inspected" not in kinds(fresh["badges"])
+    assert any(record.levelno == logging.ERROR and cert["id"] in record.getMessage()
+               for record in caplog.records)
+    status, body = await server.request("POST", f"/api/certificates/{cert['id']}/revoke",
+                                        inspector, {"reason": "again"})
+    assert (status, body["error"]["code"]) == (409, "already_revoked")
 
 
 async def _joined_viewer(server: LiveServer, room_id: str) -> Client:

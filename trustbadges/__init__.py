@@ -16,6 +16,7 @@ from ._models import (
     Certificate,
     InspectionTerms,
     Kind,
+    RevocationMismatch,
     Verification,
     verify_path,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "KeyStoreError",
     "Kind",
     "NotAllowed",
+    "RevocationMismatch",
     "SQLiteCertificateStore",
     "StoredCertificate",
     "UnknownCertificate",

@@ -17,6 +17,7 @@ __all__ = [
     "ChangeReason",
     "InspectionTerms",
     "Kind",
+    "RevocationMismatch",
     "Verification",
     "verify_path",
 ]
@@ -26,6 +27,7 @@ KINDS: Final[tuple[Kind, ...]] = ("vault", "inspection", "refund_no_return")
 ISSUER_ROLES: Final[frozenset[str]] = frozenset({"inspector", "admin"})
 
 ChangeReason = Literal["granted", "revoked", "expired", "activated"]
+RevocationMismatch = Literal["record_missing", "audit_missing"]
 
 # The badge each certificate kind grants, then the guarantees every product carries.
 KIND_BADGES: Final[dict[str, str]] = {
@@ -107,6 +109,12 @@ class Verification:
     ``reason`` is ``None`` when valid, else one of ``malformed``, ``unsupported_format``,
     ``unknown_key``, ``bad_signature``, ``tampered`` (the stored row disagrees with its signed
     document), ``revoked``, ``expired``, ``not_yet_valid``.
+
+    ``revocation_mismatch`` is ``None`` unless the server's revocation table and its audit trail
+    disagree about this certificate: ``record_missing`` (the trail says revoked, the signed
+    revocation record is gone: still revoked, ``revocation`` is ``None``) or ``audit_missing``
+    (a genuine revocation record the trail does not mention: revoked). Either is a sign that
+    someone edited the database.
     """
 
     certificate: dict[str, Any] | None
@@ -114,6 +122,7 @@ class Verification:
     reason: str | None
     revocation: dict[str, Any] | None = None
     checked_at: int = 0
+    revocation_mismatch: RevocationMismatch | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +131,7 @@ class Verification:
             "reason": self.reason,
             "revocation": self.revocation,
             "checked_at": self.checked_at,
+            "revocation_mismatch": self.revocation_mismatch,
         }
 
 

@@ -37,6 +37,7 @@ from ._models import (
     ChangeReason,
     InspectionTerms,
     Kind,
+    RevocationMismatch,
     Verification,
 )
 from ._qr import qr_svg
@@ -87,6 +88,8 @@ class CertificateService:
         self._keys = keys
         self.now_ms = now_ms
         self._listeners: list[ChangeListener] = []
+        # Mismatches already logged by this process: badges re-verify on every read.
+        self._reported_mismatches: set[tuple[str, RevocationMismatch]] = set()
         # One thread: the store's connection is used by one thread at a time, in order.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustbadges")
 
@@ -228,8 +231,8 @@ class CertificateService:
         issuer = _issuer_of(row)
         if actor_role != "admin" and issuer != actor_id:
             raise NotAllowed(actor_role, "revoke certificates issued by someone else")
-        if row.revocation is not None:
-            raise AlreadyRevoked(certificate_id, _revoked_at(row.revocation))
+        if row.revocation is not None or row.audit_revoked_at is not None:
+            raise AlreadyRevoked(certificate_id, _revoked_at(row))
         now = self.now_ms()
         record = sign_document(
             {
@@ -248,7 +251,7 @@ class CertificateService:
         )
         if not recorded:  # another process revoked it between our read and our write
             again = await self._get_row(certificate_id)
-            raise AlreadyRevoked(certificate_id, _revoked_at(again.revocation))
+            raise AlreadyRevoked(certificate_id, _revoked_at(again))
         log.info("certificate %s revoked by %s", certificate_id, actor_id)
         await self._notify(_change(row, "revoked", now))
         return await self.get(certificate_id)
@@ -270,27 +273,55 @@ class CertificateService:
         )
 
     def _verify_row(self, row: StoredCertificate, now: int) -> Verification:
+        """The certificate as stored, valid only if neither the revocation table nor the audit
+        trail says it was revoked; a disagreement between the two is logged (once per process)
+        and named in ``revocation_mismatch``."""
+        mismatch = self._revocation_mismatch(row)
         try:
             document = json.loads(row.document)
             revocation = None if row.revocation is None else json.loads(row.revocation)
         except ValueError:
-            return Verification(None, False, "malformed", None, now)
+            return Verification(None, False, "malformed", None, now, mismatch)
         problem = certificate_problem(document, self._keys.lookup, now, revocation)
-        if problem not in _SIGNATURE_REASONS and (
-            not _row_matches(row, document)
-            or (
+        if problem not in _SIGNATURE_REASONS:
+            if not _row_matches(row, document) or (
                 revocation is not None
                 and revocation_problem(revocation, row.id, self._keys.lookup) is not None
-            )
-        ):
-            problem = "tampered"
+            ):
+                problem = "tampered"
+            elif row.audit_revoked_at is not None:
+                problem = "revoked"
         return Verification(
             certificate=document,
             valid=problem is None,
             reason=problem,
             revocation=revocation if problem == "revoked" else None,
             checked_at=now,
+            revocation_mismatch=mismatch,
         )
+
+    def _revocation_mismatch(self, row: StoredCertificate) -> RevocationMismatch | None:
+        mismatch: RevocationMismatch
+        if row.revocation is None and row.audit_revoked_at is not None:
+            mismatch = "record_missing"
+        elif row.revocation is not None and row.audit_revoked_at is None:
+            mismatch = "audit_missing"
+        else:
+            return None
+        if (row.id, mismatch) not in self._reported_mismatches:
+            self._reported_mismatches.add((row.id, mismatch))
+            log.error(
+                "certificate %s: the revocation table and the audit trail disagree (%s); "
+                "it is treated as revoked. Someone edited %s: restore it from a backup",
+                row.id, mismatch, "the revocations table" if mismatch == "record_missing"
+                else "the audit trail",
+            )
+        return mismatch
+
+    async def revocation_mismatches(self) -> list[tuple[str, RevocationMismatch]]:
+        """Every certificate whose revocation table and audit trail disagree, with which record
+        is missing (for an operator's check or a gauge). Each is treated as revoked."""
+        return await self._run(self._store.revocation_mismatches)
 
     async def _get_row(self, certificate_id: str) -> StoredCertificate:
         if not isinstance(certificate_id, str):
@@ -449,14 +480,15 @@ def _issuer_of(row: StoredCertificate) -> str | None:
     return issuer.get("id") if isinstance(issuer, dict) else None
 
 
-def _revoked_at(text: str | None) -> int | None:
-    if text is None:
-        return None
+def _revoked_at(row: StoredCertificate) -> int | None:
+    """When the signed revocation record says the certificate was revoked, else the audit."""
+    if row.revocation is None:
+        return row.audit_revoked_at
     try:
-        value = json.loads(text).get("revoked_at")
+        value = json.loads(row.revocation).get("revoked_at")
     except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) else None
+        return row.audit_revoked_at
+    return value if isinstance(value, int) else row.audit_revoked_at
 
 
 def _row_matches(row: StoredCertificate, document: dict[str, Any]) -> bool:

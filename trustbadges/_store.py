@@ -12,9 +12,9 @@ import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
-from ._models import AuditEntry
+from ._models import AuditEntry, RevocationMismatch
 
 __all__ = [
     "DB_FILE",
@@ -41,6 +41,9 @@ class StoredCertificate:
     key_id: str
     document: str
     revocation: str | None
+    # When the audit trail says the certificate was revoked (None: it does not). A revocation
+    # counts if either this or ``revocation`` says so: deleting one row does not unrevoke.
+    audit_revoked_at: int | None = None
 
 
 class CertificateStore(Protocol):
@@ -64,6 +67,11 @@ class CertificateStore(Protocol):
 
     def for_anchor(self, anchor_id: str, category: str | None) -> list[StoredCertificate]: ...
 
+    def revocation_mismatches(self) -> list[tuple[str, RevocationMismatch]]:
+        """``(certificate id, "record_missing" | "audit_missing")`` for every certificate whose
+        revocation table and audit trail disagree about a revocation."""
+        ...
+
     def due_transitions(self, now_ms: int) -> list[tuple[StoredCertificate, TransitionAction]]: ...
 
     def next_transition_after(self, now_ms: int) -> int | None: ...
@@ -79,10 +87,16 @@ class CertificateStore(Protocol):
 
 _SELECT = """
 SELECT c.id, c.kind, c.product_id, c.anchor_id, c.category, c.issued_at, c.valid_from,
-       c.expires_at, c.key_id, c.document, r.document
+       c.expires_at, c.key_id, c.document, r.document,
+       (SELECT a.at FROM audit a WHERE a.certificate_id = c.id AND a.action = 'revoked')
 FROM certificates c LEFT JOIN revocations r ON r.certificate_id = c.id
 """
-_NOT_REVOKED = "NOT EXISTS (SELECT 1 FROM revocations r2 WHERE r2.certificate_id = c.id)"
+_REVOKED_IN_TABLE = "EXISTS (SELECT 1 FROM revocations r2 WHERE r2.certificate_id = c.id)"
+_REVOKED_IN_AUDIT = (
+    "EXISTS (SELECT 1 FROM audit a2 WHERE a2.certificate_id = c.id AND a2.action = 'revoked')"
+)
+# Revoked by either record: one deleted row does not bring a certificate back.
+_NOT_REVOKED = f"NOT {_REVOKED_IN_TABLE} AND NOT {_REVOKED_IN_AUDIT}"
 
 
 def _not_audited(action: str) -> str:
@@ -181,12 +195,14 @@ class SQLiteCertificateStore:
                         "VALUES (?, ?, ?)",
                         (certificate_id, revoked_at, document),
                     )
+                    # Unique per (certificate, action): the trail may say revoked already,
+                    # its revocation row having been deleted since.
+                    self._audit_insert(
+                        revoked_at, "revoked", certificate_id, actor_id, actor_role, reason
+                    )
                 except sqlite3.IntegrityError:
                     self._db.execute("ROLLBACK")
                     return False
-                self._audit_insert(
-                    revoked_at, "revoked", certificate_id, actor_id, actor_role, reason
-                )
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -209,6 +225,16 @@ class SQLiteCertificateStore:
         with self._lock:
             rows = self._db.execute(query + " ORDER BY c.issued_at, c.id", params).fetchall()
         return [_row(r) for r in rows]
+
+    def revocation_mismatches(self) -> list[tuple[str, RevocationMismatch]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.id, 'record_missing' FROM certificates c "
+                f"WHERE {_REVOKED_IN_AUDIT} AND NOT {_REVOKED_IN_TABLE} "
+                "UNION ALL SELECT c.id, 'audit_missing' FROM certificates c "
+                f"WHERE {_REVOKED_IN_TABLE} AND NOT {_REVOKED_IN_AUDIT} ORDER BY 1"
+            ).fetchall()
+        return [(str(r[0]), cast(RevocationMismatch, r[1])) for r in rows]
 
     def due_transitions(self, now_ms: int) -> list[tuple[StoredCertificate, TransitionAction]]:
         with self._lock:

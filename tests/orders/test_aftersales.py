@@ -308,7 +308,8 @@ async def test_warranty_claims_may_repeat_within_the_window(world: World) -> Non
 
 async def test_buyback_quote_is_price_protected(world: World) -> None:
     world.certs.inspections[PHONE] = InspectionTerms("ir_1", buyback_price_cents=150_000)
-    order = await order_in(world, "delivered", category="phone_used", product=PHONE)
+    order = await order_in(world, "delivered", category="phone_used", product=PHONE,
+                           price_cents=200_000)
     assert order.buyback_locked_cents == 150_000
     quote = await world.service.buyback_quote(BUYER, order.id)
     assert (quote.amount_cents, quote.locked_cents) == (150_000, 150_000)
@@ -322,6 +323,17 @@ async def test_buyback_quote_is_price_protected(world: World) -> None:
     # The market rises: the buyer gets the better offer.
     world.certs.inspections[PHONE] = InspectionTerms("ir_1", buyback_price_cents=170_000)
     assert (await world.service.buyback_quote(BUYER, order.id)).amount_cents == 170_000
+
+
+async def test_buyback_quote_never_pays_more_than_the_phone_cost(world: World) -> None:
+    """A phone sold at 10.00 in a flash sale, its report promising 1,800.00: the trade-in offer
+    is what the buyer paid (unit price x quantity), or buying and selling back prints money."""
+    world.certs.inspections[PHONE] = InspectionTerms("ir_1", buyback_price_cents=180_000)
+    order = await order_in(world, "delivered", category="phone_used", product=PHONE,
+                           price_cents=1_000, qty=2)
+    quote = await world.service.buyback_quote(BUYER, order.id)
+    assert (quote.amount_cents, quote.paid_cents) == (2_000, 2_000)
+    assert (quote.locked_cents, quote.current_cents) == (360_000, 360_000)
 
 
 async def test_buyback_needs_the_phone_in_hand(world: World) -> None:

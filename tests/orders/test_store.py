@@ -43,12 +43,42 @@ async def test_database_is_wal_and_migrated_once(data_dir: Path) -> None:
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
-        assert versions == [(1,), (2,), (3,), (4,)]
+        assert versions == [(1,), (2,), (3,), (4,), (5,)]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"reservations", "handoff_entries", "dead_letters", "orders", "order_events",
                 "payments", "claims", "payouts"} <= tables
     finally:
         conn.close()
+
+
+async def test_a_version_4_database_with_paid_claims_moves_to_version_5(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Existing compensations satisfy version 5's one-per-order rule, so the upgrade applies
+    and keeps them; from then on the rule holds for new writes."""
+    monkeypatch.setattr("orders._store.MIGRATIONS", MIGRATIONS[:4])
+    old = await make_world(data_dir)
+    order = await order_in(old, "delivered")
+    claim = await old.service.counterfeit_claim(BUYER, order.id, "fake")
+    await old.service.uphold_counterfeit(ADMIN, claim.id)
+    before = await old.service.order_detail(ADMIN, order.id)
+    await old.payments.close()
+    await old.store.close()
+
+    monkeypatch.setattr("orders._store.MIGRATIONS", MIGRATIONS)
+    new = await make_world(data_dir)
+    try:
+        assert await new.service.order_detail(ADMIN, order.id) == before
+        conn = sqlite3.connect(data_dir / "orders.sqlite3")
+        try:
+            assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (5,)
+            with pytest.raises(sqlite3.IntegrityError):
+                conn.execute("UPDATE orders SET status = 'refunded' WHERE id = ?", (order.id,))
+        finally:
+            conn.close()
+    finally:
+        await new.payments.close()
+        await new.store.close()
 
 
 def _open_at_once(path: str, barrier: Barrier) -> None:

@@ -17,7 +17,8 @@ const DAY_MS = 24 * 3600 * 1000;
 // orders/_service.py), its window from delivery, and the only category it applies to.
 //   return            request_return: delivered | completed, 7 days from delivery
 //   refund-no-return  refund_no_return: delivered | completed, 7 days, certified anchor
-//   counterfeit       any status where the goods reached the buyer (RECEIVED), no window
+//   counterfeit       any status where the goods reached the buyer (RECEIVED), 90 days from
+//                     delivery; after a return or refund the server answers already_refunded
 //   warranty          delivered | completed, inspected phones, until the order's
 //                     `warranty_ends_at` (else 180 days from delivery)
 const ACTIONS = [
@@ -27,7 +28,8 @@ const ACTIONS = [
     reason: false, when: ["delivered", "completed"], windowMs: 7 * DAY_MS,
     category: "essential_oil" },
   { key: "counterfeit", label: "Report a counterfeit (fake one, pay ten)", path: "counterfeit",
-    reason: true, when: ["delivered", "completed", "return_requested", "returned", "refunded"] },
+    reason: true, when: ["delivered", "completed", "return_requested", "returned", "refunded"],
+    windowMs: 90 * DAY_MS },
   { key: "warranty", label: "Warranty claim", path: "warranty", reason: true,
     when: ["delivered", "completed"], windowMs: 180 * DAY_MS, category: "phone_used",
     deadline: (order) => order.warranty_ends_at },
@@ -52,6 +54,9 @@ const REFUSED_TEXT = {
     warranty: "This phone has no inspection report, so the platform warranty does not cover it.",
   },
   return_window_closed: "The 7-day window after delivery has closed.",
+  claim_window_closed: "Counterfeits can be reported up to 90 days after delivery; that time has passed.",
+  already_refunded: "This order was returned or refunded, so it cannot also be paid ten times the price.",
+  counterfeit_claimed: "Your counterfeit claim settles this order: a return or refund is not possible while it is open or after it was upheld.",
   warranty_expired: (order) => (order.warranty_ends_at
     ? `The warranty ended on ${formatTime(order.warranty_ends_at)}.` : "The warranty has ended."),
   claim_conflict: "You already sent this request for this order.",
