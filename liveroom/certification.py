@@ -12,11 +12,11 @@ from trustbadges import BadgeChange, Certificate, CertificateService, ExpiryWatc
 
 from .bus import ControlBus
 from .catalog import Catalog, Product
-from .exceptions import InvalidInput, NotFound
+from .exceptions import InvalidInput, UnknownAnchor
 from .identity import User
 from .payload import Payload
 
-__all__ = ["KIND_CATEGORIES", "BadgeFanout", "CertificateDesk", "ExpiryPlans", "UnknownAnchor"]
+__all__ = ["KIND_CATEGORIES", "BadgeFanout", "CertificateDesk", "ExpiryPlans"]
 
 log = logging.getLogger("liveroom.certification")
 Emit = Callable[[str, Any, str], Awaitable[None]]
@@ -28,18 +28,6 @@ KIND_CATEGORIES: dict[str, frozenset[str]] = {
     "inspection": frozenset({"phone_used"}),
     "refund_no_return": frozenset({"essential_oil"}),
 }
-
-
-class UnknownAnchor(NotFound):
-    """A refund-no-return certification asked for an anchor id that never created a room or a
-    product (``Catalog.anchor_known``): nothing is issued."""
-
-    code = "unknown_anchor"
-
-    def __init__(self, anchor_id: str) -> None:
-        super().__init__(f"no anchor {anchor_id!r}: an anchor exists once it created a room or "
-                         "a product")
-        self.anchor_id = anchor_id
 
 
 class CertificateDesk:

@@ -14,6 +14,7 @@
     ├── NotFound                404 not_found
     │   ├── UnknownRoom         404 unknown_room
     │   ├── UnknownProduct      404 unknown_product
+    │   ├── UnknownAnchor       404 unknown_anchor     no room or product was ever made by it
     │   └── UnknownEvent        404 unknown_event     a Socket.IO event no one handles
     ├── NotInRoom               409 not_in_room
     ├── NameReserved            409 name_reserved      the room's anchor goes by that name
@@ -44,6 +45,7 @@ __all__ = [
     "SlowMode",
     "TextTooLong",
     "Unauthorized",
+    "UnknownAnchor",
     "UnknownEvent",
     "UnknownProduct",
     "UnknownRoom",
@@ -165,6 +167,18 @@ class UnknownProduct(NotFound):
     def __init__(self, product_id: str) -> None:
         super().__init__(f"no product {product_id!r}")
         self.product_id = product_id
+
+
+class UnknownAnchor(NotFound):
+    """A refund-no-return certification asked for an anchor id that never created a room or a
+    product (``Catalog.anchor_known``): nothing is issued."""
+
+    code = "unknown_anchor"
+
+    def __init__(self, anchor_id: str) -> None:
+        super().__init__(f"no anchor {anchor_id!r}: an anchor exists once it created a room or "
+                         "a product")
+        self.anchor_id = anchor_id
 
 
 class UnknownEvent(NotFound):

@@ -77,7 +77,7 @@ async def test_a_code_signs_in_the_same_account_for_the_same_phone(
     assert again.id != (await _other_phone(accounts, outbox, clock)).id
 
 
-async def _other_phone(accounts: AccountService, outbox: Outbox, clock: Clock):  # type: ignore[no-untyped-def]
+async def _other_phone(accounts: AccountService, outbox: Outbox, clock: Clock):
     await accounts.request_code("+8613900139000", "198.51.100.7")
     return await accounts.verify("+8613900139000", outbox.last_code())
 
