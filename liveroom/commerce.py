@@ -66,6 +66,17 @@ class InventoryLedger:
         except inventory.UnknownReservation:
             raise orders.UnknownReservation(reservation_id) from None
 
+    async def release(self, reservation_id: str, user_id: str) -> None:
+        try:
+            await self._service.release(reservation_id, user_id)
+        except (inventory.HoldNotActive, inventory.NotHolder):
+            pass  # already sold or not theirs: nothing to give back
+        except inventory.UnknownReservation:
+            raise orders.UnknownReservation(reservation_id) from None
+
+    async def per_person_limit(self, sale_id: str) -> int:
+        return (await self._service.get_sale(sale_id)).per_user_limit
+
 
 class CertificationAdapter:
     """``orders.CertificationPolicy`` over ``trustbadges.CertificateService``."""

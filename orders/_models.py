@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -100,6 +101,19 @@ class Address:
 
     def to_dict(self) -> dict[str, str]:
         return {"name": self.name, "phone": self.phone, "line1": self.line1, "city": self.city}
+
+    @property
+    def phone_key(self) -> str:
+        """The delivery phone as compared across orders: its last ten digits, so a number
+        written with and without its country code is one phone."""
+        return "".join(ch for ch in self.phone if ch.isdigit())[-10:]
+
+    @property
+    def door_key(self) -> str:
+        """The delivery address as compared across orders: city and street, NFKC case-folded,
+        letters and digits only (``12 Jade St.`` and ``12 jade st`` are one door)."""
+        text = unicodedata.normalize("NFKC", f"{self.city}|{self.line1}").casefold()
+        return "".join(ch for ch in text if ch.isalnum() or ch == "|")
 
 
 @dataclass(frozen=True, slots=True)

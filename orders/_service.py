@@ -44,6 +44,7 @@ from .exceptions import (
     ClaimNotFound,
     ClaimWindowClosed,
     CounterfeitClaimed,
+    DeliveryLimitReached,
     HoldExpired,
     IllegalTransition,
     InvalidInput,
@@ -166,9 +167,15 @@ class OrderService:
         existing = await self.store.get_order_by_reservation(rid)
         if existing is None:
             info = await self._reservation_of(actor, rid)
-            existing, _ = await self.store.insert_order(
-                await self._intent(actor, request, info), info, [], None
-            )
+            limit = await self.ledger.per_person_limit(info.sale_id)
+            try:
+                existing, _ = await self.store.insert_order(
+                    await self._intent(actor, request, info), info, [], None, limit)
+            except DeliveryLimitReached:
+                # Another account of the same person (one door, one phone) took the sale's
+                # limit: the unit goes back to the other buyers now, not when the hold ends.
+                await self.ledger.release(rid, actor.user_id)
+                raise
         if existing.buyer_id != actor.user_id:
             raise NotReservationHolder(rid)
         if existing.status == "voided":

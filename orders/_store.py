@@ -30,7 +30,7 @@ from ._models import (
     Payout,
     StoredStatus,
 )
-from .exceptions import ClaimConflict
+from .exceptions import ClaimConflict, DeliveryLimitReached
 from .interfaces import ReservationInfo, ReservationState
 
 __all__ = ["STATE_RANK", "HandoffRecord", "OrderChange", "OrderStore", "SqliteOrderStore"]
@@ -49,7 +49,7 @@ STATE_RANK: Mapping[str, int] = {
 # (version, resource name); applied in order, each once, recorded in schema_migrations.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, "schema_v1.sql"), (2, "schema_v2.sql"), (3, "schema_v3.sql"), (4, "schema_v4.sql"),
-    (5, "schema_v5.sql"),
+    (5, "schema_v5.sql"), (6, "schema_v6.sql"),
 )
 # What schema_v5's triggers say when a change would pay a compensation on a returned or refunded
 # order, or refund a compensated one: the other settlement won, as a failed compare-and-set.
@@ -113,9 +113,13 @@ class OrderStore(Protocol):
         reservation: ReservationInfo,
         events: Sequence[OrderEvent],
         payment: Payment | None,
+        per_person_limit: int | None = None,
     ) -> tuple[Order, bool]:
         """Insert unless the reservation already has an order (or intent); returns (row,
-        created). The reservation is recorded in its ``state`` in the same transaction."""
+        created). The reservation is recorded in its ``state`` in the same transaction. With
+        ``per_person_limit``, raises ``DeliveryLimitReached`` (and inserts nothing) when the
+        sale's live orders to the order's delivery phone or door, and this one, would exceed
+        it."""
         ...
     async def get_order(self, order_id: str) -> Order | None: ...
     async def get_order_by_reservation(self, reservation_id: str) -> Order | None: ...
@@ -273,6 +277,7 @@ class SqliteOrderStore:
         reservation: ReservationInfo,
         events: Sequence[OrderEvent],
         payment: Payment | None,
+        per_person_limit: int | None = None,
     ) -> tuple[Order, bool]:
         def work(conn: sqlite3.Connection) -> tuple[Order, bool]:
             with _transaction(conn):
@@ -282,13 +287,24 @@ class SqliteOrderStore:
                 ).fetchone()
                 if row is not None:
                     return _order_from_row(row), False
+                phone_key, door_key = order.address.phone_key, order.address.door_key
+                if per_person_limit is not None:
+                    # Under the writer lock: two checkouts to one door cannot both fit.
+                    (taken,) = conn.execute(
+                        "SELECT COALESCE(SUM(qty), 0) FROM orders WHERE sale_id = ? AND "
+                        "status NOT IN ('voided', 'cancelled') AND "
+                        "(delivery_phone_key = ? OR delivery_door_key = ?)",
+                        (order.sale_id, phone_key, door_key),
+                    ).fetchone()
+                    if int(taken) + order.qty > per_person_limit:
+                        raise DeliveryLimitReached(order.sale_id, per_person_limit)
                 _upsert_reservation(conn, reservation, reservation.state, order.created_at)
                 values = [getattr(order, name) for name in _ORDER_FIELDS]
                 values[_ORDER_FIELDS.index("address")] = json.dumps(order.address.to_dict())
                 conn.execute(
-                    f"INSERT INTO orders ({_ORDER_COLUMNS}) "
-                    f"VALUES ({', '.join('?' for _ in _ORDER_FIELDS)})",
-                    values,
+                    f"INSERT INTO orders ({_ORDER_COLUMNS}, delivery_phone_key, "
+                    f"delivery_door_key) VALUES ({', '.join('?' for _ in _ORDER_FIELDS)}, ?, ?)",
+                    [*values, phone_key, door_key],
                 )
                 for event in events:
                     _insert_event(conn, event)

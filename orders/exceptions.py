@@ -9,6 +9,7 @@
     ├── UnknownReservation (404 unknown_reservation)
     ├── NotReservationHolder (403 not_reservation_holder)
     ├── HoldExpired (409 hold_expired)
+    ├── DeliveryLimitReached (409 limit_reached)            a sale's per-person limit, by door
     ├── OrderNotFound (404 order_not_found)                 also "exists but not yours"
     ├── NotAllowed (403 not_allowed)                        visible, but not your operation
     ├── IllegalTransition (409 illegal_transition)
@@ -37,6 +38,7 @@ __all__ = [
     "ClaimNotFound",
     "ClaimWindowClosed",
     "CounterfeitClaimed",
+    "DeliveryLimitReached",
     "HoldExpired",
     "IllegalTransition",
     "InvalidCheckout",
@@ -103,6 +105,20 @@ class HoldExpired(OrderError):
     def __init__(self, reservation_id: str) -> None:
         super().__init__(f"the hold {reservation_id!r} has expired or was given back")
         self.reservation_id = reservation_id
+
+
+class DeliveryLimitReached(OrderError):
+    """Checkout would send more of the sale than its per-person limit to one delivery phone or
+    address: the same person's other accounts count too. The hold is given back."""
+
+    code = "limit_reached"
+    http_status = 409
+
+    def __init__(self, sale_id: str, limit: int) -> None:
+        super().__init__(f"this sale allows {limit} per person, and that many already go to "
+                         "this delivery address or phone")
+        self.sale_id = sale_id
+        self.limit = limit
 
 
 class OrderNotFound(OrderError):

@@ -64,6 +64,14 @@ class StockLedger(Protocol):
         """Raises ``UnknownReservation``."""
         ...
 
+    async def release(self, reservation_id: str, user_id: str) -> None:
+        """Give an uncommitted hold back to its sale now; nothing if it is no longer held."""
+        ...
+
+    async def per_person_limit(self, sale_id: str) -> int:
+        """The sale's per-person limit (units one buyer may have)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class InspectionTerms:

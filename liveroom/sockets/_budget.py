@@ -18,9 +18,11 @@ from ..ratelimit import TokenBucket
 
 __all__ = ["BudgetLimits", "Budgets", "FrameBudget"]
 
-# Frames a client may have refused in a row before it is disconnected: a browser that is only
-# too quick stops after a few refusals; a flood does not.
-MAX_REFUSED_IN_A_ROW = 500
+# Frames a client may send past its budget (a burst, refilled at its own rate per second)
+# before it is disconnected: a page that is only too quick stops after a few refusals; a flood
+# does not.
+OVERFLOW_BURST = 200
+OVERFLOW_RATE_PER_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,27 +40,24 @@ class BudgetLimits:
 class FrameBudget:
     """One connection's view of its three buckets (the user's and address's are shared)."""
 
-    __slots__ = ("_buckets", "address", "refused_in_a_row")
+    __slots__ = ("_buckets", "_overflow", "address", "exhausted")
 
     def __init__(self, buckets: tuple[TokenBucket, ...], address: str) -> None:
         self._buckets = buckets
+        self._overflow = TokenBucket(OVERFLOW_RATE_PER_S, OVERFLOW_BURST)
         self.address = address
-        self.refused_in_a_row = 0
+        # The client keeps sending past its budget, refusal after refusal: disconnect it.
+        self.exhausted = False
 
     def admit(self, now_s: float) -> bool:
         """Whether a frame arriving at ``now_s`` (monotonic seconds) is within budget; a
         frame is counted against each bucket up to the first that refuses it."""
         for bucket in self._buckets:
             if not bucket.take(now_s):
-                self.refused_in_a_row += 1
+                if not self._overflow.take(now_s):
+                    self.exhausted = True
                 return False
-        self.refused_in_a_row = 0
         return True
-
-    @property
-    def exhausted(self) -> bool:
-        """The client keeps sending after being refused: time to disconnect it."""
-        return self.refused_in_a_row > MAX_REFUSED_IN_A_ROW
 
     def retry_after_ms(self) -> int:
         return max(bucket.retry_after_ms() for bucket in self._buckets)

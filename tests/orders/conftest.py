@@ -35,6 +35,7 @@ class Sale:
     id: str
     stock: int
     live: bool = True
+    per_user_limit: int = 1000
 
 
 @dataclass
@@ -138,6 +139,18 @@ class MemoryLedger:
         if info is None:
             raise UnknownReservation(reservation_id)
         return info
+
+    async def release(self, reservation_id: str, user_id: str) -> None:
+        async with self.lock:
+            info = self.reservations.get(reservation_id)
+            if info is None:
+                raise UnknownReservation(reservation_id)
+            if info.state == "reserved" and info.user_id == user_id:
+                self.reservations[reservation_id] = replace(info, state="released")
+                self.sales[info.sale_id].stock += info.qty
+
+    async def per_person_limit(self, sale_id: str) -> int:
+        return self.sales[sale_id].per_user_limit
 
 
 @dataclass
