@@ -13,6 +13,7 @@ import aiohttp
 import orjson
 import socketio
 from aiohttp import web
+from multidict import CIMultiDict
 
 from liveroom.app import Services, create_app, services_of
 from liveroom.identity import Role, User, new_user_id
@@ -41,6 +42,28 @@ class LiveServer:
                                      headers=headers) as response:
             body = await response.json(content_type=None)
             return response.status, body
+
+    async def raw_request(self, head: bytes, body: bytes = b"", timeout: float = 10
+                          ) -> tuple[int, CIMultiDict[str], bytes]:
+        """Send ``head`` (request line and header lines, bytes no HTTP client would send) with
+        ``Connection: close`` and ``body``; the answer's status, headers and body."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.settings.port)
+        try:
+            extra = b"Content-Length: %d\r\n" % len(body) if body else b""
+            writer.write(head.rstrip(b"\r\n") + b"\r\nConnection: close\r\n" + extra
+                         + b"\r\n" + body)
+            await writer.drain()
+            async with asyncio.timeout(timeout):
+                raw = await reader.read(-1)
+        finally:
+            writer.close()
+        top, _, content = raw.partition(b"\r\n\r\n")
+        lines = top.decode("latin-1").split("\r\n")
+        headers: CIMultiDict[str] = CIMultiDict()
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers.add(name.strip(), value.strip())
+        return int(lines[0].split()[1]), headers, content
 
     async def connect(self, token: str) -> Client:
         sio = socketio.AsyncClient(reconnection=False)
