@@ -14,6 +14,7 @@
     │   └── UnknownEvent        404 unknown_event     a Socket.IO event no one handles
     ├── NotInRoom               409 not_in_room
     ├── RoomEnded               409 room_ended
+    ├── RequestTimeout          408 request_timeout   the request body did not arrive in time
     └── RateLimited             429 rate_limited
         └── SlowMode            429 slow_mode
 
@@ -33,6 +34,7 @@ __all__ = [
     "NotInRoom",
     "PayloadTooLarge",
     "RateLimited",
+    "RequestTimeout",
     "RoomEnded",
     "SlowMode",
     "TextTooLong",
@@ -152,6 +154,15 @@ class RoomEnded(LiveroomError):
         self.room_id = room_id
 
 
+class RequestTimeout(LiveroomError):
+    code = "request_timeout"
+    http_status = 408
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the request body did not arrive within {timeout_s:g} s")
+        self.timeout_s = timeout_s
+
+
 class RateLimited(LiveroomError):
     code = "rate_limited"
     http_status = 429
@@ -170,3 +181,4 @@ class SlowMode(RateLimited):
             retry_after_ms,
         )
         self.room_id = room_id
+

@@ -16,6 +16,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from liveroom.app import Services, create_app, services_of
+from liveroom.http.transport import runner_options
 from liveroom.identity import Role, User, new_user_id
 from liveroom.redis_server import free_port
 from liveroom.settings import Settings
@@ -122,7 +123,8 @@ async def live_server(
 ) -> AsyncIterator[LiveServer]:
     settings = Settings(data_dir=data_dir, secret=TEST_SECRET, port=free_port(), **overrides)
     app = create_app(settings, redis_url)
-    runner = web.AppRunner(app, access_log=None)
+    # The runner ``liveroom serve`` builds: the same header timeout.
+    runner = web.AppRunner(app, access_log=None, **runner_options(settings))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", settings.port)
     await site.start()

@@ -1,0 +1,242 @@
+"""Transport limits, as a client (or an attacker) meets them: connections that send half a
+request are closed, slow bodies get 408, Engine.IO sessions without a Socket.IO connect are
+closed, one address cannot hold more than its share of connections, and every response carries
+the security headers.
+
+Each limit is a setting; the tests use small values with wide margins (a busy 2-core machine
+must pass them), and assert what the client sees: the connection closed, the status, the code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from multidict import CIMultiDict
+
+from tests.server_harness import LiveServer, live_server
+
+# Generous: the limits below are 1 s; a connection must be gone well before this.
+CLOSE_WITHIN_S = 10.0
+FAST = {"http_header_timeout_s": 1.0, "http_body_timeout_s": 1.0,
+        "socket_connect_timeout_s": 1.0}
+
+
+@asynccontextmanager
+async def fast_server(redis_url: str, data_dir: Path, **overrides: Any
+                      ) -> AsyncIterator[LiveServer]:
+    async with live_server(redis_url, data_dir, **{**FAST, **overrides}) as server:
+        yield server
+
+
+async def open_raw(server: LiveServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", server.settings.port)
+
+
+async def closed_after(reader: asyncio.StreamReader, within_s: float = CLOSE_WITHIN_S,
+                       trickle: tuple[asyncio.StreamWriter, bytes] | None = None
+                       ) -> tuple[float, bytes]:
+    """Read until the server closes the connection; (seconds it took, everything read). With
+    ``trickle``, one more byte of it is sent every 0.2 s meanwhile."""
+    started = time.monotonic()
+    received = b""
+    sent = 0
+    async with asyncio.timeout(within_s):
+        while True:
+            try:
+                chunk = await asyncio.wait_for(reader.read(65536), 0.2)
+            except TimeoutError:
+                if trickle is not None and sent < len(trickle[1]):
+                    writer, data = trickle
+                    try:
+                        writer.write(data[sent:sent + 1])
+                        await writer.drain()
+                    except ConnectionError:
+                        return time.monotonic() - started, received
+                    sent += 1
+                continue
+            except ConnectionError:
+                return time.monotonic() - started, received
+            if not chunk:
+                return time.monotonic() - started, received
+            received += chunk
+
+
+def response_of(raw: bytes) -> tuple[int, CIMultiDict[str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers: CIMultiDict[str] = CIMultiDict()
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip()] = value.strip()
+    return status, headers, body
+
+
+# -- slow headers and bodies --------------------------------------------------------------------
+
+
+async def test_half_sent_headers_are_closed(redis_url: str, data_dir: Path) -> None:
+    async with fast_server(redis_url, data_dir) as server:
+        reader, writer = await open_raw(server)
+        writer.write(b"GET /api/time HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line
+        await writer.drain()
+        took, received = await closed_after(reader)
+        assert received == b""
+        assert took < CLOSE_WITHIN_S
+        writer.close()
+
+
+async def test_a_trickle_of_header_bytes_does_not_keep_a_connection(
+        redis_url: str, data_dir: Path) -> None:
+    async with fast_server(redis_url, data_dir) as server:
+        reader, writer = await open_raw(server)
+        writer.write(b"GET /api/time HTTP/1.1\r\n")
+        await writer.drain()
+        # One header byte every 0.2 s: 100 bytes would take 20 s.
+        _, received = await closed_after(reader, trickle=(writer, b"X-Slow: " + b"a" * 100))
+        assert received == b""
+        writer.close()
+
+
+async def test_a_connection_that_sends_nothing_and_an_idle_keep_alive_are_closed(
+        redis_url: str, data_dir: Path) -> None:
+    async with fast_server(redis_url, data_dir) as server:
+        silent_reader, silent = await open_raw(server)
+        reader, writer = await open_raw(server)
+        writer.write(b"GET /api/time HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        _, first = await closed_after(silent_reader)
+        assert first == b""
+        _, answered = await closed_after(reader)
+        assert response_of(answered)[0] == 200, "answered, then closed once idle"
+        silent.close()
+        writer.close()
+
+
+async def test_a_slow_body_gets_408_and_its_connection_closes(
+        redis_url: str, data_dir: Path) -> None:
+    async with fast_server(redis_url, data_dir) as server:
+        reader, writer = await open_raw(server)
+        writer.write(b"POST /api/session HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                     b'{"name": "')
+        await writer.drain()
+        _, received = await closed_after(reader, trickle=(writer, b"a" * 80))
+        status, headers, body = response_of(received)
+        assert status == 408
+        assert orjson.loads(body)["error"]["code"] == "request_timeout"
+        assert headers.get("Connection") == "close"
+        writer.close()
+        # Nothing was done with the half body, and the server goes on.
+        status, _ = await server.request("GET", "/api/time")
+        assert status == 200
+
+
+async def test_a_slow_body_to_a_route_that_refuses_before_reading_it_is_closed(
+        redis_url: str, data_dir: Path) -> None:
+    """POST /api/rooms without a token answers 401 at once; aiohttp then reads the rest of the
+    body to let the client see the answer: the body deadline ends that too."""
+    async with fast_server(redis_url, data_dir) as server:
+        reader, writer = await open_raw(server)
+        writer.write(b"POST /api/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Length: 1000\r\n\r\n{")
+        await writer.drain()
+        _, received = await closed_after(reader, trickle=(writer, b"a" * 200))
+        assert response_of(received)[0] == 401
+        writer.close()
+
+
+async def test_a_slow_payment_callback_body_gets_408(redis_url: str, data_dir: Path) -> None:
+    async with fast_server(redis_url, data_dir) as server:
+        reader, writer = await open_raw(server)
+        writer.write(b"POST /api/payments/callback HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"X-Sandbox-Signature: " + b"0" * 64 + b"\r\n"
+                     b"Content-Length: 500\r\n\r\n{")
+        await writer.drain()
+        _, received = await closed_after(reader, trickle=(writer, b"a" * 100))
+        status, _, body = response_of(received)
+        assert (status, orjson.loads(body)["error"]["code"]) == (408, "request_timeout")
+        writer.close()
+
+
+async def test_ordinary_requests_and_bodies_are_unaffected(redis_url: str,
+                                                           data_dir: Path) -> None:
+    async with fast_server(redis_url, data_dir) as server:
+        for _ in range(3):
+            status, body = await server.request("POST", "/api/session", json={"name": "Ann"})
+            assert status == 201, body
+            # Longer than the timeouts between requests: a new connection is simply opened.
+            await asyncio.sleep(1.5)
+        reader, writer = await open_raw(server)
+        # A body sent in two parts, well within the limit.
+        body = b'{"name": "Bo"}'
+        writer.write(b"POST /api/session HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                     % len(body) + body[:5])
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(body[5:])
+        await writer.drain()
+        status, _, body = response_of(await asyncio.wait_for(reader.read(65536), 10))
+        assert status == 201, body
+        writer.close()
+
+
+# -- Engine.IO sessions without a Socket.IO connect ---------------------------------------------
+
+
+async def test_a_websocket_that_never_sends_the_socketio_connect_is_closed(
+        redis_url: str, data_dir: Path) -> None:
+    async with fast_server(redis_url, data_dir) as server:
+        url = server.url + "/socket.io/?EIO=4&transport=websocket"
+        idle = await server.http.ws_connect(url)
+        assert (await idle.receive_str(timeout=5)).startswith("0{")  # engine.io open
+        refused = await server.http.ws_connect(url)
+        assert (await refused.receive_str(timeout=5)).startswith("0{")
+        await refused.send_str("40" + orjson.dumps({"token": "not-a-token"}).decode())
+        assert (await refused.receive_str(timeout=5)).startswith("44")  # connect_error
+        member = await server.connect(server.token("viewer", "Kept"))
+        started = time.monotonic()
+        for ws in (idle, refused):
+            message = await ws.receive(timeout=CLOSE_WITHIN_S)
+            assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                    aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR), message
+        assert time.monotonic() - started < CLOSE_WITHIN_S
+        await asyncio.sleep(1.5)  # past the deadline of the connected one too
+        assert member.sio.connected
+        assert (await member.call("ping", {}))["ok"]
+        assert server.services.handshakes.closed == 2
+        _, metrics = await _metrics(server)
+        assert "liveroom_socketio_handshake_timeouts_total 2" in metrics
+
+
+async def test_a_polling_session_that_never_sends_the_socketio_connect_is_closed(
+        redis_url: str, data_dir: Path) -> None:
+    async with fast_server(redis_url, data_dir) as server:
+        async with server.http.get(server.url + "/socket.io/?EIO=4&transport=polling") as r:
+            assert r.status == 200
+            opened = await r.text()
+        sid = orjson.loads(opened[1:])["sid"]
+        poll = server.url + f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+        started = time.monotonic()
+        # The pending long poll is answered when the session is closed (not after 20 s).
+        async with server.http.get(poll, timeout=aiohttp.ClientTimeout(total=15)) as r:
+            await r.read()
+        assert time.monotonic() - started < CLOSE_WITHIN_S
+        async with server.http.get(poll) as r:
+            assert r.status == 400, "the session is gone"
+        assert sid not in server.services.sio.eio.sockets
+
+
+async def _metrics(server: LiveServer) -> tuple[int, str]:
+    async with server.http.get(server.url + "/metrics") as response:
+        return response.status, await response.text()
+
+
