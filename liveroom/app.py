@@ -46,7 +46,7 @@ from .http.media import MediaRoutes
 from .http.ops import OpsRoutes, RedisProbe, metrics_middleware, register_edge_gauges
 from .http.pages import PageRoutes
 from .http.rooms import RoomRoutes
-from .http.transport import body_deadline
+from .http.transport import ConnectionCap, body_deadline
 from .identity import TokenSigner
 from .media import RELAY_USER_ID, IceConfig, MediaService
 from .media_router import MediaRouter
@@ -316,6 +316,10 @@ def create_app(settings: Settings, redis_url: str, *,
     services = build_services(settings, redis_url, handoff_in_process=handoff_in_process)
     middlewares = [metrics_middleware(services.metrics),
                    body_deadline(settings.http_body_timeout_s)]
+    if settings.max_connections_per_address > 0:
+        cap = ConnectionCap(services.addresses, settings.max_connections_per_address,
+                            services.metrics)
+        middlewares.append(cap.middleware)
     middlewares.append(error_middleware)
     app = web.Application(middlewares=middlewares,
                           client_max_size=settings.max_payload_bytes * 2)

@@ -16,7 +16,8 @@
     ├── RoomEnded               409 room_ended
     ├── RequestTimeout          408 request_timeout   the request body did not arrive in time
     └── RateLimited             429 rate_limited
-        └── SlowMode            429 slow_mode
+        ├── SlowMode            429 slow_mode
+        └── TooManyConnections  429 too_many_connections  per client address
 
 Every error has a public ``code`` and an ``http_status``; the edges turn them into
 ``{"ok": false, "error": {"code", "message"}}`` (Socket.IO) or ``{"error": {...}}`` (HTTP).
@@ -38,6 +39,7 @@ __all__ = [
     "RoomEnded",
     "SlowMode",
     "TextTooLong",
+    "TooManyConnections",
     "Unauthorized",
     "UnknownEvent",
     "UnknownProduct",
@@ -182,3 +184,13 @@ class SlowMode(RateLimited):
         )
         self.room_id = room_id
 
+
+class TooManyConnections(RateLimited):
+    """The client address already has ``limit`` requests or websockets open on this process."""
+
+    code = "too_many_connections"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"too many simultaneous connections from your address (limit {limit}); "
+                         "close some and retry", retry_after_ms=1000)
+        self.limit = limit

@@ -124,6 +124,8 @@ class ServerProcess:
             "LIVEROOM_BUY_BURST": "100000",
             "LIVEROOM_EVENT_RATE_PER_S": "100000",
             "LIVEROOM_EVENT_BURST": "100000",
+            # Every simulated buyer connects from 127.0.0.1: no per-address connection cap.
+            "LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS": "0",
         })
         return env
 

@@ -132,6 +132,8 @@ class ServerUnderTest:
             self.process = subprocess.Popen(
                 [*_liveroom_command(), "serve", "--data-dir", str(self.data_dir), "--port",
                  str(self.port), "--log-level", "warning"],
+                # Hundreds of viewers from 127.0.0.1: no per-address connection cap.
+                env={**os.environ, "LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS": "0"},
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self.process
 

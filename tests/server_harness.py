@@ -121,6 +121,9 @@ class Client:
 async def live_server(
     redis_url: str, data_dir: Path, **overrides: Any
 ) -> AsyncIterator[LiveServer]:
+    # Tests drive many connections from 127.0.0.1: the per-address cap is off unless a test
+    # turns it on.
+    overrides.setdefault("max_connections_per_address", 0)
     settings = Settings(data_dir=data_dir, secret=TEST_SECRET, port=free_port(), **overrides)
     app = create_app(settings, redis_url)
     # The runner ``liveroom serve`` builds: the same header timeout.

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from multidict import CIMultiDict
 
 from tests.server_harness import LiveServer, live_server
@@ -239,4 +240,91 @@ async def _metrics(server: LiveServer) -> tuple[int, str]:
     async with server.http.get(server.url + "/metrics") as response:
         return response.status, await response.text()
 
+
+# -- connections per client address -------------------------------------------------------------
+
+
+async def _websocket(server: LiveServer, headers: dict[str, str] | None = None
+                     ) -> aiohttp.ClientWebSocketResponse:
+    ws = await server.http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket",
+                                      headers=headers or {})
+    assert (await ws.receive_str(timeout=5)).startswith("0{")
+    await ws.send_str("40" + orjson.dumps({"token": server.token()}).decode())
+    assert (await ws.receive_str(timeout=5)).startswith("40")
+    return ws
+
+
+async def test_an_address_over_its_cap_is_refused_429_and_others_are_served(
+        redis_url: str, data_dir: Path) -> None:
+    async with live_server(redis_url, data_dir, max_connections_per_address=3) as server:
+        sockets = [await _websocket(server) for _ in range(3)]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await _websocket(server)
+        assert refused.value.status == 429
+        async with server.http.get(server.url + "/api/time") as response:
+            assert response.status == 429
+            assert response.headers["Retry-After"] == "1"
+            body = await response.json()
+        assert body["error"]["code"] == "too_many_connections"
+        # A Socket.IO client sees its connection refused, not a hang.
+        with pytest.raises(Exception):  # noqa: B017, PT011 (socketio.exceptions.ConnectionError)
+            await server.connect(server.token())
+        # What GET /metrics would show (127.0.0.1 cannot ask just now: it is at its cap).
+        metrics = server.services.metrics.render()
+        assert "liveroom_busiest_address_connections 3" in metrics
+        refused_line = next(line for line in metrics.splitlines()
+                            if line.startswith("liveroom_connections_refused_total "))
+        assert float(refused_line.split()[1]) >= 3
+        # One closed: room for one more.
+        await sockets.pop().close()
+        await _until_admitted(server)
+        sockets.append(await _websocket(server))
+        for ws in sockets:
+            await ws.close()
+
+
+async def _until_admitted(server: LiveServer, within_s: float = 5.0) -> None:
+    """Wait until a request from 127.0.0.1 is admitted again (a closed websocket's handler
+    returns a moment after the client sees the close)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        async with aiohttp.ClientSession() as http, http.get(server.url + "/healthz") as r:
+            if r.status == 200:
+                return
+        assert time.monotonic() < deadline, "never admitted again"
+        await asyncio.sleep(0.05)
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_address_has_its_own_cap(
+        redis_url: str, data_dir: Path) -> None:
+    async with live_server(redis_url, data_dir, max_connections_per_address=2,
+                           trusted_proxies=("127.0.0.1",)) as server:
+        first = [await _websocket(server, {"X-Forwarded-For": "203.0.113.7"}) for _ in range(2)]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await _websocket(server, {"X-Forwarded-For": "203.0.113.7"})
+        assert refused.value.status == 429
+        other = await _websocket(server, {"X-Forwarded-For": "198.51.100.9"})
+        for ws in [*first, other]:
+            await ws.close()
+
+
+async def test_a_forged_forwarded_for_from_an_untrusted_peer_does_not_escape_the_cap(
+        redis_url: str, data_dir: Path) -> None:
+    async with live_server(redis_url, data_dir, max_connections_per_address=2) as server:
+        held = [await _websocket(server, {"X-Forwarded-For": f"198.51.100.{i}"})
+                for i in range(2)]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await _websocket(server, {"X-Forwarded-For": "198.51.100.77"})
+        assert refused.value.status == 429
+        for ws in held:
+            await ws.close()
+
+
+async def test_the_cap_is_off_at_zero(redis_url: str, data_dir: Path) -> None:
+    async with live_server(redis_url, data_dir, max_connections_per_address=0) as server:
+        sockets = [await _websocket(server) for _ in range(20)]
+        status, _ = await server.request("GET", "/api/time")
+        assert status == 200
+        for ws in sockets:
+            await ws.close()
 

@@ -1,4 +1,5 @@
-"""Transport limits of the HTTP edge (docs/protocol.md, "Transport limits").
+"""Transport limits and headers of the HTTP edge (docs/reliability.md, "Transport limits and
+headers").
 
 - **Header timeout.** aiohttp's ``keepalive_timeout`` (``runner_options``): its timer runs from
   a connection's start and again from each answer, and closes the connection if it is still
@@ -7,22 +8,37 @@
 - **Body timeout** (``body_deadline``): a request body that has not fully arrived
   ``http_body_timeout_s`` after its headers fails every read with ``BodyTimedOut``; the error
   middleware answers ``408 request_timeout`` and the connection closes.
+- **Connections per client address** (``ConnectionCap``): in-flight requests per address,
+  where a websocket or a long poll is in flight for its whole life; past the cap, ``429
+  too_many_connections`` and the connection closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 
 from aiohttp import StreamReader, web
 
+from ..addresses import UNKNOWN_ADDRESS, ClientAddresses
+from ..errors import error_body
+from ..exceptions import TooManyConnections
+from ..metrics import Counter, Metrics
 from ..settings import Settings
-from ._base import BodyTimedOut, HandlerFn
+from ._base import BodyTimedOut, HandlerFn, json_response
 
 __all__ = [
+    "ConnectionCap",
     "body_deadline",
     "runner_options",
 ]
+
+log = logging.getLogger("liveroom.http.transport")
+
+# At most one warning line about refused connections per this many seconds.
+REFUSAL_LOG_INTERVAL_S = 10.0
 
 
 def runner_options(settings: Settings) -> dict[str, Any]:
@@ -51,3 +67,68 @@ def body_deadline(timeout_s: float) -> Any:
 
     return deadline
 
+
+class ConnectionCap:
+    """Owner of the per-address count of in-flight requests on this process.
+
+    A websocket (Socket.IO's, after its upgrade request) and a long poll are in flight for as
+    long as they are open, so they count for their whole life; an idle keep-alive connection
+    does not count (the header timeout closes it). Counted by the client address
+    (``ClientAddresses``: the TCP peer, or the address a trusted proxy names).
+    """
+
+    def __init__(self, addresses: ClientAddresses, limit: int,
+                 metrics: Metrics | None = None) -> None:
+        self.addresses = addresses
+        self.limit = limit
+        self.counts: dict[str, int] = {}
+        self.refused: Counter | None = None
+        self._unlogged = 0
+        self._logged_at = 0.0
+        if metrics is not None:
+            self.refused = metrics.add(Counter(
+                "liveroom_connections_refused_total",
+                "Requests and websockets refused because their client address had "
+                "LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS open."))
+            metrics.gauge_from(
+                "liveroom_busiest_address_connections",
+                "In-flight requests and websockets of the client address that has the most.",
+                self.busiest)
+
+    def busiest(self) -> int:
+        return max(self.counts.values(), default=0)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: HandlerFn) -> web.StreamResponse:
+        address = self.addresses.of_request(request)
+        if address == UNKNOWN_ADDRESS:  # the connection is already gone
+            return await handler(request)
+        counts = self.counts
+        held = counts.get(address, 0)
+        if held >= self.limit:
+            return self._refuse(address)
+        counts[address] = held + 1
+        try:
+            return await handler(request)
+        finally:
+            left = counts[address] - 1
+            if left:
+                counts[address] = left
+            else:
+                del counts[address]
+
+    def _refuse(self, address: str) -> web.Response:
+        if self.refused is not None:
+            self.refused.inc()
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._logged_at >= REFUSAL_LOG_INTERVAL_S:
+            log.warning("refused %d request(s) over the cap of %d connections per address "
+                        "(latest from %s)", self._unlogged, self.limit, address)
+            self._unlogged = 0
+            self._logged_at = now
+        response = json_response({"error": error_body(TooManyConnections(self.limit))}, 429)
+        response.headers["Retry-After"] = "1"
+        # The connection goes too: an address over its cap holds one descriptor fewer.
+        response.force_close()
+        return response
