@@ -46,7 +46,7 @@ from .http.media import MediaRoutes
 from .http.ops import OpsRoutes, RedisProbe, metrics_middleware, register_edge_gauges
 from .http.pages import PageRoutes
 from .http.rooms import RoomRoutes
-from .http.transport import ConnectionCap, body_deadline
+from .http.transport import ConnectionCap, add_security_headers, body_deadline
 from .identity import TokenSigner
 from .media import RELAY_USER_ID, IceConfig, MediaService
 from .media_router import MediaRouter
@@ -335,6 +335,7 @@ def create_app(settings: Settings, redis_url: str, *,
     pages = PageRoutes()
     pages.add_to(app.router)
     app.on_response_prepare.append(pages.on_response_prepare)
+    app.on_response_prepare.append(add_security_headers)
     OpsRoutes(services.metrics, services.redis_probe).add_to(app.router)
 
     async def on_startup(_: web.Application) -> None:

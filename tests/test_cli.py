@@ -371,6 +371,7 @@ async def test_serve_applies_the_transport_limits(
             ws = await http.ws_connect(url + "/socket.io/?EIO=4&transport=websocket")
             async with http.get(url + "/api/time") as response:
                 assert response.status == 429
+                assert response.headers["X-Frame-Options"] == "DENY"
                 assert (await response.json())["error"]["code"] == "too_many_connections"
             await ws.close()
     finally:

@@ -21,6 +21,7 @@ import orjson
 import pytest
 from multidict import CIMultiDict
 
+from liveroom.http.transport import SECURITY_HEADERS
 from tests.server_harness import LiveServer, live_server
 
 # Generous: the limits below are 1 s; a connection must be gone well before this.
@@ -328,3 +329,60 @@ async def test_the_cap_is_off_at_zero(redis_url: str, data_dir: Path) -> None:
         for ws in sockets:
             await ws.close()
 
+
+# -- security headers ---------------------------------------------------------------------------
+
+
+def assert_security_headers(headers: Any, what: str) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert headers.get(name) == value, (what, name, headers.get(name))
+    csp = headers["Content-Security-Policy"]
+    for directive in ("default-src 'self'", "script-src 'self'", "object-src 'none'",
+                      "base-uri 'none'", "frame-ancestors 'none'", "connect-src 'self'",
+                      "img-src 'self' data: blob:", "media-src 'self' blob:"):
+        assert directive in csp, (what, directive)
+    assert "unsafe-inline" not in csp
+    assert "unsafe-eval" not in csp
+
+
+async def test_every_kind_of_response_carries_the_security_headers(
+        redis_url: str, data_dir: Path) -> None:
+    async with fast_server(redis_url, data_dir, max_connections_per_address=2) as server:
+        room_token = server.token("anchor", "Mei")
+        _, room = await server.request("POST", "/api/rooms", room_token, {"title": "Headers"})
+        for method, path, status in (
+                ("GET", "/", 200), ("GET", f"/r/{room['id']}", 200),
+                ("GET", f"/studio/{room['id']}", 200), ("GET", "/inspect", 200),
+                ("GET", "/verify/c_x", 200), ("GET", "/static/style.css", 200),
+                ("GET", "/static/lr.js", 200), ("GET", "/static/missing.js", 404),
+                ("GET", "/assets/socket.io.min.js", 200), ("GET", "/api/time", 200),
+                ("GET", f"/api/rooms/{room['id']}", 200), ("GET", "/api/rooms/r_none", 404),
+                ("GET", "/api/no-such-route", 404), ("GET", "/no-such-page", 404),
+                ("DELETE", "/api/rooms", 405), ("GET", "/api/me", 401),
+                ("POST", "/api/session", 400), ("GET", "/metrics", 200),
+                ("GET", "/healthz", 200), ("GET", "/readyz", 200),
+                ("GET", "/socket.io/?EIO=4&transport=polling", 200),
+                ("GET", "/socket.io/?EIO=9&transport=polling", 400),
+                ("GET", "/api/certificates/c_none/qr.svg", 404)):
+            async with server.http.request(method, server.url + path) as response:
+                assert response.status == status, (method, path, response.status)
+                assert_security_headers(response.headers, f"{method} {path}")
+        # 408
+        reader, writer = await open_raw(server)
+        writer.write(b"POST /api/session HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Length: 10\r\n\r\n{")
+        await writer.drain()
+        _, received = await closed_after(reader)
+        status, headers, _ = response_of(received)
+        assert status == 408
+        assert_security_headers(headers, "408")
+        writer.close()
+        # The websocket upgrade, then 429: 127.0.0.1's two connections are the websockets.
+        sockets = [await server.http.ws_connect(
+            server.url + "/socket.io/?EIO=4&transport=websocket") for _ in range(2)]
+        assert_security_headers(sockets[0]._response.headers, "websocket upgrade")
+        async with aiohttp.ClientSession() as other, other.get(server.url + "/") as response:
+            assert response.status == 429
+            assert_security_headers(response.headers, "429")
+        for ws in sockets:
+            await ws.close()
