@@ -40,7 +40,7 @@ from .commerce import (
 from .handoff_process import new_consumer
 from .http import Api
 from .http._base import error_middleware
-from .http.certificates import CertificateRoutes
+from .http.certificates import CertificateRoutes, LinkOrigin, default_allowed_hosts
 from .http.commerce import CommerceRoutes
 from .http.media import MediaRoutes
 from .http.ops import OpsRoutes, RedisProbe, metrics_middleware, register_edge_gauges
@@ -329,7 +329,8 @@ def create_app(settings: Settings, redis_url: str, *,
     RoomRoutes(api, services.signer, services.catalog, services.rooms, services.edge,
                services.media_router).add_to(app.router)
     CertificateRoutes(api, services.certificates, services.certificate_desk,
-                      settings.public_url).add_to(app.router)
+                      LinkOrigin(settings.public_url, default_allowed_hosts(settings))
+                      ).add_to(app.router)
     services.commerce_routes.add_to(app.router)
     MediaRoutes(api, services.ice).add_to(app.router)
     pages = PageRoutes()

@@ -3,7 +3,8 @@
     LiveroomError
     ├── InvalidInput            400 invalid_input      wrong type, missing field, bad value
     │   ├── PayloadTooLarge     413 payload_too_large
-    │   └── TextTooLong         400 text_too_long
+    │   ├── TextTooLong         400 text_too_long
+    │   └── HostNotAllowed      400 host_not_allowed  a Host header not in LIVEROOM_ALLOWED_HOSTS
     ├── Unauthorized            401 unauthorized       no or bad token
     ├── Forbidden               403 forbidden          role or ownership check failed
     │   ├── Banned              403 banned
@@ -28,6 +29,7 @@ from __future__ import annotations
 __all__ = [
     "Banned",
     "Forbidden",
+    "HostNotAllowed",
     "InvalidInput",
     "LiveroomError",
     "Muted",
@@ -77,6 +79,18 @@ class TextTooLong(InvalidInput):
         super().__init__(f"text has {length} characters; the limit is {limit}")
         self.length = length
         self.limit = limit
+
+
+class HostNotAllowed(InvalidInput):
+    """A link (a QR code's) would be built from a ``Host`` header the server was not told to
+    trust: set ``LIVEROOM_PUBLIC_URL``, or list the host in ``LIVEROOM_ALLOWED_HOSTS``."""
+
+    code = "host_not_allowed"
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"host {host[:100]!r} is not an allowed host for links; the operator "
+                         "sets LIVEROOM_PUBLIC_URL or LIVEROOM_ALLOWED_HOSTS")
+        self.host = host
 
 
 class Unauthorized(LiveroomError):

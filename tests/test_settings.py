@@ -164,3 +164,14 @@ def test_bad_transport_limits_are_refused_with_a_message(env: dict[str, str]) ->
     with pytest.raises(SettingsError, match="LIVEROOM_"):
         Settings.from_env(env)
 
+
+def test_the_qr_hosts_default_to_the_bind_address() -> None:
+    from liveroom.http.certificates import default_allowed_hosts
+
+    assert default_allowed_hosts(Settings(host="127.0.0.1", port=8080)) == (
+        "127.0.0.1:8080", "localhost:8080")
+    assert default_allowed_hosts(Settings(host="::1", port=9000)) == (
+        "[::1]:9000", "localhost:9000")
+    assert default_allowed_hosts(Settings(host="10.1.2.3", port=80)) == ("10.1.2.3:80",)
+    assert default_allowed_hosts(Settings(host="0.0.0.0", port=80,
+                                          allowed_hosts=("shop.example",))) == ("shop.example",)
