@@ -46,7 +46,7 @@ from .http.media import MediaRoutes
 from .http.ops import OpsRoutes, RedisProbe, metrics_middleware, register_edge_gauges
 from .http.pages import PageRoutes
 from .http.rooms import RoomRoutes
-from .http.transport import ConnectionCap, add_security_headers, body_deadline
+from .http.transport import BodyDeadline, ConnectionCap, add_security_headers
 from .identity import TokenSigner
 from .media import RELAY_USER_ID, IceConfig, MediaService
 from .media_router import MediaRouter
@@ -314,8 +314,8 @@ def build_services(settings: Settings, redis_url: str, *,
 def create_app(settings: Settings, redis_url: str, *,
                handoff_in_process: bool = True) -> web.Application:
     services = build_services(settings, redis_url, handoff_in_process=handoff_in_process)
-    middlewares = [metrics_middleware(services.metrics),
-                   body_deadline(settings.http_body_timeout_s)]
+    bodies = BodyDeadline(settings.http_body_timeout_s)
+    middlewares = [metrics_middleware(services.metrics), bodies.middleware]
     if settings.max_connections_per_address > 0:
         cap = ConnectionCap(services.addresses, settings.max_connections_per_address,
                             services.metrics)
@@ -343,6 +343,7 @@ def create_app(settings: Settings, redis_url: str, *,
         await services.start()
 
     async def on_cleanup(_: web.Application) -> None:
+        await bodies.close()
         await services.close()
 
     app.on_startup.append(on_startup)

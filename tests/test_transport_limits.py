@@ -19,9 +19,11 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import StreamReader
+from aiohttp.base_protocol import BaseProtocol
 from multidict import CIMultiDict
 
-from liveroom.http.transport import SECURITY_HEADERS
+from liveroom.http.transport import SECURITY_HEADERS, BodyDeadline
 from tests.server_harness import LiveServer, live_server
 
 # Generous: the limits below are 1 s; a connection must be gone well before this.
@@ -386,3 +388,26 @@ async def test_every_kind_of_response_carries_the_security_headers(
             assert_security_headers(response.headers, "429")
         for ws in sockets:
             await ws.close()
+
+
+async def test_body_timers_have_an_owner_that_cancels_them() -> None:
+    loop = asyncio.get_running_loop()
+    deadline = BodyDeadline(0.2)
+    arrived = StreamReader(BaseProtocol(loop), 2**16, loop=loop)
+    deadline._arm(arrived)
+    assert deadline.pending == 1
+    arrived.feed_data(b"{}")
+    arrived.feed_eof()
+    assert deadline.pending == 0, "cancelled when the body's last byte arrives"
+    late = StreamReader(BaseProtocol(loop), 2**16, loop=loop)
+    deadline._arm(late)
+    await asyncio.sleep(0.5)
+    with pytest.raises(TimeoutError):
+        await late.read()
+    left = StreamReader(BaseProtocol(loop), 2**16, loop=loop)
+    deadline._arm(left)
+    await deadline.close()
+    assert deadline.pending == 0
+    await asyncio.sleep(0.5)
+    left.feed_eof()
+    assert await left.read() == b"", "a closed owner fails no body"

@@ -21,7 +21,7 @@ HandlerFn = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class BodyTimedOut(TimeoutError):
-    """Set on a request body that did not arrive in time (``transport.body_deadline``): a read
+    """Set on a request body that did not arrive in time (``transport.BodyDeadline``): a read
     raises it, and the error middleware answers ``408 request_timeout``. It is a
     ``TimeoutError`` so that aiohttp's lingering read of an unread body, after the answer, ends
     on it and closes the connection instead of logging it."""

@@ -5,7 +5,7 @@ headers").
   a connection's start and again from each answer, and closes the connection if it is still
   waiting for a whole request then. Bytes that arrive do not push it back, so half-sent headers
   and a trickle of header bytes are cut like an idle keep-alive connection.
-- **Body timeout** (``body_deadline``): a request body that has not fully arrived
+- **Body timeout** (``BodyDeadline``): a request body that has not fully arrived
   ``http_body_timeout_s`` after its headers fails every read with ``BodyTimedOut``; the error
   middleware answers ``408 request_timeout`` and the connection closes.
 - **Connections per client address** (``ConnectionCap``): in-flight requests per address,
@@ -33,9 +33,9 @@ from ._base import BodyTimedOut, HandlerFn, json_response
 __all__ = [
     "CONTENT_SECURITY_POLICY",
     "SECURITY_HEADERS",
+    "BodyDeadline",
     "ConnectionCap",
     "add_security_headers",
-    "body_deadline",
     "runner_options",
 ]
 
@@ -81,26 +81,50 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
         headers.setdefault(name, value)
 
 
-def _expire(content: StreamReader, timeout_s: float) -> None:
-    if not content.is_eof():
-        content.set_exception(BodyTimedOut(timeout_s))
+class BodyDeadline:
+    """Owner of the body timers: every request body must have arrived ``timeout_s`` after its
+    headers, whoever reads it (our routes, python-engineio's polling POST) or does not.
 
+    Most bodies come with their headers and get no timer. Otherwise one timer per body, cancelled
+    the moment its last byte arrives; at the deadline every read of the body fails with
+    ``BodyTimedOut``. ``close()`` cancels the timers still pending.
+    """
 
-def body_deadline(timeout_s: float) -> Any:
-    """Middleware: every request body must have arrived ``timeout_s`` after its headers,
-    whoever reads it (our routes, python-engineio's polling POST) or does not."""
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._timers)
 
     @web.middleware
-    async def deadline(request: web.Request, handler: HandlerFn) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: HandlerFn) -> web.StreamResponse:
         content = request.content
-        # Most bodies came with their headers: no timer at all then.
         if request.body_exists and not content.is_eof():
-            timer = asyncio.get_running_loop().call_later(timeout_s, _expire, content, timeout_s)
-            # Cancelled the moment the last byte arrives.
-            content.on_eof(timer.cancel)
+            self._arm(content)
         return await handler(request)
 
-    return deadline
+    def _arm(self, content: StreamReader) -> None:
+        timers = self._timers
+
+        def expire() -> None:
+            timers.discard(timer)
+            if not content.is_eof():
+                content.set_exception(BodyTimedOut(self.timeout_s))
+
+        def arrived() -> None:
+            timer.cancel()
+            timers.discard(timer)
+
+        timer = asyncio.get_running_loop().call_later(self.timeout_s, expire)
+        timers.add(timer)
+        content.on_eof(arrived)
+
+    async def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
 
 
 class ConnectionCap:
