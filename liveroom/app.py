@@ -42,21 +42,23 @@ from .handoff_process import new_consumer
 from .http import Api
 from .http._base import error_middleware
 from .http.accounts import AccountRoutes
-from .http.certificates import CertificateRoutes
+from .http.certificates import CertificateRoutes, LinkOrigin, default_allowed_hosts
 from .http.commerce import CommerceRoutes
 from .http.media import MediaRoutes
 from .http.ops import OpsRoutes, RedisProbe, metrics_middleware, register_edge_gauges
 from .http.pages import PageRoutes
 from .http.rooms import RoomRoutes
+from .http.transport import BodyDeadline, ConnectionCap, add_security_headers
 from .identity import TokenSigner
 from .media import RELAY_USER_ID, IceConfig, MediaService
 from .media_router import MediaRouter
-from .metrics import Metrics
+from .metrics import Counter, Metrics
 from .rooms import RoomService
 from .sales import SaleDesk, StockBroadcaster
 from .settings import Settings
 from .sockets import SocketEdge
 from .sockets._base import create_sio
+from .sockets._engineio_internals import HandshakeDeadline
 from .sockets.commerce import CommerceEvents
 from .sockets.media import MediaEvents, MediaHealthPusher
 from .sockets.rooms import RoomEvents, ViewerCountPusher
@@ -110,6 +112,8 @@ class Services:
     figures_pusher: FiguresPusher
     commerce_routes: CommerceRoutes
     reaper: SlowClientReaper
+    # Closes Engine.IO sessions that never complete the Socket.IO connect.
+    handshakes: HandshakeDeadline
     metrics: Metrics
     redis_probe: RedisProbe
 
@@ -134,6 +138,7 @@ class Services:
         self.expiry_watcher.start()
         self.media_pusher.start()
         self.reaper.start()
+        self.handshakes.start()
 
     async def close(self) -> None:
         """Stop in reverse order: accepted buys are decided and pushed before Redis goes.
@@ -142,6 +147,7 @@ class Services:
         that lost its cancellation) is logged by name and cannot hold up the rest.
         """
         steps: list[CloseStep] = [
+            ("socket.io handshake deadline", self.handshakes.close),
             ("slow-client reaper", self.reaper.close),
             ("media relay", self.media.close),
             ("media health pusher", self.media_pusher.close),
@@ -228,6 +234,7 @@ def build_services(settings: Settings, redis_url: str, *,
         # Asked per peer connection: short-lived TURN credentials are minted fresh each time.
         partial(ice.servers_for, RELAY_USER_ID),
         now_ms=now_ms, on_change=media_pusher.changed,
+        connect_timeout_s=settings.rtc_connect_timeout_s,
     )
     router = MediaRouter(media, redis, bus, f"{socket.gethostname()}:{os.getpid()}",
                          several_workers=settings.workers > 1)
@@ -293,6 +300,11 @@ def build_services(settings: Settings, redis_url: str, *,
     # server (the first worker) that owns the consumer's process.
     upkeep = (OrderUpkeep(order_service, edge.emit_to, metrics)
               if handoff_in_process or settings.worker_index in (None, 0) else None)
+    handshake_timeouts = metrics.add(Counter(
+        "liveroom_socketio_handshake_timeouts_total",
+        "Engine.IO sessions closed for not completing the Socket.IO connect in time."))
+    handshakes = HandshakeDeadline(sio, settings.socket_connect_timeout_s,
+                                   on_timeout=handshake_timeouts.inc)
     return Services(settings=settings,
                     addresses=addresses,
                     redis=redis, accounts=accounts, signer=signer, bus=bus, catalog=catalog,
@@ -304,16 +316,21 @@ def build_services(settings: Settings, redis_url: str, *,
                     order_store=order_store, payments=payments, orders=order_service,
                     handoff=handoff, order_upkeep=upkeep, figures_pusher=figures_pusher,
                     commerce_routes=commerce_routes, reaper=SlowClientReaper(sio),
-                    metrics=metrics, redis_probe=RedisProbe(redis, metrics))
+                    handshakes=handshakes, metrics=metrics, redis_probe=RedisProbe(redis, metrics))
 
 
 def create_app(settings: Settings, redis_url: str, *,
                handoff_in_process: bool = True) -> web.Application:
     services = build_services(settings, redis_url, handoff_in_process=handoff_in_process)
-    app = web.Application(
-        middlewares=[metrics_middleware(services.metrics), error_middleware],
-        client_max_size=settings.max_payload_bytes * 2
-    )
+    bodies = BodyDeadline(settings.http_body_timeout_s)
+    middlewares = [metrics_middleware(services.metrics), bodies.middleware]
+    if settings.max_connections_per_address > 0:
+        cap = ConnectionCap(services.addresses, settings.max_connections_per_address,
+                            services.metrics)
+        middlewares.append(cap.middleware)
+    middlewares.append(error_middleware)
+    app = web.Application(middlewares=middlewares,
+                          client_max_size=settings.max_payload_bytes * 2)
     app[SERVICES_KEY] = services
     services.sio.attach(app)
     api = Api(services.signer, settings.max_payload_bytes)
@@ -322,18 +339,21 @@ def create_app(settings: Settings, redis_url: str, *,
     RoomRoutes(api, services.signer, services.catalog, services.rooms, services.edge,
                services.media_router, services.sales).add_to(app.router)
     CertificateRoutes(api, services.certificates, services.certificate_desk,
-                      settings.public_url).add_to(app.router)
+                      LinkOrigin(settings.public_url, default_allowed_hosts(settings))
+                      ).add_to(app.router)
     services.commerce_routes.add_to(app.router)
     MediaRoutes(api, services.ice).add_to(app.router)
     pages = PageRoutes()
     pages.add_to(app.router)
     app.on_response_prepare.append(pages.on_response_prepare)
+    app.on_response_prepare.append(add_security_headers)
     OpsRoutes(services.metrics, services.redis_probe).add_to(app.router)
 
     async def on_startup(_: web.Application) -> None:
         await services.start()
 
     async def on_cleanup(_: web.Application) -> None:
+        await bodies.close()
         await services.close()
 
     app.on_startup.append(on_startup)

@@ -4,7 +4,8 @@
     ├── InvalidInput            400 invalid_input      wrong type, missing field, bad value
     │   ├── PayloadTooLarge     413 payload_too_large
     │   ├── TextTooLong         400 text_too_long
-    │   └── InvalidPhone        400 invalid_phone      not an E.164 number
+    │   ├── InvalidPhone        400 invalid_phone      not an E.164 number
+    │   └── HostNotAllowed      400 host_not_allowed   a Host header not in LIVEROOM_ALLOWED_HOSTS
     ├── Unauthorized            401 unauthorized       no or bad token
     │   └── CodeRefused         401 otp_wrong | otp_expired | otp_exhausted
     ├── Forbidden               403 forbidden          role or ownership check failed
@@ -19,8 +20,10 @@
     ├── NotInRoom               409 not_in_room
     ├── NameReserved            409 name_reserved      the room's anchor goes by that name
     ├── RoomEnded               409 room_ended
+    ├── RequestTimeout          408 request_timeout   the request body did not arrive in time
     └── RateLimited             429 rate_limited
-        └── SlowMode            429 slow_mode
+        ├── SlowMode            429 slow_mode
+        └── TooManyConnections  429 too_many_connections  per client address
 
 Every error has a public ``code`` and an ``http_status``; the edges turn them into
 ``{"ok": false, "error": {"code", "message"}}`` (Socket.IO) or ``{"error": {...}}`` (HTTP).
@@ -32,6 +35,7 @@ __all__ = [
     "Banned",
     "CodeRefused",
     "Forbidden",
+    "HostNotAllowed",
     "InvalidInput",
     "InvalidPhone",
     "LiveroomError",
@@ -41,9 +45,11 @@ __all__ = [
     "NotInRoom",
     "PayloadTooLarge",
     "RateLimited",
+    "RequestTimeout",
     "RoomEnded",
     "SlowMode",
     "TextTooLong",
+    "TooManyConnections",
     "Unauthorized",
     "UnknownAnchor",
     "UnknownEvent",
@@ -91,6 +97,18 @@ class InvalidPhone(InvalidInput):
     def __init__(self, message: str = "phone must be an international number: +, the country "
                                       "code and the number (8-15 digits)") -> None:
         super().__init__(message)
+
+
+class HostNotAllowed(InvalidInput):
+    """A link (a QR code's) would be built from a ``Host`` header the server was not told to
+    trust: set ``LIVEROOM_PUBLIC_URL``, or list the host in ``LIVEROOM_ALLOWED_HOSTS``."""
+
+    code = "host_not_allowed"
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"host {host[:100]!r} is not an allowed host for links; the operator "
+                         "sets LIVEROOM_PUBLIC_URL or LIVEROOM_ALLOWED_HOSTS")
+        self.host = host
 
 
 class Unauthorized(LiveroomError):
@@ -220,6 +238,15 @@ class RoomEnded(LiveroomError):
         self.room_id = room_id
 
 
+class RequestTimeout(LiveroomError):
+    code = "request_timeout"
+    http_status = 408
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the request body did not arrive within {timeout_s:g} s")
+        self.timeout_s = timeout_s
+
+
 class RateLimited(LiveroomError):
     code = "rate_limited"
     http_status = 429
@@ -238,3 +265,14 @@ class SlowMode(RateLimited):
             retry_after_ms,
         )
         self.room_id = room_id
+
+
+class TooManyConnections(RateLimited):
+    """The client address already has ``limit`` requests or websockets open on this process."""
+
+    code = "too_many_connections"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"too many simultaneous connections from your address (limit {limit}); "
+                         "close some and retry", retry_after_ms=1000)
+        self.limit = limit

@@ -14,6 +14,7 @@ from aiohttp import web
 from .app import create_app, services_of
 from .collector import GC_PAUSE_BUCKETS_S, FullCollections
 from .handoff_process import HandoffProcess
+from .http.transport import runner_options
 from .logs import configure_logging
 from .metrics import Histogram, Metrics
 from .redis_server import EmbeddedRedis, RedisLaunchError
@@ -60,8 +61,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
     # Access logs cost a visible share of CPU under a buy burst; only in debug.
     access_log = logging.getLogger("aiohttp.access") if settings.log_level == "debug" else None
     collector: FullCollections | None = None
+    # The header timeout and the other transport limits (liveroom/http/transport.py).
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0,
-                           access_log=access_log)
+                           access_log=access_log, **runner_options(settings))
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port,

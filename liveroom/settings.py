@@ -6,6 +6,7 @@ Nothing else in the project reads ``os.environ``.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -17,6 +18,10 @@ from .addresses import parse_networks
 __all__ = ["Settings", "SettingsError"]
 
 ENV_PREFIX = "LIVEROOM_"
+# host[:port] with a DNS name or IPv4 address, or [IPv6][:port].
+_HOST_ENTRY = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+                         r"(?::[0-9]{1,5})?$")
+_PUBLIC_URL = re.compile(r"^https?://[^/\s?#]+(?:/[^\s?#]*)?$")
 ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 TURN_SCHEMES = ("turn:", "turns:")
 
@@ -93,6 +98,23 @@ class Settings:
     # "text" or "json" (one JSON object per line, see liveroom/logs.py).
     log_format: str = "text"
     public_url: str | None = None
+    # ``Host`` values (``host[:port]``) a QR code's link may be built from when ``public_url`` is
+    # unset; empty means the bind address ``host:port`` (and ``localhost:port`` on loopback).
+    allowed_hosts: tuple[str, ...] = ()
+    # Transport limits (liveroom/http/transport.py): a connection's request headers must arrive
+    # within this long of its start or of its previous answer (it also closes idle keep-alive
+    # connections), and a request body within this long of its headers (else 408).
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 30.0
+    # An Engine.IO session (websocket or polling) that has not completed the Socket.IO connect
+    # this long after opening is closed.
+    socket_connect_timeout_s: float = 10.0
+    # An ``rtc:watch`` peer connection that has not connected this long after its answer is
+    # closed and its ports freed.
+    rtc_connect_timeout_s: float = 15.0
+    # Simultaneous in-flight HTTP requests (a websocket or a long poll counts for its whole
+    # life) per client address and process; past it, 429 too_many_connections. 0 turns it off.
+    max_connections_per_address: int = 256
     # Addresses (or networks) of reverse proxies whose X-Forwarded-For is believed; a client's
     # address is otherwise the TCP peer's (liveroom/addresses.py).
     trusted_proxies: tuple[str, ...] = ()
@@ -167,12 +189,31 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}BUY_BATCH_TARGET must be from 1 to 512")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"log_format must be text or json, not {self.log_format!r}")
+        self._validate_transport()
         for name in ("trusted_proxies", "unlimited_addresses"):
             try:
                 parse_networks(getattr(self, name))
             except ValueError as exc:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()}: {exc}") from None
         self._validate_ice()
+
+    def _validate_transport(self) -> None:
+        for name in ("http_header_timeout_s", "http_body_timeout_s", "socket_connect_timeout_s",
+                     "rtc_connect_timeout_s"):
+            value = getattr(self, name)
+            if not 0 < value <= 3600:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be from above 0 to 3600 "
+                                    f"seconds, not {value}")
+        if self.max_connections_per_address < 0:
+            raise SettingsError(f"{ENV_PREFIX}MAX_CONNECTIONS_PER_ADDRESS must be 0 (off) or "
+                                "positive")
+        if self.public_url is not None and not _PUBLIC_URL.match(self.public_url):
+            raise SettingsError(f"{ENV_PREFIX}PUBLIC_URL must be http(s)://host[:port][/path], "
+                                f"not {self.public_url!r}")
+        for entry in self.allowed_hosts:
+            if not _HOST_ENTRY.match(entry):
+                raise SettingsError(f"{ENV_PREFIX}ALLOWED_HOSTS: {entry!r} is not host[:port] "
+                                    "(no scheme, no path)")
 
     def _validate_ice(self) -> None:
         """The one check of the ICE settings (the media relay builds on settings that passed

@@ -33,6 +33,7 @@ import uvloop
 from aiohttp import web
 
 from liveroom.app import create_app, services_of
+from liveroom.http.transport import runner_options
 from liveroom.identity import Role, User, new_user_id
 from liveroom.redis_server import EmbeddedRedis, free_port
 from liveroom.settings import Settings
@@ -101,10 +102,11 @@ async def run_bench(bursts: int, size: int, members: int) -> BurstResult:
 async def _run_in(workdir: Path, bursts: int, size: int, members: int) -> BurstResult:
     redis = EmbeddedRedis(data_dir=workdir / "redis", persist=True)
     await redis.start()
+    # Every member connects from 127.0.0.1: no per-address connection cap.
     settings = Settings(data_dir=workdir / "data", port=free_port(), buy_rate_per_s=1e9,
-                        buy_burst=10**9)
+                        buy_burst=10**9, max_connections_per_address=0)
     app = create_app(settings, redis.url, handoff_in_process=False)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, **runner_options(settings))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", settings.port).start()
     try:

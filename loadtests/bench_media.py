@@ -286,7 +286,9 @@ async def _relay_main(conn: Connection, reencode: bool, ingest_rcvbuf: int) -> N
 
     # Re-encoding viewers get the same ~1 Mbps as forwarded ones (they send no REMB).
     vpx.DEFAULT_BITRATE = vpx.MIN_BITRATE = VIDEO_BITRATE
-    service = MediaService(ice_servers=[])
+    # Hundreds of viewers connect at once on a busy machine: the 15 s limit on a viewer's ICE
+    # (meant for peers that never finish it) must not cut slow ones out of the measurement.
+    service = MediaService(ice_servers=[], connect_timeout_s=3600.0)
     source_tracks: dict[str, Any] = {}
     relay = MediaRelay()
     pcs: list[Any] = []

@@ -14,9 +14,11 @@ import aiohttp
 import orjson
 import socketio
 from aiohttp import web
+from multidict import CIMultiDict
 
 from liveroom.accounts import buyer
 from liveroom.app import Services, create_app, services_of
+from liveroom.http.transport import runner_options
 from liveroom.identity import Role, User, new_user_id
 from liveroom.redis_server import free_port
 from liveroom.settings import Settings
@@ -55,6 +57,28 @@ class LiveServer:
                                      headers=headers) as response:
             body = await response.json(content_type=None)
             return response.status, body
+
+    async def raw_request(self, head: bytes, body: bytes = b"", timeout: float = 10
+                          ) -> tuple[int, CIMultiDict[str], bytes]:
+        """Send ``head`` (request line and header lines, bytes no HTTP client would send) with
+        ``Connection: close`` and ``body``; the answer's status, headers and body."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.settings.port)
+        try:
+            extra = b"Content-Length: %d\r\n" % len(body) if body else b""
+            writer.write(head.rstrip(b"\r\n") + b"\r\nConnection: close\r\n" + extra
+                         + b"\r\n" + body)
+            await writer.drain()
+            async with asyncio.timeout(timeout):
+                raw = await reader.read(-1)
+        finally:
+            writer.close()
+        top, _, content = raw.partition(b"\r\n\r\n")
+        lines = top.decode("latin-1").split("\r\n")
+        headers: CIMultiDict[str] = CIMultiDict()
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers.add(name.strip(), value.strip())
+        return int(lines[0].split()[1]), headers, content
 
     async def connect(self, token: str) -> Client:
         sio = socketio.AsyncClient(reconnection=False)
@@ -113,9 +137,13 @@ async def live_server(
 ) -> AsyncIterator[LiveServer]:
     # Tests sign buyers in as the demo and load tests do: one-time codes are echoed.
     overrides.setdefault("otp_echo", True)
+    # Tests drive many connections from 127.0.0.1: the per-address cap is off unless a test
+    # turns it on.
+    overrides.setdefault("max_connections_per_address", 0)
     settings = Settings(data_dir=data_dir, secret=TEST_SECRET, port=free_port(), **overrides)
     app = create_app(settings, redis_url)
-    runner = web.AppRunner(app, access_log=None)
+    # The runner ``liveroom serve`` builds: the same header timeout.
+    runner = web.AppRunner(app, access_log=None, **runner_options(settings))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", settings.port)
     await site.start()

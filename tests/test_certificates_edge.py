@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from liveroom.clock import now_ms
-from tests.server_harness import Client, LiveServer
+from tests.server_harness import Client, LiveServer, live_server
+from tests.trustbadges.test_qr import decode_svg
 from trustbadges import DB_FILE
 
 VAULT_DETAILS = {"material": "nephrite jade", "weight_mg": 48_200, "grade": "A",
@@ -224,3 +227,69 @@ async def test_sales_carry_the_products_current_badges(server: LiveServer) -> No
     assert ended["badges"] == sale["badges"]
     pushed = await viewer.wait_for("sale", lambda d: d["status"] == "ended", 2)
     assert pushed["badges"] == sale["badges"]
+
+
+# -- the QR code's link comes from configuration, never from a forged Host ----------------------
+
+
+async def _issued(server: LiveServer) -> str:
+    _, _, phone = await anchor_room_with(server, "phone_used")
+    status, cert = await server.request("POST", "/api/certificates",
+                                        server.token("inspector", "Iris"), {
+        "kind": "inspection", "product_id": phone["id"], "details": INSPECTION_DETAILS})
+    assert status == 201, cert
+    return str(cert["id"])
+
+
+async def _qr(server: LiveServer, cert_id: str, host: bytes) -> tuple[int, Any, bytes]:
+    return await server.raw_request(
+        b"GET /api/certificates/" + cert_id.encode() + b"/qr.svg HTTP/1.1\r\nHost: " + host)
+
+
+async def test_a_forged_host_gets_no_qr_code(server: LiveServer) -> None:
+    cert_id = await _issued(server)
+    for forged in (b"evil.example", b"evil.example:%d" % server.settings.port,
+                   b"127.0.0.1.evil.example", "évil.example".encode(), b"127.0.0.1:1"):
+        status, headers, body = await _qr(server, cert_id, forged)
+        assert headers["Content-Type"].startswith("application/json"), forged
+        assert (status, orjson.loads(body)["error"]["code"]) == (400, "host_not_allowed")
+        assert b"evil" not in body or b"LIVEROOM_PUBLIC_URL" in body
+
+
+async def test_an_allowed_host_gets_its_qr_code_kept_privately_and_per_host(
+        server: LiveServer) -> None:
+    cert_id = await _issued(server)
+    port = server.settings.port
+    for host in (b"127.0.0.1:%d" % port, b"localhost:%d" % port, b"LOCALHOST:%d" % port):
+        status, headers, body = await _qr(server, cert_id, host)
+        assert status == 200, body
+        assert decode_svg(body.decode()) == [f"http://{host.decode().lower()}/verify/{cert_id}"]
+        assert headers["Vary"] == "Host"
+        assert headers["Cache-Control"].startswith("private")
+
+
+async def test_with_a_public_url_every_host_gets_the_public_link_cached_publicly(
+        redis: Any, redis_url: str, data_dir: Path) -> None:
+    async with live_server(redis_url, data_dir, public_url="https://shop.example/live") as server:
+        cert_id = await _issued(server)
+        for host in (b"evil.example", b"127.0.0.1:%d" % server.settings.port):
+            status, headers, body = await _qr(server, cert_id, host)
+            assert status == 200, body
+            assert decode_svg(body.decode()) == [f"https://shop.example/live/verify/{cert_id}"]
+            assert headers["Cache-Control"] == "public, max-age=86400"
+
+
+async def test_allowed_hosts_replace_the_bind_address(redis: Any, redis_url: str,
+                                                      data_dir: Path) -> None:
+    async with live_server(redis_url, data_dir,
+                           allowed_hosts=("shop.example", "[2001:db8::1]:8443")) as server:
+        cert_id = await _issued(server)
+        status, _, body = await _qr(server, cert_id, b"Shop.Example")
+        assert status == 200, body
+        assert decode_svg(body.decode()) == [f"http://shop.example/verify/{cert_id}"]
+        status, _, body = await _qr(server, cert_id, b"shop.example:80")
+        assert status == 200, body
+        status, _, body = await _qr(server, cert_id, b"[2001:db8::1]:8443")
+        assert decode_svg(body.decode()) == [f"http://[2001:db8::1]:8443/verify/{cert_id}"]
+        status, _, body = await _qr(server, cert_id, b"127.0.0.1:%d" % server.settings.port)
+        assert (status, orjson.loads(body)["error"]["code"]) == (400, "host_not_allowed")

@@ -22,6 +22,8 @@ LIVEROOM = [sys.executable, "-m", "liveroom"]
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEROOM_")}
+    # Every client of these servers is 127.0.0.1: no per-address connection cap.
+    env["LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS"] = "0"
     env.update(extra)
     return env
 
@@ -346,3 +348,33 @@ async def test_token_alone_is_on_stdout(tmp_path: Path) -> None:
     assert code == 0
     assert len(out.split()) == 1, "TOKEN=$(liveroom token ...) must capture just the token"
     assert "anchor Mei" in err
+
+
+async def test_serve_applies_the_transport_limits(
+    tmp_path: Path, redis: aioredis.Redis, redis_url: str,
+) -> None:
+    """``liveroom serve`` builds its runner with the header timeout, and the connection cap is on
+    unless turned off (the other tests here turn it off: their clients are all 127.0.0.1)."""
+    port = free_port()
+    env = _env(LIVEROOM_HTTP_HEADER_TIMEOUT_S="1", LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS="1",
+               LIVEROOM_REDIS_URL=redis_url)
+    proc, _ = await _serve_until_ready("--data-dir", str(tmp_path), "--port", str(port),
+                                       env=env)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /api/time HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        await writer.drain()
+        async with asyncio.timeout(10):
+            assert await reader.read() == b"", "closed, unanswered"
+        writer.close()
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(url + "/socket.io/?EIO=4&transport=websocket")
+            async with http.get(url + "/api/time") as response:
+                assert response.status == 429
+                assert response.headers["X-Frame-Options"] == "DENY"
+                assert (await response.json())["error"]["code"] == "too_many_connections"
+            await ws.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0

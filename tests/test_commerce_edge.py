@@ -286,6 +286,23 @@ async def test_payment_callback_refuses_a_forged_signature(server: LiveServer) -
     assert (status, body["error"]["code"]) == (401, "bad_signature")
 
 
+@pytest.mark.parametrize("signature", [
+    "é".encode(), b"\xff\xfe", "签名".encode() * 20, b"0" * 63 + "é".encode(),  # not ASCII
+    b"", b"0" * 63, b"0" * 65, b"0" * 4000, b"zz" * 32, b"0" * 64,  # ASCII of any length
+])
+async def test_any_signature_bytes_are_refused_401_never_500(server: LiveServer,
+                                                             signature: bytes) -> None:
+    """A non-ASCII signature made hmac.compare_digest raise TypeError: a 500."""
+    status, headers, body = await server.raw_request(
+        b"POST /api/payments/callback HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nX-Sandbox-Signature: " + signature,
+        b'{"payment_id": "pay_x", "status": "approved", "amount_cents": 100}')
+    assert headers["Content-Type"].startswith("application/json")
+    assert (status, orjson.loads(body)["error"]["code"]) == (401, "bad_signature")
+    status, _ = await server.request("GET", "/api/time")
+    assert status == 200
+
+
 async def test_rest_checkout_places_the_order_once_and_only_for_the_holder(
     server: LiveServer
 ) -> None:

@@ -257,3 +257,34 @@ async def test_a_broadcast_to_lean_sockets_skips_whom_it_is_told_and_carries_bin
         assert seen[1] == ['42["announcement",{"n":1}]', placeholder, b"\x00\x01jade"]
         assert seen[2] == ['42["announcement",{"n":1}]', '42["announcement",{"n":2}]',
                            placeholder, b"\x00\x01jade"]
+
+
+def test_handshake_deadline_internals_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from liveroom.settings import Settings
+    from liveroom.sockets._base import create_sio
+    from liveroom.sockets._engineio_internals import HandshakeDeadline, check_handshake_internals
+
+    sio = create_sio(Settings(), "redis://127.0.0.1:1/0")
+    # python-socketio registers its engine connect handler where the deadline wraps it.
+    assert sio.eio.handlers["connect"] == sio._handle_eio_connect
+    assert sio.manager.sid_from_eio_sid("no-such-session", "/") is None
+    HandshakeDeadline(sio, 5.0)
+    assert sio.eio.handlers["connect"] != sio._handle_eio_connect
+    check_handshake_internals(sio)
+    monkeypatch.delitem(sio.eio.handlers, "connect")
+    with pytest.raises(internals.EngineioIncompatible):
+        check_handshake_internals(sio)
+
+
+async def test_handshake_deadline_notes_sessions_and_lets_connected_ones_be(
+        redis_url: str, data_dir: Any) -> None:
+    async with live_server(redis_url, data_dir, socket_connect_timeout_s=0.5) as server:
+        deadline = server.services.handshakes
+        client = await server.connect(server.token())
+        [eio_sid] = server.services.sio.eio.sockets
+        assert server.services.sio.manager.sid_from_eio_sid(eio_sid, "/") is not None
+        await asyncio.sleep(1.5)  # past the deadline: the loop has swept it
+        assert deadline.pending == 0
+        assert deadline.closed == 0
+        assert eio_sid in server.services.sio.eio.sockets
+        assert (await client.call("ping", {}))["ok"]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
@@ -450,6 +451,148 @@ async def test_fuzzed_rest_call_answers_an_error_and_changes_nothing(
         assert await snapshot(world) == before, f"a refused request changed state: {context}"
     status, _ = await world.server.request("GET", "/api/time")
     assert status == 200, "the server keeps serving"
+
+
+# -- raw header bytes ---------------------------------------------------------------------------
+
+HEADER_NAMES = (b"Authorization", b"X-Sandbox-Signature", b"Host", b"X-Forwarded-For",
+                b"Content-Type", b"Cookie", b"Accept", b"Origin", b"User-Agent", b"X-Any_Thing")
+HEADER_TARGETS = (
+    ("GET", "/api/time"), ("GET", "/api/me"), ("GET", "/api/rooms/$room"),
+    ("GET", "/api/certificates/$certificate/qr.svg"), ("POST", "/api/payments/callback"),
+    ("POST", "/api/session"), ("GET", "/r/$room"), ("GET", "/static/lr.js"), ("GET", "/metrics"),
+    ("GET", "/socket.io/?EIO=4&transport=polling"),
+)
+# Any bytes but CR and LF (which end the header line: request smuggling is the parser's own
+# matter, not what is fuzzed here), and some that did harm.
+header_values = st.one_of(
+    st.binary(max_size=80).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")),
+    st.text(max_size=40).map(lambda t: t.encode("utf-8", "surrogatepass").replace(
+        b"\r", b"").replace(b"\n", b"")),
+    st.sampled_from(["é".encode(), b"\xff\xfe", b"\x00", "Bearer 签名".encode(), b"\x7f",
+                     "🙂".encode(), b"a" * 9000, b"a" * 8000, b"0" * 63 + "é".encode(),
+                     b"999.1.1.1, ::zz, \xff, 10.0.0.1", b"evil.example", b"[::1",
+                     b"127.0.0.1:1", b"Bearer " + b"A" * 7000, b" \t ", b""]),
+)
+
+
+# Headers aiohttp's parser refuses to see twice.
+SINGLETON_HEADERS = {b"Host", b"Content-Type", b"User-Agent"}
+
+
+def parser_refuses(fields: list[tuple[bytes, bytes]]) -> bool:
+    """What aiohttp's HTTP parser itself answers with a plain-text 400 before any route runs:
+    control characters in a value (tab aside), a header line over 8190 bytes, a second Host."""
+    names = [name for name, _ in fields]
+    return any(
+        any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in value)
+        or len(name) + 2 + len(value) > 8190
+        or (name in SINGLETON_HEADERS and names.count(name) > 1)
+        for name, value in fields)
+
+
+@settings(FUZZ, max_examples=200)
+@given(target=st.sampled_from(HEADER_TARGETS),
+       fields=st.lists(st.tuples(st.sampled_from(HEADER_NAMES), header_values), min_size=1,
+                       max_size=3))
+async def test_fuzzed_header_bytes_are_answered_never_a_500(
+        world: World, target: tuple[str, str], fields: list[tuple[bytes, bytes]]) -> None:
+    """Non-ASCII, control and oversized bytes in any header (a signature, a token, Host,
+    X-Forwarded-For from an untrusted peer): a 4xx with the error JSON, or the parser's plain
+    400 for what it refuses, and never a 500."""
+    method, path = target
+    path = path.replace("$room", world.ids["$room"]).replace(
+        "$certificate", world.ids["$certificate"])
+    head = f"{method} {path} HTTP/1.1\r\n".encode()
+    if not any(name == b"Host" for name, _ in fields):
+        fields = [(b"Host", b"127.0.0.1:%d" % world.server.settings.port), *fields]
+    for name, value in fields:
+        head += name + b": " + value + b"\r\n"
+    body = b'{"name": "Fuzz"}' if method == "POST" else b""
+    status, headers, content = await world.server.raw_request(head, body)
+    context = (method, path, fields, status, content[:300])
+    assert status < 500, context
+    if parser_refuses(fields):
+        assert status == 400, context
+    elif status >= 400:
+        assert headers.get("Content-Type", "").startswith("application/json"), context
+        assert_error_shape(orjson.loads(content).get("error"), context)
+        assert headers.get("X-Content-Type-Options") == "nosniff", context
+    hosts = [value for name, value in fields if name == b"Host"]
+    if path.endswith("qr.svg") and status == 200:
+        # Only the server's own address (or one the operator allowed) makes a QR code.
+        allowed = {f"127.0.0.1:{world.server.settings.port}",
+                   f"localhost:{world.server.settings.port}"}
+        assert hosts, context
+        assert hosts[-1].decode().strip().lower() in allowed, context
+    status, _ = await world.server.request("GET", "/api/time")
+    assert status == 200, "the server keeps serving"
+
+
+async def test_a_forged_host_or_forwarded_for_changes_no_link_and_no_address(
+        world: World) -> None:
+    cert = world.ids["$certificate"]
+    port = world.server.settings.port
+    for forged in (b"evil.example", "évil.example".encode(), b"evil.example:%d" % port,
+                   b"127.0.0.1:%d.evil.example" % port, b""):
+        status, _, content = await world.server.raw_request(
+            b"GET /api/certificates/" + cert.encode() + b"/qr.svg HTTP/1.1\r\nHost: " + forged)
+        assert (status, orjson.loads(content)["error"]["code"]) == (400, "host_not_allowed")
+    # X-Forwarded-For from a peer that is not a trusted proxy is ignored, garbage or not.
+    addresses = world.server.services.addresses
+    for garbage in ("\udcff", "999.1.1.1", "::zz, 10.0.0.1", "1.2.3.4", "a" * 4000, ", , ,"):
+        assert addresses.resolve("127.0.0.1", garbage) == "127.0.0.1"
+        status, _, _ = await world.server.raw_request(
+            b"GET /api/time HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: "
+            + garbage.encode("utf-8", "surrogateescape"))
+        assert status == 200
+
+
+async def test_slow_headers_and_bodies_are_cut_and_others_served(
+        redis: aioredis.Redis, redis_url: str, data_dir: Path) -> None:
+    """Slowloris: a hundred connections that send headers or a body a byte at a time are closed
+    (bodies answered 408) within the limits, while a normal client is served throughout."""
+    async with live_server(redis_url, data_dir, http_header_timeout_s=1.0,
+                           http_body_timeout_s=1.0) as server:
+        port = server.settings.port
+
+        async def slow(head: bytes, trickle: bytes) -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(head)
+            received = b""
+            try:
+                async with asyncio.timeout(15):
+                    for byte in trickle:
+                        writer.write(bytes([byte]))
+                        await writer.drain()
+                        try:
+                            chunk = await asyncio.wait_for(reader.read(4096), 0.25)
+                        except TimeoutError:
+                            continue
+                        if not chunk:
+                            break
+                        received += chunk
+                    received += await reader.read(-1)
+            except ConnectionError:
+                pass
+            finally:
+                writer.close()
+            return received
+
+        slow_heads = [slow(b"GET /api/time HTTP/1.1\r\n", b"X-Slow: " + b"a" * 200)
+                      for _ in range(50)]
+        slow_bodies = [slow(b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n"
+                            b"\r\n", b"{" + b"a" * 200) for _ in range(50)]
+        everything = asyncio.gather(*slow_heads, *slow_bodies)
+        for _ in range(5):
+            status, _ = await server.request("GET", "/api/time")
+            assert status == 200
+            await asyncio.sleep(0.2)
+        results = await everything
+        assert all(result == b"" for result in results[:50]), "headers never finished: closed"
+        for result in results[50:]:
+            assert result.startswith(b"HTTP/1.1 408"), result[:200]
+            assert b'"request_timeout"' in result
 
 
 # -- oversize frames and payloads ---------------------------------------------------------------

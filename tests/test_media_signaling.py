@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from aiortc import RTCPeerConnection
 
-from tests.media.conftest import start_broadcaster, start_viewer, wait_until
+from tests.media.conftest import new_pc, start_broadcaster, start_viewer, wait_until
 from tests.server_harness import Client, LiveServer, live_server
 
 
@@ -327,3 +329,56 @@ async def test_the_anchors_disconnect_ends_the_broadcast_and_closes_viewers(
         for viewer in viewers:
             await viewer.close()
         await broadcaster.pc.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_viewer_that_never_finishes_ice_is_closed_and_its_ports_freed(
+    redis: aioredis.Redis, redis_url: str, data_dir: Path,
+) -> None:
+    """``rtc:watch`` peers that never complete ICE held about 200 descriptors for 30 s and more;
+    now each is closed once ``LIVEROOM_RTC_CONNECT_TIMEOUT_S`` passes (1 s here)."""
+    async with live_server(redis_url, data_dir, rtc_connect_timeout_s=1.0) as server:
+        anchor, room_id = await setup_room(server)
+        broadcaster = await start_broadcaster(SocketSignal(anchor),  # type: ignore[arg-type]
+                                              room_id)
+        good_client = await viewer_client(server, room_id, "Good")
+        good = await start_viewer(SocketSignal(good_client), room_id,  # type: ignore[arg-type]
+                                  good_client.sio.sid)
+        media = server.services.media
+        stalled: list[RTCPeerConnection] = []
+        try:
+            await wait_until(lambda: good.video_count >= 5, 15, "the good viewer decodes")
+            # Ten viewers that make an offer and never apply the answer: no ICE ever completes.
+            clients = []
+            for i in range(10):
+                clients.append(await viewer_client(server, room_id, f"stall{i}"))
+                pc = new_pc()
+                stalled.append(pc)
+                pc.addTransceiver("video", direction="recvonly")
+                await pc.setLocalDescription(await pc.createOffer())
+            before = _open_fds()  # the stalled clients' own sockets are open from here on
+            for client, pc in zip(clients, stalled, strict=True):
+                ack = await client.call("rtc:watch", {
+                    "room": room_id, "sdp": pc.localDescription.sdp, "type": "offer"})
+                assert ack["ok"], ack
+            assert media.peer_connection_count == 12
+            peak = _open_fds()
+            assert peak > before, "each relay peer connection holds sockets"
+            await wait_until(lambda: media.peer_connection_count == 2, 10,
+                             "the stalled viewers' peer connections are closed")
+            assert viewer_sids(server, room_id) == set(server.sids_of("Good"))
+            assert media.viewers_timed_out == 10
+            # Their sockets are closed (a few descriptors of slack for anything else the
+            # process may open meanwhile, such as a Redis connection).
+            await wait_until(lambda: _open_fds() <= before + 3, 10, "their sockets are closed")
+            count = good.video_count
+            await wait_until(lambda: good.video_count >= count + 10, 5,
+                             "the connected viewer, past its own deadline, keeps decoding")
+        finally:
+            for pc in stalled:
+                await pc.close()
+            await good.close()
+            await broadcaster.pc.close()

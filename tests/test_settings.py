@@ -132,3 +132,52 @@ async def test_buy_batching_from_the_environment_reaches_the_batcher(
     for bad in ({"LIVEROOM_BUY_BATCH_MAX_MS": "0"}, {"LIVEROOM_BUY_BATCH_TARGET": "600"}):
         with pytest.raises(SettingsError, match="BUY_BATCH"):
             Settings.from_env(bad)
+
+
+def test_transport_limits_have_sane_defaults_and_come_from_the_environment() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.http_header_timeout_s, defaults.http_body_timeout_s,
+            defaults.socket_connect_timeout_s, defaults.rtc_connect_timeout_s) == (
+        10.0, 30.0, 10.0, 15.0)
+    assert defaults.max_connections_per_address == 256
+    assert (defaults.allowed_hosts, defaults.public_url) == ((), None)
+    settings = Settings.from_env({
+        "LIVEROOM_HTTP_HEADER_TIMEOUT_S": "2.5", "LIVEROOM_HTTP_BODY_TIMEOUT_S": "4",
+        "LIVEROOM_SOCKET_CONNECT_TIMEOUT_S": "3", "LIVEROOM_RTC_CONNECT_TIMEOUT_S": "20",
+        "LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS": "0",
+        "LIVEROOM_ALLOWED_HOSTS": "shop.example, shop.example:8443 ,[::1]:8080",
+        "LIVEROOM_PUBLIC_URL": "https://shop.example/live"})
+    assert (settings.http_header_timeout_s, settings.http_body_timeout_s,
+            settings.socket_connect_timeout_s, settings.rtc_connect_timeout_s) == (
+        2.5, 4.0, 3.0, 20.0)
+    assert settings.max_connections_per_address == 0
+    assert settings.allowed_hosts == ("shop.example", "shop.example:8443", "[::1]:8080")
+    assert settings.public_url == "https://shop.example/live"
+
+
+@pytest.mark.parametrize("env", [
+    {"LIVEROOM_HTTP_HEADER_TIMEOUT_S": "0"}, {"LIVEROOM_HTTP_BODY_TIMEOUT_S": "-1"},
+    {"LIVEROOM_SOCKET_CONNECT_TIMEOUT_S": "soon"}, {"LIVEROOM_RTC_CONNECT_TIMEOUT_S": "7200"},
+    {"LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS": "-5"},
+    {"LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS": "many"},
+    {"LIVEROOM_ALLOWED_HOSTS": "https://shop.example"},
+    {"LIVEROOM_ALLOWED_HOSTS": "shop.example/path"},
+    {"LIVEROOM_ALLOWED_HOSTS": "*.example"},
+    {"LIVEROOM_PUBLIC_URL": "shop.example"}, {"LIVEROOM_PUBLIC_URL": "javascript:alert(1)"},
+    {"LIVEROOM_PUBLIC_URL": "https://shop.example/?q=1"},
+])
+def test_bad_transport_limits_are_refused_with_a_message(env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError, match="LIVEROOM_"):
+        Settings.from_env(env)
+
+
+def test_the_qr_hosts_default_to_the_bind_address() -> None:
+    from liveroom.http.certificates import default_allowed_hosts
+
+    assert default_allowed_hosts(Settings(host="127.0.0.1", port=8080)) == (
+        "127.0.0.1:8080", "localhost:8080")
+    assert default_allowed_hosts(Settings(host="::1", port=9000)) == (
+        "[::1]:9000", "localhost:9000")
+    assert default_allowed_hosts(Settings(host="10.1.2.3", port=80)) == ("10.1.2.3:80",)
+    assert default_allowed_hosts(Settings(host="0.0.0.0", port=80,
+                                          allowed_hosts=("shop.example",))) == ("shop.example",)

@@ -117,6 +117,8 @@ async def running_cluster(workdir: Path, data_dir: Path | None = None,
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEROOM_")}
     env["LIVEROOM_SECRET"] = SECRET
+    # Every client of the cluster is 127.0.0.1: no per-address connection cap.
+    env["LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS"] = "0"
     args = ["--data-dir", str(data_dir or workdir)]
     if redis_url is not None:
         args += ["--redis-url", redis_url]

@@ -10,14 +10,25 @@ import orjson
 from aiohttp import web
 
 from ..errors import error_body, error_status
-from ..exceptions import InvalidInput, PayloadTooLarge, Unauthorized
+from ..exceptions import InvalidInput, PayloadTooLarge, RequestTimeout, Unauthorized
 from ..identity import TokenSigner, User
 from ..payload import Payload
 
-__all__ = ["Api", "error_middleware", "json_response"]
+__all__ = ["Api", "BodyTimedOut", "error_middleware", "json_response"]
 
 log = logging.getLogger("liveroom.http")
 HandlerFn = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class BodyTimedOut(TimeoutError):
+    """Set on a request body that did not arrive in time (``transport.BodyDeadline``): a read
+    raises it, and the error middleware answers ``408 request_timeout``. It is a
+    ``TimeoutError`` so that aiohttp's lingering read of an unread body, after the answer, ends
+    on it and closes the connection instead of logging it."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"request body not received within {timeout_s:g} s")
+        self.timeout_s = timeout_s
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -32,6 +43,11 @@ def _error_response(exc: BaseException) -> web.Response:
 async def error_middleware(request: web.Request, handler: HandlerFn) -> web.StreamResponse:
     try:
         return await handler(request)
+    except BodyTimedOut as exc:
+        # Answer, then close: the rest of that body would still be on its way.
+        response = _error_response(RequestTimeout(exc.timeout_s))
+        response.force_close()
+        return response
     except web.HTTPRequestEntityTooLarge:
         too_large = PayloadTooLarge(request.content_length or 0, request.client_max_size)
         return _error_response(too_large)

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 import inventory
-from orders import Actor, Order, OrderService
+from orders import Actor, BadSignature, Order, OrderService
 
 from ..catalog import Catalog
 from ..commerce import push_order
@@ -161,9 +161,13 @@ class CommerceRoutes:
         return json_response({"quote": dataclasses.asdict(quote)})
 
     async def payment_callback(self, request: web.Request) -> web.Response:
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        if not signature.isascii():
+            # A hex digest is ASCII; other bytes (decoded by aiohttp as UTF-8 with surrogate
+            # escapes) cannot match, and hmac.compare_digest refuses non-ASCII strings outright.
+            raise BadSignature()
         raw = await request.read()
-        order = await self.orders.handle_payment_callback(
-            raw, request.headers.get(SIGNATURE_HEADER, ""))
+        order = await self.orders.handle_payment_callback(raw, signature)
         await self._tell_buyer(order)
         return json_response({"ok": True})
 

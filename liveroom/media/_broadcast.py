@@ -75,6 +75,13 @@ class Viewer:
     viewer_id: str
     pc: RTCPeerConnection
     tracks: dict[str, ForwardingTrack] = field(default_factory=dict)
+    # Closes the viewer if its peer connection has not connected by then (MediaService).
+    connect_deadline: asyncio.TimerHandle | None = None
+
+    def cancel_deadline(self) -> None:
+        if self.connect_deadline is not None:
+            self.connect_deadline.cancel()
+            self.connect_deadline = None
 
 
 class Broadcast:

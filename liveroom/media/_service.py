@@ -94,6 +94,7 @@ class MediaService:
         audio_queue_frames: int = 50,
         health_window_ms: int = 2000,
         stale_after_ms: int = 3000,
+        connect_timeout_s: float = 15.0,
     ) -> None:
         check_aiortc()
         # An explicit (possibly empty) list: aiortc falls back to Google's STUN server on None.
@@ -111,6 +112,10 @@ class MediaService:
         self._audio_queue_frames = audio_queue_frames
         self._health_window_ms = health_window_ms
         self._stale_after_ms = stale_after_ms
+        # A viewer's peer connection that has not connected this long after its answer (ICE
+        # never completed) is closed: each holds UDP ports and tasks until ICE gives up.
+        self._connect_timeout_s = connect_timeout_s
+        self.viewers_timed_out = 0
         self._broadcasts: dict[str, Broadcast] = {}
         self._pcs: set[RTCPeerConnection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -239,6 +244,9 @@ class MediaService:
         previous = broadcast.viewers.get(viewer_id)
         broadcast.viewers[viewer_id] = viewer
         pc.on("connectionstatechange", partial(self._viewer_state_changed, broadcast, viewer))
+        if pc.connectionState != "connected":
+            viewer.connect_deadline = asyncio.get_running_loop().call_later(
+                self._connect_timeout_s, self._viewer_deadline_passed, broadcast, viewer)
         if previous is not None:
             await self._close_viewer(broadcast, previous)
         return answer
@@ -383,6 +391,7 @@ class MediaService:
     async def _close_viewer(self, broadcast: Broadcast, viewer: Viewer) -> None:
         if broadcast.viewers.get(viewer.viewer_id) is viewer:
             del broadcast.viewers[viewer.viewer_id]
+        viewer.cancel_deadline()
         self._stop_tracks(viewer)
         await self._close_pc(viewer.pc)
 
@@ -391,6 +400,7 @@ class MediaService:
         viewers = list(broadcast.viewers.values())
         broadcast.viewers.clear()
         for viewer in viewers:
+            viewer.cancel_deadline()
             self._stop_tracks(viewer)
         await asyncio.gather(
             self._close_pc(broadcast.pc), *(self._close_pc(viewer.pc) for viewer in viewers)
@@ -405,10 +415,23 @@ class MediaService:
             self._spawn(self.stop(broadcast.room_id))
 
     def _viewer_state_changed(self, broadcast: Broadcast, viewer: Viewer) -> None:
+        state = viewer.pc.connectionState
+        if state == "connected":
+            viewer.cancel_deadline()
+        elif state in ("failed", "closed") and broadcast.viewers.get(viewer.viewer_id) is viewer:
+            self._spawn(self._close_viewer(broadcast, viewer))
+
+    def _viewer_deadline_passed(self, broadcast: Broadcast, viewer: Viewer) -> None:
+        viewer.connect_deadline = None
         if (
-            viewer.pc.connectionState in ("failed", "closed")
+            viewer.pc.connectionState != "connected"
             and broadcast.viewers.get(viewer.viewer_id) is viewer
         ):
+            self.viewers_timed_out += 1
+            logger.info(
+                "room %s: viewer %s not connected within %g s; closed",
+                broadcast.room_id, viewer.viewer_id, self._connect_timeout_s,
+            )
             self._spawn(self._close_viewer(broadcast, viewer))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -28,6 +28,17 @@ Internals relied on (python-engineio 4.x, ``engineio/async_drivers/aiohttp.py``)
    socket's ``queue`` (an ``asyncio.Queue``) and ``close(wait=, abort=)``, and
    ``AsyncServer.environ[eio_sid]["aiohttp.request"]`` (to cut the TCP connection).
 
+5. ``HandshakeDeadline`` closes Engine.IO sessions that never complete the Socket.IO connect.
+   It wraps ``AsyncServer.eio.handlers["connect"]`` (python-socketio's ``_handle_eio_connect``,
+   registered with ``eio.on("connect", ...)``; engineio awaits it with ``(eio_sid, environ)``
+   when a session opens, websocket or polling), and later asks
+   ``AsyncServer.manager.sid_from_eio_sid(eio_sid, "/")`` (None until the client's CONNECT
+   packet) and ``AsyncServer.eio.sockets``. To close a session it aborts the TCP connection of
+   a websocket session (``AsyncServer.environ[eio_sid]["aiohttp.request"]`` and its
+   ``QUERY_STRING``), calls the socket's ``close(wait=False, abort=True)``, puts ``None`` in its
+   ``queue`` (what ends a pending long poll and a websocket writer) and removes it from
+   ``eio.sockets``, as engineio's own ``disconnect`` does.
+
 ``tests/test_engineio_internals.py`` checks each of these, so an upgrade fails loudly instead of
 silently compressing again.
 """
@@ -35,10 +46,12 @@ silently compressing again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 import time
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -50,6 +63,7 @@ from engineio import exceptions as engineio_exceptions
 from engineio import packet as engineio_packet
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 
+from ..loops import PeriodicLoop
 from ..ratelimit import TokenBucket
 from ._budget import FrameBudget
 from ._fast_events import FAST_EVENTS_ATTRIBUTE, client_of
@@ -58,9 +72,11 @@ __all__ = [
     "DIRECT_WRITE_MAX_BUFFERED",
     "SUPPORTED_ENGINEIO_VERSIONS",
     "EngineioIncompatible",
+    "HandshakeDeadline",
     "LeanSocket",
     "UncompressedWebSocket",
     "check_engineio",
+    "check_handshake_internals",
     "check_reaper_internals",
     "disable_websocket_compression",
     "encoded_text_packet",
@@ -104,6 +120,97 @@ def check_reaper_internals(sio: socketio.AsyncServer) -> None:
                              (engineio_async_socket.AsyncSocket, "close")):
         if not hasattr(owner, attribute):
             raise EngineioIncompatible(f"{type(owner).__name__}.{attribute} is gone")
+
+
+def check_handshake_internals(sio: socketio.AsyncServer) -> None:
+    """What ``HandshakeDeadline`` reads and wraps (point 5 above)."""
+    check_reaper_internals(sio)
+    handlers = getattr(sio.eio, "handlers", None)
+    if not isinstance(handlers, dict) or not callable(handlers.get("connect")):
+        raise EngineioIncompatible("engineio server has no 'connect' handler in eio.handlers")
+    if not callable(getattr(sio.manager, "sid_from_eio_sid", None)):
+        raise EngineioIncompatible("socketio manager has no sid_from_eio_sid")
+
+
+class HandshakeDeadline(PeriodicLoop):
+    """Owner of the loop that closes Engine.IO sessions (websocket or long-polling) that have
+    not completed the Socket.IO connect ``timeout_s`` after they opened.
+
+    python-socketio has no such timeout: a client that opens the transport and never sends the
+    CONNECT packet (or keeps retrying a refused one) holds a socket and a descriptor until the
+    ping cycle gives up on it, if ever. Sessions are noted as they open (in order, so each sweep
+    looks only at those whose deadline has passed) and forgotten at their deadline, when the
+    ones still without a Socket.IO connection are closed.
+    """
+
+    name = "socketio-handshake-deadline"
+
+    def __init__(self, sio: socketio.AsyncServer, timeout_s: float,
+                 on_timeout: Callable[[], None] | None = None) -> None:
+        check_handshake_internals(sio)
+        super().__init__(min(1.0, max(0.05, timeout_s / 4)))
+        self.sio = sio
+        self.timeout_s = timeout_s
+        self.on_timeout = on_timeout
+        self.closed = 0
+        # eio sid -> the loop time of its deadline, in opening order (so in deadline order).
+        self._pending: dict[str, float] = {}
+        socketio_connect = sio.eio.handlers["connect"]
+
+        async def engine_connect(eio_sid: str, environ: dict[str, Any], *args: Any) -> Any:
+            self._pending[eio_sid] = asyncio.get_running_loop().time() + self.timeout_s
+            return await socketio_connect(eio_sid, environ, *args)
+
+        sio.eio.on("connect", engine_connect)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def tick(self) -> None:
+        await self.sweep()
+
+    async def sweep(self) -> int:
+        """Close every session past its deadline without a Socket.IO connection; how many."""
+        now = asyncio.get_running_loop().time()
+        due = []
+        for eio_sid, deadline in self._pending.items():
+            if deadline > now:
+                break
+            due.append(eio_sid)
+        closed = 0
+        for eio_sid in due:
+            del self._pending[eio_sid]
+            if self.sio.manager.sid_from_eio_sid(eio_sid, "/") is not None:
+                continue  # connected (or being authenticated right now)
+            socket = self.sio.eio.sockets.get(eio_sid)
+            if socket is None or socket.closed:
+                continue
+            closed += 1
+            self.closed += 1
+            if self.on_timeout is not None:
+                self.on_timeout()
+            await self._close(eio_sid, socket)
+        if closed:
+            log.info("closed %d Engine.IO session(s) without a Socket.IO connect within %g s",
+                     closed, self.timeout_s)
+        return closed
+
+    async def _close(self, eio_sid: str, socket: Any) -> None:
+        environ: dict[str, Any] = self.sio.environ.get(eio_sid) or {}
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        request = environ.get("aiohttp.request")
+        transport = getattr(request, "transport", None)
+        if query.get("transport") == ["websocket"] and transport is not None:
+            # The opening request is the websocket itself: cut its connection. (A polling
+            # session's opening request is long answered; its keep-alive connection may carry
+            # anything by now.)
+            transport.abort()
+        with contextlib.suppress(Exception):
+            await socket.close(wait=False, abort=True)
+        # Ends a pending long poll (it answers at once) and a websocket writer.
+        socket.queue.put_nowait(None)
+        self.sio.eio.sockets.pop(eio_sid, None)
 
 
 class UncompressedWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]

@@ -33,6 +33,18 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
+# Every page reports what the Content-Security-Policy blocked as a console error (Chromium logs
+# most violations itself; this also names the directive and the blocked URL), and keeps them in
+# ``window.__cspViolations``.
+CSP_WATCH = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  const seen = `${event.violatedDirective} blocked ${event.blockedURI || "inline"} ` +
+               `at ${event.sourceFile}:${event.lineNumber}`;
+  window.__cspViolations.push(seen);
+  console.error(`CSP violation: ${seen}`);
+});
+"""
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 860}
 
@@ -65,6 +77,7 @@ class Pages:
         ``setup`` prepares the person's browser before the page loads (e.g. routes)."""
         context = await self.browser.new_context(viewport=viewport)  # type: ignore[arg-type]
         self.contexts.append(context)
+        await context.add_init_script(CSP_WATCH)
         if init_script:
             await context.add_init_script(init_script)
         if setup:

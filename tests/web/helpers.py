@@ -9,6 +9,11 @@ from playwright.async_api import Page, expect
 
 from tests.server_harness import Client, LiveServer
 
+# For ``page.wait_for_function``: the verify page's QR image has loaded. Predicates are given as
+# functions: Playwright eval()s an expression string in the page, which the CSP refuses.
+QR_LOADED = ("() => document.querySelector('#qr').complete"
+             " && document.querySelector('#qr').naturalWidth > 0")
+
 
 @dataclass
 class Stage:

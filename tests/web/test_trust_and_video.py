@@ -11,7 +11,7 @@ from liveroom.redis_server import free_port
 from tests.server_harness import LiveServer
 
 from .conftest import DESKTOP, PHONE, Pages
-from .helpers import no_horizontal_scroll, open_room
+from .helpers import QR_LOADED, no_horizontal_scroll, open_room
 
 PHOTO_SHA256 = hashlib.sha256(b"bangle front photo").hexdigest()
 # Keeps every RTCPeerConnection the page makes in window.peerConnections, for inspection.
@@ -61,8 +61,7 @@ async def test_certificate_badge_appears_live_and_verifies(server: LiveServer,
     verify = await pages.open(f"{server.url}/verify/{certificate_id}", PHONE)
     await expect(verify.locator("#verdict")).to_have_text("✓ Valid certificate")
     await expect(verify.locator("#details")).to_contain_text(PHOTO_SHA256)
-    await verify.wait_for_function(
-        "document.querySelector('#qr').complete && document.querySelector('#qr').naturalWidth > 0")
+    await verify.wait_for_function(QR_LOADED)
     assert await no_horizontal_scroll(verify)
     await pages.shot(verify, "verify-valid-phone")
 
@@ -134,7 +133,8 @@ async def test_studio_goes_live_and_viewer_plays_video(server: LiveServer, pages
     decoded = """() => {
         const v = document.querySelector('#video');
         return v.videoWidth > 0 ? v.getVideoPlaybackQuality().totalVideoFrames : 0; }"""
-    await viewer.wait_for_function(f"({decoded})() > 10", timeout=20_000)
+    # A function: Playwright eval()s an expression string in the page, which the CSP refuses.
+    await viewer.wait_for_function(f"() => ({decoded})() > 10", timeout=20_000)
     frames = await viewer.evaluate(decoded)
     await viewer.wait_for_timeout(1000)
     assert await viewer.evaluate(decoded) > frames, "frames keep decoding"
