@@ -109,9 +109,11 @@ class SocketIOBuyer(User):
         if not host:
             raise RuntimeError("no server: pass --host http://SERVER:PORT")
         # A buyer account per simulated person, minted by the admin (the server echoes codes).
+        # This person's own number: their account's prefix and their door.
+        self.number = os.getpid() * 100_000 + next(_user_numbers)
         minted = _http(host, "POST", "/api/accounts/test-buyers",
                        self.environment.parsed_options.lt_admin_token,
-                       {"count": 1, "prefix": f"lc{os.getpid()}x{next(_user_numbers)}"})
+                       {"count": 1, "prefix": f"lc{self.number}"})
         session = minted["buyers"][0]
         url = host.replace("http", "ws", 1).rstrip("/")
         self.ws: ClientConnection = self.stack.enter_context(
@@ -164,8 +166,9 @@ class SocketIOBuyer(User):
                 and random.random() < fraction):
             self._timed("checkout", {
                 "reservation": answer["reservation"]["id"], "payment": "cod",
-                "address": {"name": "Locust Buyer", "phone": "+15550100",
-                            "line1": "1 Locust Way", "city": "Testville"}})
+                # Each person's own door: a sale's per-person limit counts doors too.
+                "address": {"name": "Locust Buyer", "phone": f"+1{self.number % 10**10:010d}",
+                            "line1": f"{self.number} Locust Way", "city": "Testville"}})
 
 
 events.init_command_line_parser.add_listener(_arguments)
