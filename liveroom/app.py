@@ -205,22 +205,25 @@ def redis_client(redis_url: str, pool_size: int) -> aioredis.Redis:
 
 
 def build_services(settings: Settings, redis_url: str, *,
-                   handoff_in_process: bool = True) -> Services:
+                   handoff_in_process: bool = True,
+                   clock: Callable[[], int] = now_ms) -> Services:
+    """``clock`` is the one clock of every service (wall-clock ms); tests may move it by
+    hand."""
     redis = redis_client(redis_url, REDIS_POOL_SIZE)
-    signer = TokenSigner(settings.resolve_secret(), settings.token_ttl_s, now_ms)
+    signer = TokenSigner(settings.resolve_secret(), settings.token_ttl_s, clock)
     addresses = ClientAddresses(parse_networks(settings.trusted_proxies),
                                 parse_networks(settings.unlimited_addresses))
     accounts = AccountService(
-        redis, settings.resolve_secret(), SandboxSms(), now_ms, echo_codes=settings.otp_echo,
+        redis, settings.resolve_secret(), SandboxSms(), clock, echo_codes=settings.otp_echo,
         addresses=addresses, codes_per_address_per_hour=settings.otp_codes_per_address_per_hour,
         guest_sessions_per_address_per_min=settings.guest_sessions_per_address_per_min)
     bus = ControlBus(redis)
-    catalog = Catalog(redis, now_ms)
+    catalog = Catalog(redis, clock)
     sio = create_sio(settings, redis_url)
     metrics = Metrics()
     edge = SocketEdge(sio, signer, settings, metrics, addresses)
 
-    certificates = CertificateService.open(settings.data_dir, now_ms=now_ms)
+    certificates = CertificateService.open(settings.data_dir, now_ms=clock)
     desk = CertificateDesk(certificates, catalog)
     catalog.set_badge_lookup(certificates.badges_for_many)
     fanout = BadgeFanout(catalog, desk, edge.emit_to)
@@ -229,11 +232,11 @@ def build_services(settings: Settings, redis_url: str, *,
     certificates.add_listener(ExpiryPlans(bus, expiry_watcher).on_change)
 
     media_pusher = MediaHealthPusher(edge)
-    ice = IceConfig(settings, now_ms)
+    ice = IceConfig(settings, clock)
     media = MediaService(
         # Asked per peer connection: short-lived TURN credentials are minted fresh each time.
         partial(ice.servers_for, RELAY_USER_ID),
-        now_ms=now_ms, on_change=media_pusher.changed,
+        now_ms=clock, on_change=media_pusher.changed,
         connect_timeout_s=settings.rtc_connect_timeout_s,
     )
     router = MediaRouter(media, redis, bus, f"{socket.gethostname()}:{os.getpid()}",
@@ -247,11 +250,11 @@ def build_services(settings: Settings, redis_url: str, *,
     # ``sold_out_news`` (below) needs the inventory this pusher is handed to.
     stock_pusher = StockBroadcaster(edge.emit_to, emit_together=edge.emit_together,
                                     sold_out_news=lambda sale_id: sold_out_news(sale_id))
-    stock = InventoryService(inventory_redis, now_ms=now_ms, on_stock_change=stock_pusher.record,
+    stock = InventoryService(inventory_redis, now_ms=clock, on_stock_change=stock_pusher.record,
                              max_batch_window_s=settings.buy_batch_max_ms / 1000,
                              target_batch=settings.buy_batch_target)
-    sales = SaleDesk(redis, catalog, stock, now_ms, edge.emit_to)
-    rooms = RoomService(redis, catalog, now_ms, chat_max_chars=settings.chat_max_chars,
+    sales = SaleDesk(redis, catalog, stock, clock, edge.emit_to)
+    rooms = RoomService(redis, catalog, clock, chat_max_chars=settings.chat_max_chars,
                         buyer_bans=sales, addresses=addresses,
                         chat_per_speaker=settings.chat_per_speaker_per_10s,
                         chat_per_address=settings.chat_per_address_per_10s)
@@ -277,7 +280,7 @@ def build_services(settings: Settings, redis_url: str, *,
     figures_box: list[FiguresPusher] = []
     order_service = OrderService(
         order_store, InventoryLedger(stock), CertificationAdapter(certificates), payments,
-        payment_secret, now_ms=now_ms,
+        payment_secret, now_ms=clock,
         on_figures_changed=lambda room_id, anchor_id: figures_box[0].changed(room_id, anchor_id),
         payment_timeout_ms=settings.payment_timeout_s * 1000,
         charge_timeout_ms=settings.charge_timeout_s * 1000,
@@ -320,8 +323,10 @@ def build_services(settings: Settings, redis_url: str, *,
 
 
 def create_app(settings: Settings, redis_url: str, *,
-               handoff_in_process: bool = True) -> web.Application:
-    services = build_services(settings, redis_url, handoff_in_process=handoff_in_process)
+               handoff_in_process: bool = True,
+               clock: Callable[[], int] = now_ms) -> web.Application:
+    services = build_services(settings, redis_url, handoff_in_process=handoff_in_process,
+                              clock=clock)
     bodies = BodyDeadline(settings.http_body_timeout_s)
     middlewares = [metrics_middleware(services.metrics), bodies.middleware]
     if settings.max_connections_per_address > 0:

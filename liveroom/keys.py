@@ -88,9 +88,10 @@ def room_address_bans(room_id: str) -> str:
     return f"{{room:{room_id}}}:address_bans"
 
 
-def chat_budget(speaker: str, window: int) -> str:
-    """Chat messages a speaker (a user id, or ``addr:<address>``) sent in that window."""
-    return f"chat:budget:{speaker}:{window}"
+def chat_budget(speaker: str) -> str:
+    """The chat budget of a speaker (a user id, or ``addr:<address>``): the theoretical arrival
+    time (ms) of its next message (liveroom/lua/gcra.lua); expires when the budget is full."""
+    return f"chat:budget:{speaker}"
 
 
 def room_slow(room_id: str, user_id: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, Protocol
 
 import orjson
@@ -121,6 +122,9 @@ class RoomService:
         self.chat_max_chars = chat_max_chars
         self._buyer_bans = buyer_bans
         self._addresses = addresses if addresses is not None else ClientAddresses()
+        # Registered once, run by EVALSHA (redis-py loads it again after a SCRIPT FLUSH).
+        self._gcra = redis.register_script(
+            resources.files("liveroom").joinpath("lua/gcra.lua").read_text(encoding="utf-8"))
         # Chat messages per CHAT_WINDOW_S, whatever the number of connections (0: no limit).
         self._chat_per_speaker = chat_per_speaker
         self._chat_per_address = chat_per_address
@@ -235,27 +239,20 @@ class RoomService:
         return message
 
     async def _take_chat_budget(self, user_id: str, address: str, now: int) -> None:
-        """Count one message against the user's and the address's budget of this window,
-        shared by every connection on every process; refused (and not counted) past either."""
-        window = now // (CHAT_WINDOW_S * 1000)
-        budgets = [(keys.chat_budget(user_id, window), self._chat_per_speaker)]
-        if not self._addresses.unlimited(address):
-            budgets.append((keys.chat_budget(f"addr:{address}", window), self._chat_per_address))
-        budgets = [(key, limit) for key, limit in budgets if limit > 0]
-        if not budgets:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key, _ in budgets:
-                pipe.incr(key)
-                pipe.expire(key, CHAT_WINDOW_S * 2)
-            counts = (await pipe.execute())[::2]
-        if any(int(count) > limit for count, (_, limit) in zip(counts, budgets, strict=True)):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, _ in budgets:
-                    pipe.decr(key)
-                await pipe.execute()
-            retry = (window + 1) * CHAT_WINDOW_S * 1000 - now
-            raise RateLimited("too many chat messages; wait a moment", retry_after_ms=retry)
+        """Count one message against the address's and the user's budget (a burst of the
+        limit, refilled evenly over CHAT_WINDOW_S), shared by every connection on every
+        process; a message refused by either is not sent."""
+        budgets = []
+        if self._chat_per_address and not self._addresses.unlimited(address):
+            budgets.append((keys.chat_budget(f"addr:{address}"), self._chat_per_address))
+        if self._chat_per_speaker:
+            budgets.append((keys.chat_budget(user_id), self._chat_per_speaker))
+        for key, burst in budgets:
+            wait_ms = int(await self._gcra(keys=[key], args=[
+                now, CHAT_WINDOW_S * 1000 // burst, burst]))
+            if wait_ms > 0:
+                raise RateLimited("too many chat messages; wait a moment",
+                                  retry_after_ms=wait_ms)
 
     # moderation ------------------------------------------------------------------------------
 

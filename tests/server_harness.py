@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from multidict import CIMultiDict
 
 from liveroom.accounts import buyer
 from liveroom.app import Services, create_app, services_of
+from liveroom.clock import now_ms
 from liveroom.http.transport import runner_options
 from liveroom.identity import Role, User, new_user_id
 from liveroom.redis_server import free_port
@@ -133,15 +134,17 @@ class Client:
 
 @asynccontextmanager
 async def live_server(
-    redis_url: str, data_dir: Path, **overrides: Any
+    redis_url: str, data_dir: Path, *, clock: Callable[[], int] = now_ms, **overrides: Any
 ) -> AsyncIterator[LiveServer]:
+    """The app on a free port; ``clock`` is its one clock (a ``tests.clock.Clock`` stands still
+    until the test moves it)."""
     # Tests sign buyers in as the demo and load tests do: one-time codes are echoed.
     overrides.setdefault("otp_echo", True)
     # Tests drive many connections from 127.0.0.1: the per-address cap is off unless a test
     # turns it on.
     overrides.setdefault("max_connections_per_address", 0)
     settings = Settings(data_dir=data_dir, secret=TEST_SECRET, port=free_port(), **overrides)
-    app = create_app(settings, redis_url)
+    app = create_app(settings, redis_url, clock=clock)
     # The runner ``liveroom serve`` builds: the same header timeout.
     runner = web.AppRunner(app, access_log=None, **runner_options(settings))
     await runner.setup()

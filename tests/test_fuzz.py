@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from liveroom.handoff_process import POLL_INTERVAL_S
 from tests.server_harness import Client, LiveServer, live_server
 
-UNLIMITED = {"event_rate_per_s": 1e9, "event_burst": 10**9, "buy_rate_per_s": 1e9,
+UNLIMITED: dict[str, Any] = {"event_rate_per_s": 1e9, "event_burst": 10**9, "buy_rate_per_s": 1e9,
              "buy_burst": 10**9, "user_event_rate_per_s": 0, "address_event_rate_per_s": 0,
              "chat_per_speaker_per_10s": 0, "chat_per_address_per_10s": 0}
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
