@@ -151,7 +151,8 @@ async def test_anything_but_the_common_case_is_left_to_python_socketio(frame: st
     ('4207{"event":"ping"}', b"437"),        # not a list, ack id as a client may pad it
     ('428["ping",{]', b"438"),               # not JSON
     ('429[]', b"439"),
-    ('4210["ping",' + "[" * 1100 + "]" * 1100 + "]", b"4310"),  # nested past the bound
+    ('4210["ping",' + "[" * 1100 + "]" * 1100 + "]", b"4310"),  # nested past orjson's bound
+    ('4212["ping",' + "[" * 40 + "]" * 40 + "]", b"4312"),  # past ours (orjson would take it)
     ('4211["ping",' + "9" * 5000 + "]", b"4311"),  # an integer python would parse for long
     ('42[1,2]', None),                       # no ack id: nothing to answer
     ('42', None),

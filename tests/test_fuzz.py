@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import sqlite3
 import urllib.parse
@@ -40,7 +41,7 @@ CODE = re.compile(r"^[a-z][a-z_]*$")
 SCRIPT = '<script>alert("x")</script>'
 ADDRESS = {"name": "Wang Fang", "phone": "13800138000", "line1": "12 Jade Road", "city": "Hefei"}
 BUY_STATUSES = {"reserved", "sold_out", "limit_reached", "not_started", "ended", "rate_limited",
-                "invalid"}
+                "invalid", "banned", "verification_required"}
 
 # -- strategies ---------------------------------------------------------------------------------
 
@@ -320,6 +321,48 @@ class RawSocket:
                     await self.ws.send_str("3")
                 elif message.startswith(f"43{ack_id}["):
                     return json.loads(message[len(f"43{ack_id}"):])[0]
+
+
+@FUZZ
+@given(event=st.sampled_from(["chat", "join", "buy", "checkout", "ping", "mod:ban", "nothing"]),
+       depth=st.integers(0, 3000), digits=st.integers(1, 6000), where=st.sampled_from(
+           ["payload", "field", "extra"]))
+async def test_deep_nesting_and_huge_numbers_get_one_answer_and_no_traceback(
+        world: World, event: str, depth: int, digits: int, where: str) -> None:
+    """Nesting past the decoder's bound (32 levels) and integers of thousands of digits (the
+    stdlib parses those for long, then raises) in any event: one answer each, nothing changed,
+    nothing but a warning line in the log."""
+    raw = await RawSocket.open(world.server.http, world.server.url, world.viewer_token)
+    nested = "[" * depth + "9" * digits + "]" * depth
+    frame = {
+        "payload": f'"{event}",{nested}',
+        "field": f'"{event}",{{"room":{nested},"sale":{nested},"text":"x"}}',
+        "extra": f'"{event}",{{}},{nested}',
+    }[where]
+    before = await snapshot(world)
+    logger = logging.getLogger()
+    errors: list[logging.LogRecord] = []
+    handler = _Collect(errors)
+    logger.addHandler(handler)
+    try:
+        ack = await raw.call(frame)
+    finally:
+        logger.removeHandler(handler)
+        await raw.ws.close()
+    assert isinstance(ack, dict), ack
+    if ack.get("ok") is not True:
+        assert_error_shape(ack.get("error"), (event, where, depth, digits))
+        assert await snapshot(world) == before
+    assert not [r for r in errors if r.exc_info], "a client mistake logged a traceback"
+
+
+class _Collect(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.WARNING)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 async def test_json_the_fast_decoder_refuses_is_still_answered(world: World) -> None:

@@ -310,8 +310,10 @@ async def _then(make: Awaitable[str], act: Callable[[str], Awaitable[str]]) -> s
 
 @pytest.fixture
 async def scene(redis: aioredis.Redis, redis_url: str, data_dir: Path) -> AsyncIterator[Scene]:
-    # Buy limits lifted: the matrix buys a fresh hold for many cells from one socket.
-    async with live_server(redis_url, data_dir, buy_rate_per_s=1e6, buy_burst=10**6) as server:
+    # Buy and event limits lifted: the matrix buys a fresh hold for many cells from one socket.
+    async with live_server(redis_url, data_dir, buy_rate_per_s=1e6, buy_burst=10**6,
+                           event_rate_per_s=1e6, event_burst=10**6, user_event_rate_per_s=0,
+                           address_event_rate_per_s=0) as server:
         _, guest = await server.request("POST", "/api/session", json={"name": "Guest"})
         tokens = {"guest": guest["token"],
                   "viewer": server.buyer_token("Vi", user_id="u_viewer"),

@@ -32,8 +32,10 @@ __all__ = ["Ack", "Connection", "SocketEdge"]
 
 log = logging.getLogger("liveroom.sockets")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-# The decoder's bounds, orjson's own: deeper or longer is refused as malformed.
-MAX_JSON_DEPTH = 1024
+# The decoder's bounds: deeper or longer is refused as malformed. No event of the protocol nests
+# more than a few levels, and orjson encodes at most 254 (an answer echoing a deeper value could
+# not be sent).
+MAX_JSON_DEPTH = 32
 MAX_INT_DIGITS = 20
 _OPENERS = frozenset(b"[{")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -67,8 +69,12 @@ class _OrjsonCodec:
 
     @staticmethod
     def loads(text: str | bytes, **_: Any) -> Any:
-        """orjson's decoding (at most 1,024 levels deep, integers within 64 bits); ValueError
-        for anything else, never another exception."""
+        """JSON at most ``MAX_JSON_DEPTH`` levels deep with integers of at most 64 bits;
+        ValueError for anything else, never another exception."""
+        # Counting brackets is cheap; walking the nesting only when there are many.
+        if (len(text) > MAX_JSON_DEPTH and _brackets(text) > MAX_JSON_DEPTH
+                and _nesting(text) > MAX_JSON_DEPTH):
+            raise ValueError("JSON nested too deeply")
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -78,12 +84,16 @@ class _OrjsonCodec:
         # lone surrogates become U+FFFD so Redis and the ack encoder can take every string. The
         # same bounds as orjson's hold: a 4,000-digit integer or 1,100 levels of nesting cost
         # the stdlib real work (and a RecursionError), for a frame no client means to send.
-        if _nesting(text) > MAX_JSON_DEPTH:
-            raise ValueError("JSON nested too deeply")
         try:
             return _without_lone_surrogates(json.loads(text, parse_int=_bounded_int))
         except RecursionError:
             raise ValueError("JSON nested too deeply") from None
+
+
+def _brackets(text: str | bytes) -> int:
+    if isinstance(text, str):
+        return text.count("[") + text.count("{")
+    return text.count(b"[") + text.count(b"{")
 
 
 def _nesting(text: str | bytes) -> int:

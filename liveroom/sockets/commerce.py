@@ -43,8 +43,9 @@ def _refused(status: str, sale: Any, remaining: int | None = None,
     error: dict[str, Any] = {"code": code or status, "message": message or BUY_MESSAGES[status]}
     if retry_after_ms:
         error["retry_after_ms"] = retry_after_ms
-    return {"ok": False, "status": status, "sale": sale, "reservation": None,
-            "remaining": remaining, "error": error}
+    # The sale id is echoed when it is one: whatever else a client sent is not sent back.
+    return {"ok": False, "status": status, "sale": sale if type(sale) is str else None,
+            "reservation": None, "remaining": remaining, "error": error}
 
 
 def _resolve(future: asyncio.Future[Ack], ack: Ack) -> None:
