@@ -71,6 +71,10 @@ class PendingBuys:
     callbacks: list[BuyCallback]
 
 
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
 class BuyBatcher:
     def __init__(
         self,
@@ -83,7 +87,10 @@ class BuyBatcher:
         max_batch: int = 512,
         max_pending: int = 20_000,
         max_inflight: int = 4,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``clock``: monotonic seconds the arrival rate is measured on (default: the event
+        loop's); the window itself is waited out on the event loop."""
         if (window_s < 0 or max_window_s < 0 or target_batch < 1 or max_batch < 1
                 or max_pending < 1 or max_inflight < 1):
             raise ValueError("batcher bounds must be positive")
@@ -110,6 +117,7 @@ class BuyBatcher:
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._clock = clock or _loop_time
 
     @property
     def pending(self) -> int:
@@ -204,14 +212,14 @@ class BuyBatcher:
         rate = self._arrivals_per_s
         last = self._last_take
         if (rate < self._busy_per_s or last is None
-                or asyncio.get_running_loop().time() - last > self._max_window_s):
+                or self._clock() - last > self._max_window_s):
             return self._window_s
         return min(self._max_window_s, max(self._window_s, self._target_batch / rate))
 
     def _count_arrivals(self, arrived: int) -> None:
         # Whatever the window was, these buys arrived since the last take, so this is the
         # arrival rate (a quiet minute reads as a low rate).
-        now = asyncio.get_running_loop().time()
+        now = self._clock()
         last, self._last_take = self._last_take, now
         if last is None or now <= last:
             return

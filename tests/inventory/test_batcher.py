@@ -9,8 +9,16 @@ import time
 from collections.abc import Sequence
 from statistics import median
 
+import pytest
+
 from inventory import BuyResult
-from inventory._batcher import BATCH_WINDOW_S, MAX_BATCH_WINDOW_S, BuyBatcher, BuyRequest
+from inventory._batcher import (
+    BATCH_WINDOW_S,
+    MAX_BATCH_WINDOW_S,
+    TARGET_BATCH,
+    BuyBatcher,
+    BuyRequest,
+)
 
 
 class Recorder:
@@ -67,11 +75,30 @@ async def test_a_steady_stream_is_decided_in_full_batches() -> None:
         waits = await paced_buys(batcher, 1500, every_s=0.0005)  # 2,000 buys a second
     finally:
         await batcher.close()
-    assert BATCH_WINDOW_S < batcher.window_s() <= MAX_BATCH_WINDOW_S
     # The first batches find no rate yet; once it is known they hold ~32 buys.
     assert median(recorder.sizes[10:]) >= 10, recorder.sizes
     assert len(recorder.sizes) < 1500 / 8
     assert max(waits) < MAX_BATCH_WINDOW_S + 0.2
+
+
+def test_the_window_follows_the_arrival_rate_on_a_moved_clock() -> None:
+    """What sizes the batches, on a clock that only moves when told: a steady stream of 2,000
+    buys a second waits for ~32 buys (16 ms); a stream that pauses for longer than the longest
+    window is no stream, and a lone buyer waits only the short window."""
+    now = [1000.0]
+    batcher = BuyBatcher(Recorder().decide, clock=lambda: now[0])
+    assert batcher.window_s() == BATCH_WINDOW_S
+    for _ in range(100):  # batches taken every 10 ms, 20 buys each
+        now[0] += 0.010
+        batcher._count_arrivals(20)
+    assert batcher.window_s() == pytest.approx(TARGET_BATCH / 2000, rel=0.02)
+    assert BATCH_WINDOW_S < batcher.window_s() <= MAX_BATCH_WINDOW_S
+    now[0] += MAX_BATCH_WINDOW_S + 0.001  # the stream stopped
+    assert batcher.window_s() == BATCH_WINDOW_S
+    for _ in range(100):  # a trickle of 100 a second is no crowd
+        now[0] += 0.010
+        batcher._count_arrivals(1)
+    assert batcher.window_s() == BATCH_WINDOW_S
 
 
 async def test_a_window_asked_above_the_maximum_is_fixed() -> None:
