@@ -11,8 +11,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from liveroom.media import SUPPORTED_AIORTC_VERSIONS
-from liveroom.sockets._engineio_internals import SUPPORTED_ENGINEIO_VERSIONS
-from liveroom.sockets._manager import SUPPORTED_SOCKETIO_VERSIONS
+from liveroom.sockets._engineio import SUPPORTED_ENGINEIO_VERSIONS, SUPPORTED_SOCKETIO_VERSIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +54,7 @@ def test_every_declared_range_admits_the_locked_version() -> None:
 ])
 def test_libraries_with_pinned_internals_are_pinned_exactly(
         distribution: str, supported: frozenset[str]) -> None:
-    # The server refuses to start on any other version (require_pinned / check_aiortc), so a
+    # The server refuses to start on any other version (a metadata check at start), so a
     # range in pyproject.toml would let pip install a server that cannot start.
     (requirement,) = [r for r in _declared() if canonicalize_name(r.name) == distribution]
     specs = list(requirement.specifier)

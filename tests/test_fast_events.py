@@ -1,6 +1,6 @@
-"""The Socket.IO event fast path (liveroom/sockets/_fast_events.py): the common event frames are
-answered without python-socketio's packet machinery, byte for byte as python-socketio would
-answer them; everything else still goes python-socketio's way."""
+"""The Socket.IO event fast path (liveroom/sockets/_engineio/_fast_events.py): the common event
+frames are answered without python-socketio's packet machinery, byte for byte as python-socketio
+would answer them; everything else still goes python-socketio's way."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from socketio import packet as socketio_packet
 
 from liveroom.settings import Settings
 from liveroom.sockets._base import create_sio
-from liveroom.sockets._fast_events import FastEvents
+from liveroom.sockets._engineio import FastEvents
 from tests.server_harness import live_server
 
 json_values = st.recursive(

@@ -11,6 +11,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from aiortc import RTCPeerConnection
 
+from liveroom.media._aiortc import on_keyframe_request
 from tests.media.conftest import new_pc, start_broadcaster, start_viewer, wait_until
 from tests.server_harness import Client, LiveServer, live_server
 
@@ -266,16 +267,15 @@ async def test_keyframe_request_reaches_the_broadcaster(server: LiveServer) -> N
     assert ack["error"]["code"] == "not_live"
 
     broadcaster = await start_broadcaster(SocketSignal(anchor), room_id)  # type: ignore[arg-type]
-    # The broadcaster's aiortc sender calls _send_keyframe for each PLI the relay sends it.
+    # The broadcaster's aiortc sender hears each PLI the relay sends it.
     pli: list[float] = []
     video_sender = next(t.sender for t in broadcaster.pc.getTransceivers() if t.kind == "video")
-    send_keyframe = video_sender._send_keyframe
 
     def counted() -> None:
         pli.append(time.monotonic())
         send_keyframe()
 
-    video_sender._send_keyframe = counted  # type: ignore[method-assign]
+    send_keyframe = on_keyframe_request(video_sender, counted)
     watcher = await start_viewer(SocketSignal(viewer), room_id, "ann")  # type: ignore[arg-type]
     try:
         await wait_until(lambda: watcher.video_count >= 10, 15, "the viewer decodes")

@@ -1,7 +1,7 @@
-"""The room index and direct broadcast of liveroom/sockets/_manager.py against python-socketio's
-own manager: same rooms, same answers, same packets delivered, for any sequence of connects,
-joins, leaves, room closes and disconnects. If this fails after an upgrade, re-read the module
-against the new socketio/base_manager.py before widening the pin."""
+"""The room index and direct broadcast of liveroom/sockets/_engineio/_manager.py against
+python-socketio's own manager: same rooms, same answers, same packets delivered, for any
+sequence of connects, joins, leaves, room closes and disconnects. If this fails after an
+upgrade, re-read the module against the new socketio/base_manager.py before widening the pin."""
 
 from __future__ import annotations
 
@@ -17,9 +17,8 @@ from engineio import async_socket as engineio_async_socket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from liveroom.sockets import _manager
-from liveroom.sockets._engineio_internals import LeanSocket
-from liveroom.sockets._manager import IndexedAsyncManager, IndexedAsyncRedisManager
+from liveroom.sockets import _engineio
+from liveroom.sockets._engineio import IndexedAsyncManager, IndexedAsyncRedisManager, LeanSocket
 
 NS = "/"
 
@@ -240,7 +239,7 @@ async def test_the_redis_manager_delivers_a_remote_broadcast_locally_the_same_wa
 
 
 def test_the_base_manager_still_is_what_the_index_was_written_against() -> None:
-    assert metadata.version("python-socketio") in _manager.SUPPORTED_SOCKETIO_VERSIONS
+    assert metadata.version("python-socketio") in _engineio.SUPPORTED_SOCKETIO_VERSIONS
     base = inspect.getsource(socketio.base_manager.BaseManager)
     for line in ("self.rooms[namespace][room][sid] = eio_sid",
                  "del self.rooms[namespace][room][sid]",
@@ -250,8 +249,7 @@ def test_the_base_manager_still_is_what_the_index_was_written_against() -> None:
         assert line in base, line
     emit = inspect.getsource(socketio.AsyncManager.emit)
     assert "self.server._send_eio_packet(eio_sid, p)" in emit
-    # engineio's own class: once the lean sockets are installed, the module's name points at
-    # LeanSocket, whose send no longer spells this out.
+    # engineio's own class, whose send LeanSocket replaces.
     send = inspect.getsource(LeanSocket.__bases__[0].send)
     assert LeanSocket.__bases__[0].__module__ == engineio_async_socket.__name__
     assert "await self.check_ping_timeout()" in send
@@ -260,5 +258,5 @@ def test_the_base_manager_still_is_what_the_index_was_written_against() -> None:
 
 def test_another_socketio_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("importlib.metadata.version", lambda _name: "9.0.0")
-    with pytest.raises(_manager.SocketioIncompatible):
+    with pytest.raises(_engineio.SocketioIncompatible):
         IndexedAsyncManager()

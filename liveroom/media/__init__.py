@@ -5,7 +5,7 @@ buffer and handed, as ``av.Packet``, to every viewer's sender, which only packet
 Transport-agnostic: the Socket.IO signaling lives in ``liveroom``.
 """
 
-from ._aiortc_internals import SUPPORTED_AIORTC_VERSIONS
+from ._aiortc import SUPPORTED_AIORTC_VERSIONS
 from ._config import RELAY_USER_ID, IceConfig, browser_ice_servers
 from ._service import MediaService
 from .exceptions import (

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
-from ._aiortc_internals import send_picture_loss
+from ._aiortc import send_picture_loss
 from ._frames import make_frame
 from ._health import StreamMeter
 from ._tracks import ForwardingTrack

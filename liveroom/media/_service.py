@@ -19,8 +19,8 @@ from aiortc import (
 )
 from aiortc.exceptions import OperationError
 
-from ._aiortc_internals import (
-    check_aiortc,
+from ._aiortc import (
+    check_aiortc_version,
     install_encoded_frame_tap,
     negotiated_codec,
     on_keyframe_request,
@@ -96,7 +96,7 @@ class MediaService:
         stale_after_ms: int = 3000,
         connect_timeout_s: float = 15.0,
     ) -> None:
-        check_aiortc()
+        check_aiortc_version()
         # An explicit (possibly empty) list: aiortc falls back to Google's STUN server on None.
         # A callable is asked for each new peer connection (short-lived TURN credentials).
         self._ice_servers: Callable[[], Sequence[RTCIceServer]]

@@ -24,9 +24,7 @@ from ..payload import Payload
 from ..ratelimit import TokenBucket
 from ..settings import Settings
 from ._budget import BudgetLimits, Budgets, FrameBudget
-from ._engineio_internals import disable_websocket_compression, install_lean_sockets
-from ._fast_events import FAST_EVENTS_ATTRIBUTE, FastEvents, install_fast_events
-from ._manager import IndexedAsyncManager, IndexedAsyncRedisManager
+from ._engineio import FastEvents, IndexedAsyncManager, IndexedAsyncRedisManager, LeanServer
 
 __all__ = ["Ack", "Connection", "SocketEdge"]
 
@@ -58,7 +56,8 @@ class Connection:
 
 
 class _OrjsonCodec:
-    """python-socketio's JSON hook: orjson is several times faster than the stdlib here."""
+    """The server's JSON codec for Socket.IO packets (python-socketio's ``dumps``/``loads``):
+    orjson (the stdlib's cost per frame shows in every ack), with the bounds below."""
 
     @staticmethod
     def dumps(obj: Any, **_: Any) -> str:
@@ -127,9 +126,11 @@ def _without_lone_surrogates(value: Any) -> Any:
     return value
 
 
-def create_sio(settings: Settings, redis_url: str) -> socketio.AsyncServer:
+def create_sio(settings: Settings, redis_url: str) -> LeanServer:
+    """The process's Socket.IO server: lean sockets, no websocket compression, the event fast
+    path and orjson, all installed on this server alone (``liveroom/sockets/_engineio/``)."""
     several = settings.workers > 1
-    sio = socketio.AsyncServer(
+    return LeanServer(
         async_mode="aiohttp",
         json=_OrjsonCodec,
         # Several processes: broadcasts cross processes through Redis, and websocket only, so a
@@ -141,6 +142,7 @@ def create_sio(settings: Settings, redis_url: str) -> socketio.AsyncServer:
         # Transport cap; the per-event cap (settings.max_payload_bytes) answers with an error.
         max_http_buffer_size=max(1_000_000, settings.max_payload_bytes * 4),
         http_compression=False,
+        # Long-polling only: LeanEngine answers websockets without permessage-deflate.
         compression_threshold=1 << 30,
         ping_interval=20,
         ping_timeout=20,
@@ -150,11 +152,6 @@ def create_sio(settings: Settings, redis_url: str) -> socketio.AsyncServer:
         logger=False,
         engineio_logger=False,
     )
-    # compression_threshold only covers polling; websockets need this (see the module).
-    disable_websocket_compression(sio)
-    install_lean_sockets()
-    install_fast_events(sio)
-    return sio
 
 
 def _refused(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
@@ -163,7 +160,7 @@ def _refused(code: str, message: str) -> socketio.exceptions.ConnectionRefusedEr
 
 
 class SocketEdge:
-    def __init__(self, sio: socketio.AsyncServer, signer: TokenSigner, settings: Settings,
+    def __init__(self, sio: LeanServer, signer: TokenSigner, settings: Settings,
                  metrics: Metrics | None = None,
                  addresses: ClientAddresses | None = None) -> None:
         self.metrics = metrics if metrics is not None else Metrics()
@@ -178,7 +175,7 @@ class SocketEdge:
             self.addresses.unlimited)
         self.connections: dict[str, Connection] = {}
         # The Socket.IO event fast path, for events answered there (``buy``).
-        self.fast_events: FastEvents | None = getattr(sio.eio, FAST_EVENTS_ATTRIBUTE, None)
+        self.fast_events: FastEvents | None = sio.fast_events
         self._disconnect_hooks: list[DisconnectHook] = []
         self._leave_hooks: list[LeaveHook] = []
         sio.on("connect", self._on_connect)
@@ -208,16 +205,10 @@ class SocketEdge:
                           budget=self.budgets.open(user.id, address),
                           buys=TokenBucket(s.buy_rate_per_s, s.buy_burst))
         self.connections[sid] = conn
-        self._count_frames_against(conn)
+        # From now on the engine socket counts the connection's frames against its budget.
+        self.sio.count_frames_against(sid, conn.budget)
         await self.sio.enter_room(sid, f"user:{user.id}")
         return None
-
-    def _count_frames_against(self, conn: Connection) -> None:
-        """From now on the engine socket counts the connection's frames against its budget."""
-        eio_sid = self.sio.manager.eio_sid_from_sid(conn.sid, "/")
-        socket = self.sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
-        if socket is not None and hasattr(socket, "frame_budget"):
-            socket.frame_budget = conn.budget
 
     async def _on_disconnect(self, sid: str, *_: Any) -> Ack | None:
         if self.sio.manager.is_connected(sid, "/"):

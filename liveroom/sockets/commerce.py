@@ -13,7 +13,7 @@ from orders import Actor, OrderService
 from ..errors import error_body
 from ..payload import ID_PATTERN, Payload
 from ._base import Ack, Connection, SocketEdge
-from ._fast_events import Reply
+from ._engineio import Reply
 
 __all__ = ["CommerceEvents"]
 
@@ -152,5 +152,6 @@ class CommerceEvents:
         return {"ok": True, "reservation": reservation.to_public()}
 
     async def checkout(self, conn: Connection, p: Payload) -> Ack:
-        order = await self.orders.checkout(actor_of(conn), p.raw_object())
-        return {"ok": True, "order": order.to_public()}
+        caller = actor_of(conn)
+        order = await self.orders.checkout(caller, p.raw_object())
+        return {"ok": True, "order": await self.orders.view(caller, order)}

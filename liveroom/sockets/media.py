@@ -85,7 +85,7 @@ class MediaHealthPusher(PeriodicLoop):
 
     name = "media-health-pusher"
 
-    def __init__(self, edge: SocketEdge, router: MediaRouter | None = None,
+    def __init__(self, edge: SocketEdge, router: MediaRouter,
                  tick_s: float = 0.2, refresh_s: float = 3.0) -> None:
         super().__init__(tick_s)
         self.edge = edge
@@ -99,11 +99,9 @@ class MediaHealthPusher(PeriodicLoop):
         self._dirty.add(room_id)
 
     def state(self, room_id: str) -> dict[str, Any]:
-        assert self.router is not None
         return {"room": room_id, **self.router.media.health(room_id)}
 
     async def room_state(self, room: Room) -> dict[str, Any]:
-        assert self.router is not None
         return {"media": {"room": room.id, **await self.router.health(room.id)}}
 
     async def tick(self) -> None:
@@ -114,7 +112,6 @@ class MediaHealthPusher(PeriodicLoop):
         dirty, self._dirty = self._dirty, set()
         for room_id in dirty:
             try:
-                assert self.router is not None
                 health = self.state(room_id)
                 (self._live.add if health["live"] else self._live.discard)(room_id)
                 await self.router.store_health(room_id, health)

@@ -17,7 +17,7 @@ from liveroom.media import (
     NotLive,
     UnsupportedCodec,
 )
-from liveroom.media._aiortc_internals import negotiated_codec
+from liveroom.media._aiortc import negotiated_codec
 
 from .conftest import Viewer, new_pc, start_broadcaster, start_viewer, wait_until
 
@@ -151,7 +151,8 @@ async def test_stop_closes_every_peer_connection_at_once(media: MediaService) ->
         await wait_until(lambda: all(video_count(v) >= 5 for v in viewers), 8, "media flowing")
         started = time.monotonic()
         assert await service.stop("r_room6") is True
-        assert time.monotonic() - started < 1.0
+        # At once: not after ICE consent expiry (30 s), however busy the machine is.
+        assert time.monotonic() - started < 5.0
         assert service.peer_connection_count == 0
         assert service.viewer_ids("r_room6") == []
         # The viewers hear RTCP BYE and their tracks end, long before ICE consent expiry.

@@ -13,7 +13,7 @@ Three kinds of process, so the relay's CPU is measured alone:
 The relay is pinned to --relay-cpu and every client to --client-cpus, so the relay's CPU% is a
 share of its own core. The stream is encoded once with PyAV into a cached temporary .webm file.
 
-Usage: python -m loadtests.bench_media --viewers 40 80 120 [--reencode 2 4] [--seconds 10]
+Usage: python -m benchmarks.bench_media --viewers 40 80 120 [--reencode 2 4] [--seconds 10]
        [--warmup 5] [--viewer-procs 4] [--viewer-mode rtp|frames] [--relay-cpu 0]
        [--client-cpus 1] [--nice -10] [--stream FILE.webm] [--ingest-rcvbuf BYTES]
 Prints one JSON line per run and a markdown table; docs/media.md records the results.
@@ -270,22 +270,19 @@ def prepare_stream(path: str | None) -> StreamInfo:
 def _grow_receive_buffers(pc: Any, size: int) -> None:
     import socket
 
-    for transceiver in pc.getTransceivers():
-        connection = transceiver.receiver.transport.transport._connection
-        for protocol in connection._protocols:
-            sock = protocol.transport.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    from liveroom.media._aiortc import udp_sockets
+
+    for sock in udp_sockets(pc):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 async def _relay_main(conn: Connection, reencode: bool, ingest_rcvbuf: int) -> None:
-    import aiortc.codecs.vpx as vpx
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.contrib.media import MediaRelay
 
     from liveroom.media import MediaService
+    from liveroom.media._aiortc import hold_video_bitrate
 
-    # Re-encoding viewers get the same ~1 Mbps as forwarded ones (they send no REMB).
-    vpx.DEFAULT_BITRATE = vpx.MIN_BITRATE = VIDEO_BITRATE
     # Hundreds of viewers connect at once on a busy machine: the 15 s limit on a viewer's ICE
     # (meant for peers that never finish it) must not cut slow ones out of the measurement.
     service = MediaService(ice_servers=[], connect_timeout_s=3600.0)
@@ -313,6 +310,11 @@ async def _relay_main(conn: Connection, reencode: bool, ingest_rcvbuf: int) -> N
             pc.addTrack(relay.subscribe(source_tracks[kind], buffered=False))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
+        # Re-encoding viewers get the same ~1 Mbps as forwarded ones (aiortc would start each
+        # encoder at its default bitrate and follow the viewer's REMB).
+        for transceiver in pc.getTransceivers():
+            if transceiver.kind == "video":
+                hold_video_bitrate(transceiver, VIDEO_BITRATE)
         return pc.localDescription.sdp, pc.localDescription.type
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -493,7 +495,11 @@ class RtpFrameCounter:
 async def _viewers_main(port: int, first: int, count: int, mode: str, conn: Connection) -> None:
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-    from liveroom.media._aiortc_internals import install_encoded_frame_tap, negotiated_codec
+    from liveroom.media._aiortc import (
+        install_encoded_frame_tap,
+        negotiated_codec,
+        receive_rtp_with,
+    )
 
     counters: list[RtpFrameCounter] = []
     frames = [0] * count
@@ -520,11 +526,8 @@ async def _viewers_main(port: int, first: int, count: int, mode: str, conn: Conn
                 counter.on_rtp(data)
 
             # Replaces RTP parsing, routing, jitter buffering and decoding for this peer;
-            # SRTP is still decrypted. (With bundle one DTLS transport carries both kinds.)
-            for transport in {
-                id(t.receiver.transport): t.receiver.transport for t in pc.getTransceivers()
-            }.values():
-                transport._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
+            # SRTP is still decrypted.
+            receive_rtp_with(pc, handle_rtp_data)
         else:
 
             def count_frame(codec: Any, timestamp: int, data: bytes, index: int = index) -> None:

@@ -1,19 +1,25 @@
-"""python-socketio's client managers with an index of each socket's rooms.
+"""python-socketio's client managers with an index of each socket's rooms, and broadcasts that
+build each frame once.
 
 python-socketio 5.x keeps ``rooms[namespace][room] = bidict(sid -> eio_sid)``, with one room per
 socket (its own sid) besides the rooms it joined. ``BaseManager.basic_disconnect`` finds the
 rooms of a leaving socket by copying the namespace's whole room dict and testing every room, and
 the pending connect/disconnect lists are plain lists searched on every ``is_connected`` (so on
 every emit to one socket). A disconnect therefore costs O(connected sockets): when a stream ends
-and 10,000 viewers leave at once, that is 10^8 membership tests with the event loop blocked
-(measured: 35 % of a 10,000-buyer run's server CPU, Redis calls timing out behind it).
+and every viewer leaves at once, the event loop stays blocked for the square of the audience
+(docs/performance.md has the measurement).
 
 ``IndexedRooms`` keeps ``sid -> rooms`` beside the manager's own structure and makes the pending
 collections sets with the list methods the base class calls, so connect and disconnect cost
 O(rooms of that socket). It overrides only ``basic_*`` methods, ``get_rooms`` and the tail of
-``basic_disconnect``, read against python-socketio 5.18 (``socketio/base_manager.py``);
-``check_manager_internals`` refuses another version, and ``tests/test_socket_manager.py`` checks
-the index against the base class's own answers.
+``basic_disconnect``, read against python-socketio 5.18.1 (``socketio/base_manager.py``); the
+manager refuses another version, and ``tests/test_socket_manager.py`` checks the index against
+the base class's own answers.
+
+Relied on besides: ``AsyncManager.emit``'s signature and its per-recipient path
+(``server._send_eio_packet``), ``get_participants``, ``server.packet_class``, and the engine's
+``sockets`` (each with ``closed``, ``last_ping``, ``queue``) and ``ping_timeout``;
+``AsyncPubSubManager`` handing a published broadcast to ``emit`` of the local manager.
 """
 
 from __future__ import annotations
@@ -29,22 +35,11 @@ from engineio import exceptions as engineio_exceptions
 from engineio import packet as engineio_packet
 from socketio import packet as socketio_packet
 
-from ._engineio_internals import LeanSocket, require_pinned, websocket_frame
+from ._frames import websocket_frame
+from ._pins import check_socketio_version
+from ._socket import LeanSocket
 
-__all__ = ["DirectLocalEmit", "IndexedAsyncManager", "IndexedAsyncRedisManager", "IndexedRooms",
-           "SocketioIncompatible", "check_manager_internals"]
-
-SUPPORTED_SOCKETIO_VERSIONS = frozenset({"5.18.1"})
-
-
-class SocketioIncompatible(RuntimeError):
-    """The installed python-socketio is not the one this module was checked against."""
-
-
-def check_manager_internals() -> None:
-    require_pinned("python-socketio", SUPPORTED_SOCKETIO_VERSIONS,
-                   "liveroom/sockets/_manager.py against socketio/base_manager.py",
-                   SocketioIncompatible)
+__all__ = ["DirectLocalEmit", "IndexedAsyncManager", "IndexedAsyncRedisManager", "IndexedRooms"]
 
 
 class _SidSet(dict[str, None]):
@@ -75,7 +70,7 @@ class IndexedRooms:
     pending_disconnect: dict[Any, Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        check_manager_internals()
+        check_socketio_version()
         super().__init__(*args, **kwargs)
         self.pending_connect = _PendingByNamespace()
         self.pending_disconnect = _PendingByNamespace()
@@ -124,15 +119,15 @@ class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
 
     ``AsyncManager.emit`` creates one task per recipient, each awaiting engineio's
     ``AsyncSocket.send`` (a ping-timeout check, then ``put`` on the socket's unbounded queue,
-    which never waits): a ``stock`` push to a 10,000-viewer room was 10,000 tasks, and each
+    which never waits): a ``stock`` push to a room was one task per member, and each
     socket then framed the same text again. Here the websocket frame is built once and each
     ``LeanSocket`` writes it at once, or queues the packet behind what it has not written yet;
     only a socket whose client missed its pings goes the original way, so engineio closes it as
     before. Emits with a callback keep the original path.
 
     A big room is written in slices of ``FAN_OUT_SLICE`` sockets with a turn of the event loop
-    between them: a push to 10,000 members is 10,000 ``send`` calls (0.1-0.25 s on the
-    development machine), and the buys arriving meanwhile are read and answered between slices
+    between them: a push to a big room is one ``send`` call per member (docs/performance.md has
+    what that costs), and the buys arriving meanwhile are read and answered between slices
     instead of after the last one. Broadcasts run one at a time, so every socket still gets them
     in the order they were emitted.
     """
@@ -152,8 +147,8 @@ class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
     async def emit_together(self, events: Sequence[tuple[str, Any]], namespace: Any,
                             room: Any) -> None:
         """Broadcast several events to ``room``, in order, with one write per socket that can
-        take them now: a sell-out's ``stock`` and ``sale`` pushes to a 10,000-member room are
-        10,000 loopback ``send`` calls instead of 20,000."""
+        take them now: a sell-out's ``stock`` and ``sale`` pushes cost one ``send`` call per
+        member instead of two."""
         await self._fan_out(events, namespace, room, None)
 
     async def _fan_out(self, events: Sequence[tuple[str, Any]], namespace: Any, room: Any,
@@ -211,7 +206,7 @@ class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
                 continue
             if type(socket) is LeanSocket:
                 socket.deliver(frames, wire)
-            else:  # a socket engineio built before the lean sockets were installed
+            else:  # a socket of an engine that builds engineio's own sockets
                 for frame in frames:
                     socket.queue.put_nowait(frame)
 

@@ -6,8 +6,8 @@ socket packet object decoded again, ``_handle_event`` (sid lookup, connected che
 ``_handle_event_internal``, ``_trigger_event`` (handler lookup with wildcards,
 ``inspect.iscoroutinefunction`` on every call), then the ack as a packet object that is searched
 recursively for binary data, encoded, and handed back down through ``_send_packet`` and the
-engine's ``send_packet``. Profiled, that machinery was most of a round trip that does no domain
-work (the ``ping`` event).
+engine's ``send_packet``. Profiled (docs/performance.md), that machinery was most of a round trip
+that does no domain work (the ``ping`` event).
 
 ``FastEvents.handle`` takes the frames that are the common case: an EVENT (``42``) for the
 default namespace, with or without an ack id, whose JSON is a list starting with the name of an
@@ -26,10 +26,10 @@ cost more than the rest of the buy's own work on the socket side. The reader goe
 client's next frame meanwhile, so acks may come back in another order than the events; Socket.IO
 matches them by ack id. python-socketio's own path still calls the event's coroutine handler.
 
-Relied on (python-socketio 5.18, see ``_manager.SUPPORTED_SOCKETIO_VERSIONS``):
-``AsyncServer.handlers[namespace][event]``, ``AsyncServer.not_handled``,
-``AsyncServer.packet_class.json``, ``AsyncServer._send_packet``, and the manager's
-``sid_from_eio_sid`` / ``is_connected``.
+Relied on (python-socketio 5.18.1): ``AsyncServer.handlers[namespace][event]``,
+``AsyncServer.not_handled``, ``AsyncServer.packet_class`` (its ``json`` and ``encode``),
+``AsyncServer._send_packet``, and the manager's ``sid_from_eio_sid`` / ``is_connected``; from
+python-engineio, ``packet.Packet`` and an engine socket's ``sid`` and ``send``.
 """
 
 from __future__ import annotations
@@ -44,10 +44,9 @@ import socketio
 from engineio import packet as engineio_packet
 from socketio import packet as socketio_packet
 
-from ..logs import ClientMistakes
+from ...logs import ClientMistakes
 
-__all__ = ["FAST_EVENTS_ATTRIBUTE", "DeferredHandler", "FastEvents", "Reply", "client_of",
-           "install_fast_events"]
+__all__ = ["DeferredHandler", "FastEvents", "Reply", "client_of"]
 
 log = logging.getLogger("liveroom.sockets")
 
@@ -55,12 +54,12 @@ log = logging.getLogger("liveroom.sockets")
 Reply = Callable[[Any], None] | None
 DeferredHandler = Callable[[str, list[Any], Reply], None]
 
-# Where the engine server keeps its FastEvents (a LeanSocket only sees the engine server).
-FAST_EVENTS_ATTRIBUTE = "liveroom_fast_events"
 _DIGITS = frozenset("0123456789")
 
 
 class FastEvents:
+    """The event fast path of one python-socketio server (see the module)."""
+
     def __init__(self, sio: socketio.AsyncServer) -> None:
         self._sio = sio
         self._loads: Callable[[str], Any] = sio.packet_class.json.loads
@@ -202,8 +201,3 @@ def _ack_args(answer: Any) -> list[Any]:
         return list(answer)
     return [answer]
 
-
-def install_fast_events(sio: socketio.AsyncServer) -> FastEvents:
-    fast = FastEvents(sio)
-    setattr(sio.eio, FAST_EVENTS_ATTRIBUTE, fast)
-    return fast

@@ -1,0 +1,1 @@
+"""In-process benchmarks: they import the server (docs/performance.md says how to run each)."""
