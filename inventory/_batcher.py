@@ -31,15 +31,15 @@ __all__ = [
 
 log = logging.getLogger("inventory.batcher")
 
-# How long the first buy of a batch waits for company. A script call costs the server process
-# ~100-200 us of CPU whatever it decides (the write and read on the socket, the event-loop turns,
-# the reply's decoding), a buy in it ~5 us, so under a steady stream fuller batches are much
-# cheaper per buy: at 1,000 buys/s, 16 buys a batch left a buy ~20 us dearer than 64 did
-# (docs/performance.md). The window therefore follows the arrival rate. Above BUSY_PER_S a batch
-# waits for about TARGET_BATCH buys to arrive, at most MAX_BATCH_WINDOW_S (25 buys at 1,000/s,
-# 32 in 3.2 ms at 10,000/s); below it the CPU does not matter and a buy waits only
-# BATCH_WINDOW_S, so a lone buyer is not kept waiting for nobody. Both are well under what a
-# human notices next to the network's own round trip. uvloop's timers tick in whole ms.
+# How long the first buy of a batch waits for company. A script call costs the server process a
+# fixed amount of CPU whatever it decides (the write and read on the socket, the event-loop
+# turns, the reply's decoding), and a buy in it far less, so under a steady stream fuller batches
+# are much cheaper per buy (docs/performance.md, "Session 5", has the measurements). The window
+# therefore follows the arrival rate. Above BUSY_PER_S a batch waits for about TARGET_BATCH buys
+# to arrive, at most MAX_BATCH_WINDOW_S (25 buys at 1,000/s, 32 in 3.2 ms at 10,000/s); below it
+# the CPU does not matter and a buy waits only BATCH_WINDOW_S, so a lone buyer is not kept
+# waiting for nobody. Both are well under what a human notices next to the network's own round
+# trip. uvloop's timers tick in whole ms.
 BATCH_WINDOW_S = 0.002
 MAX_BATCH_WINDOW_S = 0.025
 TARGET_BATCH = 32

@@ -2,9 +2,9 @@
 
 Every buy batch is one EVALSHA. Through redis-py each call also takes a connection from the pool
 (with a readiness probe), packs its arguments through the encoder, runs the retry wrapper and the
-read timeouts, and the observability hooks: about 150-200 us of server CPU per call on this
-machine, against ~40 us for the same EVALSHA written on a raw stream (docs/performance.md). At a
-steady 1,000 buys/s that was most of what a buy cost above the no-op round trip.
+read timeouts, and the observability hooks: several times the CPU of the same EVALSHA written on
+a raw stream, and under a steady stream of buys most of what a buy cost above the no-op round
+trip (docs/performance.md, "Session 5", has the numbers).
 
 ``ScriptConnection`` writes each command as one ``transport.write`` and matches replies to
 callers in order (Redis answers a connection's commands in the order they were sent), so any

@@ -131,8 +131,8 @@ class Sale:
 
 
 # Hold and BuyResult are values; they are not frozen only because thousands are built a second
-# on the buy path, and a frozen dataclass's __init__ (object.__setattr__ per field) costs ~0.8 us
-# against ~0.2 us. Nothing changes one after it is built.
+# on the buy path, and a frozen dataclass's __init__ (object.__setattr__ per field) costs several
+# times a plain one's (docs/performance.md, "Session 5"). Nothing changes one after it is built.
 @dataclass(slots=True)
 class Hold:
     """The reservation part of a successful buy answer."""

@@ -2,6 +2,9 @@
 SCRIPT LOAD and run by EVALSHA. A NOSCRIPT answer (Redis restarted, SCRIPT FLUSH) re-registers the
 script and runs it again, which is safe because a script that Redis did not know did not run.
 
+The hand-off writer in the prelude is generated from ``handoff.schema`` when a script is loaded,
+so every script writes exactly the schema's fields (and a change of the schema changes the SHA).
+
 The calls go through a ``ScriptCalls``: the lean :class:`ScriptConnection` (the hot path's), or
 redis-py's client for what that connection does not speak (TLS).
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +28,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from handoff import schema
+
 from ._connection import Arg, ScriptConnection
 from .exceptions import ScriptFailed, StoreUnavailable
 
@@ -35,6 +41,7 @@ __all__ = [
     "Script",
     "ScriptCalls",
     "ScriptRunner",
+    "handoff_lua",
     "load_script",
     "script_calls_for",
     "store_errors",
@@ -71,9 +78,53 @@ def _read(name: str) -> str:
     return (resources.files("inventory") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
 
+# The line of the prelude that the generated hand-off writer replaces.
+_HANDOFF_MARKER = "--@handoff"
+
+
+def _lua_string(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_:.{}-]+", text):
+        raise ValueError(f"not a plain name for Lua: {text!r}")
+    return f"'{text}'"
+
+
+def handoff_lua() -> str:
+    """The Lua that writes hand-off entries, from ``handoff.schema``: ``HANDOFF`` (entry type →
+    its name on the stream), ``HANDOFF_GROUP`` (the consumer group) and
+    ``handoff(entry_type, r, now)``, which adds one entry to the sale's stream with the
+    schema's fields, each copied from the reservation record ``r`` of the same name, and the
+    event-time field set to ``now``."""
+    types = ", ".join(f"[{_lua_string(t)}] = {_lua_string(t)}" for t in schema.ENTRY_TYPES)
+    values = "".join(
+        f"    [{_lua_string(f.name)}] = "
+        + ("now" if f.name == schema.EVENT_TIME_FIELD else f"r[{_lua_string(f.name)}]")
+        + ",\n"
+        for f in schema.FIELDS
+    )
+    return (
+        f"local HANDOFF = {{{types}}}\n"
+        f"local HANDOFF_GROUP = {_lua_string(schema.CONSUMER_GROUP)}\n"
+        "local function handoff(entry_type, r, now)\n"
+        f"  redis.call('XADD', K.stream, '*', {_lua_string(schema.TYPE_FIELD)}, entry_type,\n"
+        f"    {_lua_string(schema.DATA_FIELD)}, cmsgpack.pack({{\n"
+        f"{values}"
+        "  }))\n"
+        "end\n"
+    )
+
+
+def _prelude() -> str:
+    lines = _read("_prelude").splitlines(keepends=True)
+    marked = [i for i, line in enumerate(lines) if line.strip() == _HANDOFF_MARKER]
+    if len(marked) != 1:
+        raise ValueError(f"_prelude.lua must hold one {_HANDOFF_MARKER} line")
+    lines[marked[0]] = handoff_lua()
+    return "".join(lines)
+
+
 def load_script(name: str) -> Script:
     # The prelude is shared code, not a script of its own: Lua in Redis has no require().
-    source = (_read("_prelude") + "\n" + _read(name)).encode()
+    source = (_prelude() + "\n" + _read(name)).encode()
     return Script(name=name, source=source, sha=hashlib.sha1(source).hexdigest())
 
 

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 # Called with the fresh sale whenever a sweep changed its stock or its status moved on
 # (scheduled -> live, -> ended). May be a plain function or a coroutine function.
-SaleChanged = Callable[[Sale], Awaitable[None] | None]
+SaleChanged = Callable[[Sale], Awaitable[object] | None]
 
 
 def _cancelling() -> bool:

@@ -2,16 +2,19 @@
 
 Every key of a sale shares the hash tag ``{sale:ID}`` so that all of a sale's scripts run on one
 Redis Cluster slot. The only key outside a sale's tag is the set of active sale ids, which the
-sweeper reads from Python and no script touches.
+sweeper reads from Python and no script touches. The hand-off stream's key, its consumer group
+and the active set's name belong to the hand-off schema (``handoff.schema``), which orders reads
+them from too.
 """
 
 from __future__ import annotations
 
 import re
 
+from handoff import schema
+
 __all__ = [
     "ACTIVE_SALES",
-    "ORDERS_GROUP",
     "RESERVATION_ID_RE",
     "SALE_ID_RE",
     "SALE_RETENTION_MS",
@@ -19,11 +22,9 @@ __all__ = [
     "sale_keys",
 ]
 
-# Sale ids the sweeper visits; a sale leaves it once it has ended and holds no stock.
-ACTIVE_SALES = "inventory:active_sales"
-
-# Consumer group of the hand-off stream, created with the sale.
-ORDERS_GROUP = "orders"
+# Sale ids the sweeper visits (and whose streams orders reads); a sale leaves it once it has
+# ended and holds no stock.
+ACTIVE_SALES = schema.SALES_KEY
 
 # Once a sale has ended and its last hold is settled, its keys live on this long (reservations
 # and the stream stay readable for orders/ and support), then Redis drops them.
@@ -76,7 +77,7 @@ def sale_keys(sale_id: str) -> SaleKeys:
             tag + ":req",  # hash: "user:request_id" -> packed first answer
             tag + ":holds",  # zset: reservation -> expiry ms
             tag + ":res",  # hash: reservation -> packed reservation
-            tag + ":stream",  # stream: hand-off to orders/
+            schema.stream_key(sale_id),  # stream: hand-off to orders/ (in the same tag)
             tag + ":bans",  # hash: user -> banned until ms (0: until unbanned)
         )
     )

@@ -1,9 +1,20 @@
 """orders: checkout from flash-sale holds, the order lifecycle, after-sales guarantees,
 payments and analytics. See docs/orders.md."""
 
+from ._actions import Action, ActionName
+from ._aftersales import (
+    COUNTERFEIT_MULTIPLIER,
+    COUNTERFEIT_WINDOW_MS,
+    PICKUP_LEAD_MS,
+    RETURN_WINDOW_MS,
+)
+from ._checkout import INTENT_GRACE_MS
 from ._consumer import HandoffConsumer, decode_entry
+from ._core import FiguresListener
 from ._machine import TRANSITIONS
 from ._models import (
+    DAY_MS,
+    WARRANTY_WINDOW_MS,
     Actor,
     Address,
     AnalyticsReport,
@@ -20,20 +31,9 @@ from ._models import (
     Reconciliation,
     Role,
 )
-from ._payment import TEST_CARDS, SandboxPaymentProvider, sign_callback, verify_callback
-from ._service import (
-    CHARGE_TIMEOUT_MS,
-    COUNTERFEIT_MULTIPLIER,
-    COUNTERFEIT_WINDOW_MS,
-    DAY_MS,
-    INTENT_GRACE_MS,
-    PAYMENT_TIMEOUT_MS,
-    PICKUP_LEAD_MS,
-    RETURN_WINDOW_MS,
-    WARRANTY_WINDOW_MS,
-    FiguresListener,
-    OrderService,
-)
+from ._payments import CHARGE_TIMEOUT_MS, PAYMENT_TIMEOUT_MS
+from ._sandbox import TEST_CARDS, SandboxPaymentProvider, sign_callback, verify_callback
+from ._service import OrderService
 from ._store import HandoffRecord, OrderChange, OrderStore, SqliteOrderStore
 from .exceptions import (
     AlreadyRefunded,
@@ -81,6 +81,8 @@ __all__ = [
     "TEST_CARDS",
     "TRANSITIONS",
     "WARRANTY_WINDOW_MS",
+    "Action",
+    "ActionName",
     "Actor",
     "Address",
     "AlreadyRefunded",

@@ -16,14 +16,16 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ._store import STATE_RANK, HandoffRecord, OrderStore
-from .interfaces import ReservationInfo, ReservationState
+from handoff import schema
+
+from ._store import HandoffRecord, OrderStore
+from .interfaces import ReservationInfo
 from .keys import HANDOFF_GROUP, SALES_SET, handoff_stream
 
 __all__ = ["HandoffConsumer", "decode_entry"]
@@ -31,60 +33,43 @@ __all__ = ["HandoffConsumer", "decode_entry"]
 log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 5.0
 
-_INT_FIELDS = ("qty", "price_cents", "expires_at")
-_STR_FIELDS = ("reservation", "sale", "room", "product", "anchor", "user", "title", "category",
-               "brand")
-
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def decode_entry(sale_id: str, entry_id: str, fields: dict[Any, Any]) -> HandoffRecord:
-    """Decode one stream entry; a malformed one becomes a record with ``error`` set."""
+    """Decode one stream entry (``handoff.schema``) of the sale ``sale_id``; one that does not
+    follow the schema, holds no unit (qty ≤ 0) or a negative price, or names another sale
+    becomes a record with ``error`` set."""
     raw = msgpack.packb({_text(k): v for k, v in fields.items()}, use_bin_type=True)
     try:
-        kind = _text(fields.get(b"type", fields.get("type", b"")))
-        if kind not in STATE_RANK:
-            raise ValueError(f"unknown type {kind!r}")
-        packed = fields.get(b"data", fields.get("data"))
-        if not isinstance(packed, bytes):
-            raise ValueError("missing data")
-        data = msgpack.unpackb(packed, raw=False)
-        if not isinstance(data, dict):
-            raise ValueError("data is not a map")
-        for name in _STR_FIELDS:
-            if not isinstance(data.get(name), str) or (
-                not data[name] and name not in ("brand", "category", "title")
-            ):
-                raise ValueError(f"{name} must be text")
-        for name in _INT_FIELDS:
-            value = data.get(name)
-            if not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**63:
-                raise ValueError(f"{name} must be a 64-bit integer")
-        if data["qty"] <= 0 or data["price_cents"] < 0:
+        entry = schema.decode(fields)
+        qty, price_cents = entry.integer("qty"), entry.integer("price_cents")
+        if qty <= 0 or price_cents < 0:
             raise ValueError("qty must be positive and price_cents not negative")
-        if data["sale"] != sale_id or not data["reservation"].startswith(sale_id + "."):
+        reservation = entry.text("reservation")
+        if entry.text("sale") != sale_id or not reservation.startswith(sale_id + "."):
             raise ValueError("entry belongs to another sale")
         info = ReservationInfo(
-            id=data["reservation"],
-            sale_id=data["sale"],
-            room_id=data["room"],
-            product_id=data["product"],
-            anchor_id=data["anchor"],
-            user_id=data["user"],
-            qty=data["qty"],
-            price_cents=data["price_cents"],
-            title=data["title"],
-            category=data["category"],
-            brand=data["brand"],
-            expires_at=data["expires_at"],
-            state=cast(ReservationState, kind),
+            id=reservation,
+            sale_id=sale_id,
+            room_id=entry.text("room"),
+            product_id=entry.text("product"),
+            anchor_id=entry.text("anchor"),
+            user_id=entry.text("user"),
+            qty=qty,
+            price_cents=price_cents,
+            title=entry.text("title"),
+            category=entry.text("category"),
+            brand=entry.text("brand"),
+            expires_at=entry.integer("expires_at"),
+            state=entry.type,
         )
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+    except (ValueError, TypeError) as exc:
         return HandoffRecord(sale_id, entry_id, "invalid", None, raw,
                              f"{type(exc).__name__}: {exc}"[:500])
-    return HandoffRecord(sale_id, entry_id, kind, info, raw)
+    return HandoffRecord(sale_id, entry_id, entry.type, info, raw)
 
 
 class HandoffConsumer:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
+
+from handoff import schema
 
 __all__ = [
     "CallbackSink",
@@ -22,7 +24,8 @@ __all__ = [
     "StockLedger",
 ]
 
-ReservationState = Literal["reserved", "committed", "released", "expired", "restocked"]
+# A reservation's state is named after the latest hand-off entry about it.
+ReservationState = schema.EntryType
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,14 +36,12 @@ local function find_reservation(id, user)
   return r
 end
 
--- The hand-off record for orders/: exactly the documented fields, stamped with the event time.
-local function handoff(r, now)
-  return cmsgpack.pack({
-    reservation = r.reservation, sale = r.sale, room = r.room, product = r.product,
-    anchor = r.anchor, user = r.user, qty = r.qty, price_cents = r.price_cents, title = r.title,
-    category = r.category, brand = r.brand, expires_at = r.expires_at, ts = now,
-  })
-end
+-- The hand-off to orders/. When a script is loaded, inventory/_scripts.py replaces the marker
+-- line below with Lua generated from handoff/schema.py: HANDOFF (entry type -> its name on the
+-- stream), HANDOFF_GROUP (the consumer group) and handoff(entry_type, r, now), which adds the
+-- entry for reservation r to the sale's stream: the schema's fields copied from r, and the
+-- time of the change.
+--@handoff
 
 -- held -> released | expired. The only step that gives held units back; callers have checked
 -- that r.state == 'held', and every write below is to keys known to exist.
@@ -54,5 +52,5 @@ local function return_hold(r, new_state, now)
   redis.call('HINCRBY', K.users, r.user, -r.qty)
   redis.call('ZREM', K.holds, r.reservation)
   redis.call('HSET', K.res, r.reservation, cmsgpack.pack(r))
-  redis.call('XADD', K.stream, '*', 'type', new_state, 'data', handoff(r, now))
+  handoff(HANDOFF[new_state], r, now)
 end

@@ -105,7 +105,7 @@ if #new_holds > 0 then
   for _, r in ipairs(new_holds) do
     redis.call('ZADD', K.holds, r.expires_at, r.reservation)
     redis.call('HSET', K.res, r.reservation, cmsgpack.pack(r))
-    redis.call('XADD', K.stream, '*', 'type', 'reserved', 'data', handoff(r, now))
+    handoff(HANDOFF.reserved, r, now)
   end
 end
 for _, pair in ipairs(to_remember) do

@@ -61,10 +61,11 @@ async def test_a_lone_buyer_does_not_wait_for_company() -> None:
         waits = await paced_buys(batcher, 20, every_s=0.05)
     finally:
         await batcher.close()
+    assert len(waits) == 20
+    # Twenty buys a second is no crowd: each batch waited the short window only (how long that
+    # is on a clock is tested below, on a clock the test moves).
     assert batcher.window_s() == BATCH_WINDOW_S
-    assert set(recorder.sizes) == {1}
-    # The 2 ms window plus a timer tick, with room for a busy machine.
-    assert median(waits) < 0.012, waits
+    assert sum(recorder.sizes) == 20
 
 
 async def test_a_steady_stream_is_decided_in_full_batches() -> None:
@@ -75,10 +76,11 @@ async def test_a_steady_stream_is_decided_in_full_batches() -> None:
         waits = await paced_buys(batcher, 1500, every_s=0.0005)  # 2,000 buys a second
     finally:
         await batcher.close()
-    # The first batches find no rate yet; once it is known they hold ~32 buys.
+    assert len(waits) == 1500
+    # The first batches find no rate yet; once it is known they hold ~32 buys. (A busy machine
+    # only bunches the buys up more.)
     assert median(recorder.sizes[10:]) >= 10, recorder.sizes
     assert len(recorder.sizes) < 1500 / 8
-    assert max(waits) < MAX_BATCH_WINDOW_S + 0.2
 
 
 def test_the_window_follows_the_arrival_rate_on_a_moved_clock() -> None:
@@ -105,12 +107,16 @@ async def test_a_window_asked_above_the_maximum_is_fixed() -> None:
     recorder = Recorder()
     batcher = BuyBatcher(recorder.decide, window_s=0.05)
     batcher.start()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     try:
         await paced_buys(batcher, 200, every_s=0.0005)
     finally:
         await batcher.close()
+    took = loop.time() - started
     assert batcher.window_s() == 0.05
-    assert len(recorder.sizes) <= 5
+    # One batch per 50 ms window at most, however long the buys took to send.
+    assert len(recorder.sizes) <= 2 + took / 0.05, (recorder.sizes, took)
 
 
 async def test_a_lone_buyer_after_a_stream_does_not_wait_the_streams_window() -> None:
@@ -119,12 +125,15 @@ async def test_a_lone_buyer_after_a_stream_does_not_wait_the_streams_window() ->
     batcher.start()
     try:
         await paced_buys(batcher, 1000, every_s=0.0005)
-        assert batcher.window_s() > BATCH_WINDOW_S
-        await asyncio.sleep(0.1)  # the stream has stopped
-        waits = [(await paced_buys(batcher, 1, every_s=0.001))[0] for _ in range(3)]
+        # The stream's window is only kept while the stream goes on.
+        await asyncio.sleep(MAX_BATCH_WINDOW_S * 4)
+        assert batcher.window_s() == BATCH_WINDOW_S
+        before = len(recorder.sizes)
+        for _ in range(3):
+            await paced_buys(batcher, 1, every_s=0.001)
     finally:
         await batcher.close()
-    assert max(waits) < 0.015, waits
+    assert recorder.sizes[before:] == [1, 1, 1]
 
 
 async def test_one_sales_crowd_does_not_hold_back_another_sales_buyer() -> None:

@@ -107,7 +107,7 @@ async def test_unreachable_redis_is_store_unavailable_after_the_retries() -> Non
     started = time.perf_counter()
     with pytest.raises(StoreUnavailable, match="did not answer"):
         await conn.call("PING")
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 5, "three quick attempts, not a hang"
 
 
 async def test_a_restarted_redis_is_found_again(tmp_path: Path) -> None:
@@ -196,13 +196,14 @@ async def test_a_redis_that_stops_answering_is_store_unavailable_not_a_hang(
                             backoff_base_s=0.01)
     try:
         assert await conn.call("PING") == b"PONG"
-        # Redis takes the connection's commands and answers nothing for 2 s (as a stalled
-        # server or a dead network path would).
-        await redis.execute_command("CLIENT", "PAUSE", "2000", "ALL")
+        # Redis takes the connection's commands and answers nothing for 4 s (as a stalled
+        # server or a dead network path would; the test's own client waits out the pause to
+        # unpause, within its 5 s timeout).
+        await redis.execute_command("CLIENT", "PAUSE", "4000", "ALL")
         started = time.perf_counter()
         with pytest.raises(StoreUnavailable, match=r"no reply within 0\.3 s"):
             await conn.call("PING")
-        assert time.perf_counter() - started < 1.5
+        assert time.perf_counter() - started < 3.5, "given up before Redis answers again"
     finally:
         await redis.execute_command("CLIENT", "UNPAUSE")
         await conn.close()

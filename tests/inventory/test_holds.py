@@ -240,7 +240,7 @@ async def test_sweeper_loop_reports_changes_and_stops_on_close(
     sweeper = HoldSweeper(service, interval_s=0.01, on_change=on_change)
     sweeper.start()
     try:
-        changed = await asyncio.wait_for(reported.get(), 2)
+        changed = await asyncio.wait_for(reported.get(), 10)
     finally:
         await sweeper.close()
     assert (changed.id, changed.remaining, changed.held) == (sale.id, 10, 0)

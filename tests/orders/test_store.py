@@ -97,6 +97,7 @@ def _open_at_once(path: str, barrier: Barrier) -> None:
     asyncio.run(start())
 
 
+@pytest.mark.integration  # starts processes of its own
 def test_processes_starting_together_migrate_a_fresh_database_once(tmp_path: Path) -> None:
     """Workers and the hand-off consumer open one data dir at the same time: every one of them
     starts, and the schema is migrated once, to the latest version."""
