@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from playwright.async_api import Page, expect
+from playwright.async_api import BrowserContext, Page, Route, expect
 
 from tests.server_harness import Client, LiveServer
 
@@ -104,3 +105,31 @@ async def accept_link_sign_in(page: Page, name: str) -> None:
     await expect(page.locator("#switch-name")).to_have_text(name)
     await page.click("#switch-accept")
     await expect(dialog).to_be_hidden()
+
+
+# ---------------------------------------------------------------- the orders' ``actions``
+
+OrdersEdit = Callable[[list[dict[str, Any]]], None]
+RECEIVED = ("delivered", "completed", "return_requested", "returned", "refunded")
+
+
+def buyer_order_actions(server: LiveServer, edit: OrdersEdit | None = None,
+                        ) -> Callable[[BrowserContext], Awaitable[None]]:
+    """A ``Pages.open`` setup for a test that makes up part of the server's answer: ``edit``
+    changes the orders (with the ``actions`` the server sent) that the page's
+    ``GET /api/orders`` receives. Without ``edit`` the server's answer passes untouched."""
+
+    async def answer(route: Route) -> None:
+        response = await route.fetch()
+        if response.status != 200 or edit is None:
+            await route.fulfill(response=response)
+            return
+        body = await response.json()
+        assert all("actions" in order for order in body["orders"]), body
+        edit(body["orders"])
+        await route.fulfill(response=response, json=body)
+
+    async def setup(context: BrowserContext) -> None:
+        await context.route("**/api/orders", answer)
+
+    return setup

@@ -1,5 +1,6 @@
 """Who a viewer is, in a real browser: a link cannot make a browser someone else without the
-person agreeing, and the chat marks the host by role, not by a name anyone can type."""
+person agreeing, and the chat (viewer room and studio) marks the host by role, not by a name
+anyone can type."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from playwright.async_api import expect
 
 from tests.server_harness import LiveServer
 
-from .conftest import PHONE, Pages
+from .conftest import DESKTOP, PHONE, Pages
 from .helpers import open_room
 
 TOKEN_KEY = "localStorage.getItem('liveroom.token.viewer')"
@@ -72,4 +73,33 @@ async def test_the_host_is_marked_by_role_and_nobody_joins_under_the_hosts_name(
     await expect(lines.nth(0).locator(".who")).to_have_text("Lin the Anchor")
     await expect(lines.nth(1).locator(".role")).to_have_count(0)
     await pages.shot(viewer, "host-marked-by-role-phone")
+    pages.assert_clean()
+
+
+async def test_the_studio_marks_the_host_and_staff_by_role_too(server: LiveServer,
+                                                               pages: Pages) -> None:
+    """The studio's chat is the room's (chat.js): the host's own lines carry the HOST mark,
+    staff theirs, and only other people's lines can be muted or banned."""
+    stage = await open_room(server, anchor_name="Lin the Anchor")
+    room_id = stage.room["id"]
+    studio = await pages.open(f"{server.url}/studio/{room_id}#token={stage.anchor_token}", DESKTOP)
+    await expect(studio.locator("#room-title")).to_have_text("Jade and phones, live")
+    await studio.fill("#chat-input", "Welcome to the studio")
+    await studio.press("#chat-input", "Enter")
+    inspector = await server.connect(server.token("inspector", "Vault Shenzhen #3"))
+    assert (await inspector.call("join", {"room": room_id}))["ok"]
+    await inspector.call("chat", {"room": room_id, "text": "The bangle is appraised"})
+    fan = await server.connect(server.token("viewer", "Lin the Anchor's fan"))
+    assert (await fan.call("join", {"room": room_id}))["ok"]
+    await fan.call("chat", {"room": room_id, "text": "Hello!"})
+
+    lines = studio.locator("#chat-log .chat-line")
+    await expect(lines).to_have_count(3)
+    await expect(lines.nth(0).locator(".role")).to_have_text("HOST")
+    await expect(lines.nth(0).locator(".who")).to_have_text("Lin the Anchor")
+    await expect(lines.nth(0).locator("button")).to_have_count(0)
+    await expect(lines.nth(1).locator(".role")).to_have_text("INSPECTOR")
+    await expect(lines.nth(2).locator(".role")).to_have_count(0)
+    await expect(lines.nth(2).locator('button[data-act="ban"]')).to_be_visible()
+    await pages.shot(studio, "studio-chat-marks-desktop")
     pages.assert_clean()

@@ -16,7 +16,12 @@ from playwright.async_api import Page, expect
 from tests.server_harness import LiveServer
 
 from .conftest import DESKTOP, PHONE, Pages
-from .helpers import no_horizontal_scroll, open_room, sign_in_with_phone, start_sale
+from .helpers import (
+    no_horizontal_scroll,
+    open_room,
+    sign_in_with_phone,
+    start_sale,
+)
 
 TIMES = "\u00d7"  # the multiplication sign the page writes between quantity and title
 

@@ -1,8 +1,12 @@
+// @ts-check
 // Landing page: the live rooms with title, anchor, viewer count and pinned product.
 import { $, api, formatCents, h, hideBanner, installGlobalErrorHandlers, showError } from "./lr.js";
 
+/** @import { RoomState } from "./types.js" */
+
 const REFRESH_MS = 10_000;
 
+/** @param {RoomState} room */
 function roomCard(room) {
   const pinned = room.pinned;
   return h("a", { class: "card room-card", href: `/r/${encodeURIComponent(room.id)}`,
@@ -20,6 +24,7 @@ function roomCard(room) {
 
 async function refresh() {
   try {
+    /** @type {{rooms: RoomState[]}} */
     const { rooms } = await api("GET", "/api/rooms");
     $("#rooms").replaceChildren(...rooms.map(roomCard));
     $("#rooms-status").textContent = rooms.length

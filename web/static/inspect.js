@@ -1,51 +1,66 @@
+// @ts-check
 // Inspector desk: issue vault certificates, inspection reports and anchor certifications; revoke.
 import {
-  $, api, client, describeError, formatCents, h, hideBanner, installGlobalErrorHandlers,
-  isTokenError, pageToken, parseMoney, showError, storeToken,
+  $, $as, api, describeError, formatCents, h, installGlobalErrorHandlers, parseMoney, showError,
+  showResult,
 } from "./lr.js";
+import { StaffSignIn } from "./signin.js";
 
-const SCOPE = "inspect";
+/** @import { Rest } from "./lr.js" */
+/** @import { Certificate, Product, RoomState, User, Verification } from "./types.js" */
+
+/** @type {Rest | null} */
 let rest = null;
 
-async function signIn(token) {
-  const candidate = client(token);
-  let me;
-  try {
-    me = (await candidate.get("/api/me")).user;
-  } catch (error) {
-    if (!isTokenError(error.code)) throw error;
-    storeToken(SCOPE, null);
-    return askForToken(`Your token was refused (${describeError(error)}). Paste a fresh one.`);
-  }
-  if (me.role !== "inspector" && me.role !== "admin") {
-    return askForToken(`You are signed in as ${me.name} (${me.role}); the desk needs an inspector token.`);
-  }
-  rest = candidate;
-  storeToken(SCOPE, token);
+const signIn = new StaffSignIn({
+  scope: "inspect", roles: ["inspector", "admin"], tokenName: "inspector token",
+  pageName: "the desk", content: $("#desk"), onSignedIn: openDesk,
+});
+
+function signedIn() {
+  if (!rest) throw new Error("Sign in first.");
+  return rest;
+}
+
+/**
+ * @param {Rest} client
+ * @param {User} me
+ */
+function openDesk(client, me) {
+  rest = client;
   $("#who").textContent = `${me.name} · ${me.role}`;
-  $("#signin").hidden = true;
-  $("#desk").hidden = false;
-  hideBanner();
   loadLiveProducts();
 }
 
-function askForToken(message) {
-  $("#signin").hidden = false;
-  $("#desk").hidden = true;
-  if (message) showError(message);
+/** @param {string} selector */
+function typed(selector) {
+  return $as(selector, HTMLInputElement).value;
+}
+
+/** @param {string} selector */
+function chosen(selector) {
+  return $as(selector, HTMLSelectElement).value;
 }
 
 // ------------------------------------------------------------------ issuing
 
 function showKind() {
-  const kind = $("#kind").value;
+  const kind = chosen("#kind");
   for (const fieldset of document.querySelectorAll("fieldset[data-kind]")) {
-    fieldset.hidden = fieldset.dataset.kind !== kind;
+    if (fieldset instanceof HTMLElement) fieldset.hidden = fieldset.dataset.kind !== kind;
   }
-  for (const node of document.querySelectorAll(".product-only")) node.hidden = kind === "refund_no_return";
+  for (const node of document.querySelectorAll(".product-only")) {
+    if (node instanceof HTMLElement) node.hidden = kind === "refund_no_return";
+  }
 }
 
+/**
+ * "name: value" lines as a map (an inspection's components and tests).
+ * @param {string} text
+ * @param {string} field
+ */
 function nameMap(text, field) {
+  /** @type {Record<string, string>} */
   const map = {};
   for (const line of text.split("\n").map((l) => l.trim()).filter(Boolean)) {
     const match = /^([a-z0-9_]{1,32})\s*:\s*([a-z]+)$/.exec(line);
@@ -55,79 +70,91 @@ function nameMap(text, field) {
   return map;
 }
 
+/** @param {File} file */
 async function sha256Hex(file) {
   if (!crypto.subtle) throw new Error("Hashing photos needs https or localhost; paste the hashes instead.");
   const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/**
+ * A whole number typed in the field, or the text as typed (the server names what is wrong).
+ * @param {string} selector
+ */
 function intValue(selector) {
-  const text = $(selector).value.trim();
+  const text = typed(selector).trim();
   return /^\d+$/.test(text) ? Number(text) : text;
 }
 
+/**
+ * The start of the day picked in a date field, in ms, or null.
+ * @param {string} selector
+ */
 function dayStartMs(selector) {
-  const value = $(selector).value;
+  const value = typed(selector);
   return value ? new Date(`${value}T00:00:00`).getTime() : null;
 }
 
 async function issueBody() {
-  const kind = $("#kind").value;
+  const kind = chosen("#kind");
   if (kind === "refund_no_return") {
     return {
-      kind, anchor_id: $("#r-anchor").value.trim(), category: $("#r-category").value,
+      kind, anchor_id: typed("#r-anchor").trim(), category: chosen("#r-category"),
       details: { valid_from: dayStartMs("#r-from") ?? Date.now(), valid_until: dayStartMs("#r-until") },
     };
   }
-  const body = { kind, product_id: $("#product-id").value.trim() };
+  const product = { kind, product_id: typed("#product-id").trim() };
   if (kind === "vault") {
-    const hashes = $("#v-hashes").value.split(/\s+/).filter(Boolean);
-    for (const file of $("#v-photos").files) hashes.push(await sha256Hex(file));
-    body.details = {
-      material: $("#v-material").value, weight_mg: intValue("#v-weight"), grade: $("#v-grade").value,
-      appraiser: $("#v-appraiser").value, photo_sha256: hashes,
-    };
-  } else {
-    const buyback = parseMoney($("#i-buyback").value);
-    if (buyback === null) throw new Error("Enter the buyback price as a number, e.g. 1500.00.");
-    body.details = {
-      model: $("#i-model").value, imei: $("#i-imei").value.trim(),
-      battery_health_pct: intValue("#i-battery"), screen_condition: $("#i-screen").value,
-      body_condition: $("#i-body").value, components: nameMap($("#i-components").value, "Components"),
-      tests: nameMap($("#i-tests").value, "Tests"), buyback_price_cents: buyback,
-    };
+    const hashes = $as("#v-hashes", HTMLTextAreaElement).value.split(/\s+/).filter(Boolean);
+    for (const file of $as("#v-photos", HTMLInputElement).files || []) hashes.push(await sha256Hex(file));
+    return { ...product, details: {
+      material: typed("#v-material"), weight_mg: intValue("#v-weight"), grade: typed("#v-grade"),
+      appraiser: typed("#v-appraiser"), photo_sha256: hashes,
+    } };
   }
-  return body;
+  const buyback = parseMoney(typed("#i-buyback"));
+  if (buyback === null) throw new Error("Enter the buyback price as a number, e.g. 1500.00.");
+  return { ...product, details: {
+    model: typed("#i-model"), imei: typed("#i-imei").trim(),
+    battery_health_pct: intValue("#i-battery"), screen_condition: chosen("#i-screen"),
+    body_condition: chosen("#i-body"),
+    components: nameMap($as("#i-components", HTMLTextAreaElement).value, "Components"),
+    tests: nameMap($as("#i-tests", HTMLTextAreaElement).value, "Tests"), buyback_price_cents: buyback,
+  } };
 }
 
+/** @param {SubmitEvent} event */
 async function issue(event) {
   event.preventDefault();
   const result = $("#issue-result");
   result.className = "result";
   result.textContent = "Signing…"; // not the previous certificate's result
   try {
-    const certificate = await rest.post("/api/certificates", await issueBody());
-    result.className = "result ok";
+    /** @type {Certificate} */
+    const certificate = await signedIn().post("/api/certificates", await issueBody());
+    showResult(result, "", true);
     result.replaceChildren(`Issued ${certificate.id}. `,
       h("a", { href: `/verify/${encodeURIComponent(certificate.id)}`, target: "_blank", rel: "noopener" },
         "Open its verification page"));
-    const subject = certificate.subject.product_id || certificate.subject.anchor_id;
-    $("#lookup").value = subject;
+    const subject = certificate.subject.product_id || certificate.subject.anchor_id || "";
+    $as("#lookup", HTMLInputElement).value = subject;
     listCertificates(subject);
   } catch (error) {
-    result.className = "result bad";
-    result.textContent = error instanceof Error && !error.code ? error.message : describeError(error);
+    // A form check of the page's own is said as it is; a refusal as describeError words it.
+    const own = error instanceof Error && !("code" in error);
+    showResult(result, own ? error.message : describeError(error), false);
   }
 }
 
 async function showProduct() {
-  const id = $("#product-id").value.trim();
+  const id = typed("#product-id").trim();
   const info = $("#product-info");
   if (!/^p_[A-Za-z0-9_-]+$/.test(id)) {
     info.textContent = "";
     return;
   }
   try {
+    /** @type {Product} */
     const product = await api("GET", `/api/products/${encodeURIComponent(id)}`);
     info.textContent = `${product.title} · ${product.category} · ${product.brand} · ${formatCents(product.price_cents)}`;
   } catch (error) {
@@ -137,10 +164,12 @@ async function showProduct() {
 
 // ------------------------------------------------------------------ listing and revoking
 
+/** @param {string} subject a product id (p_…) or an anchor id (u_…) */
 async function listCertificates(subject) {
   const query = subject.startsWith("u_") ? `anchor=${encodeURIComponent(subject)}` : `product=${encodeURIComponent(subject)}`;
   try {
-    const { certificates } = await rest.get(`/api/certificates?${query}`);
+    /** @type {{certificates: Verification[]}} */
+    const { certificates } = await signedIn().get(`/api/certificates?${query}`);
     $("#certificates").replaceChildren(...certificates.map(certificateItem));
     if (!certificates.length) $("#certificates").append(h("li", { class: "muted" }, "No certificates yet."));
   } catch (error) {
@@ -148,8 +177,10 @@ async function listCertificates(subject) {
   }
 }
 
+/** @param {Verification} verification */
 function certificateItem(verification) {
   const cert = verification.certificate;
+  if (!cert) return h("li", { class: "muted" }, "A certificate the server cannot read.");
   const result = h("div", { class: "result small", role: "status" });
   return h("li", { class: "stack", dataset: { certificate: cert.id } },
     h("div", { class: "row" },
@@ -157,44 +188,56 @@ function certificateItem(verification) {
       h("span", { class: "pill" }, cert.kind),
       h("span", { class: `pill ${verification.valid ? "" : "live"}` }, verification.valid ? "valid" : verification.reason)),
     verification.valid ? h("form", {
-      class: "row", onsubmit: (event) => revoke(event, cert.id, result),
+      class: "row", onsubmit: (/** @type {SubmitEvent} */ event) => revoke(event, cert.id, result),
     }, h("input", { class: "grow", name: "reason", placeholder: "Reason for revoking", required: true, maxlength: 500,
                     "aria-label": "Reason for revoking" }),
        h("button", { class: "danger", type: "submit" }, "Revoke")) : null,
     result);
 }
 
+/**
+ * @param {SubmitEvent} event
+ * @param {string} certificateId
+ * @param {HTMLElement} result
+ */
 async function revoke(event, certificateId, result) {
   event.preventDefault();
-  const reason = event.target.elements.reason.value.trim();
+  const form = /** @type {HTMLFormElement} */ (event.currentTarget);
+  const reason = $as("[name=reason]", HTMLInputElement, form).value.trim();
   try {
-    await rest.post(`/api/certificates/${encodeURIComponent(certificateId)}/revoke`, { reason });
-    listCertificates($("#lookup").value.trim());
+    await signedIn().post(`/api/certificates/${encodeURIComponent(certificateId)}/revoke`, { reason });
+    listCertificates(typed("#lookup").trim());
   } catch (error) {
-    result.className = "result small bad";
-    result.textContent = describeError(error);
+    showResult(result, describeError(error), false);
   }
 }
 
 async function loadLiveProducts() {
   try {
+    /** @type {{rooms: RoomState[]}} */
     const { rooms } = await api("GET", "/api/rooms");
-    $("#live-products").replaceChildren(...rooms.filter((r) => r.pinned).map((room) => h("li", {},
-      h("button", { type: "button", onclick: () => useProduct(room.pinned) }, "Use"), " ",
-      `${room.pinned.title} (${room.pinned.category}) in “${room.title}” · `, h("code", {}, room.pinned.id))));
+    $("#live-products").replaceChildren(...rooms.map((room) => {
+      const pinned = room.pinned;
+      return pinned ? h("li", {},
+        h("button", { type: "button", onclick: () => useProduct(pinned) }, "Use"), " ",
+        `${pinned.title} (${pinned.category}) in “${room.title}” · `, h("code", {}, pinned.id)) : null;
+    }).filter((item) => item !== null));
   } catch (error) {
     showError(error);
   }
 }
 
+/**
+ * Fill the form for a live room's pinned product: the certificate its category takes.
+ * @param {Product} product
+ */
 function useProduct(product) {
-  const kind = { jewelry: "vault", phone_used: "inspection" }[product.category];
-  if (kind) $("#kind").value = kind;
-  if (product.category === "essential_oil") {
-    $("#kind").value = "refund_no_return";
-    $("#r-anchor").value = product.anchor_id;
-  }
-  $("#product-id").value = product.id;
+  const kind = $as("#kind", HTMLSelectElement);
+  /** @type {Record<string, string>} */
+  const kindFor = { jewelry: "vault", phone_used: "inspection", essential_oil: "refund_no_return" };
+  if (kindFor[product.category]) kind.value = kindFor[product.category];
+  if (product.category === "essential_oil") $as("#r-anchor", HTMLInputElement).value = product.anchor_id;
+  $as("#product-id", HTMLInputElement).value = product.id;
   showKind();
   showProduct();
 }
@@ -208,20 +251,10 @@ async function main() {
   $("#issue-form").addEventListener("submit", issue);
   $("#lookup-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    listCertificates($("#lookup").value.trim());
-  });
-  $("#signin-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    signIn($("#signin-token").value.trim()).catch(showError);
+    listCertificates(typed("#lookup").trim());
   });
   showKind();
-  const token = pageToken(SCOPE);
-  if (!token) return askForToken();
-  try {
-    await signIn(token);
-  } catch (error) {
-    showError(error);
-  }
+  await signIn.start();
 }
 
 main();

@@ -1,18 +1,33 @@
-// Shared helpers of the liveroom pages: tokens, REST, Socket.IO, server clock, money, errors.
-// Plain ES module, no build step. Pages load /assets/socket.io.min.js first (global `io`).
-// Rule: text that came from a user or the server is put in the page with textContent only.
+// @ts-check
+// Shared helpers of the liveroom pages: DOM, errors, REST, Socket.IO, the server clock, money and
+// time. Sign-in is in signin.js, sales in sale.js, chat in chat.js.
+// Plain ES module, no build step. Pages that talk Socket.IO load /assets/socket.io.min.js first
+// (global `io`). Rule: text that came from a user or the server goes in with textContent only.
 
-const TOKEN_PREFIX = "liveroom.token.";
+/** @import { Socket } from "socket.io-client" */
+/** @import { Ack, ErrorInfo } from "./types.js" */
 
 // ---------------------------------------------------------------- DOM
 
-/** Build an element. String children become text nodes, never HTML. */
+/** @typedef {Node | string | number | boolean | null | undefined} Leaf */
+/** @typedef {Leaf | Leaf[] | Leaf[][]} Child a child node, or a list of them */
+
+/**
+ * Build an element. String children become text nodes, never HTML. Attributes: `on<event>`
+ * functions become listeners, `dataset` an object of data attributes, `true` an empty
+ * attribute; `null`, `undefined` and `false` leave the attribute out.
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {Record<string, unknown> | null} [attrs]
+ * @param {...Child} children
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 export function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs || {})) {
     if (value === null || value === undefined || value === false) continue;
     if (name.startsWith("on") && typeof value === "function") {
-      node.addEventListener(name.slice(2), value);
+      node.addEventListener(name.slice(2), /** @type {EventListener} */ (value));
     } else if (name === "dataset") {
       Object.assign(node.dataset, value);
     } else if (value === true) {
@@ -21,22 +36,65 @@ export function h(tag, attrs = {}, ...children) {
       node.setAttribute(name, String(value));
     }
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
   return node;
 }
 
-export const $ = (selector, root = document) => root.querySelector(selector);
+/**
+ * The element `selector` names; throws when the page has none (its markup and script disagree).
+ * @param {string} selector
+ * @param {ParentNode} [root]
+ * @returns {HTMLElement}
+ */
+export function $(selector, root = document) {
+  return $as(selector, HTMLElement, root);
+}
 
-export function setText(selector, text) {
-  const node = typeof selector === "string" ? $(selector) : selector;
-  if (node) node.textContent = text;
+/**
+ * The element `selector` names, of the given type (`$as("#qty", HTMLSelectElement)`); throws
+ * when it is missing or of another type.
+ * @template {Element} E
+ * @param {string} selector
+ * @param {{new (): E, prototype: E}} type
+ * @param {ParentNode} [root]
+ * @returns {E}
+ */
+export function $as(selector, type, root = document) {
+  const node = root.querySelector(selector);
+  if (!(node instanceof type)) throw new Error(`The page has no ${type.name} ${selector}`);
+  return node;
+}
+
+/**
+ * Set the text of an element (or of the one `selector` names, if the page has it).
+ * @param {string | HTMLElement} target
+ * @param {string | number} text
+ */
+export function setText(target, text) {
+  const node = typeof target === "string" ? document.querySelector(target) : target;
+  if (node) node.textContent = String(text);
+}
+
+/**
+ * A request's outcome in a `.result` line: green when `ok`, red when not.
+ * @param {string | HTMLElement} target
+ * @param {string} text
+ * @param {boolean} ok
+ */
+export function showResult(target, text, ok) {
+  const node = typeof target === "string" ? $(target) : target;
+  node.textContent = text;
+  node.classList.add("result");
+  node.classList.toggle("ok", ok);
+  node.classList.toggle("bad", !ok);
 }
 
 // ---------------------------------------------------------------- errors
 
+/** @type {Record<string, string>} */
 const HINTS = {
   network: "Cannot reach the server. Check your connection and try again.",
   timeout: "The server did not answer in time. Check your connection and try again.",
@@ -50,34 +108,50 @@ const HINTS = {
   rate_limited: "Too many requests at once. Wait a moment and try again.",
 };
 
+/** A refused request (HTTP or ack) or a failure to reach the server, with the server's code. */
 export class ApiError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} [message]
+   * @param {number} [status] the HTTP status (0: none)
+   * @param {{retry_after_ms?: number}} [extra]
+   */
   constructor(code, message, status = 0, extra = {}) {
     super(message || HINTS[code] || "Something went wrong. Try again.");
     this.code = code;
     this.status = status;
-    Object.assign(this, extra);
+    this.retry_after_ms = extra.retry_after_ms;
   }
 }
 
-/** A message a person can act on, from an ApiError, an ack error or anything thrown. */
+/**
+ * A message a person can act on, from an ApiError, an ack error or anything thrown.
+ * @param {unknown} error
+ * @returns {string}
+ */
 export function describeError(error) {
   if (!error) return "Something went wrong. Try again.";
-  const code = error.code;
-  const message = error.message || "";
-  if (code === "slow_mode" && error.retry_after_ms) {
-    return `Slow mode is on: you can send again in ${Math.ceil(error.retry_after_ms / 1000)} s.`;
+  const { code, message = "", retry_after_ms: retryAfterMs } =
+    /** @type {Partial<ErrorInfo>} */ (typeof error === "object" ? error : { message: String(error) });
+  if (code === "slow_mode" && retryAfterMs) {
+    return `Slow mode is on: you can send again in ${Math.ceil(retryAfterMs / 1000)} s.`;
   }
   if (code && HINTS[code] && (!message || code === "network" || code === "timeout")) {
     return HINTS[code];
   }
-  return message || HINTS[code] || "Something went wrong. Try again.";
+  return message || (code && HINTS[code]) || "Something went wrong. Try again.";
 }
 
-let bannerTimer = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let bannerTimer;
 
-/** Show an error (or notice) in the page banner; it stays until dismissed unless `autoHideMs`. */
+/**
+ * Show an error (or notice) in the page banner; it stays until dismissed unless `autoHideMs`.
+ * @param {string} text
+ * @param {{kind?: "error" | "notice", autoHideMs?: number}} [options]
+ */
 export function showBanner(text, { kind = "error", autoHideMs = 0 } = {}) {
-  let banner = $("#banner");
+  let banner = document.getElementById("banner");
   if (!banner) {
     banner = h("div", { id: "banner", role: "alert", hidden: true });
     document.body.prepend(banner);
@@ -93,12 +167,13 @@ export function showBanner(text, { kind = "error", autoHideMs = 0 } = {}) {
   if (autoHideMs) bannerTimer = setTimeout(hideBanner, autoHideMs);
 }
 
+/** @param {unknown} error a message, or anything `describeError` reads */
 export function showError(error) {
   showBanner(typeof error === "string" ? error : describeError(error));
 }
 
 export function hideBanner() {
-  const banner = $("#banner");
+  const banner = document.getElementById("banner");
   if (banner) banner.hidden = true;
 }
 
@@ -114,43 +189,18 @@ export function installGlobalErrorHandlers() {
   });
 }
 
-// ---------------------------------------------------------------- tokens
-
-/** The token of this page's `#token=...` link, taken out of the address bar (screenshots,
- * shared links), and not stored: the caller decides whether to adopt it. */
-export function linkToken() {
-  const match = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-  if (!match) return null;
-  history.replaceState(null, "", location.pathname + location.search);
-  return decodeURIComponent(match[1]);
-}
-
-/** The stored token of this page's scope, or null. */
-export function storedToken(scope) {
-  return localStorage.getItem(TOKEN_PREFIX + scope);
-}
-
-/** The token for an anchor's or inspector's page (`scope`): a `#token=...` link signs in at
- * once (these links are the sign-in), else the stored one. Viewer pages never do this: see
- * room.js, where a link's token needs the person's confirmation. */
-export function pageToken(scope) {
-  const offered = linkToken();
-  if (offered) localStorage.setItem(TOKEN_PREFIX + scope, offered);
-  return storedToken(scope);
-}
-
-export function storeToken(scope, token) {
-  if (token) localStorage.setItem(TOKEN_PREFIX + scope, token);
-  else localStorage.removeItem(TOKEN_PREFIX + scope);
-}
-
-export function isTokenError(code) {
-  return code === "unauthorized" || (typeof code === "string" && code.startsWith("token_"));
-}
-
 // ---------------------------------------------------------------- REST
 
+/**
+ * One REST call: the JSON answer, or an ApiError with the server's code (`network` when the
+ * server could not be reached).
+ * @param {string} method
+ * @param {string} path
+ * @param {{token?: string | null, body?: unknown}} [options]
+ * @returns {Promise<any>} the decoded JSON (its shape is the endpoint's, see types.js)
+ */
 export async function api(method, path, { token = null, body = undefined } = {}) {
+  /** @type {Record<string, string>} */
   const headers = { Accept: "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -177,7 +227,18 @@ export async function api(method, path, { token = null, body = undefined } = {})
   return data;
 }
 
-/** A REST client bound to one token. */
+/**
+ * A REST client bound to one token.
+ * @typedef {object} Rest
+ * @property {string} token
+ * @property {(path: string) => Promise<any>} get
+ * @property {(path: string, body?: unknown) => Promise<any>} post
+ */
+
+/**
+ * @param {string} token
+ * @returns {Rest}
+ */
 export function client(token) {
   return {
     token,
@@ -186,14 +247,13 @@ export function client(token) {
   };
 }
 
-/** A guest session for a first-time viewer. */
-export async function guestSession(name) {
-  const guestName = name || `Guest ${1000 + randomInt(9000)}`;
-  return api("POST", "/api/session", { body: { name: guestName } });
-}
-
 // ---------------------------------------------------------------- Socket.IO
 
+/**
+ * The page's live connection, signed in with `token` (websocket only, as the server expects).
+ * @param {string} token
+ * @returns {Socket}
+ */
 export function connectSocket(token) {
   if (typeof io !== "function") {
     throw new ApiError("client_missing",
@@ -204,20 +264,33 @@ export function connectSocket(token) {
   });
 }
 
-/** Emit with an ack; always resolves to `{ok: ...}` (a timeout becomes an error answer). */
+/**
+ * Emit with an ack; always resolves to an answer (a timeout becomes an error answer).
+ * @template [T={}]
+ * @param {Socket} socket
+ * @param {string} event
+ * @param {unknown} data
+ * @param {number} [timeoutMs]
+ * @returns {Promise<Ack<T>>}
+ */
 export function call(socket, event, data, timeoutMs = 8000) {
   return new Promise((resolve) => {
-    socket.timeout(timeoutMs).emit(event, data, (err, answer) => {
+    socket.timeout(timeoutMs).emit(event, data, (/** @type {Error | null} */ err,
+      /** @type {Ack<T> | undefined} */ answer) => {
       if (err) resolve({ ok: false, error: { code: "timeout", message: HINTS.timeout } });
       else resolve(answer || { ok: false, error: { code: "internal_error" } });
     });
   });
 }
 
-/** The error object of a refused ack, with `retry_after_ms` folded in. */
+/**
+ * The error of a refused ack, with `retry_after_ms` folded in.
+ * @param {{ok: boolean, error?: ErrorInfo, retry_after_ms?: number} | null | undefined} answer
+ * @returns {ErrorInfo}
+ */
 export function ackError(answer) {
   const err = (answer && answer.error) || { code: "internal_error" };
-  return { ...err, retry_after_ms: err.retry_after_ms ?? (answer && answer.retry_after_ms) };
+  return { ...err, retry_after_ms: err.retry_after_ms ?? (answer ? answer.retry_after_ms : undefined) };
 }
 
 // ---------------------------------------------------------------- server clock
@@ -229,9 +302,12 @@ export const clock = {
   now() {
     return Date.now() + this.offsetMs;
   },
-  /** Adopt a `server_time` seen in a payload unless a round-trip measurement is known. */
+  /**
+   * Adopt a `server_time` seen in a payload unless a round-trip measurement is known.
+   * @param {number | undefined} serverTime
+   */
   hint(serverTime) {
-    if (!this.measured && Number.isFinite(serverTime)) this.offsetMs = serverTime - Date.now();
+    if (!this.measured && Number.isFinite(serverTime)) this.offsetMs = Number(serverTime) - Date.now();
   },
   async sync() {
     const sentAt = Date.now();
@@ -244,11 +320,14 @@ export const clock = {
   },
 };
 
-// ---------------------------------------------------------------- formatting
+// ---------------------------------------------------------------- money and time
 
 export const CURRENCY = "¥";
 
-/** Integer cents as money text, e.g. 129900 -> "¥1,299.00" (integer arithmetic only). */
+/**
+ * Integer cents as money text, e.g. 129900 -> "¥1,299.00" (integer arithmetic only).
+ * @param {number} cents
+ */
 export function formatCents(cents) {
   const value = Math.trunc(Number(cents) || 0);
   const sign = value < 0 ? "-" : "";
@@ -257,7 +336,11 @@ export function formatCents(cents) {
   return `${sign}${CURRENCY}${units}.${String(abs % 100).padStart(2, "0")}`;
 }
 
-/** Money typed by a person ("12", "12.5", "1,299.00") as integer cents, or null. */
+/**
+ * Money typed by a person ("12", "12.5", "1,299.00") as integer cents, or null.
+ * @param {string} text
+ * @returns {number | null}
+ */
 export function parseMoney(text) {
   const clean = String(text).trim().replace(/[,\s]/g, "").replace(CURRENCY, "");
   const match = /^(\d{1,9})(?:\.(\d{0,2}))?$/.exec(clean);
@@ -265,7 +348,10 @@ export function parseMoney(text) {
   return Number(match[1]) * 100 + Number((match[2] || "").padEnd(2, "0"));
 }
 
-/** Milliseconds as "1:05:09" / "4:09" / "0:07". */
+/**
+ * Milliseconds as "1:05:09" / "4:09" / "0:07" (whole seconds, rounded up).
+ * @param {number} ms
+ */
 export function formatDuration(ms) {
   const total = Math.max(0, Math.ceil(ms / 1000));
   const hours = Math.floor(total / 3600);
@@ -274,10 +360,25 @@ export function formatDuration(ms) {
   return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${seconds}` : `${minutes}:${seconds}`;
 }
 
+/**
+ * A moment as date and time, in the person's locale.
+ * @param {number} ms
+ */
 export function formatTime(ms) {
   return new Date(ms).toLocaleString();
 }
 
+/**
+ * A moment of today as a time of day, in the person's locale.
+ * @param {number} ms
+ */
+export function formatTimeOfDay(ms) {
+  return new Date(ms).toLocaleTimeString();
+}
+
+// ---------------------------------------------------------------- ids
+
+/** @param {number} limit */
 export function randomInt(limit) {
   const buffer = new Uint32Array(1);
   crypto.getRandomValues(buffer);

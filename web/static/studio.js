@@ -1,56 +1,90 @@
+// @ts-check
 // Anchor studio: camera and go-live, products and pin, flash sale form and panel, chat with
 // moderation, live figures.
 import {
-  $, ackError, api, call, client, clock, connectSocket, describeError, formatCents,
-  formatDuration, h, hideBanner, installGlobalErrorHandlers, isTokenError, pageToken, parseMoney,
-  pathId, setText, showBanner, showError, storeToken,
+  $, $as, ackError, call, clock, connectSocket, describeError, formatCents, formatTimeOfDay, h,
+  hideBanner, installGlobalErrorHandlers, parseMoney, pathId, setText, showBanner, showError,
+  showResult,
 } from "./lr.js";
+import { ChatLog, sendsChat, slowModeText } from "./chat.js";
+import { applyStock, countdownText, replacesSale, saleStatus, stockLeftWidth } from "./sale.js";
+import { isTokenError, StaffSignIn } from "./signin.js";
 import { publish } from "./watch.js";
 
-const SCOPE = "studio";
-const CHAT_KEEP = 200;
+/** @import { Socket } from "socket.io-client" */
+/** @import { Rest } from "./lr.js" */
+/**
+ * @import { Ack, ChatMessage, Figures, Media, ModerationEvent, Product, RoomState, Sale, User }
+ *   from "./types.js"
+ */
+
 const FIGURES_REFRESH_MS = 5000;
+const MUTE_FOR_S = 300;
 
 const roomId = pathId();
+
+/**
+ * @typedef {object} StudioPage
+ * @property {Rest | null} rest
+ * @property {User | null} me
+ * @property {RoomState | null} room
+ * @property {Socket | null} socket
+ * @property {Product[]} products
+ * @property {string | null} pinned the pinned product's id
+ * @property {Sale | null} sale
+ * @property {MediaStream | null} stream the camera and microphone
+ * @property {RTCPeerConnection | null} pc the broadcast
+ * @property {ReturnType<typeof setInterval> | undefined} figuresTimer
+ */
+/** @type {StudioPage} */
 const state = {
   rest: null, me: null, room: null, socket: null, products: [], pinned: null, sale: null,
-  stream: null, pc: null, viewers: 0, figuresTimer: null,
+  stream: null, pc: null, figuresTimer: undefined,
 };
+
+const chat = new ChatLog($("#chat-log"), moderationButtons);
+const signIn = new StaffSignIn({
+  scope: "studio", roles: ["anchor", "admin"], tokenName: "anchor token", pageName: "the studio",
+  content: $("#studio"), admit: admitToRoom, onSignedIn: openStudio,
+});
+
+function rest() {
+  if (!state.rest) throw new Error("Sign in first.");
+  return state.rest;
+}
+
+function socket() {
+  if (!state.socket) throw new Error("The live connection is not open yet.");
+  return state.socket;
+}
 
 // ------------------------------------------------------------------ sign-in
 
-async function signIn(token) {
-  const rest = client(token);
-  let me;
-  try {
-    me = (await rest.get("/api/me")).user;
-  } catch (error) {
-    if (isTokenError(error.code)) {
-      storeToken(SCOPE, null);
-      askForToken(`Your anchor token was refused (${describeError(error)}). Paste a fresh one.`);
-      return;
-    }
-    throw error;
-  }
-  if (me.role !== "anchor" && me.role !== "admin") {
-    askForToken(`You are signed in as ${me.name} (${me.role}); the studio needs an anchor token.`);
-    return;
-  }
-  const room = await rest.get(`/api/rooms/${encodeURIComponent(roomId)}`);
+/**
+ * The room's anchor (or an admin) may use its studio.
+ * @param {Rest} client
+ * @param {User} me
+ * @returns {Promise<string | null>} why not
+ */
+async function admitToRoom(client, me) {
+  /** @type {RoomState} */
+  const room = await client.get(`/api/rooms/${encodeURIComponent(roomId)}`);
   if (room.anchor.id !== me.id && me.role !== "admin") {
-    askForToken(`This room belongs to ${room.anchor.name}. Sign in with their anchor token.`);
-    return;
+    return `This room belongs to ${room.anchor.name}. Sign in with their anchor token.`;
   }
-  Object.assign(state, { rest, me, room });
-  storeToken(SCOPE, token);
-  $("#signin").hidden = true;
-  $("#studio").hidden = false;
-  hideBanner();
+  Object.assign(state, { rest: client, me, room });
+  return null;
+}
+
+/** Once signed in: the room, its products, the live connection and the figures. */
+async function openStudio() {
+  const room = state.room;
+  if (!room) return;
   setText("#room-title", room.title);
-  $("#viewer-link").href = `/r/${encodeURIComponent(roomId)}`;
+  $as("#viewer-link", HTMLAnchorElement).href = `/r/${encodeURIComponent(roomId)}`;
   if (room.status !== "live") showBanner("This room has ended. Open a new room to go live again.", { kind: "notice" });
   await loadProducts();
-  connect(token);
+  connect(rest().token);
   // The figures of the room so far (also after a reload, sale or not); then `figures` pushes
   // follow orders, and a poll while a sale runs follows the viewers (conversion).
   refreshFigures();
@@ -58,68 +92,61 @@ async function signIn(token) {
   state.figuresTimer = setInterval(() => state.sale && refreshFigures(), FIGURES_REFRESH_MS);
 }
 
-function askForToken(message) {
-  $("#signin").hidden = false;
-  $("#studio").hidden = true;
-  if (message) showError(message);
-}
-
 // ------------------------------------------------------------------ socket
 
+/** @param {string} token */
 function connect(token) {
-  const socket = connectSocket(token);
-  state.socket = socket;
-  socket.on("connect", async () => {
-    const answer = await call(socket, "join", { room: roomId });
-    if (!answer.ok) return showError(ackError(answer));
+  const live = connectSocket(token);
+  state.socket = live;
+  live.on("connect", async () => {
+    /** @type {Ack<{room: RoomState}>} */
+    const answer = await call(live, "join", { room: roomId });
+    if (!answer.ok) {
+      showError(ackError(answer));
+      return;
+    }
     hideBanner();
     const room = answer.room;
     state.room = room;
     clock.hint(room.server_time);
-    $("#chat-log").replaceChildren();
-    for (const message of room.chat || []) addChat(message);
+    chat.replace(room.chat || []);
     setViewers(room.viewers);
     state.pinned = room.pinned_product;
     renderProducts();
-    $("#slow-mode").value = String(room.slow_mode_s || 0);
+    $as("#slow-mode", HTMLSelectElement).value = String(room.slow_mode_s || 0);
     if (room.sale !== undefined) onSale(room.sale);
     if (room.media) onMedia(room.media);
   });
-  socket.on("disconnect", (reason) => {
+  live.on("disconnect", (reason) => {
     if (reason !== "io client disconnect") showBanner("Connection lost. Reconnecting…", { kind: "notice" });
   });
-  socket.on("connect_error", (err) => {
-    const code = err && err.data && err.data.code;
+  live.on("connect_error", (err) => {
+    const code = /** @type {{data?: {code?: string}}} */ (err).data?.code;
     if (isTokenError(code)) {
-      socket.disconnect();
-      storeToken(SCOPE, null);
-      askForToken("Your anchor token was refused. Paste a fresh one.");
+      live.disconnect();
+      signIn.refused();
     } else {
       showBanner("Cannot reach the server. Retrying…", { kind: "notice" });
     }
   });
-  socket.on("chat", (m) => m.room === roomId && addChat(m));
-  socket.on("viewers", (d) => d.room === roomId && setViewers(d.count));
-  socket.on("pinned", (d) => {
-    if (d.room !== roomId) return;
-    state.pinned = d.product && d.product.id;
+  live.on("chat", (message) => message.room === roomId && chat.add(message));
+  live.on("viewers", (data) => data.room === roomId && setViewers(data.count));
+  live.on("pinned", (data) => {
+    if (data.room !== roomId) return;
+    state.pinned = data.product && data.product.id;
     renderProducts();
   });
-  socket.on("moderation", onModeration);
-  socket.on("sale", (sale) => sale.room === roomId && onSale(sale));
-  socket.on("stock", (s) => {
-    if (!state.sale || s.sale !== state.sale.id) return;
-    Object.assign(state.sale, { remaining: s.remaining, held: s.held, sold: s.sold, status: s.status });
-    renderSale();
-  });
-  socket.on("media", (d) => d.room === roomId && onMedia(d));
-  socket.on("figures", (f) => (!f.room || f.room === roomId) && renderFigures(f));
-  socket.on("room", (d) => d.room === roomId && d.status === "ended"
+  live.on("moderation", onModeration);
+  live.on("sale", (sale) => sale.room === roomId && onSale(sale));
+  live.on("stock", (update) => applyStock(state.sale, update) && renderSale());
+  live.on("media", (media) => media.room === roomId && onMedia(media));
+  live.on("figures", (figures) => (!figures.room || figures.room === roomId) && renderFigures(figures));
+  live.on("room", (data) => data.room === roomId && data.status === "ended"
     && showBanner("This room has ended.", { kind: "notice" }));
 }
 
+/** @param {number} count */
 function setViewers(count) {
-  state.viewers = count;
   setText("#viewer-count", count);
   setText("#fig-viewers", count);
 }
@@ -127,9 +154,10 @@ function setViewers(count) {
 // ------------------------------------------------------------------ products and pin
 
 async function loadProducts() {
-  const { products } = await state.rest.get("/api/products");
+  /** @type {{products: Product[]}} */
+  const { products } = await rest().get("/api/products");
   state.products = products;
-  state.pinned = state.room.pinned_product;
+  state.pinned = state.room ? state.room.pinned_product : null;
   renderProducts();
 }
 
@@ -151,7 +179,7 @@ function renderProducts() {
   if (!state.products.length) {
     $("#products").append(h("li", { class: "muted" }, "No products yet: add one below."));
   }
-  const select = $("#sale-product");
+  const select = $as("#sale-product", HTMLSelectElement);
   const chosen = select.value || state.pinned || "";
   select.replaceChildren(...state.products.map((p) =>
     h("option", { value: p.id }, `${p.title} (${formatCents(p.price_cents)})`)));
@@ -159,15 +187,17 @@ function renderProducts() {
   fillDealPrice();
 }
 
+/** The deal price starts at the product's price, until the anchor types one. */
 function fillDealPrice() {
-  const product = state.products.find((p) => p.id === $("#sale-product").value);
-  const input = $("#sale-deal");
+  const product = state.products.find((p) => p.id === $as("#sale-product", HTMLSelectElement).value);
+  const input = $as("#sale-deal", HTMLInputElement);
   if (product && !input.dataset.touched) input.value = (product.price_cents / 100).toFixed(2);
 }
 
+/** @param {string} productId */
 async function pin(productId) {
   try {
-    await state.rest.post(`/api/rooms/${encodeURIComponent(roomId)}/pin`, { product_id: productId });
+    await rest().post(`/api/rooms/${encodeURIComponent(roomId)}/pin`, { product_id: productId });
     state.pinned = productId;
     renderProducts();
   } catch (error) {
@@ -175,20 +205,25 @@ async function pin(productId) {
   }
 }
 
+/** @param {SubmitEvent} event */
 async function addProduct(event) {
   event.preventDefault();
-  const price = parseMoney($("#product-price").value);
-  if (price === null || price < 1) return showError("Enter the price as a number, e.g. 1299.00.");
+  const price = parseMoney($as("#product-price", HTMLInputElement).value);
+  if (price === null || price < 1) {
+    showError("Enter the price as a number, e.g. 1299.00.");
+    return;
+  }
   try {
-    const product = await state.rest.post("/api/products", {
-      title: $("#product-title").value.trim(),
-      category: $("#product-category").value.trim(),
-      brand: $("#product-brand").value.trim() || undefined,
+    /** @type {Product} */
+    const product = await rest().post("/api/products", {
+      title: $as("#product-title", HTMLInputElement).value.trim(),
+      category: $as("#product-category", HTMLInputElement).value.trim(),
+      brand: $as("#product-brand", HTMLInputElement).value.trim() || undefined,
       price_cents: price,
     });
     state.products.unshift(product);
     renderProducts();
-    $("#product-form").reset();
+    $as("#product-form", HTMLFormElement).reset();
   } catch (error) {
     showError(error);
   }
@@ -196,18 +231,17 @@ async function addProduct(event) {
 
 // ------------------------------------------------------------------ flash sale
 
+/** @param {Sale | null} sale */
 function onSale(sale) {
-  if (sale && state.sale && sale.id !== state.sale.id && sale.starts_at < state.sale.starts_at) return;
+  if (!replacesSale(sale, state.sale)) return;
   state.sale = sale;
   if (sale) clock.hint(sale.server_time);
   renderSale();
 }
 
-function saleStatus(sale) {
-  const now = clock.now();
-  if (sale.status === "ended" || now >= sale.ends_at) return "ended";
-  if (now < sale.starts_at) return "scheduled";
-  return sale.status === "sold_out" || sale.remaining <= 0 ? "sold_out" : "live";
+/** @param {Sale} sale the sale's status in the panel's words ("sold out") */
+function statusText(sale) {
+  return saleStatus(sale).replace("_", " ");
 }
 
 function renderSale() {
@@ -215,149 +249,137 @@ function renderSale() {
   $("#sale-panel").hidden = !sale;
   if (!sale) return;
   setText("#sale-title", sale.title);
-  setText("#sale-status", saleStatus(sale).replace("_", " "));
+  setText("#sale-status", statusText(sale));
   setText("#sale-remaining", sale.remaining);
   setText("#sale-held", sale.held);
   setText("#sale-sold", sale.sold);
   setText("#sale-price", formatCents(sale.price_cents));
-  $("#sale-fill").style.width = `${sale.stock ? Math.round((100 * sale.remaining) / sale.stock) : 0}%`;
-  $("#end-sale").disabled = saleStatus(sale) === "ended";
+  $("#sale-fill").style.width = stockLeftWidth(sale);
+  $as("#end-sale", HTMLButtonElement).disabled = saleStatus(sale) === "ended";
   tickSale();
 }
 
 function tickSale() {
   const sale = state.sale;
   if (!sale) return;
-  const status = saleStatus(sale);
-  const now = clock.now();
-  setText("#sale-countdown", status === "scheduled" ? `starts in ${formatDuration(sale.starts_at - now)}`
-    : status === "ended" ? "" : `ends in ${formatDuration(sale.ends_at - now)}`);
-  if ($("#sale-status").textContent !== status.replace("_", " ")) renderSale();
+  setText("#sale-countdown", countdownText(sale, saleStatus(sale)));
+  // Crossing a boundary (start, end) changes the panel without waiting for a push.
+  if ($("#sale-status").textContent !== statusText(sale)) renderSale();
 }
 
-function intField(selector) {
-  const value = Number($(selector).value);
+/** @param {string} selector a whole number typed in it, or NaN */
+function wholeNumber(selector) {
+  const value = Number($as(selector, HTMLInputElement).value);
   return Number.isInteger(value) ? value : NaN;
 }
 
+/** @param {SubmitEvent} event */
 async function startSale(event) {
   event.preventDefault();
-  const price = parseMoney($("#sale-deal").value);
-  if (price === null || price < 1) return setSaleResult("Enter the deal price as a number, e.g. 999.00.", false);
-  const body = {
-    product_id: $("#sale-product").value,
-    stock: intField("#sale-stock"),
+  const price = parseMoney($as("#sale-deal", HTMLInputElement).value);
+  if (price === null || price < 1) {
+    showResult("#sale-result", "Enter the deal price as a number, e.g. 999.00.", false);
+    return;
+  }
+  const numbers = {
+    stock: wholeNumber("#sale-stock"),
     price_cents: price,
-    per_user_limit: intField("#sale-limit"),
-    starts_in_s: intField("#sale-starts"),
-    duration_s: intField("#sale-duration"),
-    hold_s: intField("#sale-hold"),
+    per_user_limit: wholeNumber("#sale-limit"),
+    starts_in_s: wholeNumber("#sale-starts"),
+    duration_s: wholeNumber("#sale-duration"),
+    hold_s: wholeNumber("#sale-hold"),
   };
-  if (Object.values(body).some((v) => Number.isNaN(v))) return setSaleResult("Fill every field with whole numbers.", false);
-  if (!body.product_id) return setSaleResult("Add a product first.", false);
+  if (Object.values(numbers).some((v) => Number.isNaN(v))) {
+    showResult("#sale-result", "Fill every field with whole numbers.", false);
+    return;
+  }
+  const productId = $as("#sale-product", HTMLSelectElement).value;
+  if (!productId) {
+    showResult("#sale-result", "Add a product first.", false);
+    return;
+  }
   try {
-    const sale = await state.rest.post(`/api/rooms/${encodeURIComponent(roomId)}/sales`, body);
-    onSale(sale);
-    setSaleResult(body.starts_in_s ? `Sale scheduled: starts in ${body.starts_in_s} s.` : "Sale started.", true);
+    onSale(await rest().post(`/api/rooms/${encodeURIComponent(roomId)}/sales`,
+      { product_id: productId, ...numbers }));
+    showResult("#sale-result", numbers.starts_in_s
+      ? `Sale scheduled: starts in ${numbers.starts_in_s} s.` : "Sale started.", true);
   } catch (error) {
-    setSaleResult(describeError(error), false);
+    showResult("#sale-result", describeError(error), false);
   }
 }
 
 async function endSale() {
   if (!state.sale) return;
   try {
-    onSale(await state.rest.post(`/api/sales/${encodeURIComponent(state.sale.id)}/end`));
-    setSaleResult("Sale ended.", true);
+    onSale(await rest().post(`/api/sales/${encodeURIComponent(state.sale.id)}/end`));
+    showResult("#sale-result", "Sale ended.", true);
   } catch (error) {
-    setSaleResult(describeError(error), false);
+    showResult("#sale-result", describeError(error), false);
   }
-}
-
-function setSaleResult(text, ok) {
-  const node = $("#sale-result");
-  node.textContent = text;
-  node.className = `result ${ok ? "ok" : "bad"}`;
 }
 
 // ------------------------------------------------------------------ figures
 
 async function refreshFigures() {
   try {
-    renderFigures(await state.rest.get(`/api/rooms/${encodeURIComponent(roomId)}/figures`));
+    renderFigures(await rest().get(`/api/rooms/${encodeURIComponent(roomId)}/figures`));
     setText("#figures-status", "");
   } catch (error) {
     setText("#figures-status", `Figures unavailable: ${describeError(error)}`);
   }
 }
 
-function renderFigures(f) {
-  setText("#fig-gmv", formatCents(f.gmv_cents));
-  setText("#fig-orders", f.orders);
-  setText("#fig-aov", formatCents(f.average_order_value_cents));
-  setText("#fig-conversion", f.conversion === null || f.conversion === undefined
-    ? "—" : `${(f.conversion * 100).toFixed(1)}%`);
+/** @param {Figures} figures */
+function renderFigures(figures) {
+  setText("#fig-gmv", formatCents(figures.gmv_cents));
+  setText("#fig-orders", figures.orders);
+  setText("#fig-aov", formatCents(figures.average_order_value_cents));
+  setText("#fig-conversion", figures.conversion === null || figures.conversion === undefined
+    ? "—" : `${(figures.conversion * 100).toFixed(1)}%`);
 }
 
 // ------------------------------------------------------------------ chat and moderation
 
-function addChat(message) {
-  const log = $("#chat-log");
-  const own = state.me && message.user.id === state.me.id;
-  const actions = own ? null : h("span", { class: "actions" },
+/**
+ * Mute and Ban on everyone's lines but the anchor's own.
+ * @param {ChatMessage} message
+ */
+function moderationButtons(message) {
+  if (state.me && message.user.id === state.me.id) return null;
+  return h("span", { class: "actions" },
     h("button", { type: "button", title: "Mute for 5 minutes", dataset: { act: "mute" },
-                  onclick: () => moderate("mod:mute", message.user, { duration_s: 300 }) }, "Mute"),
+                  onclick: () => moderate("mod:mute", message.user.id, { duration_s: MUTE_FOR_S }) }, "Mute"),
     h("button", { type: "button", class: "danger", title: "Remove from the room", dataset: { act: "ban" },
-                  onclick: () => moderate("mod:ban", message.user) }, "Ban"));
-  log.append(h("li", { class: "chat-line", dataset: { user: message.user.id } },
-    h("span", { class: "who" }, message.user.name), h("span", { class: "text" }, message.text), actions));
-  while (log.children.length > CHAT_KEEP) log.firstElementChild.remove();
-  log.scrollTop = log.scrollHeight;
+                  onclick: () => moderate("mod:ban", message.user.id) }, "Ban"));
 }
 
-async function moderate(event, user, extra = {}) {
-  const answer = await call(state.socket, event, { room: roomId, user: user.id, ...extra });
+/**
+ * @param {string} event
+ * @param {string} userId
+ * @param {Record<string, unknown>} [extra]
+ */
+async function moderate(event, userId, extra = {}) {
+  const answer = await call(socket(), event, { room: roomId, user: userId, ...extra });
   if (!answer.ok) showError(ackError(answer));
 }
 
+/** @param {ModerationEvent} event */
 function onModeration(event) {
   if (event.room !== roomId) return;
-  const who = event.user ? nameOf(event.user) : "";
+  const who = event.user ? chat.nameOf(event.user) || event.user : "";
   const text = {
-    muted: `${who} was muted until ${new Date(event.until).toLocaleTimeString()}.`,
+    muted: `${who} was muted until ${formatTimeOfDay(Number(event.until))}.`,
     unmuted: `${who} can chat again.`,
     banned: `${who} was removed from the room.`,
-    slow_mode: event.seconds ? `Slow mode: one message every ${event.seconds} s.` : "Slow mode is off.",
+    slow_mode: slowModeText(event.seconds),
   }[event.action];
-  if (text) {
-    $("#chat-log").append(h("li", { class: "system" }, text));
-    $("#chat-log").scrollTop = $("#chat-log").scrollHeight;
-  }
-  if (event.action === "slow_mode") $("#slow-mode").value = String(event.seconds);
-}
-
-function nameOf(userId) {
-  const line = $(`#chat-log li[data-user="${CSS.escape(userId)}"] .who`);
-  return line ? line.textContent : userId;
-}
-
-async function sendChat(event) {
-  event.preventDefault();
-  const input = $("#chat-input");
-  const text = input.value.trim();
-  if (!text) return;
-  // Cleared as it is sent (see room.js): a refused message comes back to resend.
-  input.value = "";
-  const answer = await call(state.socket, "chat", { room: roomId, text });
-  if (!answer.ok) {
-    if (!input.value) input.value = text;
-    showError(ackError(answer));
-  }
+  if (text) chat.system(text);
+  if (event.action === "slow_mode") $as("#slow-mode", HTMLSelectElement).value = String(event.seconds);
 }
 
 async function setSlowMode() {
-  const seconds = Number($("#slow-mode").value);
-  const answer = await call(state.socket, "mod:slow", { room: roomId, seconds });
+  const seconds = Number($as("#slow-mode", HTMLSelectElement).value);
+  const answer = await call(socket(), "mod:slow", { room: roomId, seconds });
   if (!answer.ok) showError(ackError(answer));
 }
 
@@ -365,7 +387,8 @@ async function setSlowMode() {
 
 async function startCamera() {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    return showError("This browser cannot use the camera here. Open the studio over https or on localhost.");
+    showError("This browser cannot use the camera here. Open the studio over https or on localhost.");
+    return;
   }
   try {
     state.stream = await navigator.mediaDevices.getUserMedia({
@@ -373,58 +396,63 @@ async function startCamera() {
       audio: true,
     });
   } catch (error) {
-    const hint = error && error.name === "NotAllowedError"
+    const hint = error instanceof DOMException && error.name === "NotAllowedError"
       ? "Allow the camera and microphone for this site, then press Start camera again."
       : "No usable camera or microphone was found. Plug one in and press Start camera again.";
-    return showError(hint);
+    showError(hint);
+    return;
   }
-  $("#preview").srcObject = state.stream;
+  $as("#preview", HTMLVideoElement).srcObject = state.stream;
   setText("#preview-overlay", "");
   $("#preview-overlay").hidden = true;
-  $("#camera").disabled = true;
-  $("#go-live").disabled = false;
+  $as("#camera", HTMLButtonElement).disabled = true;
+  $as("#go-live", HTMLButtonElement).disabled = false;
 }
 
 async function goLive() {
   if (!state.stream) return;
-  $("#go-live").disabled = true;
+  const goLiveButton = $as("#go-live", HTMLButtonElement);
+  goLiveButton.disabled = true;
   setText("#live-state", "CONNECTING");
   try {
-    state.pc = await publish(state.socket, roomId, state.stream, state.rest.token);
-    state.pc.addEventListener("connectionstatechange", () => {
-      if (state.pc && state.pc.connectionState === "failed") {
+    const pc = await publish(socket(), roomId, state.stream, rest().token);
+    state.pc = pc;
+    pc.addEventListener("connectionstatechange", () => {
+      if (state.pc === pc && pc.connectionState === "failed") {
         showError("The live video connection failed. Press Go live to try again.");
         stopPublishing();
       }
     });
-    $("#end-live").disabled = false;
+    $as("#end-live", HTMLButtonElement).disabled = false;
     setLive(true);
   } catch (error) {
     setLive(false);
-    $("#go-live").disabled = false;
+    goLiveButton.disabled = false;
     showError(`Could not go live: ${describeError(error)}`);
   }
 }
 
 async function endLive() {
   stopPublishing();
-  const answer = await call(state.socket, "rtc:stop", { room: roomId });
+  const answer = await call(socket(), "rtc:stop", { room: roomId });
   if (!answer.ok) showError(ackError(answer));
 }
 
 function stopPublishing() {
   if (state.pc) state.pc.close();
   state.pc = null;
-  $("#end-live").disabled = true;
-  $("#go-live").disabled = !state.stream;
+  $as("#end-live", HTMLButtonElement).disabled = true;
+  $as("#go-live", HTMLButtonElement).disabled = !state.stream;
   setLive(false);
 }
 
+/** @param {boolean} live */
 function setLive(live) {
   setText("#live-state", live ? "LIVE" : "OFF AIR");
   $("#live-state").classList.toggle("live", live);
 }
 
+/** @param {Media} media */
 function onMedia(media) {
   setText("#media-health", media.live
     ? `${media.codec || ""} ${media.bitrate_kbps ?? "?"} kbps · ${media.fps ?? "?"} fps`.trim()
@@ -435,7 +463,7 @@ async function closeRoom() {
   if (!window.confirm("Close this room? Viewers will see that the live has ended.")) return;
   try {
     if (state.pc) await endLive();
-    await state.rest.post(`/api/rooms/${encodeURIComponent(roomId)}/end`);
+    await rest().post(`/api/rooms/${encodeURIComponent(roomId)}/end`);
     showBanner("Room closed.", { kind: "notice" });
   } catch (error) {
     showError(error);
@@ -446,16 +474,14 @@ async function closeRoom() {
 
 async function main() {
   installGlobalErrorHandlers();
-  $("#signin-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    signIn($("#signin-token").value.trim()).catch(showError);
-  });
   $("#product-form").addEventListener("submit", addProduct);
   $("#sale-form").addEventListener("submit", startSale);
-  $("#sale-product").addEventListener("change", () => { delete $("#sale-deal").dataset.touched; fillDealPrice(); });
-  $("#sale-deal").addEventListener("input", () => { $("#sale-deal").dataset.touched = "1"; });
+  const dealPrice = $as("#sale-deal", HTMLInputElement);
+  $("#sale-product").addEventListener("change", () => { delete dealPrice.dataset.touched; fillDealPrice(); });
+  dealPrice.addEventListener("input", () => { dealPrice.dataset.touched = "1"; });
   $("#end-sale").addEventListener("click", endSale);
-  $("#chat-form").addEventListener("submit", sendChat);
+  sendsChat($as("#chat-form", HTMLFormElement), $as("#chat-input", HTMLInputElement),
+    (text) => call(socket(), "chat", { room: roomId, text }), showError);
   $("#slow-mode").addEventListener("change", setSlowMode);
   $("#camera").addEventListener("click", startCamera);
   $("#go-live").addEventListener("click", goLive);
@@ -463,13 +489,7 @@ async function main() {
   $("#close-room").addEventListener("click", closeRoom);
   setInterval(tickSale, 250);
   clock.sync().catch(() => {});
-  const token = pageToken(SCOPE);
-  if (!token) return askForToken();
-  try {
-    await signIn(token);
-  } catch (error) {
-    showError(error);
-  }
+  await signIn.start();
 }
 
 main();

@@ -1,5 +1,9 @@
+// @ts-check
 // WebRTC on the pages: the viewer's receiver (`rtc:watch`) and the anchor's sender (`rtc:publish`).
-import { ackError, ApiError, api, call } from "./lr.js";
+import { ackError, ApiError, api, call, describeError } from "./lr.js";
+
+/** @import { Socket } from "socket.io-client" */
+/** @import { Ack, Media } from "./types.js" */
 
 const ICE_GATHER_TIMEOUT_MS = 3000;
 export const MAX_VIDEO_BITRATE = 1_200_000; // bits per second: phones on 4G can follow
@@ -9,18 +13,24 @@ export const MAX_AUDIO_BITRATE = 64_000;
  * The ICE servers (STUN/TURN, with TURN credentials) the server tells signed-in pages to use:
  * `GET /api/rtc/config` → `{"ice_servers": [{"urls": [...], "username"?, "credential"?}]}`.
  * A server without that endpoint (404) has none to offer: host candidates only (LAN, loopback).
+ * @param {string | null} token
+ * @returns {Promise<RTCIceServer[]>}
  */
 export async function iceServers(token) {
   try {
     const config = await api("GET", "/api/rtc/config", { token });
     return Array.isArray(config && config.ice_servers) ? config.ice_servers : [];
   } catch (error) {
-    if (error.status === 404) return [];
+    if (error instanceof ApiError && error.status === 404) return [];
     throw error;
   }
 }
 
-/** The server takes no trickled candidates: send the offer once gathering is done. */
+/**
+ * The server takes no trickled candidates: send the offer once gathering is done.
+ * @param {RTCPeerConnection} pc
+ * @returns {Promise<void>}
+ */
 export function iceGathered(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
@@ -34,10 +44,19 @@ export function iceGathered(pc) {
   });
 }
 
+/**
+ * Offer, and apply the server's answer (`rtc:publish` or `rtc:watch`).
+ * @param {Socket} socket
+ * @param {RTCPeerConnection} pc
+ * @param {"rtc:publish" | "rtc:watch"} event
+ * @param {string} room
+ */
 async function negotiate(socket, pc, event, room) {
   await pc.setLocalDescription(await pc.createOffer());
   await iceGathered(pc);
   const offer = pc.localDescription;
+  if (!offer) throw new ApiError("invalid_offer", "The browser made no offer. Reload the page.");
+  /** @type {Ack<{sdp: string, type?: RTCSdpType}>} */
   const answer = await call(socket, event, { room, sdp: offer.sdp, type: offer.type }, 20_000);
   if (!answer.ok) {
     const err = ackError(answer);
@@ -48,10 +67,25 @@ async function negotiate(socket, pc, event, room) {
 
 /** Viewer side: plays the room's broadcast in `video` when the room is live. */
 export class Watcher {
+  /**
+   * @param {string} room
+   * @param {() => Socket} getSocket
+   * @param {HTMLVideoElement} video
+   * @param {HTMLElement} overlay where the video's state is said ("Connecting…")
+   * @param {HTMLElement} unmuteButton shown while the video plays muted
+   * @param {() => string | null} [getToken]
+   */
   constructor(room, getSocket, video, overlay, unmuteButton, getToken = () => null) {
-    Object.assign(this, { room, getSocket, video, overlay, unmuteButton, getToken });
+    this.room = room;
+    this.getSocket = getSocket;
+    this.video = video;
+    this.overlay = overlay;
+    this.unmuteButton = unmuteButton;
+    this.getToken = getToken;
+    /** @type {RTCPeerConnection | null} */
     this.pc = null;
     this.live = false;
+    /** @type {number | null} when the watched broadcast started */
     this.since = null;
     this.starting = false;
     unmuteButton.addEventListener("click", () => {
@@ -61,10 +95,13 @@ export class Watcher {
     });
   }
 
-  /** `media` push or the room state's `media`: watch when live, stop when not. */
+  /**
+   * `media` push or the room state's `media`: watch when live, stop when not.
+   * @param {Media | null} media
+   */
   onLive(media) {
     const wasLive = this.live;
-    const since = media && media.since_ms;
+    const since = (media && media.since_ms) || null;
     this.live = Boolean(media && media.live);
     // A new broadcast (re-publish) closes our connection on the server: watch it again.
     const replaced = this.live && wasLive && since && this.since && since !== this.since;
@@ -84,7 +121,7 @@ export class Watcher {
       servers = await iceServers(this.getToken());
     } catch (error) {
       this.starting = false;
-      this.say(`The video could not start: ${error.message} It retries when the host is live.`);
+      this.say(`The video could not start: ${describeError(error)} It retries when the host is live.`);
       return;
     }
     if (!this.live) {
@@ -114,12 +151,13 @@ export class Watcher {
     try {
       await negotiate(this.getSocket(), pc, "rtc:watch", this.room);
     } catch (error) {
-      if (pc === this.pc) this.say(`The video could not start: ${error.message} It retries when the host is live.`);
+      if (pc === this.pc) this.say(`The video could not start: ${describeError(error)} It retries when the host is live.`);
     } finally {
       this.starting = false;
     }
   }
 
+  /** @param {string} message why the video stopped */
   stop(message) {
     this.close();
     this.say(message);
@@ -132,13 +170,20 @@ export class Watcher {
     this.unmuteButton.hidden = true;
   }
 
+  /** @param {string} text what the overlay says ("" hides it) */
   say(text) {
     this.overlay.textContent = text;
     this.overlay.hidden = !text;
   }
 }
 
-/** Anchor side: publish camera and microphone, with the encoder bitrate capped. */
+/**
+ * Anchor side: publish camera and microphone, with the encoder bitrate capped.
+ * @param {Socket} socket
+ * @param {string} room
+ * @param {MediaStream} stream
+ * @param {string | null} [token]
+ */
 export async function publish(socket, room, stream, token = null) {
   const pc = new RTCPeerConnection({ iceServers: await iceServers(token) });
   for (const track of stream.getTracks()) {

@@ -1,0 +1,291 @@
+// @ts-check
+// The protocol's payloads (docs/protocol.md) as JSDoc types, for `tsc` (make lint-js). Nothing
+// runs here: pages import the types with `/** @import { Sale } from "./types.js" */`.
+
+/** @typedef {"viewer" | "anchor" | "inspector" | "admin"} Role */
+
+/**
+ * A signed-in person (`GET /api/me`, a session).
+ * @typedef {object} User
+ * @property {string} id
+ * @property {string} name
+ * @property {Role} role
+ * @property {boolean} [phone_verified] true for a buyer account (needed to buy)
+ */
+
+/**
+ * `POST /api/session` and `POST /api/accounts/verify`.
+ * @typedef {object} Session
+ * @property {string} token
+ * @property {User} user
+ */
+
+/**
+ * `POST /api/accounts/otp`.
+ * @typedef {object} OtpSent
+ * @property {string} phone as stored, `+<digits>`
+ * @property {string} [code] only from a server with LIVEROOM_OTP_ECHO (demo, tests)
+ */
+
+/**
+ * A trust badge: a certificate's, or a platform guarantee (`certificate` null).
+ * @typedef {object} Badge
+ * @property {string} kind
+ * @property {string} label
+ * @property {string | null} certificate
+ * @property {string | null} [verify_url]
+ */
+
+/**
+ * @typedef {object} Product
+ * @property {string} id
+ * @property {string} anchor_id
+ * @property {string} title
+ * @property {string} category
+ * @property {string} brand
+ * @property {number} price_cents
+ * @property {number} created_at
+ * @property {Badge[]} [badges]
+ */
+
+/** @typedef {"scheduled" | "live" | "sold_out" | "ended"} SaleStatus */
+
+/**
+ * A flash sale (room state `sale`, the `sale` push, the sale endpoints).
+ * @typedef {object} Sale
+ * @property {string} id
+ * @property {string} room
+ * @property {string} product
+ * @property {string} title
+ * @property {string} category
+ * @property {SaleStatus} status
+ * @property {number} stock
+ * @property {number} remaining
+ * @property {number} held
+ * @property {number} sold
+ * @property {number} price_cents
+ * @property {number} per_user_limit
+ * @property {number} hold_s
+ * @property {number} starts_at
+ * @property {number} ends_at
+ * @property {"time" | "anchor" | "room_ended" | null} [ended_reason]
+ * @property {Badge[]} [badges]
+ * @property {number} server_time
+ */
+
+/**
+ * The `stock` push.
+ * @typedef {object} StockUpdate
+ * @property {string} sale
+ * @property {number} remaining
+ * @property {number} held
+ * @property {number} sold
+ * @property {SaleStatus} status
+ */
+
+/**
+ * A hold on units of a sale, waiting for checkout.
+ * @typedef {object} Reservation
+ * @property {string} id
+ * @property {number} qty
+ * @property {number} price_cents
+ * @property {number} expires_at
+ */
+
+/**
+ * The `chat` push, and the room state's `chat`. `user.role` is the speaker's role in this room:
+ * pages mark the host by it, never by the name.
+ * @typedef {object} ChatMessage
+ * @property {string} room
+ * @property {{id: string, name: string, role: Role}} user
+ * @property {string} text
+ * @property {number} ts
+ */
+
+/**
+ * The `moderation` push.
+ * @typedef {object} ModerationEvent
+ * @property {"muted" | "unmuted" | "banned" | "slow_mode"} action
+ * @property {string} room
+ * @property {string} [user]
+ * @property {number | null} [until]
+ * @property {number} [seconds]
+ */
+
+/**
+ * The `media` push and the room state's `media`.
+ * @typedef {object} Media
+ * @property {string} room
+ * @property {boolean} live
+ * @property {number | null} [bitrate_kbps]
+ * @property {number | null} [fps]
+ * @property {number} [viewers]
+ * @property {string | null} [codec]
+ * @property {string | null} [audio_codec]
+ * @property {number | null} [since_ms]
+ */
+
+/**
+ * Given by `join`, `GET /api/rooms/{id}` and in `GET /api/rooms`.
+ * @typedef {object} RoomState
+ * @property {string} id
+ * @property {string} title
+ * @property {{id: string, name: string}} anchor
+ * @property {string} status "live", or "ended"
+ * @property {number} created_at
+ * @property {string | null} pinned_product
+ * @property {number} slow_mode_s
+ * @property {number} viewers
+ * @property {ChatMessage[]} [chat]
+ * @property {Product | null} pinned
+ * @property {Sale | null} [sale]
+ * @property {Media} [media]
+ * @property {number} server_time
+ */
+
+/**
+ * An error in an ack or an HTTP answer.
+ * @typedef {object} ErrorInfo
+ * @property {string} code
+ * @property {string} [message]
+ * @property {number} [retry_after_ms]
+ */
+
+/**
+ * Every ack: `{"ok": true, ...T}`, or `{"ok": false, "error"}` (with whatever of T the event
+ * still tells, e.g. a refused buy's `status`).
+ * @template T
+ * @typedef {({ok: true} & T) | ({ok: false, error: ErrorInfo, retry_after_ms?: number} & Partial<T>)} Ack
+ */
+
+/**
+ * The `buy` ack's fields.
+ * @typedef {object} BuyAnswer
+ * @property {"reserved" | "sold_out" | "limit_reached" | "not_started" | "ended"
+ *   | "verification_required" | "banned" | "rate_limited" | "invalid"} status
+ * @property {string} sale
+ * @property {Reservation | null} reservation
+ * @property {number} remaining
+ */
+
+/**
+ * @typedef {object} Address
+ * @property {string} name
+ * @property {string} phone
+ * @property {string} line1
+ * @property {string} city
+ */
+
+/**
+ * @typedef {"created" | "paid" | "confirmed" | "shipped" | "delivered" | "completed"
+ *   | "cancelled" | "return_requested" | "returned" | "refunded"} OrderStatus
+ */
+
+/**
+ * @typedef {object} OrderItem
+ * @property {string} product
+ * @property {string} title
+ * @property {string} category
+ * @property {string} brand
+ * @property {number} qty
+ * @property {number} unit_price_cents
+ */
+
+/**
+ * What the viewer may do with an order now: a buyer's `pay`, `cancel`, `complete`, `return`,
+ * `refund_no_return`, `counterfeit`, `warranty`, `buyback`; a seller's or admin's `ship`,
+ * `deliver`, `return_received`, `cancel`.
+ * @typedef {"pay" | "cancel" | "complete" | "return" | "refund_no_return" | "counterfeit"
+ *   | "warranty" | "buyback" | "ship" | "deliver" | "return_received"} OrderActionName
+ */
+
+/**
+ * One action the server allows on an order, and until when (`until` null: no deadline).
+ * @typedef {object} OrderAction
+ * @property {OrderActionName} name
+ * @property {number | null} until
+ * @property {number} [compensation_cents] `counterfeit`: paid if the claim is upheld
+ */
+
+/**
+ * @typedef {object} Payment
+ * @property {string} id
+ * @property {"pending" | "approved" | "declined" | "refunded"} status
+ * @property {string | null} [reason] why a payment was declined (the provider's word)
+ */
+
+/**
+ * An after-sales claim (`201 {"claim"}`).
+ * @typedef {object} Claim
+ * @property {string} id
+ * @property {string} order_id
+ * @property {"return" | "refund_no_return" | "counterfeit" | "warranty"} kind
+ * @property {string} status
+ * @property {number} amount_cents
+ * @property {number | null} pickup_at
+ * @property {string | null} [return_shipping_payer]
+ * @property {string} [reason]
+ * @property {number} created_at
+ */
+
+/**
+ * The order object (`GET /api/orders`, the checkout answer, the `order` push).
+ * @typedef {object} Order
+ * @property {string} id
+ * @property {OrderStatus} status
+ * @property {number} total_cents
+ * @property {OrderItem[]} items
+ * @property {"cod" | "online"} payment_method
+ * @property {string} reservation
+ * @property {string} sale
+ * @property {string} room
+ * @property {Address} address
+ * @property {number} created_at
+ * @property {number | null} placed_at set once the order is paid or confirmed
+ * @property {number | null} [shipped_at]
+ * @property {number | null} [delivered_at]
+ * @property {number | null} warranty_ends_at
+ * @property {OrderAction[]} [actions] what the caller may do now (a server that does not
+ *   send it offers nothing)
+ */
+
+/**
+ * `GET /api/orders/{id}`: the order with its history.
+ * @typedef {Order & {payments?: Payment[], claims?: Claim[]}} OrderDetail
+ */
+
+/**
+ * A room's live figures (`GET /api/rooms/{id}/figures`, the `figures` push).
+ * @typedef {object} Figures
+ * @property {string} [room]
+ * @property {number} gmv_cents
+ * @property {number} orders
+ * @property {number} average_order_value_cents
+ * @property {number | null} [conversion]
+ */
+
+/**
+ * A signed certificate.
+ * @typedef {object} Certificate
+ * @property {string} id
+ * @property {"vault" | "inspection" | "refund_no_return"} kind
+ * @property {{product_id?: string, anchor_id?: string, category?: string}} subject
+ * @property {Record<string, unknown>} details
+ * @property {number} issued_at
+ * @property {number} valid_from
+ * @property {number | null} expires_at
+ * @property {{id: string, role: string}} [issuer]
+ * @property {string} key_id
+ */
+
+/**
+ * `GET /api/certificates/{id}`.
+ * @typedef {object} Verification
+ * @property {Certificate | null} certificate
+ * @property {boolean} valid
+ * @property {string | null} reason
+ * @property {{revoked_at: number, reason: string} | null} [revocation]
+ * @property {number} checked_at
+ */
+
+export {};
