@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
 ARGS ?=
 
-.PHONY: run test lint typecheck pytest system-deps redis-deps browser-deps venv web-deps clean bench
+.PHONY: run test test-fast lint lint-js typecheck pytest system-deps redis-deps browser-deps venv web-deps wheel clean bench
 
 run: redis-deps venv web-deps
 	$(BIN)/liveroom serve --demo $(ARGS)
@@ -20,8 +20,16 @@ test: system-deps venv web-deps lint typecheck pytest
 pytest:
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: venv
+# The unit layer: no redis-server, browser or process of their own (tests/conftest.py).
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not integration" $(PYTEST_ARGS)
+
+lint: venv lint-js
 	$(BIN)/ruff check .
+
+# The pages' scripts: ESLint, then tsc on their JSDoc types (web/package.json scripts; offline).
+lint-js: web-deps
+	cd web && npm run --silent lint && npm run --silent typecheck
 
 typecheck: venv
 	$(BIN)/mypy
@@ -53,8 +61,14 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(WEB_STAMP)
 
+# A wheel in dist/ that carries the pages and their npm assets (package data: pyproject.toml);
+# build/ goes first so that no file of an earlier build slips in.
+wheel: venv web-deps
+	rm -rf build
+	$(BIN)/python -m pip wheel . --no-deps -w dist
+
 bench: venv
 	$(BIN)/python -m loadtests.bench_buy
 
 clean:
-	rm -rf $(VENV) web/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) web/node_modules .mypy_cache .ruff_cache .pytest_cache build dist

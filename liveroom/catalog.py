@@ -102,13 +102,13 @@ def parse_product_fields(payload: Payload) -> tuple[str, str, int, str]:
 
 
 class Catalog:
-    def __init__(self, redis: aioredis.Redis, now_ms: Callable[[], int]) -> None:
+    def __init__(self, redis: aioredis.Redis, now_ms: Callable[[], int],
+                 badge_lookup: BadgeLookup | None = None) -> None:
+        """``badge_lookup`` gives products their trust badges (the certificate store); without
+        one, products show none."""
         self._redis = redis
         self._now_ms = now_ms
-        self._badge_lookup: BadgeLookup | None = None
-
-    def set_badge_lookup(self, lookup: BadgeLookup) -> None:
-        self._badge_lookup = lookup
+        self._badge_lookup = badge_lookup
 
     # rooms -----------------------------------------------------------------------------------
 

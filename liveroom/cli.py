@@ -33,11 +33,18 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--phone", help="a verified buyer: the account of this phone (+E.164)")
     token.add_argument("--data-dir", type=Path, help="data directory holding the secret")
     token.add_argument("--ttl-s", type=int, help="lifetime in seconds (default 7 days)")
+
+    sub.add_parser("doctor", help="check the installed python-engineio, python-socketio and "
+                                  "aiortc against the internals the server relies on")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "doctor":
+        from .doctor import run_doctor
+
+        return run_doctor()
     try:
         if args.command == "serve":
             settings = Settings.from_env(

@@ -1,14 +1,13 @@
 """Full garbage collections when the server can afford them, not in the middle of a flash sale.
 
 CPython collects generation 2 (every tracked object) whenever the objects promoted since the
-last full collection reach a quarter of the old ones. A server holding 10,000 connections tracks
-millions of objects, so a full collection stops the event loop for about a second, and while
-10,000 buyers connect and press buy the promotions keep crossing that quarter: in the
-10,000-buyer spike one ran every 1-2 s, 29 of them, 17.8 s of a 40 s run
-(docs/performance.md, "Garbage collection").
+last full collection reach a quarter of the old ones. A server holding thousands of connections
+tracks millions of objects, so a full collection stops the event loop for a long time, and while
+a crowd connects and presses buy the promotions keep crossing that quarter again and again
+(docs/performance.md, "Garbage collection", has the measurements).
 
 ``FullCollections`` owns them instead. Young collections (generations 0 and 1) stay automatic: they
-only look at new objects (0.3 ms and 6.5 ms on average, measured under the spike). Full collections
+only look at new objects, so they are short. Full collections
 run from its loop, every ``interval_s``, put off while buys pour in (more than ``busy_per_s`` a
 second within the last ``quiet_s``: a flash sale is on, and a second's pause would land on its
 buyers) for at most ``max_delay_s``, so cyclic garbage still goes away and memory stays flat over a

@@ -15,8 +15,10 @@ from trustbadges import CertificateService
 
 from .loops import PeriodicLoop
 from .metrics import Gauge, Metrics
+from .rooms import RoomService
 
-__all__ = ["CertificationAdapter", "FiguresPusher", "InventoryLedger", "OrderUpkeep", "push_order"]
+__all__ = ["CertificationAdapter", "FiguresPusher", "InventoryLedger", "OrderUpkeep",
+           "PaymentCallbacks", "RoomFigures", "push_order"]
 
 log = logging.getLogger("liveroom.commerce")
 
@@ -99,13 +101,41 @@ class CertificationAdapter:
                                warranty_ends_at=terms.warranty_ends_at)
 
 
-RoomFigures = Callable[[str], Awaitable[dict[str, Any]]]
+FiguresOf = Callable[[str], Awaitable[dict[str, Any]]]
 Emit = Callable[[str, Any, str], Awaitable[None]]
 
 
-async def push_order(emit: Emit, order: Order) -> None:
-    """The ``order`` push: ``order`` changed, told to every socket of its buyer."""
-    await emit("order", order.to_public(), f"user:{order.buyer_id}")
+async def push_order(emit: Emit, orders: OrderService, order: Order) -> None:
+    """The ``order`` push: ``order`` changed, told to every socket of its buyer (the order
+    object with the buyer's actions)."""
+    await emit("order", await orders.buyer_view(order), f"user:{order.buyer_id}")
+
+
+class RoomFigures:
+    """A room's live order figures (GMV, orders, conversion...) as its anchor sees them: the
+    orders' numbers over the room's unique viewers."""
+
+    def __init__(self, orders: OrderService, rooms: RoomService) -> None:
+        self._orders = orders
+        self._rooms = rooms
+
+    async def of(self, room_id: str) -> dict[str, Any]:
+        viewers = (await self._rooms.unique_viewers([room_id]))[room_id]
+        figures = await self._orders.room_figures(room_id, viewers)
+        return {"room": room_id, **figures.to_public()}
+
+
+class PaymentCallbacks:
+    """Where the payment provider's callbacks land: the order is settled and its buyer told."""
+
+    def __init__(self, orders: OrderService, emit: Emit) -> None:
+        self._orders = orders
+        self._emit = emit
+
+    async def deliver(self, body: bytes, signature: str) -> Order:
+        order = await self._orders.handle_payment_callback(body, signature)
+        await push_order(self._emit, self._orders, order)
+        return order
 
 
 class FiguresPusher(PeriodicLoop):
@@ -114,7 +144,7 @@ class FiguresPusher(PeriodicLoop):
 
     name = "figures-pusher"
 
-    def __init__(self, figures_of: RoomFigures, emit: Emit, interval_s: float = 0.5) -> None:
+    def __init__(self, figures_of: FiguresOf, emit: Emit, interval_s: float = 0.5) -> None:
         super().__init__(interval_s)
         self._figures_of = figures_of
         self._emit = emit
@@ -164,6 +194,15 @@ class OrderUpkeep(PeriodicLoop):
     async def tick(self) -> None:
         await self.run_once()
 
+    async def begin(self) -> None:
+        """One pass now, then the loop: checkouts and restocks a crash interrupted are settled
+        before buyers come back. A failing first pass is logged; the loop retries it."""
+        try:
+            await self.run_once()
+        except Exception:
+            log.exception("order upkeep at startup failed; the loop retries")
+        self.start()
+
     async def run_once(self) -> None:
         started = self._orders.now_ms()
         settled = await self._orders.reconcile()
@@ -182,6 +221,6 @@ class OrderUpkeep(PeriodicLoop):
 
     async def _tell_buyer(self, order: Order) -> None:
         try:
-            await push_order(self._emit, order)
+            await push_order(self._emit, self._orders, order)
         except Exception:
             log.warning("order push failed for %s", order.id, exc_info=True)

@@ -115,7 +115,9 @@ class RoomService:
     def __init__(self, redis: aioredis.Redis, catalog: Catalog, now_ms: Callable[[], int],
                  chat_max_chars: int = 500, *, buyer_bans: BuyerBans | None = None,
                  addresses: ClientAddresses | None = None, chat_per_speaker: int = 10,
-                 chat_per_address: int = 60) -> None:
+                 chat_per_address: int = 60, state_extras: Sequence[StateExtra] = ()) -> None:
+        """``state_extras`` add their fields to the room state given on join (the room's sale,
+        its media)."""
         self._redis = redis
         self._catalog = catalog
         self._now_ms = now_ms
@@ -128,11 +130,7 @@ class RoomService:
         # Chat messages per CHAT_WINDOW_S, whatever the number of connections (0: no limit).
         self._chat_per_speaker = chat_per_speaker
         self._chat_per_address = chat_per_address
-        self._state_extras: list[StateExtra] = []
-
-    def add_state_extra(self, extra: StateExtra) -> None:
-        """Let another part (sales, media) add its fields to the room state given on join."""
-        self._state_extras.append(extra)
+        self._state_extras = tuple(state_extras)
 
     # presence --------------------------------------------------------------------------------
 

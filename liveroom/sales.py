@@ -169,6 +169,14 @@ class SaleDesk:
             await self._emit("sale", view, sale.room_id)
         return view
 
+    async def sold_out_news(self, sale_id: str) -> dict[str, Any] | None:
+        """The ``sale`` push of a sale that just sold out, or None when another process (or
+        this one's sweeper) already pushed it: whichever reports the sell-out first pushes it
+        (the same claim as ``announce``)."""
+        sale = await self._inventory.get_sale(sale_id)
+        view = await self.push_view(sale)
+        return view if await self.claim_push(sale) else None
+
     async def claim_push(self, sale: Sale) -> bool:
         """True if this process should push ``sale``: every sweeper of every process sees a
         status move, and the room should hear of it once."""
@@ -206,9 +214,10 @@ class StockBroadcaster:
     spike); the loop pushes the latest counters of each changed sale a few times per second. A
     sell-out wakes the loop at once, so buyers stop pressing a button that cannot succeed.
 
-    With ``sold_out_news`` and ``emit_together``, a sell-out's ``sale`` push goes out with its
-    ``stock`` push, in the same write to each member, instead of in a second fan-out a sweep
-    later: in a 10,000-buyer spike each fan-out is 10,000 loopback sends while buys still wait.
+    With ``sold_out_news`` (``SaleDesk.sold_out_news``) and ``emit_together``, a sell-out's
+    ``sale`` push goes out with its ``stock`` push, in the same write to each member, instead of
+    in a second fan-out a sweep later: in a big spike each fan-out is a loopback send per member
+    while buys still wait.
     """
 
     def __init__(self, emit: Emit, interval_s: float = 0.5, *,

@@ -37,7 +37,6 @@ from liveroom.http.transport import runner_options
 from liveroom.identity import Role, User, new_user_id
 from liveroom.redis_server import EmbeddedRedis, free_port
 from liveroom.settings import Settings
-from liveroom.sockets._fast_events import FAST_EVENTS_ATTRIBUTE
 
 __all__ = ["BurstResult", "main", "run_bench"]
 
@@ -148,7 +147,8 @@ async def _measure(app: web.Application, http: aiohttp.ClientSession, url: str, 
         sockets.append(ws)
     try:
         sio = services.sio
-        fast = getattr(sio.eio, FAST_EVENTS_ATTRIBUTE)
+        fast = services.edge.fast_events
+        assert fast is not None
         answers = _Answers()
         counters = [_EncodingSocket(eio_sid, answers) for eio_sid in list(sio.eio.sockets)]
         serial = iter(range(10**12))

@@ -69,3 +69,25 @@ def _no_server_outlives_its_test() -> Iterator[None]:
         if parent == me and b"liveroom serve" in command:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.name), signal.SIGKILL)
+
+
+# What makes a module's tests integration tests: a server, a Redis, a process or real peers of
+# their own (beyond the fixtures below, which are seen per test).
+_INTEGRATION_SOURCES = ("live_server(", "EmbeddedRedis(", "create_subprocess_exec(",
+                        "subprocess.run(", "subprocess.Popen(", "RTCPeerConnection(")
+_INTEGRATION_FIXTURES = frozenset({"redis_server", "browser", "pages", "media"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test that needs a real redis-server, a browser, a process or WebRTC peers of
+    its own as ``integration``; the rest are the unit layer ``make test-fast`` runs."""
+    module_is_integration: dict[str, bool] = {}
+    for item in items:
+        path = str(item.fspath)
+        if path not in module_is_integration:
+            source = Path(path).read_text()
+            module_is_integration[path] = any(marker in source
+                                              for marker in _INTEGRATION_SOURCES)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if module_is_integration[path] or fixtures & _INTEGRATION_FIXTURES:
+            item.add_marker(pytest.mark.integration)

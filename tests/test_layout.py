@@ -4,6 +4,7 @@ the environment."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,19 @@ def test_only_the_settings_module_reads_the_environment() -> None:
                         and node.value.id == "os" and node.attr in ("environ", "getenv")):
                     readers.append(str(path.relative_to(ROOT)))
     assert sorted(set(readers)) == ["liveroom/settings.py"]
+
+
+def test_the_handoff_schema_is_neutral_ground_between_its_producer_and_its_consumer() -> None:
+    """``handoff/`` needs only the standard library and msgpack, reads no environment, and only
+    the inventory (which writes the stream), orders (which reads it) and liveroom import it."""
+    allowed = {"__future__", "msgpack", *sys.stdlib_module_names}
+    offenders = {str(path.relative_to(ROOT)): sorted(_imported(path) - allowed)
+                 for path in _sources("handoff")}
+    assert {path: names for path, names in offenders.items() if names} == {}
+    readers = [str(path.relative_to(ROOT)) for path in _sources("handoff")
+               for node in ast.walk(ast.parse(path.read_text(), str(path)))
+               if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv")]
+    assert readers == []
+    importers = {package for package in (*SERVER, "loadtests")
+                 for path in _sources(package) if "handoff" in _imported(path)}
+    assert importers <= {"inventory", "orders", "liveroom"}

@@ -7,6 +7,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from liveroom.catalog import BadgeSubject
 from tests.server_harness import LiveServer
 from tests.test_certificates_edge import VAULT_DETAILS, kinds
@@ -28,7 +30,8 @@ async def _sale(server: LiveServer, anchor: str, room_id: str, product: dict[str
     return dict(sale)
 
 
-async def test_a_rooms_sales_read_all_their_badges_in_one_trip(server: LiveServer) -> None:
+async def test_a_rooms_sales_read_all_their_badges_in_one_trip(
+        server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     anchor = server.token("anchor", "Mei", user_id="u_mei")
     _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Two products"})
     jade = await _product(server, anchor, "jewelry")
@@ -46,7 +49,7 @@ async def test_a_rooms_sales_read_all_their_badges_in_one_trip(server: LiveServe
         trips.append(list(subjects))
         return await lookup(subjects)
 
-    server.services.catalog.set_badge_lookup(counted)
+    monkeypatch.setattr(server.services.catalog, "_badge_lookup", counted)
     status, listing = await server.request("GET", f"/api/rooms/{room['id']}/sales")
     assert status == 200, listing
     assert [s["id"] for s in listing["sales"]] == [s["id"] for s in reversed(sales)]
@@ -62,7 +65,7 @@ async def test_a_rooms_sales_read_all_their_badges_in_one_trip(server: LiveServe
 
 
 async def test_a_sale_starting_is_pushed_even_when_its_badges_cannot_be_read(
-        server: LiveServer) -> None:
+        server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     anchor = server.token("anchor", "Mei", user_id="u_mei")
     _, room = await server.request("POST", "/api/rooms", anchor, {"title": "Countdown"})
     viewer = await server.connect(server.token("viewer", "Ann"))
@@ -76,7 +79,7 @@ async def test_a_sale_starting_is_pushed_even_when_its_badges_cannot_be_read(
     async def unreadable(_: Sequence[BadgeSubject]) -> dict[str, list[dict[str, Any]]]:
         raise sqlite3.OperationalError("disk I/O error")
 
-    server.services.catalog.set_badge_lookup(unreadable)
+    monkeypatch.setattr(server.services.catalog, "_badge_lookup", unreadable)
     live = await viewer.wait_for(
         "sale", lambda d: d["id"] == sale["id"] and d["status"] == "live", 15)
     assert live["badges"] == []

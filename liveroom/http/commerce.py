@@ -12,7 +12,7 @@ import inventory
 from orders import Actor, BadSignature, Order, OrderService
 
 from ..catalog import Catalog
-from ..commerce import push_order
+from ..commerce import RoomFigures, push_order
 from ..exceptions import Forbidden, InvalidInput
 from ..identity import User
 from ..rooms import RoomService
@@ -33,7 +33,7 @@ def actor(user: User) -> Actor:
 class CommerceRoutes:
     def __init__(self, api: Api, desk: SaleDesk, stock: inventory.InventoryService,
                  orders: OrderService, catalog: Catalog, rooms: RoomService,
-                 edge: SocketEdge) -> None:
+                 edge: SocketEdge, figures: RoomFigures) -> None:
         self.api = api
         self.desk = desk
         self.stock = stock
@@ -41,6 +41,7 @@ class CommerceRoutes:
         self.catalog = catalog
         self.rooms = rooms
         self.edge = edge
+        self.figures = figures
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_post("/api/rooms/{id}/sales", self.create_sale)
@@ -100,13 +101,14 @@ class CommerceRoutes:
         return (await self.api.payload(request)).raw_object()
 
     async def checkout(self, request: web.Request) -> web.Response:
-        user = self.api.user(request)
-        order = await self.orders.checkout(actor(user), await self._body(request))
-        return json_response({"ok": True, "order": order.to_public()}, 201)
+        caller = actor(self.api.user(request))
+        order = await self.orders.checkout(caller, await self._body(request))
+        return json_response({"ok": True, "order": await self.orders.view(caller, order)}, 201)
 
     async def list_orders(self, request: web.Request) -> web.Response:
-        orders = await self.orders.list_orders(actor(self.api.user(request)))
-        return json_response({"orders": [order.to_public() for order in orders]})
+        caller = actor(self.api.user(request))
+        orders = await self.orders.list_orders(caller)
+        return json_response({"orders": await self.orders.views(caller, orders)})
 
     async def get_order(self, request: web.Request) -> web.Response:
         user = self.api.user(request)
@@ -114,15 +116,15 @@ class CommerceRoutes:
         return json_response({"order": detail})
 
     async def _tell_buyer(self, order: Order) -> None:
-        await push_order(self.edge.emit_to, order)
+        await push_order(self.edge.emit_to, self.orders, order)
 
     def _order_action(self, call: Callable[[Actor, str, dict[str, Any]], Awaitable[Order]]
                       ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:
-            user = self.api.user(request)
-            order = await call(actor(user), request.match_info["id"], await self._body(request))
+            caller = actor(self.api.user(request))
+            order = await call(caller, request.match_info["id"], await self._body(request))
             await self._tell_buyer(order)
-            return json_response({"order": order.to_public()})
+            return json_response({"order": await self.orders.view(caller, order)})
 
         return handler
 
@@ -195,12 +197,7 @@ class CommerceRoutes:
         room = await self.catalog.get_room(request.match_info["id"])
         if room.anchor_id != user.id and not user.is_admin:
             raise Forbidden("only the room's anchor sees its figures")
-        return json_response(await self.figures_of(room.id))
-
-    async def figures_of(self, room_id: str) -> dict[str, Any]:
-        viewers = (await self.rooms.unique_viewers([room_id]))[room_id]
-        figures = await self.orders.room_figures(room_id, viewers)
-        return {"room": room_id, **figures.to_public()}
+        return json_response(await self.figures.of(room.id))
 
 
 def _reason(body: dict[str, Any], required: bool) -> str:

@@ -11,6 +11,9 @@ import pytest
 from loadtests import ScenarioError
 from loadtests.soak import SoakConfig, least_squares_slope, memory_verdict, run_soak
 
+# The soak starts a liveroom server process of its own.
+pytestmark = pytest.mark.integration
+
 
 def test_the_slope_is_the_least_squares_line_through_the_samples():
     assert least_squares_slope([(0, 100.0), (1, 102.0), (2, 104.0)]) == pytest.approx(2.0)
