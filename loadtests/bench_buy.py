@@ -27,7 +27,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -40,164 +39,78 @@ from typing import Any
 
 import aiohttp
 
+from . import _procstats as procstats
 from ._api import ServerApi
 from ._client import LeanSocket
+from ._launcher import LOAD_TEST_ENV, ServerProcess
+from ._procstats import ProcessInfo
 from ._worker import raise_open_file_limit
-from .soak import LOAD_TEST_ENV
 
 __all__ = ["main"]
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 SECRET = "bench-secret-0123456789abcdef0123456789"
+HANDOFF = "lr-handoff"  # the orders hand-off consumer's process name
 
 
 # -- the server, seen from /proc ---------------------------------------------------------------
 
 
-def _stat_fields(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat") as fh:
-        text = fh.read()
-    # The command name sits in parentheses and may contain spaces.
-    name = text[text.index("(") + 1:text.rindex(")")]
-    return [name, *text.rsplit(")", 1)[1].split()]
-
-
-def _descendants(root: int) -> list[tuple[int, str]]:
-    """(pid, name) of every process below ``root``, ``root`` included."""
-    children: dict[int, list[tuple[int, str]]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = _stat_fields(int(entry))
-            children.setdefault(int(fields[2]), []).append((int(entry), fields[0]))
-    found: list[tuple[int, str]] = []
-    with contextlib.suppress(OSError):
-        found.append((root, _stat_fields(root)[0]))
-    queue = [root]
-    while queue:
-        for child in children.get(queue.pop(), []):
-            found.append(child)
-            queue.append(child[0])
-    return found
-
-
-def _cpu_s(pid: int) -> float:
-    try:
-        fields = _stat_fields(pid)
-    except OSError:
-        return 0.0
-    # After the name: state(1) ppid(2) ... utime(12) stime(13).
-    return (int(fields[12]) + int(fields[13])) / CLOCK_TICKS
-
-
-def _rss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as fh:
-            return int(fh.read().split()[1]) * PAGE_BYTES
-    except OSError:
-        return 0
+def server_environment() -> dict[str, str]:
+    """The bench's server settings: the load-test exemptions, and the per-connection limits
+    lifted, because the CPU phases send many buys per connection on purpose and every buy must
+    reach the inventory."""
+    return {
+        "LIVEROOM_SECRET": SECRET,
+        "LIVEROOM_LOG_LEVEL": "warning",
+        "LIVEROOM_BUY_RATE_PER_S": "100000",
+        "LIVEROOM_BUY_BURST": "100000",
+        "LIVEROOM_EVENT_RATE_PER_S": "100000",
+        "LIVEROOM_EVENT_BURST": "100000",
+        "LIVEROOM_USER_EVENT_RATE_PER_S": "0",
+        **LOAD_TEST_ENV,
+    }
 
 
 @dataclass
-class ServerProcess:
-    """``liveroom serve`` in a child process with its embedded Redis."""
+class BenchServer:
+    """The launched server's processes, told apart by name: those answering clients (the
+    supervisor and its workers), the embedded redis-server and the orders hand-off consumer."""
 
-    port: int
-    data_dir: Path
+    process: ServerProcess
     workers: int
-    process: asyncio.subprocess.Process | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.process.url
 
-    @property
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({
-            "LIVEROOM_SECRET": SECRET,
-            "LIVEROOM_LOG_LEVEL": "warning",
-            # The CPU phases send many buys per connection on purpose: lift the per-connection
-            # limits so every buy reaches the inventory.
-            "LIVEROOM_BUY_RATE_PER_S": "100000",
-            "LIVEROOM_BUY_BURST": "100000",
-            "LIVEROOM_EVENT_RATE_PER_S": "100000",
-            "LIVEROOM_EVENT_BURST": "100000",
-            "LIVEROOM_USER_EVENT_RATE_PER_S": "0",
-            **LOAD_TEST_ENV,
-        })
-        return env
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "liveroom", "serve", "--port", str(self.port),
-            "--data-dir", str(self.data_dir), "--workers", str(self.workers),
-            env=self.env, stdout=asyncio.subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.process.returncode is not None:
-                    raise RuntimeError(f"liveroom serve exited with {self.process.returncode}")
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with session.get(self.url + "/healthz") as response:
-                        if response.status == 200:
-                            return
-                await asyncio.sleep(0.2)
-        raise RuntimeError("liveroom serve did not answer /healthz within 30 s")
-
-    async def anchor_token(self) -> str:
-        job = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "liveroom", "token", "--role", "admin", "--name", "Bench",
-            "--data-dir", str(self.data_dir), env=self.env, stdout=asyncio.subprocess.PIPE)
-        out, _ = await job.communicate()
-        if job.returncode != 0:
-            raise RuntimeError(f"liveroom token exited with {job.returncode}")
-        return out.decode().strip().splitlines()[-1]
+    def _everyone(self) -> list[ProcessInfo]:
+        me = procstats.info(self.process.pid)
+        return ([] if me is None else [me]) + self.process.children()
 
     def server_pids(self) -> list[int]:
-        """The processes answering clients (not Redis, not the orders hand-off consumer)."""
-        assert self.process is not None
-        return [pid for pid, name in _descendants(self.process.pid)
-                if "redis" not in name and name != "lr-handoff"]
+        return [p.pid for p in self._everyone() if "redis" not in p.name and p.name != HANDOFF]
 
     def handoff_pids(self) -> list[int]:
-        assert self.process is not None
-        return [pid for pid, name in _descendants(self.process.pid) if name == "lr-handoff"]
-
-    def handoff_cpu_s(self) -> float:
-        return sum(_cpu_s(pid) for pid in self.handoff_pids())
+        return [p.pid for p in self._everyone() if p.name == HANDOFF]
 
     def redis_pids(self) -> list[int]:
-        assert self.process is not None
-        return [pid for pid, name in _descendants(self.process.pid) if "redis" in name]
+        return [p.pid for p in self._everyone() if "redis" in p.name]
 
     def server_cpu_s(self) -> float:
-        return sum(_cpu_s(pid) for pid in self.server_pids())
+        return _cpu_s(self.server_pids())
 
     def redis_cpu_s(self) -> float:
-        return sum(_cpu_s(pid) for pid in self.redis_pids())
+        return _cpu_s(self.redis_pids())
+
+    def handoff_cpu_s(self) -> float:
+        return _cpu_s(self.handoff_pids())
 
     def server_rss(self) -> int:
-        return sum(_rss_bytes(pid) for pid in self.server_pids())
-
-    async def stop(self) -> None:
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.terminate()
-        try:
-            await asyncio.wait_for(self.process.wait(), 15)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
+        return sum(procstats.rss_bytes(pid) or 0 for pid in self.server_pids())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _cpu_s(pids: Sequence[int]) -> float:
+    return sum(procstats.cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 # -- clients -----------------------------------------------------------------------------------
@@ -287,7 +200,7 @@ MakePayload = Callable[[int], Any]
 Classify = Callable[[Any], str]
 
 
-async def run_phase(server: ServerProcess, crowd: Crowd, op: str, payload: MakePayload,
+async def run_phase(server: BenchServer, crowd: Crowd, op: str, payload: MakePayload,
                     classify: Classify, ops: int, rate: float) -> PhaseResult:
     """Send ``ops`` operations at ``rate`` per second, round-robin over the crowd, and measure
     the server's CPU from the first send to the last answer."""
@@ -369,7 +282,7 @@ async def _make_sale(api: ServerApi, anchor: str, room: str, stock: int, limit: 
     return str(sale["id"])
 
 
-async def measure_memory(server: ServerProcess, crowd: Crowd, count: int) -> dict[str, Any]:
+async def measure_memory(server: BenchServer, crowd: Crowd, count: int) -> dict[str, Any]:
     """RSS growth of the server per connected viewer (connected, and joined to the room)."""
     await crowd.grow(50)  # warm every code path before the baseline
     await asyncio.sleep(1.0)
@@ -387,7 +300,7 @@ async def measure_memory(server: ServerProcess, crowd: Crowd, count: int) -> dic
             "kb_per_joined_viewer": (after_join - base) / count / 1024}
 
 
-async def measure_cpu(server: ServerProcess, crowd: Crowd, anchor: str,
+async def measure_cpu(server: BenchServer, crowd: Crowd, anchor: str,
                       config: BenchConfig) -> dict[str, Any]:
     per_client = (config.rounds + 1) * config.ops // config.clients + 10
     sale = await _make_sale(crowd.api, anchor, crowd.room,
@@ -449,7 +362,7 @@ async def measure_cpu(server: ServerProcess, crowd: Crowd, anchor: str,
     }
 
 
-async def _profiled_phase(server: ServerProcess, crowd: Crowd, op: str, payload: MakePayload,
+async def _profiled_phase(server: BenchServer, crowd: Crowd, op: str, payload: MakePayload,
                           classify: Classify, ops: int, config: BenchConfig) -> dict[str, Any]:
     """Run a phase with py-spy sampling the (first) server process; keep the flame graph and
     the raw collapsed stacks, and summarise the top frames."""
@@ -498,7 +411,7 @@ def top_frames(collapsed: Path, limit: int = 25) -> dict[str, list[tuple[str, fl
     }
 
 
-async def measure_spike(server: ServerProcess, anchor: str, config: BenchConfig,
+async def measure_spike(server: BenchServer, anchor: str, config: BenchConfig,
                         out_dir: Path) -> dict[str, Any]:
     """The spike command: ``spike_buyers`` buyers, ``spike_stock`` units, one buy each, all
     within ``spike_window_ms``; plus the server's CPU and peak RSS while it runs."""
@@ -544,12 +457,14 @@ def _say(line: str) -> None:
 async def run_bench(config: BenchConfig) -> dict[str, Any]:
     raise_open_file_limit()
     work = Path(tempfile.mkdtemp(prefix="liveroom-bench-"))
-    server = ServerProcess(port=_free_port(), data_dir=work / "data", workers=config.workers)
+    launched = ServerProcess(work / "data", args=["--workers", str(config.workers)],
+                             env=server_environment())
+    server = BenchServer(launched, config.workers)
     results: dict[str, Any] = {"workers": config.workers, "cpus": os.cpu_count(),
                                "python": sys.version.split()[0]}
-    await server.start()
+    await launched.start()
     try:
-        anchor = await server.anchor_token()
+        anchor = await launched.token("admin", "Bench")
         async with aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, force_close=False)) as session:
             api = ServerApi(session, server.url)
@@ -576,7 +491,7 @@ async def run_bench(config: BenchConfig) -> dict[str, Any]:
                  f"audit {'PASSED' if spike['audit_passed'] else 'FAILED'}, errors "
                  f"{spike['errors']}, server peak RSS {spike['server_peak_rss_mb']:.0f} MB")
     finally:
-        await server.stop()
+        await launched.stop()
         shutil.rmtree(work, ignore_errors=True)
     return results
 

@@ -26,8 +26,6 @@ import os
 import random
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,10 +36,12 @@ from typing import Any
 
 import aiohttp
 
+from . import _procstats as procstats
 from ._api import ServerApi
 from ._chart import svg_panel
 from ._client import LeanSocket
 from ._histogram import Histogram
+from ._launcher import LOAD_TEST_ENV, ServerProcess
 from ._orders import OrderTally, checkout_address
 from ._report import CheckoutFacts, audit, latency_summary
 from ._worker import raise_open_file_limit
@@ -102,118 +102,12 @@ def least_squares_slope(points: Sequence[tuple[float, float]]) -> float | None:
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
 
 
-# -- the server under test ----------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-# What a server under a load test needs: one-time codes echoed (so buyers can be minted) and the
-# load generator's address exempt from the per-address limits (docs/loadtesting.md).
-LOAD_TEST_ENV = {"LIVEROOM_OTP_ECHO": "1", "LIVEROOM_UNLIMITED_ADDRESSES": "127.0.0.0/8,::1"}
-
-
-def _liveroom_command() -> list[str]:
-    beside = Path(sys.executable).parent / "liveroom"
-    return [str(beside)] if beside.exists() else [sys.executable, "-m", "liveroom"]
-
-
-class ServerUnderTest:
-    """Owner of a ``liveroom serve`` child process with its own data directory."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "server.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def launch(self) -> subprocess.Popen[bytes]:
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [*_liveroom_command(), "serve", "--data-dir", str(self.data_dir), "--port",
-                 str(self.port), "--log-level", "warning"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, **LOAD_TEST_ENV})
-        return self.process
-
-    async def start(self, session: aiohttp.ClientSession, timeout_s: float = 30.0) -> None:
-        self.process = self.launch()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise LoadTestError(f"the server exited with {self.process.returncode}: "
-                                    f"{self.log_tail()}")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(self.url + "/healthz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-        raise LoadTestError(f"the server did not answer /healthz within {timeout_s}s: "
-                            f"{self.log_tail()}")
-
-    def anchor_token(self) -> str:
-        """An admin's token: it hosts the room and mints the viewers' buyer accounts."""
-        done = subprocess.run([*_liveroom_command(), "token", "--role", "admin", "--name",
-                               "Soak Anchor", "--data-dir", str(self.data_dir)],
-                              capture_output=True, text=True, timeout=60, check=False)
-        if done.returncode != 0 or not done.stdout.strip():
-            raise LoadTestError(f"liveroom token failed: {done.stderr.strip()[-500:]}")
-        return done.stdout.strip().splitlines()[-1]
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    async def stop(self) -> int | None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return None if process is None else process.returncode
-        process.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.to_thread(process.wait, 20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: the server and its Redis
-            return await asyncio.to_thread(process.wait, 10)
-
-
 # -- sampling /proc ------------------------------------------------------------------------------
 
 
 def _rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def _cpu_s(pid: int) -> float | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-        fields = raw[raw.rindex(")") + 2:].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            text = (task / "children").read_text().split()
-            found += [int(child) for child in text]
-    except (OSError, ValueError):
-        pass
-    return found
+    rss = procstats.rss_bytes(pid)
+    return None if rss is None else rss / 2**20
 
 
 class ProcessSampler:
@@ -230,17 +124,17 @@ class ProcessSampler:
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        last_wall, last_cpu = time.monotonic(), _cpu_s(self.pid) or 0.0
+        last_wall, last_cpu = time.monotonic(), procstats.cpu_seconds(self.pid) or 0.0
         last_gen = time.process_time()
         while True:
             await asyncio.sleep(self.every_s)
-            now, cpu, gen = time.monotonic(), _cpu_s(self.pid), time.process_time()
-            rss = _rss_mb(self.pid)
+            now, gen = time.monotonic(), time.process_time()
+            cpu, rss = procstats.cpu_seconds(self.pid), _rss_mb(self.pid)
             if rss is None or cpu is None:
                 continue  # the server is gone; the run notices elsewhere
-            children = _children(self.pid)
+            children = procstats.children(self.pid)
             child_rss = sum(_rss_mb(c) or 0.0 for c in children)
-            child_cpu = sum(_cpu_s(c) or 0.0 for c in children)
+            child_cpu = sum(procstats.cpu_seconds(c) or 0.0 for c in children)
             self.samples.append({
                 "t_s": round(now - self.started, 2), "rss_mb": round(rss, 2),
                 "cpu": round((cpu - last_cpu) / (now - last_wall), 3),
@@ -765,22 +659,22 @@ async def run_soak(config: SoakConfig, stream: Any = sys.stderr) -> dict[str, An
             stream.flush()
 
     data_dir = Path(tempfile.mkdtemp(prefix="liveroom-soak-"))
-    server = ServerUnderTest(data_dir)
+    server = ServerProcess(data_dir, args=["--log-level", "warning"], env=LOAD_TEST_ENV,
+                           log_path=data_dir / "server.log")
     started = time.monotonic()
     connector = aiohttp.TCPConnector(limit=0)
     try:
+        await server.start()
+        anchor = await server.token("admin", "Soak Anchor")
+        say(f"server pid {server.pid} on {server.url}, data in {data_dir}")
         async with aiohttp.ClientSession(connector=connector) as session:
-            await server.start(session)
-            assert server.process is not None
-            anchor = await asyncio.to_thread(server.anchor_token)
-            say(f"server pid {server.process.pid} on {server.url}, data in {data_dir}")
             api = ServerApi(session, server.url)
             traffic = SoakTraffic(config, api, session, server.url, anchor)
             await traffic.set_up()
             say(f"{len(traffic.viewers)} viewers joined room {traffic.room_id}; "
                 f"soaking for {config.minutes} min")
             traffic.started = time.monotonic()
-            sampler = ProcessSampler(server.process.pid, config.sample_every_s, traffic.started)
+            sampler = ProcessSampler(server.pid, config.sample_every_s, traffic.started)
             sampler.start()
             try:
                 await traffic.run(config.minutes * 60.0, say)
@@ -788,7 +682,7 @@ async def run_soak(config: SoakConfig, stream: Any = sys.stderr) -> dict[str, An
                 await sampler.close()
             sales, room_check = await traffic.audit_sales()
             await traffic.close()
-            if server.process.poll() is not None:
+            if server.returncode is not None:
                 traffic.errors["server_exited"] = 1
     finally:
         code = await server.stop()
@@ -798,7 +692,7 @@ async def run_soak(config: SoakConfig, stream: Any = sys.stderr) -> dict[str, An
         traffic.errors[f"server_exit:{code}"] = 1
     report = build_soak_report(config, traffic, sampler.samples, sales, room_check,
                                time.monotonic() - started)
-    report["server_pid"] = server.process.pid if server.process is not None else None
+    report["server_pid"] = server.pid
     report["server_exit_code"] = code
     report["server_log_tail"] = server.log_tail()
     if config.json_path is not None:
