@@ -16,16 +16,25 @@ import redis.asyncio as aioredis
 from liveroom.clock import now_ms
 from liveroom.identity import Role, TokenSigner, User
 from liveroom.redis_server import free_port
+from loadtests import _procstats as procstats
+from loadtests._launcher import ServerProcess
 
 LIVEROOM = [sys.executable, "-m", "liveroom"]
+# Every client of these servers is 127.0.0.1: no per-address connection cap.
+NO_CONNECTION_CAP = {"LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS": "0"}
 
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEROOM_")}
-    # Every client of these servers is 127.0.0.1: no per-address connection cap.
-    env["LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS"] = "0"
+    env.update(NO_CONNECTION_CAP)
     env.update(extra)
     return env
+
+
+def _server(data_dir: Path, *args: str, **settings: str) -> ServerProcess:
+    """``liveroom serve ARGS`` on a free port with ``settings`` (``LIVEROOM_*``) and no
+    per-address connection cap unless ``settings`` set one."""
+    return ServerProcess(data_dir, args=args, env={**NO_CONNECTION_CAP, **settings})
 
 
 async def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -84,52 +93,31 @@ async def test_serve_without_redis_server_says_how_to_fix_it(tmp_path: Path) -> 
     assert "--redis-url" in lines[0]
 
 
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(x) for x in path.read_text().split()] if path.exists() else []
+def _redis_children(server: ServerProcess) -> list[int]:
+    return [child.pid for child in server.children(recursive=False)
+            if "redis-server" in child.cmdline]
 
 
-def _redis_children(pid: int) -> list[int]:
-    return [child for child in _children(pid)
-            if "redis-server" in Path(f"/proc/{child}/cmdline").read_text()]
+def _handoff_children(server: ServerProcess) -> list[int]:
+    return [child.pid for child in server.children(recursive=False)
+            if child.name == "lr-handoff"]
 
 
-def _started_at(pid: int) -> str | None:
-    """The start time of process ``pid`` (which tells a reused pid apart), or None once it has
-    exited (gone, or a zombie waiting to be reaped)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]  # state, starttime
+def _running(pids: list[int]) -> dict[int, int | None]:
+    """pid -> start time, which tells a reused pid apart (None: already exited)."""
+    return {pid: procstats.start_ticks(pid) for pid in pids}
 
 
-async def _still_running(processes: dict[int, str | None], within_s: float = 10) -> list[int]:
-    """Which of ``processes`` (pid -> ``_started_at``) still run after ``within_s`` seconds:
-    a process that is stopping may take a moment to go; an orphan never does."""
+async def _still_running(processes: dict[int, int | None], within_s: float = 10) -> list[int]:
+    """Which of ``processes`` (from ``_running``) still run after ``within_s`` seconds: a
+    process that is stopping may take a moment to go; an orphan never does."""
     deadline = asyncio.get_running_loop().time() + within_s
     while True:
         running = [pid for pid, started in processes.items()
-                   if started is not None and _started_at(pid) == started]
+                   if started is not None and procstats.start_ticks(pid) == started]
         if not running or asyncio.get_running_loop().time() > deadline:
             return running
         await asyncio.sleep(0.05)
-
-
-async def _serve_until_ready(*args: str, env: dict[str, str] | None = None,
-                             ) -> tuple[asyncio.subprocess.Process, str]:
-    """``liveroom serve ARGS`` started and its stdout read up to ``serving on``."""
-    proc = await asyncio.create_subprocess_exec(
-        *LIVEROOM, "serve", *args, env=env or _env(), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
-    output: list[str] = []
-    while "serving on" not in (output[-1] if output else ""):
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        assert line, "server exited early:\n" + "".join(output)
-        output.append(line)
-    return proc, "".join(output)
 
 
 def _printed(text: str, label: str) -> str:
@@ -173,24 +161,13 @@ async def _check_demo_output(text: str, port: int, data_dir: Path, room_id: str)
 async def test_serve_demo_starts_embedded_redis_and_stops_cleanly_on_sigterm(
     tmp_path: Path,
 ) -> None:
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        *LIVEROOM, "serve", "--demo", "--data-dir", str(tmp_path), "--port", str(port),
-        env=_env(LIVEROOM_GC_FULL_INTERVAL_S="0.5"), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    output = []
-    while True:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        assert line, "server exited early"
-        output.append(line)
-        if "serving on" in line:
-            break
-    text = "".join(output)
+    server = _server(tmp_path, "--demo", LIVEROOM_GC_FULL_INTERVAL_S="0.5")
+    await server.start()
+    port = server.port
+    text = server.output()
     assert "/r/r_" in text
     assert "anchor token:" in text
-    redis_pids = {pid: _started_at(pid) for pid in _redis_children(proc.pid)}
+    redis_pids = _running(_redis_children(server))
     assert len(redis_pids) == 1
 
     async with (
@@ -217,18 +194,17 @@ async def test_serve_demo_starts_embedded_redis_and_stops_cleanly_on_sigterm(
     assert "liveroom_gc_full_pause_seconds_count" in metrics
     assert "liveroom_gc_full_pause_seconds_count 0" not in metrics
 
-    proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    assert await server.stop(signal.SIGTERM) == 0
     assert await _still_running(redis_pids) == [], "embedded redis-server was orphaned"
     assert any((tmp_path / "redis").rglob("*.aof"))
 
 
 async def test_demo_data_survives_a_restart(tmp_path: Path) -> None:
     async def start_and_list() -> list[str]:
-        port = free_port()
-        proc, text = await _serve_until_ready("--demo", "--data-dir", str(tmp_path),
-                                              "--port", str(port))
-        redis_pids = {pid: _started_at(pid) for pid in _redis_children(proc.pid)}
+        server = _server(tmp_path, "--demo")
+        await server.start()
+        port, text = server.port, server.output()
+        redis_pids = _running(_redis_children(server))
         assert len(redis_pids) == 1
         async with (
             aiohttp.ClientSession() as http,
@@ -236,8 +212,7 @@ async def test_demo_data_survives_a_restart(tmp_path: Path) -> None:
         ):
             ids = [room["id"] for room in (await response.json())["rooms"]]
         await _check_demo_output(text, port, tmp_path, ids[0])
-        proc.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(proc.wait(), 20) == 0
+        assert await server.stop(signal.SIGINT) == 0
         assert await _still_running(redis_pids) == [], "SIGINT orphaned redis-server"
         return ids
 
@@ -249,15 +224,16 @@ async def test_demo_data_survives_a_restart(tmp_path: Path) -> None:
 async def test_serve_uses_the_given_redis_and_starts_none_of_its_own(
     tmp_path: Path, redis: aioredis.Redis, redis_url: str, how: str,
 ) -> None:
-    port = free_port()
-    args = ["--data-dir", str(tmp_path), "--port", str(port)]
-    env = _env(LIVEROOM_SECRET="cli-redis-url-secret-0123456789abcdef")
+    settings = {"LIVEROOM_SECRET": "cli-redis-url-secret-0123456789abcdef"}
+    args = []
     if how == "flag":
         args += ["--redis-url", redis_url]
     else:
-        env["LIVEROOM_REDIS_URL"] = redis_url
-    proc, _ = await _serve_until_ready(*args, env=env)
-    assert _redis_children(proc.pid) == [], "no embedded redis-server with a Redis URL"
+        settings["LIVEROOM_REDIS_URL"] = redis_url
+    server = _server(tmp_path, *args, **settings)
+    await server.start()
+    port = server.port
+    assert _redis_children(server) == [], "no embedded redis-server with a Redis URL"
     assert not (tmp_path / "redis").exists()
 
     signer = TokenSigner(b"cli-redis-url-secret-0123456789abcdef", 600, now_ms)
@@ -275,8 +251,7 @@ async def test_serve_uses_the_given_redis_and_starts_none_of_its_own(
     # The room is in the Redis the URL names (the test's own redis-server), not elsewhere.
     assert await redis.zscore("rooms:live", room["id"]) is not None
 
-    proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    assert await server.stop(signal.SIGTERM) == 0
     assert await redis.ping(), "stopping the server leaves a Redis it did not start running"
 
 
@@ -287,23 +262,17 @@ async def test_serve_records_every_reservation_through_its_consumer_process(
 
     import socketio
 
-    port = free_port()
-    env = _env(LIVEROOM_SECRET="cli-consumer-secret-0123456789abcdef")
-    proc = await asyncio.create_subprocess_exec(
-        *LIVEROOM, "serve", "--data-dir", str(tmp_path), "--port", str(port),
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-    assert proc.stdout is not None
-    while b"serving on" not in await asyncio.wait_for(proc.stdout.readline(), 30):
-        pass
+    server = _server(tmp_path, LIVEROOM_SECRET="cli-consumer-secret-0123456789abcdef")
+    await server.start()
+    port = server.port
     consumers: list[int] = []
     for _ in range(100):  # the child names itself once it runs
-        consumers = [pid for pid in _children(proc.pid)
-                     if Path(f"/proc/{pid}/comm").read_text().strip() == "lr-handoff"]
+        consumers = _handoff_children(server)
         if consumers:
             break
         await asyncio.sleep(0.1)
     assert len(consumers) == 1, "the hand-off consumer runs in a child process"
-    running = {pid: _started_at(pid) for pid in consumers}
+    running = _running(consumers)
 
     signer = TokenSigner(b"cli-consumer-secret-0123456789abcdef", 600, now_ms)
     anchor = signer.issue(User("u_anchor", "Mei", Role.ANCHOR))
@@ -337,8 +306,7 @@ async def test_serve_records_every_reservation_through_its_consumer_process(
         await asyncio.sleep(0.1)
     assert recorded == [(ack["reservation"]["id"], "reserved")]
 
-    proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    assert await server.stop(signal.SIGTERM) == 0
     assert await _still_running(running) == [], "the hand-off consumer outlived the server"
 
 
@@ -355,11 +323,10 @@ async def test_serve_applies_the_transport_limits(
 ) -> None:
     """``liveroom serve`` builds its runner with the header timeout, and the connection cap is on
     unless turned off (the other tests here turn it off: their clients are all 127.0.0.1)."""
-    port = free_port()
-    env = _env(LIVEROOM_HTTP_HEADER_TIMEOUT_S="1", LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS="1",
-               LIVEROOM_REDIS_URL=redis_url)
-    proc, _ = await _serve_until_ready("--data-dir", str(tmp_path), "--port", str(port),
-                                       env=env)
+    server = _server(tmp_path, LIVEROOM_HTTP_HEADER_TIMEOUT_S="1",
+                     LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS="1", LIVEROOM_REDIS_URL=redis_url)
+    await server.start()
+    port = server.port
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /api/time HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
@@ -376,5 +343,4 @@ async def test_serve_applies_the_transport_limits(
                 assert (await response.json())["error"]["code"] == "too_many_connections"
             await ws.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert await server.stop(signal.SIGTERM) == 0
