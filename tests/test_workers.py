@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +18,8 @@ import socketio
 
 from liveroom.clock import now_ms
 from liveroom.identity import Role, TokenSigner, User, new_user_id
-from liveroom.redis_server import free_port
+from loadtests import _procstats as procstats
+from loadtests._launcher import ServerProcess
 from tests.server_harness import Client
 
 SECRET = "workers-test-secret-0123456789abcdef"
@@ -58,7 +58,7 @@ class TimedClient(Client):
 @dataclass
 class Cluster:
     url: str
-    process: asyncio.subprocess.Process
+    server: ServerProcess
     signer: TokenSigner
     http: aiohttp.ClientSession
     clients: list[socketio.AsyncClient]
@@ -95,18 +95,19 @@ class Cluster:
         raise AssertionError(f"no connection landed on worker {worker}")
 
 
-def worker_pids(supervisor_pid: int) -> list[int]:
-    children = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children").read_text().split()
-    return [int(pid) for pid in children
-            if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+def worker_pids(server: ServerProcess) -> list[int]:
+    return [child.pid for child in server.children(recursive=False)
+            if "spawn_main" in child.cmdline]
 
 
 def named_children(parent: int, name: str) -> list[int]:
-    path = Path(f"/proc/{parent}/task/{parent}/children")
-    children = [int(pid) for pid in path.read_text().split()] if path.exists() else []
-    return [pid for pid in children
-            if Path(f"/proc/{pid}/comm").exists()
-            and Path(f"/proc/{pid}/comm").read_text().strip() == name]
+    found = [procstats.info(pid) for pid in procstats.children(parent)]
+    return [each.pid for each in found if each is not None and each.name == name]
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has exited)."""
+    return procstats.start_ticks(pid) is not None
 
 
 @asynccontextmanager
@@ -114,35 +115,15 @@ async def running_cluster(workdir: Path, data_dir: Path | None = None,
                           redis_url: str | None = None) -> AsyncIterator[Cluster]:
     """``liveroom serve --workers 2`` on a free port; stopped with SIGTERM at the end (unless
     the test stopped it already with ``stop_cluster``)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEROOM_")}
-    env["LIVEROOM_SECRET"] = SECRET
-    # Every client of the cluster is 127.0.0.1: no per-address connection cap.
-    env["LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS"] = "0"
-    args = ["--data-dir", str(data_dir or workdir)]
+    args = ["--workers", "2"]
     if redis_url is not None:
         args += ["--redis-url", redis_url]
-    # Output to a file, not a pipe: asyncio's wait() also waits for every holder of a pipe to
-    # close it, and a killed worker's children may hold it for a moment after the supervisor.
-    output = workdir / f"serve-{port}.out"
-    with output.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "liveroom", "serve", "--workers", "2", "--port", str(port),
-            *args, env=env, stdout=sink, stderr=asyncio.subprocess.DEVNULL)
-    for _ in range(300):
-        if b"serving on" in output.read_bytes():
-            break
-        await asyncio.sleep(0.1)
+    # Every client of the cluster is 127.0.0.1: no per-address connection cap.
+    server = ServerProcess(data_dir or workdir, args=args, env={
+        "LIVEROOM_SECRET": SECRET, "LIVEROOM_MAX_CONNECTIONS_PER_ADDRESS": "0"})
+    await server.start()
     http = aiohttp.ClientSession()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):  # the workers bind a moment after the supervisor prints
-        try:
-            async with http.get(url + "/healthz") as response:
-                if response.status == 200:
-                    break
-        except aiohttp.ClientError:
-            await asyncio.sleep(0.05)
-    cluster = Cluster(url, process, TokenSigner(SECRET.encode(), 3600, now_ms), http, [])
+    cluster = Cluster(server.url, server, TokenSigner(SECRET.encode(), 3600, now_ms), http, [])
     try:
         yield cluster
     finally:
@@ -155,11 +136,9 @@ async def stop_cluster(cluster: Cluster) -> None:
         if client.connected:
             await client.disconnect()
     await cluster.http.close()
-    process = cluster.process
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
+    if cluster.server.returncode is None:
         started = time.monotonic()
-        code = await asyncio.wait_for(process.wait(), 60)
+        code = await cluster.server.stop(signal.SIGTERM, timeout_s=60)
         took = time.monotonic() - started
         assert code == 0
         assert took < 30, f"the supervisor took {took:.1f} s to stop"
@@ -235,7 +214,7 @@ async def test_a_killed_worker_is_replaced_and_the_sale_stays_whole(cluster: Clu
         assert ack["status"] == "reserved"
         reservations[id(client)] = ack["reservation"]["id"]
 
-    pids = worker_pids(cluster.process.pid)
+    pids = worker_pids(cluster.server)
     assert len(pids) == 2
     # Kill the worker that owns the orders hand-off consumer process: it must not outlive it.
     consumers: dict[int, list[int]] = {}
@@ -249,10 +228,10 @@ async def test_a_killed_worker_is_replaced_and_the_sale_stays_whole(cluster: Clu
     pids.insert(0, victim)
     os.kill(victim, signal.SIGKILL)
     for _ in range(100):
-        if not any(Path(f"/proc/{pid}").exists() for pid in consumers[victim]):
+        if not any(running(pid) for pid in consumers[victim]):
             break
         await asyncio.sleep(0.1)
-    assert not any(Path(f"/proc/{pid}").exists() for pid in consumers[victim]), \
+    assert not any(running(pid) for pid in consumers[victim]), \
         "the dead worker's hand-off consumer exits too"
     for _ in range(100):
         if not (first.sio.connected and second.sio.connected):
@@ -267,7 +246,7 @@ async def test_a_killed_worker_is_replaced_and_the_sale_stays_whole(cluster: Clu
     # The supervisor restarts the dead worker; reconnecting clients can land on it again.
     replacement = await cluster.connect_on(dead_index, lambda: cluster.token("viewer", "R"))
     assert (await replacement.call("ping", {}))["worker"] == dead_index
-    assert pids[0] not in worker_pids(cluster.process.pid)
+    assert pids[0] not in worker_pids(cluster.server)
 
     # The survivor checks out; the dropped client's hold expires and its unit returns.
     address = {"name": "S", "phone": "13800138000", "line1": "1 Road", "city": "Hefei"}
