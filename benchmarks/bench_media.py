@@ -36,7 +36,8 @@ from fractions import Fraction
 from multiprocessing.connection import Connection
 from typing import Any
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from loadtests import _procstats as procstats
+
 MIN_FPS = 29.0
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
@@ -49,9 +50,11 @@ _STREAM_VERSION = 1  # bump when the generated content changes, to invalidate th
 
 
 def process_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """CPU seconds ``pid`` has used; the benchmark's processes must all still run."""
+    used = procstats.cpu_seconds(pid)
+    if used is None:
+        raise RuntimeError(f"process {pid} exited during the benchmark")
+    return used
 
 
 def cpu_busy_ticks() -> dict[int, tuple[int, int]]:
