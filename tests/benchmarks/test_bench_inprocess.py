@@ -12,7 +12,7 @@ from pathlib import Path
 def test_the_in_process_bench_runs_and_reports_both_events(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "loadtests.bench_inprocess", "--bursts", "3", "--size", "4",
+        [sys.executable, "-m", "benchmarks.bench_inprocess", "--bursts", "3", "--size", "4",
          "--members", "2", "--json", str(out)],
         capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr

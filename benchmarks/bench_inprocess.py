@@ -9,7 +9,7 @@ to the Socket.IO fast path (``FastEvents.handle``) on sockets that only encode t
 burst's thread CPU is counted until every answer is out, so what is measured is the Python and
 the Redis round trip of the work itself. Runs agree to a fraction of a microsecond.
 
-    python -m loadtests.bench_inprocess [--bursts 150] [--size 32] [--members 200] [--json PATH]
+    python -m benchmarks.bench_inprocess [--bursts 150] [--size 32] [--members 200] [--json PATH]
 
 It imports the server's internals and is not a load test of the protocol.
 """
@@ -182,7 +182,7 @@ async def _measure(app: web.Application, http: aiohttp.ClientSession, url: str, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.bench_inprocess",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_inprocess",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--bursts", type=int, default=150)
     parser.add_argument("--size", type=int, default=32, help="events per burst")
