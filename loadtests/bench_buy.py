@@ -1,10 +1,13 @@
 """Buy-path benchmark: server CPU per buy against a no-op round trip, the 10,000-buyer spike, and
 memory per connected viewer. Results are recorded in docs/performance.md.
 
-It starts ``liveroom serve`` (embedded Redis) as a child process on a free port and measures the
-server from outside, the way an operator would: CPU from ``/proc/<pid>/stat`` (utime + stime of
-the server process and its worker processes; the embedded redis-server is reported apart), RSS
-from ``/proc/<pid>/status``. Clients speak only the public protocol (the lean Socket.IO client).
+It starts ``liveroom serve`` (embedded Redis) as a child process on a free port
+(``loadtests/_launcher.py``; the server gets the settings below, not the shell's ``LIVEROOM_*``)
+and measures the server from outside, the way an operator would: CPU from ``/proc/<pid>/stat``
+(utime + stime of the server process and its worker processes; the embedded redis-server and the
+orders hand-off consumer are reported apart), RSS from ``/proc/<pid>/statm``
+(``loadtests/_procstats.py``). Clients speak only the public protocol (the lean Socket.IO
+client).
 
 CPU per operation: ``--clients`` connected buyers, all in the sale's room, send ``--rate``
 operations per second in total (an open schedule: each operation leaves at its planned time

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from liveroom.redis_server import EmbeddedRedis
+from loadtests import _procstats as procstats
 
 
 @pytest.fixture(scope="session")
@@ -56,19 +57,11 @@ def _no_server_outlives_its_test() -> Iterator[None]:
     """A test that fails between starting ``liveroom serve`` and stopping it must not leave the
     server running (with its Redis and consumer) under the rest of the suite."""
     yield
-    me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == me and b"liveroom serve" in command:
+    for pid in procstats.children(os.getpid()):
+        child = procstats.info(pid)
+        if child is not None and "liveroom serve" in child.cmdline:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
 
 
 # What makes a module's tests integration tests: a server, a Redis, a process or real peers of
