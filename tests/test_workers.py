@@ -252,6 +252,7 @@ async def test_a_killed_worker_is_replaced_and_the_sale_stays_whole(cluster: Clu
     address = {"name": "S", "phone": "13800138000", "line1": "1 Road", "city": "Hefei"}
     done = await alive[0].call("checkout", {"reservation": reservations[id(alive[0])],
                                             "address": address, "payment": "cod"})
+    assert "order" in done, f"the survivor's checkout was refused: {done}"
     assert done["order"]["status"] == "confirmed"
     for _ in range(200):
         _, fresh = await cluster.request("GET", f"/api/sales/{sale['id']}")
