@@ -43,6 +43,7 @@ from .exceptions import (
     InventoryError,
     NotCommitted,
     NotHolder,
+    StoreUnavailable,
     UnknownReservation,
     UnknownSale,
 )
@@ -65,6 +66,10 @@ MAX_LABEL = 64
 MAX_REASON = 200
 # Sale ids known to be well formed (a bound on what hostile ids can make it hold).
 _MAX_VALID_SALE_IDS = 4096
+# While buys are confirmed by a replica, the primary's replicas are counted again at most this
+# often (a replica that appears starts confirming within it), and at once after a batch that
+# was not confirmed or met a lost connection (a failover).
+REPLICA_CHECK_S = 1.0
 
 
 def wall_clock_ms() -> int:
@@ -172,6 +177,14 @@ class InventoryService:
     ``disconnect()`` then closes the script connection. ``on_stock_change`` (optional,
     synchronous, must not block) is called with the new counters after every step that changed a
     sale (or may have: a call sent twice), so the edge can coalesce ``stock`` pushes.
+
+    With ``confirm_with_replica``, whenever the primary has a replica (``INFO replication``,
+    counted at start, after a failover and every ``REPLICA_CHECK_S``), each buy batch is
+    followed on its connection by ``WAIT 1 confirm_timeout_ms``: its ``reserved`` answers are
+    given only once a replica has them, so a failover cannot lose a reservation a buyer was
+    told of. When no replica confirms in time, those buys raise ``StoreUnavailable`` (the hold
+    stays on the primary: a retry with the same request id gets it, confirmed, or it expires);
+    the batch's other answers promise nothing and are given as they are.
     """
 
     def __init__(
@@ -188,8 +201,17 @@ class InventoryService:
         on_stock_change: Callable[[StockLevel], None] | None = None,
         retention_ms: int = keys.SALE_RETENTION_MS,
         script_calls: ScriptCalls | None = None,
+        confirm_with_replica: bool = False,
+        confirm_timeout_ms: int = 500,
     ) -> None:
+        if confirm_timeout_ms < 1:
+            raise ValueError("confirm_timeout_ms must be positive")
         self._client = client
+        self._confirm = confirm_with_replica
+        self._confirm_timeout_ms = confirm_timeout_ms
+        self._replicas = 0  # the primary's replicas, as last counted
+        self._replicas_counted: float | None = None  # loop time; None: count before next batch
+        self.unconfirmed_batches = 0
         self._now_ms = now_ms
         # Scripts (every buy batch among them) go over their own lean connection to the same
         # Redis unless the caller brings its own.
@@ -214,7 +236,23 @@ class InventoryService:
 
     async def start(self) -> None:
         await self._scripts.register()
+        if self._confirm:
+            await self._count_replicas()
         self._batcher.start()
+
+    @property
+    def confirming(self) -> bool:
+        """Whether buy batches now wait for a replica's confirmation."""
+        return self._confirm and self._replicas > 0
+
+    async def _count_replicas(self) -> None:
+        before = self._replicas
+        self._replicas = await self._scripts.replicas()
+        self._replicas_counted = asyncio.get_running_loop().time()
+        if (before > 0) != (self._replicas > 0):
+            log.warning("the Redis primary has %d replica(s): buy batches are %s", self._replicas,
+                        "confirmed by a replica (WAIT)" if self._replicas else
+                        "answered from the primary alone")
 
     async def close(self) -> None:
         """Stop taking buys and decide those already accepted. Scripts can still be run (the
@@ -399,14 +437,33 @@ class InventoryService:
         return None
 
     async def _decide_group(self, sale_id: str,
-                            requests: Sequence[BuyRequest]) -> list[BuyResult]:
+                            requests: Sequence[BuyRequest]) -> Sequence[BuyResult | Exception]:
         payload = self._pack_requests(requests)
-        reply, resent = await self._scripts.run_resent(
-            "buy_batch", keys.sale_keys(sale_id), [self._now_ms(), payload]
-        )
+        confirmed = True
+        if self._confirm:
+            counted = self._replicas_counted
+            if counted is None or asyncio.get_running_loop().time() - counted > REPLICA_CHECK_S:
+                await self._count_replicas()
+        if self._confirm and self._replicas:
+            reply, resent, replicas = await self._scripts.run_confirmed(
+                "buy_batch", keys.sale_keys(sale_id), [self._now_ms(), payload],
+                keys.WAIT_FENCE, 1, self._confirm_timeout_ms)
+            confirmed = replicas >= 1
+            if not confirmed or resent:  # the replica or the primary may have changed
+                self._replicas_counted = None
+            if not confirmed:
+                self.unconfirmed_batches += 1
+        else:
+            reply, resent = await self._scripts.run_resent(
+                "buy_batch", keys.sale_keys(sale_id), [self._now_ms(), payload]
+            )
+            if resent:
+                self._replicas_counted = None
         if reply[0] == "unknown_sale":
             raise UnknownSale(sale_id)
         stock = _stock(reply[2])
+        if not confirmed:
+            return self._unconfirmed(reply, stock)
         results: list[BuyResult] = []
         append = results.append
         any_reserved = False
@@ -424,6 +481,22 @@ class InventoryService:
                 raise InventoryError(f"buy script answered an unknown status {status!r}")
         if any_reserved:
             self._notify(stock)
+        return results
+
+    def _unconfirmed(self, reply: Any, stock: StockLevel) -> list[BuyResult | Exception]:
+        """A batch no replica confirmed in time: its reservations are not promised (the buyer
+        retries with the same request id); what else it answered promises nothing."""
+        self._notify(stock)  # the primary's counters did change
+        unavailable = StoreUnavailable(
+            f"no replica confirmed the reservation within {self._confirm_timeout_ms} ms")
+        results: list[BuyResult | Exception] = []
+        for status, *_, replayed in reply[1]:
+            if status == "reserved":
+                results.append(unavailable)
+            elif status in BUY_STATUSES:
+                results.append(BuyResult(status, None, stock.remaining, replayed == 1, stock))
+            else:
+                raise InventoryError(f"buy script answered an unknown status {status!r}")
         return results
 
     # -- holds -------------------------------------------------------------------------------

@@ -13,10 +13,6 @@ from functools import partial
 import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from inventory import HoldSweeper, InventoryService, StockLevel
 from orders import OrderService, SandboxPaymentProvider, SqliteOrderStore
@@ -53,6 +49,7 @@ from .lifecycle import Lifecycle
 from .media import RELAY_USER_ID, IceConfig, MediaService
 from .media_router import MediaRouter
 from .metrics import Counter, Metrics
+from .redis_target import redis_client
 from .rooms import RoomService
 from .sales import SaleDesk, StockBroadcaster
 from .settings import Settings
@@ -69,7 +66,6 @@ __all__ = ["Services", "create_app"]
 SERVICES_KEY: web.AppKey[Services] = web.AppKey("services")
 REDIS_POOL_SIZE = 32
 INVENTORY_POOL_SIZE = 16
-POOL_WAIT_S = 30
 
 
 @dataclass
@@ -116,19 +112,6 @@ class Services:
 
     async def close(self) -> None:
         await self.lifecycle.close()
-
-
-def redis_client(redis_url: str, pool_size: int) -> aioredis.Redis:
-    """A bounded pool that reconnects after Redis restarts: a command that met a dropped
-    connection is retried on a fresh one (our writes are idempotent or guarded)."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        # A request that waits for a free connection under a spike is slow, not failed: the
-        # wait is bounded generously, and the pool bounds the connections.
-        redis_url, max_connections=pool_size, timeout=POOL_WAIT_S,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 5),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
-    return aioredis.Redis(connection_pool=pool)
 
 
 def build_services(settings: Settings, redis_url: str, *,
@@ -202,7 +185,9 @@ def build_services(settings: Settings, redis_url: str, *,
     inventory = InventoryService(
         inventory_redis, now_ms=clock, on_stock_change=stock_changed.fire,
         max_batch_window_s=settings.buy_batch_max_ms / 1000,
-        target_batch=settings.buy_batch_target)
+        target_batch=settings.buy_batch_target,
+        confirm_with_replica=settings.redis_wait_replica,
+        confirm_timeout_ms=settings.redis_wait_timeout_ms)
     sales = SaleDesk(redis, catalog, inventory, clock, edge.emit_to)
     stock_pusher = StockBroadcaster(edge.emit_to, emit_together=edge.emit_together,
                                     sold_out_news=sales.sold_out_news)
