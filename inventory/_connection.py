@@ -59,7 +59,7 @@ __all__ = [
     "ConnectionLost",
     "Resolve",
     "ScriptConnection",
-    "connected_replicas",
+    "online_replicas",
     "pack_command",
 ]
 
@@ -77,14 +77,17 @@ _KEEPALIVE = ((socket.TCP_KEEPIDLE, 30), (socket.TCP_KEEPINTVL, 5), (socket.TCP_
 Resolve = Callable[[], Awaitable[tuple[str, int]]]
 
 
-def connected_replicas(info: bytes | str) -> int:
-    """``connected_slaves`` of an ``INFO replication`` reply (0 when it is a replica's)."""
+def online_replicas(info: bytes | str) -> int:
+    """The replicas of an ``INFO replication`` reply that are in sync (``state=online``): of
+    the ``connected_slaves``, one still receiving its first copy (``wait_bgsave``,
+    ``send_bulk``) cannot acknowledge a WAIT yet."""
     text = info.decode() if isinstance(info, bytes) else info
+    online = 0
     for line in text.splitlines():
         name, _, value = line.partition(":")
-        if name == "connected_slaves":
-            return int(value.strip())
-    return 0
+        if name.startswith("slave") and name[5:].isdigit() and "state=online" in value.split(","):
+            online += 1
+    return online
 
 
 class ConnectionLost(Exception):
@@ -265,11 +268,12 @@ class ScriptConnection:
         return replies[0], int(wait)
 
     async def replicas(self) -> int:
-        """How many replicas the primary has now (``INFO replication``); 0 if it cannot say."""
+        """How many replicas of the primary are in sync now (``INFO replication``); 0 if it
+        cannot say."""
         reply = await self.call("INFO", "replication")
         if isinstance(reply, hiredis.ReplyError):
             return 0
-        return connected_replicas(reply)
+        return online_replicas(reply)
 
     def _timeout_for(self, timeout_ms: int) -> float:
         return max(0.0, timeout_ms / 1000)

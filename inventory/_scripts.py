@@ -188,7 +188,9 @@ class RedisPyCalls:
     async def replicas(self) -> int:
         with store_errors():
             info = await self._client.info("replication")
-        return int(info.get("connected_slaves", 0))
+        return sum(1 for name, value in info.items()
+                   if name.startswith("slave") and isinstance(value, dict)
+                   and value.get("state") == "online")
 
     async def close(self) -> None:
         """The client belongs to the caller."""
