@@ -49,6 +49,7 @@ from .lifecycle import Lifecycle
 from .media import RELAY_USER_ID, IceConfig, MediaService
 from .media_router import MediaRouter
 from .metrics import Counter, Metrics
+from .metrics_peers import MetricsPeers
 from .redis_target import redis_client
 from .rooms import RoomService
 from .sales import SaleDesk, StockBroadcaster
@@ -81,6 +82,8 @@ class Services:
     # The buy hot path's own small pool (the batcher keeps a few scripts in flight).
     inventory_redis: aioredis.Redis
     metrics: Metrics
+    # None in a single process: its own metrics are the node's.
+    metrics_peers: MetricsPeers | None
     redis_probe: RedisProbe
     bus: ControlBus
     signer: TokenSigner
@@ -124,13 +127,18 @@ def build_services(settings: Settings, redis_url: str, *,
     through hooks made before both sides (``liveroom/hooks.py``)."""
     life = Lifecycle()
     secret = settings.resolve_secret()
-    metrics = Metrics()
+    metrics = Metrics(node=settings.node)
 
     # Shared state: Redis (closed last) and the bus between processes.
     redis = redis_client(redis_url, REDIS_POOL_SIZE)
     life.register("redis", close=redis.aclose)
     inventory_redis = redis_client(redis_url, INVENTORY_POOL_SIZE)
     life.register("inventory redis", close=inventory_redis.aclose)
+    # Under --workers N, a scrape landing on any worker renders the whole node.
+    peers: MetricsPeers | None = None
+    if settings.workers > 1 and settings.worker_index is not None:
+        peers = MetricsPeers(metrics, settings.data_dir, settings.worker_index, settings.workers)
+        life.register("metrics peers", start=peers.start, close=peers.close)
     redis_probe = RedisProbe(redis, metrics)
     life.register("redis probe", start=redis_probe.start, close=redis_probe.close)
     bus = ControlBus(redis)
@@ -251,7 +259,8 @@ def build_services(settings: Settings, redis_url: str, *,
 
     return Services(
         settings=settings, lifecycle=life, addresses=addresses, redis=redis,
-        inventory_redis=inventory_redis, metrics=metrics, redis_probe=redis_probe, bus=bus,
+        inventory_redis=inventory_redis, metrics=metrics, metrics_peers=peers,
+        redis_probe=redis_probe, bus=bus,
         signer=signer, accounts=accounts, certificates=certificates, catalog=catalog,
         certificate_desk=certificate_desk, sio=sio, edge=edge, ice=ice, media=media,
         media_router=media_router, inventory=inventory, sales=sales, rooms=rooms,
@@ -293,7 +302,8 @@ def create_app(settings: Settings, redis_url: str, *,
     pages.add_to(app.router)
     app.on_response_prepare.append(pages.on_response_prepare)
     app.on_response_prepare.append(add_security_headers)
-    OpsRoutes(services.metrics, services.redis_probe).add_to(app.router)
+    OpsRoutes(services.metrics, services.redis_probe,
+              services.metrics_peers).add_to(app.router)
 
     async def on_startup(_: web.Application) -> None:
         await services.start()

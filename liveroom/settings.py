@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -59,6 +60,9 @@ class Settings:
     # batch's reservations answer store_unavailable (docs/reliability.md, "Redis Sentinel").
     redis_wait_replica: bool = True
     redis_wait_timeout_ms: int = 500
+    # The ``node`` label of every metric series (each node is scraped on its own); None: the
+    # machine's host name.
+    node_name: str | None = None
     data_dir: Path = Path("./var")
     # None means: use (or create) ``<data_dir>/secret``.
     secret: str | None = None
@@ -190,6 +194,9 @@ class Settings:
                 parse_redis_url(self.redis_url)
             except ValueError as exc:
                 raise SettingsError(f"{ENV_PREFIX}REDIS_URL: {exc}") from None
+        if self.node_name is not None and not (
+                0 < len(self.node_name) <= 64 and self.node_name.isprintable()):
+            raise SettingsError(f"{ENV_PREFIX}NODE_NAME must be 1 to 64 printable characters")
         if not 1 <= self.redis_wait_timeout_ms <= 60_000:
             raise SettingsError(f"{ENV_PREFIX}REDIS_WAIT_TIMEOUT_MS must be from 1 to 60000")
         if self.gc_full_interval_s < 0:
@@ -255,6 +262,11 @@ class Settings:
     @property
     def secret_path(self) -> Path:
         return self.data_dir / "secret"
+
+    @property
+    def node(self) -> str:
+        """The node's name in metrics: ``node_name``, else the host name."""
+        return self.node_name or socket.gethostname()
 
     def resolve_secret(self) -> bytes:
         """The token-signing secret: ``LIVEROOM_SECRET``, else a file made on first start."""
