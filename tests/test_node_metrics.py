@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -63,7 +64,7 @@ def test_snapshots_merge_by_kind() -> None:
         metrics.add(Counter("c_total", "c", ["code"])).inc("a", amount=index + 1)
         metrics.add(Gauge("up", "u", merge="min")).set(index)
         metrics.add(Gauge("peak", "p", merge="max")).set(10 * index)
-        metrics.gauge_from("sockets", "s", lambda index=index: 3 + index)
+        metrics.gauge_from("sockets", "s", partial(float, 3 + index))
         metrics.add(Histogram("h_seconds", "h", [0.1, 1.0])).observe(0.05 * (index + 1))
         workers.append(metrics.snapshot())
     samples = parse_exposition(render_snapshots(workers, "n1"))
