@@ -178,13 +178,15 @@ class InventoryService:
     synchronous, must not block) is called with the new counters after every step that changed a
     sale (or may have: a call sent twice), so the edge can coalesce ``stock`` pushes.
 
-    With ``confirm_with_replica``, whenever the primary has a replica (``INFO replication``,
-    counted at start, after a failover and every ``REPLICA_CHECK_S``), each buy batch is
-    followed on its connection by ``WAIT 1 confirm_timeout_ms``: its ``reserved`` answers are
-    given only once a replica has them, so a failover cannot lose a reservation a buyer was
-    told of. When no replica confirms in time, those buys raise ``StoreUnavailable`` (the hold
-    stays on the primary: a retry with the same request id gets it, confirmed, or it expires);
-    the batch's other answers promise nothing and are given as they are.
+    With ``confirm_with_replica``, whenever the primary has a replica in sync (``INFO
+    replication``, counted at start, after a failover and every ``REPLICA_CHECK_S``), each buy
+    batch is followed on its connection by a fence write and ``WAIT 1 confirm_timeout_ms``: its
+    ``reserved`` answers are given only once a replica has them, so a failover cannot lose a
+    reservation a buyer was told of. When no replica confirms in time, those buys raise
+    ``StoreUnavailable`` (the hold stays on the primary: a retry with the same request id gets
+    it, confirmed, or it expires); the batch's other answers promise nothing and are given as
+    they are. A commit (the sale behind an order) is confirmed the same way: unconfirmed, it
+    raises ``StoreUnavailable`` and the checkout is retried.
     """
 
     def __init__(
@@ -244,6 +246,26 @@ class InventoryService:
     def confirming(self) -> bool:
         """Whether buy batches now wait for a replica's confirmation."""
         return self._confirm and self._replicas > 0
+
+    async def _run_confirmed(self, name: str, sale: keys.SaleKeys,
+                             args: list[str | int | bytes]) -> tuple[Any, bool, bool]:
+        """Run a script, confirmed by a replica when that is on (see the class docstring):
+        its reply, whether it may have been sent twice, and whether a replica has its effects
+        (True when no confirmation is asked for)."""
+        if self._confirm:
+            counted = self._replicas_counted
+            if counted is None or asyncio.get_running_loop().time() - counted > REPLICA_CHECK_S:
+                await self._count_replicas()
+        if not (self._confirm and self._replicas):
+            reply, resent = await self._scripts.run_resent(name, sale, args)
+            if resent:  # the primary may have changed
+                self._replicas_counted = None
+            return reply, resent, True
+        reply, resent, replicas = await self._scripts.run_confirmed(
+            name, sale, args, keys.WAIT_FENCE, 1, self._confirm_timeout_ms)
+        if replicas < 1 or resent:  # the replica or the primary may have changed
+            self._replicas_counted = None
+        return reply, resent, replicas >= 1
 
     async def _count_replicas(self) -> None:
         before = self._replicas
@@ -439,26 +461,10 @@ class InventoryService:
     async def _decide_group(self, sale_id: str,
                             requests: Sequence[BuyRequest]) -> Sequence[BuyResult | Exception]:
         payload = self._pack_requests(requests)
-        confirmed = True
-        if self._confirm:
-            counted = self._replicas_counted
-            if counted is None or asyncio.get_running_loop().time() - counted > REPLICA_CHECK_S:
-                await self._count_replicas()
-        if self._confirm and self._replicas:
-            reply, resent, replicas = await self._scripts.run_confirmed(
-                "buy_batch", keys.sale_keys(sale_id), [self._now_ms(), payload],
-                keys.WAIT_FENCE, 1, self._confirm_timeout_ms)
-            confirmed = replicas >= 1
-            if not confirmed or resent:  # the replica or the primary may have changed
-                self._replicas_counted = None
-            if not confirmed:
-                self.unconfirmed_batches += 1
-        else:
-            reply, resent = await self._scripts.run_resent(
-                "buy_batch", keys.sale_keys(sale_id), [self._now_ms(), payload]
-            )
-            if resent:
-                self._replicas_counted = None
+        reply, resent, confirmed = await self._run_confirmed(
+            "buy_batch", keys.sale_keys(sale_id), [self._now_ms(), payload])
+        if not confirmed:
+            self.unconfirmed_batches += 1
         if reply[0] == "unknown_sale":
             raise UnknownSale(sale_id)
         stock = _stock(reply[2])
@@ -544,9 +550,15 @@ class InventoryService:
 
     async def _settle(self, script: str, reservation_id: str, args: list[str | int]) -> Reservation:
         sale_id = _sale_id_of(reservation_id)
-        reply, resent = await self._scripts.run_resent(
-            script, keys.sale_keys(sale_id), [*args, self._now_ms()]
-        )
+        # A sale (commit) is confirmed by a replica like a reservation: an order placed on a
+        # commit that a failover lost would sell a unit that returned to stock.
+        if script == "commit":
+            reply, resent, confirmed = await self._run_confirmed(
+                script, keys.sale_keys(sale_id), [*args, self._now_ms()])
+        else:
+            reply, resent = await self._scripts.run_resent(
+                script, keys.sale_keys(sale_id), [*args, self._now_ms()])
+            confirmed = True
         code = reply[0]
         if code == "unknown_reservation":
             raise UnknownReservation(reservation_id)
@@ -556,6 +568,10 @@ class InventoryService:
         if reply[3] or resent:
             self._notify(stock)
         reservation = _reservation(reply[1], stock)
+        if not confirmed and code == "ok":
+            # The caller retries (the commit is idempotent for the holder) or reconciles.
+            raise StoreUnavailable(
+                f"no replica confirmed the sale within {self._confirm_timeout_ms} ms")
         if code == "hold_expired":
             raise HoldExpired(reservation_id, reservation.expires_at)
         if code == "hold_not_active":

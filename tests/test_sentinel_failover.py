@@ -4,14 +4,25 @@ the replica (WAIT), and a SIGKILL of the primary mid-sale loses no acknowledged 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import pytest
 import redis.asyncio as aioredis
 
+from inventory import InventoryService, StoreUnavailable
+from liveroom.redis_server import EmbeddedRedis
+from liveroom.redis_target import redis_client
+from tests.clock import Clock
+from tests.inventory.conftest import make_spec
 from tests.sentinels import SentinelGroup
 from tests.server_harness import Client, LiveServer, live_server
+
+ADDRESS = {"name": "Li", "phone": "13800138000", "line1": "1 Road", "city": "Hefei"}
 
 STOCK = 60
 # Past the failover: a buy is answered within the sentinels' down-after (1 s), their election
@@ -69,6 +80,14 @@ async def test_a_primary_killed_mid_sale_loses_no_acknowledged_reservation(
             acks = await asyncio.gather(*(_buy_until_answered(b, sale_id, "r1") for b in first))
             assert inventory.confirming
             assert all(a["status"] == "reserved" for a in acks), acks
+            # Ten of them check out: their sales (commits) are confirmed by the replica too.
+            placed = await asyncio.gather(*(b.call("checkout", {
+                "reservation": ack["reservation"]["id"],
+                "address": {**ADDRESS, "line1": f"{n} Road", "phone": f"1380013{n:04d}"},
+                "payment": "cod"}) for n, (b, ack) in enumerate(zip(first[:10], acks[:10],
+                                                                    strict=True))))
+            assert all(p["ok"] for p in placed), placed
+            sold = {ack["reservation"]["id"] for ack in acks[:10]}
 
             # Buyers keep buying while the primary dies (one every 50 ms, over 1.5 s).
             retried: list[str] = []
@@ -106,6 +125,8 @@ async def test_a_primary_killed_mid_sale_loses_no_acknowledged_reservation(
             for reservation_id in reserved:
                 reservation = await inventory.get_reservation(reservation_id)
                 assert reservation.state in ("held", "committed"), reservation
+                if reservation_id in sold:
+                    assert reservation.state == "committed", reservation
             # ...and the stock is never oversold.
             status, sale = await server.request("GET", f"/api/sales/{sale_id}")
             assert status == 200, sale
@@ -136,3 +157,85 @@ async def test_every_connection_of_the_server_goes_through_the_sentinels(
     finally:
         await group.stop()
 
+
+T = TypeVar("T")
+
+
+async def _until_confirmed(call: Callable[[], Awaitable[T]]) -> T:
+    deadline = time.monotonic() + GIVE_UP_S
+    while True:
+        try:
+            return await call()
+        except StoreUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def primary_and_replica(tmp_path: Path) -> Any:
+    primary = EmbeddedRedis(data_dir=tmp_path / "primary", persist=False,
+                            extra_args=("--repl-diskless-sync-delay", "0"))
+    await primary.start()
+    replica = EmbeddedRedis(data_dir=tmp_path / "replica", persist=False,
+                            extra_args=("--replicaof", "127.0.0.1", str(primary.port)))
+    await replica.start()
+    async with aioredis.Redis(port=primary.port) as client:
+        for _ in range(600):  # the replica's first copy
+            if (await client.info("replication")).get("slave0", {}).get("state") == "online":
+                break
+            await asyncio.sleep(0.05)
+    yield primary, replica
+    for process in (replica, primary):
+        if process.pid is not None:
+            os.kill(process.pid, signal.SIGCONT)
+        await process.stop()
+
+
+async def test_a_reservation_no_replica_confirmed_is_store_unavailable_until_one_does(
+        primary_and_replica: tuple[EmbeddedRedis, EmbeddedRedis]) -> None:
+    primary, replica = primary_and_replica
+    clock = Clock()
+    client = redis_client(primary.url, 4)
+    service = InventoryService(client, now_ms=clock, confirm_with_replica=True,
+                               confirm_timeout_ms=200)
+    await service.start()
+    try:
+        assert service.confirming
+        sale = await service.create_sale(make_spec(clock, stock=5))
+        first = await service.buy(sale.id, "u_ann", 1, "r1")
+        assert first.status == "reserved"
+        assert first.reservation is not None
+        hold_id = first.reservation.id
+
+        assert replica.pid is not None
+        os.kill(replica.pid, signal.SIGSTOP)  # the replica stops acknowledging
+        with pytest.raises(StoreUnavailable, match="no replica confirmed"):
+            await service.buy(sale.id, "u_bob", 1, "r1")
+        assert service.unconfirmed_batches == 1
+        # The hold is on the primary, not promised: the retry waits for the replica.
+        with pytest.raises(StoreUnavailable):
+            await service.buy(sale.id, "u_bob", 1, "r1")
+        # Nor is a sale confirmed without it.
+        with pytest.raises(StoreUnavailable):
+            await service.commit(hold_id, "u_ann")
+
+        os.kill(replica.pid, signal.SIGCONT)
+        # Once it catches up (a busy machine may take longer than one WAIT), the retry of the
+        # same request gets the same hold, now confirmed.
+        again = await _until_confirmed(lambda: service.buy(sale.id, "u_bob", 1, "r1"))
+        assert (again.status, again.replayed) == ("reserved", True)
+        committed = await _until_confirmed(lambda: service.commit(hold_id, "u_ann"))
+        assert committed.state == "committed"
+        assert (await service.get_sale(sale.id)).remaining == 3
+
+        # A replica that is gone leaves the primary alone: buys are answered from it (after
+        # at most one batch sent before the replicas were counted again).
+        await replica.kill()
+        third = await _until_confirmed(lambda: service.buy(sale.id, "u_cy", 1, "r1"))
+        assert third.status == "reserved"
+        assert not service.confirming
+    finally:
+        await service.close()
+        await service.disconnect()
+        await client.aclose()
