@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 import orjson
@@ -28,10 +31,17 @@ __all__ = ["MetricsPeers", "socket_path"]
 log = logging.getLogger("liveroom.metrics")
 PEER_TIMEOUT_S = 1.0
 MAX_SNAPSHOT_BYTES = 4 << 20
+_MAX_SOCKET_PATH = 107
 
 
 def socket_path(data_dir: Path, index: int) -> Path:
-    return data_dir / "run" / f"metrics-{index}.sock"
+    """``<data dir>/run/metrics-<index>.sock``, or, when that is longer than a unix socket's
+    name may be (107 bytes), one in the temp dir named after the data dir."""
+    path = data_dir / "run" / f"metrics-{index}.sock"
+    if len(os.fsencode(path.absolute())) <= _MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(os.fsencode(data_dir.absolute())).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"liveroom-{digest}" / f"metrics-{index}.sock"
 
 
 class MetricsPeers:

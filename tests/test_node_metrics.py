@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 
 from liveroom.metrics import Counter, Gauge, Histogram, Metrics, render_snapshots
+from liveroom.metrics_peers import socket_path
 from tests.test_ops import parse_exposition, without_node
 from tests.test_workers import running_cluster
 
@@ -74,3 +75,11 @@ def test_snapshots_merge_by_kind() -> None:
     assert samples['sockets{node="n1"}'] == 7
     assert samples['h_seconds_bucket{node="n1",le="0.1"}'] == 2
     assert samples['h_seconds_count{node="n1"}'] == 2
+
+
+def test_a_deep_data_dir_still_gets_a_socket_name_that_fits(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 120)
+    path = socket_path(deep, 1)
+    assert len(str(path)) <= 107
+    assert path != socket_path(tmp_path / ("e" * 120), 1)
+    assert socket_path(tmp_path, 1) == tmp_path / "run" / "metrics-1.sock"
