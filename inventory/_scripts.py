@@ -186,6 +186,10 @@ class RedisPyCalls:
         return script, (int(wait) if isinstance(wait, int) else 0)
 
     async def replicas(self) -> int:
+        if getattr(self._client, "connection_pool", None) is None:  # a RedisCluster
+            # WAIT answers for one node's connection; a cluster routes each call by key, so
+            # the confirmation is not offered there (0: never asked for).
+            return 0
         with store_errors():
             info = await self._client.info("replication")
         return sum(1 for name, value in info.items()
