@@ -272,9 +272,11 @@ class InventoryService:
         self._replicas = await self._scripts.replicas()
         self._replicas_counted = asyncio.get_running_loop().time()
         if (before > 0) != (self._replicas > 0):
-            log.warning("the Redis primary has %d replica(s): buy batches are %s", self._replicas,
-                        "confirmed by a replica (WAIT)" if self._replicas else
-                        "answered from the primary alone")
+            # Losing the replica is worth a warning; gaining one is news.
+            log.log(logging.INFO if self._replicas else logging.WARNING,
+                    "the Redis primary has %d replica(s) in sync: buy batches are %s",
+                    self._replicas, "confirmed by a replica (WAIT)" if self._replicas else
+                    "answered from the primary alone")
 
     async def close(self) -> None:
         """Stop taking buys and decide those already accepted. Scripts can still be run (the

@@ -106,7 +106,9 @@ class MetricsPeers:
                     writer.close()
             snapshot = orjson.loads(data)
         except (OSError, TimeoutError, orjson.JSONDecodeError) as exc:
-            log.warning("worker %d's metrics not read (%s); using its last ones", index,
-                        type(exc).__name__)
+            # A worker never heard from is still starting; one heard from before is not well.
+            level = logging.WARNING if index in self._last else logging.DEBUG
+            log.log(level, "worker %d's metrics not read (%s); using its last ones", index,
+                    type(exc).__name__)
             return None
         return snapshot if isinstance(snapshot, dict) else None
