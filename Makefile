@@ -36,8 +36,11 @@ typecheck: venv
 
 system-deps: redis-deps browser-deps
 
+# redis-sentinel: the sentinels of a deployment with a replica (docs/deploy.md); the tests run
+# the same program as redis-server --sentinel.
 redis-deps:
 	@scripts/ensure-apt.sh redis-server redis-server
+	@scripts/ensure-apt.sh redis-sentinel redis-sentinel
 
 browser-deps:
 	@scripts/ensure-apt.sh libcairo2

@@ -59,8 +59,10 @@ BuyCallback = Callable[[BuyResult | Exception], None]
 # for the script as it is.
 BuyRequest = tuple[str, int, str]
 
-# Decides one sale's group; returns one result per request, in order.
-DecideGroup = Callable[[str, Sequence[BuyRequest]], Awaitable[Sequence[BuyResult]]]
+# Decides one sale's group; returns one result per request, in order (an exception for a buy
+# that could not be decided).
+DecideGroup = Callable[[str, Sequence[BuyRequest]],
+                       Awaitable[Sequence[BuyResult | Exception]]]
 
 
 @dataclass(slots=True)

@@ -22,7 +22,13 @@ kept, by hand:
   the connection (replies are matched by position, so it cannot go on) and the call is retried
   like a lost connection; TCP keepalive finds a peer that vanished from an idle connection;
 * ``LOADING``, ``BUSY``, ``MASTERDOWN`` and ``READONLY`` (a restart, a long script, a failover)
-  are retried the same way before the caller gets ``StoreUnavailable``.
+  are retried the same way before the caller gets ``StoreUnavailable``; after ``READONLY`` (the
+  server was demoted to a replica) the next attempt opens a new connection;
+* behind Redis Sentinel, the address is asked of the sentinels (``resolve``) on every new
+  connection, so after a failover the next attempt reaches the promoted replica.
+
+``confirmed_evalsha`` runs a script and then ``WAIT`` for replicas in the same write on the same
+socket, so Redis's replication offset covers what the script wrote (see its docstring).
 
 Sending a call again is safe because every script is idempotent: a buy is keyed by user and
 request id, commit, release and restock check the reservation's state, and a sale created twice
@@ -39,15 +45,23 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import hiredis
 
 from .exceptions import StoreUnavailable
 
-__all__ = ["Address", "Arg", "ConnectionLost", "ScriptConnection", "pack_command"]
+__all__ = [
+    "Address",
+    "Arg",
+    "ConnectionLost",
+    "Resolve",
+    "ScriptConnection",
+    "online_replicas",
+    "pack_command",
+]
 
 log = logging.getLogger("inventory.connection")
 
@@ -57,6 +71,23 @@ _MAX_EVALSHA_HEADS = 1024
 _TRANSIENT = ("LOADING", "BUSY", "MASTERDOWN", "READONLY")
 # TCP keepalive as redis-py sets it: probe after 30 s idle, every 5 s, give up after 3.
 _KEEPALIVE = ((socket.TCP_KEEPIDLE, 30), (socket.TCP_KEEPINTVL, 5), (socket.TCP_KEEPCNT, 3))
+
+
+# Where the primary is now (host, port), asked on every new connection: Sentinel's answer.
+Resolve = Callable[[], Awaitable[tuple[str, int]]]
+
+
+def online_replicas(info: bytes | str) -> int:
+    """The replicas of an ``INFO replication`` reply that are in sync (``state=online``): of
+    the ``connected_slaves``, one still receiving its first copy (``wait_bgsave``,
+    ``send_bulk``) cannot acknowledge a WAIT yet."""
+    text = info.decode() if isinstance(info, bytes) else info
+    online = 0
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.startswith("slave") and name[5:].isdigit() and "state=online" in value.split(","):
+            online += 1
+    return online
 
 
 class ConnectionLost(Exception):
@@ -104,6 +135,17 @@ class _RespProtocol(asyncio.Protocol):
         transport.write(command)
         self._waiters.append(waiter)
         return waiter
+
+    def request_many(self, commands: Sequence[bytes]) -> list[asyncio.Future[Any]]:
+        """Several commands in one write: Redis runs them back to back on this connection."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise ConnectionLost("not connected")
+        loop = asyncio.get_running_loop()
+        waiters: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
+        transport.write(b"".join(commands))
+        self._waiters.extend(waiters)
+        return waiters
 
     async def settle(self, timeout_s: float) -> None:
         """Wait (at most ``timeout_s``) until every reply asked for has come."""
@@ -163,7 +205,10 @@ class ScriptConnection:
         attempts: int = 6,
         backoff_base_s: float = 0.02,
         backoff_cap_s: float = 0.5,
+        resolve: Resolve | None = None,
     ) -> None:
+        """``resolve``: asked for the primary's address before each new connection (Sentinel);
+        without it ``address`` is the server's."""
         if attempts < 1 or connect_timeout_s <= 0 or reply_timeout_s <= 0:
             raise ValueError("attempts and timeouts must be positive")
         self.address = address
@@ -174,16 +219,18 @@ class ScriptConnection:
         self._attempts = attempts
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
+        self._resolve = resolve
         self._protocol: _RespProtocol | None = None
         self._connecting: asyncio.Lock | None = None
         # EVALSHA's script and keys are the same for every batch of a sale: packed once.
         self._evalsha_heads: dict[tuple[str, tuple[str, ...]], bytes] = {}
 
     @classmethod
-    def like(cls, connection_kwargs: dict[str, Any]) -> ScriptConnection:
+    def like(cls, connection_kwargs: dict[str, Any],
+             resolve: Resolve | None = None) -> ScriptConnection:
         """A connection to the server a redis-py pool's ``connection_kwargs`` describe (plain
-        TCP or a unix socket)."""
-        return cls(Address(
+        TCP or a unix socket), or to the primary ``resolve`` names (Sentinel)."""
+        return cls(resolve=resolve, address=Address(
             host=str(connection_kwargs.get("host", "127.0.0.1")),
             port=int(connection_kwargs.get("port", 6379)),
             path=connection_kwargs.get("path"),
@@ -198,6 +245,40 @@ class ScriptConnection:
         return await self._send(pack_command(args))
 
     async def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        return await self._send(self._evalsha_command(sha, keys, args))
+
+    async def confirmed_evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Arg],
+                                fence_key: str, replicas: int,
+                                timeout_ms: int) -> tuple[Any, int]:
+        """Run a script, then ``SET fence_key`` and ``WAIT replicas timeout_ms``, written
+        together on one connection and sent again together: returns the script's reply and how
+        many replicas acknowledged everything up to the fence. The fence is a write after the
+        script on the same server, so the count covers what the script found as well as what it
+        wrote (a replayed buy writes nothing, and a fresh connection's own offset is 0)."""
+        extra = self._timeout_for(timeout_ms)
+        commands = [
+            self._evalsha_command(sha, keys, args),
+            pack_command(["SET", fence_key, "1"]),
+            pack_command(["WAIT", replicas, timeout_ms]),
+        ]
+        replies = await self._send_many(commands, extra_timeout_s=extra)
+        wait = replies[2]
+        if isinstance(wait, hiredis.ReplyError):
+            return replies[0], 0
+        return replies[0], int(wait)
+
+    async def replicas(self) -> int:
+        """How many replicas of the primary are in sync now (``INFO replication``); 0 if it
+        cannot say."""
+        reply = await self.call("INFO", "replication")
+        if isinstance(reply, hiredis.ReplyError):
+            return 0
+        return online_replicas(reply)
+
+    def _timeout_for(self, timeout_ms: int) -> float:
+        return max(0.0, timeout_ms / 1000)
+
+    def _evalsha_command(self, sha: str, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
         head_key = (sha, tuple(keys))
         head = self._evalsha_heads.get(head_key)
         if head is None:
@@ -207,9 +288,13 @@ class ScriptConnection:
             head = pack_command(["EVALSHA", sha, len(keys), *keys]).partition(b"\r\n")[2]
             self._evalsha_heads[head_key] = head
         count = 3 + len(keys) + len(args)
-        return await self._send(b"*%d\r\n%b%b" % (count, head, _bulk_strings(args)))
+        return b"*%d\r\n%b%b" % (count, head, _bulk_strings(args))
 
     async def _send(self, command: bytes) -> Any:
+        return (await self._send_many([command]))[0]
+
+    async def _send_many(self, commands: Sequence[bytes], *,
+                         extra_timeout_s: float = 0.0) -> list[Any]:
         last = ""
         for attempt in range(self._attempts):
             if attempt:
@@ -219,24 +304,34 @@ class ScriptConnection:
                 raise StoreUnavailable("the script connection is closed")
             try:
                 protocol = self._protocol or await self._connect()
-                waiter = protocol.request(command)
-                # A plain timer on the reply (cheaper than asyncio.timeout, once per batch).
+                if len(commands) == 1:
+                    waiters = [protocol.request(commands[0])]
+                else:
+                    waiters = protocol.request_many(commands)
+                # A plain timer on the replies (cheaper than asyncio.timeout, once per batch).
                 expiry = asyncio.get_running_loop().call_later(
-                    self._reply_timeout_s, _time_out, waiter)
+                    self._reply_timeout_s + extra_timeout_s, _time_out, waiters)
                 try:
-                    reply = await waiter
+                    replies = [await waiter for waiter in waiters]
                 except TimeoutError:
                     protocol.abort()  # a reply that never came leaves every later one misplaced
                     raise
                 finally:
                     expiry.cancel()
+                    if len(waiters) > 1:
+                        _retrieve(waiters)
             except (ConnectionLost, OSError, TimeoutError) as exc:
                 last = str(exc) or f"no reply within {self._reply_timeout_s:g} s"
                 continue
-            if isinstance(reply, hiredis.ReplyError) and str(reply).startswith(_TRANSIENT):
-                last = str(reply)
+            transient = [r for r in replies
+                         if isinstance(r, hiredis.ReplyError) and str(r).startswith(_TRANSIENT)]
+            if transient:
+                last = str(transient[0])
+                if last.startswith("READONLY"):
+                    # A demoted primary: the next attempt asks where the primary is now.
+                    protocol.abort()
                 continue
-            return reply
+            return replies
         raise StoreUnavailable(f"Redis at {self._where()} did not answer: {last}")
 
     async def script_load(self, source: bytes) -> Any:
@@ -264,8 +359,11 @@ class ScriptConnection:
             if self._protocol is not None:
                 return self._protocol
             loop = asyncio.get_running_loop()
-            address = self.address
             async with asyncio.timeout(self._connect_timeout_s):
+                if self._resolve is not None:
+                    host, port = await self._resolve_primary()
+                    self.address = replace(self.address, host=host, port=port)
+                address = self.address
                 if address.path:
                     _, protocol = await loop.create_unix_connection(_RespProtocol, address.path)
                 else:
@@ -280,6 +378,14 @@ class ScriptConnection:
             protocol.closed.add_done_callback(lambda _: self._forget(protocol))
             self._protocol = protocol
             return protocol
+
+    async def _resolve_primary(self) -> tuple[str, int]:
+        assert self._resolve is not None
+        try:
+            host, port = await self._resolve()
+        except Exception as exc:  # redis-py's MasterNotFoundError, sentinels unreachable
+            raise ConnectionLost(f"no primary from the sentinels: {exc}") from exc
+        return str(host), int(port)
 
     async def _handshake(self, protocol: _RespProtocol) -> None:
         address = self.address
@@ -301,9 +407,17 @@ class ScriptConnection:
             self._protocol = None
 
 
-def _time_out(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
+def _retrieve(waiters: list[asyncio.Future[Any]]) -> None:
+    """Mark the errors of the replies nobody awaited after the first failed as seen."""
+    for waiter in waiters:
+        if waiter.done() and not waiter.cancelled():
+            waiter.exception()
+
+
+def _time_out(waiters: list[asyncio.Future[Any]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_exception(TimeoutError())
 
 
 def _keep_alive(sock: Any) -> None:

@@ -24,6 +24,7 @@ import hiredis
 import msgpack
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
+from redis.asyncio.sentinel import SentinelConnectionPool, SentinelManagedConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -139,6 +140,17 @@ class ScriptCalls(Protocol):
 
     async def script_load(self, source: bytes) -> Any: ...
 
+    async def confirmed_evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Arg],
+                                fence_key: str, replicas: int,
+                                timeout_ms: int) -> tuple[Any, int]:
+        """The script's reply, and how many replicas acknowledged it (``WAIT`` after a fence
+        write, on the connection the script ran on)."""
+        ...
+
+    async def replicas(self) -> int:
+        """The primary's connected replicas now."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -157,6 +169,33 @@ class RedisPyCalls:
     async def script_load(self, source: bytes) -> Any:
         return await self._call(self._client.script_load(source))
 
+    async def confirmed_evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Arg],
+                                fence_key: str, replicas: int,
+                                timeout_ms: int) -> tuple[Any, int]:
+        # A pipeline runs on one connection of the pool, as WAIT needs.
+        with store_errors():
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(sha, len(keys), *keys, *args)
+                pipe.set(fence_key, 1)
+                pipe.execute_command("WAIT", replicas, timeout_ms)
+                script, _, wait = await pipe.execute(raise_on_error=False)
+        if isinstance(script, NoScriptError):
+            script = hiredis.ReplyError(f"NOSCRIPT {script}")
+        elif isinstance(script, ResponseError):
+            script = hiredis.ReplyError(str(script))
+        return script, (int(wait) if isinstance(wait, int) else 0)
+
+    async def replicas(self) -> int:
+        if getattr(self._client, "connection_pool", None) is None:  # a RedisCluster
+            # WAIT answers for one node's connection; a cluster routes each call by key, so
+            # the confirmation is not offered there (0: never asked for).
+            return 0
+        with store_errors():
+            info = await self._client.info("replication")
+        return sum(1 for name, value in info.items()
+                   if name.startswith("slave") and isinstance(value, dict)
+                   and value.get("state") == "online")
+
     async def close(self) -> None:
         """The client belongs to the caller."""
 
@@ -172,9 +211,15 @@ class RedisPyCalls:
 
 
 def script_calls_for(client: aioredis.Redis) -> ScriptCalls:
-    """The lean connection to the server ``client`` talks to, or the client itself when that
+    """The lean connection to the server ``client`` talks to (behind Sentinel: to the primary
+    its sentinels name, asked again on every new connection), or the client itself when that
     connection cannot speak to it (TLS, or a cluster client, which routes each call by key)."""
     pool = getattr(client, "connection_pool", None)
+    if isinstance(pool, SentinelConnectionPool):
+        if pool.connection_class is not SentinelManagedConnection:  # TLS
+            return RedisPyCalls(client)
+        kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"}
+        return ScriptConnection.like(kwargs, resolve=pool.get_master_address)
     if pool is None or pool.connection_class not in (Connection, UnixDomainSocketConnection):
         return RedisPyCalls(client)
     return ScriptConnection.like(pool.connection_kwargs)
@@ -213,6 +258,28 @@ class ScriptRunner:
             log.error("script %s failed: %s", name, reply)
             raise ScriptFailed(name, str(reply))
         return msgpack.unpackb(reply, raw=False), self._calls.resends != resends
+
+    async def run_confirmed(
+        self, name: str, keys: Sequence[str], args: Sequence[Arg], fence_key: str,
+        replicas: int, timeout_ms: int,
+    ) -> tuple[Any, bool, int]:
+        """``run_resent``, and how many replicas acknowledged the script's effects within
+        ``timeout_ms`` (see ``ScriptCalls.confirmed_evalsha``)."""
+        script = self.scripts[name]
+        resends = self._calls.resends
+        reply, confirmed = await self._calls.confirmed_evalsha(
+            script.sha, keys, args, fence_key, replicas, timeout_ms)
+        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            await self._load(script)
+            reply, confirmed = await self._calls.confirmed_evalsha(
+                script.sha, keys, args, fence_key, replicas, timeout_ms)
+        if isinstance(reply, hiredis.ReplyError):
+            log.error("script %s failed: %s", name, reply)
+            raise ScriptFailed(name, str(reply))
+        return msgpack.unpackb(reply, raw=False), self._calls.resends != resends, confirmed
+
+    async def replicas(self) -> int:
+        return await self._calls.replicas()
 
     async def _load(self, script: Script) -> None:
         reply = await self._calls.script_load(script.source)

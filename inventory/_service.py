@@ -43,6 +43,7 @@ from .exceptions import (
     InventoryError,
     NotCommitted,
     NotHolder,
+    StoreUnavailable,
     UnknownReservation,
     UnknownSale,
 )
@@ -65,6 +66,10 @@ MAX_LABEL = 64
 MAX_REASON = 200
 # Sale ids known to be well formed (a bound on what hostile ids can make it hold).
 _MAX_VALID_SALE_IDS = 4096
+# While buys are confirmed by a replica, the primary's replicas are counted again at most this
+# often (a replica that appears starts confirming within it), and at once after a batch that
+# was not confirmed or met a lost connection (a failover).
+REPLICA_CHECK_S = 1.0
 
 
 def wall_clock_ms() -> int:
@@ -172,6 +177,16 @@ class InventoryService:
     ``disconnect()`` then closes the script connection. ``on_stock_change`` (optional,
     synchronous, must not block) is called with the new counters after every step that changed a
     sale (or may have: a call sent twice), so the edge can coalesce ``stock`` pushes.
+
+    With ``confirm_with_replica``, whenever the primary has a replica in sync (``INFO
+    replication``, counted at start, after a failover and every ``REPLICA_CHECK_S``), each buy
+    batch is followed on its connection by a fence write and ``WAIT 1 confirm_timeout_ms``: its
+    ``reserved`` answers are given only once a replica has them, so a failover cannot lose a
+    reservation a buyer was told of. When no replica confirms in time, those buys raise
+    ``StoreUnavailable`` (the hold stays on the primary: a retry with the same request id gets
+    it, confirmed, or it expires); the batch's other answers promise nothing and are given as
+    they are. A commit (the sale behind an order) is confirmed the same way: unconfirmed, it
+    raises ``StoreUnavailable`` and the checkout is retried.
     """
 
     def __init__(
@@ -188,8 +203,17 @@ class InventoryService:
         on_stock_change: Callable[[StockLevel], None] | None = None,
         retention_ms: int = keys.SALE_RETENTION_MS,
         script_calls: ScriptCalls | None = None,
+        confirm_with_replica: bool = False,
+        confirm_timeout_ms: int = 500,
     ) -> None:
+        if confirm_timeout_ms < 1:
+            raise ValueError("confirm_timeout_ms must be positive")
         self._client = client
+        self._confirm = confirm_with_replica
+        self._confirm_timeout_ms = confirm_timeout_ms
+        self._replicas = 0  # the primary's replicas, as last counted
+        self._replicas_counted: float | None = None  # loop time; None: count before next batch
+        self.unconfirmed_batches = 0
         self._now_ms = now_ms
         # Scripts (every buy batch among them) go over their own lean connection to the same
         # Redis unless the caller brings its own.
@@ -214,7 +238,45 @@ class InventoryService:
 
     async def start(self) -> None:
         await self._scripts.register()
+        if self._confirm:
+            await self._count_replicas()
         self._batcher.start()
+
+    @property
+    def confirming(self) -> bool:
+        """Whether buy batches now wait for a replica's confirmation."""
+        return self._confirm and self._replicas > 0
+
+    async def _run_confirmed(self, name: str, sale: keys.SaleKeys,
+                             args: list[str | int | bytes]) -> tuple[Any, bool, bool]:
+        """Run a script, confirmed by a replica when that is on (see the class docstring):
+        its reply, whether it may have been sent twice, and whether a replica has its effects
+        (True when no confirmation is asked for)."""
+        if self._confirm:
+            counted = self._replicas_counted
+            if counted is None or asyncio.get_running_loop().time() - counted > REPLICA_CHECK_S:
+                await self._count_replicas()
+        if not (self._confirm and self._replicas):
+            reply, resent = await self._scripts.run_resent(name, sale, args)
+            if resent:  # the primary may have changed
+                self._replicas_counted = None
+            return reply, resent, True
+        reply, resent, replicas = await self._scripts.run_confirmed(
+            name, sale, args, keys.WAIT_FENCE, 1, self._confirm_timeout_ms)
+        if replicas < 1 or resent:  # the replica or the primary may have changed
+            self._replicas_counted = None
+        return reply, resent, replicas >= 1
+
+    async def _count_replicas(self) -> None:
+        before = self._replicas
+        self._replicas = await self._scripts.replicas()
+        self._replicas_counted = asyncio.get_running_loop().time()
+        if (before > 0) != (self._replicas > 0):
+            # Losing the replica is worth a warning; gaining one is news.
+            log.log(logging.INFO if self._replicas else logging.WARNING,
+                    "the Redis primary has %d replica(s) in sync: buy batches are %s",
+                    self._replicas, "confirmed by a replica (WAIT)" if self._replicas else
+                    "answered from the primary alone")
 
     async def close(self) -> None:
         """Stop taking buys and decide those already accepted. Scripts can still be run (the
@@ -399,14 +461,17 @@ class InventoryService:
         return None
 
     async def _decide_group(self, sale_id: str,
-                            requests: Sequence[BuyRequest]) -> list[BuyResult]:
+                            requests: Sequence[BuyRequest]) -> Sequence[BuyResult | Exception]:
         payload = self._pack_requests(requests)
-        reply, resent = await self._scripts.run_resent(
-            "buy_batch", keys.sale_keys(sale_id), [self._now_ms(), payload]
-        )
+        reply, resent, confirmed = await self._run_confirmed(
+            "buy_batch", keys.sale_keys(sale_id), [self._now_ms(), payload])
+        if not confirmed:
+            self.unconfirmed_batches += 1
         if reply[0] == "unknown_sale":
             raise UnknownSale(sale_id)
         stock = _stock(reply[2])
+        if not confirmed:
+            return self._unconfirmed(reply, stock)
         results: list[BuyResult] = []
         append = results.append
         any_reserved = False
@@ -424,6 +489,22 @@ class InventoryService:
                 raise InventoryError(f"buy script answered an unknown status {status!r}")
         if any_reserved:
             self._notify(stock)
+        return results
+
+    def _unconfirmed(self, reply: Any, stock: StockLevel) -> list[BuyResult | Exception]:
+        """A batch no replica confirmed in time: its reservations are not promised (the buyer
+        retries with the same request id); what else it answered promises nothing."""
+        self._notify(stock)  # the primary's counters did change
+        unavailable = StoreUnavailable(
+            f"no replica confirmed the reservation within {self._confirm_timeout_ms} ms")
+        results: list[BuyResult | Exception] = []
+        for status, *_, replayed in reply[1]:
+            if status == "reserved":
+                results.append(unavailable)
+            elif status in BUY_STATUSES:
+                results.append(BuyResult(status, None, stock.remaining, replayed == 1, stock))
+            else:
+                raise InventoryError(f"buy script answered an unknown status {status!r}")
         return results
 
     # -- holds -------------------------------------------------------------------------------
@@ -471,9 +552,15 @@ class InventoryService:
 
     async def _settle(self, script: str, reservation_id: str, args: list[str | int]) -> Reservation:
         sale_id = _sale_id_of(reservation_id)
-        reply, resent = await self._scripts.run_resent(
-            script, keys.sale_keys(sale_id), [*args, self._now_ms()]
-        )
+        # A sale (commit) is confirmed by a replica like a reservation: an order placed on a
+        # commit that a failover lost would sell a unit that returned to stock.
+        if script == "commit":
+            reply, resent, confirmed = await self._run_confirmed(
+                script, keys.sale_keys(sale_id), [*args, self._now_ms()])
+        else:
+            reply, resent = await self._scripts.run_resent(
+                script, keys.sale_keys(sale_id), [*args, self._now_ms()])
+            confirmed = True
         code = reply[0]
         if code == "unknown_reservation":
             raise UnknownReservation(reservation_id)
@@ -483,6 +570,10 @@ class InventoryService:
         if reply[3] or resent:
             self._notify(stock)
         reservation = _reservation(reply[1], stock)
+        if not confirmed and code == "ok":
+            # The caller retries (the commit is idempotent for the holder) or reconciles.
+            raise StoreUnavailable(
+                f"no replica confirmed the sale within {self._confirm_timeout_ms} ms")
         if code == "hold_expired":
             raise HoldExpired(reservation_id, reservation.expires_at)
         if code == "hold_not_active":

@@ -18,6 +18,7 @@ __all__ = [
     "RESERVATION_ID_RE",
     "SALE_ID_RE",
     "SALE_RETENTION_MS",
+    "WAIT_FENCE",
     "SaleKeys",
     "sale_keys",
 ]
@@ -29,6 +30,10 @@ ACTIVE_SALES = schema.SALES_KEY
 # Once a sale has ended and its last hold is settled, its keys live on this long (reservations
 # and the stream stay readable for orders/ and support), then Redis drops them.
 SALE_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+# Written before each WAIT for replicas: a write after a buy batch on the same connection, whose
+# replication offset covers everything the batch wrote or found (its value means nothing).
+WAIT_FENCE = "inventory:wait-fence"
 
 SALE_ID_RE = re.compile(r"^s_[A-Za-z0-9_-]{10}$")
 RESERVATION_ID_RE = re.compile(r"^(s_[A-Za-z0-9_-]{10})\.([1-9][0-9]{0,14})$")

@@ -13,10 +13,6 @@ from functools import partial
 import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from inventory import HoldSweeper, InventoryService, StockLevel
 from orders import OrderService, SandboxPaymentProvider, SqliteOrderStore
@@ -53,6 +49,8 @@ from .lifecycle import Lifecycle
 from .media import RELAY_USER_ID, IceConfig, MediaService
 from .media_router import MediaRouter
 from .metrics import Counter, Metrics
+from .metrics_peers import MetricsPeers
+from .redis_target import redis_client
 from .rooms import RoomService
 from .sales import SaleDesk, StockBroadcaster
 from .settings import Settings
@@ -69,7 +67,6 @@ __all__ = ["Services", "create_app"]
 SERVICES_KEY: web.AppKey[Services] = web.AppKey("services")
 REDIS_POOL_SIZE = 32
 INVENTORY_POOL_SIZE = 16
-POOL_WAIT_S = 30
 
 
 @dataclass
@@ -85,6 +82,8 @@ class Services:
     # The buy hot path's own small pool (the batcher keeps a few scripts in flight).
     inventory_redis: aioredis.Redis
     metrics: Metrics
+    # None in a single process: its own metrics are the node's.
+    metrics_peers: MetricsPeers | None
     redis_probe: RedisProbe
     bus: ControlBus
     signer: TokenSigner
@@ -118,19 +117,6 @@ class Services:
         await self.lifecycle.close()
 
 
-def redis_client(redis_url: str, pool_size: int) -> aioredis.Redis:
-    """A bounded pool that reconnects after Redis restarts: a command that met a dropped
-    connection is retried on a fresh one (our writes are idempotent or guarded)."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        # A request that waits for a free connection under a spike is slow, not failed: the
-        # wait is bounded generously, and the pool bounds the connections.
-        redis_url, max_connections=pool_size, timeout=POOL_WAIT_S,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 5),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
-    return aioredis.Redis(connection_pool=pool)
-
-
 def build_services(settings: Settings, redis_url: str, *,
                    handoff_in_process: bool = True,
                    clock: Callable[[], int] = now_ms) -> Services:
@@ -141,13 +127,18 @@ def build_services(settings: Settings, redis_url: str, *,
     through hooks made before both sides (``liveroom/hooks.py``)."""
     life = Lifecycle()
     secret = settings.resolve_secret()
-    metrics = Metrics()
+    metrics = Metrics(node=settings.node)
 
     # Shared state: Redis (closed last) and the bus between processes.
     redis = redis_client(redis_url, REDIS_POOL_SIZE)
     life.register("redis", close=redis.aclose)
     inventory_redis = redis_client(redis_url, INVENTORY_POOL_SIZE)
     life.register("inventory redis", close=inventory_redis.aclose)
+    # Under --workers N, a scrape landing on any worker renders the whole node.
+    peers: MetricsPeers | None = None
+    if settings.workers > 1 and settings.worker_index is not None:
+        peers = MetricsPeers(metrics, settings.data_dir, settings.worker_index, settings.workers)
+        life.register("metrics peers", start=peers.start, close=peers.close)
     redis_probe = RedisProbe(redis, metrics)
     life.register("redis probe", start=redis_probe.start, close=redis_probe.close)
     bus = ControlBus(redis)
@@ -202,7 +193,9 @@ def build_services(settings: Settings, redis_url: str, *,
     inventory = InventoryService(
         inventory_redis, now_ms=clock, on_stock_change=stock_changed.fire,
         max_batch_window_s=settings.buy_batch_max_ms / 1000,
-        target_batch=settings.buy_batch_target)
+        target_batch=settings.buy_batch_target,
+        confirm_with_replica=settings.redis_wait_replica,
+        confirm_timeout_ms=settings.redis_wait_timeout_ms)
     sales = SaleDesk(redis, catalog, inventory, clock, edge.emit_to)
     stock_pusher = StockBroadcaster(edge.emit_to, emit_together=edge.emit_together,
                                     sold_out_news=sales.sold_out_news)
@@ -266,7 +259,8 @@ def build_services(settings: Settings, redis_url: str, *,
 
     return Services(
         settings=settings, lifecycle=life, addresses=addresses, redis=redis,
-        inventory_redis=inventory_redis, metrics=metrics, redis_probe=redis_probe, bus=bus,
+        inventory_redis=inventory_redis, metrics=metrics, metrics_peers=peers,
+        redis_probe=redis_probe, bus=bus,
         signer=signer, accounts=accounts, certificates=certificates, catalog=catalog,
         certificate_desk=certificate_desk, sio=sio, edge=edge, ice=ice, media=media,
         media_router=media_router, inventory=inventory, sales=sales, rooms=rooms,
@@ -308,7 +302,8 @@ def create_app(settings: Settings, redis_url: str, *,
     pages.add_to(app.router)
     app.on_response_prepare.append(pages.on_response_prepare)
     app.on_response_prepare.append(add_security_headers)
-    OpsRoutes(services.metrics, services.redis_probe).add_to(app.router)
+    OpsRoutes(services.metrics, services.redis_probe,
+              services.metrics_peers).add_to(app.router)
 
     async def on_startup(_: web.Application) -> None:
         await services.start()

@@ -43,7 +43,7 @@ def new_consumer(redis: aioredis.Redis, store: SqliteOrderStore) -> HandoffConsu
 async def consume_handoff(settings: Settings, redis_url: str,
                           parent: int | None = None) -> None:
     """Run the consumer until SIGTERM/SIGINT, or until ``parent`` (the server) is gone."""
-    from .app import redis_client
+    from .redis_target import redis_client
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

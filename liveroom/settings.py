@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .addresses import parse_networks
+from .redis_target import parse_redis_url
 
 __all__ = ["Settings", "SettingsError"]
 
@@ -47,8 +49,20 @@ def _parse_list(raw: str) -> tuple[str, ...]:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
-    # None means: start an embedded redis-server child in the data dir.
+    # None means: start an embedded redis-server child in the data dir. A plain server
+    # (redis://, rediss://, unix://) or a service behind Redis Sentinel:
+    # redis+sentinel://[[user]:password@]host:port[,host:port...]/service[?db=N]
+    # (liveroom/redis_target.py).
     redis_url: str | None = None
+    # Each buy batch is answered only once a replica has its effects (WAIT 1), whenever the
+    # primary has a replica; false answers from the primary alone (a failover may then lose
+    # acknowledged reservations). A replica that has not confirmed within the timeout makes the
+    # batch's reservations answer store_unavailable (docs/reliability.md, "Redis Sentinel").
+    redis_wait_replica: bool = True
+    redis_wait_timeout_ms: int = 500
+    # The ``node`` label of every metric series (each node is scraped on its own); None: the
+    # machine's host name.
+    node_name: str | None = None
     data_dir: Path = Path("./var")
     # None means: use (or create) ``<data_dir>/secret``.
     secret: str | None = None
@@ -175,10 +189,16 @@ class Settings:
                                 "limit) or positive")
         if self.token_ttl_s <= 0:
             raise SettingsError("token_ttl_s must be positive")
-        if self.redis_url is not None and not self.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise SettingsError(f"redis URL must start with redis://: {self.redis_url!r}")
+        if self.redis_url is not None:
+            try:
+                parse_redis_url(self.redis_url)
+            except ValueError as exc:
+                raise SettingsError(f"{ENV_PREFIX}REDIS_URL: {exc}") from None
+        if self.node_name is not None and not (
+                0 < len(self.node_name) <= 64 and self.node_name.isprintable()):
+            raise SettingsError(f"{ENV_PREFIX}NODE_NAME must be 1 to 64 printable characters")
+        if not 1 <= self.redis_wait_timeout_ms <= 60_000:
+            raise SettingsError(f"{ENV_PREFIX}REDIS_WAIT_TIMEOUT_MS must be from 1 to 60000")
         if self.gc_full_interval_s < 0:
             raise SettingsError("gc_full_interval_s must be 0 (CPython decides) or positive")
         if self.payment_timeout_s <= 0 or self.charge_timeout_s <= 0:
@@ -242,6 +262,11 @@ class Settings:
     @property
     def secret_path(self) -> Path:
         return self.data_dir / "secret"
+
+    @property
+    def node(self) -> str:
+        """The node's name in metrics: ``node_name``, else the host name."""
+        return self.node_name or socket.gethostname()
 
     def resolve_secret(self) -> bytes:
         """The token-signing secret: ``LIVEROOM_SECRET``, else a file made on first start."""

@@ -15,10 +15,20 @@ whatever happened to earlier ones), ``--ops`` per phase. A ``ping`` phase (the n
 same framework path, no domain work) and a ``buy`` phase alternate ``--rounds`` times after a
 warm-up, so both see the same client load and the same machine noise; medians are reported.
 
+``--replica``: instead of the above, the cost of a replica and of WAIT. Three servers run side by
+side, each with a Redis primary of its own started here (AOF, fsync always, as the embedded
+one): ``alone`` (no replica), ``replica`` (a replica, ``LIVEROOM_REDIS_WAIT_REPLICA=off``) and
+``wait`` (a replica, each buy batch confirmed by it with WAIT). Their buy phases alternate
+``--rounds`` times (the order rotating), so all three see the same machine noise; the server's
+CPU per buy and the buy latency are reported per set-up (medians), with the primary's and the
+replica's CPU apart.
+
 Usage:
   python -m loadtests.bench_buy [--clients 200] [--rate 1500] [--ops 4500] [--rounds 3]
       [--workers 1] [--idle-clients 2000] [--spike-buyers 10000] [--spike-stock 1000]
       [--spike-processes 4] [--skip-spike] [--skip-memory] [--profile-dir DIR] [--json PATH]
+  python -m loadtests.bench_buy --replica [--clients 200] [--rate 1500] [--ops 4500]
+      [--rounds 3] [--json PATH]
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ import aiohttp
 from . import _procstats as procstats
 from ._api import ServerApi
 from ._client import LeanSocket
-from ._launcher import LOAD_TEST_ENV, ServerProcess
+from ._launcher import LOAD_TEST_ENV, ServerProcess, free_port
 from ._procstats import ProcessInfo
 from ._worker import raise_open_file_limit
 
@@ -72,6 +82,65 @@ def server_environment() -> dict[str, str]:
         "LIVEROOM_USER_EVENT_RATE_PER_S": "0",
         **LOAD_TEST_ENV,
     }
+
+
+@dataclass
+class RedisProcess:
+    """A ``redis-server`` of the bench's own (``--replica``): a primary, or a replica of one."""
+
+    data_dir: Path
+    replica_of: int | None = None
+    port: int = 0
+    process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.port = free_port()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = ["--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
+                "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+                "--repl-diskless-sync-delay", "0", "--logfile", "redis.log"]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+        self.process = await asyncio.create_subprocess_exec(
+            shutil.which("redis-server") or "redis-server", *args,
+            stdout=asyncio.subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if await self._replication_ready():
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"redis-server on {self.port} did not get ready within 30 s")
+
+    async def _replication_ready(self) -> bool:
+        """Answering, and a replica in sync with its primary."""
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            return False
+        try:
+            writer.write(b"INFO replication\r\n")
+            await writer.drain()
+            header = await asyncio.wait_for(reader.readline(), 2)
+            if not header.startswith(b"$"):
+                return False  # -LOADING
+            body = await reader.readexactly(int(header[1:]) + 2)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            return False
+        finally:
+            writer.close()
+        return self.replica_of is None or b"master_link_status:up" in body
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def cpu_s(self) -> float:
+        return _cpu_s([self.process.pid]) if self.process is not None else 0.0
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
 
 
 @dataclass
@@ -273,6 +342,7 @@ class BenchConfig:
     profile_dir: Path | None = None
     profile_s: float = 8.0
     json_path: Path | None = None
+    replica: bool = False
 
 
 async def _make_sale(api: ServerApi, anchor: str, room: str, stock: int, limit: int,
@@ -453,6 +523,123 @@ async def measure_spike(server: BenchServer, anchor: str, config: BenchConfig,
     }
 
 
+@dataclass
+class ReplicaSetup:
+    """One server of ``--replica`` with its primary (and replica), and its crowd and sale."""
+
+    name: str
+    wait: str  # LIVEROOM_REDIS_WAIT_REPLICA
+    primary: RedisProcess
+    replica: RedisProcess | None
+    server: BenchServer | None = None
+    crowd: Crowd | None = None
+    sale: str = ""
+    results: list[PhaseResult] = field(default_factory=list)
+    redis_us: list[float] = field(default_factory=list)
+    replica_us: list[float] = field(default_factory=list)
+
+    async def start(self, config: BenchConfig, work: Path) -> BenchServer:
+        await self.primary.start()
+        if self.replica is not None:
+            self.replica.replica_of = self.primary.port
+            await self.replica.start()
+        launched = ServerProcess(
+            work / self.name / "data", args=["--workers", str(config.workers)],
+            env={**server_environment(), "LIVEROOM_REDIS_URL": self.primary.url,
+                 "LIVEROOM_REDIS_WAIT_REPLICA": self.wait})
+        self.server = BenchServer(launched, config.workers)
+        await launched.start()
+        return self.server
+
+    async def stop(self) -> None:
+        if self.crowd is not None:
+            await self.crowd.close()
+        if self.server is not None:
+            await self.server.process.stop()
+        for redis in (self.replica, self.primary):
+            if redis is not None:
+                await redis.stop()
+
+
+async def measure_replica(config: BenchConfig, session: aiohttp.ClientSession,
+                          work: Path) -> dict[str, Any]:
+    """Buy phases alternating between three set-ups: no replica, a replica without WAIT, a
+    replica with WAIT per batch (see the module's docstring)."""
+    setups = [
+        ReplicaSetup(name, wait, RedisProcess(work / name / "primary"),
+                     RedisProcess(work / name / "replica") if with_replica else None)
+        for name, with_replica, wait in (("alone", False, "on"), ("replica", True, "off"),
+                                         ("wait", True, "on"))
+    ]
+    try:
+        for setup in setups:
+            server = await setup.start(config, work)
+            anchor = await server.process.token("admin", "Bench")
+            api = ServerApi(session, server.url)
+            room = (await api.create_room(anchor, "Bench room"))["id"]
+            setup.crowd = Crowd(api=api, session=session, url=server.url, room=room,
+                                admin=anchor)
+            per_client = (config.rounds + 1) * config.ops // config.clients + 10
+            setup.sale = await _make_sale(api, anchor, room,
+                                          stock=(config.rounds + 2) * config.ops + 100,
+                                          limit=min(10_000, per_client))
+            await setup.crowd.grow(config.clients)
+        serial = itertools.count()
+
+        async def phase(setup: ReplicaSetup, ops: int) -> PhaseResult:
+            assert setup.crowd is not None
+            primary0 = setup.primary.cpu_s()
+            replica0 = setup.replica.cpu_s() if setup.replica else 0.0
+            assert setup.server is not None
+            result = await run_phase(
+                setup.server, setup.crowd, "buy",
+                lambda _i: {"sale": setup.sale, "qty": 1, "request_id": f"r{next(serial)}"},
+                _buy_status, ops, config.rate)
+            setup.redis_us.append(1e6 * (setup.primary.cpu_s() - primary0) / ops)
+            if setup.replica is not None:
+                setup.replica_us.append(1e6 * (setup.replica.cpu_s() - replica0) / ops)
+            return result
+
+        warm = max(200, config.ops // 4)
+        for setup in setups:
+            await phase(setup, warm)
+            setup.redis_us.clear()
+            setup.replica_us.clear()
+        for round_index in range(config.rounds):
+            shift = round_index % len(setups)
+            for setup in setups[shift:] + setups[:shift]:
+                result = await phase(setup, config.ops)
+                setup.results.append(result)
+                _say(f"  round {round_index + 1} {setup.name:7s}: {result.us_per_op:7.1f} us "
+                     f"server CPU/buy, primary {setup.redis_us[-1]:5.1f} us, replica "
+                     f"{setup.replica_us[-1] if setup.replica_us else 0.0:5.1f} us, "
+                     f"p50 {result.latency_ms_p50:.1f} ms p99 {result.latency_ms_p99:.1f} ms, "
+                     f"answers {result.answers}")
+        summary: dict[str, Any] = {"clients": config.clients, "rate_per_s": config.rate,
+                                   "ops_per_phase": config.ops, "rounds": config.rounds}
+        for setup in setups:
+            summary[setup.name] = {
+                "server_us_per_buy_median": statistics.median(r.us_per_op
+                                                              for r in setup.results),
+                "primary_us_per_buy_median": statistics.median(setup.redis_us),
+                "replica_us_per_buy_median": (statistics.median(setup.replica_us)
+                                              if setup.replica_us else None),
+                "latency_ms_p50_median": statistics.median(r.latency_ms_p50
+                                                           for r in setup.results),
+                "latency_ms_p99_median": statistics.median(r.latency_ms_p99
+                                                           for r in setup.results),
+                "answers": [r.answers for r in setup.results],
+            }
+        alone = summary["alone"]["server_us_per_buy_median"]
+        for name in ("replica", "wait"):
+            summary[name]["server_cpu_over_alone"] = (
+                summary[name]["server_us_per_buy_median"] / alone)
+        return summary
+    finally:
+        for setup in setups:
+            await setup.stop()
+
+
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -465,6 +652,16 @@ async def run_bench(config: BenchConfig) -> dict[str, Any]:
     server = BenchServer(launched, config.workers)
     results: dict[str, Any] = {"workers": config.workers, "cpus": os.cpu_count(),
                                "python": sys.version.split()[0]}
+    if config.replica:
+        _say(f"replica: {config.clients} clients per server, {config.rate:.0f} buys/s, "
+             f"{config.ops} buys per phase, {config.rounds} rounds of alone/replica/wait")
+        try:
+            async with aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=0, force_close=False)) as session:
+                results["replica"] = await measure_replica(config, session, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return results
     await launched.start()
     try:
         anchor = await launched.token("admin", "Bench")
@@ -520,13 +717,16 @@ def _parse(argv: Sequence[str]) -> BenchConfig:
                    help="also sample the server with py-spy during a buy and a ping phase")
     p.add_argument("--profile-s", type=float, default=8.0)
     p.add_argument("--json", type=Path, default=None, dest="json_path")
+    p.add_argument("--replica", action="store_true",
+                   help="measure the cost of a replica and of WAIT per batch instead")
     a = p.parse_args(list(argv))
     return BenchConfig(
         clients=a.clients, rate=a.rate, ops=a.ops, rounds=a.rounds, workers=a.workers,
         idle_clients=a.idle_clients, spike_buyers=a.spike_buyers, spike_stock=a.spike_stock,
         spike_window_ms=a.spike_window_ms, spike_processes=a.spike_processes,
         skip_spike=a.skip_spike, skip_memory=a.skip_memory, skip_cpu=a.skip_cpu,
-        profile_dir=a.profile_dir, profile_s=a.profile_s, json_path=a.json_path)
+        profile_dir=a.profile_dir, profile_s=a.profile_s, json_path=a.json_path,
+        replica=a.replica)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

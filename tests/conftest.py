@@ -66,9 +66,9 @@ def _no_server_outlives_its_test() -> Iterator[None]:
 
 # What makes a module's tests integration tests: a server, a Redis, a process or real peers of
 # their own (beyond the fixtures below, which are seen per test).
-_INTEGRATION_SOURCES = ("live_server(", "EmbeddedRedis(", "create_subprocess_exec(",
-                        "subprocess.run(", "subprocess.Popen(", "RTCPeerConnection(",
-                        "ServerProcess(")
+_INTEGRATION_SOURCES = ("live_server(", "EmbeddedRedis(", "SentinelGroup(",
+                        "create_subprocess_exec(", "subprocess.run(", "subprocess.Popen(",
+                        "RTCPeerConnection(", "ServerProcess(")
 _INTEGRATION_FIXTURES = frozenset({"redis_server", "browser", "pages", "media"})
 
 

@@ -132,6 +132,9 @@ class Client:
         raise AssertionError(f"no {event!r} event matching within {timeout}s: {self.events!r}")
 
 
+TEST_NODE = "test-node"
+
+
 @asynccontextmanager
 async def live_server(
     redis_url: str, data_dir: Path, *, clock: Callable[[], int] = now_ms, **overrides: Any
@@ -143,6 +146,8 @@ async def live_server(
     # Tests drive many connections from 127.0.0.1: the per-address cap is off unless a test
     # turns it on.
     overrides.setdefault("max_connections_per_address", 0)
+    # Every metric series carries the node's name.
+    overrides.setdefault("node_name", TEST_NODE)
     settings = Settings(data_dir=data_dir, secret=TEST_SECRET, port=free_port(), **overrides)
     app = create_app(settings, redis_url, clock=clock)
     # The runner ``liveroom serve`` builds: the same header timeout.

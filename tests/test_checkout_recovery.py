@@ -391,7 +391,8 @@ async def test_server_start_settles_a_checkout_interrupted_before_the_restart(
         status, again = await server.request("POST", "/api/orders", token, checkout_body(hold))
         assert (status, again["order"]["id"]) == (201, order["id"])
         async with server.http.get(server.url + "/metrics") as response:
-            assert "liveroom_orders_unrecorded_sales 0" in await response.text()
+            assert ('liveroom_orders_unrecorded_sales{node="test-node"} 0'
+                    in await response.text())
 
 
 async def test_upkeep_cancels_an_unpaid_online_order_and_its_unit_goes_back_on_sale(

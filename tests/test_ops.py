@@ -15,7 +15,7 @@ from liveroom.metrics import Counter, Histogram, Metrics
 from liveroom.redis_server import EmbeddedRedis
 from liveroom.settings import Settings, SettingsError
 from tests.media.conftest import start_broadcaster, start_viewer
-from tests.server_harness import LiveServer, live_server
+from tests.server_harness import TEST_NODE, LiveServer, live_server
 from tests.test_commerce_edge import buyer, shop
 from tests.test_media_signaling import SocketSignal, setup_room, viewer_client
 
@@ -42,11 +42,21 @@ def parse_exposition(text: str) -> dict[str, float]:
     return samples
 
 
+def without_node(samples: dict[str, float], node: str) -> dict[str, float]:
+    """The samples keyed without their ``node`` label, which every one must carry first."""
+    plain: dict[str, float] = {}
+    for key, value in samples.items():
+        label = f'node="{node}"'
+        assert f"{{{label}" in key, f"{key} lacks {label}"
+        plain[key.replace(f"{{{label},", "{").replace(f"{{{label}}}", "")] = value
+    return plain
+
+
 async def scrape(server: LiveServer) -> dict[str, float]:
     async with server.http.get(server.url + "/metrics") as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        return parse_exposition(await response.text())
+        return without_node(parse_exposition(await response.text()), TEST_NODE)
 
 
 async def test_metrics_count_sockets_rooms_buys_and_http(server: LiveServer) -> None:

@@ -181,3 +181,36 @@ def test_the_qr_hosts_default_to_the_bind_address() -> None:
     assert default_allowed_hosts(Settings(host="10.1.2.3", port=80)) == ("10.1.2.3:80",)
     assert default_allowed_hosts(Settings(host="0.0.0.0", port=80,
                                           allowed_hosts=("shop.example",))) == ("shop.example",)
+
+
+def test_a_sentinel_url_names_the_sentinels_and_the_service() -> None:
+    from liveroom.redis_target import parse_redis_url, socketio_url
+
+    url = "redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26380/liveroom?db=2"
+    target = parse_redis_url(url)
+    assert target.sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26380))
+    assert (target.service, target.db, target.password) == ("liveroom", 2, "pw")
+    # python-socketio's manager reads the database from the path.
+    assert socketio_url(url) == "redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26380/2/liveroom"
+    assert Settings.from_env({"LIVEROOM_REDIS_URL": url}).redis_url == url
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("redis+sentinel://10.0.0.1:26379", "service name"),
+    ("redis+sentinel://10.0.0.1/liveroom", "host:port"),
+    ("redis+sentinel://10.0.0.1:26379,:1/liveroom", "host:port"),
+    ("redis+sentinel://10.0.0.1:26379/liveroom?db=x", "number"),
+    ("redis+sentinel://10.0.0.1:26379/liveroom?password=x", "only ?db=N"),
+    ("http://10.0.0.1:6379", "redis+sentinel://"),
+])
+def test_a_malformed_redis_url_is_refused_with_what_is_wrong(url: str, says: str) -> None:
+    with pytest.raises(SettingsError, match="LIVEROOM_REDIS_URL") as refused:
+        Settings.from_env({"LIVEROOM_REDIS_URL": url})
+    assert says in str(refused.value)
+
+
+def test_the_replica_wait_is_on_by_default_and_bounded() -> None:
+    assert Settings.from_env({}).redis_wait_replica
+    assert not Settings.from_env({"LIVEROOM_REDIS_WAIT_REPLICA": "off"}).redis_wait_replica
+    with pytest.raises(SettingsError, match="REDIS_WAIT_TIMEOUT_MS"):
+        Settings.from_env({"LIVEROOM_REDIS_WAIT_TIMEOUT_MS": "0"})

@@ -218,7 +218,7 @@ async def test_a_websocket_that_never_sends_the_socketio_connect_is_closed(
         assert (await member.call("ping", {}))["ok"]
         assert server.services.handshakes.closed == 2
         _, metrics = await _metrics(server)
-        assert "liveroom_socketio_handshake_timeouts_total 2" in metrics
+        assert 'liveroom_socketio_handshake_timeouts_total{node="test-node"} 2' in metrics
 
 
 async def test_a_polling_session_that_never_sends_the_socketio_connect_is_closed(
@@ -274,9 +274,9 @@ async def test_an_address_over_its_cap_is_refused_429_and_others_are_served(
             await server.connect(server.token())
         # What GET /metrics would show (127.0.0.1 cannot ask just now: it is at its cap).
         metrics = server.services.metrics.render()
-        assert "liveroom_busiest_address_connections 3" in metrics
-        refused_line = next(line for line in metrics.splitlines()
-                            if line.startswith("liveroom_connections_refused_total "))
+        assert 'liveroom_busiest_address_connections{node="test-node"} 3' in metrics
+        refused_line = next(line for line in metrics.splitlines() if line.startswith(
+            'liveroom_connections_refused_total{node="test-node"} '))
         assert float(refused_line.split()[1]) >= 3
         # One closed: room for one more.
         await sockets.pop().close()

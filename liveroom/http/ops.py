@@ -19,6 +19,7 @@ from ..clock import now_ms
 from ..loops import PeriodicLoop
 from ..media import MediaService
 from ..metrics import CONTENT_TYPE, Metrics
+from ..metrics_peers import MetricsPeers
 from ..sockets import SocketEdge
 from ._base import HandlerFn, json_response
 
@@ -112,17 +113,21 @@ def metrics_middleware(metrics: Metrics) -> Middleware:
 
 
 class OpsRoutes:
-    def __init__(self, metrics: Metrics, probe: RedisProbe) -> None:
+    def __init__(self, metrics: Metrics, probe: RedisProbe,
+                 peers: MetricsPeers | None = None) -> None:
         self.metrics = metrics
         self.probe = probe
+        self.peers = peers
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/metrics", self.scrape)
         router.add_get("/readyz", self.readyz)
 
     async def scrape(self, request: web.Request) -> web.Response:
+        # The whole node's under --workers N (the siblings' snapshots merged in).
+        text = await self.peers.render() if self.peers is not None else self.metrics.render()
         # aiohttp refuses a charset inside content_type; set the header whole.
-        return web.Response(body=self.metrics.render().encode(),
+        return web.Response(body=text.encode(),
                             headers={"Content-Type": CONTENT_TYPE})
 
     async def readyz(self, request: web.Request) -> web.Response:

@@ -152,7 +152,7 @@ class ConnectionCap:
             metrics.gauge_from(
                 "liveroom_busiest_address_connections",
                 "In-flight requests and websockets of the client address that has the most.",
-                self.busiest)
+                self.busiest, merge="max")
 
     def busiest(self) -> int:
         return max(self.counts.values(), default=0)

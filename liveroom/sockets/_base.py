@@ -22,6 +22,7 @@ from ..identity import InvalidToken, TokenSigner, User
 from ..metrics import Metrics
 from ..payload import Payload
 from ..ratelimit import TokenBucket
+from ..redis_target import socketio_url
 from ..settings import Settings
 from ._budget import BudgetLimits, Budgets, FrameBudget
 from ._engineio import FastEvents, IndexedAsyncManager, IndexedAsyncRedisManager, LeanServer
@@ -135,7 +136,7 @@ def create_sio(settings: Settings, redis_url: str) -> LeanServer:
         json=_OrjsonCodec,
         # Several processes: broadcasts cross processes through Redis, and websocket only, so a
         # client never needs to reach the same process twice (no sticky sessions).
-        client_manager=(IndexedAsyncRedisManager(redis_url) if several
+        client_manager=(IndexedAsyncRedisManager(socketio_url(redis_url)) if several
                         else IndexedAsyncManager()),
         transports=["websocket"] if several else ["polling", "websocket"],
         cors_allowed_origins="*",

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 import uvloop
 
 from inventory import StoreUnavailable
-from inventory._connection import Address, ScriptConnection, pack_command
+from inventory._connection import Address, ScriptConnection, online_replicas, pack_command
 from inventory._scripts import RedisPyCalls, script_calls_for
 from liveroom.redis_server import EmbeddedRedis, free_port
 
@@ -237,3 +237,12 @@ async def test_tcp_keepalive_is_on(redis_server: EmbeddedRedis) -> None:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
     finally:
         await conn.close()
+
+
+def test_only_replicas_in_sync_can_confirm_a_batch() -> None:
+    info = (b"# Replication\r\nrole:master\r\nconnected_slaves:2\r\n"
+            b"slave0:ip=10.0.0.2,port=6379,state=online,offset=42,lag=0\r\n"
+            b"slave1:ip=10.0.0.3,port=6379,state=wait_bgsave,offset=0,lag=0\r\n"
+            b"master_repl_offset:42\r\n")
+    assert online_replicas(info) == 1
+    assert online_replicas(b"# Replication\r\nrole:slave\r\nconnected_slaves:0\r\n") == 0
