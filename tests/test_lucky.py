@@ -329,3 +329,58 @@ def test_the_winner_function_is_a_fair_deterministic_partial_shuffle() -> None:
     for i in range(2000):
         wins[draw_winners(i.to_bytes(32, "big"), entries[:4], 1)[0]] += 1
     assert all(400 <= n <= 600 for n in wins.values()), wins
+
+
+async def test_the_servers_own_loop_draws_when_the_clock_reaches_the_draw_time(
+        room: Room) -> None:
+    bag = await room.bag({"kind": "passphrase", "passphrase": "now"}, winners=1)
+    ann = await room.viewer("ann")
+    assert (await ann.call("lucky:enter", {"lucky_bag": bag["id"], "passphrase": "now"}))["ok"]
+    room.clock.now = bag["draw_at"] - 1
+    await asyncio.sleep(1.2)  # a few of the loop's turns: not due yet
+    assert (await room.server.services.lucky.get(bag["id"])).status == "open"
+    room.clock.now = bag["draw_at"]
+    result = await ann.wait_for("lucky", lambda d: d["status"] == "drawn", timeout=10)
+    assert result["winners"] == [{"id": "u_ann", "name": "ann"}]
+
+
+async def test_two_servers_on_one_redis_publish_one_draw(
+        room: Room, redis_url: str, data_dir: Path) -> None:
+    bag = await room.bag({"kind": "passphrase", "passphrase": "w"}, winners=2)
+    for name in ("ann", "bob", "cai", "dan", "eve"):
+        viewer = await room.viewer(name)
+        assert (await viewer.call("lucky:enter", {"lucky_bag": bag["id"],
+                                                  "passphrase": "w"}))["ok"]
+    async with live_server(redis_url, data_dir, clock=room.clock) as other:
+        room.clock.now = bag["draw_at"]
+        desks = [room.server.services.lucky, other.services.lucky]
+        await asyncio.gather(*(desk.finish(bag["id"]) for desk in desks * 3))
+        first, second = [await desk.get(bag["id"]) for desk in desks]
+    assert first.draw == second.draw
+    assert first.draw is not None
+    assert first.prizes == second.prizes
+    assert len(first.prizes) == 2
+    sale = await room.server.services.inventory.get_sale(first.prize_sale or "")
+    assert (sale.stock, sale.held) == (2, 2)
+
+
+async def test_nobody_else_can_take_a_prize_and_two_winners_at_one_door_get_one(
+        room: Room) -> None:
+    bag = await room.bag({"kind": "passphrase", "passphrase": "d"}, winners=2)
+    viewers = {name: await room.viewer(name) for name in ("ann", "bob", "cai")}
+    for viewer in viewers.values():
+        assert (await viewer.call("lucky:enter", {"lucky_bag": bag["id"],
+                                                  "passphrase": "d"}))["ok"]
+    drawn = await draw_now(room, bag)
+    stored = await room.server.services.lucky.get(bag["id"])
+    loser = next(n for n in viewers if f"u_{n}" not in stored.prizes)
+    taken = await viewers[loser].call("buy", {"sale": stored.prize_sale, "qty": 1,
+                                              "request_id": "grab"})
+    assert taken["status"] == "ended", taken
+    first, second = (w["id"] for w in drawn["winners"])
+    done = await viewers[first[2:]].call("checkout", {
+        "reservation": stored.prizes[first], "address": ADDRESS, "payment": "cod"})
+    assert done["ok"], done
+    again = await viewers[second[2:]].call("checkout", {
+        "reservation": stored.prizes[second], "address": ADDRESS, "payment": "cod"})
+    assert again["error"]["code"] == "limit_reached", again
