@@ -170,8 +170,8 @@ class LuckyBag:
     commitment: dict[str, Any]
     draw: dict[str, Any] | None
     prize_sale: str | None
-    # winner id -> reservation id of their prize hold
-    prizes: dict[str, str]
+    # winner id -> their prize hold: {"id", "qty", "price_cents", "expires_at"}
+    prizes: dict[str, dict[str, Any]]
 
     @property
     def public_condition(self) -> dict[str, Any]:
@@ -282,8 +282,10 @@ class LuckyDesk:
             view["draw"] = None
         if viewer is not None:
             entered = await self._redis.hexists(keys.lucky_entries(bag.id), viewer.id)
-            view["you"] = {"entered": bool(entered), "won": viewer.id in bag.prizes,
-                           "reservation": bag.prizes.get(viewer.id)}
+            prize = bag.prizes.get(viewer.id)
+            view["you"] = {"entered": bool(entered), "won": prize is not None,
+                           "reservation": None if prize is None else prize["id"],
+                           "prize": prize}
         return view
 
     async def _names(self, bag_id: str, users: list[str]) -> dict[str, str]:
@@ -407,7 +409,8 @@ class LuckyDesk:
         await self._push(drawn, force=False)
         return True
 
-    async def _give_prizes(self, bag: LuckyBag, winners: list[str]) -> dict[str, str]:
+    async def _give_prizes(self, bag: LuckyBag,
+                           winners: list[str]) -> dict[str, dict[str, Any]]:
         """A hold of the prize for each winner, at 0 cents, in a free sale of the bag's own
         that takes no other buy (it is ended once the holds are made). Each hold is bought
         with the request id of the bag, so a retry finds the hold already made."""
@@ -437,7 +440,7 @@ class LuckyDesk:
                 log.error("lucky bag %s: no prize hold for %s (%s)", bag.id, winner,
                           result.status)
                 continue
-            prizes[winner] = result.reservation.id
+            prizes[winner] = result.reservation.to_public()
         await self._inventory.end_sale(sale_id, "lucky_draw")
         return prizes
 

@@ -379,8 +379,8 @@ async def test_nobody_else_can_take_a_prize_and_two_winners_at_one_door_get_one(
     assert taken["status"] == "ended", taken
     first, second = (w["id"] for w in drawn["winners"])
     done = await viewers[first[2:]].call("checkout", {
-        "reservation": stored.prizes[first], "address": ADDRESS, "payment": "cod"})
+        "reservation": stored.prizes[first]["id"], "address": ADDRESS, "payment": "cod"})
     assert done["ok"], done
     again = await viewers[second[2:]].call("checkout", {
-        "reservation": stored.prizes[second], "address": ADDRESS, "payment": "cod"})
+        "reservation": stored.prizes[second]["id"], "address": ADDRESS, "payment": "cod"})
     assert again["error"]["code"] == "limit_reached", again
