@@ -25,7 +25,7 @@ from trustbadges import CertificateService, ExpiryWatcher
 from .accounts import AccountService, SandboxSms
 from .addresses import ClientAddresses, parse_networks
 from .bus import ControlBus
-from .catalog import Catalog
+from .catalog import Catalog, Room
 from .certification import BadgeFanout, CertificateDesk, ExpiryPlans
 from .clock import now_ms
 from .commerce import (
@@ -224,9 +224,12 @@ def build_services(settings: Settings, redis_url: str, *,
 
     # Followers, watch time, and lucky bags (whose prizes are holds in free sales).
     followers_changed: Hook[[str]] = Hook("followers changed")
-    follows = FollowService(redis, catalog, clock, edge.emit_to, followers_changed.fire)
+    anchor_went_live: Hook[[Room]] = Hook("anchor went live")
+    follows = FollowService(redis, catalog, clock, edge.emit_to, followers_changed.fire,
+                            anchor_went_live.fire)
     follower_pusher = FollowerPusher(follows)
     followers_changed.connect(follower_pusher.changed)
+    anchor_went_live.connect(follower_pusher.went_live)
     life.register("follower pusher", start=follower_pusher.start, close=follower_pusher.close)
     watch = WatchTime(redis, clock)
     watch_meter = WatchMeter(watch, lambda: [(room_id, conn.user.id)
@@ -245,7 +248,7 @@ def build_services(settings: Settings, redis_url: str, *,
                         chat_per_speaker=settings.chat_per_speaker_per_10s,
                         chat_per_address=settings.chat_per_address_per_10s,
                         state_extras=(media_pusher.room_state, sales.room_state,
-                                      lucky.room_state))
+                                      lucky.room_state, follows.room_state))
     viewer_pusher = ViewerCountPusher(edge, rooms)
     life.register("viewer count pusher", start=viewer_pusher.start, close=viewer_pusher.close)
     RoomEvents(edge, rooms, bus, viewer_pusher)

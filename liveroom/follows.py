@@ -52,14 +52,17 @@ class FollowState:
 
 class FollowService:
     def __init__(self, redis: aioredis.Redis, catalog: Catalog, now_ms: Callable[[], int],
-                 emit: Emit, changed: Callable[[str], None] = lambda _: None) -> None:
-        """``changed(anchor_id)`` is told of every follower count that may have moved (the
-        ``FollowerPusher`` coalesces the pushes)."""
+                 emit: Emit, changed: Callable[[str], None] = lambda _: None,
+                 went_live: Callable[[Room], None] = lambda _: None) -> None:
+        """``changed(anchor_id)`` is told of every follower count that may have moved, and
+        ``went_live(room)`` of every room opened: the ``FollowerPusher`` sends the pushes, so
+        opening a room does not wait for every follower to be told."""
         self._redis = redis
         self._catalog = catalog
         self._now_ms = now_ms
         self._emit = emit
         self._changed = changed
+        self._went_live = went_live
 
     async def _check(self, user: User, anchor_id: str) -> None:
         if is_guest(user):
@@ -159,9 +162,14 @@ class FollowService:
     # rooms and pushes ------------------------------------------------------------------------
 
     async def room_opened(self, room: Room) -> None:
-        """The anchor went live: remember the room, and tell every follower whose landing page
-        is open."""
+        """The anchor went live: remember the room; its followers are told next
+        (``announce_live``)."""
         await self._redis.zadd(keys.anchor_rooms(room.anchor_id), {room.id: room.created_at})
+        self._went_live(room)
+
+    async def announce_live(self, room: Room) -> None:
+        """Push ``live`` to the landing pages of every follower of the room's anchor (one emit
+        per follower, to their own Socket.IO room: nobody else hears whom they follow)."""
         news = {"anchor": room.anchor_id, "anchor_name": room.anchor_name, "room": room.id,
                 "title": room.title}
         start = 0
@@ -185,6 +193,10 @@ class FollowService:
                 rooms.append(room)
         return rooms
 
+    async def room_state(self, room: Room) -> dict[str, Any]:
+        """The ``followers`` field of the room state: the anchor's follower count."""
+        return {"followers": await self.count(room.anchor_id)}
+
     async def push_count(self, anchor_id: str) -> None:
         news = {"anchor": anchor_id, "count": await self.count(anchor_id)}
         for room in await self.live_rooms_of(anchor_id):
@@ -193,8 +205,9 @@ class FollowService:
 
 
 class FollowerPusher(PeriodicLoop):
-    """Owner of the loop that pushes ``followers`` counts: follows only mark an anchor; each
-    marked anchor's count is pushed at most once per interval."""
+    """Owner of the loop that pushes ``followers`` counts (follows only mark an anchor; each
+    marked anchor's count is pushed at most once per interval) and tells followers of the
+    rooms opened since the last turn (``live``)."""
 
     name = "follower-pusher"
 
@@ -202,11 +215,18 @@ class FollowerPusher(PeriodicLoop):
         super().__init__(interval_s)
         self.follows = follows
         self._dirty: set[str] = set()
+        self._opened: list[Room] = []
 
     def changed(self, anchor_id: str) -> None:
         self._dirty.add(anchor_id)
 
+    def went_live(self, room: Room) -> None:
+        self._opened.append(room)
+
     async def tick(self) -> None:
+        opened, self._opened = self._opened, []
+        for room in opened:
+            await self.follows.announce_live(room)
         dirty, self._dirty = self._dirty, set()
         for anchor_id in sorted(dirty):
             await self.follows.push_count(anchor_id)

@@ -307,8 +307,7 @@ class LuckyDesk:
 
     # entering --------------------------------------------------------------------------------
 
-    async def enter(self, user: User, address: str, bag_id: str,
-                    passphrase: str | None) -> int:
+    async def enter(self, user: User, bag_id: str, passphrase: str | None) -> int:
         """Enter ``user`` once; the number of entries. Refused (and nothing changes) for a
         guest, the anchor, a banned user, a second entry, after the draw time, or when the
         condition is not met."""

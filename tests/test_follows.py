@@ -78,7 +78,7 @@ async def test_counts_are_pushed_to_rooms_and_landing_pages_and_going_live_to_fo
 
     status, second = await server.request("POST", "/api/rooms", anchor, {"title": "Second"})
     assert status == 201
-    news = await fan.wait_for("live")
+    news = await fan.wait_for("live", lambda d: d["title"] == "Second")
     assert news == {"anchor": "u_mei", "anchor_name": "Mei", "room": second["id"],
                     "title": "Second"}
     assert stranger.received("live") == [], "only followers hear of it"

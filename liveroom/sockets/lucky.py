@@ -23,7 +23,7 @@ class LuckyEvents:
         bag = await self.desk.get(bag_id)
         # Entering is for viewers in the room, as the room's moderation reaches them there.
         self.edge.require_member(conn, bag.room_id)
-        entries = await self.desk.enter(conn.user, conn.address, bag.id, passphrase)
+        entries = await self.desk.enter(conn.user, bag.id, passphrase)
         return {"ok": True, "lucky_bag": bag.id, "entries": entries}
 
     async def landing(self, conn: Connection, p: Payload) -> Ack:

@@ -84,6 +84,18 @@ async def test_a_lucky_bag_from_announcement_to_a_checked_draw_and_a_free_order(
     await viewer.click("#place-order")
     await expect(viewer.locator("#buy-result")).to_contain_text("Order placed")
 
+    # The winner follows the host; the landing page shows the count and, when the host opens
+    # another room, says so.
+    await viewer.click("#follow")
+    await expect(viewer.locator("#follow")).to_have_text("Following")
+    await expect(viewer.locator("#follower-count")).to_have_text("1")
+    await viewer.goto(f"{server.url}/")
+    await expect(viewer.locator(".pill.followers")).to_have_text("1 follower")
+    await server.request("POST", "/api/rooms", stage.anchor_token, {"title": "Encore"})
+    await expect(viewer.locator("#banner")).to_contain_text(
+        "Lin the Anchor, whom you follow, just went live: Encore")
+    await pages.shot(viewer, "landing-live-news-phone")
+
     check = await pages.open(f"{server.url}/lucky/{bag_id}", PHONE)
     await expect(check.locator("#verdict")).to_have_text("✓ The winners are right")
     await expect(check.locator("#winners li")).to_have_count(2)

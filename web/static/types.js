@@ -141,6 +141,7 @@
  * @property {Sale | null} [sale]
  * @property {Media} [media]
  * @property {LuckyBag | null} [lucky]
+ * @property {number} [followers] the anchor's follower count
  * @property {number} server_time
  */
 
