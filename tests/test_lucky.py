@@ -18,6 +18,8 @@ import redis.asyncio as aioredis
 
 from liveroom import keys
 from liveroom.draw import draw_winners, entries_sha256, sorted_entries
+from liveroom.exceptions import Banned
+from liveroom.identity import Role, User
 from tests.clock import Clock
 from tests.server_harness import Client, LiveServer, live_server
 
@@ -384,3 +386,28 @@ async def test_nobody_else_can_take_a_prize_and_two_winners_at_one_door_get_one(
     again = await viewers[second[2:]].call("checkout", {
         "reservation": stored.prizes[second]["id"], "address": ADDRESS, "payment": "cod"})
     assert again["error"]["code"] == "limit_reached", again
+
+
+async def test_a_banned_account_cannot_enter_and_an_ended_room_announces_nothing(
+        room: Room) -> None:
+    bag = await room.bag({"kind": "follower"})
+    bob = await room.viewer("bob")
+    await room.server.request("POST", "/api/anchors/u_mei/follow",
+                              room.server.buyer_token("bob", user_id="u_bob"))
+    anchor = await room.server.connect(room.anchor)
+    banned = await anchor.call("mod:ban", {"room": room.id, "user": "u_bob"})
+    assert banned["ok"], banned
+    ack = await bob.call("lucky:enter", {"lucky_bag": bag["id"]})
+    assert ack["error"]["code"] in ("not_in_room", "banned"), ack
+    # Even past the room's door (another connection that had joined before), the ban holds.
+    with pytest.raises(Banned):
+        await room.server.services.lucky.enter(
+            User(id="u_bob", name="bob", role=Role.VIEWER, phone_verified=True), bag["id"], None)
+    assert await room.server.services.lucky.entries_count(bag["id"]) == 0
+
+    await room.server.request("POST", f"/api/rooms/{room.id}/end", room.anchor)
+    status, body = await room.server.request(
+        "POST", f"/api/rooms/{room.id}/lucky-bags", room.anchor,
+        {"product_id": room.product, "winners": 1, "draw_in_s": 60,
+         "condition": {"kind": "follower"}})
+    assert (status, body["error"]["code"]) == (409, "room_ended")
