@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 from collections.abc import Sequence
 
 __all__ = ["SEED_BYTES", "commitment_of", "draw_winners", "entries_sha256", "sorted_entries"]
@@ -32,8 +33,9 @@ def commitment_of(seed: bytes) -> str:
 
 
 def sorted_entries(entries: Sequence[str]) -> list[str]:
-    """Each id once, in the order of its UTF-8 bytes."""
-    return sorted(set(entries), key=lambda entry: entry.encode("utf-8"))
+    """Each id once, in the order of its UTF-8 bytes (which is the order of its code points,
+    Python's own order of strings: UTF-8 keeps it)."""
+    return sorted(set(entries))
 
 
 def entries_sha256(entries: Sequence[str]) -> str:
@@ -45,7 +47,8 @@ def entries_sha256(entries: Sequence[str]) -> str:
 
 def draw_winners(seed: bytes, entries: Sequence[str], winners: int) -> list[str]:
     """The winners among ``entries`` (sorted and unique, see ``sorted_entries``)."""
-    if list(entries) != sorted_entries(entries):
+    # One pass: each entry strictly after the one before is sorted and unique.
+    if any(a >= b for a, b in itertools.pairwise(entries)):
         raise ValueError("entries must be unique and sorted by their UTF-8 bytes")
     prefix = bytes.fromhex(entries_sha256(entries))
     counter = 0

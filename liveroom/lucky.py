@@ -15,6 +15,7 @@ closed and crashed on publishes the very same statement.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -387,15 +388,11 @@ class LuckyDesk:
             return False
         bag = await self.get(bag_id)
         closed_at = int(text_of(await self._redis.hget(keys.lucky_bag(bag_id), "closed_at")))
-        entries = sorted_entries([text_of(u) for u in await self._redis.hkeys(
-            keys.lucky_entries(bag_id))])
-        winners = draw_winners(bag.seed, entries, bag.winners)
-        draw = self._sign({
-            "format": DRAW_FORMAT, "lucky_bag": bag.id,
-            "seed_sha256": bag.commitment["seed_sha256"], "seed": bag.seed.hex(),
-            "entries": entries, "entries_sha256": entries_sha256(entries),
-            "winners": winners, "closed_at": closed_at,
-        })
+        entrants = [text_of(u) for u in await self._redis.hkeys(keys.lucky_entries(bag_id))]
+        # Sorting, drawing and signing a big bag's entries takes a while (docs/performance.md):
+        # in a thread, so the process's sockets are served meanwhile.
+        draw = await asyncio.to_thread(self._draw_statement, bag, entrants, closed_at)
+        winners: list[str] = draw["winners"]
         prizes = await self._give_prizes(bag, winners)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.lucky_bag(bag_id), mapping={
@@ -407,6 +404,16 @@ class LuckyDesk:
         drawn = await self.get(bag_id)
         await self._push(drawn, force=False)
         return True
+
+    def _draw_statement(self, bag: LuckyBag, entrants: list[str],
+                        closed_at: int) -> dict[str, Any]:
+        entries = sorted_entries(entrants)
+        return self._sign({
+            "format": DRAW_FORMAT, "lucky_bag": bag.id,
+            "seed_sha256": bag.commitment["seed_sha256"], "seed": bag.seed.hex(),
+            "entries": entries, "entries_sha256": entries_sha256(entries),
+            "winners": draw_winners(bag.seed, entries, bag.winners), "closed_at": closed_at,
+        })
 
     async def _give_prizes(self, bag: LuckyBag,
                            winners: list[str]) -> dict[str, dict[str, Any]]:
