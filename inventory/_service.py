@@ -293,7 +293,9 @@ class InventoryService:
 
     # -- sales -------------------------------------------------------------------------------
 
-    async def create_sale(self, spec: SaleSpec) -> Sale:
+    async def create_sale(self, spec: SaleSpec, *, free: bool = False) -> Sale:
+        """A new sale. Only a ``free`` one (a giveaway's prize, handed to its winners' holds)
+        may have a price of 0 cents."""
         now = self._now_ms()
         room_id = _check_id("room_id", spec.room_id)
         product_id = _check_id("product_id", spec.product_id)
@@ -302,7 +304,8 @@ class InventoryService:
         category = _check_text("category", spec.category, MAX_LABEL, allow_empty=True)
         brand = _check_text("brand", spec.brand, MAX_LABEL, allow_empty=True)
         stock = _check_int("stock", spec.stock, 1, MAX_STOCK)
-        price = _check_int("price_cents", spec.price_cents, 1, MAX_PRICE_CENTS)
+        price = _check_int("price_cents", spec.price_cents, 0 if free else 1,
+                           MAX_PRICE_CENTS)
         limit = _check_int("per_user_limit", spec.per_user_limit, 1, MAX_PER_USER_LIMIT)
         hold_ms = _check_int("hold_ms", spec.hold_ms, MIN_HOLD_MS, MAX_HOLD_MS)
         starts_at = _check_int("starts_at_ms", spec.starts_at_ms, 0, 2**53)

@@ -21,7 +21,7 @@ from trustbadges import CertificateService, ExpiryWatcher
 from .accounts import AccountService, SandboxSms
 from .addresses import ClientAddresses, parse_networks
 from .bus import ControlBus
-from .catalog import Catalog
+from .catalog import Catalog, Room
 from .certification import BadgeFanout, CertificateDesk, ExpiryPlans
 from .clock import now_ms
 from .commerce import (
@@ -32,6 +32,7 @@ from .commerce import (
     PaymentCallbacks,
     RoomFigures,
 )
+from .follows import FollowerPusher, FollowService
 from .handoff_process import new_consumer
 from .hooks import AsyncHook, Hook
 from .http import Api
@@ -39,6 +40,7 @@ from .http._base import error_middleware
 from .http.accounts import AccountRoutes
 from .http.certificates import CertificateRoutes, LinkOrigin, default_allowed_hosts
 from .http.commerce import CommerceRoutes
+from .http.lucky import LuckyRoutes
 from .http.media import MediaRoutes
 from .http.ops import OpsRoutes, RedisProbe, metrics_middleware, register_edge_gauges
 from .http.pages import PageRoutes
@@ -46,6 +48,7 @@ from .http.rooms import RoomRoutes
 from .http.transport import BodyDeadline, ConnectionCap, add_security_headers
 from .identity import TokenSigner
 from .lifecycle import Lifecycle
+from .lucky import LuckyDesk, LuckyLoop
 from .media import RELAY_USER_ID, IceConfig, MediaService
 from .media_router import MediaRouter
 from .metrics import Counter, Metrics
@@ -58,9 +61,11 @@ from .sockets import SocketEdge
 from .sockets._base import create_sio
 from .sockets.commerce import CommerceEvents
 from .sockets.handshakes import HandshakeDeadline
+from .sockets.lucky import LuckyEvents
 from .sockets.media import MediaEvents, MediaHealthPusher
 from .sockets.rooms import RoomEvents, ViewerCountPusher
 from .sockets.slow_clients import SlowClientReaper
+from .watch import WatchMeter, WatchTime
 
 __all__ = ["Services", "create_app"]
 
@@ -109,6 +114,10 @@ class Services:
     reaper: SlowClientReaper
     # Closes Engine.IO sessions that never complete the Socket.IO connect.
     handshakes: HandshakeDeadline
+    # Followers of anchors, lucky bags, and the watch time lucky bags may ask for.
+    follows: FollowService
+    lucky: LuckyDesk
+    watch: WatchTime
 
     async def start(self) -> None:
         await self.lifecycle.start()
@@ -206,12 +215,33 @@ def build_services(settings: Settings, redis_url: str, *,
     sweeper = HoldSweeper(inventory, on_change=sales.announce)
     life.register("hold sweeper", start=sweeper.start, close=sweeper.close)
 
+    # Followers, watch time, and lucky bags (whose prizes are holds in free sales).
+    followers_changed: Hook[[str]] = Hook("followers changed")
+    anchor_went_live: Hook[[Room]] = Hook("anchor went live")
+    follows = FollowService(redis, catalog, clock, edge.emit_to, followers_changed.fire,
+                            anchor_went_live.fire)
+    follower_pusher = FollowerPusher(follows)
+    followers_changed.connect(follower_pusher.changed)
+    anchor_went_live.connect(follower_pusher.went_live)
+    life.register("follower pusher", start=follower_pusher.start, close=follower_pusher.close)
+    watch = WatchTime(redis, clock)
+    watch_meter = WatchMeter(watch, lambda: [(room_id, conn.user.id)
+                                             for conn in edge.connections.values()
+                                             for room_id in conn.rooms])
+    life.register("watch meter", start=watch_meter.start, close=watch_meter.close)
+    lucky = LuckyDesk(redis, catalog, follows, watch, inventory, certificates.sign_statement,
+                      clock, edge.emit_to)
+    lucky_loop = LuckyLoop(lucky)
+    life.register("lucky loop", start=lucky_loop.start, close=lucky_loop.close)
+    LuckyEvents(edge, lucky)
+
     # Rooms: presence, chat, moderation (whose bans reach the sales).
     rooms = RoomService(redis, catalog, clock, chat_max_chars=settings.chat_max_chars,
                         buyer_bans=sales, addresses=addresses,
                         chat_per_speaker=settings.chat_per_speaker_per_10s,
                         chat_per_address=settings.chat_per_address_per_10s,
-                        state_extras=(media_pusher.room_state, sales.room_state))
+                        state_extras=(media_pusher.room_state, sales.room_state,
+                                      lucky.room_state, follows.room_state))
     viewer_pusher = ViewerCountPusher(edge, rooms)
     life.register("viewer count pusher", start=viewer_pusher.start, close=viewer_pusher.close)
     RoomEvents(edge, rooms, bus, viewer_pusher)
@@ -265,7 +295,8 @@ def build_services(settings: Settings, redis_url: str, *,
         certificate_desk=certificate_desk, sio=sio, edge=edge, ice=ice, media=media,
         media_router=media_router, inventory=inventory, sales=sales, rooms=rooms,
         order_store=order_store, payments=payments, orders=orders, figures=figures,
-        order_upkeep=order_upkeep, reaper=reaper, handshakes=handshakes)
+        order_upkeep=order_upkeep, reaper=reaper, handshakes=handshakes,
+        follows=follows, lucky=lucky, watch=watch)
 
 
 def create_app(settings: Settings, redis_url: str, *,
@@ -291,13 +322,15 @@ def create_app(settings: Settings, redis_url: str, *,
     AccountRoutes(api, services.signer, services.accounts,
                   services.addresses).add_to(app.router)
     RoomRoutes(api, services.signer, services.catalog, services.rooms, services.edge,
-               services.media_router, services.sales).add_to(app.router)
+               services.media_router, services.sales,
+               room_opened=services.follows.room_opened).add_to(app.router)
     CertificateRoutes(api, services.certificates, services.certificate_desk,
                       LinkOrigin(settings.public_url, default_allowed_hosts(settings))
                       ).add_to(app.router)
     CommerceRoutes(api, services.sales, services.inventory, services.orders, services.catalog,
                    services.rooms, services.edge, services.figures).add_to(app.router)
     MediaRoutes(api, services.ice).add_to(app.router)
+    LuckyRoutes(api, services.lucky, services.follows).add_to(app.router)
     pages = PageRoutes()
     pages.add_to(app.router)
     app.on_response_prepare.append(pages.on_response_prepare)

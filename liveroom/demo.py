@@ -72,6 +72,22 @@ async def _flash_sale(services: Services, room_id: str) -> Sale:
         DEMO_ANCHOR, room_id, Payload({"product_id": room.pinned_product, **DEMO_SALE}))
 
 
+DEMO_LUCKY = {"winners": 3, "draw_in_s": 1800,
+              "condition": {"kind": "passphrase", "passphrase": "jade luck"}}
+
+
+async def _lucky_bag(services: Services, room_id: str) -> str:
+    """A lucky bag of the essential oil (passphrase "jade luck"), unless one is open."""
+    state = await services.lucky.room_state(await services.catalog.get_room(room_id))
+    if state["lucky"] is not None and state["lucky"]["status"] == "open":
+        return str(state["lucky"]["id"])
+    oil = next(p for p in await services.catalog.products_of(DEMO_ANCHOR.id)
+               if p.category == "essential_oil")
+    bag = await services.lucky.create(DEMO_ANCHOR, room_id,
+                                      Payload({"product_id": oil.id, **DEMO_LUCKY}))
+    return bag.id
+
+
 async def seed_demo(services: Services, settings: Settings, say: Callable[[str], None]) -> str:
     """Create the demo room once (kept across restarts); print the URLs and tokens."""
     redis = services.redis
@@ -90,8 +106,10 @@ async def seed_demo(services: Services, settings: Settings, say: Callable[[str],
             await services.catalog.note_product_in_room(product.id, room.id)
         await _certify(services, products[0].id, products[1].id)
         await redis.set(DEMO_ROOM_KEY, room.id)
+        await services.follows.room_opened(room)
         room_id = room.id
     sale = await _flash_sale(services, room_id)
+    lucky = await _lucky_bag(services, room_id)
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
     day = 24 * 3600
     tokens = {user.role.value: services.signer.issue(user, day)
@@ -100,6 +118,7 @@ async def seed_demo(services: Services, settings: Settings, say: Callable[[str],
     say(f"liveroom demo data is ready (tokens valid 24 h, issued at {now_ms()}):")
     say(f"  viewer room:    {base}/r/{room_id}  (flash sale {sale.id}: {sale.title}, "
         f"{sale.status}, opens {max(0, (sale.starts_at - now_ms()) // 1000)} s from now)")
+    say(f"  lucky bag:      {lucky} (passphrase \"jade luck\", drawn 30 min after it opened)")
     say(f"  anchor studio:  {base}/studio/{room_id}#token={tokens['anchor']}")
     say(f"  inspector desk: {base}/inspect#token={tokens['inspector']}")
     say(f"  anchor token:    {tokens['anchor']}")

@@ -8,16 +8,24 @@ from __future__ import annotations
 __all__ = [
     "CHAT_HISTORY_LEN",
     "LIVE_ROOMS",
+    "LUCKY_DUE",
+    "LUCKY_RETENTION_S",
     "MEDIA_OWNER_TTL_S",
     "PRESENCE_REFRESH_S",
     "PRESENCE_STALE_MS",
     "SALE_PUSHED_TTL_S",
+    "WATCH_RETENTION_MS",
     "account",
     "account_guest",
+    "anchor_followers",
     "anchor_products",
     "anchor_profile",
+    "anchor_rooms",
     "chat_budget",
     "guest_sessions_minute",
+    "lucky_bag",
+    "lucky_entries",
+    "lucky_pushed",
     "media_health",
     "media_owner",
     "otp_address_hour",
@@ -30,14 +38,19 @@ __all__ = [
     "room_banned",
     "room_bans",
     "room_chat",
+    "room_lucky_bags",
     "room_meta",
     "room_muted",
+    "room_new_followers",
     "room_presence",
     "room_sales",
     "room_slow",
     "room_unique_viewers",
     "room_viewers_pushed",
+    "room_watch_seen",
+    "room_watched",
     "sale_pushed",
+    "user_following",
 ]
 
 LIVE_ROOMS = "rooms:live"  # zset room id -> created_at ms
@@ -186,3 +199,65 @@ def otp_address_hour(address: str, hour: int) -> str:
 def guest_sessions_minute(address: str, minute: int) -> str:
     """Guest sessions made from the client address in that minute (ms // 60,000)."""
     return f"session:addr:{address}:minute:{minute}"
+
+
+# Lucky bags (liveroom/lucky.py) and the watch time they may ask for (liveroom/watch.py).
+LUCKY_DUE = "lucky:due"  # zset lucky bag id -> draw_at ms, until its draw is finished
+# Once drawn, a lucky bag's keys live this long (its published draw stays checkable), then go.
+LUCKY_RETENTION_S = 90 * 24 * 3600
+
+
+def lucky_bag(bag_id: str) -> str:
+    """hash: the bag (room, anchor, product, winners, condition, seed, commitment, status, ...)."""
+    return f"{{lucky:{bag_id}}}:meta"
+
+
+def lucky_entries(bag_id: str) -> str:
+    """hash entrant user id -> display name: who entered, each once."""
+    return f"{{lucky:{bag_id}}}:entries"
+
+
+def lucky_pushed(bag_id: str) -> str:
+    """The ``lucky`` state last pushed to the room, so one process pushes each change."""
+    return f"{{lucky:{bag_id}}}:pushed"
+
+
+def room_lucky_bags(room_id: str) -> str:
+    """zset lucky bag id -> announced_at ms."""
+    return f"{{room:{room_id}}}:lucky_bags"
+
+
+def room_watch_seen(room_id: str) -> str:
+    """hash user id -> when (ms) the user was last seen watching the room."""
+    return f"{{room:{room_id}}}:watch_seen"
+
+
+def room_watched(room_id: str) -> str:
+    """hash user id -> milliseconds the user was seen watching the room."""
+    return f"{{room:{room_id}}}:watched"
+
+
+WATCH_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+
+# Followers (liveroom/follows.py).
+
+
+def anchor_followers(anchor_id: str) -> str:
+    """zset follower user id -> when (ms) they began following."""
+    return f"anchor:{anchor_id}:followers"
+
+
+def user_following(user_id: str) -> str:
+    """zset anchor id -> when (ms) the user began following them."""
+    return f"user:{user_id}:following"
+
+
+def anchor_rooms(anchor_id: str) -> str:
+    """zset room id -> created_at ms of the rooms the anchor opened (those seen opening)."""
+    return f"anchor:{anchor_id}:rooms"
+
+
+def room_new_followers(room_id: str) -> str:
+    """set of user ids who began following the room's anchor while the room was live."""
+    return f"{{room:{room_id}}}:new_followers"

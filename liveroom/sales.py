@@ -179,7 +179,10 @@ class SaleDesk:
 
     async def claim_push(self, sale: Sale) -> bool:
         """True if this process should push ``sale``: every sweeper of every process sees a
-        status move, and the room should hear of it once."""
+        status move, and the room should hear of it once. A sale the room does not list (a
+        lucky bag's prize sale, ``liveroom/lucky.py``) is never pushed as the room's sale."""
+        if await self._redis.zscore(keys.room_sales(sale.room_id), sale.id) is None:
+            return False
         signature = f"{sale.status}:{sale.remaining}:{sale.held}:{sale.sold}:{sale.ends_at}"
         previous = await self._redis.set(keys.sale_pushed(sale.id), signature, get=True,
                                          ex=keys.SALE_PUSHED_TTL_S)

@@ -146,6 +146,10 @@ async def _check_demo_output(text: str, port: int, data_dir: Path, room_id: str)
         async with http.get(f"{base}/api/rooms/{room_id}") as response:
             room = await response.json()
         assert room["anchor"]["id"] == users["anchor"].id
+        # A lucky bag a newcomer can enter with the printed passphrase.
+        assert room["lucky"]["status"] == "open"
+        assert room["lucky"]["condition"] == {"kind": "passphrase"}
+        assert room["lucky"]["id"] in _printed(text, "lucky bag")
         async with http.get(f"{base}/api/products", headers={
                 "Authorization": f"Bearer {tokens['anchor']}"}) as response:
             assert response.status == 200

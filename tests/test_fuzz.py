@@ -48,7 +48,7 @@ BUY_STATUSES = {"reserved", "sold_out", "limit_reached", "not_started", "ended",
 # Real ids of the fuzzing world, substituted at run time, so fuzzed requests also hit the paths
 # behind a successful lookup.
 PLACEHOLDERS = ("$room", "$sale", "$product", "$reservation", "$order", "$anchor", "$me",
-                "$certificate")
+                "$certificate", "$lucky")
 hostile_strings = st.one_of(
     st.sampled_from(["", " ", "\t\n", "\x00", "\u202e", "\U0001d54f\U0001f642", "../../etc/passwd",
                      "%00", SCRIPT, "' OR 1=1 --", "null", "{}", "r_" + "a" * 80, "a.b-c_d",
@@ -115,6 +115,9 @@ EVENTS: dict[str, st.SearchStrategy[Any]] = {
     "rtc:watch": shaped("room", "sdp", "type", sdp=sdps, type=kinds),
     "rtc:stop": shaped("room"),
     "rtc:keyframe": shaped("room"),
+    "lucky:enter": shaped("lucky_bag", "passphrase",
+                          passphrase=st.one_of(st.just("open sesame"), field_values)),
+    "landing:open": json_values,
 }
 # Events whose privileged path is worth fuzzing too: sent by the room's own anchor.
 ANCHOR_EVENTS = ("mod:mute", "mod:unmute", "mod:ban", "mod:unban", "mod:slow", "rtc:publish",
@@ -173,9 +176,15 @@ async def world(redis: aioredis.Redis, redis_url: str, data_dir: Path) -> AsyncI
                                               "address": ADDRESS, "payment": "cod"})
         assert done["ok"], done
         held = await viewer.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "h"})
+        status, lucky = await server.request("POST", f"/api/rooms/{room['id']}/lucky-bags",
+                                             anchor_token, {
+            "product_id": product["id"], "winners": 1, "draw_in_s": 1800,
+            "condition": {"kind": "passphrase", "passphrase": "open sesame"}})
+        assert status == 201, lucky
         ids = {"$room": room["id"], "$sale": sale["id"], "$product": product["id"],
                "$reservation": held["reservation"]["id"], "$order": done["order"]["id"],
-               "$anchor": "u_mei", "$me": "u_fuzz", "$certificate": cert["id"]}
+               "$anchor": "u_mei", "$me": "u_fuzz", "$certificate": cert["id"],
+               "$lucky": lucky["id"]}
         bystander = await server.connect(server.token("viewer", "Bystander"))
         world = World(server, redis, data_dir, anchor_token, viewer_token, ids, viewer, anchor,
                       bystander)
@@ -183,9 +192,10 @@ async def world(redis: aioredis.Redis, redis_url: str, data_dir: Path) -> AsyncI
         yield world
 
 
-# Presence heartbeats and the viewer and stock push markers move on their own; ``:req`` is the
-# buy idempotency memo (a refused buy remembers its first answer so a retry gets the same one).
-VOLATILE = (":presence", ":viewers_pushed", ":pushed", ":req")
+# Presence heartbeats, watch time and the viewer, stock and lucky push markers move on their own;
+# ``:req`` is the buy idempotency memo (a refused buy remembers its first answer so a retry gets
+# the same one).
+VOLATILE = (":presence", ":viewers_pushed", ":pushed", ":req", ":watch_seen", ":watched")
 
 
 async def snapshot(world: World) -> dict[str, Any]:
@@ -419,12 +429,16 @@ ENDPOINTS: list[tuple[str, str]] = [
     ("GET", "/api/certificates/keys"), ("GET", "/api/certificates/{id}"),
     ("POST", "/api/certificates/{id}/revoke"), ("GET", "/api/certificates/{id}/qr.svg"),
     ("GET", "/api/certificates/{id}/audit"), ("GET", "/readyz"), ("GET", "/metrics"),
+    ("POST", "/api/rooms/{id}/lucky-bags"), ("GET", "/api/lucky-bags/{id}"),
+    ("POST", "/api/anchors/{id}/follow"), ("DELETE", "/api/anchors/{id}/follow"),
+    ("GET", "/api/anchors/{id}"), ("GET", "/api/anchors/{id}/followers"),
 ]
 MAX_REQUEST_LINE = 6000  # aiohttp's parser refuses request lines over 8190 bytes
 QUERY_KEYS = ("anchor", "product", "category", "room", "brand", "window_days")
 BODY_KEYS = ("name", "title", "category", "price_cents", "brand", "product_id", "stock",
              "per_user_limit", "starts_in_s", "duration_s", "hold_s", "reservation", "address",
-             "payment", "reason", "kind", "details", "anchor_id", "expires_at")
+             "payment", "reason", "kind", "details", "anchor_id", "expires_at", "winners",
+             "draw_in_s", "units_each", "condition")
 header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
 authorizations = st.one_of(
     st.none(), st.sampled_from(["$viewer", "$anchor-token", "$inspector", "$admin"]),

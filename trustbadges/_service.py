@@ -351,6 +351,16 @@ class CertificateService:
     def public_keys(self) -> dict[str, Any]:
         return self._keys.public_keys()
 
+    def sign_statement(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` with the active ``key_id`` and its ``signature``, signed exactly like a
+        certificate (docs/verification.md): for statements the platform makes besides
+        certificates, such as a lucky draw's commitment. ``body`` names its own ``format``, so
+        a statement can never pass for a certificate."""
+        if "format" not in body or body.get("format") in (CERTIFICATE_FORMAT, REVOCATION_FORMAT):
+            raise ValueError("a statement needs a format of its own")
+        return sign_document({**body, "key_id": self._keys.active_key_id},
+                             self._keys.signing_key)
+
     async def audit_trail(
         self, certificate_id: str | None = None, limit: int = 100
     ) -> list[AuditEntry]:

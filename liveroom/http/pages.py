@@ -39,6 +39,7 @@ class PageRoutes:
         router.add_get("/studio/{room}", self._page("studio.html"))
         router.add_get("/inspect", self._page("inspect.html"))
         router.add_get("/verify/{id}", self._page("verify.html"))
+        router.add_get("/lucky/{id}", self._page("lucky.html"))
         router.add_get("/assets/socket.io.min.js", self._file(self.web_root / SOCKET_IO_CLIENT))
         self._static = router.add_static("/static/", self.web_root / "static",
                                          follow_symlinks=False)

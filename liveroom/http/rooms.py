@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ..catalog import TITLE_MAX, Catalog
+from ..catalog import TITLE_MAX, Catalog, Room
 from ..clock import now_ms
 from ..exceptions import Forbidden
 from ..identity import TokenSigner
@@ -23,7 +24,9 @@ log = logging.getLogger("liveroom.rooms")
 
 class RoomRoutes:
     def __init__(self, api: Api, signer: TokenSigner, catalog: Catalog, rooms: RoomService,
-                 edge: SocketEdge, media: MediaRouter, sales: SaleDesk) -> None:
+                 edge: SocketEdge, media: MediaRouter, sales: SaleDesk, *,
+                 room_opened: Callable[[Room], Awaitable[None]] | None = None) -> None:
+        """``room_opened`` hears of each room an anchor opens (its followers are told)."""
         self.api = api
         self.sales = sales
         self.signer = signer
@@ -31,6 +34,7 @@ class RoomRoutes:
         self.rooms = rooms
         self.edge = edge
         self.media = media
+        self.room_opened = room_opened
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/healthz", self.healthz)
@@ -58,6 +62,8 @@ class RoomRoutes:
         user = self.api.user(request)
         title = (await self.api.payload(request)).text("title", max_chars=TITLE_MAX)
         room = await self.catalog.create_room(user, title)
+        if self.room_opened is not None:
+            await self.room_opened(room)
         return json_response(await self.rooms.state(room), 201)
 
     async def list_rooms(self, request: web.Request) -> web.Response:

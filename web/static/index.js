@@ -1,10 +1,23 @@
 // @ts-check
-// Landing page: the live rooms with title, anchor, viewer count and pinned product.
-import { $, api, formatCents, h, hideBanner, installGlobalErrorHandlers, showError } from "./lr.js";
+// Landing page: the live rooms with title, anchor, followers, viewer count and pinned product;
+// with a viewer session on this browser, live follower counts and news of followed anchors
+// going live.
+import {
+  $, api, connectSocket, formatCents, h, hideBanner, installGlobalErrorHandlers, showBanner,
+  showError,
+} from "./lr.js";
+import { storedToken } from "./signin.js";
 
 /** @import { RoomState } from "./types.js" */
 
 const REFRESH_MS = 10_000;
+// The viewer pages' token scope (room.js): a viewer who has been in a room is known here.
+const VIEWER_SCOPE = "viewer";
+
+/** @param {number} count */
+function followersText(count) {
+  return `${count} follower${count === 1 ? "" : "s"}`;
+}
 
 /** @param {RoomState} room */
 function roomCard(room) {
@@ -13,7 +26,9 @@ function roomCard(room) {
                   dataset: { room: room.id } },
     h("div", { class: "row" },
       h("span", { class: "pill live" }, "LIVE"),
-      h("span", { class: "pill viewers" }, `${room.viewers} watching`)),
+      h("span", { class: "pill viewers" }, `${room.viewers} watching`),
+      h("span", { class: "pill followers", dataset: { anchor: room.anchor.id } },
+        followersText(room.followers ?? 0))),
     h("strong", { class: "room-title" }, room.title),
     h("span", { class: "muted anchor" }, `with ${room.anchor.name}`),
     pinned
@@ -37,6 +52,28 @@ async function refresh() {
   }
 }
 
+/** Live pushes for a viewer this browser knows: follower counts, and followed anchors going live. */
+function listen() {
+  const token = storedToken(VIEWER_SCOPE);
+  if (!token) return;
+  const live = connectSocket(token);
+  live.on("connect", () => live.emit("landing:open", {}, () => {}));
+  live.on("connect_error", () => live.disconnect()); // a stale token: the list still refreshes
+  live.on("followers", (/** @type {{anchor: string, count: number}} */ data) => {
+    for (const pill of document.querySelectorAll(".pill.followers")) {
+      if (pill instanceof HTMLElement && pill.dataset.anchor === data.anchor) {
+        pill.textContent = followersText(data.count);
+      }
+    }
+  });
+  live.on("live", (/** @type {{anchor_name: string, title: string}} */ news) => {
+    // After the list's refresh, which hides the banner of a failed one.
+    refresh().then(() => showBanner(
+      `${news.anchor_name}, whom you follow, just went live: ${news.title}`, { kind: "notice" }));
+  });
+}
+
 installGlobalErrorHandlers();
 refresh();
+listen();
 setInterval(refresh, REFRESH_MS);

@@ -7,6 +7,7 @@ import {
 } from "./lr.js";
 import { openBadge } from "./badges.js";
 import { ChatLog, sendsChat, slowModeText } from "./chat.js";
+import { LuckyCard } from "./luckycard.js";
 import { Orders } from "./orders.js";
 import {
   applyStock, countdownText, replacesSale, SALE_STATUS_TEXT, saleStatus, stockLeftWidth,
@@ -58,6 +59,8 @@ const state = {
 let orders = null;
 /** @type {Watcher | null} */
 let watcher = null;
+/** @type {LuckyCard | null} */
+let lucky = null;
 
 function token() {
   return state.session ? state.session.token : null;
@@ -109,6 +112,8 @@ function connect(session) {
   live.on("badges", onBadges);
   live.on("media", (data) => data.room === roomId && watcher && watcher.onLive(data));
   live.on("order", (order) => orders && orders.onPush(order));
+  live.on("lucky", (bag) => lucky && lucky.show(bag));
+  live.on("followers", (data) => lucky && lucky.onFollowers(data));
 }
 
 async function joinRoom() {
@@ -139,6 +144,10 @@ function renderRoom(room) {
   renderProduct(room.pinned);
   if (room.sale !== undefined) onSale(room.sale);
   if (watcher) watcher.onLive(room.media || null);
+  if (lucky) {
+    lucky.show(room.lucky);
+    lucky.showAnchor(room.anchor.id).catch(() => {});
+  }
   if (room.status && room.status !== "live") onRoomEnded();
 }
 
@@ -477,6 +486,7 @@ async function main() {
     $("#orders-refresh").addEventListener("click", () => shown.refresh());
     watcher = new Watcher(roomId, socket, $as("#video", HTMLVideoElement), $("#video-overlay"),
       $("#unmute"), token);
+    lucky = new LuckyCard(roomId, socket, () => state.session, signInToBuy, openCheckout);
     connect(state.session);
     // Orders load when the section is opened (phones: keep the first screen light).
     ordersCard.addEventListener("toggle", () => ordersCard.open && shown.refresh());

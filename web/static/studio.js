@@ -9,6 +9,7 @@ import {
 import { ChatLog, sendsChat, slowModeText } from "./chat.js";
 import { applyStock, countdownText, replacesSale, saleStatus, stockLeftWidth } from "./sale.js";
 import { isTokenError, StaffSignIn } from "./signin.js";
+import { LuckyPanel } from "./studiolucky.js";
 import { publish } from "./watch.js";
 
 /** @import { Socket } from "socket.io-client" */
@@ -43,6 +44,7 @@ const state = {
 };
 
 const chat = new ChatLog($("#chat-log"), moderationButtons);
+const luckyPanel = new LuckyPanel(roomId, rest);
 const signIn = new StaffSignIn({
   scope: "studio", roles: ["anchor", "admin"], tokenName: "anchor token", pageName: "the studio",
   content: $("#studio"), admit: admitToRoom, onSignedIn: openStudio,
@@ -115,6 +117,7 @@ function connect(token) {
     renderProducts();
     $as("#slow-mode", HTMLSelectElement).value = String(room.slow_mode_s || 0);
     if (room.sale !== undefined) onSale(room.sale);
+    luckyPanel.show(room.lucky);
     if (room.media) onMedia(room.media);
   });
   live.on("disconnect", (reason) => {
@@ -138,6 +141,7 @@ function connect(token) {
   });
   live.on("moderation", onModeration);
   live.on("sale", (sale) => sale.room === roomId && onSale(sale));
+  live.on("lucky", (bag) => luckyPanel.show(bag));
   live.on("stock", (update) => applyStock(state.sale, update) && renderSale());
   live.on("media", (media) => media.room === roomId && onMedia(media));
   live.on("figures", (figures) => (!figures.room || figures.room === roomId) && renderFigures(figures));
@@ -185,6 +189,7 @@ function renderProducts() {
     h("option", { value: p.id }, `${p.title} (${formatCents(p.price_cents)})`)));
   if (chosen) select.value = chosen;
   fillDealPrice();
+  luckyPanel.products(state.products);
 }
 
 /** The deal price starts at the product's price, until the anchor types one. */

@@ -140,6 +140,8 @@
  * @property {Product | null} pinned
  * @property {Sale | null} [sale]
  * @property {Media} [media]
+ * @property {LuckyBag | null} [lucky]
+ * @property {number} [followers] the anchor's follower count
  * @property {number} server_time
  */
 
@@ -289,3 +291,73 @@
  */
 
 export {};
+
+/**
+ * The lucky draw's commitment, signed at announcement (docs/verification.md, "Lucky draws").
+ * @typedef {object} LuckyCommitment
+ * @property {string} format "liveroom.lucky.commitment.v1"
+ * @property {string} lucky_bag
+ * @property {number} winners
+ * @property {number} draw_at
+ * @property {string} seed_sha256
+ * @property {string} key_id
+ * @property {string} signature
+ */
+
+/**
+ * The published draw, signed after it.
+ * @typedef {object} LuckyDraw
+ * @property {string} format "liveroom.lucky.draw.v1"
+ * @property {string} lucky_bag
+ * @property {string} seed_sha256
+ * @property {string} seed
+ * @property {string[]} entries
+ * @property {string} entries_sha256
+ * @property {string[]} winners
+ * @property {number} closed_at
+ * @property {string} key_id
+ * @property {string} signature
+ */
+
+/**
+ * A lucky bag (`GET /api/lucky-bags/{id}`, the `lucky` push, the room state's `lucky`).
+ * @typedef {object} LuckyBag
+ * @property {string} id
+ * @property {string} room
+ * @property {string} anchor
+ * @property {string} product
+ * @property {string} title
+ * @property {number} winners_count
+ * @property {number} units_each
+ * @property {{kind: "passphrase" | "watched" | "follower", minutes?: number}} condition
+ * @property {"open" | "drawing" | "drawn"} status
+ * @property {number} entries
+ * @property {number} announced_at
+ * @property {number} draw_at
+ * @property {LuckyCommitment} commitment
+ * @property {string | null} seed
+ * @property {string | null} entries_sha256
+ * @property {{id: string, name: string}[] | null} winners
+ * @property {number} server_time
+ * @property {LuckyDraw | null} [draw] GET only
+ * @property {{entered: boolean, won: boolean, reservation: string | null,
+ *   prize: Reservation | null}} [you] GET with a token
+ */
+
+/**
+ * `POST`/`DELETE /api/anchors/{id}/follow`.
+ * @typedef {object} FollowState
+ * @property {string} anchor
+ * @property {boolean} following
+ * @property {number} followers
+ */
+
+/**
+ * `GET /api/anchors/{id}`.
+ * @typedef {object} AnchorProfile
+ * @property {string} id
+ * @property {string | null} name
+ * @property {number} followers
+ * @property {boolean | null} following
+ * @property {{id: string, title: string}[]} live_rooms
+ */
