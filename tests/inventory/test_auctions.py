@@ -63,7 +63,7 @@ async def test_bids_lead_by_the_band_increment_and_too_low_names_the_minimum(
     assert first.state is not None
     assert (first.state.price_cents, first.state.leader_name) == (10_000, "Ann")
     assert first.state.bids == 1
-    # 100.00 is in the 25.00-99.99 band's successor: the next bid is 102.50.
+    # 100.00 is in the 100.00-249.99 band (+2.50): the next bid is 102.50.
     assert first.state.min_next_cents == 10_000 + increment_cents(10_000) == 10_250
     short = await auctions.bid(auction.id, "u_b", "Bo", 10_249, "1")
     assert short.status == "too_low"
