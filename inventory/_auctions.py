@@ -56,10 +56,11 @@ _MAX_VALID_IDS = 4096
 
 BidStatus = Literal[
     "leading", "outbid", "too_low", "already_leading", "not_started", "ended", "banned",
-    "rate_limited", "invalid",
+    "not_in_room", "rate_limited", "invalid",
 ]
 BID_STATUSES: frozenset[str] = frozenset(
-    ("leading", "outbid", "too_low", "already_leading", "not_started", "ended", "banned"))
+    ("leading", "outbid", "too_low", "already_leading", "not_started", "ended", "banned",
+     "not_in_room"))
 AuctionStatus = Literal["scheduled", "live", "ended"]
 SecondChance = Literal["", "none", "sold", "offered"]
 
@@ -172,8 +173,9 @@ class Closing:
     holder: str | None
 
 
-# One bid of an auction's group, as bid_batch.lua reads it: (user, amount, request_id, name).
-BidRequest = tuple[str, int, str, str]
+# One bid of an auction's group, as bid_batch.lua reads it: (user, amount, request_id, name,
+# the rooms the bidder has joined).
+BidRequest = tuple[str, int, str, str, Sequence[str]]
 BidCallback = Callable[[BidResult | Exception], None]
 
 
@@ -362,18 +364,21 @@ class AuctionService:
 
     # -- bidding -----------------------------------------------------------------------------
 
-    async def bid(self, auction_id: str, user_id: str, name: str, amount_cents: int,
-                  request_id: str) -> BidResult:
-        """Bid ``amount_cents``. Outcomes are statuses; an unknown auction raises
-        UnknownAuction. The same user and request_id always get the first answer (a
-        ``not_started`` or ``banned`` one is not remembered)."""
+    async def bid(self, auction_id: str, user_id: str, name: str, amount_cents: object,
+                  request_id: object, rooms: Sequence[str]) -> BidResult:
+        """Bid ``amount_cents`` as ``user_id`` (shown as ``name`` while leading), who has
+        joined ``rooms``: a bid is taken only from the auction's room (else ``not_in_room``).
+        Outcomes are statuses; an unknown auction raises UnknownAuction. The same user and
+        request_id always get the first answer (one that decided nothing, ``not_started``,
+        ``banned`` or ``not_in_room``, is not remembered)."""
         future: asyncio.Future[BidResult] = asyncio.get_running_loop().create_future()
-        answer = self.bid_nowait(auction_id, user_id, name, amount_cents, request_id,
+        answer = self.bid_nowait(auction_id, user_id, name, amount_cents, request_id, rooms,
                                  partial(_settle, future))
         return answer if answer is not None else await future
 
-    def bid_nowait(self, auction_id: str, user_id: str, name: str, amount_cents: int,
-                   request_id: str, on_done: BidCallback) -> BidResult | None:
+    def bid_nowait(self, auction_id: str, user_id: str, name: str, amount_cents: object,
+                   request_id: object, rooms: Sequence[str],
+                   on_done: BidCallback) -> BidResult | None:
         """``bid()`` for the socket edge: an answer known at once (``invalid``,
         ``rate_limited``) is returned, else ``on_done`` gets the answer when its batch is
         decided (in the batcher's task: quick, and what it raises is logged)."""
@@ -385,7 +390,7 @@ class AuctionService:
                 or type(name) is not str or len(name) > MAX_NAME):
             return BidResult("invalid", None)
         if not self._batcher.submit_request(
-                auction_id, (user_id, amount_cents, request_id, name), on_done):
+                auction_id, (user_id, amount_cents, request_id, name, rooms), on_done):
             return BidResult("rate_limited", None)
         return None
 

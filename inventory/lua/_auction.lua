@@ -22,7 +22,7 @@ local function increment(price)
 end
 
 local AUCTION_FIELDS = {
-  'id', 'status', 'starts_at', 'ends_at', 'extend_ms', 'sudden', 'start_cents', 'price', 'leader',
+  'id', 'room', 'status', 'starts_at', 'ends_at', 'extend_ms', 'sudden', 'start_cents', 'price', 'leader',
   'leader_name', 'bids', 'runner', 'runner_bid', 'winner_res', 'second_res', 'second_state',
 }
 local NUMERIC = {'starts_at', 'ends_at', 'extend_ms', 'sudden', 'start_cents', 'price', 'bids',

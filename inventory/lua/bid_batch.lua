@@ -1,5 +1,6 @@
 -- Decide a whole batch of bids on one auction in one step, in arrival order.
--- ARGV[1] = now_ms, ARGV[2] = msgpack array of {user, amount_cents, request_id, display_name}.
+-- ARGV[1] = now_ms, ARGV[2] = msgpack array of {user, amount_cents, request_id, display_name,
+-- rooms}, rooms being the rooms the bidder's connection has joined (they bid in the auction's).
 -- Reply: msgpack {'ok', results, snapshot, extended} with one result {status, replayed} per
 -- request, in order; or {'unknown_auction'}. A bid that led when it was decided but was
 -- overtaken later in the same batch is answered 'outbid'.
@@ -27,6 +28,10 @@ local extended = false
 
 for i, request in ipairs(requests) do
   local user, amount, request_id, name = request[1], request[2], request[3], request[4]
+  local in_room = false
+  for _, room in ipairs(request[5]) do
+    in_room = in_room or room == a.room
+  end
   local field = user .. ':' .. request_id
   local answer = answers[field]
   replayed[i] = 1
@@ -45,6 +50,8 @@ for i, request in ipairs(requests) do
     end
     if is_banned_now then
       answer = {'banned', amount}
+    elseif not in_room then
+      answer = {'not_in_room', amount}
     elseif window ~= 'open' then
       answer = {window, amount}
     elseif user == a.leader then
@@ -66,8 +73,8 @@ for i, request in ipairs(requests) do
       accepted[#accepted + 1] = {user, answer}
     end
     answers[field] = answer
-    -- A countdown or ban answer decided nothing, so a retry may still lead later.
-    if answer[1] ~= 'not_started' and answer[1] ~= 'banned' then
+    -- A countdown, ban or room answer decided nothing, so a retry may still lead later.
+    if answer[1] ~= 'not_started' and answer[1] ~= 'banned' and answer[1] ~= 'not_in_room' then
       to_remember[#to_remember + 1] = {field, answer}
     end
   end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -23,9 +24,12 @@ log = logging.getLogger("liveroom.rooms")
 
 class RoomRoutes:
     def __init__(self, api: Api, signer: TokenSigner, catalog: Catalog, rooms: RoomService,
-                 edge: SocketEdge, media: MediaRouter, sales: SaleDesk) -> None:
+                 edge: SocketEdge, media: MediaRouter, sales: SaleDesk,
+                 room_ended: Callable[[str], Awaitable[object]] | None = None) -> None:
         self.api = api
         self.sales = sales
+        # What else ends with a room (its auctions), before the room hears it ended.
+        self.room_ended = room_ended
         self.signer = signer
         self.catalog = catalog
         self.rooms = rooms
@@ -83,6 +87,8 @@ class RoomRoutes:
         # Its sales end with it, and the room hears of each before it hears the room ended.
         for sale in await self.sales.end_room_sales(room.id):
             await self.sales.announce(sale)
+        if self.room_ended is not None:
+            await self.room_ended(room.id)
         await self.edge.emit("room", {"room": room.id, "status": room.status}, room=room.id)
         return json_response(room.public())
 
