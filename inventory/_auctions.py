@@ -431,9 +431,6 @@ class AuctionService:
 
     async def _close(self, auction_id: str, reason: str, *, force: bool) -> Closing | None:
         akeys = keys.auction_keys(auction_id)
-        # Listed for the sweeper (and orders' reader) before the hold can exist, as a sale is.
-        with store_errors():
-            await self._client.sadd(keys.ACTIVE_SALES, keys.auction_sale_id(auction_id))
         reply = await self._scripts.run(
             "close_auction", akeys,
             [self._now_ms(), reason, "1" if force else "0", self._retention_ms])
@@ -448,6 +445,7 @@ class AuctionService:
             return None
         hold = None
         if state.winner_reservation is not None:
+            await self._list_sale(auction_id)
             hold, _ = await self._hold(auction_id, state.winner_reservation)
         with store_errors():
             if hold is None:
@@ -455,6 +453,13 @@ class AuctionService:
             else:
                 await self._client.zadd(keys.AUCTIONS_DUE, {auction_id: hold.expires_at})
         return Closing("closed", state, hold, state.leader_id)
+
+    async def _list_sale(self, auction_id: str) -> None:
+        """List the auction's sale for the sweeper and orders' reader once it holds its unit.
+        (Not before: an auction without a winner never needs them.) A crash between the close
+        and this is mended by the next step, which lists it again before anything else."""
+        with store_errors():
+            await self._client.sadd(keys.ACTIVE_SALES, keys.auction_sale_id(auction_id))
 
     async def _hold(self, auction_id: str, reservation_id: str) -> tuple[Hold, str]:
         """The hold ``reservation_id`` of the auction's sale, and whose it is."""
@@ -490,6 +495,8 @@ class AuctionService:
         state = (await self.get_auction(auction_id)).state
         if not state.closed:
             return None
+        if state.winner_reservation is not None:
+            await self._list_sale(auction_id)
         reply = await self._scripts.run(
             "second_chance", keys.auction_keys(auction_id), [self._now_ms()])
         outcome = reply[0]

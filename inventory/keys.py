@@ -132,5 +132,5 @@ def auction_keys(auction_id: str) -> AuctionKeys:
         *sale_keys(auction_sale_id(auction_id)),
         tag + ":auction",  # hash: the auction, its price, leader and runner-up
         tag + ":bidders",  # hash: user -> their highest accepted bid (cents)
-        tag + ":bidreq",  # hash: "user:request_id" -> the bid's first answer
+        tag + ":bid:req",  # hash: "user:request_id" -> the bid's first answer
     ))

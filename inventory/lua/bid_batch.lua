@@ -19,7 +19,7 @@ end
 
 local banned = {}       -- user -> whether a moderator's ban holds now, read once per batch
 local answers = {}      -- request field -> answer decided earlier in this batch
-local to_remember = {}  -- {field, answer} pairs for the :bidreq hash
+local to_remember = {}  -- {field, answer} pairs for the :bid:req hash
 local accepted = {}     -- {user, answer} of the bids that took the lead in this batch
 local best = {}         -- user -> their highest accepted bid in this batch
 local decided = {}
