@@ -187,13 +187,17 @@ class AuctionBroadcaster:
 
     ``record`` is called after every decided bid batch (thousands of bids a second in a
     bidding war); the loop pushes the latest state of each changed auction every
-    ``interval_s``. An extension, a start or an end (``urgent``) wakes the loop at once: a
-    bidder must see a new end as soon as it is decided."""
+    ``interval_s``. An extension, a start or an end (``urgent``) wakes the loop at once, unless
+    a push went out less than ``min_gap_s`` ago, then as soon as that gap has passed: in a
+    bidding war nearly every batch extends the end, and a push per batch to thousands of
+    viewers would cost more than the bids (the bidder's own ack carries the new end at once)."""
 
-    def __init__(self, emit: Emit, now_ms: Callable[[], int], interval_s: float = 0.25) -> None:
+    def __init__(self, emit: Emit, now_ms: Callable[[], int], interval_s: float = 0.5,
+                 min_gap_s: float = 0.2) -> None:
         self._emit = emit
         self._now_ms = now_ms
         self._interval_s = interval_s
+        self._min_gap_s = min_gap_s
         self._latest: dict[str, AuctionState] = {}
         self._urgent = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -210,7 +214,8 @@ class AuctionBroadcaster:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._urgent.wait(), self._interval_s)
+                await asyncio.wait_for(self._urgent.wait(),
+                                       max(0.0, self._interval_s - self._min_gap_s))
             self._urgent.clear()
             try:
                 await self.flush()
@@ -221,6 +226,7 @@ class AuctionBroadcaster:
                     log.warning("auction push failed", exc_info=True)
             if cancelling():
                 raise asyncio.CancelledError()
+            await asyncio.sleep(self._min_gap_s)
 
     async def flush(self) -> None:
         if not self._latest:
