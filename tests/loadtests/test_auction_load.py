@@ -73,5 +73,5 @@ def test_the_audit_passes_an_honest_auction_and_catches_each_broken_rule() -> No
     lying = honest()
     lying[2].amount = 400  # a too_low answer for a bid above the minimum
     assert not audit(lying)["every answer agrees with itself"]
-    lost = honest() + [bid(4, 500, "timeout")]
+    lost = [*honest(), bid(4, 500, "timeout")]
     assert not audit(lost)["every bid answered"]
