@@ -9,8 +9,9 @@ minimum next bid (from its acks and the room's ``auction`` pushes) plus a few in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import math
+import multiprocessing
 import random
 import sys
 import time
@@ -21,6 +22,7 @@ from typing import Any, TextIO
 import aiohttp
 
 from ._api import ServerApi
+from ._channel import Channel, PipeChannel, queue_pair
 from ._chart import render_chart
 from ._client import LeanSocket
 from ._histogram import Histogram
@@ -54,11 +56,17 @@ class AuctionConfig:
     connect_concurrency: int = 200
     bucket_ms: int = 100
     seed: int = 1
+    # Bidder processes: each holds its share of the sockets (a process reading thousands of
+    # sockets' pushes falls behind, and its lag counts in the latency).
+    processes: int = 1
     json_path: Path | None = None
     quiet: bool = False
 
     def validate(self) -> None:
+        if self.processes > self.bidders:
+            raise ScenarioError("processes", "more processes than bidders")
         for name, value in (("bidders", self.bidders), ("bids_per_bidder", self.bids_per_bidder),
+                            ("processes", self.processes),
                             ("connect_concurrency", self.connect_concurrency),
                             ("bucket_ms", self.bucket_ms), ("start_cents", self.start_cents)):
             if value < 1:
@@ -190,19 +198,21 @@ def _timeline(bids: list[BidRecord], t0_ms: float, bucket_ms: int) -> list[dict[
 
 
 class _War:
+    """One process's bidders: their sockets, their bids and what they were told."""
+
     def __init__(self, config: AuctionConfig, session: aiohttp.ClientSession,
-                 room_id: str, accounts: list[tuple[str, str]]) -> None:
+                 room_id: str, accounts: list[tuple[str, str]], first: int = 0) -> None:
         self.config = config
         self.session = session
         self.room_id = room_id
-        self.bidders = [_Bidder(n, token) for n, (token, _) in enumerate(accounts)]
-        self.rng = random.Random(config.seed)
+        self.bidders = [_Bidder(first + n, token) for n, (token, _) in enumerate(accounts)]
+        self.rng = random.Random(config.seed * 7919 + first)
         self.min_next = config.start_cents
         self.auction_id = ""
         self.pushes = 0
         self.connect = Histogram()
+        self.send_lag = Histogram()  # how late the generator sent each bid (its own load)
         self.connect_failed = 0
-        self.someone_won = asyncio.Event()
 
     def _on_push(self, bidder: _Bidder, event: str, data: Any) -> None:
         if event != "auction" or not isinstance(data, dict) or data.get("id") != self.auction_id:
@@ -212,7 +222,6 @@ class _War:
             self.min_next = max(self.min_next, data["min_next_cents"])
         if data.get("offer") == "won":
             bidder.won.append(data.get("reservation") or {})
-            self.someone_won.set()
 
     async def connect_all(self) -> None:
         gate = asyncio.Semaphore(self.config.connect_concurrency)
@@ -286,6 +295,7 @@ class _War:
             if bidder.socket is not None)
 
         def launch(intended: float, bidder: _Bidder, attempt: int) -> None:
+            self.send_lag.record(max(0.0, loop.time() - intended) * 1e6)
             sent_ms = (intended + wall_minus_loop) * 1000 + skew_ms
             record = BidRecord(bidder.number, self._amount(), sent_ms)
             records.append(record)
@@ -305,11 +315,107 @@ class _War:
         await asyncio.gather(*(b.socket.close() for b in self.bidders if b.socket is not None))
 
 
+async def run_bidders(config: AuctionConfig, room_id: str, accounts: list[tuple[str, str]],
+                      first: int, channel: Channel) -> None:
+    """One bidder process (or task): connect and join, report ``ready``; on ``go`` bid, report
+    ``fought``; on ``collect`` report ``done`` with every bid and any win it was told of."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        war = _War(config, session, room_id, accounts, first)
+        try:
+            await war.connect_all()
+            connected = sum(1 for b in war.bidders if b.socket is not None)
+            await channel.send({"type": "ready", "connected": connected,
+                                "failed": len(war.bidders) - connected})
+            go = await channel.recv()
+            war.auction_id = str(go["auction"])
+            loop = asyncio.get_running_loop()
+            starts = loop.time() + (float(go["war_starts_wall"]) - time.time())
+            records = await war.fight(starts, float(go["skew_ms"]))
+            await channel.send({"type": "fought", "bids": len(records)})
+            await channel.recv()  # collect
+            await channel.send({
+                "type": "done", "records": [asdict(r) for r in records],
+                "winners": [(b.number, r) for b in war.bidders for r in b.won],
+                "pushes": war.pushes, "connect": war.connect.to_dict(),
+                "send_lag": war.send_lag.to_dict()})
+        finally:
+            await war.close()
+
+
+def _process_main(config: AuctionConfig, room_id: str, accounts: list[tuple[str, str]],
+                  first: int, connection: Any) -> None:
+    import uvloop
+
+    raise_open_file_limit()
+    uvloop.run(run_bidders(config, room_id, accounts, first, PipeChannel(connection)))
+
+
+class _Bidders:
+    """The bidder processes: a task of this event loop with one process, else spawned."""
+
+    def __init__(self, config: AuctionConfig, room_id: str,
+                 accounts: list[tuple[str, str]]) -> None:
+        per = math.ceil(len(accounts) / config.processes)
+        self.shares = [(first, accounts[first:first + per])
+                       for first in range(0, len(accounts), per)]
+        self.config = config
+        self.room_id = room_id
+        self.channels: list[Channel] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._processes: list[Any] = []
+
+    def start(self) -> None:
+        if len(self.shares) == 1:
+            ours, theirs = queue_pair()
+            self.channels.append(ours)
+            first, share = self.shares[0]
+            self._tasks.append(asyncio.create_task(
+                run_bidders(self.config, self.room_id, share, first, theirs)))
+            return
+        context = multiprocessing.get_context("spawn")
+        for first, share in self.shares:
+            parent_end, child_end = context.Pipe()
+            process = context.Process(
+                target=_process_main, args=(self.config, self.room_id, share, first, child_end),
+                name=f"loadtests-bidders-{first}", daemon=True)
+            process.start()
+            child_end.close()  # so recv() ends with EOFError if the process dies
+            self._processes.append(process)
+            self.channels.append(PipeChannel(parent_end))
+
+    async def gather(self, kind: str) -> list[dict[str, Any]]:
+        async def one(channel: Channel) -> dict[str, Any]:
+            try:
+                message = await channel.recv()
+            except EOFError:
+                raise LoadTestError("a bidder process died") from None
+            if message.get("type") != kind:
+                raise LoadTestError(f"a bidder process said {message.get('type')!r}, not {kind}")
+            return message
+
+        return list(await asyncio.gather(*(one(c) for c in self.channels)))
+
+    async def broadcast(self, message: dict[str, Any]) -> None:
+        await asyncio.gather(*(channel.send(message) for channel in self.channels))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for process in self._processes:
+            await asyncio.to_thread(process.join, 10)
+            if process.is_alive():
+                process.terminate()
+                await asyncio.to_thread(process.join, 5)
+
+
 def render_auction_text(report: dict[str, Any]) -> str:
     lat = report["latency_ms"]
     lines = [
         f"auction     {report['sale']}  bidders {report['buyers']} "
-        f"(connected {report['connected']})  bids {report['bids']}",
+        f"(connected {report['connected']}, {report['processes']} process(es))  "
+        f"bids {report['bids']}",
         f"latency     p50 {lat['p50']} ms  p99 {lat['p99']} ms  p99.9 {lat['p999']} ms  "
         f"max {lat['max']} ms",
         "statuses    " + ", ".join(f"{k} {v}" for k, v in sorted(report["statuses"].items())),
@@ -344,11 +450,13 @@ async def run_auction(config: AuctionConfig, progress_stream: TextIO | None = sy
         say(f"minting {config.bidders} bidder accounts ...")
         accounts = await api.mint_buyers(config.admin_token, config.bidders,
                                          f"au{config.seed}{room['id'][-6:]}")
-        war = _War(config, session, room["id"], accounts)
+        workers = _Bidders(config, room["id"], accounts)
         try:
-            await war.connect_all()
-            connected = sum(1 for b in war.bidders if b.socket is not None)
-            say(f"{connected} bidders connected ({war.connect_failed} failed); starting")
+            workers.start()
+            ready = await workers.gather("ready")
+            connected = sum(int(r["connected"]) for r in ready)
+            say(f"{connected} bidders connected in {len(ready)} process(es) "
+                f"({sum(int(r['failed']) for r in ready)} failed); starting")
             body: dict[str, Any] = {
                 "product_id": product["id"], "start_cents": config.start_cents,
                 "duration_s": config.duration_s, "sudden_death": config.sudden_death,
@@ -360,23 +468,28 @@ async def run_auction(config: AuctionConfig, progress_stream: TextIO | None = sy
                                      f"/api/rooms/{room['id']}/auctions", config.anchor_token,
                                      body)
             answered = time.time() * 1000
-            war.auction_id = auction["id"]
             skew_ms = int(auction["server_time"]) - (asked + answered) / 2
             tolerance_ms = (answered - asked) / 2 + 5
             first_ends_at = int(auction["ends_at"])
-            loop = asyncio.get_running_loop()
-            war_starts_wall = (first_ends_at - skew_ms) / 1000 - config.war_s
-            war_starts_loop = loop.time() + (war_starts_wall - time.time())
-            records = await war.fight(war_starts_loop, skew_ms)
-            say(f"{len(records)} bids answered; waiting for the close ...")
-            final = await _await_close(api, war.auction_id, config.timeout_s + config.war_s + 30)
-            if final.get("bids"):  # the winner's push follows the close
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(war.someone_won.wait(), 5)
+            await workers.broadcast({
+                "type": "go", "auction": auction["id"], "skew_ms": skew_ms,
+                "war_starts_wall": (first_ends_at - skew_ms) / 1000 - config.war_s})
+            fought = await workers.gather("fought")
+            say(f"{sum(int(f['bids']) for f in fought)} bids answered; waiting for the close ...")
+            final = await _await_close(api, auction["id"], config.timeout_s + config.war_s + 30)
+            # The winner's push follows the close.
+            await asyncio.sleep(1.0)
+            await workers.broadcast({"type": "collect"})
+            results = await workers.gather("done")
         finally:
-            await war.close()
+            await workers.close()
         await api.end_room(config.anchor_token, room["id"])
-    winners = [(b.number, r) for b in war.bidders for r in b.won]
+    records = [BidRecord(**raw) for r in results for raw in r["records"]]
+    winners = [(int(n), reservation) for r in results for n, reservation in r["winners"]]
+    connect, send_lag = Histogram(), Histogram()
+    for r in results:
+        connect.merge(Histogram.from_dict(r["connect"]))
+        send_lag.merge(Histogram.from_dict(r["send_lag"]))
     audit = audit_auction(bids=records, final=final, winners=winners,
                           extend_ms=config.extend_s * 1000, sudden_death=config.sudden_death,
                           first_ends_at=first_ends_at, tolerance_ms=tolerance_ms)
@@ -390,12 +503,13 @@ async def run_auction(config: AuctionConfig, progress_stream: TextIO | None = sy
     report: dict[str, Any] = {
         "scenario": {k: v for k, v in asdict(config).items()
                      if k not in ("anchor_token", "admin_token", "json_path")},
-        "sale": war.auction_id, "buyers": config.bidders, "stock": 1,
+        "sale": auction["id"], "buyers": config.bidders, "stock": 1,
         "profile": f"auction war {config.war_s:g} s", "room": room["id"],
-        "connected": sum(1 for b in war.bidders if b.socket is not None),
-        "connect_ms": latency_summary(war.connect), "bids": len(records),
+        "connected": connected, "processes": len(results),
+        "connect_ms": latency_summary(connect), "bids": len(records),
+        "send_lag_ms": latency_summary(send_lag),
         "statuses": statuses, "latency_ms": latency_summary(latency),
-        "pushes": war.pushes, "final": final,
+        "pushes": sum(int(r["pushes"]) for r in results), "final": final,
         "extended_ms": int(final.get("ends_at") or first_ends_at) - first_ends_at,
         "clock_tolerance_ms": round(tolerance_ms, 1),
         "throughput": {"bucket_ms": config.bucket_ms,

@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     auction.add_argument("--timeout", type=float, default=10.0,
                          help="seconds to wait for an ack")
     auction.add_argument("--connect-concurrency", type=int, default=200)
+    auction.add_argument("--processes", type=int, default=1,
+                         help="bidder processes (each holds its share of the sockets)")
     auction.add_argument("--bucket-ms", type=int, default=100)
     auction.add_argument("--seed", type=int, default=1)
     auction.add_argument("--json", type=Path, default=None, dest="json_path",
@@ -89,7 +91,7 @@ def parse_auction_args(args: argparse.Namespace) -> AuctionConfig:
         duration_s=args.duration, war_s=args.war, extend_s=args.extend,
         sudden_death=args.sudden_death, start_cents=args.start_cents, timeout_s=args.timeout,
         connect_concurrency=args.connect_concurrency, bucket_ms=args.bucket_ms, seed=args.seed,
-        json_path=args.json_path, quiet=args.quiet)
+        processes=args.processes, json_path=args.json_path, quiet=args.quiet)
 
 
 def parse_args(argv: Sequence[str]) -> SpikeConfig | AuctionConfig:

@@ -65,6 +65,7 @@ class AuctionEvents:
         self.auctions = auctions
         self._record = record
         self._connections = edge.connections
+        self._record_answer = edge.metrics.record_bid
         if edge.fast_events is not None:
             edge.fast_events.defer("bid", self.bid)
         edge.sio.on("bid", self._bid_waiting)
@@ -121,8 +122,8 @@ class AuctionEvents:
             ack = _answer_body(outcome.status, auction_id, state)
         self._answer(started, reply, ack)
 
-    @staticmethod
-    def _answer(started: float, reply: Reply, ack: Ack) -> None:
+    def _answer(self, started: float, reply: Reply, ack: Ack) -> None:
+        self._record_answer(str(ack.get("status", "error")), perf_counter() - started)
         if reply is not None:
             reply(ack)
 

@@ -20,13 +20,14 @@ async def test_a_bidding_war_in_the_last_seconds_passes_the_audit(
         sys.executable, "-m", "loadtests", "auction", "--url", server.url,
         "--anchor-token", server.token("anchor", "Loady"),
         "--admin-token", server.token("admin", "Minter"), "--bidders", "200", "--bids", "2",
-        "--duration", "5", "--war", "2", "--extend", "1", "--json", str(report_path),
+        "--duration", "5", "--war", "2", "--extend", "1", "--processes", "2",
+        "--json", str(report_path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=90)
     assert process.returncode == 0, stderr.decode()[-3000:]
     assert "audit       PASSED" in stderr.decode()
     report = json.loads(report_path.read_text())
-    assert (report["connected"], report["bids"]) == (200, 400)
+    assert (report["connected"], report["bids"], report["processes"]) == (200, 400, 2)
     assert sum(report["statuses"].values()) == 400
     assert report["statuses"].get("leading", 0) + report["statuses"].get("outbid", 0) >= 1
     assert report["final"]["status"] == "ended"
