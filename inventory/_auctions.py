@@ -264,10 +264,13 @@ class AuctionService:
         product_id = _check_id("product_id", spec.product_id)
         anchor_id = _check_id("anchor_id", spec.anchor_id)
         start = _check_int("start_cents", spec.start_cents, 1, MAX_BID_CENTS)
-        starts_at = _check_int("starts_at_ms", spec.starts_at_ms, now,
+        # The caller read the clock a moment ago: a start a little in the past is "now".
+        starts_at = _check_int("starts_at_ms", spec.starts_at_ms, 0,
                                now + MAX_START_DELAY_S * 1000)
         duration = _check_int("duration_ms", spec.duration_ms, MIN_DURATION_S * 1000,
                               MAX_DURATION_S * 1000)
+        if starts_at + duration <= now:
+            raise InvalidAuction("starts_at_ms", "the auction would already be over")
         low_extend = 0 if spec.sudden_death else 1000
         extend = _check_int("extend_ms", spec.extend_ms, low_extend, MAX_EXTEND_S * 1000)
         if spec.sudden_death:

@@ -111,7 +111,7 @@ def _accepted(bids: list[BidRecord]) -> list[BidRecord]:
 
 def audit_auction(*, bids: list[BidRecord], final: dict[str, Any], winners: list[tuple[int, Any]],
                   extend_ms: int, sudden_death: bool, first_ends_at: int,
-                  tolerance_ms: float) -> dict[str, Any]:
+                  tolerance_ms: float, unconnected: int = 0) -> dict[str, Any]:
     """The checks a correct auction passes, from the bidders' answers and the final state:
     every bid answered; the final price is the highest accepted bid, and its bidder alone was
     told they won, at that price; every answer agrees with itself; every accepted bid in the
@@ -122,6 +122,7 @@ def audit_auction(*, bids: list[BidRecord], final: dict[str, Any], winners: list
     def check(name: str, passed: bool, detail: Any = None) -> None:
         checks.append({"name": name, "passed": bool(passed), "detail": detail})
 
+    check("every bidder connected", unconnected == 0, {"unconnected": unconnected})
     unanswered = [b for b in bids if b.status not in KNOWN_STATUSES]
     check("every bid answered", not unanswered,
           {"unanswered": len(unanswered),
@@ -213,6 +214,7 @@ class _War:
         self.connect = Histogram()
         self.send_lag = Histogram()  # how late the generator sent each bid (its own load)
         self.connect_failed = 0
+        self.connect_errors: dict[str, int] = {}
 
     def _on_push(self, bidder: _Bidder, event: str, data: Any) -> None:
         if event != "auction" or not isinstance(data, dict) or data.get("id") != self.auction_id:
@@ -224,7 +226,7 @@ class _War:
             bidder.won.append(data.get("reservation") or {})
 
     async def connect_all(self) -> None:
-        gate = asyncio.Semaphore(self.config.connect_concurrency)
+        gate = asyncio.Semaphore(max(1, self.config.connect_concurrency // self.config.processes))
 
         async def one(bidder: _Bidder) -> None:
             async with gate:
@@ -235,8 +237,10 @@ class _War:
                     await socket.connect(timeout=self.config.timeout_s)
                     answer = await socket.call("join", {"room": self.room_id},
                                                self.config.timeout_s)
-                except (LoadTestError, TimeoutError, ConnectionResetError):
+                except (LoadTestError, TimeoutError, ConnectionResetError) as exc:
                     self.connect_failed += 1
+                    self.connect_errors[type(exc).__name__] = (
+                        self.connect_errors.get(type(exc).__name__, 0) + 1)
                     await socket.close()
                     return
                 if not (isinstance(answer, dict) and answer.get("ok")):
@@ -325,7 +329,8 @@ async def run_bidders(config: AuctionConfig, room_id: str, accounts: list[tuple[
             await war.connect_all()
             connected = sum(1 for b in war.bidders if b.socket is not None)
             await channel.send({"type": "ready", "connected": connected,
-                                "failed": len(war.bidders) - connected})
+                                "failed": len(war.bidders) - connected,
+                                "errors": war.connect_errors})
             go = await channel.recv()
             war.auction_id = str(go["auction"])
             loop = asyncio.get_running_loop()
@@ -456,7 +461,8 @@ async def run_auction(config: AuctionConfig, progress_stream: TextIO | None = sy
             ready = await workers.gather("ready")
             connected = sum(int(r["connected"]) for r in ready)
             say(f"{connected} bidders connected in {len(ready)} process(es) "
-                f"({sum(int(r['failed']) for r in ready)} failed); starting")
+                f"({sum(int(r['failed']) for r in ready)} failed: "
+                f"{[r['errors'] for r in ready if r['errors']]}); starting")
             body: dict[str, Any] = {
                 "product_id": product["id"], "start_cents": config.start_cents,
                 "duration_s": config.duration_s, "sudden_death": config.sudden_death,
@@ -492,7 +498,8 @@ async def run_auction(config: AuctionConfig, progress_stream: TextIO | None = sy
         send_lag.merge(Histogram.from_dict(r["send_lag"]))
     audit = audit_auction(bids=records, final=final, winners=winners,
                           extend_ms=config.extend_s * 1000, sudden_death=config.sudden_death,
-                          first_ends_at=first_ends_at, tolerance_ms=tolerance_ms)
+                          first_ends_at=first_ends_at, tolerance_ms=tolerance_ms,
+                          unconnected=config.bidders - connected)
     latency = Histogram()
     statuses: dict[str, int] = {}
     for record in records:

@@ -334,3 +334,15 @@ async def test_a_bid_from_outside_the_auctions_room_is_refused(
     assert (await auctions.bid(auction.id, "u_a", "Ann", 10_000, "1", ())).status == "not_in_room"
     # Nothing was decided: the same request leads once its bidder is in the room.
     assert (await auctions.bid(auction.id, "u_a", "Ann", 10_000, "1", ROOMS)).status == "leading"
+
+
+async def test_a_start_read_from_the_clock_a_moment_ago_is_now(
+    auctions: AuctionService, clock: Clock
+) -> None:
+    spec = make_auction_spec(clock)
+    clock.advance(1)  # the caller read the clock, then the clock moved on
+    auction = await auctions.create_auction(spec)
+    assert auction.state.status == "live"
+    clock.advance(60_000)
+    with pytest.raises(InvalidAuction):
+        await auctions.create_auction(spec)  # it would be over already
