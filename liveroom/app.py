@@ -24,7 +24,14 @@ from trustbadges import CertificateService, ExpiryWatcher
 
 from .accounts import AccountService, SandboxSms
 from .addresses import ClientAddresses, parse_networks
-from .auctions import AuctionBroadcaster, AuctionCloser, AuctionDesk, BuyerBansFanout, room_ender
+from .auctions import (
+    AuctionBroadcaster,
+    AuctionCloser,
+    AuctionDesk,
+    BuyerBansFanout,
+    room_ender,
+    without_auction_lots,
+)
 from .bus import ControlBus
 from .catalog import Catalog
 from .certification import BadgeFanout, CertificateDesk, ExpiryPlans
@@ -217,7 +224,7 @@ def build_services(settings: Settings, redis_url: str, *,
     life.register("inventory scripts", close=inventory.disconnect)
     life.register("stock pusher", start=stock_pusher.start, close=stock_pusher.close)
     life.register("inventory", start=inventory.start, close=inventory.close)
-    sweeper = HoldSweeper(inventory, on_change=sales.announce)
+    sweeper = HoldSweeper(inventory, on_change=without_auction_lots(sales.announce))
     life.register("hold sweeper", start=sweeper.start, close=sweeper.close)
 
     # Live auctions: bids batched and decided like buys, each in the unit's own sale; the

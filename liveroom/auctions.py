@@ -12,7 +12,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from inventory import Auction, AuctionService, AuctionSpec, AuctionState, Closing, UnknownAuction
+from inventory import (
+    Auction,
+    AuctionService,
+    AuctionSpec,
+    AuctionState,
+    Closing,
+    Sale,
+    UnknownAuction,
+)
 
 from . import keys
 from .catalog import Catalog, Room, text_of
@@ -30,12 +38,15 @@ __all__ = [
     "auction_push",
     "auction_view",
     "room_ender",
+    "without_auction_lots",
 ]
 
 log = logging.getLogger("liveroom.auctions")
 Emit = Callable[[str, Any, str], Awaitable[None]]
 
 MAX_START_DELAY_S = 86_400
+# The ended_reason of an auction's one-unit sale (inventory/_auctions.py).
+AUCTION_LOT = "auction"
 MIN_HOLD_S, MAX_HOLD_S = 10, 3_600
 
 
@@ -287,6 +298,20 @@ class AuctionCloser(PeriodicLoop):
         except Exception:
             log.warning("the holder of auction %s could not be told", closing.state.id,
                         exc_info=True)
+
+
+def without_auction_lots(announce: Callable[[Sale], Awaitable[object]]
+                         ) -> Callable[[Sale], Awaitable[object]]:
+    """``announce`` for the sales that are flash sales: an auction's one-unit sale (over for
+    buying from the start, ``ended_reason`` ``auction``) is not announced to the room as a
+    ``sale``, where a page would show it in place of the room's flash sale."""
+
+    async def announce_sale(sale: Sale) -> object:
+        if sale.ended_reason == AUCTION_LOT:
+            return None
+        return await announce(sale)
+
+    return announce_sale
 
 
 def room_ender(desk: AuctionDesk, closer: AuctionCloser) -> Callable[[str], Awaitable[None]]:

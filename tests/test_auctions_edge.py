@@ -289,3 +289,36 @@ async def test_only_the_rooms_anchor_starts_an_auction_of_their_own_product(
     assert status == 401
     status, answer = await server.request("GET", "/api/auctions/a_0123456789")
     assert (status, answer["error"]["code"]) == (404, "unknown_auction")
+
+
+async def test_the_auctions_sale_is_never_announced_as_a_flash_sale(
+    timed_server: LiveServer, clock: Clock
+) -> None:
+    from liveroom.auctions import without_auction_lots
+
+    server = timed_server
+    _, room_id, auction = await start_auction(server)
+    ann = await buyer(server, room_id, "Ann")
+    await bid(ann, auction["id"], START, "a1")
+    clock.advance(60_000)
+    await close_due(server)
+    announced: list[str] = []
+
+    async def announce(sale: Any) -> None:
+        announced.append(sale.id)
+
+    sweeper_news = without_auction_lots(announce)
+    lot = await server.services.inventory.get_sale(auction["sale"])
+    assert (lot.held, lot.ended_reason) == (1, "auction")
+    await sweeper_news(lot)
+    assert announced == []
+    # A flash sale of the room still is.
+    anchor = server.token("anchor", "Mei", user_id="u_mei")
+    _, product = await server.request("POST", "/api/products", anchor, {
+        "title": "Cup", "category": "antiques", "price_cents": 900, "brand": ""})
+    status, sale = await server.request("POST", f"/api/rooms/{room_id}/sales", anchor, {
+        "product_id": product["id"], "stock": 2, "price_cents": 900, "per_user_limit": 1,
+        "duration_s": 60})
+    assert status == 201, sale
+    await sweeper_news(await server.services.inventory.get_sale(sale["id"]))
+    assert announced == [sale["id"]]
