@@ -5,6 +5,7 @@ import {
   formatTimeOfDay, h, hideBanner, installGlobalErrorHandlers, newRequestId, pathId, setText,
   showBanner, showError, showResult,
 } from "./lr.js";
+import { AuctionPanel } from "./auction.js";
 import { openBadge } from "./badges.js";
 import { ChatLog, sendsChat, slowModeText } from "./chat.js";
 import { Orders } from "./orders.js";
@@ -58,6 +59,8 @@ const state = {
 let orders = null;
 /** @type {Watcher | null} */
 let watcher = null;
+/** @type {AuctionPanel | null} */
+let auctions = null;
 
 function token() {
   return state.session ? state.session.token : null;
@@ -109,6 +112,7 @@ function connect(session) {
   live.on("badges", onBadges);
   live.on("media", (data) => data.room === roomId && watcher && watcher.onLive(data));
   live.on("order", (order) => orders && orders.onPush(order));
+  live.on("auction", (push) => auctions && auctions.onPush(push));
 }
 
 async function joinRoom() {
@@ -138,6 +142,7 @@ function renderRoom(room) {
   chat.replace(room.chat || []);
   renderProduct(room.pinned);
   if (room.sale !== undefined) onSale(room.sale);
+  if (room.auction !== undefined && auctions) auctions.show(room.auction);
   if (watcher) watcher.onLive(room.media || null);
   if (room.status && room.status !== "live") onRoomEnded();
 }
@@ -150,6 +155,7 @@ function onRoomEnded() {
   showBanner("This live has ended. Your orders stay below; find another live room on the home page.",
     { kind: "notice" });
   renderSale();
+  if (auctions) auctions.roomEnded();
   if (watcher) watcher.stop("The live has ended.");
 }
 
@@ -356,13 +362,16 @@ function onBuyAnswer(answer, qty) {
 
 // ------------------------------------------------------------------ checkout
 
-/** @param {Reservation} reservation */
-function openCheckout(reservation) {
+/**
+ * @param {Reservation} reservation
+ * @param {string} [title] what is held (default: the flash sale's item)
+ */
+function openCheckout(reservation, title) {
   state.reservation = reservation;
   const sale = state.sale;
   $("#checkout").hidden = false;
   $("#checkout-summary").replaceChildren(
-    h("strong", {}, `${reservation.qty} × ${sale ? sale.title : "item"}`),
+    h("strong", {}, `${reservation.qty} × ${title || (sale ? sale.title : "item")}`),
     h("span", { class: "muted" }, ` · ${formatCents(reservation.qty * reservation.price_cents)}`),
   );
   setText("#checkout-result", "");
@@ -467,7 +476,13 @@ async function main() {
     $("#card-field").hidden = !online;
     $as("#card", HTMLInputElement).required = online;
   });
-  setInterval(() => { tickCountdown(); tickHold(); }, 250);
+  auctions = new AuctionPanel(roomId, socket,
+    async () => isBuyer() || signInToBuy(),
+    (reservation, title) => {
+      showResult("#bid-result", `${title} is held for you at your bid: complete checkout below.`, true);
+      openCheckout(reservation, title);
+    });
+  setInterval(() => { tickCountdown(); tickHold(); if (auctions) auctions.tick(); }, 250);
   try {
     state.session = await viewerSession(SCOPE);
     clock.sync().catch(() => {}); // room state's server_time is the fallback
