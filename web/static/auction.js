@@ -3,7 +3,7 @@
 // field pre-filled with the next valid amount (from the server: the page keeps no increment
 // table).
 import {
-  $, $as, ackError, call, clock, describeError, formatCents, formatDuration, newRequestId,
+  $, $as, ackError, api, call, clock, describeError, formatCents, formatDuration, newRequestId,
   parseMoney, setText, showResult,
 } from "./lr.js";
 
@@ -63,8 +63,8 @@ export class AuctionPanel {
     }
     if (!this.auction || this.auction.id !== push.id) {
       if (push.status === "ended") return; // an older auction's news
-      this.auction = /** @type {Auction} */ ({ title: "Auction", start_cents: push.min_next_cents,
-        sudden_death: false, ...push });
+      this.auction = /** @type {Auction} */ ({ title: "Auction", starts_at: 0, ...push });
+      this.load(push.id);
     } else {
       Object.assign(this.auction, push);
     }
@@ -72,6 +72,28 @@ export class AuctionPanel {
     const typed = parseMoney(input.value);
     if (typed === null || typed < push.min_next_cents) this.fill(push.min_next_cents);
     this.render();
+  }
+
+  /**
+   * The whole auction (its title, its rules), read once when a push first names it.
+   * @param {string} id
+   */
+  async load(id) {
+    try {
+      /** @type {Auction} */
+      const auction = await api("GET", `/api/auctions/${encodeURIComponent(id)}`);
+      if (this.auction && this.auction.id === id) {
+        // What moved since the push came stays: the read may be older than a later push.
+        const m = this.auction;
+        this.auction = m.bids > auction.bids || m.ends_at > auction.ends_at ? {
+          ...auction, status: m.status, price_cents: m.price_cents, bids: m.bids,
+          min_next_cents: m.min_next_cents, leader_name: m.leader_name, ends_at: m.ends_at,
+        } : auction;
+        this.render();
+      }
+    } catch {
+      // The push is enough to bid; the title comes with the next room state.
+    }
   }
 
   roomEnded() {
