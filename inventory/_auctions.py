@@ -113,9 +113,9 @@ class AuctionState:
     second_chance: SecondChance
 
     @classmethod
-    def from_reply(cls, raw: Mapping[str, Any], room_id: str) -> AuctionState:
+    def from_reply(cls, raw: Mapping[str, Any]) -> AuctionState:
         return cls(
-            id=raw["id"], room_id=room_id, status=raw["status"], closed=bool(raw["closed"]),
+            id=raw["id"], room_id=raw["room"], status=raw["status"], closed=bool(raw["closed"]),
             price_cents=int(raw["price"]), min_next_cents=int(raw["min_next"]),
             ends_at=int(raw["ends_at"]), leader_id=raw["leader"] or None,
             leader_name=raw["leader_name"] or None, bids=int(raw["bids"]),
@@ -235,8 +235,6 @@ class AuctionService:
         scripts = [load_script(name, shared=["_auction"]) for name in AUCTION_SCRIPTS]
         self._scripts = ScriptRunner(script_calls or script_calls_for(client), scripts)
         self._valid_ids: set[str] = set()
-        # The room of each auction this process has seen: every state carries it.
-        self._rooms: dict[str, str] = {}
         self._pack = msgpack.Packer(use_bin_type=False).pack
         self._batcher: Batcher[BidRequest, BidResult] = Batcher(
             self._decide_group, window_s=batch_window_s, max_window_s=max_batch_window_s,
@@ -322,7 +320,6 @@ class AuctionService:
         starts_at, ends_at = int(a["starts_at"]), int(a["ends_at"])
         price, bids = int(a["price"]), int(a["bids"])
         start = int(a["start_cents"])
-        self._rooms[auction_id] = a["room"]
         state = AuctionState(
             id=auction_id, room_id=a["room"],
             status=auction_status(now, starts_at, ends_at, closed), closed=closed,
@@ -404,26 +401,13 @@ class AuctionService:
         if reply[0] == "unknown_auction":
             raise UnknownAuction(auction_id)
         _, answers, raw_state, extended = reply
-        state = AuctionState.from_reply(raw_state, await self._room_of(auction_id))
+        state = AuctionState.from_reply(raw_state)
         results = []
         for status, replayed in answers:
             if status not in BID_STATUSES:
                 raise InventoryError(f"bid script answered an unknown status {status!r}")
             results.append(BidResult(status, state, replayed == 1, bool(extended)))
         return results
-
-    async def _room_of(self, auction_id: str) -> str:
-        room = self._rooms.get(auction_id)
-        if room is None:
-            with store_errors():
-                raw = await cast(Awaitable[bytes | None], self._client.hget(
-                    keys.auction_keys(auction_id).auction, "room"))
-            if raw is None:
-                raise UnknownAuction(auction_id)
-            if len(self._rooms) >= _MAX_VALID_IDS:
-                self._rooms.clear()
-            room = self._rooms[auction_id] = raw.decode()
-        return room
 
     # -- the close and the second chance -----------------------------------------------------
 
@@ -439,7 +423,7 @@ class AuctionService:
             [self._now_ms(), reason, "1" if force else "0", self._retention_ms])
         if reply[0] == "unknown_auction":
             raise UnknownAuction(auction_id)
-        state = AuctionState.from_reply(reply[2], await self._room_of(auction_id))
+        state = AuctionState.from_reply(reply[2])
         if reply[0] == "not_due":
             with store_errors():
                 await self._client.zadd(keys.AUCTIONS_DUE, {auction_id: state.ends_at})
@@ -511,7 +495,7 @@ class AuctionService:
             await self._client.zrem(keys.AUCTIONS_DUE, auction_id)
         if outcome != "offered":
             return None
-        state = AuctionState.from_reply(reply[1], await self._room_of(auction_id))
+        state = AuctionState.from_reply(reply[1])
         assert state.second_reservation is not None
         runner, holder = await self._hold(auction_id, state.second_reservation)
         return Closing("second_chance", state, runner, holder)

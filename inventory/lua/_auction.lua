@@ -65,7 +65,7 @@ end
 -- What every reply carries, so the edge answers and pushes without a second read.
 local function snapshot(a, now)
   return {
-    id = a.id, status = auction_status(a, now), closed = a.status == 'closed',
+    id = a.id, room = a.room, status = auction_status(a, now), closed = a.status == 'closed',
     price = a.price, min_next = min_next(a), ends_at = a.ends_at, leader = a.leader,
     leader_name = a.leader_name, bids = a.bids, winner_res = a.winner_res,
     second_res = a.second_res, second_state = a.second_state,
