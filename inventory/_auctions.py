@@ -459,6 +459,24 @@ class AuctionService:
         hold = Hold(r["reservation"], int(r["qty"]), int(r["price_cents"]), int(r["expires_at"]))
         return hold, str(r["user"])
 
+    async def hold_of(self, auction: Auction, user_id: str) -> Hold | None:
+        """The unit's hold if ``user_id`` holds it now (won, or offered the second chance),
+        else None: a winner whose page missed the push finds their reservation here."""
+        for reservation_id in (auction.state.second_reservation,
+                               auction.state.winner_reservation):
+            if reservation_id is None:
+                continue
+            with store_errors():
+                raw = await cast(Awaitable[bytes | None], self._client.hget(
+                    keys.auction_keys(auction.id).sale.res, reservation_id))
+            if raw is None:
+                continue
+            r = msgpack.unpackb(raw, raw=False)
+            if r["user"] == user_id and r["state"] == "held" and self._now_ms() < r["expires_at"]:
+                return Hold(r["reservation"], int(r["qty"]), int(r["price_cents"]),
+                            int(r["expires_at"]))
+        return None
+
     async def due_ids(self, limit: int = 100) -> list[str]:
         """Auctions whose end or whose winner's hold expiry has come (by the clock)."""
         with store_errors():

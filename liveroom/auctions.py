@@ -132,6 +132,16 @@ class AuctionDesk:
     async def get(self, auction_id: str) -> Auction:
         return await self._auctions.get_auction(auction_id)
 
+    async def view_for(self, auction: Auction, user: User | None) -> dict[str, Any]:
+        """``view``, with ``reservation`` when ``user`` holds the unit now (won it, or was
+        offered the second chance) and has not checked it out."""
+        view = self.view(auction)
+        if user is not None and auction.state.closed:
+            hold = await self._auctions.hold_of(auction, user.id)
+            if hold is not None:
+                view["reservation"] = hold.to_public()
+        return view
+
     async def stop(self, anchor: User, auction_id: str) -> tuple[Auction, Closing | None]:
         """The anchor ends the auction now: the leader wins at the current price, as at the
         end (a bid is a binding offer). Stopping an ended auction changes nothing."""

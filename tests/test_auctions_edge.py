@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from tests.clock import Clock
 from tests.server_harness import Client, LiveServer, live_server
-from tests.test_commerce_edge import ADDRESS, buyer
+from tests.test_commerce_edge import ADDRESS, buyer, signed_in_buyer
 
 START = 10_000
 
@@ -67,8 +67,8 @@ async def test_a_whole_auction_from_start_to_the_winners_order(
         "live", 0, START)
     assert (auction["ends_at"] - auction["starts_at"], auction["extend_s"]) == (60_000, 10)
     assert auction["sudden_death"] is False
-    ann = await buyer(server, room_id, "Ann")
-    bo = await buyer(server, room_id, "Bo")
+    ann_token, ann = await signed_in_buyer(server, room_id, "Ann")
+    bo_token, bo = await signed_in_buyer(server, room_id, "Bo")
     state = (await ann.call("join", {"room": room_id}))["room"]
     assert state["auction"]["id"] == auction["id"]
 
@@ -108,6 +108,11 @@ async def test_a_whole_auction_from_start_to_the_winners_order(
         "ended", 15_250, "Ann")
     assert final["ended_reason"] == "time"
 
+    # A page that missed the push finds the reservation with the winner's token (only theirs).
+    _, mine = await server.request("GET", f"/api/auctions/{auction['id']}", ann_token)
+    assert mine["reservation"] == reservation
+    _, theirs = await server.request("GET", f"/api/auctions/{auction['id']}", bo_token)
+    assert "reservation" not in theirs
     # The same checkout as a flash sale's reservation, at the winning bid.
     done = await ann.call("checkout", {"reservation": reservation["id"], "address": ADDRESS,
                                        "payment": "cod"})

@@ -35,7 +35,8 @@ class AuctionRoutes:
         return json_response({"auctions": [self.desk.view(a) for a in found]})
 
     async def get(self, request: web.Request) -> web.Response:
-        return json_response(self.desk.view(await self.desk.get(request.match_info["id"])))
+        auction = await self.desk.get(request.match_info["id"])
+        return json_response(await self.desk.view_for(auction, self.api.optional_user(request)))
 
     async def end(self, request: web.Request) -> web.Response:
         auction, closing = await self.desk.stop(self.api.user(request), request.match_info["id"])

@@ -34,10 +34,12 @@ export class AuctionPanel {
    * @param {() => Socket} socket
    * @param {() => Promise<boolean>} ensureBuyer signs in with a phone if needed; whether it can bid
    * @param {(reservation: Reservation, title: string) => void} onOffer the unit is held for us
+   * @param {() => string | null} token the viewer's, to find a unit held for them
    */
-  constructor(roomId, socket, ensureBuyer, onOffer) {
+  constructor(roomId, socket, ensureBuyer, onOffer, token) {
     this.roomId = roomId;
     this.socket = socket;
+    this.token = token;
     this.ensureBuyer = ensureBuyer;
     this.onOffer = onOffer;
     /** @type {Auction | null} */
@@ -52,6 +54,24 @@ export class AuctionPanel {
     this.auction = auction || null;
     if (auction) this.fill(auction.min_next_cents);
     this.render();
+    if (auction && auction.status === "ended") this.findHold(auction);
+  }
+
+  /**
+   * A unit held for this viewer (won while the page was away, or a second chance): offered
+   * again, so the checkout is one tap away after a reload.
+   * @param {Auction} auction
+   */
+  async findHold(auction) {
+    const token = this.token();
+    if (!token) return;
+    try {
+      /** @type {Auction} */
+      const mine = await api("GET", `/api/auctions/${encodeURIComponent(auction.id)}`, { token });
+      if (mine.reservation) this.onOffer(mine.reservation, mine.title);
+    } catch {
+      // Nothing to offer: the room's state still shows the result.
+    }
   }
 
   /** @param {AuctionPush} push */

@@ -481,7 +481,7 @@ async function main() {
     (reservation, title) => {
       showResult("#bid-result", `${title} is held for you at your bid: complete checkout below.`, true);
       openCheckout(reservation, title);
-    });
+    }, token);
   setInterval(() => { tickCountdown(); tickHold(); if (auctions) auctions.tick(); }, 250);
   try {
     state.session = await viewerSession(SCOPE);

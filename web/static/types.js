@@ -190,7 +190,8 @@
  * A live auction (`GET /api/auctions/{id}`, the room state's `auction`).
  * @typedef {AuctionPush & {sale: string, product: string, title: string, start_cents: number,
  *   starts_at: number, extend_s: number, sudden_death: boolean, hold_s: number,
- *   ended_reason: string | null, second_chance: string | null}} Auction
+ *   ended_reason: string | null, second_chance: string | null,
+ *   reservation?: Reservation}} Auction
  */
 
 /**
