@@ -4,6 +4,7 @@ bid, the second chance, and every kind of bad input."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from liveroom.auctions import without_auction_lots
 from tests.clock import Clock
 from tests.server_harness import Client, LiveServer, live_server
 from tests.test_commerce_edge import ADDRESS, buyer, signed_in_buyer
@@ -299,8 +301,6 @@ async def test_only_the_rooms_anchor_starts_an_auction_of_their_own_product(
 async def test_the_auctions_sale_is_never_announced_as_a_flash_sale(
     timed_server: LiveServer, clock: Clock
 ) -> None:
-    from liveroom.auctions import without_auction_lots
-
     server = timed_server
     _, room_id, auction = await start_auction(server)
     ann = await buyer(server, room_id, "Ann")
@@ -327,3 +327,19 @@ async def test_the_auctions_sale_is_never_announced_as_a_flash_sale(
     assert status == 201, sale
     await sweeper_news(await server.services.inventory.get_sale(sale["id"]))
     assert announced == [sale["id"]]
+
+
+async def test_a_bid_flood_is_rate_limited_like_buys(timed_server: LiveServer) -> None:
+    server = timed_server
+    _, room_id, auction = await start_auction(server)
+    ann = await buyer(server, room_id, "Ann")
+    acks = await asyncio.gather(*(bid(ann, auction["id"], START + 1000 * n, f"f{n}")
+                                  for n in range(100)))
+    statuses = [a["status"] for a in acks]
+    # The connection's bucket (10 at once, then 5 a second) lets a few through, the rest wait.
+    assert set(statuses) <= {"leading", "already_leading", "rate_limited"}
+    limited = [a for a in acks if a["status"] == "rate_limited"]
+    assert len(limited) >= 50
+    assert all(a["error"]["retry_after_ms"] > 0 for a in limited)
+    _, fresh = await server.request("GET", f"/api/auctions/{auction['id']}")
+    assert fresh["bids"] == 1  # one leads; the rest were refused or were the leader's own
