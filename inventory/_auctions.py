@@ -239,7 +239,7 @@ class AuctionService:
         self._batcher: Batcher[BidRequest, BidResult] = Batcher(
             self._decide_group, window_s=batch_window_s, max_window_s=max_batch_window_s,
             target_batch=target_batch, max_batch=max_batch, max_pending=max_pending,
-            max_inflight=max_inflight)
+            max_inflight=max_inflight, name="inventory-bid-batcher")
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -98,9 +98,10 @@ class Batcher(Generic[Req, Res]):
         max_pending: int = 20_000,
         max_inflight: int = 4,
         clock: Callable[[], float] | None = None,
+        name: str = "inventory-buy-batcher",
     ) -> None:
         """``clock``: monotonic seconds the arrival rate is measured on (default: the event
-        loop's); the window itself is waited out on the event loop."""
+        loop's); the window itself is waited out on the event loop. ``name``: its task's."""
         if (window_s < 0 or max_window_s < 0 or target_batch < 1 or max_batch < 1
                 or max_pending < 1 or max_inflight < 1):
             raise ValueError("batcher bounds must be positive")
@@ -128,6 +129,7 @@ class Batcher(Generic[Req, Res]):
         self._inflight: set[asyncio.Task[None]] = set()
         self._closing = False
         self._clock = clock or _loop_time
+        self._name = name
 
     @property
     def pending(self) -> int:
@@ -141,7 +143,7 @@ class Batcher(Generic[Req, Res]):
         if self._task is None:
             self._closing = False
             self._task = asyncio.get_running_loop().create_task(
-                self._dispatch(), name="inventory-buy-batcher"
+                self._dispatch(), name=self._name
             )
 
     async def close(self) -> None:
