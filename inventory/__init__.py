@@ -3,6 +3,18 @@
 Every atomic step is a Lua script in ``inventory/lua``; see docs/inventory.md.
 """
 
+from ._auctions import (
+    INCREMENT_BANDS,
+    MAX_BID_CENTS,
+    Auction,
+    AuctionService,
+    AuctionSpec,
+    AuctionState,
+    BidResult,
+    BidStatus,
+    Closing,
+    increment_cents,
+)
 from ._models import (
     BuyResult,
     BuyStatus,
@@ -19,6 +31,7 @@ from ._sweeper import HoldSweeper, SaleChanged
 from .exceptions import (
     HoldExpired,
     HoldNotActive,
+    InvalidAuction,
     InvalidSale,
     InventoryError,
     NotCommitted,
@@ -26,17 +39,28 @@ from .exceptions import (
     ScriptFailed,
     ServiceNotRunning,
     StoreUnavailable,
+    UnknownAuction,
     UnknownReservation,
     UnknownSale,
 )
 
 __all__ = [
+    "INCREMENT_BANDS",
+    "MAX_BID_CENTS",
+    "Auction",
+    "AuctionService",
+    "AuctionSpec",
+    "AuctionState",
+    "BidResult",
+    "BidStatus",
     "BuyResult",
     "BuyStatus",
+    "Closing",
     "Hold",
     "HoldExpired",
     "HoldNotActive",
     "HoldSweeper",
+    "InvalidAuction",
     "InvalidSale",
     "InventoryError",
     "InventoryService",
@@ -53,7 +77,9 @@ __all__ = [
     "StockLevel",
     "StoreUnavailable",
     "SweepOutcome",
+    "UnknownAuction",
     "UnknownReservation",
     "UnknownSale",
+    "increment_cents",
     "wall_clock_ms",
 ]

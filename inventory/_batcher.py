@@ -14,6 +14,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from ._models import BuyResult
 from .exceptions import ServiceNotRunning
@@ -23,6 +24,7 @@ __all__ = [
     "BUSY_PER_S",
     "MAX_BATCH_WINDOW_S",
     "TARGET_BATCH",
+    "Batcher",
     "BuyBatcher",
     "BuyCallback",
     "BuyRequest",
@@ -65,22 +67,30 @@ DecideGroup = Callable[[str, Sequence[BuyRequest]],
                        Awaitable[Sequence[BuyResult | Exception]]]
 
 
+# The batcher is generic in what it batches: a buy (``BuyRequest`` -> ``BuyResult``) or an
+# auction's bid (inventory/_auctions.py), each decided by its own script.
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+
 @dataclass(slots=True)
-class PendingBuys:
+class PendingBuys(Generic[Req, Res]):
     """A sale's buys waiting for their batch: requests and callbacks, index by index."""
 
-    requests: list[BuyRequest]
-    callbacks: list[BuyCallback]
+    requests: list[Req]
+    callbacks: list[Callable[[Res | Exception], None]]
 
 
 def _loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
-class BuyBatcher:
+class Batcher(Generic[Req, Res]):
+    """Coalesces requests per key (a sale, an auction) into one ``decide`` call per group."""
+
     def __init__(
         self,
-        decide: DecideGroup,
+        decide: Callable[[str, Sequence[Req]], Awaitable[Sequence[Res | Exception]]],
         *,
         window_s: float = BATCH_WINDOW_S,
         max_window_s: float = MAX_BATCH_WINDOW_S,
@@ -90,9 +100,10 @@ class BuyBatcher:
         max_pending: int = 20_000,
         max_inflight: int = 4,
         clock: Callable[[], float] | None = None,
+        name: str = "inventory-buy-batcher",
     ) -> None:
         """``clock``: monotonic seconds the arrival rate is measured on (default: the event
-        loop's); the window itself is waited out on the event loop."""
+        loop's); the window itself is waited out on the event loop. ``name``: its task's."""
         if (window_s < 0 or max_window_s < 0 or target_batch < 1 or max_batch < 1
                 or max_pending < 1 or max_inflight < 1):
             raise ValueError("batcher bounds must be positive")
@@ -111,7 +122,7 @@ class BuyBatcher:
         # Per sale, taken in turn: a sale queues up behind the others with its first waiting
         # buy, and a sale whose buys did not all fit in a batch goes behind the others with the
         # rest, so one room's crowd does not hold back another room's buyers.
-        self._waiting: dict[str, PendingBuys] = {}
+        self._waiting: dict[str, PendingBuys[Req, Res]] = {}
         self._queued = 0  # buys waiting for a batch
         self._pending = 0  # queued + being decided
         self._wakeup = asyncio.Event()
@@ -120,6 +131,7 @@ class BuyBatcher:
         self._inflight: set[asyncio.Task[None]] = set()
         self._closing = False
         self._clock = clock or _loop_time
+        self._name = name
 
     @property
     def pending(self) -> int:
@@ -133,7 +145,7 @@ class BuyBatcher:
         if self._task is None:
             self._closing = False
             self._task = asyncio.get_running_loop().create_task(
-                self._dispatch(), name="inventory-buy-batcher"
+                self._dispatch(), name=self._name
             )
 
     async def close(self) -> None:
@@ -150,19 +162,18 @@ class BuyBatcher:
             if self._inflight:
                 await asyncio.gather(*self._inflight, return_exceptions=True)
 
-    def submit(
-        self, sale_id: str, user_id: str, qty: int, request_id: str, on_done: BuyCallback
-    ) -> bool:
-        """Queue a buy whose answer goes to ``on_done``; False means the bound is reached (the
-        buy was not queued) and the caller should back off."""
+    def submit_request(self, key: str, request: Req,
+                       on_done: Callable[[Res | Exception], None]) -> bool:
+        """``submit`` for any request the batcher's ``decide`` reads: queued under ``key``
+        (one script call decides a key's group); False when the bound is reached."""
         if self._task is None or self._closing:
             raise ServiceNotRunning()
         if self._pending >= self._max_pending:
             return False
-        waiting = self._waiting.get(sale_id)
+        waiting = self._waiting.get(key)
         if waiting is None:
-            waiting = self._waiting[sale_id] = PendingBuys([], [])
-        waiting.requests.append((user_id, qty, request_id))
+            waiting = self._waiting[key] = PendingBuys([], [])
+        waiting.requests.append(request)
         waiting.callbacks.append(on_done)
         self._pending += 1
         self._queued += 1
@@ -229,11 +240,11 @@ class BuyBatcher:
         weight = 1.0 - math.exp(-elapsed / _RATE_MEMORY_S)
         self._arrivals_per_s += weight * (arrived / elapsed - self._arrivals_per_s)
 
-    async def _run_group(self, sale_id: str, requests: list[BuyRequest],
-                         callbacks: list[BuyCallback]) -> None:
+    async def _run_group(self, sale_id: str, requests: list[Req],
+                         callbacks: list[Callable[[Res | Exception], None]]) -> None:
         try:
             try:
-                results: Sequence[BuyResult | Exception] = await self._decide(sale_id, requests)
+                results: Sequence[Res | Exception] = await self._decide(sale_id, requests)
             except Exception as exc:
                 results = [exc] * len(requests)
             for on_done, result in zip(callbacks, results, strict=True):
@@ -244,3 +255,29 @@ class BuyBatcher:
         finally:
             self._pending -= len(requests)
             self._slots.release()
+
+
+class BuyBatcher(Batcher[BuyRequest, BuyResult]):
+    """The buys' batcher: ``submit`` is ``submit_request`` written out for the hot path."""
+
+    def submit(
+        self, sale_id: str, user_id: str, qty: int, request_id: str, on_done: BuyCallback
+    ) -> bool:
+        """Queue a buy whose answer goes to ``on_done``; False means the bound is reached (the
+        buy was not queued) and the caller should back off."""
+        if self._task is None or self._closing:
+            raise ServiceNotRunning()
+        if self._pending >= self._max_pending:
+            return False
+        waiting = self._waiting.get(sale_id)
+        if waiting is None:
+            waiting = self._waiting[sale_id] = PendingBuys([], [])
+        waiting.requests.append((user_id, qty, request_id))
+        waiting.callbacks.append(on_done)
+        self._pending += 1
+        self._queued += 1
+        self._arrived += 1
+        if self._idle:
+            self._idle = False
+            self._wakeup.set()
+        return True

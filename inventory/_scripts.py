@@ -123,9 +123,11 @@ def _prelude() -> str:
     return "".join(lines)
 
 
-def load_script(name: str) -> Script:
+def load_script(name: str, shared: Sequence[str] = ()) -> Script:
+    """The script ``name``, after the prelude and the ``shared`` helper files (in order)."""
     # The prelude is shared code, not a script of its own: Lua in Redis has no require().
-    source = (_prelude() + "\n" + _read(name)).encode()
+    parts = [_prelude(), *(_read(part) for part in shared), _read(name)]
+    source = "\n".join(parts).encode()
     return Script(name=name, source=source, sha=hashlib.sha1(source).hexdigest())
 
 
@@ -228,9 +230,12 @@ def script_calls_for(client: aioredis.Redis) -> ScriptCalls:
 class ScriptRunner:
     """Runs the package's scripts; every reply is a msgpack document."""
 
-    def __init__(self, calls: ScriptCalls) -> None:
+    def __init__(self, calls: ScriptCalls, scripts: Sequence[Script] | None = None) -> None:
+        """``scripts``: the scripts to register (default: the flash sale's)."""
         self._calls = calls
-        self.scripts = {name: load_script(name) for name in SCRIPT_NAMES}
+        if scripts is None:
+            scripts = [load_script(name) for name in SCRIPT_NAMES]
+        self.scripts = {script.name: script for script in scripts}
 
     async def register(self) -> None:
         for script in self.scripts.values():

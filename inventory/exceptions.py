@@ -6,6 +6,8 @@
     ├── InvalidSale                    invalid_sale         400  bad create/end input
     ├── UnknownSale                    unknown_sale         404
     ├── UnknownReservation             unknown_reservation  404
+    ├── InvalidAuction                 invalid_auction      400  bad auction input
+    ├── UnknownAuction                 unknown_auction      404
     ├── NotHolder                      not_holder           403  someone else's reservation
     ├── HoldExpired                    hold_expired         410  commit after the hold ran out
     ├── HoldNotActive                  hold_not_active      409  commit/release of a settled hold
@@ -23,6 +25,7 @@ from __future__ import annotations
 __all__ = [
     "HoldExpired",
     "HoldNotActive",
+    "InvalidAuction",
     "InvalidSale",
     "InventoryError",
     "NotCommitted",
@@ -30,6 +33,7 @@ __all__ = [
     "ScriptFailed",
     "ServiceNotRunning",
     "StoreUnavailable",
+    "UnknownAuction",
     "UnknownReservation",
     "UnknownSale",
 ]
@@ -65,6 +69,24 @@ class UnknownReservation(InventoryError):
     def __init__(self, reservation_id: str) -> None:
         super().__init__(f"no reservation {reservation_id!r}")
         self.reservation_id = reservation_id
+
+
+class InvalidAuction(InventoryError):
+    code = "invalid_auction"
+    http_status = 400
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class UnknownAuction(InventoryError):
+    code = "unknown_auction"
+    http_status = 404
+
+    def __init__(self, auction_id: str) -> None:
+        super().__init__(f"no auction {auction_id!r}")
+        self.auction_id = auction_id
 
 
 class NotHolder(InventoryError):

@@ -15,11 +15,16 @@ from handoff import schema
 
 __all__ = [
     "ACTIVE_SALES",
+    "AUCTIONS_DUE",
+    "AUCTION_ID_RE",
     "RESERVATION_ID_RE",
     "SALE_ID_RE",
     "SALE_RETENTION_MS",
     "WAIT_FENCE",
+    "AuctionKeys",
     "SaleKeys",
+    "auction_keys",
+    "auction_sale_id",
     "sale_keys",
 ]
 
@@ -86,3 +91,51 @@ def sale_keys(sale_id: str) -> SaleKeys:
             tag + ":bans",  # hash: user -> banned until ms (0: until unbanned)
         )
     )
+
+
+# -- auctions --------------------------------------------------------------------------------
+# An auction "a_X" sells the one unit of its own sale "s_X": the winner's hold is a reservation
+# of that sale, handed to orders like any other. The auction's keys share the sale's hash tag,
+# so a bid batch, the close and the second-chance offer each run in one script on one slot.
+
+AUCTION_ID_RE = re.compile(r"^a_[A-Za-z0-9_-]{10}$")
+# Auction ids by the time (ms) they are next due to be looked at: their end while bidding, their
+# winner's hold's expiry after the close. Only Python reads it; no script touches it.
+AUCTIONS_DUE = "inventory:auctions_due"
+
+
+class AuctionKeys(tuple[str, ...]):
+    """The backing sale's seven keys, then the auction's three, as the auction scripts expect
+    them in KEYS."""
+
+    __slots__ = ()
+
+    @property
+    def sale(self) -> SaleKeys:
+        return SaleKeys(self[:7])
+
+    @property
+    def auction(self) -> str:
+        return self[7]
+
+    @property
+    def bidders(self) -> str:
+        return self[8]
+
+    @property
+    def req(self) -> str:
+        return self[9]
+
+
+def auction_sale_id(auction_id: str) -> str:
+    return "s_" + auction_id[2:]
+
+
+def auction_keys(auction_id: str) -> AuctionKeys:
+    tag = "{sale:" + auction_sale_id(auction_id) + "}"
+    return AuctionKeys((
+        *sale_keys(auction_sale_id(auction_id)),
+        tag + ":auction",  # hash: the auction, its price, leader and runner-up
+        tag + ":bidders",  # hash: user -> their highest accepted bid (cents)
+        tag + ":bid:req",  # hash: "user:request_id" -> the bid's first answer
+    ))

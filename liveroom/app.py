@@ -14,12 +14,20 @@ import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
 
-from inventory import HoldSweeper, InventoryService, StockLevel
+from inventory import AuctionService, HoldSweeper, InventoryService, StockLevel
 from orders import OrderService, SandboxPaymentProvider, SqliteOrderStore
 from trustbadges import CertificateService, ExpiryWatcher
 
 from .accounts import AccountService, SandboxSms
 from .addresses import ClientAddresses, parse_networks
+from .auctions import (
+    AuctionBroadcaster,
+    AuctionCloser,
+    AuctionDesk,
+    BuyerBansFanout,
+    room_ender,
+    without_auction_lots,
+)
 from .bus import ControlBus
 from .catalog import Catalog, Room
 from .certification import BadgeFanout, CertificateDesk, ExpiryPlans
@@ -38,6 +46,7 @@ from .hooks import AsyncHook, Hook
 from .http import Api
 from .http._base import error_middleware
 from .http.accounts import AccountRoutes
+from .http.auctions import AuctionRoutes
 from .http.certificates import CertificateRoutes, LinkOrigin, default_allowed_hosts
 from .http.commerce import CommerceRoutes
 from .http.lucky import LuckyRoutes
@@ -59,6 +68,7 @@ from .sales import SaleDesk, StockBroadcaster
 from .settings import Settings
 from .sockets import SocketEdge
 from .sockets._base import create_sio
+from .sockets.auctions import AuctionEvents
 from .sockets.commerce import CommerceEvents
 from .sockets.handshakes import HandshakeDeadline
 from .sockets.lucky import LuckyEvents
@@ -104,6 +114,10 @@ class Services:
     media_router: MediaRouter
     inventory: InventoryService
     sales: SaleDesk
+    auctions: AuctionService
+    auction_desk: AuctionDesk
+    auction_pusher: AuctionBroadcaster
+    auction_closer: AuctionCloser
     rooms: RoomService
     order_store: SqliteOrderStore
     payments: SandboxPaymentProvider
@@ -212,7 +226,7 @@ def build_services(settings: Settings, redis_url: str, *,
     life.register("inventory scripts", close=inventory.disconnect)
     life.register("stock pusher", start=stock_pusher.start, close=stock_pusher.close)
     life.register("inventory", start=inventory.start, close=inventory.close)
-    sweeper = HoldSweeper(inventory, on_change=sales.announce)
+    sweeper = HoldSweeper(inventory, on_change=without_auction_lots(sales.announce))
     life.register("hold sweeper", start=sweeper.start, close=sweeper.close)
 
     # Followers, watch time, and lucky bags (whose prizes are holds in free sales).
@@ -234,14 +248,28 @@ def build_services(settings: Settings, redis_url: str, *,
     lucky_loop = LuckyLoop(lucky)
     life.register("lucky loop", start=lucky_loop.start, close=lucky_loop.close)
     LuckyEvents(edge, lucky)
+    # Live auctions: bids batched and decided like buys, each in the unit's own sale; the
+    # closer ends them on time and makes the second-chance offer (docs/inventory.md).
+    auctions = AuctionService(
+        inventory_redis, now_ms=clock, max_batch_window_s=settings.buy_batch_max_ms / 1000,
+        target_batch=settings.buy_batch_target)
+    auction_desk = AuctionDesk(redis, catalog, auctions, clock)
+    auction_pusher = AuctionBroadcaster(edge.emit_to, clock)
+    auction_closer = AuctionCloser(auctions, auction_pusher, edge.emit_to, clock)
+    life.register("auction scripts", close=auctions.disconnect)
+    life.register("auction pusher", start=auction_pusher.start, close=auction_pusher.close)
+    life.register("auctions", start=auctions.start, close=auctions.close)
+    life.register("auction closer", start=auction_closer.start, close=auction_closer.close)
+    AuctionEvents(edge, auctions, auction_pusher.record)
 
     # Rooms: presence, chat, moderation (whose bans reach the sales).
     rooms = RoomService(redis, catalog, clock, chat_max_chars=settings.chat_max_chars,
-                        buyer_bans=sales, addresses=addresses,
+                        buyer_bans=BuyerBansFanout(sales, auction_desk), addresses=addresses,
                         chat_per_speaker=settings.chat_per_speaker_per_10s,
                         chat_per_address=settings.chat_per_address_per_10s,
                         state_extras=(media_pusher.room_state, sales.room_state,
-                                      lucky.room_state, follows.room_state))
+                                      lucky.room_state, follows.room_state,
+                                      auction_desk.room_state))
     viewer_pusher = ViewerCountPusher(edge, rooms)
     life.register("viewer count pusher", start=viewer_pusher.start, close=viewer_pusher.close)
     RoomEvents(edge, rooms, bus, viewer_pusher)
@@ -293,7 +321,9 @@ def build_services(settings: Settings, redis_url: str, *,
         redis_probe=redis_probe, bus=bus,
         signer=signer, accounts=accounts, certificates=certificates, catalog=catalog,
         certificate_desk=certificate_desk, sio=sio, edge=edge, ice=ice, media=media,
-        media_router=media_router, inventory=inventory, sales=sales, rooms=rooms,
+        media_router=media_router, inventory=inventory, sales=sales, auctions=auctions,
+        auction_desk=auction_desk, auction_pusher=auction_pusher,
+        auction_closer=auction_closer, rooms=rooms,
         order_store=order_store, payments=payments, orders=orders, figures=figures,
         order_upkeep=order_upkeep, reaper=reaper, handshakes=handshakes,
         follows=follows, lucky=lucky, watch=watch)
@@ -323,12 +353,16 @@ def create_app(settings: Settings, redis_url: str, *,
                   services.addresses).add_to(app.router)
     RoomRoutes(api, services.signer, services.catalog, services.rooms, services.edge,
                services.media_router, services.sales,
-               room_opened=services.follows.room_opened).add_to(app.router)
+               room_opened=services.follows.room_opened,
+               room_ended=room_ender(services.auction_desk, services.auction_closer),
+               ).add_to(app.router)
     CertificateRoutes(api, services.certificates, services.certificate_desk,
                       LinkOrigin(settings.public_url, default_allowed_hosts(settings))
                       ).add_to(app.router)
     CommerceRoutes(api, services.sales, services.inventory, services.orders, services.catalog,
                    services.rooms, services.edge, services.figures).add_to(app.router)
+    AuctionRoutes(api, services.auction_desk, services.auction_pusher,
+                  services.auction_closer).add_to(app.router)
     MediaRoutes(api, services.ice).add_to(app.router)
     LuckyRoutes(api, services.lucky, services.follows).add_to(app.router)
     pages = PageRoutes()

@@ -13,7 +13,7 @@ from .payload import Payload
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from inventory import Sale
+    from inventory import Auction, Sale
 
     from .app import Services
 
@@ -86,6 +86,19 @@ async def _lucky_bag(services: Services, room_id: str) -> str:
     bag = await services.lucky.create(DEMO_ANCHOR, room_id,
                                       Payload({"product_id": oil.id, **DEMO_LUCKY}))
     return bag.id
+DEMO_AUCTION = {"start_cents": 50_000, "duration_s": 600, "extend_s": 15, "hold_s": 300}
+
+
+async def _auction(services: Services, room_id: str) -> Auction:
+    """A ten-minute live auction of a product that is not the flash sale's, unless one runs."""
+    for auction in await services.auction_desk.room_auctions(room_id, limit=1):
+        if auction.state.status != "ended":
+            return auction
+    room = await services.catalog.get_room(room_id)
+    lots = [p for p in await services.catalog.products_of(room.anchor_id)
+            if p.id != room.pinned_product]
+    return await services.auction_desk.create(
+        DEMO_ANCHOR, room_id, Payload({"product_id": lots[0].id, **DEMO_AUCTION}))
 
 
 async def seed_demo(services: Services, settings: Settings, say: Callable[[str], None]) -> str:
@@ -110,6 +123,7 @@ async def seed_demo(services: Services, settings: Settings, say: Callable[[str],
         room_id = room.id
     sale = await _flash_sale(services, room_id)
     lucky = await _lucky_bag(services, room_id)
+    auction = await _auction(services, room_id)
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
     day = 24 * 3600
     tokens = {user.role.value: services.signer.issue(user, day)
@@ -119,6 +133,9 @@ async def seed_demo(services: Services, settings: Settings, say: Callable[[str],
     say(f"  viewer room:    {base}/r/{room_id}  (flash sale {sale.id}: {sale.title}, "
         f"{sale.status}, opens {max(0, (sale.starts_at - now_ms()) // 1000)} s from now)")
     say(f"  lucky bag:      {lucky} (passphrase \"jade luck\", drawn 30 min after it opened)")
+    say(f"  live auction:   {auction.title}, bid in the viewer room; it ends "
+        f"{max(0, (auction.state.ends_at - now_ms()) // 1000)} s from now (start another "
+        "in the studio)")
     say(f"  anchor studio:  {base}/studio/{room_id}#token={tokens['anchor']}")
     say(f"  inspector desk: {base}/inspect#token={tokens['inspector']}")
     say(f"  anchor token:    {tokens['anchor']}")

@@ -35,6 +35,7 @@ __all__ = [
     "product",
     "product_rooms",
     "room_address_bans",
+    "room_auctions",
     "room_banned",
     "room_bans",
     "room_chat",
@@ -120,6 +121,11 @@ def room_viewers_pushed(room_id: str) -> str:
 def room_sales(room_id: str) -> str:
     """zset sale id -> created_at ms."""
     return f"{{room:{room_id}}}:sales"
+
+
+def room_auctions(room_id: str) -> str:
+    """zset auction id -> created_at ms."""
+    return f"{{room:{room_id}}}:auctions"
 
 
 def sale_pushed(sale_id: str) -> str:

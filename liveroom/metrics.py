@@ -236,6 +236,11 @@ class Metrics:
         self.buy_latency = self.add(Histogram(
             "liveroom_buy_latency_seconds", "Time from a buy event to its answer.",
             BUY_LATENCY_BUCKETS_S))
+        self.bids = self.add(Counter(
+            "liveroom_bids_total", "Auction bids answered, by status.", ["status"]))
+        self.bid_latency = self.add(Histogram(
+            "liveroom_bid_latency_seconds", "Time from a bid event to its answer.",
+            BUY_LATENCY_BUCKETS_S))
         self.socket_errors = self.add(Counter(
             "liveroom_socket_errors_total", "Socket.IO events refused, by error code.", ["code"]))
         self.http_responses = self.add(Counter(
@@ -266,6 +271,15 @@ class Metrics:
     def record_buy(self, status: str, seconds: float) -> None:
         self.buys.inc(status)
         self.buy_latency.observe(seconds)
+
+    def record_bid(self, status: str, seconds: float) -> None:
+        self.bids.inc(status)
+        self.bid_latency.observe(seconds)
+
+    @property
+    def answered_bursts(self) -> int:
+        """Buys and bids answered so far: what a flash sale or a bidding war is made of."""
+        return self.buy_latency.count + self.bid_latency.count
 
     def snapshot(self) -> Snapshot:
         """Every metric's values now, as JSON values (what another worker merges)."""

@@ -101,12 +101,13 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
 
 
 def full_collections(settings: Settings, metrics: Metrics) -> FullCollections:
-    """The process's owner of full garbage collections, quiet while buys are answered."""
+    """The process's owner of full garbage collections, quiet while buys or bids are
+    answered."""
     pauses = metrics.add(Histogram(
         "liveroom_gc_full_pause_seconds", "Event-loop pause of each full garbage collection.",
         GC_PAUSE_BUCKETS_S))
     return FullCollections(interval_s=settings.gc_full_interval_s,
-                           activity=lambda: metrics.buy_latency.count, pauses=pauses)
+                           activity=lambda: metrics.answered_bursts, pauses=pauses)
 
 
 def setup_logging(settings: Settings) -> None:

@@ -2,10 +2,12 @@
 
 An outside client of the public protocol (docs/protocol.md); it imports nothing from the
 server's packages. Run ``python -m loadtests spike --help`` for a flash-sale spike (optionally
-with checkouts) and its audit, ``python -m loadtests.soak --help`` for a long steady run that
+with checkouts) and its audit, ``python -m loadtests auction --help`` for an auction's
+bidding war and its audit, ``python -m loadtests.soak --help`` for a long steady run that
 watches the server's memory; see docs/loadtesting.md.
 """
 
+from ._auction import AuctionConfig, BidRecord, audit_auction, run_auction
 from ._client import LeanSocket
 from ._histogram import Histogram
 from ._orders import OrderTally
@@ -21,6 +23,8 @@ from .exceptions import (
 )
 
 __all__ = [
+    "AuctionConfig",
+    "BidRecord",
     "CheckoutFacts",
     "ConnectFailed",
     "Histogram",
@@ -34,9 +38,11 @@ __all__ = [
     "ServerRefused",
     "SpikeConfig",
     "audit",
+    "audit_auction",
     "build_report",
     "build_schedule",
     "checkout_checks",
     "render_text",
+    "run_auction",
     "run_spike",
 ]

@@ -56,12 +56,15 @@ def svg_panel(title: str, unit: str, t_max: float,
     return "\n".join(parts)
 
 
-def render_chart(report: Mapping[str, Any]) -> str:
+def render_chart(report: Mapping[str, Any], *, event: str = "Buy",
+                 success: str = "reserved") -> str:
+    """The chart of a report; ``event`` names what was timed, ``success`` the count the
+    buckets' ``reserved`` field holds (a bid's ``leading``)."""
     buckets: list[dict[str, Any]] = report["throughput"]["buckets"]
     bucket_ms = int(report["throughput"]["bucket_ms"])
     t_max = float(max((b["t_ms"] for b in buckets), default=0) + bucket_ms)
     per_s = 1000.0 / bucket_ms
-    latency = svg_panel("Buy latency from intended send time (per bucket)", "ms", t_max, [
+    latency = svg_panel(f"{event} latency from intended send time (per bucket)", "ms", t_max, [
         ("p50", "#1f77b4", [(b["t_ms"], b["p50_ms"]) for b in buckets]),
         ("p99", "#d62728", [(b["t_ms"], b["p99_ms"]) for b in buckets]),
         ("max", "#999999", [(b["t_ms"], b["max_ms"]) for b in buckets]),
@@ -69,7 +72,7 @@ def render_chart(report: Mapping[str, Any]) -> str:
     throughput = svg_panel(f"Throughput ({bucket_ms} ms buckets)", "per s", t_max, [
         ("sent", "#2ca02c", [(b["t_ms"], b["sent"] * per_s) for b in buckets]),
         ("answered", "#ff7f0e", [(b["t_ms"], b["answered"] * per_s) for b in buckets]),
-        ("reserved", "#9467bd", [(b["t_ms"], b["reserved"] * per_s) for b in buckets]),
+        (success, "#9467bd", [(b["t_ms"], b["reserved"] * per_s) for b in buckets]),
     ])
     lat = report["latency_ms"]
     summary = html.escape(

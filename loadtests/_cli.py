@@ -1,4 +1,5 @@
-"""``python -m loadtests spike ...``: see docs/loadtesting.md."""
+"""``python -m loadtests spike ...`` and ``python -m loadtests auction ...``: see
+docs/loadtesting.md."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._auction import AuctionConfig, run_auction
 from ._schedule import Profile
 from ._spike import SpikeConfig, run_spike
 from .exceptions import LoadTestError
@@ -52,11 +54,50 @@ def _parser() -> argparse.ArgumentParser:
                        help="write the report here, and the chart beside it (.html)")
     spike.add_argument("--keep", action="store_true", help="leave the sale and room open")
     spike.add_argument("--quiet", action="store_true", help="no progress display")
+
+    auction = commands.add_parser("auction", help="run a bidding war in a live auction and "
+                                                  "audit it")
+    auction.add_argument("--url", required=True)
+    auction.add_argument("--admin-token", required=True,
+                         help="token of an admin: mints the bidders' accounts; the server must "
+                              "run with LIVEROOM_OTP_ECHO=1")
+    auction.add_argument("--anchor-token", default=None,
+                         help="token of the anchor who runs the auction (default: the admin)")
+    auction.add_argument("--bidders", type=int, required=True)
+    auction.add_argument("--bids", type=int, default=1, help="bids per bidder")
+    auction.add_argument("--duration", type=int, default=10, help="the auction's length (s)")
+    auction.add_argument("--war", type=float, default=3.0,
+                         help="bids spread over this many seconds before the scheduled end")
+    auction.add_argument("--extend", type=int, default=2, help="the auction's extend_s")
+    auction.add_argument("--sudden-death", action="store_true")
+    auction.add_argument("--start-cents", type=int, default=10_000)
+    auction.add_argument("--timeout", type=float, default=10.0,
+                         help="seconds to wait for an ack")
+    auction.add_argument("--connect-concurrency", type=int, default=200)
+    auction.add_argument("--processes", type=int, default=1,
+                         help="bidder processes (each holds its share of the sockets)")
+    auction.add_argument("--bucket-ms", type=int, default=100)
+    auction.add_argument("--seed", type=int, default=1)
+    auction.add_argument("--json", type=Path, default=None, dest="json_path",
+                         help="write the report here, and the chart beside it (.html)")
+    auction.add_argument("--quiet", action="store_true")
     return parser
 
 
-def parse_args(argv: Sequence[str]) -> SpikeConfig:
+def parse_auction_args(args: argparse.Namespace) -> AuctionConfig:
+    return AuctionConfig(
+        url=args.url, anchor_token=args.anchor_token or args.admin_token,
+        admin_token=args.admin_token, bidders=args.bidders, bids_per_bidder=args.bids,
+        duration_s=args.duration, war_s=args.war, extend_s=args.extend,
+        sudden_death=args.sudden_death, start_cents=args.start_cents, timeout_s=args.timeout,
+        connect_concurrency=args.connect_concurrency, bucket_ms=args.bucket_ms, seed=args.seed,
+        processes=args.processes, json_path=args.json_path, quiet=args.quiet)
+
+
+def parse_args(argv: Sequence[str]) -> SpikeConfig | AuctionConfig:
     args = _parser().parse_args(list(argv))
+    if args.command == "auction":
+        return parse_auction_args(args)
     return SpikeConfig(
         url=args.url, anchor_token=args.anchor_token or args.admin_token,
         admin_token=args.admin_token, buyers=args.buyers, stock=args.stock,
@@ -75,7 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        report = uvloop.run(run_spike(config))
+        if isinstance(config, AuctionConfig):
+            report = uvloop.run(run_auction(config))
+        else:
+            report = uvloop.run(run_spike(config))
     except LoadTestError as exc:
         print(f"error ({exc.code}): {exc}", file=sys.stderr)
         return 2

@@ -42,13 +42,15 @@ SCRIPT = '<script>alert("x")</script>'
 ADDRESS = {"name": "Wang Fang", "phone": "13800138000", "line1": "12 Jade Road", "city": "Hefei"}
 BUY_STATUSES = {"reserved", "sold_out", "limit_reached", "not_started", "ended", "rate_limited",
                 "invalid", "banned", "verification_required"}
+BID_STATUSES = {"leading", "outbid", "too_low", "already_leading", "not_started", "ended",
+                "banned", "not_in_room", "verification_required", "rate_limited", "invalid"}
 
 # -- strategies ---------------------------------------------------------------------------------
 
 # Real ids of the fuzzing world, substituted at run time, so fuzzed requests also hit the paths
 # behind a successful lookup.
 PLACEHOLDERS = ("$room", "$sale", "$product", "$reservation", "$order", "$anchor", "$me",
-                "$certificate", "$lucky")
+                "$certificate", "$lucky", "$auction")
 hostile_strings = st.one_of(
     st.sampled_from(["", " ", "\t\n", "\x00", "\u202e", "\U0001d54f\U0001f642", "../../etc/passwd",
                      "%00", SCRIPT, "' OR 1=1 --", "null", "{}", "r_" + "a" * 80, "a.b-c_d",
@@ -108,6 +110,7 @@ EVENTS: dict[str, st.SearchStrategy[Any]] = {
     "mod:unban": shaped("room", "user"),
     "mod:slow": shaped("room", "seconds"),
     "buy": shaped("sale", "qty", "request_id"),
+    "bid": shaped("auction", "amount_cents", "request_id"),
     "release": shaped("reservation"),
     "checkout": shaped("reservation", "address", "payment", address=addresses,
                        payment=payments),
@@ -161,6 +164,11 @@ async def world(redis: aioredis.Redis, redis_url: str, data_dir: Path) -> AsyncI
             "product_id": product["id"], "stock": 1000, "price_cents": 99_900,
             "per_user_limit": 3, "starts_in_s": 0, "duration_s": 3600, "hold_s": 600})
         assert status == 201, sale
+        status, auction = await server.request("POST", f"/api/rooms/{room['id']}/auctions",
+                                                anchor_token, {
+            "product_id": product["id"], "start_cents": 10_000, "duration_s": 600,
+            "extend_s": 10})
+        assert status == 201, auction
         status, cert = await server.request(
             "POST", "/api/certificates", server.token("inspector", "Ins"), {
                 "kind": "vault", "product_id": product["id"], "details": {
@@ -184,7 +192,7 @@ async def world(redis: aioredis.Redis, redis_url: str, data_dir: Path) -> AsyncI
         ids = {"$room": room["id"], "$sale": sale["id"], "$product": product["id"],
                "$reservation": held["reservation"]["id"], "$order": done["order"]["id"],
                "$anchor": "u_mei", "$me": "u_fuzz", "$certificate": cert["id"],
-               "$lucky": lucky["id"]}
+               "$lucky": lucky["id"], "$auction": auction["id"]}
         bystander = await server.connect(server.token("viewer", "Bystander"))
         world = World(server, redis, data_dir, anchor_token, viewer_token, ids, viewer, anchor,
                       bystander)
@@ -258,6 +266,8 @@ async def check_ack(world: World, event: str, payload: Any, ack: Any,
     assert isinstance(ack, dict), context
     if event == "buy" and "status" in ack:
         assert ack["status"] in BUY_STATUSES, context
+    if event == "bid" and "status" in ack:
+        assert ack["status"] in BID_STATUSES, context
     if ack.get("ok") is True:
         return await (settled_snapshot if event in ASYNC_EFFECTS else snapshot)(world)
     assert ack.get("ok") is False, context
@@ -334,7 +344,8 @@ class RawSocket:
 
 
 @FUZZ
-@given(event=st.sampled_from(["chat", "join", "buy", "checkout", "ping", "mod:ban", "nothing"]),
+@given(event=st.sampled_from(["chat", "join", "buy", "bid", "checkout", "ping", "mod:ban",
+                              "nothing"]),
        depth=st.integers(0, 3000), digits=st.integers(1, 6000), where=st.sampled_from(
            ["payload", "field", "extra"]))
 async def test_deep_nesting_and_huge_numbers_get_one_answer_and_no_traceback(
@@ -381,8 +392,14 @@ async def test_json_the_fast_decoder_refuses_is_still_answered(world: World) -> 
     refuses them; every such event must still get one answer and change nothing."""
     raw = await RawSocket.open(world.server.http, world.server.url, world.viewer_token)
     room, sale = json.dumps(world.ids["$room"]), json.dumps(world.ids["$sale"])
+    auction = json.dumps(world.ids["$auction"])
     before = await snapshot(world)
     frames = [
+        ("bid", f'"bid",{{"auction":{auction},"amount_cents":NaN,"request_id":"n"}}'),
+        ("bid", f'"bid",{{"auction":{auction},"amount_cents":1e400,"request_id":"e"}}'),
+        ("bid", f'"bid",{{"auction":{auction},"amount_cents":1180591620717411303424,'
+                '"request_id":"big"}'),
+        ("bid", '"bid",{"auction":"\\ud800","amount_cents":100,"request_id":"s"}'),
         ("chat", f'"chat",{{"room":{room},"text":NaN}}'),
         ("chat", f'"chat",{{"room":{room},"text":"cut \\ud83d"}}'),
         ("chat", '"chat",{"room":"\\udc00","text":"x"}'),
@@ -416,6 +433,8 @@ ENDPOINTS: list[tuple[str, str]] = [
     ("POST", "/api/products"), ("GET", "/api/products"), ("GET", "/api/products/{id}"),
     ("POST", "/api/rooms/{id}/sales"), ("GET", "/api/rooms/{id}/sales"),
     ("GET", "/api/sales/{id}"), ("POST", "/api/sales/{id}/end"),
+    ("POST", "/api/rooms/{id}/auctions"), ("GET", "/api/rooms/{id}/auctions"),
+    ("GET", "/api/auctions/{id}"), ("POST", "/api/auctions/{id}/end"),
     ("POST", "/api/orders"), ("GET", "/api/orders"), ("GET", "/api/orders/{id}"),
     ("POST", "/api/orders/{id}/pay"), ("POST", "/api/orders/{id}/cancel"),
     ("POST", "/api/orders/{id}/ship"), ("POST", "/api/orders/{id}/deliver"),
@@ -438,7 +457,7 @@ QUERY_KEYS = ("anchor", "product", "category", "room", "brand", "window_days")
 BODY_KEYS = ("name", "title", "category", "price_cents", "brand", "product_id", "stock",
              "per_user_limit", "starts_in_s", "duration_s", "hold_s", "reservation", "address",
              "payment", "reason", "kind", "details", "anchor_id", "expires_at", "winners",
-             "draw_in_s", "units_each", "condition")
+             "draw_in_s", "units_each", "condition", "start_cents", "extend_s", "sudden_death")
 header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
 authorizations = st.one_of(
     st.none(), st.sampled_from(["$viewer", "$anchor-token", "$inspector", "$admin"]),

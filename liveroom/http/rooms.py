@@ -25,10 +25,14 @@ log = logging.getLogger("liveroom.rooms")
 class RoomRoutes:
     def __init__(self, api: Api, signer: TokenSigner, catalog: Catalog, rooms: RoomService,
                  edge: SocketEdge, media: MediaRouter, sales: SaleDesk, *,
-                 room_opened: Callable[[Room], Awaitable[None]] | None = None) -> None:
-        """``room_opened`` hears of each room an anchor opens (its followers are told)."""
+                 room_opened: Callable[[Room], Awaitable[None]] | None = None,
+                 room_ended: Callable[[str], Awaitable[object]] | None = None) -> None:
+        """``room_opened`` hears of each room an anchor opens (its followers are told);
+        ``room_ended`` of each room ended (its auctions close)."""
         self.api = api
         self.sales = sales
+        # What else ends with a room (its auctions), before the room hears it ended.
+        self.room_ended = room_ended
         self.signer = signer
         self.catalog = catalog
         self.rooms = rooms
@@ -89,6 +93,8 @@ class RoomRoutes:
         # Its sales end with it, and the room hears of each before it hears the room ended.
         for sale in await self.sales.end_room_sales(room.id):
             await self.sales.announce(sale)
+        if self.room_ended is not None:
+            await self.room_ended(room.id)
         await self.edge.emit("room", {"room": room.id, "status": room.status}, room=room.id)
         return json_response(room.public())
 

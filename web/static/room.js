@@ -5,6 +5,7 @@ import {
   formatTimeOfDay, h, hideBanner, installGlobalErrorHandlers, newRequestId, pathId, setText,
   showBanner, showError, showResult,
 } from "./lr.js";
+import { AuctionPanel } from "./auction.js";
 import { openBadge } from "./badges.js";
 import { ChatLog, sendsChat, slowModeText } from "./chat.js";
 import { LuckyCard } from "./luckycard.js";
@@ -61,6 +62,8 @@ let orders = null;
 let watcher = null;
 /** @type {LuckyCard | null} */
 let lucky = null;
+/** @type {AuctionPanel | null} */
+let auctions = null;
 
 function token() {
   return state.session ? state.session.token : null;
@@ -114,6 +117,7 @@ function connect(session) {
   live.on("order", (order) => orders && orders.onPush(order));
   live.on("lucky", (bag) => lucky && lucky.show(bag));
   live.on("followers", (data) => lucky && lucky.onFollowers(data));
+  live.on("auction", (push) => auctions && auctions.onPush(push));
 }
 
 async function joinRoom() {
@@ -143,6 +147,7 @@ function renderRoom(room) {
   chat.replace(room.chat || []);
   renderProduct(room.pinned);
   if (room.sale !== undefined) onSale(room.sale);
+  if (room.auction !== undefined && auctions) auctions.show(room.auction);
   if (watcher) watcher.onLive(room.media || null);
   if (lucky) {
     lucky.show(room.lucky);
@@ -159,6 +164,7 @@ function onRoomEnded() {
   showBanner("This live has ended. Your orders stay below; find another live room on the home page.",
     { kind: "notice" });
   renderSale();
+  if (auctions) auctions.roomEnded();
   if (watcher) watcher.stop("The live has ended.");
 }
 
@@ -365,13 +371,16 @@ function onBuyAnswer(answer, qty) {
 
 // ------------------------------------------------------------------ checkout
 
-/** @param {Reservation} reservation */
-function openCheckout(reservation) {
+/**
+ * @param {Reservation} reservation
+ * @param {string} [title] what is held (default: the flash sale's item)
+ */
+function openCheckout(reservation, title) {
   state.reservation = reservation;
   const sale = state.sale;
   $("#checkout").hidden = false;
   $("#checkout-summary").replaceChildren(
-    h("strong", {}, `${reservation.qty} × ${sale ? sale.title : "item"}`),
+    h("strong", {}, `${reservation.qty} × ${title || (sale ? sale.title : "item")}`),
     h("span", { class: "muted" }, ` · ${formatCents(reservation.qty * reservation.price_cents)}`),
   );
   setText("#checkout-result", "");
@@ -476,7 +485,13 @@ async function main() {
     $("#card-field").hidden = !online;
     $as("#card", HTMLInputElement).required = online;
   });
-  setInterval(() => { tickCountdown(); tickHold(); }, 250);
+  auctions = new AuctionPanel(roomId, socket,
+    async () => isBuyer() || signInToBuy(),
+    (reservation, title) => {
+      showResult("#bid-result", `${title} is held for you at your bid: complete checkout below.`, true);
+      openCheckout(reservation, title);
+    }, token);
+  setInterval(() => { tickCountdown(); tickHold(); if (auctions) auctions.tick(); }, 250);
   try {
     state.session = await viewerSession(SCOPE);
     clock.sync().catch(() => {}); // room state's server_time is the fallback

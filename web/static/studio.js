@@ -1,8 +1,9 @@
 // @ts-check
-// Anchor studio: camera and go-live, products and pin, flash sale form and panel, chat with
-// moderation, live figures.
+// Anchor studio: camera and go-live, products and pin, flash sale form and panel, live auction
+// form and panel, chat with moderation, live figures.
 import {
-  $, $as, ackError, call, clock, connectSocket, describeError, formatCents, formatTimeOfDay, h,
+  $, $as, ackError, call, clock, connectSocket, describeError, formatCents, formatDuration,
+  formatTimeOfDay, h,
   hideBanner, installGlobalErrorHandlers, parseMoney, pathId, setText, showBanner, showError,
   showResult,
 } from "./lr.js";
@@ -15,8 +16,8 @@ import { publish } from "./watch.js";
 /** @import { Socket } from "socket.io-client" */
 /** @import { Rest } from "./lr.js" */
 /**
- * @import { Ack, ChatMessage, Figures, Media, ModerationEvent, Product, RoomState, Sale, User }
- *   from "./types.js"
+ * @import { Ack, Auction, AuctionPush, ChatMessage, Figures, Media, ModerationEvent, Product,
+ *   RoomState, Sale, User } from "./types.js"
  */
 
 const FIGURES_REFRESH_MS = 5000;
@@ -33,6 +34,7 @@ const roomId = pathId();
  * @property {Product[]} products
  * @property {string | null} pinned the pinned product's id
  * @property {Sale | null} sale
+ * @property {Auction | null} auction the room's newest auction
  * @property {MediaStream | null} stream the camera and microphone
  * @property {RTCPeerConnection | null} pc the broadcast
  * @property {ReturnType<typeof setInterval> | undefined} figuresTimer
@@ -40,7 +42,7 @@ const roomId = pathId();
 /** @type {StudioPage} */
 const state = {
   rest: null, me: null, room: null, socket: null, products: [], pinned: null, sale: null,
-  stream: null, pc: null, figuresTimer: undefined,
+  auction: null, stream: null, pc: null, figuresTimer: undefined,
 };
 
 const chat = new ChatLog($("#chat-log"), moderationButtons);
@@ -118,6 +120,7 @@ function connect(token) {
     $as("#slow-mode", HTMLSelectElement).value = String(room.slow_mode_s || 0);
     if (room.sale !== undefined) onSale(room.sale);
     luckyPanel.show(room.lucky);
+    if (room.auction !== undefined) onAuction(room.auction);
     if (room.media) onMedia(room.media);
   });
   live.on("disconnect", (reason) => {
@@ -143,6 +146,7 @@ function connect(token) {
   live.on("sale", (sale) => sale.room === roomId && onSale(sale));
   live.on("lucky", (bag) => luckyPanel.show(bag));
   live.on("stock", (update) => applyStock(state.sale, update) && renderSale());
+  live.on("auction", (/** @type {AuctionPush} */ push) => push.room === roomId && onAuction(push));
   live.on("media", (media) => media.room === roomId && onMedia(media));
   live.on("figures", (figures) => (!figures.room || figures.room === roomId) && renderFigures(figures));
   live.on("room", (data) => data.room === roomId && data.status === "ended"
@@ -188,6 +192,10 @@ function renderProducts() {
   select.replaceChildren(...state.products.map((p) =>
     h("option", { value: p.id }, `${p.title} (${formatCents(p.price_cents)})`)));
   if (chosen) select.value = chosen;
+  const lot = $as("#auction-product", HTMLSelectElement);
+  const lotChosen = lot.value || state.pinned || "";
+  lot.replaceChildren(...state.products.map((p) => h("option", { value: p.id }, p.title)));
+  if (lotChosen) lot.value = lotChosen;
   fillDealPrice();
   luckyPanel.products(state.products);
 }
@@ -320,6 +328,93 @@ async function endSale() {
     showResult("#sale-result", "Sale ended.", true);
   } catch (error) {
     showResult("#sale-result", describeError(error), false);
+  }
+}
+
+// ------------------------------------------------------------------ auction
+
+/**
+ * The room's newest auction: created here, read with the room, or pushed (a push carries what
+ * moves; an older auction's news never hides a newer one).
+ * @param {Auction | AuctionPush | null} auction
+ */
+function onAuction(auction) {
+  if (!auction) {
+    state.auction = null;
+  } else if (state.auction && state.auction.id === auction.id) {
+    Object.assign(state.auction, auction);
+  } else if ("title" in auction) {
+    state.auction = auction;
+  } else if (!state.auction || auction.status !== "ended") {
+    state.auction = /** @type {Auction} */ ({ title: "Auction", starts_at: 0, ...auction });
+  }
+  renderAuction();
+}
+
+function auctionStatus() {
+  const auction = state.auction;
+  if (!auction || auction.status === "ended" || clock.now() >= auction.ends_at) return "ended";
+  return clock.now() < auction.starts_at ? "scheduled" : "live";
+}
+
+function renderAuction() {
+  const auction = state.auction;
+  $("#auction-panel").hidden = !auction;
+  if (!auction) return;
+  const status = auctionStatus();
+  setText("#auction-title", auction.title);
+  setText("#auction-status", { live: "Live", scheduled: "Starts soon", ended: "Ended" }[status]);
+  $("#auction-status").classList.toggle("live", status === "live");
+  setText("#auction-price", auction.bids ? formatCents(auction.price_cents) : "—");
+  setText("#auction-bids", auction.bids);
+  setText("#auction-leader", auction.leader_name || "—");
+  $as("#stop-auction", HTMLButtonElement).disabled = status === "ended";
+  tickAuction();
+}
+
+function tickAuction() {
+  const auction = state.auction;
+  if (!auction) return;
+  const status = auctionStatus();
+  setText("#auction-countdown", status === "live" ? `Ends in ${formatDuration(auction.ends_at - clock.now())}` : "");
+  if (status === "ended" && !$as("#stop-auction", HTMLButtonElement).disabled) renderAuction();
+}
+
+/** @param {SubmitEvent} event */
+async function startAuction(event) {
+  event.preventDefault();
+  const start = parseMoney($as("#auction-start", HTMLInputElement).value);
+  if (start === null || start < 1) {
+    showResult("#auction-result", "Enter the starting bid as a number, e.g. 100.00.", false);
+    return;
+  }
+  const sudden = $as("#auction-sudden", HTMLInputElement).checked;
+  const body = {
+    product_id: $as("#auction-product", HTMLSelectElement).value,
+    start_cents: start,
+    duration_s: wholeNumber("#auction-duration"),
+    extend_s: sudden ? null : wholeNumber("#auction-extend"),
+    sudden_death: sudden,
+  };
+  if (!body.product_id) {
+    showResult("#auction-result", "Add a product first.", false);
+    return;
+  }
+  try {
+    onAuction(await rest().post(`/api/rooms/${encodeURIComponent(roomId)}/auctions`, body));
+    showResult("#auction-result", "Auction started.", true);
+  } catch (error) {
+    showResult("#auction-result", describeError(error), false);
+  }
+}
+
+async function stopAuction() {
+  if (!state.auction) return;
+  try {
+    onAuction(await rest().post(`/api/auctions/${encodeURIComponent(state.auction.id)}/end`));
+    showResult("#auction-result", "Auction stopped.", true);
+  } catch (error) {
+    showResult("#auction-result", describeError(error), false);
   }
 }
 
@@ -485,6 +580,8 @@ async function main() {
   $("#sale-product").addEventListener("change", () => { delete dealPrice.dataset.touched; fillDealPrice(); });
   dealPrice.addEventListener("input", () => { dealPrice.dataset.touched = "1"; });
   $("#end-sale").addEventListener("click", endSale);
+  $("#auction-form").addEventListener("submit", startAuction);
+  $("#stop-auction").addEventListener("click", stopAuction);
   sendsChat($as("#chat-form", HTMLFormElement), $as("#chat-input", HTMLInputElement),
     (text) => call(socket(), "chat", { room: roomId, text }), showError);
   $("#slow-mode").addEventListener("change", setSlowMode);
@@ -492,7 +589,7 @@ async function main() {
   $("#go-live").addEventListener("click", goLive);
   $("#end-live").addEventListener("click", endLive);
   $("#close-room").addEventListener("click", closeRoom);
-  setInterval(tickSale, 250);
+  setInterval(() => { tickSale(); tickAuction(); }, 250);
   clock.sync().catch(() => {});
   await signIn.start();
 }

@@ -139,6 +139,7 @@
  * @property {ChatMessage[]} [chat]
  * @property {Product | null} pinned
  * @property {Sale | null} [sale]
+ * @property {Auction | null} [auction]
  * @property {Media} [media]
  * @property {LuckyBag | null} [lucky]
  * @property {number} [followers] the anchor's follower count
@@ -168,6 +169,42 @@
  * @property {string} sale
  * @property {Reservation | null} reservation
  * @property {number} remaining
+ */
+
+/**
+ * The `auction` push to the room: what moves while bidding. Sent to the winner's (or the
+ * runner-up's) own sockets with `offer` and the `reservation` to check out.
+ * @typedef {object} AuctionPush
+ * @property {string} id
+ * @property {string} room
+ * @property {"scheduled" | "live" | "ended"} status
+ * @property {number} price_cents 0 before the first bid
+ * @property {number} min_next_cents the lowest bid that can lead now
+ * @property {number} bids
+ * @property {string | null} leader_name
+ * @property {number} ends_at moves when a late bid extends the auction
+ * @property {number} server_time
+ * @property {"won" | "second_chance"} [offer]
+ * @property {Reservation} [reservation]
+ */
+
+/**
+ * A live auction (`GET /api/auctions/{id}`, the room state's `auction`).
+ * @typedef {AuctionPush & {sale: string, product: string, title: string, start_cents: number,
+ *   starts_at: number, extend_s: number, sudden_death: boolean, hold_s: number,
+ *   ended_reason: string | null, second_chance: string | null,
+ *   reservation?: Reservation}} Auction
+ */
+
+/**
+ * The `bid` ack.
+ * @typedef {object} BidAnswer
+ * @property {"leading" | "outbid" | "too_low" | "already_leading" | "not_started" | "ended"
+ *   | "banned" | "not_in_room" | "verification_required" | "rate_limited" | "invalid"} status
+ * @property {string | null} auction
+ * @property {number | null} price_cents
+ * @property {number | null} min_next_cents
+ * @property {number | null} ends_at
  */
 
 /**
