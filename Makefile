@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
 ARGS ?=
 
-.PHONY: run test test-fast lint lint-js typecheck pytest system-deps redis-deps browser-deps venv web-deps wheel clean bench
+.PHONY: run test test-fast lint lint-js typecheck pytest system-deps redis-deps postgres-deps browser-deps venv web-deps wheel clean bench
 
 run: redis-deps venv web-deps
 	$(BIN)/liveroom serve --demo $(ARGS)
@@ -34,10 +34,15 @@ lint-js: web-deps
 typecheck: venv
 	$(BIN)/mypy
 
-system-deps: redis-deps browser-deps
+system-deps: redis-deps postgres-deps browser-deps
 
 redis-deps:
 	@scripts/ensure-apt.sh redis-server redis-server
+
+# The tests' throwaway PostgreSQL clusters (initdb + pg_ctl of Debian's package; the
+# server's own --database-url may point anywhere).
+postgres-deps:
+	@scripts/ensure-apt.sh postgresql
 
 browser-deps:
 	@scripts/ensure-apt.sh libcairo2

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from inventory import HoldSweeper, InventoryService, StockLevel
-from orders import OrderService, SandboxPaymentProvider, SqliteOrderStore
+from orders import OrderService, OrderStore, SandboxPaymentProvider
 from trustbadges import CertificateService, ExpiryWatcher
 
 from .accounts import AccountService, SandboxSms
@@ -63,6 +63,8 @@ from .sockets.handshakes import HandshakeDeadline
 from .sockets.media import MediaEvents, MediaHealthPusher
 from .sockets.rooms import RoomEvents, ViewerCountPusher
 from .sockets.slow_clients import SlowClientReaper
+from .stores import certificate_service
+from .stores import order_store as new_order_store
 
 __all__ = ["Services", "create_app"]
 
@@ -101,7 +103,7 @@ class Services:
     inventory: InventoryService
     sales: SaleDesk
     rooms: RoomService
-    order_store: SqliteOrderStore
+    order_store: OrderStore
     payments: SandboxPaymentProvider
     orders: OrderService
     figures: RoomFigures
@@ -163,8 +165,8 @@ def build_services(settings: Settings, redis_url: str, *,
         guest_sessions_per_address_per_min=settings.guest_sessions_per_address_per_min)
 
     # Certificates, and the catalog whose products show their badges.
-    certificates = CertificateService.open(settings.data_dir, now_ms=clock)
-    life.register("certificates", close=certificates.close)
+    certificates = certificate_service(settings, clock)
+    life.register("certificates", start=certificates.start, close=certificates.close)
     catalog = Catalog(redis, clock, badge_lookup=certificates.badges_for_many)
     certificate_desk = CertificateDesk(certificates, catalog)
 
@@ -224,7 +226,7 @@ def build_services(settings: Settings, redis_url: str, *,
     RoomEvents(edge, rooms, bus, viewer_pusher)
 
     # Orders: the store, payments, the service, and what tells people of their changes.
-    order_store = SqliteOrderStore.in_data_dir(settings.data_dir)
+    order_store = new_order_store(settings)
     life.register("order store", start=order_store.open, close=order_store.close)
     payment_secret = hmac.new(secret, b"sandbox-payments", hashlib.sha256).digest()
     payment_callbacks: AsyncHook[[bytes, str]] = AsyncHook("payment callbacks")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from database import DatabaseUrlError, check_database_url
+
 from .addresses import parse_networks
 
 __all__ = ["Settings", "SettingsError"]
@@ -50,6 +52,10 @@ class Settings:
     # None means: start an embedded redis-server child in the data dir.
     redis_url: str | None = None
     data_dir: Path = Path("./var")
+    # None: orders and certificates in SQLite files in the data dir (one machine). A
+    # postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE URL: in that PostgreSQL, shared by every
+    # node (migrated at start, once, however many nodes start together).
+    database_url: str | None = None
     # None means: use (or create) ``<data_dir>/secret``.
     secret: str | None = None
     demo: bool = False
@@ -179,6 +185,12 @@ class Settings:
             ("redis://", "rediss://", "unix://")
         ):
             raise SettingsError(f"redis URL must start with redis://: {self.redis_url!r}")
+        if self.database_url is not None:
+            try:
+                check_database_url(self.database_url)
+            except DatabaseUrlError as exc:
+                raise SettingsError(f"{ENV_PREFIX}DATABASE_URL / --database-url: "
+                                    f"{exc.reason} ({exc.url})") from None
         if self.gc_full_interval_s < 0:
             raise SettingsError("gc_full_interval_s must be 0 (CPython decides) or positive")
         if self.payment_timeout_s <= 0 or self.charge_timeout_s <= 0:

@@ -378,3 +378,27 @@ async def test_serve_applies_the_transport_limits(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("mysql://u@127.0.0.1/db", "must start with postgresql://"),
+    ("postgresql://u@127.0.0.1:5432/", "names no database"),
+    ("postgresql://u@127.0.0.1:99999/db", "Port out of range"),
+    ("postgresql:///db", "names no host"),
+])
+async def test_serve_refuses_a_malformed_database_url_in_one_line(
+    tmp_path: Path, url: str, says: str
+) -> None:
+    code, _, err = await _run("serve", "--data-dir", str(tmp_path), "--database-url", url)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "DATABASE_URL" in err and says in err, err
+
+
+async def test_serve_refuses_an_unreachable_database_in_one_line(tmp_path: Path) -> None:
+    url = f"postgresql://liveroom:hunter2@127.0.0.1:{free_port()}/liveroom"
+    code, _, err = await _run("serve", "--data-dir", str(tmp_path), "--database-url", url,
+                              env=_env(LIVEROOM_REDIS_URL="redis://127.0.0.1:1/0"))
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "cannot reach the database" in err and "hunter2" not in err, err
