@@ -35,8 +35,12 @@ from ._store import (
     _SETTLED_MARK,
     _UPDATABLE,
     STATE_RANK,
+    FigureQuery,
+    FigureRow,
     HandoffRecord,
     OrderChange,
+    figure_rows,
+    figure_sql,
 )
 from .exceptions import ClaimConflict, DeliveryLimitReached, StoreUnavailable
 from .interfaces import ReservationInfo, ReservationState
@@ -289,6 +293,19 @@ class PostgresOrderStore:
             f"SELECT {_ORDER_COLUMNS} FROM orders WHERE placed_at IS NOT NULL "
             "AND anchor_id = $1", anchor_id)
 
+    async def figures(self, query: FigureQuery) -> list[FigureRow]:
+        sums_sql, rooms_sql, args = figure_sql(query)
+
+        async def work(conn: Conn) -> list[FigureRow]:
+            sums = await conn.fetch(_numbered(sums_sql), query.window_ms, *args)
+            if query.group == "room":
+                rooms: list[Any] = [(row[0], row[0]) for row in sums]
+            else:
+                rooms = await conn.fetch(_numbered(rooms_sql), *args)
+            return figure_rows(sums, rooms)
+
+        return await self._run(work)
+
     async def apply(self, change: OrderChange) -> Order | None:
         bad = set(change.fields) - _UPDATABLE
         if bad:
@@ -414,6 +431,12 @@ class PostgresOrderStore:
             return None if row is None else Payment(**dict(row))
 
         return await self._run(work)
+
+
+def _numbered(sql: str) -> str:
+    """``?`` placeholders (SQL shared with the SQLite store) as PostgreSQL's ``$1, $2…``."""
+    parts = sql.split("?")
+    return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
 def _rowcount(status: str) -> int:

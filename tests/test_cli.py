@@ -392,7 +392,8 @@ async def test_serve_refuses_a_malformed_database_url_in_one_line(
     code, _, err = await _run("serve", "--data-dir", str(tmp_path), "--database-url", url)
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
-    assert "DATABASE_URL" in err and says in err, err
+    assert "DATABASE_URL" in err, err
+    assert says in err, err
 
 
 async def test_serve_refuses_an_unreachable_database_in_one_line(tmp_path: Path) -> None:
@@ -401,4 +402,5 @@ async def test_serve_refuses_an_unreachable_database_in_one_line(tmp_path: Path)
                               env=_env(LIVEROOM_REDIS_URL="redis://127.0.0.1:1/0"))
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
-    assert "cannot reach the database" in err and "hunter2" not in err, err
+    assert "cannot reach the database" in err, err
+    assert "hunter2" not in err, err
