@@ -132,6 +132,9 @@ async def load_sqlite(path: Path, count: int) -> OrderStore:
     await store.open()  # the schema, migrated
     conn = sqlite3.connect(path, isolation_level=None)
     try:
+        # A bulk load: the indexes' pages stay in memory instead of spilling to the WAL.
+        conn.execute("PRAGMA cache_size = -1000000")
+        conn.execute("PRAGMA synchronous = OFF")
         conn.execute("BEGIN")
         marks = ", ".join("?" for _ in _COLUMNS)
         conn.executemany(f"INSERT INTO orders ({', '.join(_COLUMNS)}) VALUES ({marks})",

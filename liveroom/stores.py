@@ -9,9 +9,9 @@ import database
 import orders
 import trustbadges
 from orders import OrderStore, PostgresOrderStore, SqliteOrderStore
-from trustbadges import CertificateService
+from trustbadges import CertificateService, KeyRing, KeyStoreError
 
-from .settings import Settings
+from .settings import ENV_PREFIX, Settings
 
 __all__ = ["DatabaseStartError", "certificate_service", "check_database", "order_store"]
 
@@ -33,13 +33,20 @@ def order_store(settings: Settings, pool_size: int = ORDER_POOL_SIZE) -> OrderSt
 
 def certificate_service(settings: Settings, clock: Callable[[], int]) -> CertificateService:
     return CertificateService.open(settings.data_dir, now_ms=clock,
-                                   database_url=settings.database_url)
+                                   database_url=settings.database_url,
+                                   signing_key_file=settings.signing_key_file)
 
 
 async def check_database(settings: Settings) -> None:
     """With a database URL: connect and migrate both stores now, so that a bad URL, an
     unreachable server or a schema from a newer release stops the start with one clear line
-    (``DatabaseStartError``) instead of failing requests later. Nothing without one."""
+    (``DatabaseStartError``) instead of failing requests later; likewise an unusable signing
+    key file."""
+    if settings.signing_key_file is not None:
+        try:
+            KeyRing.from_file(settings.signing_key_file)
+        except KeyStoreError as exc:
+            raise DatabaseStartError(f"{ENV_PREFIX}SIGNING_KEY_FILE: {exc}") from None
     url = settings.database_url
     if url is None:
         return

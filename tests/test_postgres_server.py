@@ -9,15 +9,22 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from tests.server_harness import LiveServer, live_server
 from tests.test_commerce_edge import ADDRESS, VAULT, buyer, shop
 
 
 @pytest.fixture
-async def pg_server(redis: aioredis.Redis, redis_url: str, data_dir: Path,
+async def pg_server(redis: aioredis.Redis, redis_url: str, data_dir: Path, tmp_path: Path,
                     pg_url: str) -> AsyncIterator[LiveServer]:
-    async with live_server(redis_url, data_dir, database_url=pg_url) as live:
+    """A node as deployed beside others: its signing key from a shared file."""
+    key = tmp_path / "signing.pem"
+    key.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    async with live_server(redis_url, data_dir, database_url=pg_url,
+                           signing_key_file=key) as live:
         yield live
 
 
@@ -52,5 +59,8 @@ async def test_a_server_on_postgresql_keeps_orders_and_certificates_there(
         assert await conn.fetchval("SELECT COUNT(*) FROM certificates") == 1
     finally:
         await conn.close()
+    status, keys = await server.request("GET", "/api/certificates/keys")
+    assert keys["active_key_id"] == issued["key_id"]
+    assert not (data_dir / "platform_ed25519.pem").exists()
     assert not (data_dir / "orders.sqlite3").exists()
     assert not (data_dir / "certificates.sqlite3").exists()

@@ -181,3 +181,21 @@ def test_the_qr_hosts_default_to_the_bind_address() -> None:
     assert default_allowed_hosts(Settings(host="10.1.2.3", port=80)) == ("10.1.2.3:80",)
     assert default_allowed_hosts(Settings(host="0.0.0.0", port=80,
                                           allowed_hosts=("shop.example",))) == ("shop.example",)
+
+
+def test_a_database_url_needs_the_secret_and_key_every_node_shares(tmp_path: Path) -> None:
+    url = "postgresql://liveroom@db.internal:5432/liveroom"
+    with pytest.raises(SettingsError,
+                       match="set LIVEROOM_SECRET and LIVEROOM_SIGNING_KEY_FILE"):
+        Settings.from_env({"LIVEROOM_DATABASE_URL": url})
+    with pytest.raises(SettingsError, match="set LIVEROOM_SIGNING_KEY_FILE"):
+        Settings.from_env({"LIVEROOM_DATABASE_URL": url, "LIVEROOM_SECRET": "s" * 40})
+    settings = Settings.from_env({"LIVEROOM_DATABASE_URL": url, "LIVEROOM_SECRET": "s" * 40,
+                                  "LIVEROOM_SIGNING_KEY_FILE": str(tmp_path / "k.pem")})
+    assert (settings.database_url, settings.signing_key_file) == (url, tmp_path / "k.pem")
+
+
+def test_a_malformed_database_url_is_refused_without_its_password() -> None:
+    with pytest.raises(SettingsError, match="must start with postgresql://") as refused:
+        Settings.from_env({"LIVEROOM_DATABASE_URL": "mysql://root:hunter2@db/x"})
+    assert "hunter2" not in str(refused.value)

@@ -242,6 +242,23 @@ class PostgresCertificateStore:
         return result
 
 
+    async def publish_key(self, key_id: str, public_pem: str, at: int) -> None:
+        async def work(conn: Any) -> None:
+            await conn.execute(
+                "INSERT INTO signing_keys (key_id, public_key, published_at) "
+                "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", key_id, public_pem, at)
+
+        await self._run(work)
+
+    async def known_keys(self) -> dict[str, str]:
+        async def work(conn: Any) -> dict[str, str]:
+            rows = await conn.fetch("SELECT key_id, public_key FROM signing_keys")
+            return {str(r[0]): str(r[1]) for r in rows}
+
+        result: dict[str, str] = await self._run(work)
+        return result
+
+
 def _pg(sql: str) -> str:
     """``?`` placeholders (the SQLite queries shared above) as PostgreSQL's ``$1, $2…``."""
     parts = sql.split("?")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import json
 import logging
 import secrets
@@ -16,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Final, TypeVar
+
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ._document import (
     CERTIFICATE_FORMAT,
@@ -90,16 +93,18 @@ class CertificateService:
         self._listeners: list[ChangeListener] = []
         # Mismatches already logged by this process: badges re-verify on every read.
         self._reported_mismatches: set[tuple[str, RevocationMismatch]] = set()
+        self._key_published = False
 
     @classmethod
     def open(
         cls, data_dir: Path, *, now_ms: Callable[[], int] = wall_clock_ms,
-        database_url: str | None = None,
+        database_url: str | None = None, signing_key_file: Path | None = None,
     ) -> CertificateService:
-        """The production wiring: the key in ``data_dir`` (created if missing), certificates
-        in ``data_dir``'s SQLite file or, with ``database_url``, in PostgreSQL. The store opens
-        on ``start`` (or on first use)."""
-        keys = KeyRing.load_or_create(data_dir)
+        """The production wiring: the signing key of ``signing_key_file`` (or the one in
+        ``data_dir``, created if missing), certificates in ``data_dir``'s SQLite file or, with
+        ``database_url``, in PostgreSQL. The store opens on ``start`` (or on first use)."""
+        keys = (KeyRing.load_or_create(data_dir) if signing_key_file is None
+                else KeyRing.from_file(signing_key_file))
         store: CertificateStore
         if database_url is None:
             store = SQLiteCertificateStore.in_data_dir(data_dir)
@@ -110,8 +115,26 @@ class CertificateService:
         return cls(store, keys, now_ms=now_ms)
 
     async def start(self) -> None:
-        """Open the store now (connect, migrate), so a bad database fails the start."""
+        """Open the store now (connect, migrate), so a bad database fails the start; publish
+        this process's public key there and trust every key published before (other nodes',
+        and keys rotated out)."""
         await self._store.open()
+        await self._publish_key()
+
+    async def _publish_key(self) -> None:
+        public = self._keys.signing_key.public_key().public_bytes(
+            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+        await self._store.publish_key(self._keys.active_key_id, public, self.now_ms())
+        self._keys.trust(await self._store.known_keys())
+        self._key_published = True
+
+    async def _know_signers(self, rows: Iterable[StoredCertificate | None]) -> None:
+        """Trust the keys of ``rows`` that another node published after we started (a new
+        node, a rotation), before verifying them; an unknown key stays unknown."""
+        if not self._key_published:
+            await self._publish_key()
+        if any(row is not None and self._keys.lookup(row.key_id) is None for row in rows):
+            self._keys.trust(await self._store.known_keys())
 
     async def close(self) -> None:
         await self._store.close()
@@ -335,6 +358,7 @@ class CertificateService:
         if not isinstance(certificate_id, str):
             raise UnknownCertificate(str(certificate_id))
         row = await self._store.get(certificate_id)
+        await self._know_signers([row])
         if row is None:
             raise UnknownCertificate(certificate_id)
         return row
@@ -347,6 +371,7 @@ class CertificateService:
     async def certificates_for_product(self, product_id: str) -> list[Verification]:
         now = self.now_ms()
         rows = await self._store.for_product(product_id)
+        await self._know_signers(rows)
         return [self._verify_row(r, now) for r in rows]
 
     async def certificates_for_anchor(
@@ -354,6 +379,7 @@ class CertificateService:
     ) -> list[Verification]:
         now = self.now_ms()
         rows = await self._store.for_anchor(anchor_id, category)
+        await self._know_signers(rows)
         return [self._verify_row(r, now) for r in rows]
 
     def public_keys(self) -> dict[str, Any]:
@@ -417,6 +443,8 @@ class CertificateService:
                                      if a is not None and c is not None))
         product_rows, anchor_rows = await self._store.for_many(
             list(dict.fromkeys(p for p, _, _ in wanted)), anchors)
+        await self._know_signers(
+            [*itertools.chain(*product_rows.values()), *itertools.chain(*anchor_rows.values())])
         return {
             p: self._badges(product_rows[p],
                             anchor_rows[(a, c)] if a is not None and c is not None else None,
@@ -426,15 +454,18 @@ class CertificateService:
 
     async def vault_certified(self, product_id: str) -> bool:
         rows = await self._store.for_product(product_id)
+        await self._know_signers(rows)
         return self._latest_valid(rows, "vault", self.now_ms()) is not None
 
     async def refund_no_return_certified(self, anchor_id: str, category: str) -> bool:
         rows = await self._store.for_anchor(anchor_id, category)
+        await self._know_signers(rows)
         return self._latest_valid(rows, "refund_no_return", self.now_ms()) is not None
 
     async def inspection_terms(self, product_id: str) -> InspectionTerms | None:
         """Warranty end and buyback price of the product's current valid inspection report."""
         rows = await self._store.for_product(product_id)
+        await self._know_signers(rows)
         found = self._latest_valid(rows, "inspection", self.now_ms())
         if found is None or found.certificate is None:
             return None

@@ -110,6 +110,15 @@ class CertificateStore(Protocol):
 
     async def audit(self, certificate_id: str | None, limit: int) -> list[AuditEntry]: ...
 
+    async def publish_key(self, key_id: str, public_pem: str, at: int) -> None:
+        """Remember a public key this store's certificates may be signed with (kept forever:
+        a key rotated out still verifies what it signed)."""
+        ...
+
+    async def known_keys(self) -> dict[str, str]:
+        """Every published public key, ``{key_id: PEM}``."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -318,6 +327,17 @@ class _SqliteCertificates:
             rows = self._db.execute(query + " ORDER BY seq LIMIT ?", (*params, limit)).fetchall()
         return [AuditEntry(*r) for r in rows]
 
+    def publish_key(self, key_id: str, public_pem: str, at: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO signing_keys (key_id, public_key, published_at) "
+                "VALUES (?, ?, ?)", (key_id, public_pem, at))
+
+    def known_keys(self) -> dict[str, str]:
+        with self._lock:
+            rows = self._db.execute("SELECT key_id, public_key FROM signing_keys").fetchall()
+        return {str(k): str(v) for k, v in rows}
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -410,3 +430,9 @@ class SQLiteCertificateStore:
 
     async def audit(self, certificate_id: str | None, limit: int) -> list[AuditEntry]:
         return await self._run(lambda db: db.audit(certificate_id, limit))
+
+    async def publish_key(self, key_id: str, public_pem: str, at: int) -> None:
+        await self._run(lambda db: db.publish_key(key_id, public_pem, at))
+
+    async def known_keys(self) -> dict[str, str]:
+        return await self._run(lambda db: db.known_keys())
