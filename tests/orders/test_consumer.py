@@ -12,11 +12,12 @@ import msgpack
 import pytest
 import redis.asyncio as aioredis
 
-from orders import HandoffConsumer, HandoffRecord, SqliteOrderStore
+from orders import HandoffConsumer, HandoffRecord, OrderStore, SqliteOrderStore
 from orders.keys import HANDOFF_GROUP, SALES_SET, handoff_stream
 from tests.clock import T0
+from tests.rawdb import StoreLocation
 
-from .conftest import BUYER, make_world
+from .conftest import BUYER, make_world, new_store
 
 SALE_A = "s_saleAAAAAA"
 SALE_B = "s_saleBBBBBB"
@@ -99,21 +100,21 @@ def store_path(data_dir: Path) -> Path:
 
 
 async def _consumer(
-    redis: aioredis.Redis, store: SqliteOrderStore, name: str, **kw: object
+    redis: aioredis.Redis, store: OrderStore, name: str, **kw: object
 ) -> HandoffConsumer:
     await store.open()
     return HandoffConsumer(redis, store, consumer_name=name, now_ms=lambda: T0, **kw)  # type: ignore[arg-type]
 
 
 async def test_records_every_reservation_and_its_later_state(
-    redis: aioredis.Redis, store_path: Path
+    redis: aioredis.Redis, store_location: StoreLocation
 ) -> None:
     await _new_sale(redis, SALE_A)
     for seq in (1, 2, 3):
         await _emit(redis, SALE_A, "reserved", seq)
     await _emit(redis, SALE_A, "committed", 1)
     await _emit(redis, SALE_A, "expired", 2)
-    store = SqliteOrderStore(store_path)
+    store = new_store(store_location)
     consumer = await _consumer(redis, store, "c1")
     try:
         assert await consumer.process_once() == 5
@@ -134,11 +135,11 @@ async def test_records_every_reservation_and_its_later_state(
 
 
 async def test_creates_a_missing_group_and_reads_watched_sales(
-    redis: aioredis.Redis, store_path: Path
+    redis: aioredis.Redis, store_location: StoreLocation
 ) -> None:
     # No consumer group and no entry in inventory:active_sales: the sale is only watched.
     await _emit(redis, SALE_B, "reserved", 1)
-    store = SqliteOrderStore(store_path)
+    store = new_store(store_location)
     consumer = await _consumer(redis, store, "c1")
     try:
         assert await consumer.process_once() == 0
