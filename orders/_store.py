@@ -141,7 +141,7 @@ class FigureRow:
 _GROUP_COLUMN: Mapping[str, str] = {"room": "room_id", "anchor": "anchor_id", "brand": "brand"}
 
 
-def figure_sql(query: FigureQuery) -> tuple[str, str, list[Any]]:
+def figure_sql(query: FigureQuery, *, sqlite: bool = False) -> tuple[str, str, list[Any]]:
     """The two statements of ``query`` (``?`` placeholders, the same SQL on both backends):
     the sums per group, and the distinct (group, room) pairs; and their arguments. Every order
     is read from an index that holds the group, buyer and time in order (schema v7), never
@@ -159,14 +159,20 @@ def figure_sql(query: FigureQuery) -> tuple[str, str, list[Any]]:
             where.append(test)
             args.append(value)
     condition = " AND ".join(where)
+    source = "orders"
+    if sqlite and (query.anchor_id is not None or query.room_id is not None):
+        # With a million orders SQLite's planner prefers orders_by_anchor (anchor, created_at),
+        # which is not covering: a table lookup per order, 6x slower than this one.
+        source += (" INDEXED BY orders_placed_by_anchor" if query.anchor_id is not None
+                   else " INDEXED BY orders_placed_by_room")
     sums = (
         "SELECT grp, SUM(total_cents), COUNT(*), COUNT(DISTINCT buyer_id), "
         "COUNT(DISTINCT CASE WHEN gap <= ? THEN buyer_id END) FROM ("
         f"SELECT {column} AS grp, buyer_id, total_cents, placed_at - LAG(placed_at) OVER "
         f"(PARTITION BY {column}, buyer_id ORDER BY placed_at) AS gap "
-        f"FROM orders WHERE {condition}) AS placed GROUP BY grp"
+        f"FROM {source} WHERE {condition}) AS placed GROUP BY grp"
     )
-    rooms = f"SELECT DISTINCT {column}, room_id FROM orders WHERE {condition}"
+    rooms = f"SELECT DISTINCT {column}, room_id FROM {source} WHERE {condition}"
     return sums, rooms, args
 
 
@@ -492,7 +498,7 @@ class SqliteOrderStore:
         )
 
     async def figures(self, query: FigureQuery) -> list[FigureRow]:
-        sums_sql, rooms_sql, args = figure_sql(query)
+        sums_sql, rooms_sql, args = figure_sql(query, sqlite=True)
 
         def work(conn: sqlite3.Connection) -> list[FigureRow]:
             sums = conn.execute(sums_sql, [query.window_ms, *args]).fetchall()
