@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
@@ -154,13 +153,6 @@ async def guarded(url: str, work: Callable[[], Awaitable[T]]) -> T:
         if "closed" in str(exc) or "connection" in str(exc):
             raise DatabaseUnavailable(url, _one_line(exc)) from None
         raise
-
-
-@asynccontextmanager
-async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Any]:
-    """A connection from ``pool`` inside ``BEGIN … COMMIT`` (ROLLBACK on any error)."""
-    async with pool.acquire() as conn, conn.transaction():
-        yield conn
 
 
 @dataclass(frozen=True, slots=True)
