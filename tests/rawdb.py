@@ -62,6 +62,12 @@ class RawDatabase:
         assert self._pg is not None
         return await self._pg.fetchval(_numbered(sql), *args)
 
+    async def rows(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+        if self._sqlite is not None:
+            return [tuple(row) for row in self._sqlite.execute(sql, args)]
+        assert self._pg is not None
+        return [tuple(row) for row in await self._pg.fetch(_numbered(sql), *args)]
+
     @property
     def is_sqlite(self) -> bool:
         return isinstance(self.where, Path)
