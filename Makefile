@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
 ARGS ?=
 
-.PHONY: run test test-fast lint lint-js typecheck pytest system-deps redis-deps browser-deps venv web-deps wheel clean bench
+.PHONY: run test test-fast lint lint-js typecheck pytest system-deps redis-deps postgres-deps browser-deps venv web-deps wheel clean bench
 
 run: redis-deps venv web-deps
 	$(BIN)/liveroom serve --demo $(ARGS)
@@ -34,13 +34,18 @@ lint-js: web-deps
 typecheck: venv
 	$(BIN)/mypy
 
-system-deps: redis-deps browser-deps
+system-deps: redis-deps postgres-deps browser-deps
 
 # redis-sentinel: the sentinels of a deployment with a replica (docs/deploy.md); the tests run
 # the same program as redis-server --sentinel.
 redis-deps:
 	@scripts/ensure-apt.sh redis-server redis-server
 	@scripts/ensure-apt.sh redis-sentinel redis-sentinel
+
+# The tests' throwaway PostgreSQL clusters (initdb + pg_ctl of Debian's package; the
+# server's own --database-url may point anywhere).
+postgres-deps:
+	@scripts/ensure-apt.sh postgresql
 
 browser-deps:
 	@scripts/ensure-apt.sh libcairo2

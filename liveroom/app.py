@@ -15,7 +15,7 @@ import socketio
 from aiohttp import web
 
 from inventory import AuctionService, HoldSweeper, InventoryService, StockLevel
-from orders import OrderService, SandboxPaymentProvider, SqliteOrderStore
+from orders import OrderService, OrderStore, SandboxPaymentProvider
 from trustbadges import CertificateService, ExpiryWatcher
 
 from .accounts import AccountService, SandboxSms
@@ -75,6 +75,8 @@ from .sockets.lucky import LuckyEvents
 from .sockets.media import MediaEvents, MediaHealthPusher
 from .sockets.rooms import RoomEvents, ViewerCountPusher
 from .sockets.slow_clients import SlowClientReaper
+from .stores import certificate_service
+from .stores import order_store as new_order_store
 from .watch import WatchMeter, WatchTime
 
 __all__ = ["Services", "create_app"]
@@ -119,7 +121,7 @@ class Services:
     auction_pusher: AuctionBroadcaster
     auction_closer: AuctionCloser
     rooms: RoomService
-    order_store: SqliteOrderStore
+    order_store: OrderStore
     payments: SandboxPaymentProvider
     orders: OrderService
     figures: RoomFigures
@@ -177,8 +179,8 @@ def build_services(settings: Settings, redis_url: str, *,
         guest_sessions_per_address_per_min=settings.guest_sessions_per_address_per_min)
 
     # Certificates, and the catalog whose products show their badges.
-    certificates = CertificateService.open(settings.data_dir, now_ms=clock)
-    life.register("certificates", close=certificates.close)
+    certificates = certificate_service(settings, clock)
+    life.register("certificates", start=certificates.start, close=certificates.close)
     catalog = Catalog(redis, clock, badge_lookup=certificates.badges_for_many)
     certificate_desk = CertificateDesk(certificates, catalog)
 
@@ -275,7 +277,7 @@ def build_services(settings: Settings, redis_url: str, *,
     RoomEvents(edge, rooms, bus, viewer_pusher)
 
     # Orders: the store, payments, the service, and what tells people of their changes.
-    order_store = SqliteOrderStore.in_data_dir(settings.data_dir)
+    order_store = new_order_store(settings)
     life.register("order store", start=order_store.open, close=order_store.close)
     payment_secret = hmac.new(secret, b"sandbox-payments", hashlib.sha256).digest()
     payment_callbacks: AsyncHook[[bytes, str]] = AsyncHook("payment callbacks")

@@ -21,6 +21,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8080)")
     serve.add_argument("--redis-url", help="use this Redis instead of an embedded redis-server")
     serve.add_argument("--data-dir", type=Path, help="data directory (default ./var)")
+    serve.add_argument("--database-url",
+                       help="keep orders and certificates in this PostgreSQL "
+                            "(postgresql://USER@HOST:PORT/DATABASE) instead of SQLite files "
+                            "in the data dir")
     serve.add_argument("--demo", action="store_true", default=None,
                        help="seed a demo anchor, room and products")
     serve.add_argument("--workers", type=int, help="number of processes (default 1)")
@@ -49,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             settings = Settings.from_env(
                 host=args.host, port=args.port, redis_url=args.redis_url,
+                database_url=args.database_url,
                 data_dir=args.data_dir, demo=args.demo, workers=args.workers,
                 log_level=args.log_level,
             )

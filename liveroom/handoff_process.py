@@ -19,10 +19,11 @@ from multiprocessing.process import BaseProcess
 
 import redis.asyncio as aioredis
 
-from orders import HandoffConsumer, SqliteOrderStore
+from orders import HandoffConsumer, OrderStore
 
 from .loops import PeriodicLoop
 from .settings import Settings
+from .stores import CONSUMER_POOL_SIZE, order_store
 
 __all__ = ["HandoffProcess", "consume_handoff", "run_handoff_process"]
 
@@ -32,7 +33,7 @@ POLL_INTERVAL_S = 0.25
 CLOSE_TIMEOUT_S = 5.0
 
 
-def new_consumer(redis: aioredis.Redis, store: SqliteOrderStore) -> HandoffConsumer:
+def new_consumer(redis: aioredis.Redis, store: OrderStore) -> HandoffConsumer:
     # Checkout never waits for the hand-off (it commits the hold itself), so the consumer can
     # take large batches a few times a second: one SQLite commit per pass, even under a spike.
     return HandoffConsumer(redis, store,
@@ -63,7 +64,7 @@ async def consume_handoff(settings: Settings, redis_url: str,
 
     watcher = asyncio.create_task(watch_parent(), name="handoff-parent-watch")
     redis = redis_client(redis_url, 4)
-    store = SqliteOrderStore.in_data_dir(settings.data_dir)
+    store = order_store(settings, CONSUMER_POOL_SIZE)
     await store.open()
     consumer = new_consumer(redis, store)
     consumer.start()

@@ -19,6 +19,7 @@ from .logs import configure_logging
 from .metrics import Histogram, Metrics
 from .redis_server import EmbeddedRedis, RedisLaunchError
 from .settings import Settings
+from .stores import DatabaseStartError, check_database
 
 __all__ = ["run_server", "run_worker", "serve", "start_embedded_redis"]
 
@@ -45,6 +46,11 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None,
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
+    try:
+        await check_database(settings)
+    except DatabaseStartError as exc:
+        print(f"liveroom: {exc}", file=sys.stderr)
+        return 2
     try:
         embedded = await start_embedded_redis(settings)
     except RedisLaunchError as exc:

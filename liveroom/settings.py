@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from database import DatabaseUrlError, check_database_url
+
 from .addresses import parse_networks
 from .redis_target import parse_redis_url
 
@@ -64,6 +66,14 @@ class Settings:
     # machine's host name.
     node_name: str | None = None
     data_dir: Path = Path("./var")
+    # None: orders and certificates in SQLite files in the data dir (one machine). A
+    # postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE URL: in that PostgreSQL, shared by every
+    # node (migrated at start, once, however many nodes start together).
+    database_url: str | None = None
+    # The certificate signing key (an Ed25519 private key, PKCS#8 PEM). None: the key in the
+    # data dir, made on first start. Nodes sharing a database share this file; the public keys
+    # of keys used before are kept in the database, so a rotated-out key still verifies.
+    signing_key_file: Path | None = None
     # None means: use (or create) ``<data_dir>/secret``.
     secret: str | None = None
     demo: bool = False
@@ -199,6 +209,24 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}NODE_NAME must be 1 to 64 printable characters")
         if not 1 <= self.redis_wait_timeout_ms <= 60_000:
             raise SettingsError(f"{ENV_PREFIX}REDIS_WAIT_TIMEOUT_MS must be from 1 to 60000")
+        if self.database_url is not None:
+            try:
+                check_database_url(self.database_url)
+            except DatabaseUrlError as exc:
+                raise SettingsError(f"{ENV_PREFIX}DATABASE_URL / --database-url: "
+                                    f"{exc.reason} ({exc.url})") from None
+        if self.database_url is not None and (self.secret is None
+                                              or self.signing_key_file is None):
+            # Each node would make its own secret and key in its own data dir: tokens and
+            # certificates of one node would not verify on another.
+            missing = [name for name, value in (("SECRET", self.secret),
+                                                ("SIGNING_KEY_FILE", self.signing_key_file))
+                       if value is None]
+            raise SettingsError(
+                "with a database URL every node must share its keys: set "
+                + " and ".join(ENV_PREFIX + name for name in missing)
+                + " (the same token secret of 32+ bytes and Ed25519 PEM private key file on "
+                "every node)")
         if self.gc_full_interval_s < 0:
             raise SettingsError("gc_full_interval_s must be 0 (CPython decides) or positive")
         if self.payment_timeout_s <= 0 or self.charge_timeout_s <= 0:

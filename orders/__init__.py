@@ -32,6 +32,7 @@ from ._models import (
     Role,
 )
 from ._payments import CHARGE_TIMEOUT_MS, PAYMENT_TIMEOUT_MS
+from ._pgstore import PostgresOrderStore
 from ._sandbox import TEST_CARDS, SandboxPaymentProvider, sign_callback, verify_callback
 from ._service import OrderService
 from ._store import HandoffRecord, OrderChange, OrderStore, SqliteOrderStore
@@ -56,6 +57,7 @@ from .exceptions import (
     PaymentInProgress,
     PaymentWindowClosed,
     ReturnWindowClosed,
+    StoreUnavailable,
     UnknownPayment,
     UnknownReservation,
     WarrantyExpired,
@@ -125,6 +127,7 @@ __all__ = [
     "PaymentProvider",
     "PaymentWindowClosed",
     "Payout",
+    "PostgresOrderStore",
     "Reconciliation",
     "ReservationInfo",
     "ReturnWindowClosed",
@@ -132,6 +135,7 @@ __all__ = [
     "SandboxPaymentProvider",
     "SqliteOrderStore",
     "StockLedger",
+    "StoreUnavailable",
     "UnknownPayment",
     "UnknownReservation",
     "WarrantyExpired",

@@ -1,14 +1,15 @@
-"""The figures anchors and admins watch: GMV, orders, buyers, conversion, repurchase rate."""
+"""The figures anchors and admins watch: GMV, orders, buyers, conversion, repurchase rate.
+
+The sums are the database's (``OrderStore.figures``: indexed, one query per grouping), so their
+cost follows the orders of the room or anchor asked about, not the whole order history."""
 
 from __future__ import annotations
 
-import itertools
-from collections import defaultdict
-from collections.abc import Callable, Mapping
-from typing import Literal
+from collections.abc import Mapping
 
-from ._core import SYSTEM, OrderCore
-from ._models import DAY_MS, Actor, AnalyticsReport, Figures, Order
+from ._core import OrderCore
+from ._models import DAY_MS, Actor, AnalyticsReport, Figures
+from ._store import FigureQuery, FigureRow, FigureScope
 from .exceptions import InvalidInput, NotAllowed
 
 __all__ = ["DEFAULT_REPURCHASE_WINDOW_MS", "Analytics"]
@@ -44,19 +45,15 @@ class Analytics:
             raise NotAllowed("see analytics")
         if not isinstance(window_ms, int) or window_ms <= 0:
             raise InvalidInput("window_ms must be a positive integer")
-        orders = [
-            o for o in await self._core.store.orders_for_analytics(scope_anchor)
-            if o.status != "cancelled"
-            and o.placed_at is not None
-            and (since_ms is None or o.placed_at >= since_ms)
-            and (until_ms is None or o.placed_at < until_ms)
-            and (room_id is None or o.room_id == room_id)
-            and (brand is None or o.brand == brand)
-        ]
+        def query(group: FigureScope) -> FigureQuery:
+            return FigureQuery(group, window_ms, room_id=room_id, anchor_id=scope_anchor,
+                               brand=brand, since_ms=since_ms, until_ms=until_ms)
+
+        store = self._core.store
         return AnalyticsReport(
-            rooms=_figures("room", orders, lambda o: o.room_id, viewers, window_ms),
-            anchors=_figures("anchor", orders, lambda o: o.anchor_id, viewers, window_ms),
-            brands=_figures("brand", orders, lambda o: o.brand, viewers, window_ms),
+            rooms=_figures("room", await store.figures(query("room")), viewers),
+            anchors=_figures("anchor", await store.figures(query("anchor")), viewers),
+            brands=_figures("brand", await store.figures(query("brand")), viewers),
         )
 
     async def room_figures(
@@ -64,60 +61,36 @@ class Analytics:
         window_ms: int = DEFAULT_REPURCHASE_WINDOW_MS,
     ) -> Figures:
         """One room's live figures, for the edge to push to its anchor (``figures`` event)."""
-        report = await self.analytics(
-            SYSTEM, viewers={room_id: viewers} if viewers is not None else {},
-            room_id=room_id, window_ms=window_ms,
-        )
-        if report.rooms:
-            return report.rooms[0]
+        if not isinstance(window_ms, int) or window_ms <= 0:
+            raise InvalidInput("window_ms must be a positive integer")
+        rows = await self._core.store.figures(FigureQuery("room", window_ms, room_id=room_id))
+        found = _figures("room", rows, {room_id: viewers} if viewers is not None else {})
+        if found:
+            return found[0]
         return Figures("room", room_id, 0, 0, 0, 0, viewers, 0.0 if viewers else None, 0, None)
 
 
 def _figures(
-    scope: Literal["room", "anchor", "brand"],
-    orders: list[Order],
-    key_of: Callable[[Order], str],
-    viewers: Mapping[str, int],
-    window_ms: int,
+    scope: FigureScope, rows: list[FigureRow], viewers: Mapping[str, int]
 ) -> tuple[Figures, ...]:
-    groups: dict[str, list[Order]] = defaultdict(list)
-    for order in orders:
-        groups[key_of(order)].append(order)
     out = []
-    for key in sorted(groups):
-        group = groups[key]
-        gmv = sum(o.total_cents for o in group)
-        by_buyer: dict[str, list[int]] = defaultdict(list)
-        for o in group:
-            assert o.placed_at is not None
-            by_buyer[o.buyer_id].append(o.placed_at)
-        repeat = sum(
-            1
-            for times in by_buyer.values()
-            if _has_repeat(sorted(times), window_ms)
-        )
-        rooms = {o.room_id for o in group}
+    for row in rows:
         room_viewers: int | None = (
-            sum(viewers[r] for r in rooms) if all(r in viewers for r in rooms) else None
+            sum(viewers[r] for r in row.rooms) if all(r in viewers for r in row.rooms)
+            else None
         )
-        buyers = len(by_buyer)
         out.append(
             Figures(
                 scope=scope,
-                key=key,
-                gmv_cents=gmv,
-                orders=len(group),
-                buyers=buyers,
-                average_order_value_cents=gmv // len(group),
+                key=row.key,
+                gmv_cents=row.gmv_cents,
+                orders=row.orders,
+                buyers=row.buyers,
+                average_order_value_cents=row.gmv_cents // row.orders,
                 viewers=room_viewers,
-                conversion=buyers / room_viewers if room_viewers else None,
-                repeat_buyers=repeat,
-                repurchase_rate=repeat / buyers,
+                conversion=row.buyers / room_viewers if room_viewers else None,
+                repeat_buyers=row.repeat_buyers,
+                repurchase_rate=row.repeat_buyers / row.buyers,
             )
         )
     return tuple(out)
-
-
-def _has_repeat(times: list[int], window_ms: int) -> bool:
-    """A later order within ``window_ms`` of an earlier one (times sorted)."""
-    return any(later - earlier <= window_ms for earlier, later in itertools.pairwise(times))

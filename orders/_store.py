@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from ._models import (
     INTENT_STATUSES,
@@ -33,7 +33,15 @@ from ._models import (
 from .exceptions import ClaimConflict, DeliveryLimitReached
 from .interfaces import ReservationInfo, ReservationState
 
-__all__ = ["STATE_RANK", "HandoffRecord", "OrderChange", "OrderStore", "SqliteOrderStore"]
+__all__ = [
+    "STATE_RANK",
+    "FigureQuery",
+    "FigureRow",
+    "HandoffRecord",
+    "OrderChange",
+    "OrderStore",
+    "SqliteOrderStore",
+]
 
 T = TypeVar("T")
 
@@ -49,7 +57,7 @@ STATE_RANK: Mapping[str, int] = {
 # (version, resource name); applied in order, each once, recorded in schema_migrations.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, "schema_v1.sql"), (2, "schema_v2.sql"), (3, "schema_v3.sql"), (4, "schema_v4.sql"),
-    (5, "schema_v5.sql"), (6, "schema_v6.sql"),
+    (5, "schema_v5.sql"), (6, "schema_v6.sql"), (7, "schema_v7.sql"),
 )
 # What schema_v5's triggers say when a change would pay a compensation on a returned or refunded
 # order, or refund a compensated one: the other settlement won, as a failed compare-and-set.
@@ -98,6 +106,87 @@ class OrderChange:
     charges_started_before: int | None = None
     # Applied only if the order has no counterfeit claim open or upheld (a return or refund).
     no_counterfeit_claim: bool = False
+
+
+FigureScope = Literal["room", "anchor", "brand"]
+
+
+@dataclass(frozen=True, slots=True)
+class FigureQuery:
+    """Which placed, not cancelled, orders count (each filter None: all), grouped by ``group``;
+    a buyer repeats when two of their orders in one group are at most ``window_ms`` apart."""
+
+    group: FigureScope
+    window_ms: int
+    room_id: str | None = None
+    anchor_id: str | None = None
+    brand: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FigureRow:
+    """One group's sums as the database computed them; ``rooms``: the rooms its orders came
+    from (to add up their viewers)."""
+
+    key: str
+    gmv_cents: int
+    orders: int
+    buyers: int
+    repeat_buyers: int
+    rooms: tuple[str, ...]
+
+
+_GROUP_COLUMN: Mapping[str, str] = {"room": "room_id", "anchor": "anchor_id", "brand": "brand"}
+
+
+def figure_sql(query: FigureQuery, *, sqlite: bool = False) -> tuple[str, str, list[Any]]:
+    """The two statements of ``query`` (``?`` placeholders, the same SQL on both backends):
+    the sums per group, and the distinct (group, room) pairs; and their arguments. Every order
+    is read from an index that holds the group, buyer and time in order (schema v7), never
+    loaded into Python."""
+    column = _GROUP_COLUMN[query.group]
+    where = ["placed_at IS NOT NULL", "status <> 'cancelled'"]
+    args: list[Any] = []
+    for name, value, test in (("room_id", query.room_id, "room_id = ?"),
+                              ("anchor_id", query.anchor_id, "anchor_id = ?"),
+                              ("brand", query.brand, "brand = ?"),
+                              ("since", query.since_ms, "placed_at >= ?"),
+                              ("until", query.until_ms, "placed_at < ?")):
+        del name
+        if value is not None:
+            where.append(test)
+            args.append(value)
+    condition = " AND ".join(where)
+    source = "orders"
+    if sqlite and (query.anchor_id is not None or query.room_id is not None):
+        # With a million orders SQLite's planner prefers orders_by_anchor (anchor, created_at),
+        # which is not covering: a table lookup per order, 6x slower than this one.
+        source += (" INDEXED BY orders_placed_by_anchor" if query.anchor_id is not None
+                   else " INDEXED BY orders_placed_by_room")
+    sums = (
+        "SELECT grp, SUM(total_cents), COUNT(*), COUNT(DISTINCT buyer_id), "
+        "COUNT(DISTINCT CASE WHEN gap <= ? THEN buyer_id END) FROM ("
+        f"SELECT {column} AS grp, buyer_id, total_cents, placed_at - LAG(placed_at) OVER "
+        f"(PARTITION BY {column}, buyer_id ORDER BY placed_at) AS gap "
+        f"FROM {source} WHERE {condition}) AS placed GROUP BY grp"
+    )
+    rooms = f"SELECT DISTINCT {column}, room_id FROM {source} WHERE {condition}"
+    return sums, rooms, args
+
+
+def figure_rows(sums: Sequence[Sequence[Any]],
+                rooms: Sequence[Sequence[Any]]) -> list[FigureRow]:
+    by_group: dict[str, list[str]] = {}
+    for group, room in rooms:
+        by_group.setdefault(str(group), []).append(str(room))
+    return sorted(
+        (FigureRow(str(g), int(gmv), int(n), int(buyers), int(repeat),
+                   tuple(sorted(by_group.get(str(g), ()))))
+         for g, gmv, n, buyers, repeat in sums),
+        key=lambda row: row.key,
+    )
 
 
 class OrderStore(Protocol):
@@ -151,6 +240,9 @@ class OrderStore(Protocol):
     async def get_payment(self, payment_id: str) -> Payment | None: ...
     async def orders_pending_restock(self) -> list[Order]: ...
     async def orders_for_analytics(self, anchor_id: str | None) -> list[Order]: ...
+    async def figures(self, query: FigureQuery) -> list[FigureRow]:
+        """GMV, orders, buyers and repeat buyers per group, computed by the database."""
+        ...
     async def count_handoff_entries(self, reservation_id: str) -> int: ...
 
 
@@ -404,6 +496,17 @@ class SqliteOrderStore:
             f"SELECT {_ORDER_COLUMNS} FROM orders WHERE placed_at IS NOT NULL AND anchor_id = ?",
             (anchor_id,),
         )
+
+    async def figures(self, query: FigureQuery) -> list[FigureRow]:
+        sums_sql, rooms_sql, args = figure_sql(query, sqlite=True)
+
+        def work(conn: sqlite3.Connection) -> list[FigureRow]:
+            sums = conn.execute(sums_sql, [query.window_ms, *args]).fetchall()
+            rooms = conn.execute(rooms_sql, args).fetchall() if query.group != "room" else [
+                (row[0], row[0]) for row in sums]
+            return figure_rows(sums, rooms)
+
+        return await self._run(work)
 
     async def apply(self, change: OrderChange) -> Order | None:
         bad = set(change.fields) - _UPDATABLE

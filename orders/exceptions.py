@@ -25,7 +25,8 @@
     │   ├── PaymentInProgress (409 payment_in_progress)
     │   ├── PaymentWindowClosed (409 payment_window_closed)  unpaid past the payment timeout
     │   └── UnknownPayment (404 unknown_payment)
-    └── BadSignature (401 bad_signature)                    payment callback not from provider
+    ├── BadSignature (401 bad_signature)                    payment callback not from provider
+    └── StoreUnavailable (503 store_unavailable)            the order database cannot be reached
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ __all__ = [
     "PaymentInProgress",
     "PaymentWindowClosed",
     "ReturnWindowClosed",
+    "StoreUnavailable",
     "UnknownPayment",
     "UnknownReservation",
     "WarrantyExpired",
@@ -296,3 +298,15 @@ class BadSignature(OrderError):
 
     def __init__(self) -> None:
         super().__init__("payment callback signature does not verify")
+
+
+class StoreUnavailable(OrderError):
+    """The order database cannot be reached (it went away, or is restarting): nothing was
+    changed by this request, and the same request may be sent again once it is back."""
+
+    code = "store_unavailable"
+    http_status = 503
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("the order database is unavailable; try again shortly")
+        self.detail = detail

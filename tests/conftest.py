@@ -1,19 +1,26 @@
 """Shared fixtures: a real throwaway redis-server per test session, started by the same
-launcher that ``liveroom serve`` uses. Each test that asks for ``redis`` gets an empty one."""
+launcher that ``liveroom serve`` uses. Each test that asks for ``redis`` gets an empty one.
+A throwaway PostgreSQL cluster per session too (``database/throwaway.py``, never the machine's
+own server); each test that asks for ``pg_url`` gets a fresh, empty database of its own."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from database.throwaway import ThrowawayPostgres
 from liveroom.redis_server import EmbeddedRedis
 from loadtests import _procstats as procstats
+
+_schema_names = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +29,34 @@ async def redis_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[ThrowawayPostgres]:
+    cluster = ThrowawayPostgres()
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+async def pg_url(postgres_server: ThrowawayPostgres) -> AsyncIterator[str]:
+    """The URL of a new empty database of its own on the session's throwaway cluster: a schema
+    of its own, first on the search path (cheaper than a database, as good for the stores),
+    dropped after the test."""
+    name = f"t{os.getpid()}_{next(_schema_names)}"
+    admin = await asyncpg.connect(postgres_server.url())
+    try:
+        await admin.execute(f'CREATE SCHEMA "{name}"')
+    finally:
+        await admin.close()
+    yield f"{postgres_server.url()}?search_path={name}"
+    with contextlib.suppress(OSError, asyncpg.PostgresError):
+        admin = await asyncpg.connect(postgres_server.url())
+        try:
+            await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        finally:
+            await admin.close()
 
 
 @pytest.fixture
@@ -69,7 +104,8 @@ def _no_server_outlives_its_test() -> Iterator[None]:
 _INTEGRATION_SOURCES = ("live_server(", "EmbeddedRedis(", "SentinelGroup(",
                         "create_subprocess_exec(", "subprocess.run(", "subprocess.Popen(",
                         "RTCPeerConnection(", "ServerProcess(")
-_INTEGRATION_FIXTURES = frozenset({"redis_server", "browser", "pages", "media"})
+_INTEGRATION_FIXTURES = frozenset({"redis_server", "postgres_server", "browser", "pages",
+                                   "media"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from liveroom.clock import now_ms
 from liveroom.identity import Role, TokenSigner, User
@@ -351,3 +353,53 @@ async def test_serve_applies_the_transport_limits(
             await ws.close()
     finally:
         assert await server.stop(signal.SIGTERM) == 0
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("mysql://u@127.0.0.1/db", "must start with postgresql://"),
+    ("postgresql://u@127.0.0.1:5432/", "names no database"),
+    ("postgresql://u@127.0.0.1:99999/db", "Port out of range"),
+    ("postgresql:///db", "names no host"),
+])
+async def test_serve_refuses_a_malformed_database_url_in_one_line(
+    tmp_path: Path, url: str, says: str
+) -> None:
+    code, _, err = await _run("serve", "--data-dir", str(tmp_path), "--database-url", url)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "DATABASE_URL" in err, err
+    assert says in err, err
+
+
+async def test_serve_refuses_an_unreachable_database_in_one_line(tmp_path: Path) -> None:
+    url = f"postgresql://liveroom:hunter2@127.0.0.1:{free_port()}/liveroom"
+    key = tmp_path / "signing.pem"
+    key.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    code, _, err = await _run("serve", "--data-dir", str(tmp_path), "--database-url", url,
+                              env=_env(LIVEROOM_REDIS_URL="redis://127.0.0.1:1/0",
+                                       LIVEROOM_SECRET="s" * 40,
+                                       LIVEROOM_SIGNING_KEY_FILE=str(key)))
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "cannot reach the database" in err, err
+    assert "hunter2" not in err, err
+
+
+async def test_serve_with_a_database_but_no_shared_keys_says_what_to_set(tmp_path: Path) -> None:
+    url = "postgresql://liveroom@127.0.0.1:5432/liveroom"
+    code, _, err = await _run("serve", "--data-dir", str(tmp_path), "--database-url", url)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "LIVEROOM_SECRET and LIVEROOM_SIGNING_KEY_FILE" in err, err
+
+
+async def test_serve_refuses_an_unusable_signing_key_file_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "key.pem"
+    bad.write_text("not a key")
+    code, _, err = await _run("serve", "--data-dir", str(tmp_path),
+                              env=_env(LIVEROOM_SIGNING_KEY_FILE=str(bad)))
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "LIVEROOM_SIGNING_KEY_FILE" in err, err
+    assert "not an unencrypted PEM private key" in err, err

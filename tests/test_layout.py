@@ -76,9 +76,16 @@ def test_benchmarks_that_import_the_server_live_in_benchmarks() -> None:
     assert {"bench_inprocess.py", "bench_media.py"} <= benchmarks
 
 
+def test_the_database_package_knows_no_domain_nor_the_server() -> None:
+    """``database/`` is the shared ground of the PostgreSQL stores: it imports none of them."""
+    offenders = {str(path.relative_to(ROOT)): sorted(_imported(path) & {*SERVER, *WEB_LIBRARIES})
+                 for path in _sources("database")}
+    assert {path: names for path, names in offenders.items() if names} == {}
+
+
 def test_only_the_settings_module_reads_the_environment() -> None:
     readers = []
-    for package in SERVER:
+    for package in (*SERVER, "database"):
         for path in _sources(package):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)

@@ -46,6 +46,12 @@ def test_redis_sentinel_is_installed_through_apt_with_redis() -> None:
         plan, "pip install")
 
 
+def test_postgresql_is_installed_through_apt_before_the_tests_run() -> None:
+    """The suite starts throwaway PostgreSQL clusters with Debian's initdb and pg_ctl."""
+    plan = _plan("test")
+    assert _first(plan, "scripts/ensure-apt.sh postgresql") < _first(plan, "pytest")
+
+
 def test_ensure_apt_does_nothing_when_the_command_is_there() -> None:
     # npm is on PATH here (the web tests need it): no apt-get run, no output, success.
     assert shutil.which("npm")

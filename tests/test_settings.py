@@ -214,3 +214,21 @@ def test_the_replica_wait_is_on_by_default_and_bounded() -> None:
     assert not Settings.from_env({"LIVEROOM_REDIS_WAIT_REPLICA": "off"}).redis_wait_replica
     with pytest.raises(SettingsError, match="REDIS_WAIT_TIMEOUT_MS"):
         Settings.from_env({"LIVEROOM_REDIS_WAIT_TIMEOUT_MS": "0"})
+
+
+def test_a_database_url_needs_the_secret_and_key_every_node_shares(tmp_path: Path) -> None:
+    url = "postgresql://liveroom@db.internal:5432/liveroom"
+    with pytest.raises(SettingsError,
+                       match="set LIVEROOM_SECRET and LIVEROOM_SIGNING_KEY_FILE"):
+        Settings.from_env({"LIVEROOM_DATABASE_URL": url})
+    with pytest.raises(SettingsError, match="set LIVEROOM_SIGNING_KEY_FILE"):
+        Settings.from_env({"LIVEROOM_DATABASE_URL": url, "LIVEROOM_SECRET": "s" * 40})
+    settings = Settings.from_env({"LIVEROOM_DATABASE_URL": url, "LIVEROOM_SECRET": "s" * 40,
+                                  "LIVEROOM_SIGNING_KEY_FILE": str(tmp_path / "k.pem")})
+    assert (settings.database_url, settings.signing_key_file) == (url, tmp_path / "k.pem")
+
+
+def test_a_malformed_database_url_is_refused_without_its_password() -> None:
+    with pytest.raises(SettingsError, match="must start with postgresql://") as refused:
+        Settings.from_env({"LIVEROOM_DATABASE_URL": "mysql://root:hunter2@db/x"})
+    assert "hunter2" not in str(refused.value)

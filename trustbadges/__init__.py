@@ -1,8 +1,10 @@
 """trustbadges: first-party certificates signed with the platform's Ed25519 key, and the badges
 derived from them.
 
-Domain code: SQLite and ``cryptography``; never aiohttp, socketio or liveroom.
+Domain code: SQLite (or PostgreSQL) and ``cryptography``; never aiohttp, socketio or liveroom.
 """
+
+from typing import TYPE_CHECKING
 
 from ._canonical import CanonicalFormError, canonical_bytes
 from ._document import CERTIFICATE_FORMAT, REVOCATION_FORMAT, key_id_for
@@ -30,6 +32,7 @@ from .exceptions import (
     InvalidCertificate,
     KeyStoreError,
     NotAllowed,
+    StoreUnavailable,
     UnknownCertificate,
 )
 
@@ -58,8 +61,10 @@ __all__ = [
     "KeyStoreError",
     "Kind",
     "NotAllowed",
+    "PostgresCertificateStore",
     "RevocationMismatch",
     "SQLiteCertificateStore",
+    "StoreUnavailable",
     "StoredCertificate",
     "UnknownCertificate",
     "Verification",
@@ -70,3 +75,16 @@ __all__ = [
     "verify_path",
     "wall_clock_ms",
 ]
+
+if TYPE_CHECKING:
+    from ._pgstore import PostgresCertificateStore
+
+
+def __getattr__(name: str) -> object:
+    # The PostgreSQL store loads its driver only when asked for: the offline verifier
+    # (trustbadges.verify) imports this package and needs nothing but cryptography.
+    if name == "PostgresCertificateStore":
+        from ._pgstore import PostgresCertificateStore
+
+        return PostgresCertificateStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -114,6 +114,24 @@ class KeyRing:
                 retired[pem.stem] = public
         return cls(signing_key=signing_key, retired=retired)
 
+    @classmethod
+    def from_file(cls, path: Path) -> KeyRing:
+        """The key of ``path`` (``LIVEROOM_SIGNING_KEY_FILE``: the same on every node); the
+        public keys it retired come from the store (``CertificateService.start``)."""
+        if not path.is_file():
+            raise KeyStoreError(str(path), "no such file (an Ed25519 PEM private key)")
+        return cls(signing_key=_load_private(path), retired={})
+
+    def trust(self, public_pems: dict[str, str]) -> None:
+        """Trust the public keys ``{key_id: PEM}`` (keys other nodes sign, or signed with
+        before a rotation) besides the active one."""
+        for key_id, pem in public_pems.items():
+            if key_id == self.active_key_id or key_id in self.retired:
+                continue
+            public = load_pem_public_key(pem.encode("ascii"))
+            if isinstance(public, Ed25519PublicKey) and key_id_for(public) == key_id:
+                self.retired[key_id] = public
+
     def lookup(self, key_id: str) -> Ed25519PublicKey | None:
         if key_id == self.active_key_id:
             return self.signing_key.public_key()

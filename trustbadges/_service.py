@@ -1,6 +1,7 @@
 """``CertificateService``: issue, revoke and verify certificates; derive badges; report changes.
 
-All SQLite work runs on one worker thread owned by the service; the public API is async.
+The store is async (``trustbadges/_store.py``): the SQLite one works on a thread of its own, the
+PostgreSQL one over the network; neither blocks the event loop.
 """
 
 from __future__ import annotations
@@ -8,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import json
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar
+
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ._document import (
     CERTIFICATE_FORMAT,
@@ -90,23 +93,51 @@ class CertificateService:
         self._listeners: list[ChangeListener] = []
         # Mismatches already logged by this process: badges re-verify on every read.
         self._reported_mismatches: set[tuple[str, RevocationMismatch]] = set()
-        # One thread: the store's connection is used by one thread at a time, in order.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustbadges")
+        self._key_published = False
 
     @classmethod
     def open(
-        cls, data_dir: Path, *, now_ms: Callable[[], int] = wall_clock_ms
+        cls, data_dir: Path, *, now_ms: Callable[[], int] = wall_clock_ms,
+        database_url: str | None = None, signing_key_file: Path | None = None,
     ) -> CertificateService:
-        """The production wiring: key and SQLite file in ``data_dir`` (created if missing)."""
-        keys = KeyRing.load_or_create(data_dir)
-        return cls(SQLiteCertificateStore.in_data_dir(data_dir), keys, now_ms=now_ms)
+        """The production wiring: the signing key of ``signing_key_file`` (or the one in
+        ``data_dir``, created if missing), certificates in ``data_dir``'s SQLite file or, with
+        ``database_url``, in PostgreSQL. The store opens on ``start`` (or on first use)."""
+        keys = (KeyRing.load_or_create(data_dir) if signing_key_file is None
+                else KeyRing.from_file(signing_key_file))
+        store: CertificateStore
+        if database_url is None:
+            store = SQLiteCertificateStore.in_data_dir(data_dir)
+        else:
+            from ._pgstore import PostgresCertificateStore
+
+            store = PostgresCertificateStore(database_url)
+        return cls(store, keys, now_ms=now_ms)
+
+    async def start(self) -> None:
+        """Open the store now (connect, migrate), so a bad database fails the start; publish
+        this process's public key there and trust every key published before (other nodes',
+        and keys rotated out)."""
+        await self._store.open()
+        await self._publish_key()
+
+    async def _publish_key(self) -> None:
+        public = self._keys.signing_key.public_key().public_bytes(
+            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+        await self._store.publish_key(self._keys.active_key_id, public, self.now_ms())
+        self._keys.trust(await self._store.known_keys())
+        self._key_published = True
+
+    async def _know_signers(self, rows: Iterable[StoredCertificate | None]) -> None:
+        """Trust the keys of ``rows`` that another node published after we started (a new
+        node, a rotation), before verifying them; an unknown key stays unknown."""
+        if not self._key_published:
+            await self._publish_key()
+        if any(row is not None and self._keys.lookup(row.key_id) is None for row in rows):
+            self._keys.trust(await self._store.known_keys())
 
     async def close(self) -> None:
-        await self._run(self._store.close)
-        self._executor.shutdown(wait=True)
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        await self._store.close()
 
     # -- change notification -------------------------------------------------------------
 
@@ -190,7 +221,7 @@ class CertificateService:
             document=json.dumps(document, ensure_ascii=False, separators=(",", ":")),
             revocation=None,
         )
-        await self._run(self._store.insert, row, actor_id, actor_role)
+        await self._store.insert(row, actor_id, actor_role)
         log.info("certificate %s (%s) issued by %s", row.id, row.kind, actor_id)
         await self._notify(_change(row, "granted", now))
         return Certificate(document)
@@ -246,8 +277,8 @@ class CertificateService:
             self._keys.signing_key,
         )
         text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-        recorded = await self._run(
-            self._store.revoke, certificate_id, now, text, actor_id, actor_role, reason
+        recorded = await self._store.revoke(
+            certificate_id, now, text, actor_id, actor_role, reason
         )
         if not recorded:  # another process revoked it between our read and our write
             again = await self._get_row(certificate_id)
@@ -321,12 +352,13 @@ class CertificateService:
     async def revocation_mismatches(self) -> list[tuple[str, RevocationMismatch]]:
         """Every certificate whose revocation table and audit trail disagree, with which record
         is missing (for an operator's check or a gauge). Each is treated as revoked."""
-        return await self._run(self._store.revocation_mismatches)
+        return await self._store.revocation_mismatches()
 
     async def _get_row(self, certificate_id: str) -> StoredCertificate:
         if not isinstance(certificate_id, str):
             raise UnknownCertificate(str(certificate_id))
-        row = await self._run(self._store.get, certificate_id)
+        row = await self._store.get(certificate_id)
+        await self._know_signers([row])
         if row is None:
             raise UnknownCertificate(certificate_id)
         return row
@@ -338,14 +370,16 @@ class CertificateService:
 
     async def certificates_for_product(self, product_id: str) -> list[Verification]:
         now = self.now_ms()
-        rows = await self._run(self._store.for_product, product_id)
+        rows = await self._store.for_product(product_id)
+        await self._know_signers(rows)
         return [self._verify_row(r, now) for r in rows]
 
     async def certificates_for_anchor(
         self, anchor_id: str, category: str | None = None
     ) -> list[Verification]:
         now = self.now_ms()
-        rows = await self._run(self._store.for_anchor, anchor_id, category)
+        rows = await self._store.for_anchor(anchor_id, category)
+        await self._know_signers(rows)
         return [self._verify_row(r, now) for r in rows]
 
     def public_keys(self) -> dict[str, Any]:
@@ -364,7 +398,7 @@ class CertificateService:
     async def audit_trail(
         self, certificate_id: str | None = None, limit: int = 100
     ) -> list[AuditEntry]:
-        return await self._run(self._store.audit, certificate_id, limit)
+        return await self._store.audit(certificate_id, limit)
 
     # -- badges and the facts orders rely on -----------------------------------------------
 
@@ -380,20 +414,22 @@ class CertificateService:
                 best = verification  # rows come oldest first: the newest valid one wins
         return best
 
-    def _badges_sync(
-        self, product_id: str, anchor_id: str | None, category: str | None, now: int
+    def _badges(
+        self,
+        product_rows: Iterable[StoredCertificate],
+        anchor_rows: Iterable[StoredCertificate] | None,
+        now: int,
     ) -> list[dict[str, Any]]:
+        """The badges of one product from its rows and its anchor's (for its category)."""
         badges: list[Badge] = []
-        product_rows = self._store.for_product(product_id)
+        product_rows = list(product_rows)
         for kind in ("vault", "inspection"):
             found = self._latest_valid(product_rows, kind, now)
             if found is not None and found.certificate is not None:
                 badge = KIND_BADGES[kind]
                 badges.append(Badge(badge, BADGE_LABELS[badge], found.certificate["id"]))
-        if anchor_id is not None and category is not None:
-            found = self._latest_valid(
-                self._store.for_anchor(anchor_id, category), "refund_no_return", now
-            )
+        if anchor_rows is not None:
+            found = self._latest_valid(anchor_rows, "refund_no_return", now)
             if found is not None and found.certificate is not None:
                 badge = KIND_BADGES["refund_no_return"]
                 badges.append(Badge(badge, BADGE_LABELS[badge], found.certificate["id"]))
@@ -404,7 +440,8 @@ class CertificateService:
         self, product_id: str, anchor_id: str | None, category: str | None
     ) -> list[dict[str, Any]]:
         """The badges a product shows now: certificate badges first, then the guarantees."""
-        return await self._run(self._badges_sync, product_id, anchor_id, category, self.now_ms())
+        found = await self.badges_for_many([(product_id, anchor_id, category)])
+        return found[product_id]
 
     async def badges_for_many(
         self, products: Iterable[tuple[str, str | None, str | None]]
@@ -412,23 +449,33 @@ class CertificateService:
         """``badges_for`` of many ``(product_id, anchor_id, category)`` in one store trip."""
         wanted = list(products)
         now = self.now_ms()
-
-        def collect() -> dict[str, list[dict[str, Any]]]:
-            return {p: self._badges_sync(p, a, c, now) for p, a, c in wanted}
-
-        return await self._run(collect)
+        anchors = list(dict.fromkeys((a, c) for _, a, c in wanted
+                                     if a is not None and c is not None))
+        product_rows, anchor_rows = await self._store.for_many(
+            list(dict.fromkeys(p for p, _, _ in wanted)), anchors)
+        await self._know_signers(
+            [*itertools.chain(*product_rows.values()), *itertools.chain(*anchor_rows.values())])
+        return {
+            p: self._badges(product_rows[p],
+                            anchor_rows[(a, c)] if a is not None and c is not None else None,
+                            now)
+            for p, a, c in wanted
+        }
 
     async def vault_certified(self, product_id: str) -> bool:
-        rows = await self._run(self._store.for_product, product_id)
+        rows = await self._store.for_product(product_id)
+        await self._know_signers(rows)
         return self._latest_valid(rows, "vault", self.now_ms()) is not None
 
     async def refund_no_return_certified(self, anchor_id: str, category: str) -> bool:
-        rows = await self._run(self._store.for_anchor, anchor_id, category)
+        rows = await self._store.for_anchor(anchor_id, category)
+        await self._know_signers(rows)
         return self._latest_valid(rows, "refund_no_return", self.now_ms()) is not None
 
     async def inspection_terms(self, product_id: str) -> InspectionTerms | None:
         """Warranty end and buyback price of the product's current valid inspection report."""
-        rows = await self._run(self._store.for_product, product_id)
+        rows = await self._store.for_product(product_id)
+        await self._know_signers(rows)
         found = self._latest_valid(rows, "inspection", self.now_ms())
         if found is None or found.certificate is None:
             return None
@@ -450,23 +497,19 @@ class CertificateService:
         """Report every expiry/activation that is due and not yet reported by any process."""
         now = self.now_ms()
 
-        def claim() -> list[BadgeChange]:
-            changes: list[BadgeChange] = []
-            for row, action in self._store.due_transitions(now):
-                moment = row.expires_at if action == "expired" else row.valid_from
-                assert moment is not None
-                if self._store.record_transition(row.id, action, moment):
-                    changes.append(_change(row, action, moment))
-            return changes
-
-        changes = await self._run(claim)
+        changes: list[BadgeChange] = []
+        for row, action in await self._store.due_transitions(now):
+            moment = row.expires_at if action == "expired" else row.valid_from
+            assert moment is not None
+            if await self._store.record_transition(row.id, action, moment):
+                changes.append(_change(row, action, moment))
         for change in changes:
             log.info("certificate %s %s", change.certificate_id, change.reason)
             await self._notify(change)
         return changes
 
     async def next_transition_after(self, now_ms: int) -> int | None:
-        return await self._run(self._store.next_transition_after, now_ms)
+        return await self._store.next_transition_after(now_ms)
 
 
 def _change(row: StoredCertificate, reason: ChangeReason, at: int) -> BadgeChange:

@@ -1,18 +1,23 @@
-"""Durable certificate storage: a small protocol and its SQLite (WAL) implementation.
+"""Durable certificate storage: the async ``CertificateStore`` protocol and its two backends.
 
-The store is synchronous; ``CertificateService`` runs it on one worker thread so the event
-loop never waits on disk. Several server processes may open the same file: writes that must
-be atomic across processes run in ``BEGIN IMMEDIATE`` transactions.
+``SQLiteCertificateStore`` (the embedded default, ``<data_dir>/certificates.sqlite3``) runs its
+``sqlite3`` calls on one dedicated thread, so the event loop never waits on disk; several server
+processes may open the same file, and writes that must be atomic across them run in ``BEGIN
+IMMEDIATE`` transactions. ``PostgresCertificateStore`` (``--database-url``) keeps the same
+guarantees on a server every node shares, through its unique keys and transactions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal, Protocol, cast
+from typing import Literal, Protocol, TypeVar, cast
 
 from ._models import AuditEntry, RevocationMismatch
 
@@ -24,8 +29,12 @@ __all__ = [
     "TransitionAction",
 ]
 
+T = TypeVar("T")
 DB_FILE = "certificates.sqlite3"
 TransitionAction = Literal["expired", "activated"]
+# Rows of several products and (anchor, category) pairs, fetched in one trip.
+ProductRows = dict[str, list["StoredCertificate"]]
+AnchorRows = dict[tuple[str, str], list["StoredCertificate"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +56,17 @@ class StoredCertificate:
 
 
 class CertificateStore(Protocol):
-    def insert(self, row: StoredCertificate, actor_id: str, actor_role: str) -> None: ...
+    """Every method is async; a store opens itself on first use if ``open`` was not awaited,
+    and refuses work (``RuntimeError``) once closed. A database that cannot be reached raises
+    ``StoreUnavailable``."""
 
-    def get(self, certificate_id: str) -> StoredCertificate | None: ...
+    async def open(self) -> None: ...
 
-    def revoke(
+    async def insert(self, row: StoredCertificate, actor_id: str, actor_role: str) -> None: ...
+
+    async def get(self, certificate_id: str) -> StoredCertificate | None: ...
+
+    async def revoke(
         self,
         certificate_id: str,
         revoked_at: int,
@@ -63,26 +78,48 @@ class CertificateStore(Protocol):
         """Record the revocation; False if the certificate was already revoked."""
         ...
 
-    def for_product(self, product_id: str) -> list[StoredCertificate]: ...
+    async def for_product(self, product_id: str) -> list[StoredCertificate]: ...
 
-    def for_anchor(self, anchor_id: str, category: str | None) -> list[StoredCertificate]: ...
+    async def for_anchor(
+        self, anchor_id: str, category: str | None
+    ) -> list[StoredCertificate]: ...
 
-    def revocation_mismatches(self) -> list[tuple[str, RevocationMismatch]]:
+    async def for_many(
+        self, product_ids: Sequence[str], anchors: Sequence[tuple[str, str]]
+    ) -> tuple[ProductRows, AnchorRows]:
+        """``for_product`` of each product and ``for_anchor`` of each (anchor, category), in
+        one trip to the database; every one asked for is a key of the answer."""
+        ...
+
+    async def revocation_mismatches(self) -> list[tuple[str, RevocationMismatch]]:
         """``(certificate id, "record_missing" | "audit_missing")`` for every certificate whose
         revocation table and audit trail disagree about a revocation."""
         ...
 
-    def due_transitions(self, now_ms: int) -> list[tuple[StoredCertificate, TransitionAction]]: ...
+    async def due_transitions(
+        self, now_ms: int
+    ) -> list[tuple[StoredCertificate, TransitionAction]]: ...
 
-    def next_transition_after(self, now_ms: int) -> int | None: ...
+    async def next_transition_after(self, now_ms: int) -> int | None: ...
 
-    def record_transition(self, certificate_id: str, action: TransitionAction, at: int) -> bool:
+    async def record_transition(
+        self, certificate_id: str, action: TransitionAction, at: int
+    ) -> bool:
         """Audit an expiry/activation; True only for the one caller that recorded it."""
         ...
 
-    def audit(self, certificate_id: str | None, limit: int) -> list[AuditEntry]: ...
+    async def audit(self, certificate_id: str | None, limit: int) -> list[AuditEntry]: ...
 
-    def close(self) -> None: ...
+    async def publish_key(self, key_id: str, public_pem: str, at: int) -> None:
+        """Remember a public key this store's certificates may be signed with (kept forever:
+        a key rotated out still verifies what it signed)."""
+        ...
+
+    async def known_keys(self) -> dict[str, str]:
+        """Every published public key, ``{key_id: PEM}``."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 _SELECT = """
@@ -110,7 +147,9 @@ def _row(values: tuple[object, ...]) -> StoredCertificate:
     return StoredCertificate(*values)  # type: ignore[arg-type]
 
 
-class SQLiteCertificateStore:
+class _SqliteCertificates:
+    """The SQLite work, synchronous: used only on ``SQLiteCertificateStore``'s thread."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -125,10 +164,6 @@ class SQLiteCertificateStore:
         schema = resources.files("trustbadges").joinpath("schema.sql").read_text("utf-8")
         with self._lock:
             self._db.executescript(schema)
-
-    @classmethod
-    def in_data_dir(cls, data_dir: Path) -> SQLiteCertificateStore:
-        return cls(data_dir / DB_FILE)
 
     def _audit_insert(
         self,
@@ -226,6 +261,12 @@ class SQLiteCertificateStore:
             rows = self._db.execute(query + " ORDER BY c.issued_at, c.id", params).fetchall()
         return [_row(r) for r in rows]
 
+    def for_many(
+        self, product_ids: Sequence[str], anchors: Sequence[tuple[str, str]]
+    ) -> tuple[ProductRows, AnchorRows]:
+        return ({p: self.for_product(p) for p in product_ids},
+                {(a, c): self.for_anchor(a, c) for a, c in anchors})
+
     def revocation_mismatches(self) -> list[tuple[str, RevocationMismatch]]:
         with self._lock:
             rows = self._db.execute(
@@ -286,6 +327,112 @@ class SQLiteCertificateStore:
             rows = self._db.execute(query + " ORDER BY seq LIMIT ?", (*params, limit)).fetchall()
         return [AuditEntry(*r) for r in rows]
 
+    def publish_key(self, key_id: str, public_pem: str, at: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO signing_keys (key_id, public_key, published_at) "
+                "VALUES (?, ?, ?)", (key_id, public_pem, at))
+
+    def known_keys(self) -> dict[str, str]:
+        with self._lock:
+            rows = self._db.execute("SELECT key_id, public_key FROM signing_keys").fetchall()
+        return {str(k): str(v) for k, v in rows}
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class SQLiteCertificateStore:
+    """``CertificateStore`` on an embedded SQLite file, every call on one dedicated thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor: ThreadPoolExecutor | None = None
+        self._db: _SqliteCertificates | None = None
+        self._opening = asyncio.Lock()
+        self._closed = False
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> SQLiteCertificateStore:
+        return cls(data_dir / DB_FILE)
+
+    async def open(self) -> None:
+        async with self._opening:
+            if self._closed:
+                raise RuntimeError("certificate store is closed")
+            if self._db is not None:
+                return
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustbadges")
+            try:
+                self._db = await asyncio.get_running_loop().run_in_executor(
+                    executor, _SqliteCertificates, self.path)
+            except BaseException:
+                executor.shutdown(wait=False)
+                raise
+            self._executor = executor
+
+    async def close(self) -> None:
+        async with self._opening:
+            self._closed = True
+            executor, db = self._executor, self._db
+            self._executor, self._db = None, None
+        if executor is None or db is None:
+            return
+        await asyncio.get_running_loop().run_in_executor(executor, db.close)
+        executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[[_SqliteCertificates], T]) -> T:
+        if self._db is None:
+            await self.open()
+        db, executor = self._db, self._executor
+        if db is None or executor is None:
+            raise RuntimeError("certificate store is closed")
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, db)
+
+    async def insert(self, row: StoredCertificate, actor_id: str, actor_role: str) -> None:
+        await self._run(lambda db: db.insert(row, actor_id, actor_role))
+
+    async def get(self, certificate_id: str) -> StoredCertificate | None:
+        return await self._run(lambda db: db.get(certificate_id))
+
+    async def revoke(self, certificate_id: str, revoked_at: int, document: str,
+                     actor_id: str, actor_role: str, reason: str) -> bool:
+        return await self._run(lambda db: db.revoke(
+            certificate_id, revoked_at, document, actor_id, actor_role, reason))
+
+    async def for_product(self, product_id: str) -> list[StoredCertificate]:
+        return await self._run(lambda db: db.for_product(product_id))
+
+    async def for_anchor(self, anchor_id: str, category: str | None) -> list[StoredCertificate]:
+        return await self._run(lambda db: db.for_anchor(anchor_id, category))
+
+    async def for_many(
+        self, product_ids: Sequence[str], anchors: Sequence[tuple[str, str]]
+    ) -> tuple[ProductRows, AnchorRows]:
+        return await self._run(lambda db: db.for_many(product_ids, anchors))
+
+    async def revocation_mismatches(self) -> list[tuple[str, RevocationMismatch]]:
+        return await self._run(lambda db: db.revocation_mismatches())
+
+    async def due_transitions(
+        self, now_ms: int
+    ) -> list[tuple[StoredCertificate, TransitionAction]]:
+        return await self._run(lambda db: db.due_transitions(now_ms))
+
+    async def next_transition_after(self, now_ms: int) -> int | None:
+        return await self._run(lambda db: db.next_transition_after(now_ms))
+
+    async def record_transition(
+        self, certificate_id: str, action: TransitionAction, at: int
+    ) -> bool:
+        return await self._run(lambda db: db.record_transition(certificate_id, action, at))
+
+    async def audit(self, certificate_id: str | None, limit: int) -> list[AuditEntry]:
+        return await self._run(lambda db: db.audit(certificate_id, limit))
+
+    async def publish_key(self, key_id: str, public_pem: str, at: int) -> None:
+        await self._run(lambda db: db.publish_key(key_id, public_pem, at))
+
+    async def known_keys(self) -> dict[str, str]:
+        return await self._run(lambda db: db.known_keys())

@@ -8,7 +8,8 @@ Every error carries the data that explains it, a public snake_case ``code`` and 
     ├── NotAllowed                        (403, not_allowed)          role may not do this
     ├── UnknownCertificate                (404, unknown_certificate)  no such certificate id
     ├── AlreadyRevoked                    (409, already_revoked)      revoke twice
-    └── KeyStoreError                     (500, key_store_error)      platform key file unusable
+    ├── KeyStoreError                     (500, key_store_error)      platform key file unusable
+    └── StoreUnavailable                  (503, store_unavailable)    the database cannot be reached
 
 Verification never raises for a bad document: a forged, altered, revoked or expired
 certificate is an answer (``Verification(valid=False, reason=...)``), not an error.
@@ -22,6 +23,7 @@ __all__ = [
     "InvalidCertificate",
     "KeyStoreError",
     "NotAllowed",
+    "StoreUnavailable",
     "UnknownCertificate",
 ]
 
@@ -82,3 +84,15 @@ class KeyStoreError(CertificateError):
     def __init__(self, path: str, message: str) -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
+
+
+class StoreUnavailable(CertificateError):
+    """The certificate database cannot be reached (gone, or restarting): nothing was changed,
+    and the same request may be sent again once it is back."""
+
+    code = "store_unavailable"
+    http_status = 503
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("the certificate database is unavailable; try again shortly")
+        self.detail = detail

@@ -47,3 +47,11 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN
     SELECT RAISE(ABORT, 'the audit trail is append-only');
 END;
+
+-- The public keys certificates may be signed with: each process publishes its active key at
+-- start; a key rotated out stays here (as it does in retired_keys/), so it still verifies.
+CREATE TABLE IF NOT EXISTS signing_keys (
+    key_id       TEXT PRIMARY KEY,
+    public_key   TEXT NOT NULL,
+    published_at INTEGER NOT NULL
+);

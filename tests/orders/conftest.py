@@ -1,5 +1,7 @@
 """In-memory implementations of orders' own interfaces (stock ledger, certificates) and a
-fully wired OrderService on a real SQLite file."""
+fully wired OrderService on a real store: every test that uses ``world`` (or
+``store_location``) runs twice, on a SQLite file and on a fresh PostgreSQL database, so neither
+backend can drift from the other."""
 
 from __future__ import annotations
 
@@ -18,12 +20,15 @@ from orders import (
     NotReservationHolder,
     Order,
     OrderService,
+    OrderStore,
+    PostgresOrderStore,
     ReservationInfo,
     SandboxPaymentProvider,
     SqliteOrderStore,
     UnknownReservation,
 )
 from tests.clock import Clock
+from tests.rawdb import StoreLocation
 
 SECRET = b"sandbox-test-secret"
 GOOD_CARD = "4242424242424242"
@@ -172,7 +177,7 @@ class MemoryCertification:
 @dataclass
 class World:
     clock: Clock
-    store: SqliteOrderStore
+    store: OrderStore
     ledger: MemoryLedger
     certs: MemoryCertification
     payments: SandboxPaymentProvider
@@ -207,11 +212,29 @@ INSPECTOR = Actor("u_inspect0001", "inspector")
 ADMIN = Actor("u_admin000001", "admin")
 
 
-async def make_world(data_dir: Path) -> World:
-    clock = Clock()
-    store = SqliteOrderStore.in_data_dir(data_dir)
+def new_store(where: StoreLocation) -> OrderStore:
+    """A store on ``where``; two stores on one PostgreSQL URL are two nodes."""
+    if isinstance(where, Path):
+        return SqliteOrderStore.in_data_dir(where)
+    return PostgresOrderStore(where, pool_size=4)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def store_location(request: pytest.FixtureRequest, data_dir: Path) -> StoreLocation:
+    if request.param == "sqlite":
+        return data_dir
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+async def make_world(where: StoreLocation, clock: Clock | None = None,
+                     ledger: MemoryLedger | None = None) -> World:
+    """A wired service on a store at ``where``; with another world's clock and ledger, a
+    second server (node) in front of the same inventory and database."""
+    clock = Clock() if clock is None else clock
+    store = new_store(where)
     await store.open()
-    ledger = MemoryLedger(clock)
+    ledger = MemoryLedger(clock) if ledger is None else ledger
     certs = MemoryCertification()
     changes: list[tuple[str, str]] = []
     provider = SandboxPaymentProvider(SECRET, delay_s=0.001, now_ms=clock)
@@ -224,8 +247,8 @@ async def make_world(data_dir: Path) -> World:
 
 
 @pytest.fixture
-async def world(data_dir: Path) -> AsyncIterator[World]:
-    w = await make_world(data_dir)
+async def world(store_location: StoreLocation) -> AsyncIterator[World]:
+    w = await make_world(store_location)
     yield w
     await w.payments.close()
     await w.store.close()

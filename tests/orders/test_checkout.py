@@ -163,12 +163,22 @@ async def test_paying_twice_at_once_charges_the_card_once(world: World) -> None:
     held = world.ledger.hold(BUYER.user_id)
     order = await world.checkout(BUYER, held, online(DECLINED_CARD))
     await world.payments.drain()
+    # The provider answers only after both clicks were decided, however slow the store is.
+    answered, sink = asyncio.Event(), world.payments.sink
+    assert sink is not None
+
+    async def held_answer(body: bytes, signature: str) -> object:
+        await answered.wait()
+        return await sink(body, signature)
+
+    world.payments.sink = held_answer
     results = await asyncio.gather(
         world.service.pay(BUYER, order.id, online(GOOD_CARD)),
         world.service.pay(BUYER, order.id, online(GOOD_CARD)),
         return_exceptions=True,
     )
     assert sorted(type(r).__name__ for r in results) == ["Order", "PaymentInProgress"]
+    answered.set()
     await world.payments.drain()
     assert (await world.service.get_order(BUYER, order.id)).status == "paid"
     assert [p.status for p in await world.service.payments_of(BUYER, order.id)] == [

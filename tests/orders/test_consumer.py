@@ -7,16 +7,18 @@ import asyncio
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
 import redis.asyncio as aioredis
 
-from orders import HandoffConsumer, HandoffRecord, SqliteOrderStore
+from orders import HandoffConsumer, HandoffRecord, OrderStore, SqliteOrderStore
 from orders.keys import HANDOFF_GROUP, SALES_SET, handoff_stream
 from tests.clock import T0
+from tests.rawdb import RawDatabase, StoreLocation
 
-from .conftest import BUYER, make_world
+from .conftest import BUYER, make_world, new_store
 
 SALE_A = "s_saleAAAAAA"
 SALE_B = "s_saleBBBBBB"
@@ -26,20 +28,24 @@ class ProcessDied(Exception):
     """Stands for the process being killed at that point."""
 
 
-class CrashingStore(SqliteOrderStore):
-    """Dies on the n-th batch, either before its SQLite commit or after it (before the XACK)."""
+class CrashingStore:
+    """A store (either backend) that dies on the n-th batch, either before its commit or after
+    it (before the XACK)."""
 
-    def __init__(self, path: Path, crash_on_batch: int, after_commit: bool) -> None:
-        super().__init__(path)
+    def __init__(self, inner: OrderStore, crash_on_batch: int, after_commit: bool) -> None:
+        self.inner = inner
         self.crash_on_batch = crash_on_batch
         self.after_commit = after_commit
         self.batches = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
     async def record_handoff(self, records: Sequence[HandoffRecord], now: int) -> int:
         self.batches += 1
         if self.batches == self.crash_on_batch and not self.after_commit:
             raise ProcessDied
-        applied = await super().record_handoff(records, now)
+        applied = await self.inner.record_handoff(records, now)
         if self.batches == self.crash_on_batch:
             raise ProcessDied
         return applied
@@ -99,21 +105,21 @@ def store_path(data_dir: Path) -> Path:
 
 
 async def _consumer(
-    redis: aioredis.Redis, store: SqliteOrderStore, name: str, **kw: object
+    redis: aioredis.Redis, store: OrderStore, name: str, **kw: object
 ) -> HandoffConsumer:
     await store.open()
     return HandoffConsumer(redis, store, consumer_name=name, now_ms=lambda: T0, **kw)  # type: ignore[arg-type]
 
 
 async def test_records_every_reservation_and_its_later_state(
-    redis: aioredis.Redis, store_path: Path
+    redis: aioredis.Redis, store_location: StoreLocation
 ) -> None:
     await _new_sale(redis, SALE_A)
     for seq in (1, 2, 3):
         await _emit(redis, SALE_A, "reserved", seq)
     await _emit(redis, SALE_A, "committed", 1)
     await _emit(redis, SALE_A, "expired", 2)
-    store = SqliteOrderStore(store_path)
+    store = new_store(store_location)
     consumer = await _consumer(redis, store, "c1")
     try:
         assert await consumer.process_once() == 5
@@ -134,11 +140,11 @@ async def test_records_every_reservation_and_its_later_state(
 
 
 async def test_creates_a_missing_group_and_reads_watched_sales(
-    redis: aioredis.Redis, store_path: Path
+    redis: aioredis.Redis, store_location: StoreLocation
 ) -> None:
     # No consumer group and no entry in inventory:active_sales: the sale is only watched.
     await _emit(redis, SALE_B, "reserved", 1)
-    store = SqliteOrderStore(store_path)
+    store = new_store(store_location)
     consumer = await _consumer(redis, store, "c1")
     try:
         assert await consumer.process_once() == 0
@@ -156,15 +162,18 @@ async def test_creates_a_missing_group_and_reads_watched_sales(
 @pytest.mark.parametrize("after_commit", [False, True], ids=["before-commit", "before-xack"])
 @pytest.mark.parametrize("same_name", [True, False], ids=["restart", "takeover"])
 async def test_crash_mid_stream_loses_and_doubles_nothing(
-    redis: aioredis.Redis, store_path: Path, after_commit: bool, same_name: bool
+    redis: aioredis.Redis, store_location: StoreLocation, after_commit: bool, same_name: bool
 ) -> None:
+    """A consumer (a node) dies mid-batch; it restarts, or another node takes its pending
+    entries over: every entry is recorded once, on either store."""
     for sale in (SALE_A, SALE_B):
         await _new_sale(redis, sale)
         for seq in range(1, 31):
             await _emit(redis, sale, "reserved", seq, user=f"u_user{seq:08d}")
         for seq in range(1, 31, 3):
             await _emit(redis, sale, "committed", seq, user=f"u_user{seq:08d}")
-    crashing = CrashingStore(store_path, crash_on_batch=3, after_commit=after_commit)
+    crashing = CrashingStore(new_store(store_location), crash_on_batch=3,
+                             after_commit=after_commit)
     first = await _consumer(redis, crashing, "c1", batch_size=8)
     with pytest.raises(ProcessDied):
         await first.process_once()
@@ -172,28 +181,31 @@ async def test_crash_mid_stream_loses_and_doubles_nothing(
     # Two batches were recorded and acknowledged; the third is pending in Redis, and in
     # SQLite too if the crash came after its commit.
     assert await _pending(redis, SALE_A) == 8
-    recorded = _rows(store_path, "SELECT COUNT(*) FROM handoff_entries")
+    async with RawDatabase(store_location, "orders.sqlite3") as db:
+        recorded = await db.rows("SELECT COUNT(*) FROM handoff_entries")
     assert recorded == [(24 if after_commit else 16,)]
 
     # A new process: the same consumer name re-reads its own pending entries; a different
     # one takes them over with XAUTOCLAIM.
-    store = SqliteOrderStore(store_path)
+    store = new_store(store_location)
     second = await _consumer(
         redis, store, "c1" if same_name else "c2", batch_size=8, claim_idle_ms=0
     )
     try:
         while await second.process_once():
             pass
-        for sale in (SALE_A, SALE_B):
-            assert await _pending(redis, sale) == 0
-            rows = _rows(store_path, "SELECT id, state FROM reservations WHERE sale_id = ?", sale)
-            assert len(rows) == 30
-            assert len({r[0] for r in rows}) == 30
-            committed = {r[0] for r in rows if r[1] == "committed"}
-            assert committed == {f"{sale}.{seq}" for seq in range(1, 31, 3)}
-            entries = _rows(store_path, "SELECT COUNT(*) FROM handoff_entries WHERE sale_id = ?",
-                            sale)
-            assert entries == [(40,)]
+        async with RawDatabase(store_location, "orders.sqlite3") as db:
+            for sale in (SALE_A, SALE_B):
+                assert await _pending(redis, sale) == 0
+                rows = await db.rows("SELECT id, state FROM reservations WHERE sale_id = ?",
+                                     sale)
+                assert len(rows) == 30
+                assert len({r[0] for r in rows}) == 30
+                committed = {r[0] for r in rows if r[1] == "committed"}
+                assert committed == {f"{sale}.{seq}" for seq in range(1, 31, 3)}
+                entries = await db.rows(
+                    "SELECT COUNT(*) FROM handoff_entries WHERE sale_id = ?", sale)
+                assert entries == [(40,)]
     finally:
         await store.close()
 
@@ -234,7 +246,7 @@ async def test_late_redelivery_of_an_older_entry_does_not_undo_a_newer_state(
 ) -> None:
     await _new_sale(redis, SALE_A)
     await _emit(redis, SALE_A, "reserved", 1)
-    crashing = CrashingStore(store_path, crash_on_batch=1, after_commit=False)
+    crashing = CrashingStore(SqliteOrderStore(store_path), crash_on_batch=1, after_commit=False)
     dead = await _consumer(redis, crashing, "dead")
     with pytest.raises(ProcessDied):
         await dead.process_once()  # read "reserved", died before recording it
@@ -306,7 +318,7 @@ async def test_a_failed_pass_is_retried_by_the_same_consumer_at_once(
     await _new_sale(redis, SALE_A)
     for seq in range(1, 6):
         await _emit(redis, SALE_A, "reserved", seq)
-    flaky = CrashingStore(store_path, crash_on_batch=1, after_commit=False)
+    flaky = CrashingStore(SqliteOrderStore(store_path), crash_on_batch=1, after_commit=False)
     consumer = await _consumer(redis, flaky, "c1", claim_idle_ms=3_600_000)
     try:
         with pytest.raises(ProcessDied):

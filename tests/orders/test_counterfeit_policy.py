@@ -4,9 +4,7 @@ on top of a return or refund, and at most once per order, whoever races whom."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +21,15 @@ from orders import (
     Order,
     OrderChange,
 )
+from tests.rawdb import REFUSED, RawDatabase, StoreLocation
 
-from .conftest import ADMIN, ANCHOR, BUYER, World, make_world
+from .conftest import (
+    ADMIN,
+    ANCHOR,
+    BUYER,
+    World,
+    make_world,
+)
 from .helpers import after_next, order_in
 
 OIL = {"category": "essential_oil", "price_cents": 4_500}
@@ -165,9 +170,9 @@ async def test_a_refund_racing_a_claim_and_its_uphold_is_refused(
 # -- once per order, across processes ------------------------------------------------------------
 
 @pytest.fixture
-async def second(world: World, data_dir: Path) -> AsyncIterator[World]:
-    """Another server process's order service on the same database file."""
-    other = await make_world(data_dir)
+async def second(world: World, store_location: StoreLocation) -> AsyncIterator[World]:
+    """Another server process's (or node's) order service on the same database."""
+    other = await make_world(store_location)
     yield other
     await other.payments.close()
     await other.store.close()
@@ -204,31 +209,30 @@ async def test_two_servers_filing_claims_at_once_file_one(world: World, second: 
 
 
 async def test_the_database_itself_refuses_a_second_compensation_or_a_refund_after_it(
-    world: World, data_dir: Path
+    world: World, store_location: StoreLocation
 ) -> None:
-    """Whatever writes to the file (another version, a script), an order gets one compensation,
-    and a compensated order is never refunded as well."""
+    """Whatever writes to the database (another version, a script), an order gets one
+    compensation, and a compensated order is never refunded as well."""
     order = await order_in(world, "delivered", price_cents=10_000)
     claim = await world.service.counterfeit_claim(BUYER, order.id, "fake")
     await world.service.uphold_counterfeit(ADMIN, claim.id)
     refunded = await order_in(world, "refunded", **OIL)
-    conn = sqlite3.connect(data_dir / "orders.sqlite3")
-    try:
+    async with RawDatabase(store_location, "orders.sqlite3") as db:
         insert = ("INSERT INTO payouts (id, order_id, claim_id, kind, amount_cents, status, "
                   "created_at) VALUES (?, ?, ?, 'counterfeit_compensation', 1, 'paid', 0)")
-        conn.execute("INSERT INTO claims (id, order_id, kind, status, created_at, updated_at) "
-                     "VALUES ('cl_forged', ?, 'counterfeit_again', 'upheld', 0, 0)", (order.id,))
-        with pytest.raises(sqlite3.IntegrityError):
-            conn.execute(insert, ("po_second", order.id, "cl_forged"))
-        with pytest.raises(sqlite3.IntegrityError):
-            conn.execute("UPDATE orders SET status = 'refunded' WHERE id = ?", (order.id,))
-        conn.execute("INSERT INTO claims (id, order_id, kind, status, created_at, updated_at) "
-                     "VALUES ('cl_late', ?, 'counterfeit', 'upheld', 0, 0)", (refunded.id,))
-        with pytest.raises(sqlite3.IntegrityError):
-            conn.execute(insert, ("po_late", refunded.id, "cl_late"))
-        conn.rollback()
-    finally:
-        conn.close()
+        await db.execute("INSERT INTO claims (id, order_id, kind, status, created_at, "
+                         "updated_at) VALUES ('cl_forged', ?, 'counterfeit_again', 'upheld', 0, 0)",
+                         order.id)
+        with pytest.raises(REFUSED):
+            await db.execute(insert, "po_second", order.id, "cl_forged")
+        with pytest.raises(REFUSED):
+            await db.execute("UPDATE orders SET status = 'refunded' WHERE id = ?", order.id)
+        await db.execute("INSERT INTO claims (id, order_id, kind, status, created_at, "
+                         "updated_at) VALUES ('cl_late', ?, 'counterfeit', 'upheld', 0, 0)",
+                         refunded.id)
+        with pytest.raises(REFUSED):
+            await db.execute(insert, "po_late", refunded.id, "cl_late")
+        await db.execute("DELETE FROM claims WHERE id IN ('cl_forged', 'cl_late')")
     # Through the store, the refused refund is a lost compare-and-set, not an error.
     refund = OrderChange(order.id, frozenset({"delivered"}), "refunded", world.clock())
     assert await world.store.apply(refund) is None

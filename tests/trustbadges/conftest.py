@@ -1,15 +1,18 @@
-"""Fixtures for trustbadges: a service on a temp data dir with a clock the test drives."""
+"""Fixtures for trustbadges: a service on a temp data dir with a clock the test drives; every
+test that uses ``service`` (or ``cert_location``) runs on both stores, a SQLite file and a fresh
+PostgreSQL database."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.clock import T0, Clock
+from tests.rawdb import StoreLocation, location_url
 from trustbadges import CertificateService
 
 START_MS = T0
@@ -51,8 +54,27 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def cert_location(request: pytest.FixtureRequest, data_dir: Path) -> StoreLocation:
+    if request.param == "sqlite":
+        return data_dir
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def open_service(data_dir: Path, where: StoreLocation,
+                 clock: Callable[[], int] | None = None) -> CertificateService:
+    """A service with the key of ``data_dir`` and its certificates at ``where``; two on one
+    location are two server processes (or nodes)."""
+    if clock is None:
+        return CertificateService.open(data_dir, database_url=location_url(where))
+    return CertificateService.open(data_dir, now_ms=clock, database_url=location_url(where))
+
+
 @pytest.fixture
-async def service(data_dir: Path, clock: Clock) -> AsyncIterator[CertificateService]:
-    svc = CertificateService.open(data_dir, now_ms=clock)
+async def service(data_dir: Path, cert_location: StoreLocation,
+                  clock: Clock) -> AsyncIterator[CertificateService]:
+    svc = open_service(data_dir, cert_location, clock)
+    await svc.start()
     yield svc
     await svc.close()

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.clock import Clock
+from tests.rawdb import StoreLocation
 from trustbadges import BadgeChange, CertificateService, ExpiryWatcher, wall_clock_ms
 
-from .conftest import ADMIN, ANCHOR_ID, INSPECTOR, PRODUCT_ID, vault_details
+from .conftest import ADMIN, ANCHOR_ID, INSPECTOR, PRODUCT_ID, open_service, vault_details
 
 
 class Recorder:
@@ -165,10 +166,12 @@ async def test_revoked_certificate_does_not_expire_again(live: CertificateServic
         await watcher.close()
 
 
-async def test_each_expiry_reported_once_across_processes_and_restarts(data_dir: Path) -> None:
-    # Two services on one data dir stand for two server processes.
-    first = CertificateService.open(data_dir)
-    second = CertificateService.open(data_dir)
+async def test_each_expiry_reported_once_across_processes_and_restarts(
+    data_dir: Path, cert_location: StoreLocation
+) -> None:
+    # Two services on one store stand for two server processes (or nodes).
+    first = open_service(data_dir, cert_location)
+    second = open_service(data_dir, cert_location)
     recorders = [Recorder(), Recorder()]
     first.add_listener(recorders[0])
     second.add_listener(recorders[1])
@@ -195,7 +198,7 @@ async def test_each_expiry_reported_once_across_processes_and_restarts(data_dir:
 
     # Expired while no server ran: reported once on the next start, never again.
     clock = Clock(wall_clock_ms())
-    third = CertificateService.open(data_dir, now_ms=clock)
+    third = open_service(data_dir, cert_location, clock)
     missed = await third.issue(
         *INSPECTOR,
         "vault",
@@ -213,12 +216,12 @@ async def test_each_expiry_reported_once_across_processes_and_restarts(data_dir:
 
 
 async def test_a_woken_watcher_plans_a_certificate_another_process_issued(
-    data_dir: Path,
+    data_dir: Path, cert_location: StoreLocation
 ) -> None:
-    # Two services on one data dir stand for two server processes; the issuer has no watcher
-    # running (it stopped), so only the other one can report the expiry.
-    issuer = CertificateService.open(data_dir)
-    other = CertificateService.open(data_dir)
+    # Two services on one store stand for two server processes (or nodes); the issuer has no
+    # watcher running (it stopped), so only the other one can report the expiry.
+    issuer = open_service(data_dir, cert_location)
+    other = open_service(data_dir, cert_location)
     recorder = Recorder()
     other.add_listener(recorder)
     watcher = ExpiryWatcher(other, max_sleep_s=30.0)

@@ -5,22 +5,27 @@ is reported."""
 from __future__ import annotations
 
 import logging
-import sqlite3
-from pathlib import Path
 
 import pytest
 
 from tests.clock import Clock
+from tests.rawdb import RawDatabase, StoreLocation
 from trustbadges import DB_FILE, GUARANTEE_BADGES, AlreadyRevoked, CertificateService
 
 from .conftest import ADMIN, ANCHOR_ID, DAY_MS, INSPECTOR, PRODUCT_ID, vault_details
 
 
-def raw(data_dir: Path, *statements: tuple[str, tuple[object, ...]]) -> None:
-    """Edit the database behind the service's back, as someone with the file would."""
-    with sqlite3.connect(data_dir / DB_FILE) as db:
+async def raw(where: StoreLocation, *statements: tuple[str, tuple[object, ...]]) -> None:
+    """Edit the database behind the service's back, as someone with access to it would."""
+    async with RawDatabase(where, DB_FILE) as db:
         for sql, args in statements:
-            db.execute(sql, args)
+            if sql == DROP_APPEND_ONLY:
+                sql = ("DROP TRIGGER audit_no_delete" if db.is_sqlite
+                       else "DROP TRIGGER audit_no_update ON audit")
+            await db.execute(sql, *args)
+
+
+DROP_APPEND_ONLY = "-- drop the trigger that keeps the audit trail append-only"
 
 
 def errors_about(caplog: pytest.LogCaptureFixture, certificate_id: str) -> list[str]:
@@ -29,11 +34,11 @@ def errors_about(caplog: pytest.LogCaptureFixture, certificate_id: str) -> list[
 
 
 async def test_deleting_the_revocation_row_does_not_bring_a_certificate_back(
-    service: CertificateService, data_dir: Path, caplog: pytest.LogCaptureFixture
+    service: CertificateService, cert_location: StoreLocation, caplog: pytest.LogCaptureFixture
 ) -> None:
     cert = await service.issue(*INSPECTOR, "vault", product_id=PRODUCT_ID, details=vault_details())
     revoked = await service.revoke(*ADMIN, cert.id, "the stone is glass")
-    raw(data_dir, ("DELETE FROM revocations WHERE certificate_id = ?", (cert.id,)))
+    await raw(cert_location, ("DELETE FROM revocations WHERE certificate_id = ?", (cert.id,)))
 
     check = await service.get(cert.id)
     assert (check.valid, check.reason, check.revocation) == (False, "revoked", None)
@@ -56,12 +61,12 @@ async def test_deleting_the_revocation_row_does_not_bring_a_certificate_back(
 
 
 async def test_deleting_the_audit_entry_keeps_it_revoked_and_is_reported(
-    service: CertificateService, data_dir: Path, caplog: pytest.LogCaptureFixture
+    service: CertificateService, cert_location: StoreLocation, caplog: pytest.LogCaptureFixture
 ) -> None:
     cert = await service.issue(*INSPECTOR, "vault", product_id=PRODUCT_ID, details=vault_details())
     revoked = await service.revoke(*ADMIN, cert.id, "the stone is glass")
     # The trail is append-only by trigger: a tamperer drops the trigger first.
-    raw(data_dir, ("DROP TRIGGER audit_no_delete", ()),
+    await raw(cert_location, (DROP_APPEND_ONLY, ()),
         ("DELETE FROM audit WHERE certificate_id = ? AND action = 'revoked'", (cert.id,)))
 
     check = await service.get(cert.id)
@@ -85,14 +90,14 @@ async def test_an_untouched_database_reports_no_mismatch(
 
 
 async def test_a_certificate_revoked_only_in_the_trail_is_not_reported_as_expiring(
-    service: CertificateService, data_dir: Path, clock: Clock
+    service: CertificateService, cert_location: StoreLocation, clock: Clock
 ) -> None:
     """Expiries are announced for live certificates only; a revoked one stays revoked."""
     cert = await service.issue(*ADMIN, "refund_no_return", anchor_id=ANCHOR_ID,
                                category="essential_oil",
                                details={"valid_from": clock.now, "valid_until": clock.now + DAY_MS})
     await service.revoke(*ADMIN, cert.id, "too many refunds")
-    raw(data_dir, ("DELETE FROM revocations WHERE certificate_id = ?", (cert.id,)))
+    await raw(cert_location, ("DELETE FROM revocations WHERE certificate_id = ?", (cert.id,)))
     clock.advance(DAY_MS)
     assert await service.process_due_transitions() == []
     assert await service.next_transition_after(clock.now - 2 * DAY_MS) is None

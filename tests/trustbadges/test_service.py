@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 import os
-import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.clock import Clock
+from tests.rawdb import REJECTED, RawDatabase, StoreLocation
 from trustbadges import (
     DB_FILE,
     GUARANTEE_BADGES,
@@ -37,6 +37,7 @@ from .conftest import (
     PHONE_ID,
     PRODUCT_ID,
     inspection_details,
+    open_service,
     vault_details,
 )
 
@@ -45,16 +46,15 @@ def file_contents(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
 
 
-async def count_rows(data_dir: Path) -> tuple[int, int]:
-    with sqlite3.connect(data_dir / DB_FILE) as db:
-        certs = db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0]
-        audit = db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
-    return certs, audit
+async def count_rows(where: StoreLocation) -> tuple[object, object]:
+    async with RawDatabase(where, DB_FILE) as db:
+        return (await db.value("SELECT COUNT(*) FROM certificates"),
+                await db.value("SELECT COUNT(*) FROM audit"))
 
 
 @pytest.mark.parametrize("role", ["viewer", "anchor", "", "root"])
 async def test_only_inspectors_and_admins_issue(
-    service: CertificateService, data_dir: Path, role: str
+    service: CertificateService, cert_location: StoreLocation, role: str
 ) -> None:
     with pytest.raises(NotAllowed) as info:
         await service.issue(
@@ -64,7 +64,7 @@ async def test_only_inspectors_and_admins_issue(
     assert info.value.code == "not_allowed"
     with pytest.raises(NotAllowed):
         await service.issue_request("u_someone0001", role, {"kind": "vault"})
-    assert await count_rows(data_dir) == (0, 0)
+    assert await count_rows(cert_location) == (0, 0)
 
 
 async def test_revocation_rights(service: CertificateService) -> None:
@@ -111,7 +111,8 @@ BAD_INSPECTION: list[tuple[str, dict[str, Any]]] = [
 
 @pytest.mark.parametrize(("field", "change"), BAD_VAULT)
 async def test_bad_vault_details_rejected(
-    service: CertificateService, data_dir: Path, field: str, change: dict[str, Any]
+    service: CertificateService, cert_location: StoreLocation, field: str,
+    change: dict[str, Any],
 ) -> None:
     with pytest.raises(InvalidCertificate) as info:
         await service.issue(
@@ -119,12 +120,13 @@ async def test_bad_vault_details_rejected(
         )
     assert info.value.field == field
     assert info.value.http_status == 400
-    assert await count_rows(data_dir) == (0, 0)
+    assert await count_rows(cert_location) == (0, 0)
 
 
 @pytest.mark.parametrize(("field", "change"), BAD_INSPECTION)
 async def test_bad_inspection_details_rejected(
-    service: CertificateService, data_dir: Path, field: str, change: dict[str, Any]
+    service: CertificateService, cert_location: StoreLocation, field: str,
+    change: dict[str, Any],
 ) -> None:
     with pytest.raises(InvalidCertificate) as info:
         await service.issue(
@@ -135,7 +137,7 @@ async def test_bad_inspection_details_rejected(
         )
     assert info.value.field == field
     assert IMEI not in str(info.value)
-    assert await count_rows(data_dir) == (0, 0)
+    assert await count_rows(cert_location) == (0, 0)
 
 
 async def test_bad_requests_rejected(service: CertificateService, clock: Clock) -> None:
@@ -222,8 +224,10 @@ async def test_inspection_hashes_imei_and_sets_warranty(
     assert await service.inspection_terms(PRODUCT_ID) is None
 
 
-async def test_certificates_survive_restart_with_audit(data_dir: Path, clock: Clock) -> None:
-    first = CertificateService.open(data_dir, now_ms=clock)
+async def test_certificates_survive_restart_with_audit(
+    data_dir: Path, cert_location: StoreLocation, clock: Clock
+) -> None:
+    first = open_service(data_dir, cert_location, clock)
     kept = await first.issue(*INSPECTOR, "vault", product_id=PRODUCT_ID, details=vault_details())
     clock.advance(1000)
     revoked = await first.issue(*ADMIN, "vault", product_id=PRODUCT_ID, details=vault_details())
@@ -233,7 +237,7 @@ async def test_certificates_survive_restart_with_audit(data_dir: Path, clock: Cl
     await first.close()
 
     assert stat.S_IMODE(os.stat(data_dir / KEY_FILE).st_mode) == 0o600
-    second = CertificateService.open(data_dir, now_ms=clock)
+    second = open_service(data_dir, cert_location, clock)
     try:
         assert second.public_keys()["active_key_id"] == key_id
         assert (await second.get(kept.id)).valid
@@ -247,33 +251,30 @@ async def test_certificates_survive_restart_with_audit(data_dir: Path, clock: Cl
             ("issued", revoked.id, ADMIN[0], "admin", None, clock.now - 1000),
             ("revoked", revoked.id, ADMIN[0], "admin", "wrong stone", clock.now),
         ]
-        with (
-            pytest.raises(sqlite3.DatabaseError, match="append-only"),
-            sqlite3.connect(data_dir / DB_FILE) as db,
-        ):
-            db.execute("DELETE FROM audit")
+        async with RawDatabase(cert_location, DB_FILE) as db:
+            with pytest.raises(REJECTED, match="append-only"):
+                await db.execute("DELETE FROM audit")
     finally:
         await second.close()
 
 
 async def test_editing_the_database_is_detected(
-    service: CertificateService, data_dir: Path
+    service: CertificateService, cert_location: StoreLocation
 ) -> None:
     moved = await service.issue(*INSPECTOR, "vault", product_id=PRODUCT_ID, details=vault_details())
     edited = await service.issue(
         *INSPECTOR, "vault", product_id=PRODUCT_ID, details=vault_details()
     )
-    with sqlite3.connect(data_dir / DB_FILE) as db:
+    async with RawDatabase(cert_location, DB_FILE) as db:
         # Move a genuine certificate onto another product through its index column...
-        db.execute("UPDATE certificates SET product_id = 'p_fake000001' WHERE id = ?", (moved.id,))
+        await db.execute("UPDATE certificates SET product_id = 'p_fake000001' WHERE id = ?",
+                         moved.id)
         # ...and raise the weight inside another's stored document.
-        doc = json.loads(
-            db.execute("SELECT document FROM certificates WHERE id = ?", (edited.id,)).fetchone()[0]
-        )
+        doc = json.loads(str(await db.value(
+            "SELECT document FROM certificates WHERE id = ?", edited.id)))
         doc["details"]["weight_mg"] = 9_999
-        db.execute(
-            "UPDATE certificates SET document = ? WHERE id = ?", (json.dumps(doc), edited.id)
-        )
+        await db.execute("UPDATE certificates SET document = ? WHERE id = ?",
+                         json.dumps(doc), edited.id)
     assert (await service.get(moved.id)).reason == "tampered"
     assert (await service.get(edited.id)).reason == "bad_signature"
     fake_badges = await service.badges_for("p_fake000001", None, None)
@@ -335,12 +336,14 @@ async def test_badges_follow_certificates(service: CertificateService, clock: Cl
     ]
 
 
-async def test_key_rotation_keeps_old_certificates_valid(data_dir: Path, clock: Clock) -> None:
-    first = CertificateService.open(data_dir, now_ms=clock)
+async def test_key_rotation_keeps_old_certificates_valid(
+    data_dir: Path, cert_location: StoreLocation, clock: Clock
+) -> None:
+    first = open_service(data_dir, cert_location, clock)
     old = await first.issue(*INSPECTOR, "vault", product_id=PRODUCT_ID, details=vault_details())
     await first.close()
     new_key_id = rotate_platform_key(data_dir)
-    second = CertificateService.open(data_dir, now_ms=clock)
+    second = open_service(data_dir, cert_location, clock)
     try:
         published = second.public_keys()
         assert published["active_key_id"] == new_key_id != old.key_id
