@@ -37,12 +37,14 @@ from .commerce import (
     RoomFigures,
 )
 from .handoff_process import new_consumer
+from .hls import HlsPackagers, HlsReader, HlsStore
 from .hooks import AsyncHook, Hook
 from .http import Api
 from .http._base import error_middleware
 from .http.accounts import AccountRoutes
 from .http.certificates import CertificateRoutes, LinkOrigin, default_allowed_hosts
 from .http.commerce import CommerceRoutes
+from .http.hls import HlsRoutes
 from .http.media import MediaRoutes
 from .http.ops import OpsRoutes, RedisProbe, metrics_middleware, register_edge_gauges
 from .http.pages import PageRoutes
@@ -98,6 +100,10 @@ class Services:
     ice: IceConfig
     media: MediaService
     media_router: MediaRouter
+    # LL-HLS: this process's packagers (rooms it relays) and what every process reads.
+    hls_store: HlsStore
+    hls_reader: HlsReader
+    hls_packagers: HlsPackagers
     inventory: InventoryService
     sales: SaleDesk
     rooms: RoomService
@@ -193,6 +199,11 @@ def build_services(settings: Settings, redis_url: str, *,
     media_changed.connect(media_pusher.changed)
     life.register("media health pusher", start=media_pusher.start, close=media_pusher.close)
     register_edge_gauges(metrics, edge, media)
+    hls_store = HlsStore(redis, bus)
+    hls_reader = HlsReader(hls_store, bus, clock)
+    hls_packagers = HlsPackagers(media, hls_store)
+    media_changed.connect(hls_packagers.changed)
+    life.register("hls packagers", close=hls_packagers.close)
     MediaEvents(edge, media_router, catalog, media_pusher)
 
     # Flash sales. Registered so that they stop in this order: buys stop and the accepted ones
@@ -269,7 +280,8 @@ def build_services(settings: Settings, redis_url: str, *,
         inventory_redis=inventory_redis, metrics=metrics, redis_probe=redis_probe, bus=bus,
         signer=signer, accounts=accounts, certificates=certificates, catalog=catalog,
         certificate_desk=certificate_desk, sio=sio, edge=edge, ice=ice, media=media,
-        media_router=media_router, inventory=inventory, sales=sales, rooms=rooms,
+        media_router=media_router, hls_store=hls_store, hls_reader=hls_reader,
+        hls_packagers=hls_packagers, inventory=inventory, sales=sales, rooms=rooms,
         order_store=order_store, payments=payments, orders=orders, figures=figures,
         order_upkeep=order_upkeep, reaper=reaper, handshakes=handshakes)
 
@@ -304,6 +316,7 @@ def create_app(settings: Settings, redis_url: str, *,
     CommerceRoutes(api, services.sales, services.inventory, services.orders, services.catalog,
                    services.rooms, services.edge, services.figures).add_to(app.router)
     MediaRoutes(api, services.ice).add_to(app.router)
+    HlsRoutes(services.hls_reader, services.hls_store).add_to(app.router)
     pages = PageRoutes()
     pages.add_to(app.router)
     app.on_response_prepare.append(pages.on_response_prepare)

@@ -25,7 +25,7 @@ from ._aiortc import (
     negotiated_codec,
     on_keyframe_request,
 )
-from ._broadcast import Broadcast, Viewer
+from ._broadcast import Broadcast, FrameTap, Viewer
 from ._tracks import ForwardingTrack
 from .exceptions import (
     InvalidOffer,
@@ -173,7 +173,7 @@ class MediaService:
         previous = self._broadcasts.get(room_id)
         self._broadcasts[room_id] = broadcast
         if previous is not None:
-            await self._end(previous)
+            await self._end(previous, replaced=True)
         logger.info(
             "room %s: broadcast from %s with %s",
             room_id,
@@ -294,6 +294,17 @@ class MediaService:
             raise NotLive(room_id)
         broadcast.request_keyframe()
 
+    def tap(self, room_id: str, tap: FrameTap) -> str | None:
+        """Hand every frame of the room's current broadcast to ``tap`` too, until it ends
+        (``tap.on_end``). Returns the broadcast's video codec (``video/H264``...), None when
+        it sends no video. Raises ``NotLive`` when there is no broadcast."""
+        broadcast = self._broadcasts.get(room_id)
+        if broadcast is None:
+            raise NotLive(room_id)
+        broadcast.taps.append(tap)
+        video = broadcast.codecs.get("video")
+        return None if video is None else str(video.mimeType)
+
     def health(self, room_id: str) -> dict[str, Any]:
         """``{live, bitrate_kbps, fps, viewers, codec, audio_codec, since_ms}``.
 
@@ -395,8 +406,8 @@ class MediaService:
         self._stop_tracks(viewer)
         await self._close_pc(viewer.pc)
 
-    async def _end(self, broadcast: Broadcast) -> None:
-        broadcast.close()
+    async def _end(self, broadcast: Broadcast, replaced: bool = False) -> None:
+        broadcast.close(replaced)
         viewers = list(broadcast.viewers.values())
         broadcast.viewers.clear()
         for viewer in viewers:

@@ -1,0 +1,220 @@
+"""One LL-HLS packager per live room, in the process that owns the room's broadcast.
+
+``HlsPackagers`` listens to the relay's changes: when a room starts broadcasting H.264 it taps
+the broadcast's frames into a new ``RoomPackager``, whose task segments them and writes the
+output to Redis (``HlsStore``). When the broadcast ends the packager flushes the open segment;
+if the room's anchor published again (``replaced``) the next packager resumes the numbering
+after a discontinuity, otherwise the playlist is removed. A packager whose process died leaves
+its model in Redis for ``keys.STREAM_TTL_S``; the next publish resumes it the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..media import EncodedFrame, MediaService, NotLive
+from ._playlist import Playlist
+from ._segmenter import Output, Segmenter, SegmentOut
+from ._store import HlsStore
+
+__all__ = ["HlsConfig", "HlsPackagers", "RoomPackager"]
+
+log = logging.getLogger("liveroom.hls")
+H264 = "video/h264"
+
+
+@dataclass(frozen=True, slots=True)
+class HlsConfig:
+    part_target_ms: int = 300
+    segment_min_ms: int = 800
+    target_duration_s: int = 2
+    window: int = 6
+    # Frames waiting for the packager's task; beyond it frames are dropped (and counted).
+    queue_frames: int = 600
+
+    def new_playlist(self) -> Playlist:
+        return Playlist(secrets.token_hex(4), part_target_ms=self.part_target_ms,
+                        target_duration_s=self.target_duration_s, window=self.window)
+
+    def segmenter(self, playlist: Playlist) -> Segmenter:
+        # The part target is declared a little above the cut point: a part ends at the first
+        # frame at or after part_target_ms, so it may run a frame over.
+        return Segmenter(playlist, part_target_ms=self.part_target_ms,
+                         segment_min_ms=self.segment_min_ms,
+                         segment_max_ms=(self.target_duration_s * 1000) + 499)
+
+
+_END = object()
+
+
+class RoomPackager:
+    """The ``FrameTap`` of one broadcast; its task does the muxing and the writes."""
+
+    def __init__(self, room_id: str, store: HlsStore, config: HlsConfig,
+                 request_keyframe: Callable[[], None],
+                 previous: asyncio.Task[None] | None) -> None:
+        self.room_id = room_id
+        self._store = store
+        self._config = config
+        self._request_keyframe = request_keyframe
+        self._previous = previous
+        # Bounded by on_frame, not by the queue: the end must always get in.
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self.frames_dropped = 0
+        self.replaced = False
+        self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
+            self._run(), name=f"hls packager {room_id}")
+
+    # FrameTap
+    def on_frame(self, frame: EncodedFrame) -> None:
+        if frame.kind != "video" or frame.mime_type.lower() != H264:
+            return
+        if self._queue.qsize() >= self._config.queue_frames:
+            self.frames_dropped += 1
+            return
+        self._queue.put_nowait(frame)
+
+    def on_end(self, replaced: bool) -> None:
+        self.replaced = replaced
+        self._queue.put_nowait(_END)
+
+    async def _run(self) -> None:
+        if self._previous is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._previous
+        playlist = await self._resume()
+        segmenter = self._config.segmenter(playlist)
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                await self._write(playlist, segmenter.finish())
+                if not self.replaced:
+                    await self._store.remove(self.room_id)
+                return
+            assert isinstance(item, EncodedFrame)
+            try:
+                outputs = segmenter.push(bytes(item.packet), int(item.packet.pts or 0),
+                                         item.keyframe, item.received_ms)
+            except Exception:
+                log.exception("room %s: a frame did not mux; waiting for a keyframe",
+                              self.room_id)
+                outputs = segmenter.finish()
+                playlist.discontinue(new_init=True)
+                segmenter = self._config.segmenter(playlist)
+            if segmenter.wants_keyframe:
+                self._request_keyframe()
+            await self._write(playlist, outputs)
+
+    async def _resume(self) -> Playlist:
+        try:
+            state = await self._store.load(self.room_id)
+        except Exception:
+            log.warning("room %s: cannot read the previous playlist", self.room_id,
+                        exc_info=True)
+            state = None
+        if state is None:
+            return self._config.new_playlist()
+        config = self._config
+        playlist = Playlist.from_json(state, part_target_ms=config.part_target_ms,
+                                      target_duration_s=config.target_duration_s,
+                                      window=config.window)
+        outputs: list[Output] = []
+        segment = playlist.open_segment
+        if segment is not None:
+            # Its parts are in Redis: close it from them, so no number is left dangling.
+            chunks = []
+            for index in range(len(segment.parts)):
+                chunk = await self._store.part_bytes(self.room_id, playlist.stream_id,
+                                                     segment.msn, index)
+                chunks.append(chunk or b"")
+            closed = playlist.end_segment()
+            if closed is not None:
+                outputs.append(SegmentOut(closed.msn, b"".join(chunks)))
+        playlist.discontinue(new_init=True)
+        log.info("room %s: resuming LL-HLS at segment %d after a discontinuity",
+                 self.room_id, playlist.next_msn)
+        await self._write(playlist, outputs)
+        return playlist
+
+    async def _write(self, playlist: Playlist, outputs: list[Output]) -> None:
+        if not outputs:
+            return
+        try:
+            await self._store.write(self.room_id, playlist, outputs)
+        except Exception:
+            # The next part's write carries the playlist again; this part is lost to players.
+            log.warning("room %s: LL-HLS write failed", self.room_id, exc_info=True)
+
+
+class HlsPackagers:
+    """Owner of every room's packager in this process (registered with the Lifecycle)."""
+
+    def __init__(self, media: MediaService, store: HlsStore,
+                 config: HlsConfig | None = None) -> None:
+        self._media = media
+        self._store = store
+        self._config = config or HlsConfig()
+        self._packagers: dict[str, RoomPackager] = {}
+        self._finishing: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
+
+    def packager(self, room_id: str) -> RoomPackager | None:
+        return self._packagers.get(room_id)
+
+    def changed(self, room_id: str) -> None:
+        """The relay's ``on_change``: a broadcast started, first sent media, or ended."""
+        if self._closed or room_id in self._packagers:
+            return
+        if self._media.health(room_id)["codec"] is None:
+            return
+        packager = RoomPackager(room_id, self._store, self._config,
+                                lambda: self._keyframe(room_id),
+                                self._finishing.get(room_id))
+        codec = self._media.tap(room_id, _Tap(self, packager))
+        if codec is None or codec.lower() != H264:
+            packager.on_end(False)
+            log.info("room %s: no LL-HLS (the anchor sends %s, not H.264)", room_id, codec)
+        self._packagers[room_id] = packager
+
+    def _ended(self, packager: RoomPackager) -> None:
+        if self._packagers.get(packager.room_id) is packager:
+            del self._packagers[packager.room_id]
+        self._finishing[packager.room_id] = packager.task
+        packager.task.add_done_callback(lambda task: self._done(packager.room_id, task))
+
+    def _done(self, room_id: str, task: asyncio.Task[None]) -> None:
+        if self._finishing.get(room_id) is task:
+            del self._finishing[room_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("room %s: LL-HLS packager failed", room_id, exc_info=task.exception())
+
+    def _keyframe(self, room_id: str) -> None:
+        with contextlib.suppress(NotLive):
+            self._media.request_keyframe(room_id)
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = [packager.task for packager in self._packagers.values()]
+        tasks += list(self._finishing.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._packagers.clear()
+
+
+class _Tap:
+    def __init__(self, owner: HlsPackagers, packager: RoomPackager) -> None:
+        self._owner = owner
+        self._packager = packager
+
+    def on_frame(self, frame: EncodedFrame) -> None:
+        self._packager.on_frame(frame)
+
+    def on_end(self, replaced: bool) -> None:
+        self._packager.on_end(replaced)
+        self._owner._ended(self._packager)

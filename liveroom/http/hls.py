@@ -1,0 +1,92 @@
+"""LL-HLS over HTTP: ``GET /hls/{room}/index.m3u8`` (with blocking reload) and the init
+segments, parts and segments it lists. Any process answers (the output is in Redis); every
+answer may be cached by a shared cache and read from any origin (CORS)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..hls import BadHlsRequest, HlsReader, HlsStore, StreamNotFound, parse_name
+from ..payload import ID_PATTERN
+
+__all__ = ["HlsRoutes"]
+
+# Media names are unique for the life of a stream (docs/protocol.md): cache them for as long
+# as they can be asked for.
+MEDIA_CACHE = "public, max-age=60, immutable"
+# A blocking reload's answer is right for its URL for good; a cache may keep it a while.
+BLOCKING_CACHE = "public, max-age=6"
+# A plain reload must show new parts: half a part target.
+PLAYLIST_CACHE = "public, max-age=0, s-maxage=0"
+CORS = {"Access-Control-Allow-Origin": "*"}
+M3U8 = "application/vnd.apple.mpegurl"
+# Far beyond any stream's numbers; and no query longer than this is a number we accept.
+MAX_NUMBER_DIGITS = 9
+
+
+def _number(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_NUMBER_DIGITS:
+        raise BadHlsRequest(f"{name} must be a non-negative integer, got {raw[:20]!r}")
+    return int(raw)
+
+
+def _room(request: web.Request) -> str:
+    room_id = request.match_info["room"]
+    if not ID_PATTERN.fullmatch(room_id) or room_id in (".", ".."):
+        raise BadHlsRequest("not a room id")
+    return room_id
+
+
+class HlsRoutes:
+    def __init__(self, reader: HlsReader, store: HlsStore, *,
+                 block_timeout_s: float = 6.0) -> None:
+        self.reader = reader
+        self.store = store
+        # RFC 8216bis 6.2.5.2: a server holds a blocking reload up to three target durations.
+        self.block_timeout_s = block_timeout_s
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/hls/{room}/index.m3u8", self.playlist)
+        router.add_get("/hls/{room}/{name}", self.media)
+
+    async def playlist(self, request: web.Request) -> web.Response:
+        """The room's live media playlist. With ``_HLS_msn`` (and ``_HLS_part``) it is held
+        until that segment (part) exists, up to ``block_timeout_s`` (then 503)."""
+        room_id = _room(request)
+        msn = _number(request, "_HLS_msn")
+        index = _number(request, "_HLS_part")
+        if index is not None and msn is None:
+            raise BadHlsRequest("_HLS_part needs _HLS_msn")
+        if msn is None:
+            snapshot = await self.reader.current(room_id)
+            cache = PLAYLIST_CACHE
+        else:
+            found = await self.reader.wait_for(room_id, msn, index, self.block_timeout_s)
+            if found is None:
+                raise web.HTTPServiceUnavailable(
+                    text="the stream has not reached that part", headers=CORS)
+            snapshot = found
+            cache = BLOCKING_CACHE
+        return web.Response(text=snapshot.m3u8, content_type=M3U8,
+                            headers={"Cache-Control": cache, **CORS})
+
+    async def media(self, request: web.Request) -> web.Response:
+        """An init segment, part or segment. The part the playlist hints at next
+        (``EXT-X-PRELOAD-HINT``) is held until it exists, like a blocking reload."""
+        room_id = _room(request)
+        kind, stream_id, numbers = parse_name(request.match_info["name"])
+        snapshot = await self.reader.current(room_id)
+        if snapshot.stream_id != stream_id:
+            raise StreamNotFound(room_id, request.match_info["name"])
+        if kind == "part" and not snapshot.progress.has(numbers[0], numbers[1]):
+            if snapshot.progress.too_far(numbers[0]):
+                raise StreamNotFound(room_id, request.match_info["name"])
+            await self.reader.wait_for(room_id, numbers[0], numbers[1], self.block_timeout_s)
+        data = await self.store.file(room_id, kind, stream_id, numbers)
+        if data is None:
+            raise StreamNotFound(room_id, request.match_info["name"])
+        return web.Response(body=data, content_type="video/mp4",
+                            headers={"Cache-Control": MEDIA_CACHE, **CORS})
