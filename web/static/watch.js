@@ -177,6 +177,131 @@ export class Watcher {
   }
 }
 
+/** @returns {Promise<typeof HlsPlayer>} hls.js, loaded once on demand */
+function loadHlsJs() {
+  if (window.Hls) return Promise.resolve(window.Hls);
+  return new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = "/assets/hls.min.js";
+    script.addEventListener("load", () => window.Hls ? resolve(window.Hls) : reject(new Error("hls.js did not load")));
+    script.addEventListener("error", () => reject(new Error("hls.js did not load")));
+    document.head.append(script);
+  });
+}
+
+/**
+ * Viewer side over LL-HLS (`GET /hls/{room}/index.m3u8`), played by hls.js (or natively where
+ * the browser plays HLS): the crowd's path, a few seconds behind. Same interface as `Watcher`.
+ */
+export class HlsWatcher {
+  /**
+   * @param {string} room
+   * @param {HTMLVideoElement} video
+   * @param {HTMLElement} overlay
+   * @param {HTMLElement} unmuteButton
+   * @param {HTMLElement} indicator says "LL-HLS · 2.1 s behind"
+   */
+  constructor(room, video, overlay, unmuteButton, indicator) {
+    this.room = room;
+    this.video = video;
+    this.overlay = overlay;
+    this.unmuteButton = unmuteButton;
+    this.indicator = indicator;
+    /** @type {HlsPlayer | null} */
+    this.player = null;
+    this.live = false;
+    /** @type {number | null} */
+    this.since = null;
+    /** @type {ReturnType<typeof setInterval> | null} */
+    this.ticker = null;
+    unmuteButton.addEventListener("click", () => {
+      video.muted = false;
+      video.play().catch(() => {});
+      unmuteButton.hidden = true;
+    });
+  }
+
+  /** @param {Media | null} media */
+  onLive(media) {
+    const wasLive = this.live;
+    const since = (media && media.since_ms) || null;
+    this.live = Boolean(media && media.live);
+    const replaced = this.live && wasLive && since && this.since && since !== this.since;
+    this.since = this.live ? since : null;
+    if (this.live && (!wasLive || !this.player || replaced)) this.start();
+    if (!this.live && wasLive) this.stop("The host's video has stopped. It restarts here when they go live again.");
+  }
+
+  async start() {
+    this.close();
+    this.say("Connecting to the video…");
+    let Hls;
+    try {
+      Hls = await loadHlsJs();
+    } catch (error) {
+      this.say(`The video could not start: ${describeError(error)}`);
+      return;
+    }
+    if (!this.live || this.player) return;
+    // The worker would be a blob: script, which the pages' CSP refuses.
+    const player = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.2, enableWorker: false });
+    this.player = player;
+    player.on(Hls.Events.ERROR, (_event, data) => {
+      if (!data.fatal || player !== this.player) return;
+      // The packager writes its first part a moment after the room goes live: try again.
+      this.say("Waiting for the video…");
+      setTimeout(() => { if (player === this.player && this.live) this.start(); }, 1000);
+    });
+    player.on(Hls.Events.MANIFEST_PARSED, () => {
+      this.say("");
+      this.video.play().catch(() => {});
+      this.unmuteButton.hidden = !this.video.muted;
+    });
+    player.loadSource(`/hls/${encodeURIComponent(this.room)}/index.m3u8`);
+    player.attachMedia(this.video);
+    this.ticker = setInterval(() => {
+      const behind = player.latency;
+      this.indicator.textContent = Number.isFinite(behind) && behind > 0
+        ? `LL-HLS · ${behind.toFixed(1)} s behind` : "LL-HLS";
+      this.indicator.hidden = false;
+    }, 1000);
+  }
+
+  /** @param {string} message */
+  stop(message) {
+    this.close();
+    this.say(message);
+  }
+
+  close() {
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = null;
+    if (this.player) this.player.destroy();
+    this.player = null;
+    this.unmuteButton.hidden = true;
+  }
+
+  /** @param {string} text */
+  say(text) {
+    this.overlay.textContent = text;
+    this.overlay.hidden = !text;
+  }
+}
+
+/**
+ * Put H.264 first in a video transceiver's codec list, where the browser can send it: the
+ * server then packages the broadcast into LL-HLS without re-encoding (docs/media.md).
+ * @param {RTCRtpTransceiver} transceiver
+ */
+function preferH264(transceiver) {
+  const capabilities = RTCRtpSender.getCapabilities("video");
+  if (!capabilities || typeof transceiver.setCodecPreferences !== "function") return;
+  const h264 = capabilities.codecs.filter((c) => c.mimeType.toLowerCase() === "video/h264");
+  if (h264.length === 0) return;
+  const others = capabilities.codecs.filter((c) => c.mimeType.toLowerCase() !== "video/h264");
+  transceiver.setCodecPreferences([...h264, ...others]);
+}
+
 /**
  * Anchor side: publish camera and microphone, with the encoder bitrate capped.
  * @param {Socket} socket
@@ -188,9 +313,10 @@ export async function publish(socket, room, stream, token = null) {
   const pc = new RTCPeerConnection({ iceServers: await iceServers(token) });
   for (const track of stream.getTracks()) {
     const maxBitrate = track.kind === "video" ? MAX_VIDEO_BITRATE : MAX_AUDIO_BITRATE;
-    pc.addTransceiver(track, {
+    const transceiver = pc.addTransceiver(track, {
       direction: "sendonly", streams: [stream], sendEncodings: [{ maxBitrate }],
     });
+    if (track.kind === "video") preferH264(transceiver);
   }
   try {
     await negotiate(socket, pc, "rtc:publish", room);
