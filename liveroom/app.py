@@ -316,7 +316,7 @@ def create_app(settings: Settings, redis_url: str, *,
     CommerceRoutes(api, services.sales, services.inventory, services.orders, services.catalog,
                    services.rooms, services.edge, services.figures).add_to(app.router)
     MediaRoutes(api, services.ice).add_to(app.router)
-    HlsRoutes(services.hls_reader, services.hls_store).add_to(app.router)
+    HlsRoutes(services.hls_reader, services.hls_store, services.metrics).add_to(app.router)
     pages = PageRoutes()
     pages.add_to(app.router)
     app.on_response_prepare.append(pages.on_response_prepare)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..hls import BadHlsRequest, HlsReader, HlsStore, StreamNotFound, parse_name
+from ..metrics import Counter, Metrics
 from ..payload import ID_PATTERN
 
 __all__ = ["HlsRoutes"]
@@ -16,8 +17,10 @@ __all__ = ["HlsRoutes"]
 MEDIA_CACHE = "public, max-age=60, immutable"
 # A blocking reload's answer is right for its URL for good; a cache may keep it a while.
 BLOCKING_CACHE = "public, max-age=6"
-# A plain reload must show new parts: half a part target.
-PLAYLIST_CACHE = "public, max-age=0, s-maxage=0"
+# A plain reload (a player's first, or one without blocking support) may be a second old: the
+# player then asks for the next part with a blocking reload. One second lets a cache answer a
+# crowd's first loads with one origin request per second.
+PLAYLIST_CACHE = "public, max-age=1"
 CORS = {"Access-Control-Allow-Origin": "*"}
 M3U8 = "application/vnd.apple.mpegurl"
 # Far beyond any stream's numbers; and no query longer than this is a number we accept.
@@ -41,10 +44,15 @@ def _room(request: web.Request) -> str:
 
 
 class HlsRoutes:
-    def __init__(self, reader: HlsReader, store: HlsStore, *,
+    def __init__(self, reader: HlsReader, store: HlsStore, metrics: Metrics, *,
                  block_timeout_s: float = 6.0) -> None:
         self.reader = reader
         self.store = store
+        # What reaches the origin, by kind: behind a cache, about one request per part.
+        self.requests = metrics.add(Counter(
+            "liveroom_hls_requests_total",
+            "LL-HLS requests that reached this process, by kind (playlist, blocking, init, "
+            "part, seg).", ("kind",)))
         # RFC 8216bis 6.2.5.2: a server holds a blocking reload up to three target durations.
         self.block_timeout_s = block_timeout_s
 
@@ -60,6 +68,7 @@ class HlsRoutes:
         index = _number(request, "_HLS_part")
         if index is not None and msn is None:
             raise BadHlsRequest("_HLS_part needs _HLS_msn")
+        self.requests.inc("playlist" if msn is None else "blocking")
         if msn is None:
             snapshot = await self.reader.current(room_id)
             cache = PLAYLIST_CACHE
@@ -78,6 +87,7 @@ class HlsRoutes:
         (``EXT-X-PRELOAD-HINT``) is held until it exists, like a blocking reload."""
         room_id = _room(request)
         kind, stream_id, numbers = parse_name(request.match_info["name"])
+        self.requests.inc(kind)
         snapshot = await self.reader.current(room_id)
         if snapshot.stream_id != stream_id:
             raise StreamNotFound(room_id, request.match_info["name"])
