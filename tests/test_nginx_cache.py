@@ -140,7 +140,9 @@ async def test_a_thousand_players_cost_the_origin_one_request_per_url(
     answers = await asyncio.gather(*(fetch(crowd, f"{base}/{name}") for _ in range(CROWD)))
     assert {status for status, _, _ in answers} == {200}
     assert len({body for _, body, _ in answers}) == 1
-    assert 1 <= await origin_requests(server, "part") <= 2
+    existing = await origin_requests(server, "part")
+    print(f"origin requests for 1000 x existing part: {existing:g}")
+    assert 1 <= existing <= 2
 
     # The preload-hinted part, not written yet: everyone waits on one origin request.
     hint_msn, hint_index = stream.playlist.next_part
@@ -152,7 +154,9 @@ async def test_a_thousand_players_cost_the_origin_one_request_per_url(
     await stream.push(10)
     answers = await asyncio.gather(*waiting)
     assert {status for status, _, _ in answers} == {200}
-    assert 1 <= await origin_requests(server, "part") - before <= 2
+    hinted_cost = await origin_requests(server, "part") - before
+    print(f"origin requests for 1000 x hinted part: {hinted_cost:g}")
+    assert 1 <= hinted_cost <= 2
 
     # A blocking reload for the part after next, likewise.
     target_msn, target_index = stream.playlist.next_part
@@ -164,4 +168,6 @@ async def test_a_thousand_players_cost_the_origin_one_request_per_url(
     assert {status for status, _, _ in answers} == {200}
     hinted_next = stream.playlist.names.part(target_msn, target_index)
     assert all(hinted_next.encode() in body for _, body, _ in answers)
-    assert 1 <= await origin_requests(server, "blocking") <= 2
+    blocking = await origin_requests(server, "blocking")
+    print(f"origin requests for 1000 x blocking reload: {blocking:g}")
+    assert 1 <= blocking <= 2
