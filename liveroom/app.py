@@ -190,7 +190,7 @@ def build_services(settings: Settings, redis_url: str, *,
         # Asked per peer connection: short-lived TURN credentials are minted fresh each time.
         partial(ice.servers_for, RELAY_USER_ID),
         now_ms=clock, on_change=media_changed.fire,
-        connect_timeout_s=settings.rtc_connect_timeout_s,
+        connect_timeout_s=settings.rtc_connect_timeout_s, seats=settings.webrtc_seats,
     )
     life.register("media relay", close=media.close)
     media_router = MediaRouter(media, redis, bus, f"{socket.gethostname()}:{os.getpid()}",

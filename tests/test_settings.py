@@ -181,3 +181,11 @@ def test_the_qr_hosts_default_to_the_bind_address() -> None:
     assert default_allowed_hosts(Settings(host="10.1.2.3", port=80)) == ("10.1.2.3:80",)
     assert default_allowed_hosts(Settings(host="0.0.0.0", port=80,
                                           allowed_hosts=("shop.example",))) == ("shop.example",)
+
+
+def test_webrtc_seats_default_to_100_and_come_from_the_environment() -> None:
+    assert Settings.from_env({}).webrtc_seats == 100
+    assert Settings.from_env({"LIVEROOM_WEBRTC_SEATS": "0"}).webrtc_seats == 0
+    for bad in ("-1", "many", "100001"):
+        with pytest.raises(SettingsError, match="LIVEROOM_WEBRTC_SEATS"):
+            Settings.from_env({"LIVEROOM_WEBRTC_SEATS": bad})

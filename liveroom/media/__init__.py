@@ -17,6 +17,7 @@ from .exceptions import (
     MediaError,
     NotBroadcasting,
     NotLive,
+    SeatsFull,
     UnsupportedCodec,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "MediaService",
     "NotBroadcasting",
     "NotLive",
+    "SeatsFull",
     "UnsupportedCodec",
     "browser_ice_servers",
 ]

@@ -1,11 +1,16 @@
-"""LL-HLS in a real browser: the studio publishes H.264 from Chromium's fake camera, and a viewer
-page forced onto HLS (``?hls=1``) plays it through hls.js."""
+"""LL-HLS in a real browser: the studio publishes H.264 from Chromium's fake camera; viewers get
+WebRTC while the room's seats last and LL-HLS (hls.js) after, or when they ask for it."""
 
 from __future__ import annotations
 
-from playwright.async_api import expect
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
-from tests.server_harness import LiveServer
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.server_harness import LiveServer, live_server
 
 from .conftest import DESKTOP, PHONE, Pages
 from .helpers import open_room
@@ -13,10 +18,26 @@ from .helpers import open_room
 PLAYING = """() => {
     const v = document.querySelector('#video');
     return v.videoWidth > 0 && v.currentTime > 1 ? v.currentTime : 0; }"""
+WEBRTC_FRAMES = """() => {
+    const v = document.querySelector('#video');
+    return v.srcObject && v.videoWidth > 0 ? v.getVideoPlaybackQuality().totalVideoFrames : 0; }"""
 
 
-async def test_studio_publishes_h264_and_an_hls_viewer_plays_it(
-        server: LiveServer, pages: Pages) -> None:
+@pytest.fixture
+async def one_seat(redis: Any, redis_url: str, data_dir: Path) -> AsyncIterator[LiveServer]:
+    async with live_server(redis_url, data_dir, webrtc_seats=1) as live:
+        yield live
+
+
+async def plays_hls(viewer: Page) -> None:
+    await viewer.wait_for_function(f"() => ({PLAYING})() > 0", timeout=30_000)
+    first = await viewer.evaluate(PLAYING)
+    await viewer.wait_for_function(f"() => ({PLAYING})() > {first} + 1", timeout=10_000)
+    await expect(viewer.locator("#video-path")).to_contain_text("s behind")
+
+
+async def test_seats_then_hls_and_low_data(one_seat: LiveServer, pages: Pages) -> None:
+    server = one_seat
     stage = await open_room(server)
     room_id = stage.room["id"]
     studio = await pages.open(f"{server.url}/studio/{room_id}#token={stage.anchor_token}",
@@ -25,22 +46,39 @@ async def test_studio_publishes_h264_and_an_hls_viewer_plays_it(
     await expect(studio.locator("#go-live")).to_be_enabled()
     await studio.click("#go-live")
     await expect(studio.locator("#live-state")).to_have_text("LIVE", timeout=20_000)
+    # The studio prefers H.264: the server remuxes it into LL-HLS without encoding.
     assert server.services.media.health(room_id)["codec"] == "video/H264"
-
     # The first playlist request may come before the packager's first part (404, retried), and
     # the stream is gone the moment the live ends.
     pages.allow_refusal(404)
-    viewer = await pages.open(f"{server.url}/r/{room_id}?hls=1", PHONE)
-    await viewer.wait_for_function(f"() => ({PLAYING})() > 0", timeout=30_000)
-    first = await viewer.evaluate(PLAYING)
-    await viewer.wait_for_function(f"() => ({PLAYING})() > {first} + 1", timeout=10_000)
-    assert await viewer.evaluate("() => window.peerConnections === undefined")
-    await expect(viewer.locator("#video-path")).to_contain_text("LL-HLS")
-    await expect(viewer.locator("#video-path")).to_contain_text("s behind")
-    behind = await viewer.evaluate(
+
+    # The one seat: WebRTC.
+    seated = await pages.open(f"{server.url}/r/{room_id}", PHONE)
+    await seated.wait_for_function(f"() => ({WEBRTC_FRAMES})() > 10", timeout=20_000)
+    await expect(seated.locator("#video-path")).to_have_text("WebRTC · live")
+    assert server.services.media.viewer_ids(room_id) != []
+
+    # Seats taken: the next viewer plays LL-HLS through hls.js.
+    crowd = await pages.open(f"{server.url}/r/{room_id}", PHONE)
+    await plays_hls(crowd)
+    await expect(crowd.locator("#video-path")).to_contain_text("LL-HLS")
+    behind = await crowd.evaluate(
         "() => parseFloat(document.querySelector('#video-path').textContent.split('·')[1])")
     print(f"hls.js latency in Chromium: {behind:.2f} s")
-    await pages.shot(viewer, "viewer-hls-phone")
+    assert 0 < behind < 6
+    assert len(server.services.media.viewer_ids(room_id)) == 1
+    await pages.shot(crowd, "viewer-hls-phone")
+
+    # The seated viewer chooses "low data": it leaves its seat for LL-HLS.
+    await seated.click("#low-data")
+    await plays_hls(seated)
+    await expect(seated.locator("#low-data")).to_have_text("Real-time video")
+
+    # ?hls=1 forces LL-HLS and hides the choice.
+    forced = await pages.open(f"{server.url}/r/{room_id}?hls=1", PHONE)
+    await plays_hls(forced)
+    await expect(forced.locator("#low-data")).to_be_hidden()
+
     await studio.click("#end-live")
     await expect(studio.locator("#live-state")).to_have_text("OFF AIR")
     pages.assert_clean()

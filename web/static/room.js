@@ -12,7 +12,7 @@ import {
   applyStock, countdownText, replacesSale, SALE_STATUS_TEXT, saleStatus, stockLeftWidth,
 } from "./sale.js";
 import { isTokenError, signInWithPhone, storeToken, viewerSession } from "./signin.js";
-import { HlsWatcher, Watcher } from "./watch.js";
+import { VideoPath } from "./watch.js";
 
 /** @import { Socket } from "socket.io-client" */
 /**
@@ -56,7 +56,7 @@ const state = {
 };
 /** @type {Orders | null} */
 let orders = null;
-/** @type {Watcher | HlsWatcher | null} */
+/** @type {VideoPath | null} */
 let watcher = null;
 
 function token() {
@@ -475,12 +475,13 @@ async function main() {
     const shown = new Orders(token, socket, (text, ok) => showResult("#buy-result", text, ok));
     orders = shown;
     $("#orders-refresh").addEventListener("click", () => shown.refresh());
-    // `?hls=1` forces LL-HLS (the crowd's path); otherwise WebRTC.
-    watcher = new URLSearchParams(location.search).get("hls") === "1"
-      ? new HlsWatcher(roomId, $as("#video", HTMLVideoElement), $("#video-overlay"), $("#unmute"),
-        $("#video-path"))
-      : new Watcher(roomId, socket, $as("#video", HTMLVideoElement), $("#video-overlay"),
-        $("#unmute"), token);
+    // WebRTC while seats are free, else LL-HLS; "low data" or `?hls=1` choose LL-HLS.
+    watcher = new VideoPath({
+      room: roomId, getSocket: socket, video: $as("#video", HTMLVideoElement),
+      overlay: $("#video-overlay"), unmuteButton: $("#unmute"), indicator: $("#video-path"),
+      lowDataButton: $as("#low-data", HTMLButtonElement), getToken: token,
+      forceHls: new URLSearchParams(location.search).get("hls") === "1",
+    });
     connect(state.session);
     // Orders load when the section is opened (phones: keep the first screen light).
     ordersCard.addEventListener("toggle", () => ordersCard.open && shown.refresh());

@@ -74,14 +74,19 @@ export class Watcher {
    * @param {HTMLElement} overlay where the video's state is said ("Connecting…")
    * @param {HTMLElement} unmuteButton shown while the video plays muted
    * @param {() => string | null} [getToken]
+   * @param {(() => void) | null} [onSeatsFull] every WebRTC seat is taken (`seats_full`)
+   * @param {HTMLElement | null} [indicator] says "WebRTC · live" while connected
    */
-  constructor(room, getSocket, video, overlay, unmuteButton, getToken = () => null) {
+  constructor(room, getSocket, video, overlay, unmuteButton, getToken = () => null,
+    onSeatsFull = null, indicator = null) {
     this.room = room;
     this.getSocket = getSocket;
     this.video = video;
     this.overlay = overlay;
     this.unmuteButton = unmuteButton;
     this.getToken = getToken;
+    this.onSeatsFull = onSeatsFull;
+    this.indicator = indicator;
     /** @type {RTCPeerConnection | null} */
     this.pc = null;
     this.live = false;
@@ -142,6 +147,10 @@ export class Watcher {
       if (pc !== this.pc) return;
       if (pc.connectionState === "connected") {
         this.say("");
+        if (this.indicator) {
+          this.indicator.textContent = "WebRTC · live";
+          this.indicator.hidden = false;
+        }
         this.unmuteButton.hidden = !this.video.muted;
       } else if (pc.connectionState === "failed") {
         this.say("The video connection failed. Retrying…");
@@ -151,7 +160,12 @@ export class Watcher {
     try {
       await negotiate(this.getSocket(), pc, "rtc:watch", this.room);
     } catch (error) {
-      if (pc === this.pc) this.say(`The video could not start: ${describeError(error)} It retries when the host is live.`);
+      if (error instanceof ApiError && error.code === "seats_full" && this.onSeatsFull) {
+        this.close();
+        this.onSeatsFull();
+      } else if (pc === this.pc) {
+        this.say(`The video could not start: ${describeError(error)} It retries when the host is live.`);
+      }
     } finally {
       this.starting = false;
     }
@@ -166,6 +180,7 @@ export class Watcher {
   close() {
     if (this.pc) this.pc.close();
     this.pc = null;
+    if (this.indicator) this.indicator.hidden = true;
     this.video.srcObject = null;
     this.unmuteButton.hidden = true;
   }
@@ -279,12 +294,88 @@ export class HlsWatcher {
     if (this.player) this.player.destroy();
     this.player = null;
     this.unmuteButton.hidden = true;
+    this.indicator.hidden = true;
   }
 
   /** @param {string} text */
   say(text) {
     this.overlay.textContent = text;
     this.overlay.hidden = !text;
+  }
+}
+
+const LOW_DATA_KEY = "liveroom.lowData";
+
+/**
+ * The viewer's video path: WebRTC (sub-second) while the room's WebRTC seats are free, LL-HLS
+ * (a few seconds behind, served by HTTP caches) for the rest of the crowd, for a viewer who
+ * chose "low data", or with `?hls=1`. A viewer keeps the path it got (no flapping when seats
+ * free up), except when it changes its low-data choice. Same interface as `Watcher`.
+ */
+export class VideoPath {
+  /**
+   * @param {{room: string, getSocket: () => Socket, video: HTMLVideoElement,
+   *   overlay: HTMLElement, unmuteButton: HTMLElement, indicator: HTMLElement,
+   *   lowDataButton: HTMLButtonElement, getToken: () => string | null, forceHls: boolean}} parts
+   */
+  constructor(parts) {
+    this.parts = parts;
+    /** @type {Watcher | HlsWatcher | null} */
+    this.current = null;
+    /** @type {Media | null} */
+    this.media = null;
+    this.full = false;
+    this.lowData = parts.forceHls || localStorage.getItem(LOW_DATA_KEY) === "1";
+    parts.lowDataButton.addEventListener("click", () => {
+      this.lowData = !this.lowData;
+      localStorage.setItem(LOW_DATA_KEY, this.lowData ? "1" : "0");
+      this.switchTo(this.wanted());
+    });
+    this.label();
+  }
+
+  /** @returns {"hls" | "webrtc"} */
+  wanted() {
+    if (this.parts.forceHls || this.lowData || this.full) return "hls";
+    const media = this.media;
+    const seatsTaken = media && typeof media.seats === "number" && (media.viewers || 0) >= media.seats;
+    return seatsTaken ? "hls" : "webrtc";
+  }
+
+  /** @param {"hls" | "webrtc"} kind */
+  switchTo(kind) {
+    const now = this.current instanceof HlsWatcher ? "hls" : this.current ? "webrtc" : null;
+    this.label();
+    if (now === kind) return;
+    if (this.current) this.current.close();
+    const p = this.parts;
+    this.current = kind === "hls"
+      ? new HlsWatcher(p.room, p.video, p.overlay, p.unmuteButton, p.indicator)
+      : new Watcher(p.room, p.getSocket, p.video, p.overlay, p.unmuteButton, p.getToken,
+        () => { this.full = true; this.switchTo("hls"); }, p.indicator);
+    this.current.onLive(this.media);
+  }
+
+  label() {
+    const button = this.parts.lowDataButton;
+    button.hidden = this.parts.forceHls;
+    button.textContent = this.lowData ? "Real-time video" : "Low data";
+    button.setAttribute("aria-pressed", String(this.lowData));
+  }
+
+  /** @param {Media | null} media */
+  onLive(media) {
+    this.media = media;
+    if (!this.current) {
+      if (media && media.live) this.switchTo(this.wanted());
+      return;
+    }
+    this.current.onLive(media);
+  }
+
+  /** @param {string} message */
+  stop(message) {
+    if (this.current) this.current.stop(message);
   }
 }
 
