@@ -21,11 +21,14 @@ from ..media import EncodedFrame, MediaService, NotLive
 from ._playlist import Playlist
 from ._segmenter import Output, Segmenter, SegmentOut
 from ._store import HlsStore
+from ._transcode import Vp8ToH264
 
 __all__ = ["HlsConfig", "HlsPackagers", "RoomPackager"]
 
 log = logging.getLogger("liveroom.hls")
 H264 = "video/h264"
+VP8 = "video/vp8"
+PACKAGED = frozenset({H264, VP8})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +70,16 @@ class RoomPackager:
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self.frames_dropped = 0
         self.replaced = False
+        # Made on the first VP8 frame: one decode and one H.264 encode for the room.
+        self.transcoder: Vp8ToH264 | None = None
+        self._last_rtp: int | None = None
+        self._unwrapped = 0
         self.task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
             self._run(), name=f"hls packager {room_id}")
 
     # FrameTap
     def on_frame(self, frame: EncodedFrame) -> None:
-        if frame.kind != "video" or frame.mime_type.lower() != H264:
+        if frame.kind != "video" or frame.mime_type.lower() not in PACKAGED:
             return
         if self._queue.qsize() >= self._config.queue_frames:
             self.frames_dropped += 1
@@ -98,17 +105,38 @@ class RoomPackager:
                 return
             assert isinstance(item, EncodedFrame)
             try:
-                outputs = segmenter.push(bytes(item.packet), int(item.packet.pts or 0),
-                                         item.keyframe, item.received_ms)
+                if item.mime_type.lower() == VP8:
+                    outputs = await self._transcode(item, segmenter)
+                else:
+                    outputs = segmenter.push(bytes(item.packet), int(item.packet.pts or 0),
+                                             item.keyframe, item.received_ms)
             except Exception:
                 log.exception("room %s: a frame did not mux; waiting for a keyframe",
                               self.room_id)
                 outputs = segmenter.finish()
                 playlist.discontinue(new_init=True)
                 segmenter = self._config.segmenter(playlist)
-            if segmenter.wants_keyframe:
+            if self.transcoder is None:
+                if segmenter.wants_keyframe:
+                    self._request_keyframe()
+            elif self.transcoder.needs_source_keyframe:
                 self._request_keyframe()
             await self._write(playlist, outputs)
+
+    async def _transcode(self, frame: EncodedFrame, segmenter: Segmenter) -> list[Output]:
+        if self.transcoder is None:
+            self.transcoder = Vp8ToH264()
+        rtp = int(frame.packet.pts or 0)
+        if self._last_rtp is not None:
+            delta = (rtp - self._last_rtp) & 0xFFFFFFFF
+            self._unwrapped += 0 if delta >= 0x80000000 else delta
+        self._last_rtp = rtp
+        units = await asyncio.to_thread(self.transcoder.push, bytes(frame.packet),
+                                        self._unwrapped, segmenter.keyframe_due)
+        outputs: list[Output] = []
+        for data, pts, keyframe in units:
+            outputs += segmenter.push(data, pts & 0xFFFFFFFF, keyframe, frame.received_ms)
+        return outputs
 
     async def _resume(self) -> Playlist:
         try:
@@ -176,9 +204,11 @@ class HlsPackagers:
                                 lambda: self._keyframe(room_id),
                                 self._finishing.get(room_id))
         codec = self._media.tap(room_id, _Tap(self, packager))
-        if codec is None or codec.lower() != H264:
+        if codec is None or codec.lower() not in PACKAGED:
             packager.on_end(False)
-            log.info("room %s: no LL-HLS (the anchor sends %s, not H.264)", room_id, codec)
+            log.info("room %s: no LL-HLS (the anchor sends %s)", room_id, codec)
+        elif codec.lower() == VP8:
+            log.info("room %s: LL-HLS transcodes the anchor's VP8 to H.264", room_id)
         self._packagers[room_id] = packager
 
     def _ended(self, packager: RoomPackager) -> None:

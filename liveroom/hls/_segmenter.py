@@ -59,11 +59,13 @@ class _Open:
 class Segmenter:
     def __init__(self, playlist: Playlist, *, part_target_ms: int = 300,
                  segment_min_ms: int = 800, segment_max_ms: int = 2499,
+                 segment_target_ms: int = 1000,
                  keyframe_lead_ms: int = 250, keyframe_retry_ms: int = 500) -> None:
         self.playlist = playlist
         self.part_target = part_target_ms * _TICKS_PER_MS
         self.segment_min = segment_min_ms * _TICKS_PER_MS
         self.segment_max = segment_max_ms * _TICKS_PER_MS
+        self.segment_target = segment_target_ms * _TICKS_PER_MS
         self.keyframe_lead = keyframe_lead_ms * _TICKS_PER_MS
         self.keyframe_retry = keyframe_retry_ms * _TICKS_PER_MS
         self.frames_dropped = 0
@@ -110,6 +112,15 @@ class Segmenter:
                 self._part = _Open(pts, keyframe)
         self._want_keyframe(pts, keyframe)
         return out
+
+    @property
+    def keyframe_due(self) -> bool:
+        """Whether the next frame (about one frame interval after the last) should be a
+        keyframe when the packager makes keyframes itself (transcoding): segments then come out
+        at ``segment_target_ms``."""
+        if self._muxer is None:
+            return True
+        return self._pts + self._last_frame_ticks - self._segment_start >= self.segment_target
 
     def finish(self) -> list[Output]:
         """The publisher stopped: flush the last frame and close the open segment."""

@@ -137,3 +137,36 @@ async def test_bad_requests_get_clear_errors_and_nothing_else(
     finally:
         await broadcaster.pc.close()
         await owner.services.media.stop(ROOM)
+
+
+async def test_a_vp8_anchor_is_transcoded_to_h264_once_for_the_room(
+        servers: tuple[LiveServer, LiveServer]) -> None:
+    owner, other = servers
+    broadcaster = await start_broadcaster(owner.services.media, ROOM)  # VP8
+    try:
+        assert owner.services.media.health(ROOM)["codec"] == "video/VP8"
+        m3u8 = await wait_playlist(other)
+        for _ in range(100):
+            if m3u8.count("#EXTINF") >= 3:
+                break
+            await asyncio.sleep(0.1)
+            m3u8 = (await get(other, f"/hls/{ROOM}/index.m3u8"))[2].decode()
+        init_name = uris(m3u8, "#EXT-X-MAP")[-1]
+        _, _, init = await get(other, f"/hls/{ROOM}/{init_name}")
+        segment = next(line for line in m3u8.splitlines() if line.startswith("seg-"))
+        status, _, media = await get(other, f"/hls/{ROOM}/{segment}")
+        assert status == 200
+        container: Any = av.open(io.BytesIO(init + media), format="mp4")
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert {(f.width, f.height) for f in container.decode(video=0)} == {(320, 240)}
+        packager = owner.services.hls_packagers.packager(ROOM)
+        assert packager is not None
+        assert packager.transcoder is not None
+        # The packager's keyframes make ~1 s segments whatever the anchor's keyframe interval.
+        durations = [float(line.split(":")[1].rstrip(","))
+                     for line in m3u8.splitlines() if line.startswith("#EXTINF")]
+        assert len(durations) >= 3
+        assert all(0.9 <= d <= 1.1 for d in durations[1:]), durations
+    finally:
+        await broadcaster.pc.close()
+        await owner.services.media.stop(ROOM)
