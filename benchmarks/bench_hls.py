@@ -8,9 +8,9 @@ every second as the packager asks for) goes frame by frame through the packager'
 embedded redis-server. Frames are fed as fast as they go; the process's CPU time divided by the
 stream's duration is the share of a core one room costs.
 
-Transcode (not built in the server yet, measured so the choice is informed): decode the same
-picture as VP8 with PyAV and encode it with libx264 ``ultrafast``/``zerolatency`` at 1 Mbps,
-frame by frame, the work a VP8-only publisher would cost per room.
+Transcode: the same picture encoded as VP8 (libvpx realtime) goes through the server's
+``Vp8ToH264`` (PyAV VP8 decode, libx264 ``ultrafast``/``zerolatency`` at 1 Mbps, keyframes
+where the segmenter wants them) and the segmenter: what a VP8-only publisher costs per room.
 
 Usage: python -m benchmarks.bench_hls [--seconds 20] [--rounds 3]
 Prints one JSON line per measurement; docs/performance.md records the results.
@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 
 from liveroom.bus import ControlBus
 from liveroom.hls import HlsConfig, HlsStore
+from liveroom.hls._transcode import Vp8ToH264
 from liveroom.redis_server import EmbeddedRedis
 
 WIDTH, HEIGHT, FPS, BITRATE = 640, 480, 30, 1_000_000
@@ -104,18 +105,20 @@ async def remux(stream: list[tuple[bytes, bool]], redis_url: str) -> dict[str, A
 
 
 def transcode(vp8: list[tuple[bytes, bool]]) -> dict[str, Any]:
-    decoder: Any = av.CodecContext.create("vp8", "r")
-    x264 = encoder("libx264", X264)
+    """The server's transcode path without Redis: ``Vp8ToH264`` then the segmenter."""
+    config = HlsConfig()
+    playlist = config.new_playlist()
+    segmenter = config.segmenter(playlist)
+    transcoder = Vp8ToH264()
     cpu0 = time.process_time()
     out = 0
     for index, (data, _) in enumerate(vp8):
-        for frame in decoder.decode(av.Packet(data)):
-            frame.pts = index
-            frame.time_base = Fraction(1, FPS)
-            out += sum(len(bytes(p)) for p in x264.encode(frame))
+        for unit, pts, keyframe in transcoder.push(data, index * 3000, segmenter.keyframe_due):
+            out += len(unit)
+            segmenter.push(unit, pts, keyframe, 1_750_000_000_000 + index * 33)
     cpu = time.process_time() - cpu0
     seconds = len(vp8) / FPS
-    return {"path": "transcode vp8->x264 ultrafast", "media_s": seconds,
+    return {"path": "transcode (Vp8ToH264 + segmenter)", "media_s": seconds,
             "kbps_out": round(out * 8 / seconds / 1000), "cpu_s": round(cpu, 3),
             "core_pct": round(100 * cpu / seconds, 2)}
 
