@@ -29,6 +29,7 @@ log = logging.getLogger("liveroom.hls")
 H264 = "video/h264"
 VP8 = "video/vp8"
 PACKAGED = frozenset({H264, VP8})
+OPUS = "audio/opus"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +45,12 @@ class HlsConfig:
         return Playlist(secrets.token_hex(4), part_target_ms=self.part_target_ms,
                         target_duration_s=self.target_duration_s, window=self.window)
 
-    def segmenter(self, playlist: Playlist) -> Segmenter:
+    def segmenter(self, playlist: Playlist, audio: bool = False) -> Segmenter:
         # The part target is declared a little above the cut point: a part ends at the first
         # frame at or after part_target_ms, so it may run a frame over.
         return Segmenter(playlist, part_target_ms=self.part_target_ms,
                          segment_min_ms=self.segment_min_ms,
-                         segment_max_ms=(self.target_duration_s * 1000) + 499)
+                         segment_max_ms=(self.target_duration_s * 1000) + 499, audio=audio)
 
 
 _END = object()
@@ -60,8 +61,10 @@ class RoomPackager:
 
     def __init__(self, room_id: str, store: HlsStore, config: HlsConfig,
                  request_keyframe: Callable[[], None],
-                 previous: asyncio.Task[None] | None) -> None:
+                 previous: asyncio.Task[None] | None, *, audio: bool = False) -> None:
         self.room_id = room_id
+        # The broadcast sends Opus: packaged as AAC next to the video.
+        self.audio = audio
         self._store = store
         self._config = config
         self._request_keyframe = request_keyframe
@@ -79,7 +82,10 @@ class RoomPackager:
 
     # FrameTap
     def on_frame(self, frame: EncodedFrame) -> None:
-        if frame.kind != "video" or frame.mime_type.lower() not in PACKAGED:
+        if frame.kind == "audio":
+            if not self.audio or frame.mime_type.lower() != OPUS:
+                return
+        elif frame.mime_type.lower() not in PACKAGED:
             return
         if self._queue.qsize() >= self._config.queue_frames:
             self.frames_dropped += 1
@@ -95,7 +101,7 @@ class RoomPackager:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._previous
         playlist = await self._resume()
-        segmenter = self._config.segmenter(playlist)
+        segmenter = self._config.segmenter(playlist, self.audio)
         while True:
             item = await self._queue.get()
             if item is _END:
@@ -105,7 +111,9 @@ class RoomPackager:
                 return
             assert isinstance(item, EncodedFrame)
             try:
-                if item.mime_type.lower() == VP8:
+                if item.kind == "audio":
+                    outputs = segmenter.push_audio(bytes(item.packet), item.received_ms)
+                elif item.mime_type.lower() == VP8:
                     outputs = await self._transcode(item, segmenter)
                 else:
                     outputs = segmenter.push(bytes(item.packet), int(item.packet.pts or 0),
@@ -115,8 +123,10 @@ class RoomPackager:
                               self.room_id)
                 outputs = segmenter.finish()
                 playlist.discontinue(new_init=True)
-                segmenter = self._config.segmenter(playlist)
-            if self.transcoder is None:
+                segmenter = self._config.segmenter(playlist, self.audio)
+            if item.kind != "video":
+                pass
+            elif self.transcoder is None:
                 if segmenter.wants_keyframe:
                     self._request_keyframe()
             elif self.transcoder.needs_source_keyframe:
@@ -198,11 +208,13 @@ class HlsPackagers:
         """The relay's ``on_change``: a broadcast started, first sent media, or ended."""
         if self._closed or room_id in self._packagers:
             return
-        if self._media.health(room_id)["codec"] is None:
+        health = self._media.health(room_id)
+        if health["codec"] is None:
             return
+        audio = str(health["audio_codec"] or "").lower() == OPUS
         packager = RoomPackager(room_id, self._store, self._config,
                                 lambda: self._keyframe(room_id),
-                                self._finishing.get(room_id))
+                                self._finishing.get(room_id), audio=audio)
         codec = self._media.tap(room_id, _Tap(self, packager))
         if codec is None or codec.lower() not in PACKAGED:
             packager.on_end(False)

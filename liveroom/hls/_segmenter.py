@@ -18,8 +18,12 @@ Cutting rules (numbers in docs/media.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
 
-from ._fmp4 import CLOCK_RATE, Fragment, H264Fmp4Muxer, parameter_sets
+import av
+
+from ._fmp4 import AUDIO_FRAME, AUDIO_RATE, CLOCK_RATE, H264Fmp4Muxer, parameter_sets
 from ._playlist import Playlist
 
 __all__ = ["InitOut", "Output", "PartOut", "SegmentOut", "Segmenter"]
@@ -59,7 +63,7 @@ class _Open:
 class Segmenter:
     def __init__(self, playlist: Playlist, *, part_target_ms: int = 300,
                  segment_min_ms: int = 800, segment_max_ms: int = 2499,
-                 segment_target_ms: int = 1000,
+                 segment_target_ms: int = 1000, audio: bool = False,
                  keyframe_lead_ms: int = 250, keyframe_retry_ms: int = 500) -> None:
         self.playlist = playlist
         self.part_target = part_target_ms * _TICKS_PER_MS
@@ -70,6 +74,14 @@ class Segmenter:
         self.keyframe_retry = keyframe_retry_ms * _TICKS_PER_MS
         self.frames_dropped = 0
         self.wants_keyframe = True
+        self.audio = audio
+        self._opus: Any = None
+        self._resampler: Any = None
+        self._fifo: Any = None
+        # The next AAC frame's pts (1/48000 s, the video's timeline); None until the first
+        # audio after a muxer starts.
+        self._audio_pts: int | None = None
+        self._last_video_ms = 0
         self._muxer: H264Fmp4Muxer | None = None
         self._part: _Open | None = None
         self._segment_start = 0
@@ -85,6 +97,7 @@ class Segmenter:
              received_ms: int) -> list[Output]:
         """Take one frame; returns what became complete (in order: write them in order)."""
         pts = self._unwrap(rtp_timestamp)
+        self._last_video_ms = received_ms
         out: list[Output] = []
         if self._muxer is None:
             if not keyframe or parameter_sets(data) is None:
@@ -112,6 +125,38 @@ class Segmenter:
                 self._part = _Open(pts, keyframe)
         self._want_keyframe(pts, keyframe)
         return out
+
+    def push_audio(self, data: bytes, received_ms: int) -> list[Output]:
+        """One Opus frame: decoded, re-chunked and encoded to AAC into the current part.
+
+        Timestamps follow the decoded samples from where the first audio frame after the
+        muxer's start lands on the video's timeline (its arrival against the last video
+        frame's): lip sync is as good as the two tracks' arrival; a lost packet shifts the
+        audio earlier by its 20 ms (the decoder gives nothing for it)."""
+        muxer = self._muxer
+        if muxer is None or not muxer.has_audio:
+            return []
+        if self._opus is None:
+            self._opus = av.CodecContext.create("libopus", "r")
+            self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+            self._fifo = av.AudioFifo()
+        if self._audio_pts is None:
+            video_ticks = self._pts + (received_ms - self._last_video_ms) * _TICKS_PER_MS
+            self._audio_pts = max(0, video_ticks * AUDIO_RATE // CLOCK_RATE)
+        try:
+            decoded = self._opus.decode(av.Packet(data))
+        except av.error.FFmpegError:
+            return []
+        for frame in decoded:
+            for resampled in self._resampler.resample(frame):
+                self._fifo.write(resampled)
+        while self._fifo.samples >= AUDIO_FRAME:
+            chunk = self._fifo.read(AUDIO_FRAME)
+            chunk.pts = self._audio_pts
+            chunk.time_base = Fraction(1, AUDIO_RATE)
+            self._audio_pts += AUDIO_FRAME
+            self._collect(muxer.write_audio(chunk))
+        return []
 
     @property
     def keyframe_due(self) -> bool:
@@ -145,7 +190,10 @@ class Segmenter:
         return self._pts
 
     def _start(self, keyframe: bytes, pts: int, out: list[Output]) -> None:
-        self._muxer = H264Fmp4Muxer(keyframe)
+        self._muxer = H264Fmp4Muxer(keyframe, audio=self.audio)
+        self._audio_pts = None
+        if self._fifo is not None:
+            self._fifo = av.AudioFifo()
         out.append(InitOut(self.playlist.gen, self._muxer.init))
         self._open_segment(pts, True)
         self._collect(self._muxer.write(keyframe, pts, True))
@@ -156,10 +204,10 @@ class Segmenter:
         self._segment_chunks = []
         self._part = _Open(pts, independent)
 
-    def _collect(self, fragments: list[Fragment]) -> None:
+    def _collect(self, fragments: list[bytes]) -> None:
         part = self._part
         assert part is not None
-        part.chunks.extend(fragment.data for fragment in fragments)
+        part.chunks.extend(fragments)
 
     def _end_part(self, end_pts: int, out: list[Output]) -> None:
         part = self._part

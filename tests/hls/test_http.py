@@ -90,6 +90,13 @@ async def test_a_second_server_serves_the_live_playlist_and_parts(
         container: Any = av.open(io.BytesIO(init + media), format="mp4")
         sizes = {(frame.width, frame.height) for frame in container.decode(video=0)}
         assert sizes == {(320, 240)}
+        # The anchor's Opus is there as AAC, and decodes to about as much sound as picture.
+        container = av.open(io.BytesIO(init + media), format="mp4")
+        assert [s.codec_context.name for s in container.streams.audio] == ["aac"]
+        sound_s = sum(frame.samples for frame in container.decode(audio=0)) / 48_000
+        container = av.open(io.BytesIO(init + media), format="mp4")
+        picture_s = sum(1 for _ in container.decode(video=0)) / 30
+        assert abs(sound_s - picture_s) < 0.5, (sound_s, picture_s)
 
         # The hinted part is held until it exists, then served.
         hint = uris(m3u8, "#EXT-X-PRELOAD-HINT")[0]

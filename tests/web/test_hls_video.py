@@ -66,6 +66,10 @@ async def test_seats_then_hls_and_low_data(one_seat: LiveServer, pages: Pages) -
         "() => parseFloat(document.querySelector('#video-path').textContent.split('·')[1])")
     print(f"hls.js latency in Chromium: {behind:.2f} s")
     assert 0 < behind < 6
+    # The anchor's microphone (Chromium's fake one) is heard: AAC decoded from the stream.
+    await crowd.wait_for_function(
+        "() => document.querySelector('#video').webkitAudioDecodedByteCount > 0",
+        timeout=10_000)
     assert len(server.services.media.viewer_ids(room_id)) == 1
     await pages.shot(crowd, "viewer-hls-phone")
 
