@@ -8,6 +8,9 @@ every second as the packager asks for) goes frame by frame through the packager'
 embedded redis-server. Frames are fed as fast as they go; the process's CPU time divided by the
 stream's duration is the share of a core one room costs.
 
+Remux with audio: the same, with a 440 Hz stereo Opus tone (20 ms frames) decoded and
+encoded to AAC next to the video, as the packager does for a browser's microphone.
+
 Transcode: the same picture encoded as VP8 (libvpx realtime) goes through the server's
 ``Vp8ToH264`` (PyAV VP8 decode, libx264 ``ultrafast``/``zerolatency`` at 1 Mbps, keyframes
 where the segmenter wants them) and the segmenter: what a VP8-only publisher costs per room.
@@ -21,8 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import random
 import statistics
+import struct
 import tempfile
 import time
 from fractions import Fraction
@@ -80,17 +85,43 @@ X264 = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
         "x264-params": "repeat-headers=1:scenecut=0"}
 
 
-async def remux(stream: list[tuple[bytes, bool]], redis_url: str) -> dict[str, Any]:
+def opus_tone(seconds: float) -> list[bytes]:
+    """20 ms Opus frames of a 440 Hz stereo tone, as a browser's microphone sends them."""
+    encoder: Any = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = 48_000, "stereo", "s16"
+    encoder.time_base = Fraction(1, 48_000)
+    packets: list[bytes] = []
+    for index in range(int(seconds * 50)):
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
+        samples = (int(8000 * math.sin(2 * math.pi * 440 * (index * 960 + n) / 48_000))
+                   for n in range(960))
+        frame.planes[0].update(b"".join(struct.pack("<hh", v, v) for v in samples))
+        frame.sample_rate = 48_000
+        frame.pts = index * 960
+        frame.time_base = Fraction(1, 48_000)
+        packets += [bytes(p) for p in encoder.encode(frame)]
+    return packets
+
+
+async def remux(stream: list[tuple[bytes, bool]], redis_url: str,
+                opus: list[bytes] | None = None) -> dict[str, Any]:
     redis = aioredis.Redis.from_url(redis_url)
     bus = ControlBus(redis)
     store = HlsStore(redis, bus)
     config = HlsConfig()
     playlist = config.new_playlist()
-    segmenter = config.segmenter(playlist)
+    segmenter = config.segmenter(playlist, audio=opus is not None)
     writes = 0
+    sound = iter(opus or [])
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for index, (data, keyframe) in enumerate(stream):
-        outputs = segmenter.push(data, index * 3000, keyframe, 1_750_000_000_000 + index * 33)
+        now = 1_750_000_000_000 + index * 33
+        outputs = segmenter.push(data, index * 3000, keyframe, now)
+        # 20 ms audio frames between 33 ms video frames: 5 for every 3.
+        for _ in range((index + 1) * 5 // 3 - index * 5 // 3):
+            packet = next(sound, None)
+            if packet is not None:
+                outputs += segmenter.push_audio(packet, now)
         if outputs:
             await store.write("bench", playlist, outputs)
             writes += 1
@@ -99,7 +130,8 @@ async def remux(stream: list[tuple[bytes, bool]], redis_url: str) -> dict[str, A
     await redis.aclose()
     seconds = len(stream) / FPS
     kbps = sum(len(d) for d, _ in stream) * 8 / seconds / 1000
-    return {"path": "remux", "media_s": seconds, "kbps": round(kbps), "writes": writes,
+    return {"path": "remux" + (" + Opus->AAC" if opus else ""), "media_s": seconds,
+            "kbps": round(kbps), "writes": writes,
             "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
             "core_pct": round(100 * cpu / seconds, 2)}
 
@@ -132,13 +164,16 @@ async def main_async(args: argparse.Namespace) -> None:
         await server.start()
         try:
             remuxes = [await remux(h264, server.url) for _ in range(args.rounds)]
+            sound = opus_tone(args.seconds)
+            with_audio = [await remux(h264, server.url, sound) for _ in range(args.rounds)]
         finally:
             await server.stop()
     transcodes = [transcode(vp8) for _ in range(args.rounds)]
-    for result in (*remuxes, *transcodes):
+    for result in (*remuxes, *with_audio, *transcodes):
         print(json.dumps(result))
     print(json.dumps({
         "remux_core_pct_median": statistics.median(r["core_pct"] for r in remuxes),
+        "remux_with_audio_core_pct_median": statistics.median(r["core_pct"] for r in with_audio),
         "transcode_core_pct_median": statistics.median(r["core_pct"] for r in transcodes)}))
 
 
