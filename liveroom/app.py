@@ -37,14 +37,14 @@ from .commerce import (
     RoomFigures,
 )
 from .handoff_process import new_consumer
-from .hls import HlsPackagers, HlsReader, HlsStore
+from .hls import HlsPackagers, HlsReader, HlsStore, Recorder, ReplayDesk, SaleMoment
 from .hooks import AsyncHook, Hook
 from .http import Api
 from .http._base import error_middleware
 from .http.accounts import AccountRoutes
 from .http.certificates import CertificateRoutes, LinkOrigin, default_allowed_hosts
 from .http.commerce import CommerceRoutes
-from .http.hls import HlsRoutes
+from .http.hls import HlsRoutes, ReplayRoutes
 from .http.media import MediaRoutes
 from .http.ops import OpsRoutes, RedisProbe, metrics_middleware, register_edge_gauges
 from .http.pages import PageRoutes
@@ -104,6 +104,9 @@ class Services:
     hls_store: HlsStore
     hls_reader: HlsReader
     hls_packagers: HlsPackagers
+    # Replays: recorded segments in <data-dir>/recordings/, described with the room's sales.
+    recorder: Recorder
+    replays: ReplayDesk
     inventory: InventoryService
     sales: SaleDesk
     rooms: RoomService
@@ -201,7 +204,13 @@ def build_services(settings: Settings, redis_url: str, *,
     register_edge_gauges(metrics, edge, media)
     hls_store = HlsStore(redis, bus)
     hls_reader = HlsReader(hls_store, bus, clock)
-    hls_packagers = HlsPackagers(media, hls_store)
+    recorder = Recorder(settings.data_dir / "recordings")
+
+    async def should_record(room_id: str) -> bool:
+        return (await catalog.get_room(room_id)).record
+
+    hls_packagers = HlsPackagers(media, hls_store, recorder=recorder,
+                                 should_record=should_record)
     media_changed.connect(hls_packagers.changed)
     life.register("hls packagers", close=hls_packagers.close)
     MediaEvents(edge, media_router, catalog, media_pusher)
@@ -221,6 +230,11 @@ def build_services(settings: Settings, redis_url: str, *,
     life.register("inventory scripts", close=inventory.disconnect)
     life.register("stock pusher", start=stock_pusher.start, close=stock_pusher.close)
     life.register("inventory", start=inventory.start, close=inventory.close)
+    async def sales_of(room_id: str) -> list[SaleMoment]:
+        return [SaleMoment(sale.id, sale.product_id, sale.title, sale.starts_at)
+                for sale in await sales.room_sales(room_id, limit=100)]
+
+    replays = ReplayDesk(recorder, catalog.get_room, sales_of)
     sweeper = HoldSweeper(inventory, on_change=sales.announce)
     life.register("hold sweeper", start=sweeper.start, close=sweeper.close)
 
@@ -281,7 +295,8 @@ def build_services(settings: Settings, redis_url: str, *,
         signer=signer, accounts=accounts, certificates=certificates, catalog=catalog,
         certificate_desk=certificate_desk, sio=sio, edge=edge, ice=ice, media=media,
         media_router=media_router, hls_store=hls_store, hls_reader=hls_reader,
-        hls_packagers=hls_packagers, inventory=inventory, sales=sales, rooms=rooms,
+        hls_packagers=hls_packagers, recorder=recorder, replays=replays, inventory=inventory,
+        sales=sales, rooms=rooms,
         order_store=order_store, payments=payments, orders=orders, figures=figures,
         order_upkeep=order_upkeep, reaper=reaper, handshakes=handshakes)
 
@@ -317,6 +332,7 @@ def create_app(settings: Settings, redis_url: str, *,
                    services.rooms, services.edge, services.figures).add_to(app.router)
     MediaRoutes(api, services.ice).add_to(app.router)
     HlsRoutes(services.hls_reader, services.hls_store, services.metrics).add_to(app.router)
+    ReplayRoutes(services.replays, services.recorder).add_to(app.router)
     pages = PageRoutes()
     pages.add_to(app.router)
     app.on_response_prepare.append(pages.on_response_prepare)

@@ -4,9 +4,11 @@ any HTTP cache can hold them (docs/media.md, docs/protocol.md)."""
 
 from ._packager import HlsConfig, HlsPackagers, RoomPackager
 from ._playlist import Playlist, Progress
+from ._recorder import RecordedSegment, Recorder, Replay
+from ._replays import ReplayDesk, SaleMoment
 from ._segmenter import InitOut, PartOut, Segmenter, SegmentOut
 from ._store import HlsReader, HlsStore, Snapshot, parse_name
-from .exceptions import BadHlsRequest, HlsError, StreamNotFound
+from .exceptions import BadHlsRequest, HlsError, NoReplay, StreamNotFound
 
 __all__ = [
     "BadHlsRequest",
@@ -16,10 +18,16 @@ __all__ = [
     "HlsReader",
     "HlsStore",
     "InitOut",
+    "NoReplay",
     "PartOut",
     "Playlist",
     "Progress",
+    "RecordedSegment",
+    "Recorder",
+    "Replay",
+    "ReplayDesk",
     "RoomPackager",
+    "SaleMoment",
     "SegmentOut",
     "Segmenter",
     "Snapshot",

@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..media import EncodedFrame, MediaService, NotLive
 from ._playlist import Playlist
-from ._segmenter import Output, Segmenter, SegmentOut
+from ._recorder import RecordedSegment, Recorder
+from ._segmenter import InitOut, Output, Segmenter, SegmentOut
 from ._store import HlsStore
 from ._transcode import Vp8ToH264
 
@@ -61,8 +62,13 @@ class RoomPackager:
 
     def __init__(self, room_id: str, store: HlsStore, config: HlsConfig,
                  request_keyframe: Callable[[], None],
-                 previous: asyncio.Task[None] | None, *, audio: bool = False) -> None:
+                 previous: asyncio.Task[None] | None, *, audio: bool = False,
+                 recorder: Recorder | None = None,
+                 should_record: Callable[[str], Awaitable[bool]] | None = None) -> None:
         self.room_id = room_id
+        self._recorder = recorder
+        self._should_record = should_record
+        self.recording = False
         # The broadcast sends Opus: packaged as AAC next to the video.
         self.audio = audio
         self._store = store
@@ -100,6 +106,12 @@ class RoomPackager:
         if self._previous is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._previous
+        if self._recorder is not None and self._should_record is not None:
+            try:
+                self.recording = await self._should_record(self.room_id)
+            except Exception:
+                log.warning("room %s: cannot tell whether to record; not recording",
+                            self.room_id, exc_info=True)
         playlist = await self._resume()
         segmenter = self._config.segmenter(playlist, self.audio)
         while True:
@@ -108,6 +120,8 @@ class RoomPackager:
                 await self._write(playlist, segmenter.finish())
                 if not self.replaced:
                     await self._store.remove(self.room_id)
+                    if self.recording and self._recorder is not None:
+                        await self._recorder.finish(self.room_id)
                 return
             assert isinstance(item, EncodedFrame)
             try:
@@ -187,15 +201,38 @@ class RoomPackager:
         except Exception:
             # The next part's write carries the playlist again; this part is lost to players.
             log.warning("room %s: LL-HLS write failed", self.room_id, exc_info=True)
+        if self.recording:
+            await self._record(playlist, outputs)
+
+    async def _record(self, playlist: Playlist, outputs: list[Output]) -> None:
+        recorder = self._recorder
+        assert recorder is not None
+        try:
+            for out in outputs:
+                if isinstance(out, InitOut):
+                    await recorder.init(self.room_id, playlist.names.init(out.gen), out.data)
+                elif isinstance(out, SegmentOut):
+                    segment = playlist.segment(out.msn)
+                    if segment is None or segment.duration_ms is None:
+                        continue
+                    await recorder.segment(self.room_id, RecordedSegment(
+                        playlist.stream_id, segment.msn, segment.gen, segment.start_ms,
+                        segment.duration_ms), out.data)
+        except OSError:
+            # A full disk costs the replay this segment, never the live stream.
+            log.warning("room %s: recording failed", self.room_id, exc_info=True)
 
 
 class HlsPackagers:
     """Owner of every room's packager in this process (registered with the Lifecycle)."""
 
     def __init__(self, media: MediaService, store: HlsStore,
-                 config: HlsConfig | None = None) -> None:
+                 config: HlsConfig | None = None, *, recorder: Recorder | None = None,
+                 should_record: Callable[[str], Awaitable[bool]] | None = None) -> None:
         self._media = media
         self._store = store
+        self._recorder = recorder
+        self._should_record = should_record
         self._config = config or HlsConfig()
         self._packagers: dict[str, RoomPackager] = {}
         self._finishing: dict[str, asyncio.Task[None]] = {}
@@ -214,7 +251,8 @@ class HlsPackagers:
         audio = str(health["audio_codec"] or "").lower() == OPUS
         packager = RoomPackager(room_id, self._store, self._config,
                                 lambda: self._keyframe(room_id),
-                                self._finishing.get(room_id), audio=audio)
+                                self._finishing.get(room_id), audio=audio,
+                                recorder=self._recorder, should_record=self._should_record)
         codec = self._media.tap(room_id, _Tap(self, packager))
         if codec is None or codec.lower() not in PACKAGED:
             packager.on_end(False)

@@ -4,13 +4,25 @@ answer may be cached by a shared cache and read from any origin (CORS)."""
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
-from ..hls import BadHlsRequest, HlsReader, HlsStore, StreamNotFound, parse_name
+from ..hls import (
+    BadHlsRequest,
+    HlsReader,
+    HlsStore,
+    NoReplay,
+    Recorder,
+    ReplayDesk,
+    StreamNotFound,
+    parse_name,
+)
 from ..metrics import Counter, Metrics
 from ..payload import ID_PATTERN
+from ._base import json_response
 
-__all__ = ["HlsRoutes"]
+__all__ = ["HlsRoutes", "ReplayRoutes"]
 
 # Media names are unique for the life of a stream (docs/protocol.md): cache them for as long
 # as they can be asked for.
@@ -100,3 +112,43 @@ class HlsRoutes:
             raise StreamNotFound(room_id, request.match_info["name"])
         return web.Response(body=data, content_type="video/mp4",
                             headers={"Cache-Control": MEDIA_CACHE, **CORS})
+
+
+# A replay's files: its playlist, and the init segments and segments the packager named.
+REPLAY_NAME = re.compile(
+    r"index\.m3u8|init-[0-9a-f]{8}-\d{1,6}\.mp4|seg-[0-9a-f]{8}-\d{1,9}\.m4s")
+REPLAY_CACHE = {"index": "public, max-age=60", "media": "public, max-age=86400, immutable"}
+
+
+class ReplayRoutes:
+    """``GET /api/rooms/{id}/replay`` and the replay's files under ``/replay/{room}/``."""
+
+    def __init__(self, desk: ReplayDesk, recorder: Recorder) -> None:
+        self.desk = desk
+        self.recorder = recorder
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/api/rooms/{id}/replay", self.describe)
+        router.add_get("/replay/{room}/{name}", self.file)
+
+    async def describe(self, request: web.Request) -> web.Response:
+        """The room's replay: its playlist, length, and the sales run during the show as
+        chapters (``at_ms`` into the replay)."""
+        response = json_response(await self.desk.describe(request.match_info["id"]))
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    async def file(self, request: web.Request) -> web.StreamResponse:
+        room_id = _room(request)
+        name = request.match_info["name"]
+        if not REPLAY_NAME.fullmatch(name):
+            raise BadHlsRequest(f"{name[:80]!r} is not a replay file name")
+        if self.recorder.replay(room_id) is None:
+            raise NoReplay(room_id)
+        path = self.recorder.folder(room_id) / name
+        if not path.is_file():
+            raise StreamNotFound(room_id, name)
+        cache = REPLAY_CACHE["index" if name == "index.m3u8" else "media"]
+        content_type = M3U8 if name.endswith(".m3u8") else "video/mp4"
+        return web.FileResponse(path, headers={
+            "Cache-Control": cache, "Content-Type": content_type, **CORS})
