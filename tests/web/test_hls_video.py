@@ -13,7 +13,7 @@ from playwright.async_api import Page, expect
 from tests.server_harness import LiveServer, live_server
 
 from .conftest import DESKTOP, PHONE, Pages
-from .helpers import open_room
+from .helpers import open_room, start_sale
 
 PLAYING = """() => {
     const v = document.querySelector('#video');
@@ -85,4 +85,41 @@ async def test_seats_then_hls_and_low_data(one_seat: LiveServer, pages: Pages) -
 
     await studio.click("#end-live")
     await expect(studio.locator("#live-state")).to_have_text("OFF AIR")
+    pages.assert_clean()
+
+
+async def test_after_the_show_the_room_page_plays_the_replay_and_its_chapters_seek(
+        server: LiveServer, pages: Pages) -> None:
+    stage = await open_room(server)
+    room_id = stage.room["id"]
+    studio = await pages.open(f"{server.url}/studio/{room_id}#token={stage.anchor_token}",
+                              DESKTOP)
+    await studio.click("#camera")
+    await expect(studio.locator("#go-live")).to_be_enabled()
+    await studio.click("#go-live")
+    await expect(studio.locator("#live-state")).to_have_text("LIVE", timeout=20_000)
+    await studio.wait_for_timeout(2500)
+    sale = await start_sale(server, stage, stage.products[0])
+    await studio.wait_for_timeout(3000)
+    status, _ = await server.request("POST", f"/api/rooms/{room_id}/end", stage.anchor_token)
+    assert status == 200
+    pages.allow_refusal(404)  # the replay is asked for until the packager has written it
+
+    viewer = await pages.open(f"{server.url}/r/{room_id}", PHONE)
+    await expect(viewer.locator("#room-status")).to_have_text("REPLAY", timeout=15_000)
+    chapter = viewer.locator("#chapters button")
+    await expect(chapter).to_have_count(1)
+    await expect(chapter).to_contain_text(sale["title"])
+    await viewer.wait_for_function(f"() => ({PLAYING})() > 0", timeout=20_000)
+    status, replay = await server.request("GET", f"/api/rooms/{room_id}/replay")
+    assert status == 200
+    at_s = replay["chapters"][0]["at_ms"] / 1000
+    assert at_s >= 2  # the sale started 2.5 s into the show
+    await viewer.evaluate("""() => { const v = document.querySelector('#video');
+        v.pause(); v.currentTime = 0; }""")
+    await viewer.wait_for_function("() => document.querySelector('#video').currentTime < 0.5")
+    await chapter.click()
+    await viewer.wait_for_function(
+        f"() => Math.abs(document.querySelector('#video').currentTime - {at_s}) < 1.5")
+    await pages.shot(viewer, "viewer-replay-phone")
     pages.assert_clean()

@@ -12,7 +12,7 @@ import {
   applyStock, countdownText, replacesSale, SALE_STATUS_TEXT, saleStatus, stockLeftWidth,
 } from "./sale.js";
 import { isTokenError, signInWithPhone, storeToken, viewerSession } from "./signin.js";
-import { VideoPath } from "./watch.js";
+import { playReplay, VideoPath } from "./watch.js";
 
 /** @import { Socket } from "socket.io-client" */
 /**
@@ -47,12 +47,13 @@ const chat = new ChatLog($("#chat-log"));
  * @property {Sale | null} sale
  * @property {Reservation | null} reservation
  * @property {boolean} ended the room ended, or this viewer was removed from it
+ * @property {boolean} replaying the replay was asked for (once)
  * @property {boolean} buying
  */
 /** @type {RoomPage} */
 const state = {
   session: null, socket: null, joined: null, product: null, sale: null, reservation: null,
-  ended: false, buying: false,
+  ended: false, replaying: false, buying: false,
 };
 /** @type {Orders | null} */
 let orders = null;
@@ -151,6 +152,12 @@ function onRoomEnded() {
     { kind: "notice" });
   renderSale();
   if (watcher) watcher.stop("The live has ended.");
+  if (!state.replaying) {
+    state.replaying = true;
+    playReplay(roomId, $as("#video", HTMLVideoElement), $("#video-overlay"), $("#chapters"))
+      .then((found) => found && setText("#room-status", "REPLAY"))
+      .catch(() => {});
+  }
 }
 
 // ------------------------------------------------------------------ chat and moderation

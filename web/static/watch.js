@@ -304,6 +304,64 @@ export class HlsWatcher {
   }
 }
 
+/**
+ * `GET /api/rooms/{id}/replay`.
+ * @typedef {object} Replay
+ * @property {string} playlist
+ * @property {number} duration_ms
+ * @property {{at_ms: number, kind: string, title: string, sale: string}[]} chapters
+ */
+
+/** @param {number} ms @returns {string} "m:ss" */
+function clockText(ms) {
+  const seconds = Math.floor(ms / 1000);
+  return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+}
+
+/**
+ * After the show: play the room's replay (hls.js, or native HLS) with its chapters, the flash
+ * sales run during the show, as buttons that seek there. The replay is written a moment after
+ * the broadcast ends, so a missing one is asked for again a few times.
+ * @param {string} room
+ * @param {HTMLVideoElement} video
+ * @param {HTMLElement} overlay
+ * @param {HTMLElement} chapters a list the chapters go into
+ * @returns {Promise<boolean>} whether there is a replay
+ */
+export async function playReplay(room, video, overlay, chapters) {
+  /** @type {Replay | null} */
+  let replay = null;
+  for (let attempt = 0; attempt < 5 && !replay; attempt += 1) {
+    try {
+      replay = await api("GET", `/api/rooms/${encodeURIComponent(room)}/replay`);
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.code !== "no_replay") return false;
+      await new Promise((resolve) => { setTimeout(resolve, 1500); });
+    }
+  }
+  if (!replay) return false;
+  const Hls = await loadHlsJs();
+  const player = new Hls({ enableWorker: false });
+  player.loadSource(replay.playlist);
+  player.attachMedia(video);
+  video.controls = true;
+  overlay.hidden = true;
+  chapters.replaceChildren(...replay.chapters.map((chapter) => {
+    const item = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = `${clockText(chapter.at_ms)} · ${chapter.title} (flash sale)`;
+    button.addEventListener("click", () => {
+      video.currentTime = chapter.at_ms / 1000;
+      video.play().catch(() => {});
+    });
+    item.append(button);
+    return item;
+  }));
+  chapters.hidden = replay.chapters.length === 0;
+  return true;
+}
+
 const LOW_DATA_KEY = "liveroom.lowData";
 
 /**
