@@ -38,8 +38,7 @@ import av
 import redis.asyncio as aioredis
 
 from liveroom.bus import ControlBus
-from liveroom.hls import HlsConfig, HlsStore
-from liveroom.hls._transcode import Vp8ToH264
+from liveroom.hls import HlsConfig, HlsStore, Vp8ToH264
 from liveroom.redis_server import EmbeddedRedis
 
 WIDTH, HEIGHT, FPS, BITRATE = 640, 480, 30, 1_000_000

@@ -8,6 +8,7 @@ from ._recorder import RecordedSegment, Recorder, Replay
 from ._replays import ReplayDesk, SaleMoment
 from ._segmenter import InitOut, PartOut, Segmenter, SegmentOut
 from ._store import HlsReader, HlsStore, Snapshot, parse_name
+from ._transcode import Vp8ToH264
 from .exceptions import BadHlsRequest, HlsError, NoReplay, StreamNotFound
 
 __all__ = [
@@ -32,5 +33,6 @@ __all__ = [
     "Segmenter",
     "Snapshot",
     "StreamNotFound",
+    "Vp8ToH264",
     "parse_name",
 ]

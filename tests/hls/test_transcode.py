@@ -8,8 +8,7 @@ from typing import Any
 
 import av
 
-from liveroom.hls import InitOut, Playlist, Segmenter, SegmentOut
-from liveroom.hls._transcode import Vp8ToH264
+from liveroom.hls import InitOut, Playlist, Segmenter, SegmentOut, Vp8ToH264
 from tests.clock import Clock
 
 from .h264 import encode_vp8
