@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from ._playlist import Playlist, Progress
 from ._segmenter import InitOut, Output, PartOut, SegmentOut
 from .exceptions import BadHlsRequest, StreamNotFound
 
-__all__ = ["HlsReader", "HlsStore", "Snapshot", "parse_name"]
+__all__ = ["HlsReader", "HlsStore", "MediaCache", "Snapshot", "parse_name"]
 
 _NAMES = (
     ("init", re.compile(r"init-([0-9a-f]{8})-(\d{1,6})\.mp4")),
@@ -59,9 +60,11 @@ class Snapshot:
 
 
 class HlsStore:
-    def __init__(self, redis: aioredis.Redis, bus: ControlBus) -> None:
+    def __init__(self, redis: aioredis.Redis, bus: ControlBus,
+                 cache: MediaCache | None = None) -> None:
         self._redis = redis
         self._bus = bus
+        self._cache = cache or MediaCache()
 
     async def load(self, room_id: str) -> dict[str, Any] | None:
         """The playlist model a previous packager of the room left, if it has not expired."""
@@ -117,7 +120,51 @@ class HlsStore:
             key = keys.segment(room_id, stream_id, numbers[0])
         else:
             key = keys.part(room_id, stream_id, numbers[0], numbers[1])
-        return _bytes(await self._redis.get(key))
+
+        async def load() -> bytes | None:
+            return _bytes(await self._redis.get(key))
+
+        return await self._cache.get(key, load)
+
+
+class MediaCache:
+    """This process's copy of the media files players asked for: a file's name is unique for
+    the life of a stream and its bytes never change, so the first request reads Redis and the
+    next thousand are answered from memory. Least recently used out beyond ``max_bytes``."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._files: OrderedDict[str, bytes] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[bytes | None]] = {}
+
+    async def get(self, key: str, load: Callable[[], Awaitable[bytes | None]]) -> bytes | None:
+        data = self._files.get(key)
+        if data is not None:
+            self._files.move_to_end(key)
+            return data
+        pending = self._loading.get(key)
+        if pending is not None:
+            # Asked at the same moment by many players: one Redis read for all of them.
+            return await asyncio.shield(pending)
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            data = await load()
+            future.set_result(data)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: the waiters, if any, get it
+            raise
+        finally:
+            del self._loading[key]
+        if data is not None:
+            self._files[key] = data
+            self.size += len(data)
+            while self.size > self.max_bytes and self._files:
+                _, dropped = self._files.popitem(last=False)
+                self.size -= len(dropped)
+        return data
 
 
 class _Room:
