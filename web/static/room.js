@@ -152,6 +152,8 @@ function onRoomEnded() {
     { kind: "notice" });
   renderSale();
   if (watcher) watcher.stop("The live has ended.");
+  // The video element is the replay's from now on: no late `media` push may reset it.
+  watcher = null;
   if (!state.replaying) {
     state.replaying = true;
     playReplay(roomId, $as("#video", HTMLVideoElement), $("#video-overlay"), $("#chapters"))

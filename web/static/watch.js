@@ -342,6 +342,14 @@ export async function playReplay(room, video, overlay, chapters) {
   if (!replay) return false;
   const Hls = await loadHlsJs();
   const player = new Hls({ enableWorker: false });
+  player.on(Hls.Events.MANIFEST_PARSED, () => { video.play().catch(() => {}); });
+  player.on(Hls.Events.ERROR, (_event, data) => {
+    video.dataset.hlsError = `${data.type || ""} ${data.details || ""}`.trim();
+    if (data.fatal) {
+      overlay.textContent = "The replay could not play. Reload the page to try again.";
+      overlay.hidden = false;
+    }
+  });
   player.loadSource(replay.playlist);
   player.attachMedia(video);
   video.controls = true;
