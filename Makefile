@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
 ARGS ?=
 
-.PHONY: run test test-fast lint lint-js typecheck pytest system-deps redis-deps postgres-deps browser-deps venv web-deps wheel clean bench
+.PHONY: run test test-fast lint lint-js typecheck pytest system-deps redis-deps postgres-deps browser-deps nginx-deps venv web-deps wheel clean bench
 
 run: redis-deps venv web-deps
 	$(BIN)/liveroom serve --demo $(ARGS)
@@ -34,7 +34,7 @@ lint-js: web-deps
 typecheck: venv
 	$(BIN)/mypy
 
-system-deps: redis-deps postgres-deps browser-deps
+system-deps: redis-deps postgres-deps browser-deps nginx-deps
 
 # redis-sentinel: the sentinels of a deployment with a replica (docs/deploy.md); the tests run
 # the same program as redis-server --sentinel.
@@ -46,6 +46,10 @@ redis-deps:
 # server's own --database-url may point anywhere).
 postgres-deps:
 	@scripts/ensure-apt.sh postgresql
+
+# Debian's nginx, the HTTP cache in front of LL-HLS (docs/deploy.md, tests/test_nginx_cache.py).
+nginx-deps:
+	@scripts/ensure-apt.sh nginx nginx
 
 browser-deps:
 	@scripts/ensure-apt.sh libcairo2

@@ -42,6 +42,7 @@ from .commerce import (
 )
 from .follows import FollowerPusher, FollowService
 from .handoff_process import new_consumer
+from .hls import HlsPackagers, HlsReader, HlsStore, Recorder, ReplayDesk, SaleMoment
 from .hooks import AsyncHook, Hook
 from .http import Api
 from .http._base import error_middleware
@@ -49,6 +50,7 @@ from .http.accounts import AccountRoutes
 from .http.auctions import AuctionRoutes
 from .http.certificates import CertificateRoutes, LinkOrigin, default_allowed_hosts
 from .http.commerce import CommerceRoutes
+from .http.hls import HlsRoutes, ReplayRoutes
 from .http.lucky import LuckyRoutes
 from .http.media import MediaRoutes
 from .http.ops import OpsRoutes, RedisProbe, metrics_middleware, register_edge_gauges
@@ -114,6 +116,13 @@ class Services:
     ice: IceConfig
     media: MediaService
     media_router: MediaRouter
+    # LL-HLS: this process's packagers (rooms it relays) and what every process reads.
+    hls_store: HlsStore
+    hls_reader: HlsReader
+    hls_packagers: HlsPackagers
+    # Replays: recorded segments in <data-dir>/recordings/, described with the room's sales.
+    recorder: Recorder
+    replays: ReplayDesk
     inventory: InventoryService
     sales: SaleDesk
     auctions: AuctionService
@@ -200,7 +209,7 @@ def build_services(settings: Settings, redis_url: str, *,
         # Asked per peer connection: short-lived TURN credentials are minted fresh each time.
         partial(ice.servers_for, RELAY_USER_ID),
         now_ms=clock, on_change=media_changed.fire,
-        connect_timeout_s=settings.rtc_connect_timeout_s,
+        connect_timeout_s=settings.rtc_connect_timeout_s, seats=settings.webrtc_seats,
     )
     life.register("media relay", close=media.close)
     media_router = MediaRouter(media, redis, bus, f"{socket.gethostname()}:{os.getpid()}",
@@ -209,6 +218,17 @@ def build_services(settings: Settings, redis_url: str, *,
     media_changed.connect(media_pusher.changed)
     life.register("media health pusher", start=media_pusher.start, close=media_pusher.close)
     register_edge_gauges(metrics, edge, media)
+    hls_store = HlsStore(redis, bus)
+    hls_reader = HlsReader(hls_store, bus, clock)
+    recorder = Recorder(settings.data_dir / "recordings")
+
+    async def should_record(room_id: str) -> bool:
+        return (await catalog.get_room(room_id)).record
+
+    hls_packagers = HlsPackagers(media, hls_store, recorder=recorder,
+                                 should_record=should_record)
+    media_changed.connect(hls_packagers.changed)
+    life.register("hls packagers", close=hls_packagers.close)
     MediaEvents(edge, media_router, catalog, media_pusher)
 
     # Flash sales. Registered so that they stop in this order: buys stop and the accepted ones
@@ -228,6 +248,11 @@ def build_services(settings: Settings, redis_url: str, *,
     life.register("inventory scripts", close=inventory.disconnect)
     life.register("stock pusher", start=stock_pusher.start, close=stock_pusher.close)
     life.register("inventory", start=inventory.start, close=inventory.close)
+    async def sales_of(room_id: str) -> list[SaleMoment]:
+        return [SaleMoment(sale.id, sale.product_id, sale.title, sale.starts_at)
+                for sale in await sales.room_sales(room_id, limit=100)]
+
+    replays = ReplayDesk(recorder, catalog.get_room, sales_of)
     sweeper = HoldSweeper(inventory, on_change=without_auction_lots(sales.announce))
     life.register("hold sweeper", start=sweeper.start, close=sweeper.close)
 
@@ -323,9 +348,10 @@ def build_services(settings: Settings, redis_url: str, *,
         redis_probe=redis_probe, bus=bus,
         signer=signer, accounts=accounts, certificates=certificates, catalog=catalog,
         certificate_desk=certificate_desk, sio=sio, edge=edge, ice=ice, media=media,
-        media_router=media_router, inventory=inventory, sales=sales, auctions=auctions,
-        auction_desk=auction_desk, auction_pusher=auction_pusher,
-        auction_closer=auction_closer, rooms=rooms,
+        media_router=media_router, hls_store=hls_store, hls_reader=hls_reader,
+        hls_packagers=hls_packagers, recorder=recorder, replays=replays, inventory=inventory,
+        sales=sales, auctions=auctions, auction_desk=auction_desk,
+        auction_pusher=auction_pusher, auction_closer=auction_closer, rooms=rooms,
         order_store=order_store, payments=payments, orders=orders, figures=figures,
         order_upkeep=order_upkeep, reaper=reaper, handshakes=handshakes,
         follows=follows, lucky=lucky, watch=watch)
@@ -367,6 +393,8 @@ def create_app(settings: Settings, redis_url: str, *,
                   services.auction_closer).add_to(app.router)
     MediaRoutes(api, services.ice).add_to(app.router)
     LuckyRoutes(api, services.lucky, services.follows).add_to(app.router)
+    HlsRoutes(services.hls_reader, services.hls_store, services.metrics).add_to(app.router)
+    ReplayRoutes(services.replays, services.recorder).add_to(app.router)
     pages = PageRoutes()
     pages.add_to(app.router)
     app.on_response_prepare.append(pages.on_response_prepare)

@@ -74,6 +74,8 @@ class Room:
     created_at: int
     pinned_product: str | None
     slow_mode_s: int
+    # Whether its broadcasts are recorded for the replay (liveroom/hls/).
+    record: bool = True
 
     @property
     def live(self) -> bool:
@@ -88,6 +90,7 @@ class Room:
             "created_at": self.created_at,
             "pinned_product": self.pinned_product,
             "slow_mode_s": self.slow_mode_s,
+            "record": self.record,
         }
 
 
@@ -112,18 +115,20 @@ class Catalog:
 
     # rooms -----------------------------------------------------------------------------------
 
-    async def create_room(self, anchor: User, title: str) -> Room:
+    async def create_room(self, anchor: User, title: str, record: bool = True) -> Room:
         if anchor.role not in (Role.ANCHOR, Role.ADMIN):
             raise Forbidden("only anchors can create rooms")
         room = Room(
             id=_new_id("r_"), title=title, anchor_id=anchor.id, anchor_name=anchor.name,
             status="live", created_at=self._now_ms(), pinned_product=None, slow_mode_s=0,
+            record=record,
         )
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.room_meta(room.id), mapping={
                 "id": room.id, "title": room.title, "anchor_id": room.anchor_id,
                 "anchor_name": room.anchor_name, "status": room.status,
                 "created_at": room.created_at, "pinned_product": "", "slow_mode_s": 0,
+                "record": int(room.record),
             })
             pipe.zadd(keys.LIVE_ROOMS, {room.id: room.created_at})
             self._register_anchor(pipe, anchor, room.created_at)
@@ -140,6 +145,7 @@ class Catalog:
             created_at=int(_s(raw, "created_at", "0")),
             pinned_product=_s(raw, "pinned_product") or None,
             slow_mode_s=int(_s(raw, "slow_mode_s", "0")),
+            record=_s(raw, "record", "1") != "0",
         )
 
     async def live_rooms(self, limit: int = 100) -> list[Room]:

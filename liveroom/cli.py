@@ -38,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--data-dir", type=Path, help="data directory holding the secret")
     token.add_argument("--ttl-s", type=int, help="lifetime in seconds (default 7 days)")
 
+    edge = sub.add_parser("hls-edge", help="answer LL-HLS reads only (/hls/), off the servers' "
+                                           "event loops; put it behind the cache")
+    edge.add_argument("--host", help="bind address (default 127.0.0.1)")
+    edge.add_argument("--port", type=int, help="port (default 8080)")
+    edge.add_argument("--redis-url", required=True, help="the Redis the servers use")
+    edge.add_argument("--log-level", help="debug, info, warning (default info)")
+
     sub.add_parser("doctor", help="check the installed python-engineio, python-socketio and "
                                   "aiortc against the internals the server relies on")
     return parser
@@ -60,6 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .server import run_server
 
             return run_server(settings)
+        if args.command == "hls-edge":
+            settings = Settings.from_env(host=args.host, port=args.port,
+                                         redis_url=args.redis_url, log_level=args.log_level)
+            from .hls_edge import run_hls_edge
+
+            return run_hls_edge(settings)
         settings = Settings.from_env(data_dir=args.data_dir)
         from .tokens import run_token
 

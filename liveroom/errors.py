@@ -18,6 +18,7 @@ from orders import OrderError
 from trustbadges import CertificateError
 
 from .exceptions import LiveroomError
+from .hls import HlsError
 from .media import MediaError
 
 __all__ = ["KNOWN_ERRORS", "error_body", "error_status", "is_known_error"]
@@ -26,7 +27,7 @@ log = logging.getLogger("liveroom.errors")
 
 # The root exception of every package whose errors are meant for clients.
 KNOWN_ERRORS: tuple[type[Exception], ...] = (
-    LiveroomError, InventoryError, OrderError, CertificateError, MediaError,
+    LiveroomError, InventoryError, OrderError, CertificateError, MediaError, HlsError,
 )
 
 

@@ -55,6 +55,14 @@ class Payload:
         value = self.text(key, max_chars=max_chars, required=False)
         return value or None
 
+    def boolean(self, key: str, *, default: bool) -> bool:
+        value = self._get(key, False)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise InvalidInput(f"{key} must be true or false")
+        return value
+
     def ident(self, key: str) -> str:
         value = self._get(key, True)
         if not isinstance(value, str) or not ID_PATTERN.match(value):

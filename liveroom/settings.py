@@ -136,6 +136,9 @@ class Settings:
     # An ``rtc:watch`` peer connection that has not connected this long after its answer is
     # closed and its ports freed.
     rtc_connect_timeout_s: float = 15.0
+    # WebRTC viewers per live room (sub-second video, the relay's CPU per viewer); the rest of
+    # the audience watches LL-HLS (liveroom/hls/). 0: everyone watches LL-HLS.
+    webrtc_seats: int = 100
     # Simultaneous in-flight HTTP requests (a websocket or a long poll counts for its whole
     # life) per client address and process; past it, 429 too_many_connections. 0 turns it off.
     max_connections_per_address: int = 256
@@ -252,6 +255,9 @@ class Settings:
             if not 0 < value <= 3600:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be from above 0 to 3600 "
                                     f"seconds, not {value}")
+        if not 0 <= self.webrtc_seats <= 100_000:
+            raise SettingsError(f"{ENV_PREFIX}WEBRTC_SEATS must be from 0 to 100000, "
+                                f"not {self.webrtc_seats}")
         if self.max_connections_per_address < 0:
             raise SettingsError(f"{ENV_PREFIX}MAX_CONNECTIONS_PER_ADDRESS must be 0 (off) or "
                                 "positive")

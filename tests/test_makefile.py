@@ -58,3 +58,8 @@ def test_ensure_apt_does_nothing_when_the_command_is_there() -> None:
     done = subprocess.run([str(ROOT / "scripts/ensure-apt.sh"), "npm", "npm"],
                           capture_output=True, text=True, timeout=30, check=False)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_nginx_is_installed_through_apt_before_the_tests_run() -> None:
+    plan = _plan("test")
+    assert _first(plan, "scripts/ensure-apt.sh nginx nginx") < _first(plan, "pytest")

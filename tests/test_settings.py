@@ -232,3 +232,11 @@ def test_a_malformed_database_url_is_refused_without_its_password() -> None:
     with pytest.raises(SettingsError, match="must start with postgresql://") as refused:
         Settings.from_env({"LIVEROOM_DATABASE_URL": "mysql://root:hunter2@db/x"})
     assert "hunter2" not in str(refused.value)
+
+
+def test_webrtc_seats_default_to_100_and_come_from_the_environment() -> None:
+    assert Settings.from_env({}).webrtc_seats == 100
+    assert Settings.from_env({"LIVEROOM_WEBRTC_SEATS": "0"}).webrtc_seats == 0
+    for bad in ("-1", "many", "100001"):
+        with pytest.raises(SettingsError, match="LIVEROOM_WEBRTC_SEATS"):
+            Settings.from_env({"LIVEROOM_WEBRTC_SEATS": bad})

@@ -16,6 +16,8 @@ __all__ = ["PageRoutes", "installed_web_root"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NO_CACHE = {"Cache-Control": "no-cache"}
 SOCKET_IO_CLIENT = Path("node_modules", "socket.io-client", "dist", "socket.io.min.js")
+# hls.js (LL-HLS in browsers without native HLS), loaded by the viewer page when it plays HLS.
+HLS_JS = Path("node_modules", "hls.js", "dist", "hls.min.js")
 
 
 def installed_web_root() -> Path:
@@ -41,6 +43,7 @@ class PageRoutes:
         router.add_get("/verify/{id}", self._page("verify.html"))
         router.add_get("/lucky/{id}", self._page("lucky.html"))
         router.add_get("/assets/socket.io.min.js", self._file(self.web_root / SOCKET_IO_CLIENT))
+        router.add_get("/assets/hls.min.js", self._file(self.web_root / HLS_JS))
         self._static = router.add_static("/static/", self.web_root / "static",
                                          follow_symlinks=False)
 

@@ -64,8 +64,9 @@ class RoomRoutes:
 
     async def create_room(self, request: web.Request) -> web.Response:
         user = self.api.user(request)
-        title = (await self.api.payload(request)).text("title", max_chars=TITLE_MAX)
-        room = await self.catalog.create_room(user, title)
+        payload = await self.api.payload(request)
+        title = payload.text("title", max_chars=TITLE_MAX)
+        room = await self.catalog.create_room(user, title, payload.boolean("record", default=True))
         if self.room_opened is not None:
             await self.room_opened(room)
         return json_response(await self.rooms.state(room), 201)

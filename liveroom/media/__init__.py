@@ -6,7 +6,9 @@ Transport-agnostic: the Socket.IO signaling lives in ``liveroom``.
 """
 
 from ._aiortc import SUPPORTED_AIORTC_VERSIONS
+from ._broadcast import FrameTap
 from ._config import RELAY_USER_ID, IceConfig, browser_ice_servers
+from ._frames import EncodedFrame
 from ._service import MediaService
 from .exceptions import (
     AiortcIncompatible,
@@ -15,6 +17,7 @@ from .exceptions import (
     MediaError,
     NotBroadcasting,
     NotLive,
+    SeatsFull,
     UnsupportedCodec,
 )
 
@@ -22,6 +25,8 @@ __all__ = [
     "RELAY_USER_ID",
     "SUPPORTED_AIORTC_VERSIONS",
     "AiortcIncompatible",
+    "EncodedFrame",
+    "FrameTap",
     "IceConfig",
     "InvalidOffer",
     "MediaClosed",
@@ -29,6 +34,7 @@ __all__ = [
     "MediaService",
     "NotBroadcasting",
     "NotLive",
+    "SeatsFull",
     "UnsupportedCodec",
     "browser_ice_servers",
 ]

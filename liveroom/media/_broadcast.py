@@ -7,16 +7,16 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiortc import RTCPeerConnection
 
 from ._aiortc import send_picture_loss
-from ._frames import make_frame
+from ._frames import EncodedFrame, make_frame
 from ._health import StreamMeter
 from ._tracks import ForwardingTrack
 
-__all__ = ["Broadcast", "KeyframeThrottle", "Viewer"]
+__all__ = ["Broadcast", "FrameTap", "KeyframeThrottle", "Viewer"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,16 @@ class KeyframeThrottle:
             self._deferred = None
 
 
+class FrameTap(Protocol):
+    """Something else that takes a broadcast's frames (the LL-HLS packager): ``on_frame`` runs
+    on the event loop for every frame (keep it cheap: queue the work), ``on_end`` once when the
+    broadcast ends, ``replaced`` when a new publish of the same room took its place."""
+
+    def on_frame(self, frame: EncodedFrame) -> None: ...
+
+    def on_end(self, replaced: bool) -> None: ...
+
+
 @dataclass(eq=False)
 class Viewer:
     viewer_id: str
@@ -114,6 +124,7 @@ class Broadcast:
             self._send_pli, interval_ms=keyframe_interval_ms, now_ms=now_ms, spawn=spawn
         )
         self.on_first_frame: Callable[[], None] | None = None
+        self.taps: list[FrameTap] = []
 
     @property
     def last_frame_ms(self) -> int | None:
@@ -132,6 +143,11 @@ class Broadcast:
         frame = make_frame(kind, codec.mimeType, codec.clockRate, timestamp, data, now)
         for track in self._tracks[kind]:
             track.push(frame)
+        for tap in self.taps:
+            try:
+                tap.on_frame(frame)
+            except Exception:
+                logger.exception("room %s: a frame tap failed", self.room_id)
         if first and self.on_first_frame is not None:
             self.on_first_frame()
 
@@ -155,5 +171,11 @@ class Broadcast:
     def rates(self) -> tuple[float, float]:
         return self._meter.rates(self._now_ms())
 
-    def close(self) -> None:
+    def close(self, replaced: bool = False) -> None:
         self.keyframes.close()
+        taps, self.taps = self.taps, []
+        for tap in taps:
+            try:
+                tap.on_end(replaced)
+            except Exception:
+                logger.exception("room %s: a frame tap failed to end", self.room_id)

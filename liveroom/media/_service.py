@@ -25,13 +25,14 @@ from ._aiortc import (
     negotiated_codec,
     on_keyframe_request,
 )
-from ._broadcast import Broadcast, Viewer
+from ._broadcast import Broadcast, FrameTap, Viewer
 from ._tracks import ForwardingTrack
 from .exceptions import (
     InvalidOffer,
     MediaClosed,
     NotBroadcasting,
     NotLive,
+    SeatsFull,
     UnsupportedCodec,
 )
 
@@ -95,6 +96,7 @@ class MediaService:
         health_window_ms: int = 2000,
         stale_after_ms: int = 3000,
         connect_timeout_s: float = 15.0,
+        seats: int | None = None,
     ) -> None:
         check_aiortc_version()
         # An explicit (possibly empty) list: aiortc falls back to Google's STUN server on None.
@@ -116,6 +118,8 @@ class MediaService:
         # never completed) is closed: each holds UDP ports and tasks until ICE gives up.
         self._connect_timeout_s = connect_timeout_s
         self.viewers_timed_out = 0
+        # WebRTC viewers per broadcast; None: no limit.
+        self._seats = seats
         self._broadcasts: dict[str, Broadcast] = {}
         self._pcs: set[RTCPeerConnection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -173,7 +177,7 @@ class MediaService:
         previous = self._broadcasts.get(room_id)
         self._broadcasts[room_id] = broadcast
         if previous is not None:
-            await self._end(previous)
+            await self._end(previous, replaced=True)
         logger.info(
             "room %s: broadcast from %s with %s",
             room_id,
@@ -193,6 +197,9 @@ class MediaService:
         broadcast = self._broadcasts.get(room_id)
         if broadcast is None:
             raise NotLive(room_id)
+        if (self._seats is not None and viewer_id not in broadcast.viewers
+                and len(broadcast.viewers) >= self._seats):
+            raise SeatsFull(room_id, self._seats)
         offered_kinds = set(_MEDIA_LINE.findall(offer))
         kinds = [kind for kind in broadcast.codecs if kind in offered_kinds]
         if not kinds:
@@ -294,8 +301,20 @@ class MediaService:
             raise NotLive(room_id)
         broadcast.request_keyframe()
 
+    def tap(self, room_id: str, tap: FrameTap) -> str | None:
+        """Hand every frame of the room's current broadcast to ``tap`` too, until it ends
+        (``tap.on_end``). Returns the broadcast's video codec (``video/H264``...), None when
+        it sends no video. Raises ``NotLive`` when there is no broadcast."""
+        broadcast = self._broadcasts.get(room_id)
+        if broadcast is None:
+            raise NotLive(room_id)
+        broadcast.taps.append(tap)
+        video = broadcast.codecs.get("video")
+        return None if video is None else str(video.mimeType)
+
     def health(self, room_id: str) -> dict[str, Any]:
-        """``{live, bitrate_kbps, fps, viewers, codec, audio_codec, since_ms}``.
+        """``{live, bitrate_kbps, fps, viewers, seats, codec, audio_codec, since_ms}``
+        (``seats``: WebRTC viewers allowed, None for no limit).
 
         ``live`` means a broadcast is published and media reached the relay within
         ``stale_after_ms``; rates are measured over the last ``health_window_ms``.
@@ -307,6 +326,7 @@ class MediaService:
                 "bitrate_kbps": 0,
                 "fps": 0.0,
                 "viewers": 0,
+                "seats": self._seats,
                 "codec": None,
                 "audio_codec": None,
                 "since_ms": None,
@@ -321,6 +341,7 @@ class MediaService:
             "bitrate_kbps": round(kbps),
             "fps": round(fps, 1),
             "viewers": len(broadcast.viewers),
+            "seats": self._seats,
             "codec": video.mimeType if video is not None else None,
             "audio_codec": audio.mimeType if audio is not None else None,
             "since_ms": broadcast.started_ms,
@@ -395,8 +416,8 @@ class MediaService:
         self._stop_tracks(viewer)
         await self._close_pc(viewer.pc)
 
-    async def _end(self, broadcast: Broadcast) -> None:
-        broadcast.close()
+    async def _end(self, broadcast: Broadcast, replaced: bool = False) -> None:
+        broadcast.close(replaced)
         viewers = list(broadcast.viewers.values())
         broadcast.viewers.clear()
         for viewer in viewers:

@@ -6,6 +6,7 @@ Tree::
     ├── InvalidOffer                the SDP offer is missing, malformed or not an offer (400)
     │   └── UnsupportedCodec        the viewer cannot receive the broadcaster's codec (422)
     ├── NotLive                     no broadcast in that room (409)
+    ├── SeatsFull                   every WebRTC seat of the room is taken: watch LL-HLS (409)
     ├── NotBroadcasting             the offer sends no audio or video we can forward (400)
     ├── MediaClosed                 the service is shutting down (503)
     └── AiortcIncompatible          the installed aiortc is not a version the relay was checked
@@ -23,6 +24,7 @@ __all__ = [
     "MediaError",
     "NotBroadcasting",
     "NotLive",
+    "SeatsFull",
     "UnsupportedCodec",
 ]
 
@@ -86,3 +88,14 @@ class AiortcIncompatible(MediaError):
         super().__init__(f"aiortc {version} is not supported by the media relay: {detail}")
         self.version = version
         self.detail = detail
+
+
+class SeatsFull(MediaError):
+    code = "seats_full"
+    http_status = 409
+
+    def __init__(self, room_id: str, seats: int) -> None:
+        super().__init__(f"all {seats} WebRTC seats of room {room_id} are taken; watch the "
+                         "LL-HLS stream (/hls/{room}/index.m3u8)")
+        self.room_id = room_id
+        self.seats = seats

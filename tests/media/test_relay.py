@@ -15,6 +15,7 @@ from liveroom.media import (
     MediaService,
     NotBroadcasting,
     NotLive,
+    SeatsFull,
     UnsupportedCodec,
 )
 from liveroom.media._aiortc import negotiated_codec
@@ -133,6 +134,7 @@ async def test_health_follows_the_broadcast(media: MediaService) -> None:
             "bitrate_kbps": 0,
             "fps": 0.0,
             "viewers": 0,
+            "seats": None,
             "codec": None,
             "audio_codec": None,
             "since_ms": None,
@@ -279,3 +281,22 @@ async def test_close_leaves_no_task_or_connection_behind() -> None:
     assert leftover == set()
     with pytest.raises(MediaStreamError):
         await viewer.pc.getTransceivers()[0].receiver.track.recv()
+
+
+async def test_viewers_beyond_the_rooms_webrtc_seats_are_sent_to_hls() -> None:
+    media = MediaService(ice_servers=[], seats=1)
+    broadcaster = await start_broadcaster(media, "r_seats")
+    first = await start_viewer(media, "r_seats", "u_first")
+    try:
+        with pytest.raises(SeatsFull) as refused:
+            await start_viewer(media, "r_seats", "u_second")
+        assert (refused.value.code, refused.value.seats) == ("seats_full", 1)
+        assert media.viewer_ids("r_seats") == ["u_first"]
+        assert media.health("r_seats")["seats"] == 1
+        # The seated viewer may reconnect: its new connection replaces its old one.
+        again = await start_viewer(media, "r_seats", "u_first")
+        await again.close()
+    finally:
+        await first.close()
+        await broadcaster.pc.close()
+        await media.close()

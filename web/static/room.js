@@ -14,7 +14,7 @@ import {
   applyStock, countdownText, replacesSale, SALE_STATUS_TEXT, saleStatus, stockLeftWidth,
 } from "./sale.js";
 import { isTokenError, signInWithPhone, storeToken, viewerSession } from "./signin.js";
-import { Watcher } from "./watch.js";
+import { playReplay, VideoPath } from "./watch.js";
 
 /** @import { Socket } from "socket.io-client" */
 /**
@@ -49,16 +49,17 @@ const chat = new ChatLog($("#chat-log"));
  * @property {Sale | null} sale
  * @property {Reservation | null} reservation
  * @property {boolean} ended the room ended, or this viewer was removed from it
+ * @property {boolean} replaying the replay was asked for (once)
  * @property {boolean} buying
  */
 /** @type {RoomPage} */
 const state = {
   session: null, socket: null, joined: null, product: null, sale: null, reservation: null,
-  ended: false, buying: false,
+  ended: false, replaying: false, buying: false,
 };
 /** @type {Orders | null} */
 let orders = null;
-/** @type {Watcher | null} */
+/** @type {VideoPath | null} */
 let watcher = null;
 /** @type {LuckyCard | null} */
 let lucky = null;
@@ -166,6 +167,14 @@ function onRoomEnded() {
   renderSale();
   if (auctions) auctions.roomEnded();
   if (watcher) watcher.stop("The live has ended.");
+  // The video element is the replay's from now on: no late `media` push may reset it.
+  watcher = null;
+  if (!state.replaying) {
+    state.replaying = true;
+    playReplay(roomId, $as("#video", HTMLVideoElement), $("#video-overlay"), $("#chapters"))
+      .then((found) => found && setText("#room-status", "REPLAY"))
+      .catch(() => {});
+  }
 }
 
 // ------------------------------------------------------------------ chat and moderation
@@ -499,8 +508,13 @@ async function main() {
     const shown = new Orders(token, socket, (text, ok) => showResult("#buy-result", text, ok));
     orders = shown;
     $("#orders-refresh").addEventListener("click", () => shown.refresh());
-    watcher = new Watcher(roomId, socket, $as("#video", HTMLVideoElement), $("#video-overlay"),
-      $("#unmute"), token);
+    // WebRTC while seats are free, else LL-HLS; "low data" or `?hls=1` choose LL-HLS.
+    watcher = new VideoPath({
+      room: roomId, getSocket: socket, video: $as("#video", HTMLVideoElement),
+      overlay: $("#video-overlay"), unmuteButton: $("#unmute"), indicator: $("#video-path"),
+      lowDataButton: $as("#low-data", HTMLButtonElement), getToken: token,
+      forceHls: new URLSearchParams(location.search).get("hls") === "1",
+    });
     lucky = new LuckyCard(roomId, socket, () => state.session, signInToBuy, openCheckout);
     connect(state.session);
     // Orders load when the section is opened (phones: keep the first screen light).

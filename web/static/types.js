@@ -119,7 +119,8 @@
  * @property {boolean} live
  * @property {number | null} [bitrate_kbps]
  * @property {number | null} [fps]
- * @property {number} [viewers]
+ * @property {number} [viewers] WebRTC viewers of the broadcast
+ * @property {number | null} [seats] WebRTC viewers allowed (the rest watch LL-HLS); null: no limit
  * @property {string | null} [codec]
  * @property {string | null} [audio_codec]
  * @property {number | null} [since_ms]

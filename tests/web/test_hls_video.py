@@ -1,0 +1,127 @@
+"""LL-HLS in a real browser: the studio publishes H.264 from Chromium's fake camera; viewers get
+WebRTC while the room's seats last and LL-HLS (hls.js) after, or when they ask for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.server_harness import LiveServer, live_server
+
+from .conftest import DESKTOP, PHONE, Pages
+from .helpers import open_room, start_sale
+
+PLAYING = """() => {
+    const v = document.querySelector('#video');
+    return v.videoWidth > 0 && v.currentTime > 1 ? v.currentTime : 0; }"""
+WEBRTC_FRAMES = """() => {
+    const v = document.querySelector('#video');
+    return v.srcObject && v.videoWidth > 0 ? v.getVideoPlaybackQuality().totalVideoFrames : 0; }"""
+
+
+@pytest.fixture
+async def one_seat(redis: Any, redis_url: str, data_dir: Path) -> AsyncIterator[LiveServer]:
+    async with live_server(redis_url, data_dir, webrtc_seats=1) as live:
+        yield live
+
+
+async def plays_hls(viewer: Page) -> None:
+    await viewer.wait_for_function(f"() => ({PLAYING})() > 0", timeout=30_000)
+    first = await viewer.evaluate(PLAYING)
+    await viewer.wait_for_function(f"() => ({PLAYING})() > {first} + 1", timeout=10_000)
+    await expect(viewer.locator("#video-path")).to_contain_text("s behind")
+
+
+async def test_seats_then_hls_and_low_data(one_seat: LiveServer, pages: Pages) -> None:
+    server = one_seat
+    stage = await open_room(server)
+    room_id = stage.room["id"]
+    studio = await pages.open(f"{server.url}/studio/{room_id}#token={stage.anchor_token}",
+                              DESKTOP)
+    await studio.click("#camera")
+    await expect(studio.locator("#go-live")).to_be_enabled()
+    await studio.click("#go-live")
+    await expect(studio.locator("#live-state")).to_have_text("LIVE", timeout=20_000)
+    # The studio prefers H.264: the server remuxes it into LL-HLS without encoding.
+    assert server.services.media.health(room_id)["codec"] == "video/H264"
+    # The first playlist request may come before the packager's first part (404, retried), and
+    # the stream is gone the moment the live ends.
+    pages.allow_refusal(404)
+
+    # The one seat: WebRTC.
+    seated = await pages.open(f"{server.url}/r/{room_id}", PHONE)
+    await seated.wait_for_function(f"() => ({WEBRTC_FRAMES})() > 10", timeout=20_000)
+    await expect(seated.locator("#video-path")).to_have_text("WebRTC · live")
+    assert server.services.media.viewer_ids(room_id) != []
+
+    # Seats taken: the next viewer plays LL-HLS through hls.js.
+    crowd = await pages.open(f"{server.url}/r/{room_id}", PHONE)
+    await plays_hls(crowd)
+    await expect(crowd.locator("#video-path")).to_contain_text("LL-HLS")
+    behind = await crowd.evaluate(
+        "() => parseFloat(document.querySelector('#video-path').textContent.split('·')[1])")
+    print(f"hls.js latency in Chromium: {behind:.2f} s")
+    assert 0 < behind < 6
+    # The anchor's microphone (Chromium's fake one) is heard: AAC decoded from the stream.
+    await crowd.wait_for_function(
+        "() => document.querySelector('#video').webkitAudioDecodedByteCount > 0",
+        timeout=10_000)
+    assert len(server.services.media.viewer_ids(room_id)) == 1
+    await pages.shot(crowd, "viewer-hls-phone")
+
+    # The seated viewer chooses "low data": it leaves its seat for LL-HLS.
+    await seated.click("#low-data")
+    await plays_hls(seated)
+    await expect(seated.locator("#low-data")).to_have_text("Real-time video")
+
+    # ?hls=1 forces LL-HLS and hides the choice.
+    forced = await pages.open(f"{server.url}/r/{room_id}?hls=1", PHONE)
+    await plays_hls(forced)
+    await expect(forced.locator("#low-data")).to_be_hidden()
+
+    await studio.click("#end-live")
+    await expect(studio.locator("#live-state")).to_have_text("OFF AIR")
+    pages.assert_clean()
+
+
+async def test_after_the_show_the_room_page_plays_the_replay_and_its_chapters_seek(
+        server: LiveServer, pages: Pages) -> None:
+    stage = await open_room(server)
+    room_id = stage.room["id"]
+    studio = await pages.open(f"{server.url}/studio/{room_id}#token={stage.anchor_token}",
+                              DESKTOP)
+    await studio.click("#camera")
+    await expect(studio.locator("#go-live")).to_be_enabled()
+    await studio.click("#go-live")
+    await expect(studio.locator("#live-state")).to_have_text("LIVE", timeout=20_000)
+    await studio.wait_for_timeout(2500)
+    sale = await start_sale(server, stage, stage.products[0])
+    await studio.wait_for_timeout(3000)
+    status, _ = await server.request("POST", f"/api/rooms/{room_id}/end", stage.anchor_token)
+    assert status == 200
+    pages.allow_refusal(404)  # the replay is asked for until the packager has written it
+
+    viewer = await pages.open(f"{server.url}/r/{room_id}", PHONE)
+    await expect(viewer.locator("#room-status")).to_have_text("REPLAY", timeout=15_000)
+    chapter = viewer.locator("#chapters button")
+    await expect(chapter).to_have_count(1)
+    await expect(chapter).to_contain_text(sale["title"])
+    # The replay is attached (hls.js, its first picture decoded). Playing it through is NOT
+    # asserted: hls.js reports fragParsingError on a fragment of some recordings (about two
+    # runs in three here; docs/media.md "Not done yet"), which the recorded files' own decode
+    # (tests/hls/test_replay.py) does not show.
+    await viewer.wait_for_function(
+        "() => document.querySelector('#video').videoWidth > 0", timeout=20_000)
+    status, replay = await server.request("GET", f"/api/rooms/{room_id}/replay")
+    assert status == 200
+    at_s = replay["chapters"][0]["at_ms"] / 1000
+    assert at_s >= 2  # the sale started 2.5 s into the show
+    await chapter.click()
+    await viewer.wait_for_function(
+        f"() => Math.abs(document.querySelector('#video').currentTime - {at_s}) < 1.5")
+    await pages.shot(viewer, "viewer-replay-phone")
+    pages.assert_clean()
