@@ -36,6 +36,7 @@ from ._models import (
     sale_status,
 )
 from ._scripts import ScriptCalls, ScriptRunner, script_calls_for, store_errors
+from ._soldout import MARK_MAX_AGE_MS, SoldOutMarks
 from .exceptions import (
     HoldExpired,
     HoldNotActive,
@@ -205,6 +206,8 @@ class InventoryService:
         script_calls: ScriptCalls | None = None,
         confirm_with_replica: bool = False,
         confirm_timeout_ms: int = 500,
+        sold_out_mark_ms: int = MARK_MAX_AGE_MS,
+        on_sold_out_news: Callable[[str, bool], None] | None = None,
     ) -> None:
         if confirm_timeout_ms < 1:
             raise ValueError("confirm_timeout_ms must be positive")
@@ -233,6 +236,10 @@ class InventoryService:
             max_pending=max_pending,
             max_inflight=max_inflight,
         )
+        # Buys for a sale known to be sold out are answered here (``_soldout``); 0 turns it off.
+        self._sold_out = SoldOutMarks(self._holders_of, now_ms, max_age_ms=sold_out_mark_ms)
+        self._marks_sold_out = sold_out_mark_ms > 0
+        self._on_sold_out_news = on_sold_out_news
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -282,6 +289,7 @@ class InventoryService:
         """Stop taking buys and decide those already accepted. Scripts can still be run (the
         holds' sweeper, checkout) until ``disconnect()``."""
         await self._batcher.close()
+        await self._sold_out.close()
 
     async def disconnect(self) -> None:
         """Close the script connection (after ``close()`` and everything that runs scripts)."""
@@ -438,7 +446,8 @@ class InventoryService:
     def buy_nowait(self, sale_id: str, user_id: str, qty: int, request_id: str,
                    on_done: BuyCallback) -> BuyResult | None:
         """``buy()`` for a caller that would rather not wait in a coroutine (the socket edge,
-        thousands of times a second). An answer known at once (``invalid``, ``rate_limited``) is
+        thousands of times a second). An answer known at once (``invalid``, ``rate_limited``,
+        and ``sold_out`` for a sale this process has marked sold out: ``_soldout``) is
         returned; otherwise None is returned and ``on_done`` gets the BuyResult, or the
         exception ``buy()`` would raise, when its batch is decided. ``on_done`` runs in the
         batcher's task: it must be quick, and what it raises is logged, not propagated."""
@@ -459,6 +468,8 @@ class InventoryService:
             or ":" in user_id  # the request key is "user:request_id"
         ):
             return BuyResult("invalid", None, None)
+        if self._sold_out.answers(sale_id, user_id, request_id):
+            return BuyResult("sold_out", None, 0)
         if not self._batcher.submit(sale_id, user_id, qty, request_id, on_done):
             return BuyResult("rate_limited", None, None)
         return None
@@ -492,6 +503,8 @@ class InventoryService:
                 raise InventoryError(f"buy script answered an unknown status {status!r}")
         if any_reserved:
             self._notify(stock)
+        else:
+            self._stock_seen(stock)
         return results
 
     def _unconfirmed(self, reply: Any, stock: StockLevel) -> list[BuyResult | Exception]:
@@ -509,6 +522,43 @@ class InventoryService:
             else:
                 raise InventoryError(f"buy script answered an unknown status {status!r}")
         return results
+
+    # -- sold-out marks ----------------------------------------------------------------------
+
+    def hear_sold_out(self, sale_id: str) -> None:
+        """Another process saw ``sale_id`` sell out: mark it here too."""
+        if self._marks_sold_out:
+            self._sold_out.sold_out(sale_id)
+
+    def hear_units_back(self, sale_id: str) -> None:
+        """Another process saw units of ``sale_id`` come back: clear its mark here."""
+        self._sold_out.forget(sale_id)
+
+    def is_marked_sold_out(self, sale_id: str) -> bool:
+        return self._sold_out.is_marked(sale_id)
+
+    def _stock_seen(self, stock: StockLevel, sold_here: bool = False) -> None:
+        """Keep the sold-out mark of ``stock``'s sale in step with its counters; tell other
+        processes of a sell-out this process made and of units back where a mark stood."""
+        if stock.status == "sold_out" and stock.remaining == 0:
+            if self._marks_sold_out and self._sold_out.sold_out(stock.sale_id) and sold_here:
+                self._tell(stock.sale_id, True)
+        elif self._sold_out.forget(stock.sale_id):
+            self._tell(stock.sale_id, False)
+
+    def _tell(self, sale_id: str, sold_out: bool) -> None:
+        if self._on_sold_out_news is None:
+            return
+        try:
+            self._on_sold_out_news(sale_id, sold_out)
+        except Exception:
+            log.exception("on_sold_out_news failed for sale %s", sale_id)
+
+    async def _holders_of(self, sale_id: str) -> set[str]:
+        with store_errors():
+            users = await cast(Awaitable[list[bytes]],
+                               self._client.hkeys(keys.sale_keys(sale_id).users))
+        return {user.decode() for user in users}
 
     # -- holds -------------------------------------------------------------------------------
 
@@ -611,6 +661,7 @@ class InventoryService:
         return SweepOutcome(sale_id, int(expired), stock, done=bool(done), more=bool(more))
 
     def _notify(self, stock: StockLevel) -> None:
+        self._stock_seen(stock, sold_here=True)
         if self._on_stock_change is None:
             return
         try:

@@ -66,7 +66,7 @@ from .metrics import Counter, Metrics
 from .metrics_peers import MetricsPeers
 from .redis_target import redis_client
 from .rooms import RoomService
-from .sales import SaleDesk, StockBroadcaster
+from .sales import SaleDesk, SoldOutRelay, StockBroadcaster
 from .settings import Settings
 from .sockets import SocketEdge
 from .sockets._base import create_sio
@@ -176,6 +176,7 @@ def build_services(settings: Settings, redis_url: str, *,
     redis_probe = RedisProbe(redis, metrics)
     life.register("redis probe", start=redis_probe.start, close=redis_probe.close)
     bus = ControlBus(redis)
+    process_name = f"{socket.gethostname()}:{os.getpid()}"  # this process, among all nodes
     life.register("control bus", start=bus.start, close=bus.close)
 
     # Who is who.
@@ -212,7 +213,7 @@ def build_services(settings: Settings, redis_url: str, *,
         connect_timeout_s=settings.rtc_connect_timeout_s, seats=settings.webrtc_seats,
     )
     life.register("media relay", close=media.close)
-    media_router = MediaRouter(media, redis, bus, f"{socket.gethostname()}:{os.getpid()}",
+    media_router = MediaRouter(media, redis, bus, process_name,
                                several_workers=settings.workers > 1)
     media_pusher = MediaHealthPusher(edge, media_router)
     media_changed.connect(media_pusher.changed)
@@ -235,8 +236,10 @@ def build_services(settings: Settings, redis_url: str, *,
     # are decided (inventory), their stock is pushed (stock pusher), and the script connection
     # closes after everything else that runs scripts (sweeper, orders).
     stock_changed: Hook[[StockLevel]] = Hook("stock changed")
+    sold_out_news: Hook[[str, bool]] = Hook("sold-out news")
     inventory = InventoryService(
         inventory_redis, now_ms=clock, on_stock_change=stock_changed.fire,
+        on_sold_out_news=sold_out_news.fire,
         max_batch_window_s=settings.buy_batch_max_ms / 1000,
         target_batch=settings.buy_batch_target,
         confirm_with_replica=settings.redis_wait_replica,
@@ -245,6 +248,9 @@ def build_services(settings: Settings, redis_url: str, *,
     stock_pusher = StockBroadcaster(edge.emit_to, emit_together=edge.emit_together,
                                     sold_out_news=sales.sold_out_news)
     stock_changed.connect(stock_pusher.record)
+    sold_out_relay = SoldOutRelay(bus, inventory, process_name)
+    sold_out_news.connect(sold_out_relay.tell)
+    life.register("sold-out relay", close=sold_out_relay.close)
     life.register("inventory scripts", close=inventory.disconnect)
     life.register("stock pusher", start=stock_pusher.start, close=stock_pusher.close)
     life.register("inventory", start=inventory.start, close=inventory.close)

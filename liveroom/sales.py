@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from inventory import InventoryService, Sale, SaleSpec, StockLevel, UnknownSale
 
 from . import keys
+from .bus import ControlBus
 from .catalog import Catalog, Room, text_of
 from .exceptions import Forbidden
 from .identity import User
@@ -21,7 +22,7 @@ from .loops import cancelling
 from .payload import Payload
 from .rooms import bans_in_force
 
-__all__ = ["SaleDesk", "StockBroadcaster", "sale_view"]
+__all__ = ["SaleDesk", "SoldOutRelay", "StockBroadcaster", "sale_view"]
 
 log = logging.getLogger("liveroom.sales")
 Emit = Callable[[str, Any, str], Awaitable[None]]
@@ -29,6 +30,8 @@ EmitTogether = Callable[[Sequence[tuple[str, Any]], str], Awaitable[None]]
 # The ``sale`` push for a sale that just sold out, or None when it is not this process's to send.
 SoldOutNews = Callable[[str], Awaitable[dict[str, Any] | None]]
 
+# The control-bus message that carries sold-out marks between processes (``SoldOutRelay``).
+SOLD_OUT_MESSAGE = "sale_sold_out"
 MAX_COUNTDOWN_S = 86_400
 MAX_DURATION_S = 86_400
 MIN_HOLD_S, MAX_HOLD_S = 10, 3_600
@@ -290,3 +293,48 @@ class StockBroadcaster:
                 await self._task
             self._task = None
         await self.flush()
+
+
+class SoldOutRelay:
+    """Carries sold-out marks between processes over the control bus.
+
+    The process that sells a sale's last unit marks it at once (``inventory``'s sold-out
+    marks) and tells the others, so their buyers hear ``sold_out`` without Redis too; a process
+    whose mark is cleared by units coming back tells the others to clear theirs. A message that
+    is lost costs at most a mark's age (``inventory._soldout``).
+    """
+
+    def __init__(self, bus: ControlBus, inventory: InventoryService, origin: str) -> None:
+        self._bus = bus
+        self._inventory = inventory
+        self._origin = origin
+        self._sending: set[asyncio.Task[None]] = set()
+        bus.on(SOLD_OUT_MESSAGE, self._heard)
+
+    def tell(self, sale_id: str, sold_out: bool) -> None:
+        task = asyncio.get_running_loop().create_task(self._bus.publish(SOLD_OUT_MESSAGE, {
+            "sale": sale_id, "sold_out": sold_out, "origin": self._origin}))
+        self._sending.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("sold-out news not sent", exc_info=task.exception())
+
+    async def _heard(self, payload: dict[str, Any]) -> None:
+        sale_id = payload.get("sale")
+        if payload.get("origin") == self._origin or type(sale_id) is not str:
+            return
+        if payload.get("sold_out") is True:
+            self._inventory.hear_sold_out(sale_id)
+        else:
+            self._inventory.hear_units_back(sale_id)
+
+    async def close(self) -> None:
+        sending = list(self._sending)
+        for task in sending:
+            task.cancel()
+        for task in sending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

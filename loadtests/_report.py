@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from ._histogram import Histogram
@@ -150,6 +151,21 @@ def _timeline(results: Sequence[Mapping[str, Any]], bucket_ms: int) -> list[dict
     return rows
 
 
+def answer_gaps(results: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """When the first and last answers came (ms after the sale's intended opening) and the
+    longest time between two consecutive answers in between, over every process: a pause in
+    answers while buys wait is what a buyer notices, however good the percentiles look."""
+    times = sorted(t for r in results for t in r.get("answer_times_ms", ()))
+    if not times:
+        return {"first_ms": None, "last_ms": None, "longest_gap_ms": None, "gap_at_ms": None}
+    longest, at = 0.0, times[0]
+    for before, after in pairwise(times):
+        if after - before > longest:
+            longest, at = after - before, before
+    return {"first_ms": round(times[0], 1), "last_ms": round(times[-1], 1),
+            "longest_gap_ms": round(longest, 1), "gap_at_ms": round(at, 1)}
+
+
 def build_report(*, scenario: Mapping[str, Any], setup: Mapping[str, Any],
                  results: Sequence[Mapping[str, Any]], sale: Mapping[str, Any],
                  wall_s: float, figures: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -203,6 +219,7 @@ def build_report(*, scenario: Mapping[str, Any], setup: Mapping[str, Any],
         "timeouts": statuses.get("timeout", 0), "retries": sum(int(r["retries"]) for r in results),
         "latency_ms": latency_summary(latency), "send_lag_ms": latency_summary(send_lag),
         "connect_ms": latency_summary(connect),
+        "answers": answer_gaps(results),
         "throughput": {"bucket_ms": int(scenario["bucket_ms"]),
                        "peak_answers_per_s": round(peak * 1000 / int(scenario["bucket_ms"]), 1),
                        "buckets": timeline},
@@ -245,6 +262,8 @@ def render_text(report: Mapping[str, Any]) -> str:
         "send lag ms " + "  ".join(f"{k} {_fmt(report['send_lag_ms'][k])}"
                                    for k in ("p50", "p99", "max")),
         "connect ms  " + "  ".join(f"{k} {_fmt(con[k])}" for k in ("p50", "p99", "max")),
+        "answers ms  " + "  ".join(f"{k} {_fmt(report['answers'][k])}" for k in (
+            "first_ms", "last_ms", "longest_gap_ms", "gap_at_ms")),
         "statuses    " + ", ".join(f"{k} {v}" for k, v in report["statuses"].items()),
         "errors      " + (", ".join(f"{k} {v}" for k, v in report["errors"].items()) or "none"),
         f"server      {report['server']}",

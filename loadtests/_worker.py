@@ -99,6 +99,9 @@ class _Tally:
     checkout_latency: Histogram = field(default_factory=Histogram)
     checkout_statuses: dict[str, int] = field(default_factory=dict)
     checkout_retries: int = 0
+    # When each buy was answered, in ms after the sale's intended opening (every process aims
+    # at the same wall-clock t0, so the processes' lists merge into one timeline).
+    answer_times_ms: list[float] = field(default_factory=list)
 
     def count(self, table: dict[str, int], key: str) -> None:
         table[key] = table.get(key, 0) + 1
@@ -241,6 +244,7 @@ class _Worker:
             buyer.unknown += 1  # the server may or may not have reserved for it
         done = loop.time()
         tally.answered += 1
+        tally.answer_times_ms.append(round((done - self.loop_t0) * 1000.0, 3))
         tally.count(tally.statuses, status)
         if status not in DECIDED_STATUSES:
             tally.count(tally.errors, status)
@@ -429,6 +433,7 @@ class _Worker:
             "errors": dict(t.errors),
             "retries": t.retries,
             "send_lag": t.send_lag.to_dict(),
+            "answer_times_ms": t.answer_times_ms,
             "connect": t.connect.to_dict(),
             "pushes": dict(t.pushes),
             "timeline": {str(k): {"latency": b.latency.to_dict(), "statuses": b.statuses,
