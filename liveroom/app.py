@@ -246,7 +246,8 @@ def build_services(settings: Settings, redis_url: str, *,
         confirm_timeout_ms=settings.redis_wait_timeout_ms)
     sales = SaleDesk(redis, catalog, inventory, clock, edge.emit_to)
     stock_pusher = StockBroadcaster(edge.emit_to, emit_together=edge.emit_together,
-                                    sold_out_news=sales.sold_out_news)
+                                    sold_out_news=sales.sold_out_news,
+                                    room_size=edge.local_members)
     stock_changed.connect(stock_pusher.record)
     sold_out_relay = SoldOutRelay(bus, inventory, process_name)
     sold_out_news.connect(sold_out_relay.tell)

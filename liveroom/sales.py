@@ -32,6 +32,8 @@ SoldOutNews = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 # The control-bus message that carries sold-out marks between processes (``SoldOutRelay``).
 SOLD_OUT_MESSAGE = "sale_sold_out"
+# Sales whose last stock push the broadcaster remembers (for pacing and "units back").
+MAX_PACED_SALES = 4_096
 MAX_COUNTDOWN_S = 86_400
 MAX_DURATION_S = 86_400
 MIN_HOLD_S, MAX_HOLD_S = 10, 3_600
@@ -58,6 +60,10 @@ def sale_view(sale: Sale, server_time: int) -> dict[str, Any]:
         "ended_reason": sale.ended_reason,
         "server_time": server_time,
     }
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
 
 
 class SaleDesk:
@@ -218,7 +224,14 @@ class StockBroadcaster:
 
     ``record`` is called synchronously after every stock change (thousands per second under a
     spike); the loop pushes the latest counters of each changed sale a few times per second. A
-    sell-out wakes the loop at once, so buyers stop pressing a button that cannot succeed.
+    sell-out, and units coming back to a sold-out sale, wake the loop at once, so buyers stop
+    pressing a button that cannot succeed, or start again when it can.
+
+    A big room is paced: each push to it is one write per member, on the same event loop that
+    answers buys, and a viewer needs "a few left" and "sold out", not every unit. A sale whose
+    room has ``room_size`` members gets a counters-only push at most every
+    ``interval_s * room_size / BIG_ROOM_MEMBERS`` seconds (at least ``interval_s``, at most
+    ``MAX_BIG_ROOM_INTERVAL_S``); the changes of status above are never held back.
 
     With ``sold_out_news`` (``SaleDesk.sold_out_news``) and ``emit_together``, a sell-out's
     ``sale`` push goes out with its ``stock`` push, in the same write to each member, instead of
@@ -226,21 +239,38 @@ class StockBroadcaster:
     while buys still wait.
     """
 
+    BIG_ROOM_MEMBERS = 1_000
+    MAX_BIG_ROOM_INTERVAL_S = 2.0
+
     def __init__(self, emit: Emit, interval_s: float = 0.5, *,
                  emit_together: EmitTogether | None = None,
-                 sold_out_news: SoldOutNews | None = None) -> None:
+                 sold_out_news: SoldOutNews | None = None,
+                 room_size: Callable[[str], int] | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        """``clock``: monotonic seconds the pacing is measured on (default: the event loop's);
+        ``room_size``: a room's members served by this process (default: every room small)."""
         self._emit = emit
         self._emit_together = emit_together
         self._sold_out_news = sold_out_news
+        self._room_size = room_size
+        self._clock = clock or _loop_time
         self._interval_s = interval_s
         self._latest: dict[str, StockLevel] = {}
+        # Per sale: when its room may next get a counters-only push, and what it last got.
+        self._next_push: dict[str, float] = {}
+        self._pushed_remaining: dict[str, int] = {}
         self._urgent = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def record(self, level: StockLevel) -> None:
         self._latest[level.sale_id] = level
-        if level.remaining == 0 and level.status in ("sold_out", "ended"):
+        if self._is_news(level):
             self._urgent.set()
+
+    def _is_news(self, level: StockLevel) -> bool:
+        if level.remaining == 0:
+            return level.status in ("sold_out", "ended")
+        return self._pushed_remaining.get(level.sale_id) == 0  # units back after a sell-out
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="stock-broadcaster")
@@ -260,11 +290,22 @@ class StockBroadcaster:
             if cancelling():  # a cancellation a library swallowed (see liveroom/loops.py)
                 raise asyncio.CancelledError()
 
-    async def flush(self) -> None:
+    async def flush(self, *, everything: bool = False) -> None:
+        """Push what is due (with ``everything``, all that is waiting)."""
         if not self._latest:
             return
         latest, self._latest = self._latest, {}
-        for level in latest.values():
+        now = self._clock()
+        for sale_id, level in latest.items():
+            if not (everything or self._is_news(level)
+                    # (a timer may fire a little early: a tenth of the interval's slack)
+                    or now + self._interval_s / 10 >= self._next_push.get(sale_id, 0.0)):
+                self._latest.setdefault(sale_id, level)  # newer counters may replace it
+                continue
+            self._next_push[sale_id] = now + self._pace_s(level.room_id)
+            self._pushed_remaining[sale_id] = level.remaining
+            if len(self._pushed_remaining) > MAX_PACED_SALES:
+                self._forget_oldest()
             news = await self._news_of(level)
             if news is None:
                 await self._emit("stock", level.to_public(), level.room_id)
@@ -272,6 +313,18 @@ class StockBroadcaster:
                 assert self._emit_together is not None
                 await self._emit_together(
                     [("stock", level.to_public()), ("sale", news)], level.room_id)
+
+    def _pace_s(self, room_id: str) -> float:
+        members = self._room_size(room_id) if self._room_size is not None else 0
+        if members <= self.BIG_ROOM_MEMBERS:
+            return self._interval_s
+        return min(max(self._interval_s, self.MAX_BIG_ROOM_INTERVAL_S),
+                   self._interval_s * members / self.BIG_ROOM_MEMBERS)
+
+    def _forget_oldest(self) -> None:
+        for table in (self._pushed_remaining, self._next_push):
+            for sale_id in list(table)[:len(table) - MAX_PACED_SALES]:
+                del table[sale_id]
 
     async def _news_of(self, level: StockLevel) -> dict[str, Any] | None:
         if (self._sold_out_news is None or self._emit_together is None
@@ -292,7 +345,7 @@ class StockBroadcaster:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.flush()
+        await self.flush(everything=True)
 
 
 class SoldOutRelay:

@@ -78,3 +78,58 @@ async def test_stock_alone_when_not_sold_out_or_the_news_is_not_ours_or_unreadab
     await pusher.flush()
     assert [[event for event, _ in fan_out] for fan_out in room.fan_outs] == [["stock"]] * 4
     assert answers == []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def remaining_pushed(room: Room) -> list[int]:
+    return [data["remaining"] for fan_out in room.fan_outs for event, data in fan_out
+            if event == "stock"]
+
+
+async def test_a_big_room_gets_counters_paced_but_a_sell_out_and_units_back_at_once() -> None:
+    room, clock = Room(), Clock()
+    pusher = StockBroadcaster(room.emit, interval_s=0.5, emit_together=room.emit_together,
+                              room_size=lambda room_id: 10_000, clock=clock)
+    pusher.record(level(9))
+    await pusher.flush()
+    assert remaining_pushed(room) == [9]
+    for remaining, later_s in ((8, 0.5), (7, 1.0), (6, 1.5)):
+        clock.now += 0.5
+        pusher.record(level(remaining))
+        await pusher.flush()
+        assert remaining_pushed(room) == [9], later_s  # 10,000 members: every 2 s at most
+    clock.now += 0.5
+    await pusher.flush()
+    assert remaining_pushed(room) == [9, 6]  # the latest counters, once due
+    pusher.record(level(0, "sold_out"))
+    await pusher.flush()
+    pusher.record(level(1))  # a hold expired: buyers may press again
+    await pusher.flush()
+    assert remaining_pushed(room) == [9, 6, 0, 1]
+
+
+async def test_a_small_room_gets_every_flush_and_close_pushes_what_waits() -> None:
+    room, clock = Room(), Clock()
+    sizes = {"r_AAAAAAAAAA": 50}
+    pusher = StockBroadcaster(room.emit, interval_s=0.5, emit_together=room.emit_together,
+                              room_size=sizes.__getitem__, clock=clock)
+    for remaining in (9, 8, 7):
+        pusher.record(level(remaining))
+        await pusher.flush()
+        clock.now += 0.5
+    assert remaining_pushed(room) == [9, 8, 7]
+    sizes["r_AAAAAAAAAA"] = 5_000
+    pusher.record(level(6))
+    await pusher.flush()
+    pusher.record(level(5))
+    await pusher.flush()  # not due in a room of 5,000
+    assert remaining_pushed(room) == [9, 8, 7, 6]
+    await pusher.close()  # nothing waiting is dropped at shutdown
+    assert remaining_pushed(room) == [9, 8, 7, 6, 5]

@@ -301,6 +301,10 @@ class SocketEdge:
     async def emit(self, event: str, data: Any, *, room: str | None = None) -> None:
         await self.sio.emit(event, data, room=room)
 
+    def local_members(self, room: str) -> int:
+        """How many of this process's sockets are in ``room`` (what a push to it costs here)."""
+        return int(self.sio.manager.member_count("/", room))
+
     async def emit_to(self, event: str, data: Any, room: str) -> None:
         """``emit`` with a positional room, the shape background pushers take."""
         await self.sio.emit(event, data, room=room)

@@ -77,6 +77,10 @@ class IndexedRooms:
         # _rooms_of[namespace][sid] = the rooms (including None and its own sid) it is in
         self._rooms_of: dict[Any, dict[str, set[Any]]] = {}
 
+    def member_count(self, namespace: Any, room: Any) -> int:
+        """How many of this process's sockets are in ``room``."""
+        return len(self.rooms.get(namespace, {}).get(room, ()))
+
     def basic_enter_room(self, sid: str, namespace: Any, room: Any,
                          eio_sid: str | None = None) -> None:
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)  # type: ignore[misc]
@@ -132,7 +136,7 @@ class DirectLocalEmit(socketio.AsyncManager):  # type: ignore[misc]
     in the order they were emitted.
     """
 
-    FAN_OUT_SLICE = 256
+    FAN_OUT_SLICE = 64
     _fan_outs_in_order: asyncio.Lock | None = None
 
     async def emit(self, event: str, data: Any, namespace: Any, room: Any = None,
