@@ -185,6 +185,32 @@ async def test_a_sell_out_reaches_the_room_as_stock_then_sale_once(server: LiveS
         sale["id"], 0, 2)
 
 
+async def test_a_known_sell_out_is_answered_alike_and_a_winner_still_gets_their_hold(
+        server: LiveServer) -> None:
+    _, room_id, _, sale = await shop(server, stock=1, per_user_limit=1)
+    ann, bob = await buyer(server, room_id, "Ann"), await buyer(server, room_id, "Bob")
+    won = await ann.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "press"})
+    assert won["status"] == "reserved"
+    from_the_store = await bob.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "p1"})
+    for _ in range(250):  # the process marks the sale after one more Redis read
+        if server.services.inventory.is_marked_sold_out(sale["id"]):
+            break
+        await asyncio.sleep(0.02)
+    assert server.services.inventory.is_marked_sold_out(sale["id"])
+    at_the_edge = await bob.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "p2"})
+    # The buyer cannot tell the two apart: the same ack, field for field.
+    assert at_the_edge == from_the_store
+    assert at_the_edge["status"] == "sold_out"
+    # Ann's answer was lost on the way; her retry still finds her reservation.
+    again = await ann.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "press"})
+    assert again == won
+    # She lets it go: Bob's next press may take it.
+    released = await ann.call("release", {"reservation": won["reservation"]["id"]})
+    assert released["ok"]
+    late = await bob.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "late"})
+    assert late["status"] == "reserved"
+
+
 async def test_checkout_cash_on_delivery_and_visibility(server: LiveServer) -> None:
     anchor_token, room_id, _, sale = await shop(server)
     anchor_sock = await server.connect(anchor_token)
