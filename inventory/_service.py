@@ -237,7 +237,7 @@ class InventoryService:
             max_inflight=max_inflight,
         )
         # Buys for a sale known to be sold out are answered here (``_soldout``); 0 turns it off.
-        self._sold_out = SoldOutMarks(self._holders_of, now_ms, max_age_ms=sold_out_mark_ms)
+        self._sold_out = SoldOutMarks(self._mark_of, now_ms, max_age_ms=sold_out_mark_ms)
         self._marks_sold_out = sold_out_mark_ms > 0
         self._on_sold_out_news = on_sold_out_news
 
@@ -415,6 +415,7 @@ class InventoryService:
         if not bans:
             return
         sale = keys.sale_keys(self._known_sale_id(sale_id))
+        self._sold_out.let_through(sale_id, bans)
         with store_errors():
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.hset(sale.bans, mapping={user: until for user, until in bans.items()})
@@ -468,7 +469,7 @@ class InventoryService:
             or ":" in user_id  # the request key is "user:request_id"
         ):
             return BuyResult("invalid", None, None)
-        if self._sold_out.answers(sale_id, user_id, request_id):
+        if self._sold_out.answers(sale_id, user_id, qty, request_id):
             return BuyResult("sold_out", None, 0)
         if not self._batcher.submit(sale_id, user_id, qty, request_id, on_done):
             return BuyResult("rate_limited", None, None)
@@ -554,11 +555,17 @@ class InventoryService:
         except Exception:
             log.exception("on_sold_out_news failed for sale %s", sale_id)
 
-    async def _holders_of(self, sale_id: str) -> set[str]:
+    async def _mark_of(self, sale_id: str) -> tuple[set[str], int]:
+        """What a sold-out mark needs (``_soldout``): holders and banned buyers, and the
+        per-person limit."""
+        sale = keys.sale_keys(sale_id)
         with store_errors():
-            users = await cast(Awaitable[list[bytes]],
-                               self._client.hkeys(keys.sale_keys(sale_id).users))
-        return {user.decode() for user in users}
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.hkeys(sale.users)
+                pipe.hkeys(sale.bans)
+                pipe.hget(sale.meta, "per_user_limit")
+                holders, banned, limit = await pipe.execute()
+        return {user.decode() for user in (*holders, *banned)}, int(limit or 0)
 
     # -- holds -------------------------------------------------------------------------------
 

@@ -9,10 +9,15 @@ are answered ``sold_out`` at once, from memory.
 A mark is exact where it matters:
 
 - **Holders go to Redis.** When a mark is set, the users who hold or bought units of the sale
-  are read once (``HKEYS`` of the sale's per-user counters). Their buys still go through the
+  are read once (``HKEYS`` of the sale's per-user counters, where the buy script also lists at
+  0 units a user it refused for the limit, whose request ids have that answer to replay). Their buys still go through the
   script, so a retried request id that was ``reserved`` gets its reservation back, and a second
   buy gets ``limit_reached`` as before. A sale cannot gain a holder while it stays sold out, so
   the set read after the sell-out is complete; units that come back clear the mark first.
+- **Other answers the script would give first go to Redis too**: buys of users banned from
+  the sale (read with the holders; a ban made later in this process lets its user through at
+  once, one made in another process within the mark's age) and buys of more units than the
+  per-person limit (``limit_reached``).
 - **Units that come back clear it.** Any stock change that leaves units (holds released or
   expired, a unit restocked) or a status other than sold out clears the sale's mark, here and,
   through ``forget``, in the other processes that hear of it.
@@ -31,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 __all__ = ["MARK_MAX_AGE_MS", "SoldOutMarks"]
@@ -44,14 +49,16 @@ MARK_MAX_AGE_MS = 2_000
 MAX_SALES = 256
 MAX_ANSWERS_PER_SALE = 1_000_000
 
-# Reads the users holding or having bought units of a sale.
-ReadHolders = Callable[[str], Awaitable[set[str]]]
+# Reads what a mark needs of a sale: the users whose buys still go to Redis (holders and
+# banned buyers) and the per-person limit.
+ReadMark = Callable[[str], Awaitable[tuple[set[str], int]]]
 
 
 @dataclass(slots=True)
 class _Mark:
     set_at_ms: int
-    holders: frozenset[str]
+    holders: set[str]  # and banned buyers: users whose buys go to Redis
+    per_user_limit: int
 
 
 @dataclass(slots=True)
@@ -60,18 +67,19 @@ class _SaleMemory:
     mark: _Mark | None = None
     reading: bool = False
     answered: set[str] = field(default_factory=set)  # "user:request_id" answered sold_out here
+    passed: set[str] = field(default_factory=set)  # ... sent to Redis while a mark stood
 
 
 class SoldOutMarks:
-    """Per-process marks of sold-out sales; see the module docstring. ``read_holders`` runs in
-    a task this object owns (``close()`` cancels and awaits them)."""
+    """Per-process marks of sold-out sales; see the module docstring. ``read_mark`` runs in a
+    task this object owns (``close()`` cancels and awaits them)."""
 
-    def __init__(self, read_holders: ReadHolders, now_ms: Callable[[], int], *,
+    def __init__(self, read_mark: ReadMark, now_ms: Callable[[], int], *,
                  max_age_ms: int = MARK_MAX_AGE_MS, max_sales: int = MAX_SALES,
                  max_answers_per_sale: int = MAX_ANSWERS_PER_SALE) -> None:
         if max_age_ms < 0 or max_sales < 1 or max_answers_per_sale < 0:
             raise ValueError("sold-out mark bounds must be positive")
-        self._read_holders = read_holders
+        self._read_mark = read_mark
         self._now_ms = now_ms
         self._max_age_ms = max_age_ms
         self._max_sales = max_sales
@@ -79,7 +87,7 @@ class SoldOutMarks:
         self._sales: OrderedDict[str, _SaleMemory] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def answers(self, sale_id: str, user_id: str, request_id: str) -> bool:
+    def answers(self, sale_id: str, user_id: str, qty: int, request_id: str) -> bool:
         """True when the buy is answered ``sold_out`` without Redis (and is remembered as
         such); False when it must go to Redis."""
         memory = self._sales.get(sale_id)
@@ -94,7 +102,12 @@ class SoldOutMarks:
         if self._now_ms() - mark.set_at_ms >= self._max_age_ms:
             memory.mark = None
             return False
-        if user_id in mark.holders:
+        if field_ in memory.passed:
+            return False
+        if user_id in mark.holders or qty > mark.per_user_limit:
+            # The script decides this request id, now and when it comes again.
+            if len(memory.passed) < self._max_answers:
+                memory.passed.add(field_)
             return False
         if len(memory.answered) < self._max_answers:
             memory.answered.add(field_)
@@ -119,6 +132,12 @@ class SoldOutMarks:
         task.add_done_callback(self._tasks.discard)
         return True
 
+    def let_through(self, sale_id: str, user_ids: Iterable[str]) -> None:
+        """Send these users' buys to Redis (they were just banned: the script answers them)."""
+        memory = self._sales.get(sale_id)
+        if memory is not None and memory.mark is not None:
+            memory.mark.holders.update(user_ids)
+
     def forget(self, sale_id: str) -> bool:
         """Units came back (or the sale left the sold-out state): clear the mark. True when a
         mark was standing (or being made), so the caller knows whether to tell others."""
@@ -132,7 +151,7 @@ class SoldOutMarks:
 
     async def _mark(self, sale_id: str, memory: _SaleMemory, generation: int) -> None:
         try:
-            holders = await self._read_holders(sale_id)
+            holders, per_user_limit = await self._read_mark(sale_id)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -142,7 +161,7 @@ class SoldOutMarks:
         finally:
             memory.reading = False
         if memory.generation == generation:
-            memory.mark = _Mark(self._now_ms(), frozenset(holders))
+            memory.mark = _Mark(self._now_ms(), holders, per_user_limit)
 
     def _memory(self, sale_id: str) -> _SaleMemory:
         memory = self._sales.get(sale_id)

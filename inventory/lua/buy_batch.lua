@@ -32,6 +32,7 @@ end
 local units = {}        -- user -> units held or sold, read once per user per batch
 local banned = {}       -- user -> whether a moderator's ban holds now, read once per batch
 local changed_users = {}
+local limited = {}       -- users refused for the limit with no units: listed in K.users at 0
 local answers = {}      -- request field -> answer decided earlier in this batch
 local to_remember = {}  -- {field, answer} pairs for the :req hash
 local new_holds = {}
@@ -68,6 +69,9 @@ for i, request in ipairs(requests) do
       end
       if have + qty > limit then
         answer = {'limit_reached', '', 0, 0, 0}
+        if have == 0 then
+          limited[#limited + 1] = user
+        end
       elseif qty > remaining then
         answer = {'sold_out', '', 0, 0, 0}
       else
@@ -107,6 +111,11 @@ if #new_holds > 0 then
     redis.call('HSET', K.res, r.reservation, cmsgpack.pack(r))
     handoff(HANDOFF.reserved, r, now)
   end
+end
+-- A user listed in K.users has an answer other than sold_out to replay, so a process that
+-- knows the sale sold out still sends their buys here (inventory/_soldout.py).
+for _, user in ipairs(limited) do
+  redis.call('HSETNX', K.users, user, 0)
 end
 for _, pair in ipairs(to_remember) do
   redis.call('HSET', K.req, pair[1], cmsgpack.pack(pair[2]))
