@@ -10,10 +10,11 @@ A mark is exact where it matters:
 
 - **Holders go to Redis.** When a mark is set, the users who hold or bought units of the sale
   are read once (``HKEYS`` of the sale's per-user counters, where the buy script also lists at
-  0 units a user it refused for the limit, whose request ids have that answer to replay). Their buys still go through the
-  script, so a retried request id that was ``reserved`` gets its reservation back, and a second
-  buy gets ``limit_reached`` as before. A sale cannot gain a holder while it stays sold out, so
-  the set read after the sell-out is complete; units that come back clear the mark first.
+  0 units a user it refused for the limit, whose request ids have that answer to replay). Their
+  buys still go through the script, so a retried request id that was ``reserved`` gets its
+  reservation back, and a second buy gets ``limit_reached`` as before. A sale cannot gain a
+  holder while it stays sold out, so the set read after the sell-out is complete; units that
+  come back clear the mark first.
 - **Other answers the script would give first go to Redis too**: buys of users banned from
   the sale (read with the holders; a ban made later in this process lets its user through at
   once, one made in another process within the mark's age) and buys of more units than the
