@@ -24,6 +24,8 @@ WATCH_INTERVAL_S = 10.0
 # A sighting further than this from the previous one starts a new visit (the user left, or
 # every process holding them stopped): the time in between is not credited.
 MAX_GAP_MS = 30_000
+# Users credited per script call (each call is one step of Redis, which buys wait behind).
+CREDIT_SLICE = 500
 
 # (room id, user id) of each socket this process holds in a room.
 Present = Callable[[], Iterable[tuple[str, str]]]
@@ -45,9 +47,14 @@ class WatchTime:
             by_room[room_id].add(user_id)
         now = self._now_ms()
         for room_id, users in by_room.items():
-            await self._credit(
-                keys=[keys.room_watch_seen(room_id), keys.room_watched(room_id)],
-                args=[now, self._max_gap_ms, keys.WATCH_RETENTION_MS, *sorted(users)])
+            ordered = sorted(users)
+            # In slices: one script call for a 10,000-member room held Redis, and every buy
+            # batch queued behind it, for as long as it took.
+            for start in range(0, len(ordered), CREDIT_SLICE):
+                await self._credit(
+                    keys=[keys.room_watch_seen(room_id), keys.room_watched(room_id)],
+                    args=[now, self._max_gap_ms, keys.WATCH_RETENTION_MS,
+                          *ordered[start:start + CREDIT_SLICE]])
 
     async def watched_ms(self, room_id: str, user_id: str) -> int:
         raw = await self._redis.hget(keys.room_watched(room_id), user_id)

@@ -21,6 +21,8 @@ from ._engineio import EngineSockets
 __all__ = ["SlowClientReaper"]
 
 log = logging.getLogger("liveroom.slow_clients")
+# Sockets checked between two turns of the event loop.
+SWEEP_SLICE = 256
 
 
 class SlowClientReaper(PeriodicLoop):
@@ -44,9 +46,17 @@ class SlowClientReaper(PeriodicLoop):
         return self._sockets.backlog(eio_sid)
 
     async def sweep(self) -> int:
+        """One pass over every local socket, letting the event loop run every
+        ``SWEEP_SLICE`` sockets: a pass over a 10,000-member room held every buy's answer
+        for a noticeable time (docs/performance.md, issue 21)."""
         dropped = 0
         now = asyncio.get_running_loop().time()
+        turn = SWEEP_SLICE
         for eio_sid, backlog, silence in self._sockets.each(now):
+            turn -= 1
+            if not turn:
+                turn = SWEEP_SLICE
+                await asyncio.sleep(0)
             if backlog > self.max_queued:
                 log.warning("dropping a client that stopped reading (%d packets queued)", backlog)
             elif silence > self.max_silence_s:
