@@ -120,11 +120,12 @@ async def origin_requests(server: LiveServer, kind: str) -> float:
     """What the origin counted, from its own /metrics."""
     async with server.http.get(server.url + "/metrics") as response:
         text = await response.text()
-    prefix = f'liveroom_hls_requests_total{{kind="{kind}"}} '
+    # Every series carries the node's label too: {node="…",kind="part"}.
+    total = 0.0
     for line in text.splitlines():
-        if line.startswith(prefix):
-            return float(line.removeprefix(prefix))
-    return 0.0
+        if line.startswith("liveroom_hls_requests_total{") and f'kind="{kind}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 async def test_a_thousand_players_cost_the_origin_one_request_per_url(
