@@ -29,7 +29,11 @@ def test_a_child_and_its_grandchild_are_seen_until_they_exit() -> None:
     shell = subprocess.Popen(["sh", "-c", f"{shlex.join(SLEEPER)}; exit 0"])
     grandchild = None
     try:
-        _until(lambda: procstats.children(shell.pid), "the shell starts its child")
+        # The shell forks, then the child execs the sleeper: on a busy machine the child can be
+        # seen between the two, still a copy of the shell.
+        _until(lambda: [c for c in procstats.children(shell.pid)
+                        if (child := procstats.info(c)) and child.cmdline == " ".join(SLEEPER)],
+               "the shell starts the sleeper")
         assert shell.pid in procstats.children(os.getpid())
         [grandchild] = procstats.children(shell.pid)
         assert procstats.descendants(shell.pid) == [grandchild]

@@ -190,6 +190,19 @@ class World:
         rid = reservation if isinstance(reservation, str) else reservation.id
         return await self.service.checkout(buyer, body(rid, payment))
 
+    def hold_payment_answers(self) -> asyncio.Event:
+        """The provider's answers wait until the returned event is set: a test decides what
+        happens while a charge is pending, however slow the store (the sandbox answers in 1 ms)."""
+        answered, sink = asyncio.Event(), self.payments.sink
+        assert sink is not None
+
+        async def held_answer(body: bytes, signature: str) -> object:
+            await answered.wait()
+            return await sink(body, signature)
+
+        self.payments.sink = held_answer
+        return answered
+
 
 def body(reservation: str, payment: object = "cod") -> dict[str, object]:
     return {

@@ -147,9 +147,11 @@ async def test_declined_card_keeps_order_unpaid_and_buyer_can_pay_again(world: W
     kinds = [e.kind for e in await world.service.history(BUYER, order.id)]
     assert kinds == ["created", "payment_declined"]
 
+    answered = world.hold_payment_answers()
     await world.service.pay(BUYER, order.id, online(GOOD_CARD))
     with pytest.raises(PaymentInProgress):
         await world.service.pay(BUYER, order.id, online(GOOD_CARD))
+    answered.set()
     await world.payments.drain()
     assert (await world.service.get_order(BUYER, order.id)).status == "paid"
     assert [p.status for p in await world.service.payments_of(BUYER, order.id)] == [
@@ -164,14 +166,7 @@ async def test_paying_twice_at_once_charges_the_card_once(world: World) -> None:
     order = await world.checkout(BUYER, held, online(DECLINED_CARD))
     await world.payments.drain()
     # The provider answers only after both clicks were decided, however slow the store is.
-    answered, sink = asyncio.Event(), world.payments.sink
-    assert sink is not None
-
-    async def held_answer(body: bytes, signature: str) -> object:
-        await answered.wait()
-        return await sink(body, signature)
-
-    world.payments.sink = held_answer
+    answered = world.hold_payment_answers()
     results = await asyncio.gather(
         world.service.pay(BUYER, order.id, online(GOOD_CARD)),
         world.service.pay(BUYER, order.id, online(GOOD_CARD)),
