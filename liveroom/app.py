@@ -247,7 +247,8 @@ def build_services(settings: Settings, redis_url: str, *,
     sales = SaleDesk(redis, catalog, inventory, clock, edge.emit_to)
     stock_pusher = StockBroadcaster(edge.emit_to, emit_together=edge.emit_together,
                                     sold_out_news=sales.sold_out_news,
-                                    room_size=edge.local_members)
+                                    claimed_view=sales.claimed_view,
+                                    room_size=edge.local_members, now_ms=clock)
     stock_changed.connect(stock_pusher.record)
     sold_out_relay = SoldOutRelay(bus, inventory, process_name)
     sold_out_news.connect(sold_out_relay.tell)
@@ -260,7 +261,7 @@ def build_services(settings: Settings, redis_url: str, *,
                 for sale in await sales.room_sales(room_id, limit=100)]
 
     replays = ReplayDesk(recorder, catalog.get_room, sales_of)
-    sweeper = HoldSweeper(inventory, on_change=without_auction_lots(sales.announce))
+    sweeper = HoldSweeper(inventory, on_change=without_auction_lots(stock_pusher.announce))
     life.register("hold sweeper", start=sweeper.start, close=sweeper.close)
 
     # Followers, watch time, and lucky bags (whose prizes are holds in free sales).
