@@ -29,6 +29,8 @@ from ._playlist import Playlist
 __all__ = ["InitOut", "Output", "PartOut", "SegmentOut", "Segmenter"]
 
 _TICKS_PER_MS = CLOCK_RATE // 1000
+# At most this much silence (samples, 2 s) goes before a generation's first sound.
+MAX_LEAD_SILENCE = 2 * AUDIO_RATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +139,9 @@ class Segmenter:
         Timestamps follow the decoded samples from where the first audio frame after the
         muxer's start lands on the video's timeline (its arrival against the last video
         frame's), with silence before it back to the generation's first frame (so the sound
-        has no hole where a player starts): lip sync is as good as the two tracks' arrival; a
-        lost packet shifts the audio earlier by its 20 ms (the decoder gives nothing for it)."""
+        has no hole where a player starts; up to ``MAX_LEAD_SILENCE``): lip sync is as good as
+        the two tracks' arrival; a lost packet shifts the audio earlier by its 20 ms (the
+        decoder gives nothing for it)."""
         muxer = self._muxer
         if muxer is None or not muxer.has_audio:
             return []
@@ -151,7 +154,11 @@ class Segmenter:
             start = self._generation_start * AUDIO_RATE // CLOCK_RATE
             late = video_ticks * AUDIO_RATE // CLOCK_RATE - start
             self._audio_pts = start
-            if late > 0:
+            if late > MAX_LEAD_SILENCE:
+                # Encoding that much silence would hold the event loop: the sound starts
+                # where it lands, and players skip the hole before it.
+                self._audio_pts = start + late
+            elif late > 0:
                 self._fifo.write(_silence(late))
         try:
             decoded = self._opus.decode(av.Packet(data))

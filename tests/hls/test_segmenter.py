@@ -32,10 +32,11 @@ def run(frames: list[tuple[bytes, bool]], start_rtp: int = 1000
     return playlist, segmenter, outputs, wants
 
 
-def run_with_sound(frames: list[tuple[bytes, bool]], opus: list[bytes]
-                   ) -> tuple[Playlist, list[Any]]:
-    """Video at 30 fps with the microphone's 20 ms frames between them (5 for every 3), each
-    stamped with its arrival on one clock, as the packager gets them from the relay."""
+def run_with_sound(frames: list[tuple[bytes, bool]], opus: list[bytes], *,
+                   sound_from: int = 0) -> tuple[Playlist, list[Any]]:
+    """Video at 30 fps with the microphone's 20 ms frames between them (5 for every 3, from
+    frame ``sound_from`` on), each stamped with its arrival on one clock, as the packager gets
+    them from the relay."""
     clock = Clock()
     playlist = Playlist("0123abcd", part_target_ms=300, target_duration_s=2)
     segmenter = Segmenter(playlist, segment_max_ms=2499, audio=True)
@@ -43,6 +44,9 @@ def run_with_sound(frames: list[tuple[bytes, bool]], opus: list[bytes]
     sound = iter(opus)
     for index, (data, keyframe) in enumerate(frames):
         outputs += segmenter.push(data, 1000 + index * FRAME_TICKS, keyframe, clock())
+        if index < sound_from:
+            clock.advance(33)
+            continue
         for _ in range((index + 1) * 5 // 3 - index * 5 // 3):
             packet = next(sound, None)
             if packet is not None:
@@ -148,3 +152,25 @@ def test_with_sound_each_track_runs_on_through_parts_and_segments_from_their_key
     container: Any = av.open(io.BytesIO(init + b"".join(s.data for s in segments)),
                              format="mp4")
     assert sum(1 for _ in container.decode(video=0)) == 90
+
+
+def first_sound_s(outputs: list[Any]) -> float:
+    for out in outputs:
+        if isinstance(out, SegmentOut):
+            for fragment in fragments(out.data):
+                for track in fragment.tracks:
+                    if track.track_id == 2:
+                        return track.base_time / 48_000
+    raise AssertionError("no sound")
+
+
+def test_a_late_microphone_is_preceded_by_silence_up_to_two_seconds() -> None:
+    frames = encode(120, keyframes={30, 60, 90})
+    # Its first sound arrives 0.5 s after the first picture: silence before, from 0.
+    _, outputs = run_with_sound(frames, encode_opus(3.5), sound_from=15)
+    assert first_sound_s(outputs) == 0
+    segments = [out.data for out in outputs if isinstance(out, SegmentOut)]
+    assert timeline_problems(segments) == []
+    # 3 s late: the sound starts where it lands (no 3 s of silence encoded at once).
+    _, outputs = run_with_sound(frames, encode_opus(1.0), sound_from=90)
+    assert 2.9 <= first_sound_s(outputs) <= 3.0
