@@ -40,9 +40,18 @@ from .commerce import (
     PaymentCallbacks,
     RoomFigures,
 )
+from .exceptions import UnknownProduct
 from .follows import FollowerPusher, FollowService
 from .handoff_process import new_consumer
-from .hls import HlsPackagers, HlsReader, HlsStore, Recorder, ReplayDesk, SaleMoment
+from .hls import (
+    HlsPackagers,
+    HlsReader,
+    HlsStore,
+    PinMoment,
+    Recorder,
+    ReplayDesk,
+    SaleMoment,
+)
 from .hooks import AsyncHook, Hook
 from .http import Api
 from .http._base import error_middleware
@@ -260,7 +269,17 @@ def build_services(settings: Settings, redis_url: str, *,
         return [SaleMoment(sale.id, sale.product_id, sale.title, sale.starts_at)
                 for sale in await sales.room_sales(room_id, limit=100)]
 
-    replays = ReplayDesk(recorder, catalog.get_room, sales_of)
+    async def pins_of(room_id: str) -> list[PinMoment]:
+        moments = []
+        for product_id, at in await catalog.pins(room_id):
+            try:
+                product = await catalog.get_product(product_id)
+            except UnknownProduct:
+                continue
+            moments.append(PinMoment(product_id, product.title, at))
+        return moments
+
+    replays = ReplayDesk(recorder, catalog.get_room, sales_of, pins_of)
     sweeper = HoldSweeper(inventory, on_change=without_auction_lots(stock_pusher.announce))
     life.register("hold sweeper", start=sweeper.start, close=sweeper.close)
 
