@@ -83,16 +83,10 @@ class PostgresOrderStore:
         if self._pool is not None:
             return
         try:
-            pool = await database.open_pool(self.url, max_size=self._pool_size)
+            self._pool = await database.open_migrated(
+                self.url, MIGRATIONS_COMPONENT, "orders", max_size=self._pool_size)
         except database.DatabaseUnavailable as exc:
             raise StoreUnavailable(exc.detail) from None
-        try:
-            await database.migrate(pool, MIGRATIONS_COMPONENT,
-                                   database.migrations_in("orders"))
-        except BaseException:
-            await pool.close()
-            raise
-        self._pool = pool
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -103,23 +97,8 @@ class PostgresOrderStore:
         if self._pool is None:
             raise RuntimeError("order store is not open")
         pool = self._pool
-
-        async def work() -> T:
-            async with pool.acquire() as conn:
-                if not write:
-                    return await fn(conn)
-                async with conn.transaction():
-                    return await fn(conn)
-
         try:
-            try:
-                return await database.guarded(self.url, work)
-            except database.DatabaseUnavailable:
-                if write:
-                    raise
-                # A connection the pool kept from before a server restart fails on its first
-                # use; a read tries once more, on a fresh one.
-                return await database.guarded(self.url, work)
+            return await database.run(pool, self.url, fn, write=write)
         except database.DatabaseUnavailable as exc:
             raise StoreUnavailable(exc.detail) from None
 
@@ -297,11 +276,11 @@ class PostgresOrderStore:
         sums_sql, rooms_sql, args = figure_sql(query)
 
         async def work(conn: Conn) -> list[FigureRow]:
-            sums = await conn.fetch(_numbered(sums_sql), query.window_ms, *args)
+            sums = await conn.fetch(database.numbered(sums_sql), query.window_ms, *args)
             if query.group == "room":
                 rooms: list[Any] = [(row[0], row[0]) for row in sums]
             else:
-                rooms = await conn.fetch(_numbered(rooms_sql), *args)
+                rooms = await conn.fetch(database.numbered(rooms_sql), *args)
             return figure_rows(sums, rooms)
 
         return await self._run(work)
@@ -431,12 +410,6 @@ class PostgresOrderStore:
             return None if row is None else Payment(**dict(row))
 
         return await self._run(work)
-
-
-def _numbered(sql: str) -> str:
-    """``?`` placeholders (SQL shared with the SQLite store) as PostgreSQL's ``$1, $2…``."""
-    parts = sql.split("?")
-    return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
 def _rowcount(status: str) -> int:
