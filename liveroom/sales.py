@@ -19,6 +19,7 @@ from .catalog import Catalog, Room, text_of
 from .exceptions import Forbidden
 from .identity import User
 from .loops import cancelling
+from .lots import hold_s_of, lot_view
 from .payload import Payload
 from .rooms import bans_in_force
 
@@ -38,29 +39,19 @@ SOLD_OUT_MESSAGE = "sale_sold_out"
 MAX_PACED_SALES = 4_096
 MAX_COUNTDOWN_S = 86_400
 MAX_DURATION_S = 86_400
-MIN_HOLD_S, MAX_HOLD_S = 10, 3_600
 
 
 def sale_view(sale: Sale, server_time: int) -> dict[str, Any]:
     return {
-        "id": sale.id,
-        "room": sale.room_id,
-        "product": sale.product_id,
-        "title": sale.title,
+        **lot_view(sale, sale.status, sale.ends_at, server_time),
         "category": sale.category,
         "brand": sale.brand,
-        "status": sale.status,
         "stock": sale.stock,
         "remaining": sale.remaining,
         "held": sale.held,
         "sold": sale.sold,
         "price_cents": sale.price_cents,
         "per_user_limit": sale.per_user_limit,
-        "hold_s": sale.hold_ms // 1000,
-        "starts_at": sale.starts_at,
-        "ends_at": sale.ends_at,
-        "ended_reason": sale.ended_reason,
-        "server_time": server_time,
     }
 
 
@@ -125,8 +116,7 @@ class SaleDesk:
         starts_in = payload.integer("starts_in_s", minimum=0, maximum=MAX_COUNTDOWN_S,
                                     required=False, default=0)
         duration = payload.integer("duration_s", minimum=1, maximum=MAX_DURATION_S)
-        hold = payload.integer("hold_s", minimum=MIN_HOLD_S, maximum=MAX_HOLD_S,
-                               required=False, default=120)
+        hold = hold_s_of(payload)
         room = await self._catalog.owned_room(anchor, room_id)
         product = await self._catalog.get_product(product_id)
         if product.anchor_id != room.anchor_id:
