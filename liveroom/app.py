@@ -214,7 +214,7 @@ def build_services(settings: Settings, redis_url: str, *,
     )
     life.register("media relay", close=media.close)
     media_router = MediaRouter(media, redis, bus, process_name,
-                               several_workers=settings.workers > 1)
+                               several_workers=settings.shares_redis)
     media_pusher = MediaHealthPusher(edge, media_router)
     media_changed.connect(media_pusher.changed)
     life.register("media health pusher", start=media_pusher.start, close=media_pusher.close)

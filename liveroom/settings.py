@@ -302,6 +302,14 @@ class Settings:
         """The node's name in metrics: ``node_name``, else the host name."""
         return self.node_name or socket.gethostname()
 
+    @property
+    def shares_redis(self) -> bool:
+        """Whether other server processes may use this one's Redis: its other workers
+        (``--workers N``), or other nodes (a Redis this server did not start). Then broadcasts
+        and media requests cross processes through Redis, and Socket.IO is websocket only (a
+        load balancer needs no sticky sessions)."""
+        return self.workers > 1 or self.redis_url is not None
+
     def resolve_secret(self) -> bytes:
         """The token-signing secret: ``LIVEROOM_SECRET``, else a file made on first start."""
         if self.secret:

@@ -240,3 +240,10 @@ def test_webrtc_seats_default_to_100_and_come_from_the_environment() -> None:
     for bad in ("-1", "many", "100001"):
         with pytest.raises(SettingsError, match="LIVEROOM_WEBRTC_SEATS"):
             Settings.from_env({"LIVEROOM_WEBRTC_SEATS": bad})
+
+
+def test_a_server_on_a_redis_it_did_not_start_shares_its_broadcasts() -> None:
+    """Another node may use that Redis: Socket.IO broadcasts go through it, websocket only."""
+    assert not Settings.from_env({}).shares_redis
+    assert Settings.from_env({"LIVEROOM_WORKERS": "2"}).shares_redis
+    assert Settings.from_env({"LIVEROOM_REDIS_URL": "redis://10.0.0.11:6379/0"}).shares_redis
