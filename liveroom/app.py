@@ -329,7 +329,7 @@ def build_services(settings: Settings, redis_url: str, *,
     life.register("figures pusher", start=figures_pusher.start, close=figures_pusher.close)
     CommerceEvents(edge, inventory, orders)
     if handoff_in_process:  # else a process of its own (liveroom serve)
-        handoff = new_consumer(redis, order_store)
+        handoff = new_consumer(settings, redis, order_store)
         life.register("hand-off consumer", start=handoff.start, close=handoff.close)
     # Housekeeping runs where the consumer is owned: with the in-process consumer, or in the
     # server (the first worker) that owns the consumer's process.

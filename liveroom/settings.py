@@ -62,9 +62,15 @@ class Settings:
     # batch's reservations answer store_unavailable (docs/reliability.md, "Redis Sentinel").
     redis_wait_replica: bool = True
     redis_wait_timeout_ms: int = 500
-    # The ``node`` label of every metric series (each node is scraped on its own); None: the
-    # machine's host name.
+    # The node's name, unique among the nodes sharing a Redis: the ``node`` label of every
+    # metric series (each node is scraped on its own) and the name of its orders hand-off
+    # consumer in the consumer group. None: the machine's host name (and, for the consumer,
+    # the data dir too, so two nodes on one machine never share a consumer name).
     node_name: str | None = None
+    # How long a hand-off stream entry may stay read and unacknowledged by one node's consumer
+    # before another node's consumer claims it (XAUTOCLAIM): how long the orders of a dead
+    # node's last moments wait to be recorded. Longer than a live consumer ever holds a batch.
+    handoff_claim_idle_ms: int = 30_000
     data_dir: Path = Path("./var")
     # None: orders and certificates in SQLite files in the data dir (one machine). A
     # postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE URL: in that PostgreSQL, shared by every
@@ -210,6 +216,9 @@ class Settings:
         if self.node_name is not None and not (
                 0 < len(self.node_name) <= 64 and self.node_name.isprintable()):
             raise SettingsError(f"{ENV_PREFIX}NODE_NAME must be 1 to 64 printable characters")
+        if not 1_000 <= self.handoff_claim_idle_ms <= 3_600_000:
+            raise SettingsError(f"{ENV_PREFIX}HANDOFF_CLAIM_IDLE_MS must be from 1000 to "
+                                "3600000")
         if not 1 <= self.redis_wait_timeout_ms <= 60_000:
             raise SettingsError(f"{ENV_PREFIX}REDIS_WAIT_TIMEOUT_MS must be from 1 to 60000")
         if self.database_url is not None:
@@ -309,6 +318,15 @@ class Settings:
         and media requests cross processes through Redis, and Socket.IO is websocket only (a
         load balancer needs no sticky sessions)."""
         return self.workers > 1 or self.redis_url is not None
+
+    @property
+    def handoff_consumer(self) -> str:
+        """This node's consumer name in the hand-off consumer group: the same after a restart
+        (its own unacknowledged entries are re-read at once), different on every node (a
+        dead node's are claimed by another's after ``handoff_claim_idle_ms``)."""
+        if self.node_name is not None:
+            return self.node_name
+        return f"{socket.gethostname()}:{self.data_dir.resolve()}"
 
     def resolve_secret(self) -> bytes:
         """The token-signing secret: ``LIVEROOM_SECRET``, else a file made on first start."""

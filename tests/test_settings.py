@@ -247,3 +247,24 @@ def test_a_server_on_a_redis_it_did_not_start_shares_its_broadcasts() -> None:
     assert not Settings.from_env({}).shares_redis
     assert Settings.from_env({"LIVEROOM_WORKERS": "2"}).shares_redis
     assert Settings.from_env({"LIVEROOM_REDIS_URL": "redis://10.0.0.11:6379/0"}).shares_redis
+
+
+def test_each_node_has_its_own_stable_handoff_consumer_name(tmp_path: Path) -> None:
+    """The consumer of a node is named the same after every restart (it re-reads what it had
+    read at once) and differently on every node (another node claims a dead one's entries)."""
+    named = Settings.from_env({"LIVEROOM_NODE_NAME": "node-a"}, data_dir=tmp_path / "a")
+    assert named.handoff_consumer == "node-a"
+    first = Settings.from_env({}, data_dir=tmp_path / "a")
+    assert first.handoff_consumer == Settings.from_env({}, data_dir=tmp_path / "a"
+                                                       ).handoff_consumer
+    assert first.handoff_consumer != Settings.from_env({}, data_dir=tmp_path / "b"
+                                                       ).handoff_consumer
+
+
+def test_the_handoff_claim_idle_time_defaults_to_30_s_and_is_bounded() -> None:
+    assert Settings.from_env({}).handoff_claim_idle_ms == 30_000
+    assert Settings.from_env({"LIVEROOM_HANDOFF_CLAIM_IDLE_MS": "2000"}
+                             ).handoff_claim_idle_ms == 2_000
+    for bad in ("0", "999", "3600001", "soon"):
+        with pytest.raises(SettingsError, match="HANDOFF_CLAIM_IDLE_MS"):
+            Settings.from_env({"LIVEROOM_HANDOFF_CLAIM_IDLE_MS": bad})
