@@ -22,7 +22,7 @@ from orders import HandoffConsumer, OrderStore
 
 from .loops import PeriodicLoop
 from .settings import Settings
-from .stores import CONSUMER_POOL_SIZE, order_store
+from .stores import order_store
 
 __all__ = ["HandoffProcess", "consume_handoff", "run_handoff_process"]
 
@@ -66,7 +66,7 @@ async def consume_handoff(settings: Settings, redis_url: str,
 
     watcher = asyncio.create_task(watch_parent(), name="handoff-parent-watch")
     redis = redis_client(redis_url, 4)
-    store = order_store(settings, CONSUMER_POOL_SIZE)
+    store = order_store(settings, handoff=True)
     await store.open()
     consumer = new_consumer(settings, redis, store)
     consumer.start()

@@ -76,6 +76,14 @@ class Settings:
     # postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE URL: in that PostgreSQL, shared by every
     # node (migrated at start, once, however many nodes start together).
     database_url: str | None = None
+    # PostgreSQL connections per process: each pool opens ``database_pool_min`` at start and
+    # grows to its maximum under load: the order store's (every server process), the
+    # certificate store's (every server process) and the hand-off consumer process's. Size the
+    # server's max_connections for the sum over every process of every node.
+    database_pool_min: int = 1
+    database_orders_pool_max: int = 10
+    database_certificates_pool_max: int = 5
+    database_handoff_pool_max: int = 2
     # The certificate signing key (an Ed25519 private key, PKCS#8 PEM). None: the key in the
     # data dir, made on first start. Nodes sharing a database share this file; the public keys
     # of keys used before are kept in the database, so a rotated-out key still verifies.
@@ -219,6 +227,7 @@ class Settings:
         if not 1_000 <= self.handoff_claim_idle_ms <= 3_600_000:
             raise SettingsError(f"{ENV_PREFIX}HANDOFF_CLAIM_IDLE_MS must be from 1000 to "
                                 "3600000")
+        self._validate_pools()
         if not 1 <= self.redis_wait_timeout_ms <= 60_000:
             raise SettingsError(f"{ENV_PREFIX}REDIS_WAIT_TIMEOUT_MS must be from 1 to 60000")
         if self.database_url is not None:
@@ -256,6 +265,17 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()}: {exc}") from None
         self._validate_ice()
+
+    def _validate_pools(self) -> None:
+        if not 0 <= self.database_pool_min <= 100:
+            raise SettingsError(f"{ENV_PREFIX}DATABASE_POOL_MIN must be from 0 to 100")
+        for name in ("database_orders_pool_max", "database_certificates_pool_max",
+                     "database_handoff_pool_max"):
+            value = getattr(self, name)
+            if not max(1, self.database_pool_min) <= value <= 1000:
+                raise SettingsError(
+                    f"{ENV_PREFIX}{name.upper()} must be from {ENV_PREFIX}DATABASE_POOL_MIN "
+                    f"({self.database_pool_min}, at least 1) to 1000, not {value}")
 
     def _validate_transport(self) -> None:
         for name in ("http_header_timeout_s", "http_body_timeout_s", "socket_connect_timeout_s",

@@ -74,16 +74,18 @@ def _reservation(row: Any) -> ReservationInfo:
 class PostgresOrderStore:
     """``OrderStore`` on PostgreSQL. ``open`` connects and migrates (once across nodes)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, pool_min: int = 1) -> None:
         self.url = database.check_database_url(url)
         self._pool_size = pool_size
+        self._pool_min = min(pool_min, pool_size)
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
         if self._pool is not None:
             return
         try:
-            pool = await database.open_pool(self.url, max_size=self._pool_size)
+            pool = await database.open_pool(self.url, min_size=self._pool_min,
+                                            max_size=self._pool_size)
         except database.DatabaseUnavailable as exc:
             raise StoreUnavailable(exc.detail) from None
         try:
