@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from orders import HandoffConsumer, HandoffRecord, OrderStore
-from orders.keys import HANDOFF_GROUP, SALES_SET, handoff_stream
+from orders.keys import HANDOFF_GROUP, SALES_SET, UNREAD_SALES, handoff_stream
 from tests.clock import T0
 from tests.rawdb import RawDatabase, StoreLocation
 
@@ -325,3 +325,53 @@ async def test_a_failed_pass_is_retried_by_the_same_consumer_at_once(
         assert await _pending(redis, SALE_A) == 0
     finally:
         await flaky.close()
+
+
+async def test_entries_of_a_sale_that_ended_before_they_were_read_are_recorded(
+    redis: aioredis.Redis, store_location: StoreLocation
+) -> None:
+    """A node's consumer read the sale's last entries and died; the sale ended and its last hold
+    was checked out, so the sweeper took it out of the open sales at once. Another node's
+    consumer still claims and records those entries once they have been idle long enough, and
+    only then stops reading the sale."""
+    from inventory import InventoryService
+    from tests.clock import Clock
+    from tests.inventory.conftest import make_spec
+
+    clock = Clock()
+    inventory = InventoryService(redis, now_ms=clock)
+    await inventory.start()
+    store = new_store(store_location)
+    try:
+        sale = await inventory.create_sale(make_spec(clock))
+        bought = await inventory.buy(sale.id, BUYER.user_id, 1, "r1")
+        assert bought.reservation is not None
+        await inventory.commit(bought.reservation.id, BUYER.user_id)
+        stream = handoff_stream(sale.id)
+        read: Any = await redis.xreadgroup(HANDOFF_GROUP, "dead", {stream: ">"})
+        assert len(read[0][1]) == 2  # reserved, committed: read, never recorded
+        await inventory.end_sale(sale.id)
+        clock.advance(1)
+        assert (await inventory.expire_holds(sale.id)).done  # no longer an open sale
+        assert not await redis.sismember(SALES_SET, sale.id)
+
+        patient = await _consumer(redis, store, "live", claim_idle_ms=3_600_000)
+        assert await patient.process_once() == 0  # not idle long enough to be claimed
+        assert await redis.sismember(UNREAD_SALES, sale.id)
+        rescuer = await _consumer(redis, store, "rescuer", claim_idle_ms=0)
+        assert await rescuer.process_once() == 2
+        info = await store.get_reservation(bought.reservation.id)
+        assert info is not None
+        assert info.state == "committed"
+        assert await _pending(redis, sale.id) == 0
+        assert not await redis.sismember(UNREAD_SALES, sale.id), "done with the sale"
+
+        # A sale whose stream is gone (its retention is over) is dropped, not recreated.
+        await redis.sadd(UNREAD_SALES, "s_goneGONE00")
+        assert await rescuer.process_once() == 0
+        assert not await redis.sismember(UNREAD_SALES, "s_goneGONE00")
+        assert not await redis.exists(handoff_stream("s_goneGONE00"))
+    finally:
+        await store.close()
+        await inventory.close()
+        await inventory.disconnect()
