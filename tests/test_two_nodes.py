@@ -388,7 +388,18 @@ async def handoff_complete(nodes: TwoNodes, sale_id: str) -> None:
         return int(pending["pending"]) == 0 and sorted(await recorded()) == sorted(
             await entry_ids())
 
-    await eventually(done, "every hand-off entry recorded and acknowledged")
+    try:
+        await eventually(done, "every hand-off entry recorded and acknowledged")
+    except AssertionError as late:
+        # What was left, and what the surviving consumer said about it.
+        stream_ids, stored = set(await entry_ids()), set(await recorded())
+        pending = await nodes.redis.xpending(stream, HANDOFF_GROUP)
+        consumers = await nodes.redis.xinfo_consumers(stream, HANDOFF_GROUP)
+        logs = "\n".join(f"{node.name}:\n{node.server.log_tail(40)}"
+                         for node in (nodes.a, nodes.b))
+        raise AssertionError(f"{late}: not recorded {sorted(stream_ids - stored)}, recorded "
+                             f"but not in the stream {sorted(stored - stream_ids)}, pending "
+                             f"{pending}, consumers {consumers}\n{logs}") from None
     entries = await recorded()
     assert len(entries) == len(set(entries))
 
