@@ -144,10 +144,10 @@ async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10,
 
 
 async def open_migrated(url: str, component: str, package: str, *,
-                        max_size: int) -> asyncpg.Pool:
+                        min_size: int = 1, max_size: int) -> asyncpg.Pool:
     """``open_pool``, then ``migrate`` the database to ``component``'s migrations of
     ``package`` (``migrations_in(package)``); the pool is closed again if migrating fails."""
-    pool = await open_pool(url, max_size=max_size)
+    pool = await open_pool(url, min_size=min_size, max_size=max_size)
     try:
         await migrate(pool, component, migrations_in(package))
     except BaseException:

@@ -6,8 +6,9 @@ by the inventory's Lua, in the same step as the change, as one entry on the sale
 
     XADD {sale:ID}:stream * type <EntryType> data <msgpack map with the keys of FIELDS>
 
-``orders`` reads the streams of the sales listed in ``SALES_KEY`` with the consumer group
-``CONSUMER_GROUP`` (which the inventory creates with the sale, from the first entry).
+``orders`` reads the streams of the sales listed in ``SALES_KEY`` or ``UNREAD_KEY`` with the
+consumer group ``CONSUMER_GROUP`` (which the inventory creates with the sale, from the first
+entry).
 
 The producer's Lua is generated from this module (``inventory/_scripts.py``), so a field added
 to ``FIELDS`` is written by every script; the consumer decodes with ``decode``. A consumer
@@ -30,6 +31,7 @@ __all__ = [
     "FIELDS",
     "SALES_KEY",
     "TYPE_FIELD",
+    "UNREAD_KEY",
     "Entry",
     "EntryType",
     "Field",
@@ -54,6 +56,14 @@ CONSUMER_GROUP: Final = "orders"
 
 # Set of the ids of the sales still open (kept by the inventory): whose streams to read.
 SALES_KEY: Final = "inventory:active_sales"
+
+# Set of the ids of the sales whose streams may hold entries orders has not recorded yet. A sale
+# leaves SALES_KEY as soon as it has ended with no hold left, whatever its consumers have read
+# (they may be behind: a database outage, a dead node whose read entries wait to be claimed), so
+# the inventory adds each sale here too when it lists it in SALES_KEY, and the consumer adds
+# every sale it sees there; the consumer removes a sale once it has left SALES_KEY and its
+# stream holds nothing unread or unacknowledged (or no longer exists).
+UNREAD_KEY: Final = "handoff:unread_sales"
 
 # Integers are msgpack integers of at most 64 bits, sign included.
 _INT_LIMIT = 2**63

@@ -447,6 +447,7 @@ class AuctionService:
         and this is mended by the next step, which lists it again before anything else."""
         with store_errors():
             await self._client.sadd(keys.ACTIVE_SALES, keys.auction_sale_id(auction_id))
+            await self._client.sadd(keys.UNREAD_SALES, keys.auction_sale_id(auction_id))
 
     async def _hold(self, auction_id: str, reservation_id: str) -> tuple[Hold, str]:
         """The hold ``reservation_id`` of the auction's sale, and whose it is."""

@@ -354,6 +354,7 @@ class InventoryService:
             # dropped by the next sweep.
             with store_errors():
                 await self._client.sadd(keys.ACTIVE_SALES, sale_id)
+                await self._client.sadd(keys.UNREAD_SALES, sale_id)
             reply = await self._scripts.run("create_sale", keys.sale_keys(sale_id), args)
             if reply[0] == "ok":
                 return await self.get_sale(sale_id)

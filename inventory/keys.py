@@ -20,6 +20,7 @@ __all__ = [
     "RESERVATION_ID_RE",
     "SALE_ID_RE",
     "SALE_RETENTION_MS",
+    "UNREAD_SALES",
     "WAIT_FENCE",
     "AuctionKeys",
     "SaleKeys",
@@ -31,6 +32,8 @@ __all__ = [
 # Sale ids the sweeper visits (and whose streams orders reads); a sale leaves it once it has
 # ended and holds no stock.
 ACTIVE_SALES = schema.SALES_KEY
+# Sales whose hand-off stream orders has not finished reading (handoff.schema.UNREAD_KEY).
+UNREAD_SALES = schema.UNREAD_KEY
 
 # Once a sale has ended and its last hold is settled, its keys live on this long (reservations
 # and the stream stay readable for orders/ and support), then Redis drops them.

@@ -223,7 +223,7 @@ def build_services(settings: Settings, redis_url: str, *,
     )
     life.register("media relay", close=media.close)
     media_router = MediaRouter(media, redis, bus, process_name,
-                               several_workers=settings.workers > 1)
+                               several_workers=settings.shares_redis)
     media_pusher = MediaHealthPusher(edge, media_router)
     media_changed.connect(media_pusher.changed)
     life.register("media health pusher", start=media_pusher.start, close=media_pusher.close)
@@ -349,7 +349,7 @@ def build_services(settings: Settings, redis_url: str, *,
     life.register("figures pusher", start=figures_pusher.start, close=figures_pusher.close)
     CommerceEvents(edge, inventory, orders)
     if handoff_in_process:  # else a process of its own (liveroom serve)
-        handoff = new_consumer(redis, order_store)
+        handoff = new_consumer(settings, redis, order_store)
         life.register("hand-off consumer", start=handoff.start, close=handoff.close)
     # Housekeeping runs where the consumer is owned: with the in-process consumer, or in the
     # server (the first worker) that owns the consumer's process.

@@ -14,7 +14,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import socket
 from multiprocessing.process import BaseProcess
 
 import redis.asyncio as aioredis
@@ -23,7 +22,7 @@ from orders import HandoffConsumer, OrderStore
 
 from .loops import PeriodicLoop
 from .settings import Settings
-from .stores import CONSUMER_POOL_SIZE, order_store
+from .stores import order_store
 
 __all__ = ["HandoffProcess", "consume_handoff", "run_handoff_process"]
 
@@ -33,11 +32,14 @@ POLL_INTERVAL_S = 0.25
 CLOSE_TIMEOUT_S = 5.0
 
 
-def new_consumer(redis: aioredis.Redis, store: OrderStore) -> HandoffConsumer:
+def new_consumer(settings: Settings, redis: aioredis.Redis, store: OrderStore) -> HandoffConsumer:
+    """The node's consumer: one name per node (``Settings.handoff_consumer``), so a restarted
+    consumer re-reads what it had read and not acknowledged at once, and another node's takes
+    a dead node's entries over after ``handoff_claim_idle_ms``."""
     # Checkout never waits for the hand-off (it commits the hold itself), so the consumer can
     # take large batches a few times a second: one SQLite commit per pass, even under a spike.
-    return HandoffConsumer(redis, store,
-                           consumer_name=f"{socket.gethostname()}-{os.getpid()}",
+    return HandoffConsumer(redis, store, consumer_name=settings.handoff_consumer,
+                           claim_idle_ms=settings.handoff_claim_idle_ms,
                            batch_size=BATCH_SIZE, poll_interval_s=POLL_INTERVAL_S)
 
 
@@ -64,9 +66,9 @@ async def consume_handoff(settings: Settings, redis_url: str,
 
     watcher = asyncio.create_task(watch_parent(), name="handoff-parent-watch")
     redis = redis_client(redis_url, 4)
-    store = order_store(settings, CONSUMER_POOL_SIZE)
+    store = order_store(settings, handoff=True)
     await store.open()
-    consumer = new_consumer(redis, store)
+    consumer = new_consumer(settings, redis, store)
     consumer.start()
     log.info("orders hand-off consumer running (pid %d)", os.getpid())
     try:

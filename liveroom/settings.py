@@ -62,14 +62,28 @@ class Settings:
     # batch's reservations answer store_unavailable (docs/reliability.md, "Redis Sentinel").
     redis_wait_replica: bool = True
     redis_wait_timeout_ms: int = 500
-    # The ``node`` label of every metric series (each node is scraped on its own); None: the
-    # machine's host name.
+    # The node's name, unique among the nodes sharing a Redis: the ``node`` label of every
+    # metric series (each node is scraped on its own) and the name of its orders hand-off
+    # consumer in the consumer group. None: the machine's host name (and, for the consumer,
+    # the data dir too, so two nodes on one machine never share a consumer name).
     node_name: str | None = None
+    # How long a hand-off stream entry may stay read and unacknowledged by one node's consumer
+    # before another node's consumer claims it (XAUTOCLAIM): how long the orders of a dead
+    # node's last moments wait to be recorded. Longer than a live consumer ever holds a batch.
+    handoff_claim_idle_ms: int = 30_000
     data_dir: Path = Path("./var")
     # None: orders and certificates in SQLite files in the data dir (one machine). A
     # postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE URL: in that PostgreSQL, shared by every
     # node (migrated at start, once, however many nodes start together).
     database_url: str | None = None
+    # PostgreSQL connections per process: each pool opens ``database_pool_min`` at start and
+    # grows to its maximum under load: the order store's (every server process), the
+    # certificate store's (every server process) and the hand-off consumer process's. Size the
+    # server's max_connections for the sum over every process of every node.
+    database_pool_min: int = 1
+    database_orders_pool_max: int = 10
+    database_certificates_pool_max: int = 5
+    database_handoff_pool_max: int = 2
     # The certificate signing key (an Ed25519 private key, PKCS#8 PEM). None: the key in the
     # data dir, made on first start. Nodes sharing a database share this file; the public keys
     # of keys used before are kept in the database, so a rotated-out key still verifies.
@@ -226,6 +240,10 @@ class Settings:
         if self.node_name is not None and not (
                 0 < len(self.node_name) <= 64 and self.node_name.isprintable()):
             raise SettingsError(f"{ENV_PREFIX}NODE_NAME must be 1 to 64 printable characters")
+        if not 1_000 <= self.handoff_claim_idle_ms <= 3_600_000:
+            raise SettingsError(f"{ENV_PREFIX}HANDOFF_CLAIM_IDLE_MS must be from 1000 to "
+                                "3600000")
+        self._validate_pools()
         if not 1 <= self.redis_wait_timeout_ms <= 60_000:
             raise SettingsError(f"{ENV_PREFIX}REDIS_WAIT_TIMEOUT_MS must be from 1 to 60000")
         if self.database_url is not None:
@@ -263,6 +281,17 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()}: {exc}") from None
         self._validate_ice()
+
+    def _validate_pools(self) -> None:
+        if not 0 <= self.database_pool_min <= 100:
+            raise SettingsError(f"{ENV_PREFIX}DATABASE_POOL_MIN must be from 0 to 100")
+        for name in ("database_orders_pool_max", "database_certificates_pool_max",
+                     "database_handoff_pool_max"):
+            value = getattr(self, name)
+            if not max(1, self.database_pool_min) <= value <= 1000:
+                raise SettingsError(
+                    f"{ENV_PREFIX}{name.upper()} must be from {ENV_PREFIX}DATABASE_POOL_MIN "
+                    f"({self.database_pool_min}, at least 1) to 1000, not {value}")
 
     def _validate_transport(self) -> None:
         for name in ("http_header_timeout_s", "http_body_timeout_s", "socket_connect_timeout_s",
@@ -317,6 +346,23 @@ class Settings:
     def node(self) -> str:
         """The node's name in metrics: ``node_name``, else the host name."""
         return self.node_name or socket.gethostname()
+
+    @property
+    def shares_redis(self) -> bool:
+        """Whether other server processes may use this one's Redis: its other workers
+        (``--workers N``), or other nodes (a Redis this server did not start). Then broadcasts
+        and media requests cross processes through Redis, and Socket.IO is websocket only (a
+        load balancer needs no sticky sessions)."""
+        return self.workers > 1 or self.redis_url is not None
+
+    @property
+    def handoff_consumer(self) -> str:
+        """This node's consumer name in the hand-off consumer group: the same after a restart
+        (its own unacknowledged entries are re-read at once), different on every node (a
+        dead node's are claimed by another's after ``handoff_claim_idle_ms``)."""
+        if self.node_name is not None:
+            return self.node_name
+        return f"{socket.gethostname()}:{self.data_dir.resolve()}"
 
     def resolve_secret(self) -> bytes:
         """The token-signing secret: ``LIVEROOM_SECRET``, else a file made on first start."""

@@ -15,26 +15,27 @@ from .settings import ENV_PREFIX, Settings
 
 __all__ = ["DatabaseStartError", "certificate_service", "check_database", "order_store"]
 
-# Connections of one process: the server's order store and certificate store share the
-# server's connection budget (max_connections) with every other process and node.
-ORDER_POOL_SIZE = 10
-CONSUMER_POOL_SIZE = 2
-
-
 class DatabaseStartError(Exception):
     """The configured database cannot be used; the message is the one line to print."""
 
 
-def order_store(settings: Settings, pool_size: int = ORDER_POOL_SIZE) -> OrderStore:
+def order_store(settings: Settings, *, handoff: bool = False) -> OrderStore:
+    """The order store of a server process, or (``handoff``) of the hand-off consumer's process:
+    each a pool of its own, sized by the settings (``LIVEROOM_DATABASE_*_POOL_MAX``)."""
     if settings.database_url is None:
         return SqliteOrderStore.in_data_dir(settings.data_dir)
-    return PostgresOrderStore(settings.database_url, pool_size=pool_size)
+    size = (settings.database_handoff_pool_max if handoff
+            else settings.database_orders_pool_max)
+    return PostgresOrderStore(settings.database_url, pool_size=size,
+                              pool_min=settings.database_pool_min)
 
 
 def certificate_service(settings: Settings, clock: Callable[[], int]) -> CertificateService:
     return CertificateService.open(settings.data_dir, now_ms=clock,
                                    database_url=settings.database_url,
-                                   signing_key_file=settings.signing_key_file)
+                                   signing_key_file=settings.signing_key_file,
+                                   pool_size=settings.database_certificates_pool_max,
+                                   pool_min=settings.database_pool_min)
 
 
 async def check_database(settings: Settings) -> None:

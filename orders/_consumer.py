@@ -26,7 +26,7 @@ from handoff import schema
 
 from ._store import HandoffRecord, OrderStore
 from .interfaces import ReservationInfo
-from .keys import HANDOFF_GROUP, SALES_SET, handoff_stream
+from .keys import HANDOFF_GROUP, SALES_SET, UNREAD_SALES, handoff_stream
 
 __all__ = ["HandoffConsumer", "decode_entry"]
 
@@ -101,6 +101,9 @@ class HandoffConsumer:
         self._sale_provider = sale_ids
         self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
         self._watched: set[str] = set()
+        # Sales open (or watched) as of the last ``sale_ids()``; the others are read until their
+        # streams are done (``UNREAD_SALES``).
+        self._open: set[str] = set()
         self._groups_ready: set[str] = set()
         # Sales whose own pending list has been re-read since start (crash recovery).
         self._own_pending_done: set[str] = set()
@@ -113,11 +116,18 @@ class HandoffConsumer:
         self._watched.discard(sale_id)
 
     async def sale_ids(self) -> list[str]:
+        """The sales to read: watched, provided, open (``SALES_SET``), and those that left it
+        with entries perhaps not recorded yet (``UNREAD_SALES``)."""
         ids = set(self._watched)
         if self._sale_provider is not None:
             ids.update(self._sale_provider())
-        members = await self.redis.smembers(SALES_SET)
-        ids.update(_text(m) for m in members)
+        open_sales = {_text(m) for m in await self.redis.smembers(SALES_SET)}
+        if open_sales:
+            # Sales listed before UNREAD_SALES existed, or by an older inventory.
+            await self.redis.sadd(UNREAD_SALES, *open_sales)
+        ids.update(open_sales)
+        self._open = set(ids)
+        ids.update(_text(m) for m in await self.redis.smembers(UNREAD_SALES))
         return sorted(ids)
 
     async def process_once(self) -> int:
@@ -130,6 +140,11 @@ class HandoffConsumer:
 
     async def _process_sale(self, sale_id: str) -> int:
         stream = handoff_stream(sale_id)
+        closed = sale_id not in self._open
+        if closed and not await self.redis.exists(stream):
+            # Its retention is over (or it never had a stream): nothing left to read.
+            await self.redis.srem(UNREAD_SALES, sale_id)
+            return 0
         await self._ensure_group(sale_id, stream)
         handled = 0
         try:
@@ -154,6 +169,10 @@ class HandoffConsumer:
                 handled += await self._apply(sale_id, stream, batch)
                 if len(batch) < self.batch_size:
                     break
+            if closed and int((await self.redis.xpending(stream, HANDOFF_GROUP))["pending"]) == 0:
+                # Ended with no hold left, so no entry comes after the last one read: done. (A
+                # dead consumer's entries keep it here until they are claimed and recorded.)
+                await self.redis.srem(UNREAD_SALES, sale_id)
         except ResponseError as exc:
             self._own_pending_done.discard(sale_id)
             if "NOGROUP" not in str(exc):

@@ -81,9 +81,10 @@ _EXPECTATION_SQL: Mapping[ExpectationQuery, str] = {
 class PostgresOrderStore:
     """``OrderStore`` on PostgreSQL. ``open`` connects and migrates (once across nodes)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, pool_min: int = 1) -> None:
         self.url = database.check_database_url(url)
         self._pool_size = pool_size
+        self._pool_min = min(pool_min, pool_size)
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
@@ -91,7 +92,8 @@ class PostgresOrderStore:
             return
         try:
             self._pool = await database.open_migrated(
-                self.url, MIGRATIONS_COMPONENT, "orders", max_size=self._pool_size)
+                self.url, MIGRATIONS_COMPONENT, "orders", min_size=self._pool_min,
+                max_size=self._pool_size)
         except database.DatabaseUnavailable as exc:
             raise StoreUnavailable(exc.detail) from None
 

@@ -249,3 +249,87 @@ def test_webrtc_seats_default_to_100_and_come_from_the_environment() -> None:
     for bad in ("-1", "many", "100001"):
         with pytest.raises(SettingsError, match="LIVEROOM_WEBRTC_SEATS"):
             Settings.from_env({"LIVEROOM_WEBRTC_SEATS": bad})
+
+
+def test_each_node_has_its_own_stable_handoff_consumer_name(tmp_path: Path) -> None:
+    """The consumer of a node is named the same after every restart (it re-reads what it had
+    read at once) and differently on every node (another node claims a dead one's entries)."""
+    named = Settings.from_env({"LIVEROOM_NODE_NAME": "node-a"}, data_dir=tmp_path / "a")
+    assert named.handoff_consumer == "node-a"
+    first = Settings.from_env({}, data_dir=tmp_path / "a")
+    assert first.handoff_consumer == Settings.from_env({}, data_dir=tmp_path / "a"
+                                                       ).handoff_consumer
+    assert first.handoff_consumer != Settings.from_env({}, data_dir=tmp_path / "b"
+                                                       ).handoff_consumer
+
+
+def test_the_handoff_claim_idle_time_defaults_to_30_s_and_is_bounded() -> None:
+    assert Settings.from_env({}).handoff_claim_idle_ms == 30_000
+    assert Settings.from_env({"LIVEROOM_HANDOFF_CLAIM_IDLE_MS": "2000"}
+                             ).handoff_claim_idle_ms == 2_000
+    for bad in ("0", "999", "3600001", "soon"):
+        with pytest.raises(SettingsError, match="HANDOFF_CLAIM_IDLE_MS"):
+            Settings.from_env({"LIVEROOM_HANDOFF_CLAIM_IDLE_MS": bad})
+
+
+def test_database_pool_sizes_default_and_are_bounded() -> None:
+    settings = Settings.from_env({})
+    assert (settings.database_pool_min, settings.database_orders_pool_max,
+            settings.database_certificates_pool_max, settings.database_handoff_pool_max) == (
+        1, 10, 5, 2)
+    for bad in ({"LIVEROOM_DATABASE_POOL_MIN": "-1"},
+                {"LIVEROOM_DATABASE_ORDERS_POOL_MAX": "0"},
+                {"LIVEROOM_DATABASE_POOL_MIN": "4", "LIVEROOM_DATABASE_HANDOFF_POOL_MAX": "3"}):
+        with pytest.raises(SettingsError, match="DATABASE_"):
+            Settings.from_env(bad)
+
+
+def test_a_server_on_a_redis_it_did_not_start_shares_its_broadcasts() -> None:
+    """Another node may use that Redis: Socket.IO broadcasts go through it, websocket only."""
+    assert not Settings.from_env({}).shares_redis
+    assert Settings.from_env({"LIVEROOM_WORKERS": "2"}).shares_redis
+    assert Settings.from_env({"LIVEROOM_REDIS_URL": "redis://10.0.0.11:6379/0"}).shares_redis
+
+
+async def test_the_pool_sizes_reach_the_postgresql_pools(pg_url: str, tmp_path: Path) -> None:
+    """Each pool (the server's orders and certificates, the hand-off consumer's orders) opens
+    ``LIVEROOM_DATABASE_POOL_MIN`` connections at start, as PostgreSQL counts them."""
+    import asyncpg
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    from liveroom.stores import certificate_service, order_store
+
+    key = tmp_path / "k.pem"
+    key.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    settings = Settings.from_env({
+        "LIVEROOM_DATABASE_URL": pg_url, "LIVEROOM_SECRET": "s" * 40,
+        "LIVEROOM_SIGNING_KEY_FILE": str(key), "LIVEROOM_DATABASE_POOL_MIN": "3",
+        "LIVEROOM_DATABASE_ORDERS_POOL_MAX": "3", "LIVEROOM_DATABASE_CERTIFICATES_POOL_MAX": "4",
+        "LIVEROOM_DATABASE_HANDOFF_POOL_MAX": "5"}, data_dir=tmp_path)
+    observer = await asyncpg.connect(pg_url)
+
+    async def connections() -> int:
+        count: int = await observer.fetchval(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+        return count
+
+    stores = [order_store(settings), order_store(settings, handoff=True)]
+    certificates = certificate_service(settings, lambda: 0)
+    try:
+        before = await connections()
+        for store in stores:
+            await store.open()
+        await certificates.start()
+        assert await connections() - before == 3 * 3
+    finally:
+        for store in stores:
+            await store.close()
+        await certificates.close()
+        await observer.close()

@@ -38,9 +38,10 @@ class PostgresCertificateStore:
     One revocation per certificate and one audit entry per (certificate, action) are unique
     keys, so of two nodes revoking, or reporting one expiry, exactly one wins."""
 
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+    def __init__(self, url: str, *, pool_size: int = 5, pool_min: int = 1) -> None:
         self.url = database.check_database_url(url)
         self._pool_size = pool_size
+        self._pool_min = min(pool_min, pool_size)
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
         self._closed = False
@@ -53,7 +54,8 @@ class PostgresCertificateStore:
                 return
             try:
                 self._pool = await database.open_migrated(
-                    self.url, MIGRATIONS_COMPONENT, "trustbadges", max_size=self._pool_size)
+                    self.url, MIGRATIONS_COMPONENT, "trustbadges", min_size=self._pool_min,
+                    max_size=self._pool_size)
             except database.DatabaseUnavailable as exc:
                 raise StoreUnavailable(exc.detail) from None
 

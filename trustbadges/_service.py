@@ -99,10 +99,12 @@ class CertificateService:
     def open(
         cls, data_dir: Path, *, now_ms: Callable[[], int] = wall_clock_ms,
         database_url: str | None = None, signing_key_file: Path | None = None,
+        pool_size: int = 5, pool_min: int = 1,
     ) -> CertificateService:
         """The production wiring: the signing key of ``signing_key_file`` (or the one in
         ``data_dir``, created if missing), certificates in ``data_dir``'s SQLite file or, with
-        ``database_url``, in PostgreSQL. The store opens on ``start`` (or on first use)."""
+        ``database_url``, in PostgreSQL (a pool of ``pool_min`` to ``pool_size`` connections). The
+        store opens on ``start`` (or on first use)."""
         keys = (KeyRing.load_or_create(data_dir) if signing_key_file is None
                 else KeyRing.from_file(signing_key_file))
         store: CertificateStore
@@ -111,7 +113,8 @@ class CertificateService:
         else:
             from ._pgstore import PostgresCertificateStore
 
-            store = PostgresCertificateStore(database_url)
+            store = PostgresCertificateStore(database_url, pool_size=pool_size,
+                                             pool_min=pool_min)
         return cls(store, keys, now_ms=now_ms)
 
     async def start(self) -> None:

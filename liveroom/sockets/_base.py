@@ -137,12 +137,13 @@ def _without_lone_surrogates(value: Any) -> Any:
 def create_sio(settings: Settings, redis_url: str) -> LeanServer:
     """The process's Socket.IO server: lean sockets, no websocket compression, the event fast
     path and orjson, all installed on this server alone (``liveroom/sockets/_engineio/``)."""
-    several = settings.workers > 1
+    several = settings.shares_redis
     return LeanServer(
         async_mode="aiohttp",
         json=_OrjsonCodec,
-        # Several processes: broadcasts cross processes through Redis, and websocket only, so a
-        # client never needs to reach the same process twice (no sticky sessions).
+        # Several processes (workers, or nodes on one Redis): broadcasts cross processes through
+        # Redis, and websocket only, so a client never needs to reach the same process twice (no
+        # sticky sessions).
         client_manager=(IndexedAsyncRedisManager(socketio_url(redis_url)) if several
                         else IndexedAsyncManager()),
         transports=["websocket"] if several else ["polling", "websocket"],

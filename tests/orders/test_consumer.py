@@ -4,17 +4,15 @@ once, through crashes at every point of a batch."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
 import redis.asyncio as aioredis
 
-from orders import HandoffConsumer, HandoffRecord, OrderStore, SqliteOrderStore
-from orders.keys import HANDOFF_GROUP, SALES_SET, handoff_stream
+from orders import HandoffConsumer, HandoffRecord, OrderStore
+from orders.keys import HANDOFF_GROUP, SALES_SET, UNREAD_SALES, handoff_stream
 from tests.clock import T0
 from tests.rawdb import RawDatabase, StoreLocation
 
@@ -51,12 +49,16 @@ class CrashingStore:
         return applied
 
 
-class HangingStore(SqliteOrderStore):
-    """Blocks inside a batch until cancelled: a consumer stopped mid-batch."""
+class HangingStore:
+    """A store (either backend) that blocks inside a batch until cancelled: a consumer stopped
+    mid-batch."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, inner: OrderStore) -> None:
+        self.inner = inner
         self.entered = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
     async def record_handoff(self, records: Sequence[HandoffRecord], now: int) -> int:
         self.entered.set()
@@ -86,22 +88,14 @@ async def _emit(redis: aioredis.Redis, sale: str, kind: str, seq: int, **extra: 
     await redis.xadd(handoff_stream(sale), {"type": kind, "data": _data(sale, seq, **extra)})
 
 
-def _rows(path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return [tuple(row) for row in conn.execute(sql, args)]
-    finally:
-        conn.close()
+async def _rows(where: StoreLocation, sql: str, *args: object) -> list[tuple[object, ...]]:
+    async with RawDatabase(where, "orders.sqlite3") as db:
+        return await db.rows(sql, *args)
 
 
 async def _pending(redis: aioredis.Redis, sale: str) -> int:
     info = await redis.xpending(handoff_stream(sale), HANDOFF_GROUP)
     return int(info["pending"])
-
-
-@pytest.fixture
-def store_path(data_dir: Path) -> Path:
-    return data_dir / "orders.sqlite3"
 
 
 async def _consumer(
@@ -211,12 +205,12 @@ async def test_crash_mid_stream_loses_and_doubles_nothing(
 
 
 async def test_consumer_stopped_mid_batch_then_restarted(
-    redis: aioredis.Redis, store_path: Path
+    redis: aioredis.Redis, store_location: StoreLocation
 ) -> None:
     await _new_sale(redis, SALE_A)
     for seq in range(1, 21):
         await _emit(redis, SALE_A, "reserved", seq)
-    hanging = HangingStore(store_path)
+    hanging = HangingStore(new_store(store_location))
     first = await _consumer(redis, hanging, "c1", batch_size=5)
     first.start()
     await asyncio.wait_for(hanging.entered.wait(), 5)
@@ -224,17 +218,17 @@ async def test_consumer_stopped_mid_batch_then_restarted(
     await hanging.close()
     assert await _pending(redis, SALE_A) == 5
 
-    store = SqliteOrderStore(store_path)
+    store = new_store(store_location)
     second = await _consumer(redis, store, "c1", batch_size=5, poll_interval_s=0.01)
     second.start()
     try:
         for _ in range(500):
-            recorded = len(_rows(store_path, "SELECT id FROM reservations"))
+            recorded = len(await _rows(store_location, "SELECT id FROM reservations"))
             if recorded == 20 and await _pending(redis, SALE_A) == 0:
                 break
             await asyncio.sleep(0.01)
         await second.close()
-        assert len(_rows(store_path, "SELECT id FROM reservations")) == 20
+        assert len(await _rows(store_location, "SELECT id FROM reservations")) == 20
         assert await _pending(redis, SALE_A) == 0
     finally:
         await second.close()
@@ -242,11 +236,11 @@ async def test_consumer_stopped_mid_batch_then_restarted(
 
 
 async def test_late_redelivery_of_an_older_entry_does_not_undo_a_newer_state(
-    redis: aioredis.Redis, store_path: Path
+    redis: aioredis.Redis, store_location: StoreLocation
 ) -> None:
     await _new_sale(redis, SALE_A)
     await _emit(redis, SALE_A, "reserved", 1)
-    crashing = CrashingStore(SqliteOrderStore(store_path), crash_on_batch=1, after_commit=False)
+    crashing = CrashingStore(new_store(store_location), crash_on_batch=1, after_commit=False)
     dead = await _consumer(redis, crashing, "dead")
     with pytest.raises(ProcessDied):
         await dead.process_once()  # read "reserved", died before recording it
@@ -254,7 +248,7 @@ async def test_late_redelivery_of_an_older_entry_does_not_undo_a_newer_state(
     await _emit(redis, SALE_A, "committed", 1)
     await _emit(redis, SALE_A, "restocked", 1)
 
-    store = SqliteOrderStore(store_path)
+    store = new_store(store_location)
     try:
         live = await _consumer(redis, store, "live", claim_idle_ms=3_600_000)
         assert await live.process_once() == 2
@@ -269,7 +263,7 @@ async def test_late_redelivery_of_an_older_entry_does_not_undo_a_newer_state(
 
 
 async def test_malformed_entries_are_kept_as_dead_letters_and_do_not_block(
-    redis: aioredis.Redis, store_path: Path
+    redis: aioredis.Redis, store_location: StoreLocation
 ) -> None:
     await _new_sale(redis, SALE_A)
     stream = handoff_stream(SALE_A)
@@ -280,21 +274,24 @@ async def test_malformed_entries_are_kept_as_dead_letters_and_do_not_block(
     await redis.xadd(stream, {"type": "reserved", "data": _data(SALE_A, 4, price_cents="9.99")})
     await redis.xadd(stream, {"type": "reserved", "data": _data(SALE_A, 6, qty=2**63 + 5)})
     await _emit(redis, SALE_A, "reserved", 5)
-    store = SqliteOrderStore(store_path)
+    store = new_store(store_location)
     consumer = await _consumer(redis, store, "c1")
     try:
         assert await consumer.process_once() == 7
-        assert _rows(store_path, "SELECT id FROM reservations") == [(f"{SALE_A}.5",)]
-        assert len(_rows(store_path, "SELECT entry_id FROM dead_letters")) == 6
+        assert await _rows(store_location, "SELECT id FROM reservations") == [(f"{SALE_A}.5",)]
+        assert len(await _rows(store_location, "SELECT entry_id FROM dead_letters")) == 6
+        # Each kept with the reason it was refused.
+        errors = await _rows(store_location, "SELECT error FROM dead_letters")
+        assert all(isinstance(error, str) and error for (error,) in errors)
         assert await _pending(redis, SALE_A) == 0
     finally:
         await store.close()
 
 
 async def test_checkout_before_the_stream_is_read_keeps_one_record(
-    redis: aioredis.Redis, data_dir: Path
+    redis: aioredis.Redis, store_location: StoreLocation
 ) -> None:
-    world = await make_world(data_dir)
+    world = await make_world(store_location)
     try:
         held = world.ledger.hold(BUYER.user_id, sale=SALE_A)
         order = await world.checkout(BUYER, held)
@@ -304,7 +301,7 @@ async def test_checkout_before_the_stream_is_read_keeps_one_record(
         await _emit(redis, SALE_A, "committed", seq)
         consumer = HandoffConsumer(redis, world.store, consumer_name="c1", now_ms=world.clock)
         assert await consumer.process_once() == 2
-        rows = _rows(data_dir / "orders.sqlite3", "SELECT id, state FROM reservations")
+        rows = await _rows(store_location, "SELECT id, state FROM reservations")
         assert rows == [(held.id, "committed")]
         assert (await world.service.get_order(BUYER, order.id)).status == "confirmed"
     finally:
@@ -313,18 +310,68 @@ async def test_checkout_before_the_stream_is_read_keeps_one_record(
 
 
 async def test_a_failed_pass_is_retried_by_the_same_consumer_at_once(
-    redis: aioredis.Redis, store_path: Path
+    redis: aioredis.Redis, store_location: StoreLocation
 ) -> None:
     await _new_sale(redis, SALE_A)
     for seq in range(1, 6):
         await _emit(redis, SALE_A, "reserved", seq)
-    flaky = CrashingStore(SqliteOrderStore(store_path), crash_on_batch=1, after_commit=False)
+    flaky = CrashingStore(new_store(store_location), crash_on_batch=1, after_commit=False)
     consumer = await _consumer(redis, flaky, "c1", claim_idle_ms=3_600_000)
     try:
         with pytest.raises(ProcessDied):
             await consumer.process_once()  # e.g. the disk was briefly full
         assert await consumer.process_once() == 5  # own pending entries, no idle wait
-        assert len(_rows(store_path, "SELECT id FROM reservations")) == 5
+        assert len(await _rows(store_location, "SELECT id FROM reservations")) == 5
         assert await _pending(redis, SALE_A) == 0
     finally:
         await flaky.close()
+
+
+async def test_entries_of_a_sale_that_ended_before_they_were_read_are_recorded(
+    redis: aioredis.Redis, store_location: StoreLocation
+) -> None:
+    """A node's consumer read the sale's last entries and died; the sale ended and its last hold
+    was checked out, so the sweeper took it out of the open sales at once. Another node's
+    consumer still claims and records those entries once they have been idle long enough, and
+    only then stops reading the sale."""
+    from inventory import InventoryService
+    from tests.clock import Clock
+    from tests.inventory.conftest import make_spec
+
+    clock = Clock()
+    inventory = InventoryService(redis, now_ms=clock)
+    await inventory.start()
+    store = new_store(store_location)
+    try:
+        sale = await inventory.create_sale(make_spec(clock))
+        bought = await inventory.buy(sale.id, BUYER.user_id, 1, "r1")
+        assert bought.reservation is not None
+        await inventory.commit(bought.reservation.id, BUYER.user_id)
+        stream = handoff_stream(sale.id)
+        read: Any = await redis.xreadgroup(HANDOFF_GROUP, "dead", {stream: ">"})
+        assert len(read[0][1]) == 2  # reserved, committed: read, never recorded
+        await inventory.end_sale(sale.id)
+        clock.advance(1)
+        assert (await inventory.expire_holds(sale.id)).done  # no longer an open sale
+        assert not await redis.sismember(SALES_SET, sale.id)
+
+        patient = await _consumer(redis, store, "live", claim_idle_ms=3_600_000)
+        assert await patient.process_once() == 0  # not idle long enough to be claimed
+        assert await redis.sismember(UNREAD_SALES, sale.id)
+        rescuer = await _consumer(redis, store, "rescuer", claim_idle_ms=0)
+        assert await rescuer.process_once() == 2
+        info = await store.get_reservation(bought.reservation.id)
+        assert info is not None
+        assert info.state == "committed"
+        assert await _pending(redis, sale.id) == 0
+        assert not await redis.sismember(UNREAD_SALES, sale.id), "done with the sale"
+
+        # A sale whose stream is gone (its retention is over) is dropped, not recreated.
+        await redis.sadd(UNREAD_SALES, "s_goneGONE00")
+        assert await rescuer.process_once() == 0
+        assert not await redis.sismember(UNREAD_SALES, "s_goneGONE00")
+        assert not await redis.exists(handoff_stream("s_goneGONE00"))
+    finally:
+        await store.close()
+        await inventory.close()
+        await inventory.disconnect()

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import get_args
 
 import pytest
 
 from orders import TRANSITIONS, CertificationRequired, IllegalTransition, OrderStatus
+from tests.rawdb import StoreLocation
 
 from .conftest import ADMIN, ANCHOR, BUYER, GOOD_CARD, World, make_world, online
 from .helpers import order_in
@@ -44,8 +44,11 @@ def test_every_action_is_exercised() -> None:
 
 @pytest.mark.parametrize("status", STATUSES)
 @pytest.mark.parametrize("action", sorted(TRANSITIONS))
-async def test_transition_table(data_dir: Path, status: str, action: str) -> None:
-    world = await make_world(data_dir)
+async def test_transition_table(store_location: StoreLocation, status: str,
+                                action: str) -> None:
+    """Every action from every status, on both stores: allowed ones move the order and record
+    one event in the same step, refused ones change nothing."""
+    world = await make_world(store_location)
     try:
         order = await order_in(world, status, category="essential_oil")
         world.certs.refund_no_return.add((order.anchor_id, order.category))

@@ -34,8 +34,10 @@ class Recorder:
 
 
 @pytest.fixture
-async def live(data_dir: Path) -> AsyncIterator[CertificateService]:
-    svc = CertificateService.open(data_dir)  # the real clock: expiry happens in real time
+async def live(data_dir: Path, cert_location: StoreLocation
+               ) -> AsyncIterator[CertificateService]:
+    """A service on the real clock (expiry happens in real time), on either store."""
+    svc = open_service(data_dir, cert_location)
     yield svc
     await svc.close()
 

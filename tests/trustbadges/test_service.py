@@ -202,8 +202,23 @@ async def test_bad_requests_rejected(service: CertificateService, clock: Clock) 
         assert info.value.field == field, payload
 
 
+async def stored_text(where: StoreLocation, data_dir: Path) -> dict[str, bytes]:
+    """Everything the service stored: the data dir's files, and on PostgreSQL every row of
+    every table of the store's schema (as JSON text)."""
+    stored = file_contents(data_dir)
+    if isinstance(where, str):
+        async with RawDatabase(where, DB_FILE) as db:
+            tables = await db.rows("SELECT table_name FROM information_schema.tables "
+                                   "WHERE table_schema = current_schema()")
+            assert len(tables) >= 4  # certificates, revocations, audit, signing keys
+            for (table,) in tables:
+                rows = await db.rows(f'SELECT row_to_json(t)::text FROM "{table}" t')
+                stored[f"table {table}"] = "\n".join(str(row[0]) for row in rows).encode()
+    return stored
+
+
 async def test_inspection_hashes_imei_and_sets_warranty(
-    service: CertificateService, data_dir: Path, clock: Clock
+    service: CertificateService, cert_location: StoreLocation, data_dir: Path, clock: Clock
 ) -> None:
     cert = await service.issue_request(
         *INSPECTOR, {"kind": "inspection", "product_id": PHONE_ID, "details": inspection_details()}
@@ -211,8 +226,10 @@ async def test_inspection_hashes_imei_and_sets_warranty(
     assert cert.details["imei_sha256"] == hashlib.sha256(IMEI.encode()).hexdigest()
     assert "imei" not in cert.details
     assert cert.details["warranty_ends_at"] == clock.now + WARRANTY_MS == clock.now + 180 * DAY_MS
-    # The raw IMEI is nowhere on disk.
-    for name, content in file_contents(data_dir).items():
+    # The raw IMEI is nowhere on disk, nor in the database.
+    stored = await stored_text(cert_location, data_dir)
+    assert any(cert.id.encode() in content for content in stored.values())
+    for name, content in stored.items():
         assert IMEI.encode() not in content, name
     terms = await service.inspection_terms(PHONE_ID)
     assert terms is not None
