@@ -304,7 +304,8 @@ def build_services(settings: Settings, redis_url: str, *,
     # Coupon drops: grabs batched and decided in Lua like buys; orders use them at checkout.
     coupons = CouponDesk(redis, catalog, clock, edge.emit_to,
                          max_batch_window_s=settings.buy_batch_max_ms / 1000,
-                         target_batch=settings.buy_batch_target)
+                         target_batch=settings.buy_batch_target,
+                         room_size=edge.local_members)
     life.register("coupon grabs", start=coupons.start, close=coupons.close)
     coupon_pusher = CouponPusher(coupons)
     life.register("coupon pusher", start=coupon_pusher.start, close=coupon_pusher.close)

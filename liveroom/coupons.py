@@ -152,10 +152,23 @@ def _settle(future: asyncio.Future[GrabResult], outcome: GrabResult | Exception)
 class CouponDesk:
     """Coupon drops: dropped by the room's anchor, grabbed in batches, listed in wallets."""
 
+    # A big room's count pushes are paced like its stock pushes (liveroom/sales.py): each is a
+    # write per member on the loop that answers the grabs. ``gone`` is never held back.
+    BIG_ROOM_MEMBERS = 1_000
+    PUSH_INTERVAL_S = 0.25
+    MAX_BIG_ROOM_INTERVAL_S = 2.0
+
     def __init__(self, redis: aioredis.Redis, catalog: Catalog, now_ms: Callable[[], int],
                  emit: Emit, *, max_batch_window_s: float = 0.025, target_batch: int = 32,
-                 max_pending: int = 50_000) -> None:
+                 max_pending: int = 50_000, room_size: Callable[[str], int] | None = None,
+                 monotonic: Callable[[], float] | None = None) -> None:
+        """``room_size``: a room's members served by this process (default: every room
+        small); ``monotonic``: the seconds pushes are paced on (default: the event loop's)."""
         self._redis = redis
+        self._room_size = room_size
+        self._monotonic = monotonic
+        self._next_push: dict[str, float] = {}
+        self._gone_news: set[str] = set()
         self._catalog = catalog
         self._now_ms = now_ms
         self._emit = emit
@@ -336,6 +349,8 @@ class CouponDesk:
                 results.append(GrabResult(status, drop, coupon, left))  # type: ignore[arg-type]
             else:
                 results.append(CouponError(f"coupon_grab.lua answered {status!r}"))
+        if allowed and left == 0:
+            self._gone_news.add(drop_id)
         if granted:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for user_id, coupons in granted.items():
@@ -451,9 +466,26 @@ class CouponDesk:
             await self._emit("coupon", view, drop.room_id)
 
     async def push_changed(self) -> None:
+        """Push the count of every drop grabbed from here since its last push, once its room's
+        pace allows (a drop that is gone: at once)."""
         changed, self.changed = self.changed, set()
-        for drop_id in sorted(changed):
+        gone, self._gone_news = self._gone_news, set()
+        now = self._monotonic() if self._monotonic else asyncio.get_running_loop().time()
+        for drop_id in sorted(changed | gone):
+            if drop_id not in gone and now < self._next_push.get(drop_id, 0.0):
+                self.changed.add(drop_id)  # its turn comes
+                continue
+            if len(self._next_push) >= _MAX_CACHED_DROPS:
+                self._next_push.clear()
+            drop = await self.get(drop_id)
+            self._next_push[drop_id] = now + self._pace_s(drop.room_id)
             await self.push(drop_id)
+
+    def _pace_s(self, room_id: str) -> float:
+        members = self._room_size(room_id) if self._room_size is not None else 0
+        if members <= self.BIG_ROOM_MEMBERS:
+            return self.PUSH_INTERVAL_S
+        return min(self.MAX_BIG_ROOM_INTERVAL_S, 0.5 * members / self.BIG_ROOM_MEMBERS)
 
     async def push_expired(self) -> None:
         """The drops whose time is up: each pushed once (``expired``), by the process that
@@ -503,7 +535,7 @@ class CouponPusher(PeriodicLoop):
 
     name = "coupon-pusher"
 
-    def __init__(self, desk: CouponDesk, interval_s: float = 0.25) -> None:
+    def __init__(self, desk: CouponDesk, interval_s: float = CouponDesk.PUSH_INTERVAL_S) -> None:
         super().__init__(interval_s)
         self.desk = desk
 

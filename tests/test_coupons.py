@@ -16,6 +16,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from liveroom import keys
+from liveroom.coupons import CouponDesk
+from liveroom.identity import Role, User
+from liveroom.payload import Payload
 from tests.clock import Clock
 from tests.server_harness import Client, LiveServer, live_server
 
@@ -355,3 +358,33 @@ async def test_the_anchors_figures_include_the_coupon_cost(shop: Shop) -> None:
     [room] = report["rooms"]
     assert (room["gmv_cents"], room["coupon_cost_cents"], room["orders"]) == (
         3 * PRICE - 2 * 1_500, 2 * 1_500, 3)
+
+
+async def test_a_big_rooms_count_is_paced_and_gone_is_pushed_at_once(
+        shop: Shop, redis: aioredis.Redis) -> None:
+    pushed: list[tuple[str, dict[str, Any]]] = []
+
+    async def emit(event: str, data: Any, room: str) -> None:
+        pushed.append((event, data))
+
+    seconds = [100.0]
+    desk = CouponDesk(redis, shop.server.services.catalog, shop.clock, emit,
+                      room_size=lambda room: 10_000, monotonic=lambda: seconds[0])
+    desk.start()
+    try:
+        anchor = User(id="u_mei", name="Mei", role=Role.ANCHOR)
+        drop = await desk.create(anchor, shop.id, Payload(
+            {"count": 3, "off_cents": 100, "valid_s": 600}))
+        assert [(e, d["left"]) for e, d in pushed] == [("coupon", 3)]
+        assert (await desk.grab(drop, "u_a", "a")).status == "granted"
+        await desk.push_changed()
+        assert [d["left"] for _, d in pushed] == [3, 2]
+        assert (await desk.grab(drop, "u_b", "b")).status == "granted"
+        seconds[0] += 1.0  # a 10,000-member room waits 2 s between counts
+        await desk.push_changed()
+        assert [d["left"] for _, d in pushed] == [3, 2]
+        assert (await desk.grab(drop, "u_c", "c")).status == "granted"
+        await desk.push_changed()  # the last one: gone goes out at once
+        assert [(d["left"], d["status"]) for _, d in pushed][-1] == (0, "gone")
+    finally:
+        await desk.close()

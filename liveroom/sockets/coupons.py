@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from functools import partial
 from time import perf_counter
 from typing import Any
@@ -74,6 +74,7 @@ class CouponEvents:
         """The ``coupon:grab`` event: checked here, decided in a batch, answered through
         ``reply``. Grabs share the connection's buy bucket (``rate_limited``)."""
         started = perf_counter()
+        reply = partial(self._answered, started, reply)
         conn = self._connections.get(sid)
         if conn is None:
             self._reply(reply, {"ok": False, "error": {
@@ -105,7 +106,7 @@ class CouponEvents:
             self._grab(conn.user.id, tuple(conn.rooms), drop_id, request_id, reply))
 
     async def _grab(self, user_id: str, rooms: tuple[str, ...], drop_id: str,
-                    request_id: str, reply: Reply) -> None:
+                    request_id: str, reply: Callable[[Ack], None]) -> None:
         try:
             drop = await self.desk.get(drop_id)
         except UnknownDrop:
@@ -117,7 +118,7 @@ class CouponEvents:
         self._submit(drop, user_id, rooms, drop_id, request_id, reply)
 
     def _submit(self, drop: CouponDrop, user_id: str, rooms: Collection[str], drop_id: str,
-                request_id: str, reply: Reply) -> None:
+                request_id: str, reply: Callable[[Ack], None]) -> None:
         if drop.room_id not in rooms:
             self._reply(reply, _answer("not_in_room", drop_id))
             return
@@ -130,13 +131,14 @@ class CouponEvents:
         if known_now is not None:
             decided(known_now)
 
-    def _decided(self, reply: Reply, drop_id: str, outcome: GrabResult | Exception) -> None:
+    def _decided(self, reply: Callable[[Ack], None], drop_id: str,
+                 outcome: GrabResult | Exception) -> None:
         if isinstance(outcome, Exception):
             self._failed(reply, drop_id, outcome)
             return
         self._reply(reply, _answer(outcome.status, drop_id, outcome))
 
-    def _failed(self, reply: Reply, drop_id: str, exc: Exception) -> None:
+    def _failed(self, reply: Callable[[Ack], None], drop_id: str, exc: Exception) -> None:
         body = error_body(exc)
         status = "rate_limited" if body["code"] == "rate_limited" else "error"
         self.edge.metrics.socket_errors.inc(body["code"])
@@ -144,7 +146,13 @@ class CouponEvents:
         self._reply(reply, ack)
 
     @staticmethod
-    def _reply(reply: Reply, ack: Ack) -> None:
+    def _reply(reply: Callable[[Ack], None], ack: Ack) -> None:
+        reply(ack)
+
+    def _answered(self, started: float, reply: Reply, ack: Ack) -> None:
+        """Every answer is timed (the metrics, and the collector's "a burst is on") and sent
+        if the client asked for one."""
+        self.edge.metrics.record_grab(str(ack.get("status", "error")), perf_counter() - started)
         if reply is not None:
             reply(ack)
 
