@@ -216,14 +216,13 @@ class CouponDesk:
                           anchor_id=room.anchor_id, count=count, off_cents=off,
                           percent_off=percent, min_spend_cents=min_spend, created_at=now,
                           expires_at=now + valid_s * 1000)
-        retention = valid_s + keys.COUPON_RETENTION_S
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.coupon_drop(drop.id), mapping={
                 "id": drop.id, "room": drop.room_id, "anchor": drop.anchor_id, "count": count,
                 "left": count, "off_cents": off, "percent_off": percent,
                 "min_spend_cents": min_spend, "created_at": now,
                 "expires_at": drop.expires_at})
-            pipe.expire(keys.coupon_drop(drop.id), retention)
+            pipe.expire(keys.coupon_drop(drop.id), self._retention_s(drop))
             pipe.zadd(keys.room_coupon_drops(room.id), {drop.id: now})
             pipe.zadd(keys.COUPONS_DUE, {drop.id: drop.expires_at})
             await pipe.execute()
@@ -255,6 +254,11 @@ class CouponDesk:
             expires_at=int(m["expires_at"]))
         self._remember(drop)
         return drop
+
+    def _retention_s(self, drop: CouponDrop) -> int:
+        """How long from now a drop's keys live: its coupons' validity and then the retention
+        (a TTL on the service's clock, never an absolute time on Redis's)."""
+        return max(0, drop.expires_at - self._now_ms()) // 1000 + keys.COUPON_RETENTION_S
 
     def _remember(self, drop: CouponDrop) -> None:
         if len(self._drops) >= _MAX_CACHED_DROPS:
@@ -352,10 +356,15 @@ class CouponDesk:
         if allowed and left == 0:
             self._gone_news.add(drop_id)
         if granted:
+            ttl_s = self._retention_s(drop)
             async with self._redis.pipeline(transaction=False) as pipe:
                 for user_id, coupons in granted.items():
                     # NX: a replayed grab keeps the time of the first.
                     pipe.zadd(keys.coupon_wallet(user_id), coupons, nx=True)
+                    pipe.expire(keys.coupon_wallet(user_id), keys.COUPON_RETENTION_S)
+                for key in (keys.coupon_grabbed(drop_id), keys.coupon_requests(drop_id),
+                            keys.coupon_owners(drop_id)):
+                    pipe.expire(key, ttl_s)
                 await pipe.execute()
             self.changed.add(drop_id)
         return results
@@ -432,6 +441,8 @@ class CouponDesk:
             args=[seq, user_id, order_id, now_ms])
         status, detail = text_of(status), text_of(detail)
         if status == "ok":
+            drop = await self.get(drop_id)
+            await self._redis.expire(keys.coupon_used(drop_id), self._retention_s(drop))
             return
         if status == "unknown":
             raise orders.UnknownCoupon(coupon_id)

@@ -240,6 +240,10 @@ async def test_a_burst_grants_exactly_the_count_once_per_account(shop: Shop,
         assert sum(a["status"] == "granted" for a in pair) <= 1
         assert {a["status"] for a in pair} <= {"granted", "already_grabbed", "gone"}
     assert await redis.hlen(keys.coupon_grabbed(drop["id"])) == 25
+    # Nothing of a drop stays forever: its keys go 30 days after its coupons expire.
+    for key in (keys.coupon_drop(drop["id"]), keys.coupon_grabbed(drop["id"]),
+                keys.coupon_owners(drop["id"]), keys.coupon_requests(drop["id"])):
+        assert 0 < await redis.ttl(key) <= 600 + keys.COUPON_RETENTION_S, key
     _, now = await shop.server.request("GET", f"/api/coupon-drops/{drop['id']}")
     assert (now["left"], now["status"]) == (0, "gone")
 

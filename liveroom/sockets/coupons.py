@@ -136,7 +136,9 @@ class CouponEvents:
         if isinstance(outcome, Exception):
             self._failed(reply, drop_id, outcome)
             return
-        self._reply(reply, _answer(outcome.status, drop_id, outcome))
+        # A drop gone from Redis between the read and the batch (its keys expired).
+        status = "unknown_drop" if outcome.status == "unknown" else outcome.status
+        self._reply(reply, _answer(status, drop_id, outcome))
 
     def _failed(self, reply: Callable[[Ack], None], drop_id: str, exc: Exception) -> None:
         body = error_body(exc)
