@@ -1,8 +1,10 @@
 """What the PostgreSQL backends of ``orders`` and ``trustbadges`` share: the database URL's check,
-a connection pool that reports an unreachable server as one error, and versioned ``.sql``
-migrations applied once under an advisory lock, however many nodes start at the same time.
+a connection pool that reports an unreachable server as one error, versioned ``.sql``
+migrations applied once under an advisory lock, however many nodes start at the same time, and
+running a store's work on a pooled connection (``open_migrated``, ``run``, ``numbered``).
 
-It knows no domain package: each passes its own migrations (``<package>/pg/NNNN_name.sql``).
+It knows no domain package: each passes its own migrations (``<package>/pg/NNNN_name.sql``) and
+turns ``DatabaseUnavailable`` into its own exception.
 
 ::
 
@@ -19,7 +21,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
@@ -35,8 +37,11 @@ __all__ = [
     "guarded",
     "migrate",
     "migrations_in",
+    "numbered",
+    "open_migrated",
     "open_pool",
     "redact",
+    "run",
 ]
 
 T = TypeVar("T")
@@ -136,6 +141,47 @@ async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10,
     if pool is None:  # pragma: no cover - create_pool returns the pool when awaited
         raise DatabaseUnavailable(url, "no pool")
     return pool
+
+
+async def open_migrated(url: str, component: str, package: str, *,
+                        max_size: int) -> asyncpg.Pool:
+    """``open_pool``, then ``migrate`` the database to ``component``'s migrations of
+    ``package`` (``migrations_in(package)``); the pool is closed again if migrating fails."""
+    pool = await open_pool(url, max_size=max_size)
+    try:
+        await migrate(pool, component, migrations_in(package))
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
+
+
+async def run(pool: asyncpg.Pool, url: str, fn: Callable[[Any], Awaitable[T]], *,
+              write: bool = False) -> T:
+    """``fn(connection)`` on a connection of ``pool``, in a transaction when ``write``; a lost
+    or unreachable server becomes ``DatabaseUnavailable`` (``guarded``). A read is tried once
+    more, on a fresh connection: one the pool kept from before a server restart fails on its
+    first use; a write is not tried again."""
+
+    async def work() -> T:
+        async with pool.acquire() as conn:
+            if not write:
+                return await fn(conn)
+            async with conn.transaction():
+                return await fn(conn)
+
+    try:
+        return await guarded(url, work)
+    except DatabaseUnavailable:
+        if write:
+            raise
+        return await guarded(url, work)
+
+
+def numbered(sql: str) -> str:
+    """``?`` placeholders (SQL shared with a SQLite store) as PostgreSQL's ``$1, $2…``."""
+    parts = sql.split("?")
+    return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
 def _one_line(exc: BaseException) -> str:

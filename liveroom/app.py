@@ -41,9 +41,18 @@ from .commerce import (
     RoomFigures,
 )
 from .coupons import CouponDesk, CouponPusher, CouponWalletAdapter
+from .exceptions import UnknownProduct
 from .follows import FollowerPusher, FollowService
 from .handoff_process import new_consumer
-from .hls import HlsPackagers, HlsReader, HlsStore, Recorder, ReplayDesk, SaleMoment
+from .hls import (
+    HlsPackagers,
+    HlsReader,
+    HlsStore,
+    PinMoment,
+    Recorder,
+    ReplayDesk,
+    SaleMoment,
+)
 from .hooks import AsyncHook, Hook
 from .http import Api
 from .http._base import error_middleware
@@ -252,7 +261,8 @@ def build_services(settings: Settings, redis_url: str, *,
     sales = SaleDesk(redis, catalog, inventory, clock, edge.emit_to)
     stock_pusher = StockBroadcaster(edge.emit_to, emit_together=edge.emit_together,
                                     sold_out_news=sales.sold_out_news,
-                                    room_size=edge.local_members)
+                                    claimed_view=sales.claimed_view,
+                                    room_size=edge.local_members, now_ms=clock)
     stock_changed.connect(stock_pusher.record)
     sold_out_relay = SoldOutRelay(bus, inventory, process_name)
     sold_out_news.connect(sold_out_relay.tell)
@@ -264,8 +274,18 @@ def build_services(settings: Settings, redis_url: str, *,
         return [SaleMoment(sale.id, sale.product_id, sale.title, sale.starts_at)
                 for sale in await sales.room_sales(room_id, limit=100)]
 
-    replays = ReplayDesk(recorder, catalog.get_room, sales_of)
-    sweeper = HoldSweeper(inventory, on_change=without_auction_lots(sales.announce))
+    async def pins_of(room_id: str) -> list[PinMoment]:
+        moments = []
+        for product_id, at in await catalog.pins(room_id):
+            try:
+                product = await catalog.get_product(product_id)
+            except UnknownProduct:
+                continue
+            moments.append(PinMoment(product_id, product.title, at))
+        return moments
+
+    replays = ReplayDesk(recorder, catalog.get_room, sales_of, pins_of)
+    sweeper = HoldSweeper(inventory, on_change=without_auction_lots(stock_pusher.announce))
     life.register("hold sweeper", start=sweeper.start, close=sweeper.close)
 
     # Followers, watch time, and lucky bags (whose prizes are holds in free sales).

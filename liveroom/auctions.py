@@ -27,6 +27,7 @@ from .catalog import Catalog, Room, text_of
 from .exceptions import Forbidden, InvalidInput
 from .identity import User
 from .loops import PeriodicLoop, cancelling
+from .lots import hold_s_of, lot_view
 from .payload import Payload
 from .rooms import BuyerBans, bans_in_force
 
@@ -47,7 +48,6 @@ Emit = Callable[[str, Any, str], Awaitable[None]]
 MAX_START_DELAY_S = 86_400
 # The ended_reason of an auction's one-unit sale (inventory/_auctions.py).
 AUCTION_LOT = "auction"
-MIN_HOLD_S, MAX_HOLD_S = 10, 3_600
 
 
 def auction_push(state: AuctionState, server_time: int) -> dict[str, Any]:
@@ -66,19 +66,17 @@ def auction_push(state: AuctionState, server_time: int) -> dict[str, Any]:
 
 
 def auction_view(auction: Auction, server_time: int) -> dict[str, Any]:
-    """An auction as ``GET /api/auctions/{id}`` shows it: the push's fields and its rules."""
+    """An auction as ``GET /api/auctions/{id}`` shows it: the push's fields, what it shares
+    with a sale's view (the two agree on the push's id, room, status and end) and its rules."""
+    state = auction.state
     return {
-        **auction_push(auction.state, server_time),
+        **auction_push(state, server_time),
+        **lot_view(auction, state.status, state.ends_at, server_time),
         "sale": auction.sale_id,
-        "product": auction.product_id,
-        "title": auction.title,
         "start_cents": auction.start_cents,
-        "starts_at": auction.starts_at,
         "extend_s": auction.extend_ms // 1000,
         "sudden_death": auction.sudden_death,
-        "hold_s": auction.hold_ms // 1000,
-        "ended_reason": auction.ended_reason,
-        "second_chance": auction.state.second_chance or None,
+        "second_chance": state.second_chance or None,
     }
 
 
@@ -108,8 +106,7 @@ class AuctionDesk:
                                  required=not sudden_death)
         starts_in = payload.integer("starts_in_s", minimum=0, maximum=MAX_START_DELAY_S,
                                     required=False, default=0)
-        hold = payload.integer("hold_s", minimum=MIN_HOLD_S, maximum=MAX_HOLD_S,
-                               required=False, default=120)
+        hold = hold_s_of(payload)
         room = await self._catalog.owned_room(anchor, room_id)
         product = await self._catalog.get_product(product_id)
         if product.anchor_id != room.anchor_id:

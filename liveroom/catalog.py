@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from . import keys
@@ -183,11 +184,25 @@ class Catalog:
         product = await self.get_product(product_id)
         if product.anchor_id != room.anchor_id:
             raise Forbidden("an anchor can pin only their own products")
+        pin = orjson.dumps({"product": product_id, "at": self._now_ms()})
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.room_meta(room_id), "pinned_product", product_id)
             pipe.sadd(keys.product_rooms(product_id), room_id)
+            pipe.rpush(keys.room_pins(room_id), pin)
+            pipe.ltrim(keys.room_pins(room_id), -keys.ROOM_PINS_KEPT, -1)
             await pipe.execute()
         return await self.get_room(room_id), product
+
+    async def pins(self, room_id: str) -> list[tuple[str, int]]:
+        """The room's pins in order: (product id, when in ms)."""
+        found = []
+        for raw in await self._redis.lrange(keys.room_pins(room_id), 0, -1):
+            try:
+                pin = orjson.loads(raw)
+                found.append((str(pin["product"]), int(pin["at"])))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+        return found
 
     async def rooms_showing(self, product_id: str) -> list[str]:
         members = await self._redis.smembers(keys.product_rooms(product_id))

@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true", default=None,
                        help="seed a demo anchor, room and products")
     serve.add_argument("--workers", type=int, help="number of processes (default 1)")
+    serve.add_argument("--hls-edges", type=int,
+                       help="also start this many LL-HLS edges (liveroom hls-edge) on "
+                            "--hls-port, for the cache's /hls/ (default 0)")
+    serve.add_argument("--hls-port", type=int, help="the edges' port (default --port + 1)")
     serve.add_argument("--log-level", help="debug, info, warning (default info)")
 
     token = sub.add_parser("token", help="print a signed token for any role")
@@ -62,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 host=args.host, port=args.port, redis_url=args.redis_url,
                 database_url=args.database_url,
                 data_dir=args.data_dir, demo=args.demo, workers=args.workers,
-                log_level=args.log_level,
+                hls_edges=args.hls_edges, hls_port=args.hls_port, log_level=args.log_level,
             )
             from .server import run_server
 

@@ -15,6 +15,7 @@ __all__ = [
     "MEDIA_OWNER_TTL_S",
     "PRESENCE_REFRESH_S",
     "PRESENCE_STALE_MS",
+    "ROOM_PINS_KEPT",
     "SALE_PUSHED_TTL_S",
     "WATCH_RETENTION_MS",
     "account",
@@ -53,6 +54,7 @@ __all__ = [
     "room_meta",
     "room_muted",
     "room_new_followers",
+    "room_pins",
     "room_presence",
     "room_sales",
     "room_slow",
@@ -131,6 +133,15 @@ def room_viewers_pushed(room_id: str) -> str:
 def room_sales(room_id: str) -> str:
     """zset sale id -> created_at ms."""
     return f"{{room:{room_id}}}:sales"
+
+
+def room_pins(room_id: str) -> str:
+    """list of the room's pins in order, JSON ``{"product", "at"}`` (ms); the newest
+    ``ROOM_PINS_KEPT`` (the replay's chapters)."""
+    return f"{{room:{room_id}}}:pins"
+
+
+ROOM_PINS_KEPT = 200
 
 
 def room_auctions(room_id: str) -> str:

@@ -96,17 +96,18 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, log_format: str = "text",
-                      worker_index: int | None = None) -> None:
+                      worker_index: int | None = None, *, role: str = "worker") -> None:
     """Install one stderr handler on the root logger in the chosen format; a worker of
-    ``--workers N`` tags its lines (``[worker 2]`` in text, ``"worker": 2`` in JSON)."""
+    ``--workers N`` tags its lines (``[worker 2]`` in text, ``"worker": 2`` in JSON), an
+    LL-HLS edge of ``--hls-edges N`` likewise with ``role="edge"``."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {LOG_FORMATS}, not {log_format!r}")
     handler = logging.StreamHandler()
     if log_format == "json":
         handler.setFormatter(JsonFormatter(
-            {} if worker_index is None else {"worker": worker_index}))
+            {} if worker_index is None else {role: worker_index}))
     else:
-        prefix = "" if worker_index is None else f"[worker {worker_index}] "
+        prefix = "" if worker_index is None else f"[{role} {worker_index}] "
         handler.setFormatter(logging.Formatter(
             f"%(asctime)s %(levelname)s {prefix}%(name)s %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

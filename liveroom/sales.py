@@ -19,6 +19,7 @@ from .catalog import Catalog, Room, text_of
 from .exceptions import Forbidden
 from .identity import User
 from .loops import cancelling
+from .lots import hold_s_of, lot_view
 from .payload import Payload
 from .rooms import bans_in_force
 
@@ -29,6 +30,8 @@ Emit = Callable[[str, Any, str], Awaitable[None]]
 EmitTogether = Callable[[Sequence[tuple[str, Any]], str], Awaitable[None]]
 # The ``sale`` push for a sale that just sold out, or None when it is not this process's to send.
 SoldOutNews = Callable[[str], Awaitable[dict[str, Any] | None]]
+# The ``sale`` push of a sale's change, or None when it is not this process's to send.
+ClaimedView = Callable[[Sale], Awaitable[dict[str, Any] | None]]
 
 # The control-bus message that carries sold-out marks between processes (``SoldOutRelay``).
 SOLD_OUT_MESSAGE = "sale_sold_out"
@@ -36,29 +39,19 @@ SOLD_OUT_MESSAGE = "sale_sold_out"
 MAX_PACED_SALES = 4_096
 MAX_COUNTDOWN_S = 86_400
 MAX_DURATION_S = 86_400
-MIN_HOLD_S, MAX_HOLD_S = 10, 3_600
 
 
 def sale_view(sale: Sale, server_time: int) -> dict[str, Any]:
     return {
-        "id": sale.id,
-        "room": sale.room_id,
-        "product": sale.product_id,
-        "title": sale.title,
+        **lot_view(sale, sale.status, sale.ends_at, server_time),
         "category": sale.category,
         "brand": sale.brand,
-        "status": sale.status,
         "stock": sale.stock,
         "remaining": sale.remaining,
         "held": sale.held,
         "sold": sale.sold,
         "price_cents": sale.price_cents,
         "per_user_limit": sale.per_user_limit,
-        "hold_s": sale.hold_ms // 1000,
-        "starts_at": sale.starts_at,
-        "ends_at": sale.ends_at,
-        "ended_reason": sale.ended_reason,
-        "server_time": server_time,
     }
 
 
@@ -123,8 +116,7 @@ class SaleDesk:
         starts_in = payload.integer("starts_in_s", minimum=0, maximum=MAX_COUNTDOWN_S,
                                     required=False, default=0)
         duration = payload.integer("duration_s", minimum=1, maximum=MAX_DURATION_S)
-        hold = payload.integer("hold_s", minimum=MIN_HOLD_S, maximum=MAX_HOLD_S,
-                               required=False, default=120)
+        hold = hold_s_of(payload)
         room = await self._catalog.owned_room(anchor, room_id)
         product = await self._catalog.get_product(product_id)
         if product.anchor_id != room.anchor_id:
@@ -170,26 +162,31 @@ class SaleDesk:
             await self._inventory.lift_buyer_ban(text_of(sale_id), user_id)
 
     async def announce(self, sale: Sale) -> dict[str, Any]:
-        """Push ``sale`` to its room (once, whichever process gets here first) and return its
-        view. The view is built before the claim: one failing after the claim was won would
-        leave the room without the news."""
+        """Push ``sale`` to its room now (once, whichever process gets here first) and return
+        its view: a sale created or ended by its anchor. The sweeper's changes go through
+        ``StockBroadcaster.announce``, which may pace them."""
         view = await self.push_view(sale)
         if await self.claim_push(sale):
             await self._emit("sale", view, sale.room_id)
         return view
 
-    async def sold_out_news(self, sale_id: str) -> dict[str, Any] | None:
-        """The ``sale`` push of a sale that just sold out, or None when another process (or
-        this one's sweeper) already pushed it: whichever reports the sell-out first pushes it
-        (the same claim as ``announce``)."""
-        sale = await self._inventory.get_sale(sale_id)
+    async def claimed_view(self, sale: Sale) -> dict[str, Any] | None:
+        """The ``sale`` push of ``sale``'s change, or None when another process (or this one's
+        other path) already has it: every sweeper of every process sees a status move, and the
+        room should hear of it once. The view is built before the claim: one failing after the
+        claim was won would leave the room without the news."""
         view = await self.push_view(sale)
         return view if await self.claim_push(sale) else None
 
+    async def sold_out_news(self, sale_id: str) -> dict[str, Any] | None:
+        """``claimed_view`` of a sale that just sold out: whichever path reports the sell-out
+        first (a batch's answer or a sweep) pushes it."""
+        return await self.claimed_view(await self._inventory.get_sale(sale_id))
+
     async def claim_push(self, sale: Sale) -> bool:
-        """True if this process should push ``sale``: every sweeper of every process sees a
-        status move, and the room should hear of it once. A sale the room does not list (a
-        lucky bag's prize sale, ``liveroom/lucky.py``) is never pushed as the room's sale."""
+        """True if this process should push ``sale`` as it is now. A sale the room does not
+        list (a lucky bag's prize sale, ``liveroom/lucky.py``) is never pushed as the room's
+        sale."""
         if await self._redis.zscore(keys.room_sales(sale.room_id), sale.id) is None:
             return False
         signature = f"{sale.status}:{sale.remaining}:{sale.held}:{sale.sold}:{sale.ends_at}"
@@ -237,6 +234,13 @@ class StockBroadcaster:
     ``sale`` push goes out with its ``stock`` push, in the same write to each member, instead of
     in a second fan-out a sweep later: in a big spike each fan-out is a loopback send per member
     while buys still wait.
+
+    ``announce`` pushes a sale's other changes (the sweeper's: opening, holds expired, ended).
+    In a big room a ``sale`` push of a live sale is paced like the counters and rides with the
+    sale's next ``stock`` push: its news is only the opening, which every client already counts
+    down to from ``starts_at`` and the server's clock, and at a popular opening the room's
+    sockets are busy with the buys that opening starts. The first counters of a sale in a big
+    room also wait one pace, so the buy second holds one fan-out (the sell-out), not three.
     """
 
     BIG_ROOM_MEMBERS = 1_000
@@ -245,13 +249,19 @@ class StockBroadcaster:
     def __init__(self, emit: Emit, interval_s: float = 0.5, *,
                  emit_together: EmitTogether | None = None,
                  sold_out_news: SoldOutNews | None = None,
+                 claimed_view: ClaimedView | None = None,
                  room_size: Callable[[str], int] | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 now_ms: Callable[[], int] | None = None) -> None:
         """``clock``: monotonic seconds the pacing is measured on (default: the event loop's);
-        ``room_size``: a room's members served by this process (default: every room small)."""
+        ``room_size``: a room's members served by this process (default: every room small);
+        ``claimed_view``: ``SaleDesk.claimed_view``, for ``announce``; ``now_ms``: the server's
+        clock, stamped as ``server_time`` on a ``sale`` push that was held back."""
         self._emit = emit
         self._emit_together = emit_together
         self._sold_out_news = sold_out_news
+        self._claimed_view = claimed_view
+        self._now_ms = now_ms
         self._room_size = room_size
         self._clock = clock or _loop_time
         self._interval_s = interval_s
@@ -259,6 +269,8 @@ class StockBroadcaster:
         # Per sale: when its room may next get a counters-only push, and what it last got.
         self._next_push: dict[str, float] = {}
         self._pushed_remaining: dict[str, int] = {}
+        # Per sale of a big room: the ``sale`` push waiting to ride with its next ``stock`` push.
+        self._carried: dict[str, tuple[str, dict[str, Any]]] = {}
         self._urgent = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -271,6 +283,29 @@ class StockBroadcaster:
         if level.remaining == 0:
             return level.status in ("sold_out", "ended")
         return self._pushed_remaining.get(level.sale_id) == 0  # units back after a sell-out
+
+    async def announce(self, sale: Sale) -> None:
+        """Push ``sale``'s change to its room once (whichever process claims it): at once, or
+        in a big room while the sale is live, with its next paced ``stock`` push."""
+        if self._claimed_view is None:
+            raise RuntimeError("StockBroadcaster.announce needs claimed_view")
+        view = await self._claimed_view(sale)
+        if view is None:
+            return
+        if sale.status == "live" and self._is_big(sale.room_id):
+            self._carried[sale.id] = (sale.room_id, view)
+            self._first_seen(sale.id, sale.room_id)
+            return
+        self._carried.pop(sale.id, None)  # this view is newer
+        await self._emit("sale", view, sale.room_id)
+
+    def _is_big(self, room_id: str) -> bool:
+        members = self._room_size(room_id) if self._room_size is not None else 0
+        return members > self.BIG_ROOM_MEMBERS
+
+    def _first_seen(self, sale_id: str, room_id: str) -> None:
+        if sale_id not in self._next_push and self._is_big(room_id):
+            self._next_push[sale_id] = self._clock() + self._pace_s(room_id)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="stock-broadcaster")
@@ -292,27 +327,52 @@ class StockBroadcaster:
 
     async def flush(self, *, everything: bool = False) -> None:
         """Push what is due (with ``everything``, all that is waiting)."""
-        if not self._latest:
+        if not self._latest and not self._carried:
             return
         latest, self._latest = self._latest, {}
         now = self._clock()
-        for sale_id, level in latest.items():
-            if not (everything or self._is_news(level)
+        for sale_id in [*latest, *(s for s in self._carried if s not in latest)]:
+            level = latest.get(sale_id)
+            if level is not None:
+                self._first_seen(sale_id, level.room_id)
+            if not (everything or (level is not None and self._is_news(level))
                     # (a timer may fire a little early: a tenth of the interval's slack)
                     or now + self._interval_s / 10 >= self._next_push.get(sale_id, 0.0)):
-                self._latest.setdefault(sale_id, level)  # newer counters may replace it
+                if level is not None:
+                    self._latest.setdefault(sale_id, level)  # newer counters may replace it
                 continue
-            self._next_push[sale_id] = now + self._pace_s(level.room_id)
-            self._pushed_remaining[sale_id] = level.remaining
-            if len(self._pushed_remaining) > MAX_PACED_SALES:
-                self._forget_oldest()
-            news = await self._news_of(level)
-            if news is None:
-                await self._emit("stock", level.to_public(), level.room_id)
-            else:
-                assert self._emit_together is not None
-                await self._emit_together(
-                    [("stock", level.to_public()), ("sale", news)], level.room_id)
+            await self._push(sale_id, level, now)
+
+    async def _push(self, sale_id: str, level: StockLevel | None, now: float) -> None:
+        carried = self._carried.pop(sale_id, None)
+        if level is None:
+            assert carried is not None
+            room_id, view = carried
+            self._next_push[sale_id] = now + self._pace_s(room_id)
+            await self._emit("sale", self._restamped(view), room_id)
+            return
+        self._next_push[sale_id] = now + self._pace_s(level.room_id)
+        self._pushed_remaining[sale_id] = level.remaining
+        if len(self._pushed_remaining) > MAX_PACED_SALES:
+            self._forget_oldest()
+        events: list[tuple[str, Any]] = [("stock", level.to_public())]
+        news = await self._news_of(level)
+        if news is not None:
+            events.append(("sale", news))  # the sell-out supersedes a carried view
+        elif carried is not None:
+            # The view first: the counters after it are the newer ones.
+            events.insert(0, ("sale", self._restamped(carried[1])))
+        if len(events) == 1:
+            await self._emit("stock", events[0][1], level.room_id)
+        elif self._emit_together is not None:
+            await self._emit_together(events, level.room_id)
+        else:
+            for event, data in events:
+                await self._emit(event, data, level.room_id)
+
+    def _restamped(self, view: dict[str, Any]) -> dict[str, Any]:
+        # Held back for a pace: a client adopting its ``server_time`` must not fall behind.
+        return view if self._now_ms is None else {**view, "server_time": self._now_ms()}
 
     def _pace_s(self, room_id: str) -> float:
         members = self._room_size(room_id) if self._room_size is not None else 0

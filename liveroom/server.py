@@ -128,7 +128,7 @@ def _run_loop(settings: Settings) -> int:
 
 def run_server(settings: Settings) -> int:
     setup_logging(settings)
-    if settings.workers > 1:
+    if settings.workers > 1 or settings.hls_edges > 0:
         from .supervisor import supervise
 
         return asyncio.run(supervise(settings))

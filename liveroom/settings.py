@@ -84,6 +84,11 @@ class Settings:
     otp_codes_per_address_per_hour: int = 20
     guest_sessions_per_address_per_min: int = 30
     workers: int = 1
+    # ``serve`` also starts this many ``hls-edge`` processes (supervised like the workers, one
+    # port shared with SO_REUSEPORT: ``hls_port``, 0 for the server's port + 1) for the cache's
+    # ``location /hls/`` (docs/deploy.md). 0: none; the servers answer ``/hls/`` themselves.
+    hls_edges: int = 0
+    hls_port: int = 0
     token_ttl_s: int = 7 * 24 * 3600
     redis_server_bin: str = "redis-server"
     # WebRTC: no ICE servers by default, so LAN and loopback work with no STUN reachable.
@@ -186,6 +191,11 @@ class Settings:
         settings.validate()
         return settings
 
+    @property
+    def edge_port(self) -> int:
+        """Where ``serve``'s LL-HLS edges listen."""
+        return self.hls_port or self.port + 1
+
     def with_changes(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
@@ -194,6 +204,12 @@ class Settings:
             raise SettingsError(f"port out of range: {self.port}")
         if self.workers < 1:
             raise SettingsError("workers must be at least 1")
+        if not 0 <= self.hls_edges <= 64:
+            raise SettingsError("hls_edges must be from 0 to 64")
+        if not 0 <= self.hls_port <= 65535:
+            raise SettingsError(f"hls_port out of range: {self.hls_port}")
+        if self.hls_edges and self.edge_port in (self.port, 65536):
+            raise SettingsError("hls_port must differ from port")
         if self.secret is not None and len(self.secret.encode()) < 32:
             # HS256 tokens want a key at least as long as the hash (RFC 7518, 3.2).
             raise SettingsError(f"{ENV_PREFIX}SECRET must be at least 32 bytes")

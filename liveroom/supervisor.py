@@ -1,8 +1,10 @@
-"""``serve --workers N``: N server processes on one port (SO_REUSEPORT) sharing one Redis.
+"""``serve --workers N``: N server processes on one port (SO_REUSEPORT) sharing one Redis; with
+``--hls-edges M`` also M LL-HLS edges (``liveroom/hls_edge.py``) on their own port.
 
-The supervisor owns the embedded Redis (when no URL is given), starts the workers, restarts a
-worker that dies (its clients reconnect to the others meanwhile), and on SIGINT/SIGTERM stops the
-workers gracefully, then Redis. Workers hold no state of their own that others need.
+The supervisor owns the embedded Redis (when no URL is given), starts the workers and edges,
+restarts one that dies (its clients reconnect to the others meanwhile), and on SIGINT/SIGTERM
+stops them gracefully, then Redis. Workers and edges hold no state of their own that others
+need.
 """
 
 from __future__ import annotations
@@ -40,6 +42,16 @@ def _start_worker(settings: Settings, index: int) -> BaseProcess:
     return process
 
 
+def _start_edge(settings: Settings, index: int) -> BaseProcess:
+    from .hls_edge import run_edge_process
+
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=run_edge_process, args=(settings, index),
+                              name=f"liveroom-hls-edge-{index}", daemon=False)
+    process.start()
+    return process
+
+
 async def supervise(settings: Settings) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -57,21 +69,27 @@ async def supervise(settings: Settings) -> int:
     settings.resolve_secret()
 
     workers = {index: _start_worker(settings, index) for index in range(settings.workers)}
+    edges = {index: _start_edge(settings, index) for index in range(settings.hls_edges)}
     print(f"liveroom: serving on http://{settings.host}:{settings.port} with "
           f"{settings.workers} workers", flush=True)
+    if edges:
+        print(f"liveroom: {len(edges)} LL-HLS edges on "
+              f"http://{settings.host}:{settings.edge_port}/hls/", flush=True)
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), RESTART_DELAY_S)
             if stop.is_set():
                 break
-            for index, process in list(workers.items()):
-                if not process.is_alive():
-                    log.warning("worker %d (pid %s) exited with %s; restarting", index,
-                                process.pid, process.exitcode)
-                    workers[index] = _start_worker(settings, index)
+            for kind, processes, start in (("worker", workers, _start_worker),
+                                           ("LL-HLS edge", edges, _start_edge)):
+                for index, process in list(processes.items()):
+                    if not process.is_alive():
+                        log.warning("%s %d (pid %s) exited with %s; restarting", kind, index,
+                                    process.pid, process.exitcode)
+                        processes[index] = start(settings, index)
     finally:
-        await _stop_workers(list(workers.values()))
+        await _stop_workers(list(workers.values()) + list(edges.values()))
         if embedded is not None:
             await embedded.stop()
     return 0

@@ -9,24 +9,24 @@ minimum next bid (from its acks and the room's ``auction`` pushes) plus a few in
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-import multiprocessing
 import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
 
 from ._api import ServerApi
-from ._channel import Channel, PipeChannel, queue_pair
+from ._channel import Channel, PipeChannel
 from ._chart import render_chart
 from ._client import LeanSocket
+from ._generators import Generators, write_report
 from ._histogram import Histogram
-from ._report import latency_summary
+from ._report import latency_summary, merge_histograms
 from ._worker import raise_open_file_limit
 from .exceptions import LoadTestError, ScenarioError
 
@@ -355,64 +355,15 @@ def _process_main(config: AuctionConfig, room_id: str, accounts: list[tuple[str,
     uvloop.run(run_bidders(config, room_id, accounts, first, PipeChannel(connection)))
 
 
-class _Bidders:
+def _bidders(config: AuctionConfig, room_id: str,
+             accounts: list[tuple[str, str]]) -> Generators:
     """The bidder processes: a task of this event loop with one process, else spawned."""
-
-    def __init__(self, config: AuctionConfig, room_id: str,
-                 accounts: list[tuple[str, str]]) -> None:
-        per = math.ceil(len(accounts) / config.processes)
-        self.shares = [(first, accounts[first:first + per])
-                       for first in range(0, len(accounts), per)]
-        self.config = config
-        self.room_id = room_id
-        self.channels: list[Channel] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self._processes: list[Any] = []
-
-    def start(self) -> None:
-        if len(self.shares) == 1:
-            ours, theirs = queue_pair()
-            self.channels.append(ours)
-            first, share = self.shares[0]
-            self._tasks.append(asyncio.create_task(
-                run_bidders(self.config, self.room_id, share, first, theirs)))
-            return
-        context = multiprocessing.get_context("spawn")
-        for first, share in self.shares:
-            parent_end, child_end = context.Pipe()
-            process = context.Process(
-                target=_process_main, args=(self.config, self.room_id, share, first, child_end),
-                name=f"loadtests-bidders-{first}", daemon=True)
-            process.start()
-            child_end.close()  # so recv() ends with EOFError if the process dies
-            self._processes.append(process)
-            self.channels.append(PipeChannel(parent_end))
-
-    async def gather(self, kind: str) -> list[dict[str, Any]]:
-        async def one(channel: Channel) -> dict[str, Any]:
-            try:
-                message = await channel.recv()
-            except EOFError:
-                raise LoadTestError("a bidder process died") from None
-            if message.get("type") != kind:
-                raise LoadTestError(f"a bidder process said {message.get('type')!r}, not {kind}")
-            return message
-
-        return list(await asyncio.gather(*(one(c) for c in self.channels)))
-
-    async def broadcast(self, message: dict[str, Any]) -> None:
-        await asyncio.gather(*(channel.send(message) for channel in self.channels))
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for process in self._processes:
-            await asyncio.to_thread(process.join, 10)
-            if process.is_alive():
-                process.terminate()
-                await asyncio.to_thread(process.join, 5)
+    per = math.ceil(len(accounts) / config.processes)
+    return Generators(run_bidders, _process_main,
+                      [(f"loadtests-bidders-{first}",
+                        (config, room_id, accounts[first:first + per], first))
+                       for first in range(0, len(accounts), per)],
+                      "a bidder process")
 
 
 def render_auction_text(report: dict[str, Any]) -> str:
@@ -455,7 +406,7 @@ async def run_auction(config: AuctionConfig, progress_stream: TextIO | None = sy
         say(f"minting {config.bidders} bidder accounts ...")
         accounts = await api.mint_buyers(config.admin_token, config.bidders,
                                          f"au{config.seed}{room['id'][-6:]}")
-        workers = _Bidders(config, room["id"], accounts)
+        workers = _bidders(config, room["id"], accounts)
         try:
             workers.start()
             ready = await workers.gather("ready")
@@ -492,10 +443,8 @@ async def run_auction(config: AuctionConfig, progress_stream: TextIO | None = sy
         await api.end_room(config.anchor_token, room["id"])
     records = [BidRecord(**raw) for r in results for raw in r["records"]]
     winners = [(int(n), reservation) for r in results for n, reservation in r["winners"]]
-    connect, send_lag = Histogram(), Histogram()
-    for r in results:
-        connect.merge(Histogram.from_dict(r["connect"]))
-        send_lag.merge(Histogram.from_dict(r["send_lag"]))
+    connect = merge_histograms([r["connect"] for r in results])
+    send_lag = merge_histograms([r["send_lag"] for r in results])
     audit = audit_auction(bids=records, final=final, winners=winners,
                           extend_ms=config.extend_s * 1000, sudden_death=config.sudden_death,
                           first_ends_at=first_ends_at, tolerance_ms=tolerance_ms,
@@ -524,11 +473,8 @@ async def run_auction(config: AuctionConfig, progress_stream: TextIO | None = sy
         "audit": audit, "wall_s": round(time.monotonic() - started, 2),
     }
     if config.json_path is not None:
-        config.json_path.parent.mkdir(parents=True, exist_ok=True)
-        chart = config.json_path.with_suffix(".html")
-        report["chart"] = str(chart)
-        chart.write_text(render_chart(report, event="Bid", success="leading"))
-        config.json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        write_report(report, config.json_path,
+                     partial(render_chart, event="Bid", success="leading"), default=str)
     say(render_auction_text(report))
     return report
 

@@ -22,7 +22,7 @@ import aiohttp
 from ._api import ServerApi
 from ._report import build_report
 from ._schedule import Profile
-from ._spike import COUNTDOWN_S, SpikeConfig, _Progress, drive_workers, write_report
+from ._spike import COUNTDOWN_S, SpikeConfig, _Progress, drive_workers, finish_report
 from ._worker import raise_open_file_limit
 from .exceptions import ScenarioError
 
@@ -127,5 +127,5 @@ async def run_coupons(config: CouponsConfig, progress_stream: TextIO | None = sy
         "detail": f"server granted {granted}, grabbers were told {report['reserved']}, "
                   f"coupons {config.coupons}, grabbers who asked {report['demand']}"})
     report["audit"]["passed"] = all(c["ok"] for c in report["audit"]["checks"])
-    write_report(report, config.json_path, progress)
+    finish_report(report, config.json_path, progress, event="Grab", success="granted")
     return report

@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import math
-import multiprocessing
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
 
 from ._api import ServerApi
-from ._channel import Channel, PipeChannel, queue_pair
 from ._chart import render_chart
+from ._generators import Generators, write_report
 from ._histogram import Histogram
 from ._report import build_report, merge_counts, render_text
 from ._schedule import Profile, ScheduleSpec, build_schedule
 from ._worker import WorkerPlan, raise_open_file_limit, run_worker, worker_process_main
-from .exceptions import LoadTestError, ScenarioError
+from .exceptions import ScenarioError
 
-__all__ = ["SpikeConfig", "drive_workers", "run_spike", "write_report"]
+__all__ = ["SpikeConfig", "drive_workers", "finish_report", "run_spike"]
 
 # Seconds between the sale being created and it opening: time to fan the plan out.
 COUNTDOWN_S = 2
@@ -135,69 +133,29 @@ class _Progress:
             self.stream.flush()
 
 
-class _Workers:
+class _Workers(Generators):
     """The buyer workers: in this event loop when ``processes == 1``, else spawned processes."""
 
     def __init__(self, plans: list[WorkerPlan]) -> None:
+        super().__init__(run_worker, worker_process_main,
+                         [(f"loadtests-worker-{plan.index}", (plan,)) for plan in plans],
+                         "a buyer worker process")
         self.plans = plans
-        self.channels: list[Channel] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self._processes: list[Any] = []
-
-    def start(self) -> None:
-        if len(self.plans) == 1:
-            ours, theirs = queue_pair()
-            self.channels.append(ours)
-            self._tasks.append(asyncio.create_task(run_worker(self.plans[0], theirs)))
-            return
-        context = multiprocessing.get_context("spawn")
-        for plan in self.plans:
-            parent_end, child_end = context.Pipe()
-            process = context.Process(target=worker_process_main, args=(plan, child_end),
-                                      name=f"loadtests-worker-{plan.index}", daemon=True)
-            process.start()
-            child_end.close()  # so recv() ends with EOFError if the worker dies
-            self._processes.append(process)
-            self.channels.append(PipeChannel(parent_end))
 
     async def gather_type(self, kind: str, progress: _Progress | None) -> list[dict[str, Any]]:
-        async def one(channel: Channel) -> dict[str, Any]:
-            while True:
-                try:
-                    message = await channel.recv()
-                except EOFError:
-                    raise LoadTestError("a buyer worker process died") from None
-                if message.get("type") == kind:
-                    return message
-                if progress is not None and message.get("type") == "progress":
-                    progress.update(message)
+        def other(message: dict[str, Any]) -> None:
+            if progress is not None and message.get("type") == "progress":
+                progress.update(message)
 
-        return list(await asyncio.gather(*(one(c) for c in self.channels)))
-
-    async def broadcast(self, message: dict[str, Any]) -> None:
-        await asyncio.gather(*(channel.send(message) for channel in self.channels))
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for process in self._processes:
-            await asyncio.to_thread(process.join, 10)
-            if process.is_alive():
-                process.terminate()
-                await asyncio.to_thread(process.join, 5)
+        return await self.gather(kind, other)
 
 
-def write_report(report: dict[str, Any], json_path: Path | None, progress: _Progress) -> None:
-    """The report as JSON with its chart beside it (same name, ``.html``) when asked, and its
-    text on the progress stream."""
+def finish_report(report: dict[str, Any], json_path: Path | None, progress: _Progress, *,
+                  event: str = "Buy", success: str = "reserved") -> None:
+    """The report as JSON with its chart beside it when asked (``write_report``), and its text
+    on the progress stream; ``event`` and ``success`` name what the chart counts."""
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        chart = json_path.with_suffix(".html")
-        report["chart"] = str(chart)
-        chart.write_text(render_chart(report))
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        write_report(report, json_path, partial(render_chart, event=event, success=success))
     progress.say(render_text(report))
 
 
@@ -303,5 +261,5 @@ async def run_spike(config: SpikeConfig, progress_stream: TextIO | None = sys.st
                           results=sorted(results, key=lambda r: int(r["worker"])),
                           sale=final_sale, wall_s=time.monotonic() - started,
                           figures=figures)
-    write_report(report, config.json_path, progress)
+    finish_report(report, config.json_path, progress)
     return report

@@ -19,22 +19,37 @@ A server that cannot be reached, at start or mid-run, raises ``StoreUnavailable`
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 
 import database
 
-from ._models import Address, Claim, Order, OrderEvent, Payment, Payout
+from ._models import Claim, Order, OrderEvent, Payment, Payout
+from ._rows import (
+    CLAIM_COLUMNS,
+    INTENT_SQL,
+    ORDER_COLUMNS,
+    ORDER_FIELDS,
+    PAYMENT_COLUMNS,
+    PAYOUT_COLUMNS,
+    SETTLED_MARK,
+    ExpectationQuery,
+    check_updatable,
+    claim_values,
+    event_of,
+    event_values,
+    expectations,
+    order_of,
+    order_values,
+    payment_values,
+    payout_values,
+    reservation_of,
+    reservation_values,
+    update_of,
+)
 from ._store import (
-    _INTENT_SQL,
-    _ORDER_COLUMNS,
-    _ORDER_FIELDS,
-    _SETTLED_MARK,
-    _UPDATABLE,
-    STATE_RANK,
     FigureQuery,
     FigureRow,
     HandoffRecord,
@@ -43,32 +58,24 @@ from ._store import (
     figure_sql,
 )
 from .exceptions import ClaimConflict, DeliveryLimitReached, StoreUnavailable
-from .interfaces import ReservationInfo, ReservationState
+from .interfaces import ReservationInfo
 
 __all__ = ["MIGRATIONS_COMPONENT", "PostgresOrderStore"]
 
 T = TypeVar("T")
 MIGRATIONS_COMPONENT = "orders"
-_PAYMENT_COLUMNS = ("id, order_id, method, amount_cents, status, created_at, card_last4, "
-                    "settled_at, provider_ref, reason")
-_CLAIM_COLUMNS = ("id, order_id, kind, status, created_at, updated_at, amount_cents, pickup_at, "
-                  "return_shipping_payer, reason")
-_PAYOUT_COLUMNS = "id, order_id, claim_id, kind, amount_cents, status, created_at"
 _RESERVATION_COLUMNS = ("id, sale_id, room_id, product_id, anchor_id, user_id, qty, "
                         "price_cents, title, category, brand, expires_at, state")
 Conn = Any  # asyncpg.Connection (the driver ships no type hints)
-
-
-def _order(row: Any) -> Order:
-    values = {name: row[name] for name in _ORDER_FIELDS}
-    values["address"] = Address(**json.loads(row["address"]))
-    return Order(**values)
-
-
-def _reservation(row: Any) -> ReservationInfo:
-    values = dict(row)
-    values["state"] = cast(ReservationState, values["state"])
-    return ReservationInfo(**values)
+# What an ``Expectation`` of a change reads (``_rows.expectations``).
+_EXPECTATION_SQL: Mapping[ExpectationQuery, str] = {
+    "payment_status": "SELECT status FROM payments WHERE id = $1",
+    "claim_status": "SELECT status FROM claims WHERE id = $1",
+    "pending_charge": "SELECT 1 FROM payments WHERE order_id = $1 AND status = 'pending' "
+                      "AND method = 'online' AND ($2::bigint IS NULL OR created_at < $2) LIMIT 1",
+    "counterfeit_claim": "SELECT 1 FROM claims WHERE order_id = $1 AND kind = 'counterfeit' "
+                         "AND status IN ('open', 'upheld') LIMIT 1",
+}
 
 
 class PostgresOrderStore:
@@ -83,16 +90,10 @@ class PostgresOrderStore:
         if self._pool is not None:
             return
         try:
-            pool = await database.open_pool(self.url, max_size=self._pool_size)
+            self._pool = await database.open_migrated(
+                self.url, MIGRATIONS_COMPONENT, "orders", max_size=self._pool_size)
         except database.DatabaseUnavailable as exc:
             raise StoreUnavailable(exc.detail) from None
-        try:
-            await database.migrate(pool, MIGRATIONS_COMPONENT,
-                                   database.migrations_in("orders"))
-        except BaseException:
-            await pool.close()
-            raise
-        self._pool = pool
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -103,23 +104,8 @@ class PostgresOrderStore:
         if self._pool is None:
             raise RuntimeError("order store is not open")
         pool = self._pool
-
-        async def work() -> T:
-            async with pool.acquire() as conn:
-                if not write:
-                    return await fn(conn)
-                async with conn.transaction():
-                    return await fn(conn)
-
         try:
-            try:
-                return await database.guarded(self.url, work)
-            except database.DatabaseUnavailable:
-                if write:
-                    raise
-                # A connection the pool kept from before a server restart fails on its first
-                # use; a read tries once more, on a fresh one.
-                return await database.guarded(self.url, work)
+            return await database.run(pool, self.url, fn, write=write)
         except database.DatabaseUnavailable as exc:
             raise StoreUnavailable(exc.detail) from None
 
@@ -154,7 +140,7 @@ class PostgresOrderStore:
             row = await conn.fetchrow(
                 f"SELECT {_RESERVATION_COLUMNS} FROM reservations WHERE id = $1",
                 reservation_id)
-            return None if row is None else _reservation(row)
+            return None if row is None else reservation_of(row)
 
         return await self._run(work)
 
@@ -182,10 +168,10 @@ class PostgresOrderStore:
             # One checkout of a reservation at a time, on every node.
             await _xact_lock(conn, f"reservation:{order.reservation_id}")
             row = await conn.fetchrow(
-                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE reservation_id = $1",
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE reservation_id = $1",
                 order.reservation_id)
             if row is not None:
-                return _order(row), False
+                return order_of(row), False
             if per_person_limit is not None:
                 # Checkouts of one sale to one phone or door count one after the other.
                 for key in sorted({f"sale:{order.sale_id}:phone:{phone_key}",
@@ -199,13 +185,11 @@ class PostgresOrderStore:
                 if int(taken) + order.qty > per_person_limit:
                     raise DeliveryLimitReached(order.sale_id, per_person_limit)
             await _upsert_reservation(conn, reservation, reservation.state, order.created_at)
-            values: list[Any] = [getattr(order, name) for name in _ORDER_FIELDS]
-            values[_ORDER_FIELDS.index("address")] = json.dumps(order.address.to_dict())
-            params = ", ".join(f"${i}" for i in range(1, len(_ORDER_FIELDS) + 3))
+            params = ", ".join(f"${i}" for i in range(1, len(ORDER_FIELDS) + 3))
             await conn.execute(
-                f"INSERT INTO orders ({_ORDER_COLUMNS}, delivery_phone_key, "
+                f"INSERT INTO orders ({ORDER_COLUMNS}, delivery_phone_key, "
                 f"delivery_door_key) VALUES ({params})",
-                *values, phone_key, door_key)
+                *order_values(order))
             for event in events:
                 await _insert_event(conn, event)
             if payment is not None:
@@ -215,34 +199,34 @@ class PostgresOrderStore:
         return await self._run(work, write=True)
 
     async def get_order(self, order_id: str) -> Order | None:
-        return await self._one(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = $1", order_id)
+        return await self._one(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1", order_id)
 
     async def get_order_by_reservation(self, reservation_id: str) -> Order | None:
         return await self._one(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE reservation_id = $1", reservation_id)
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE reservation_id = $1", reservation_id)
 
     async def _one(self, sql: str, arg: str) -> Order | None:
         async def work(conn: Conn) -> Order | None:
             row = await conn.fetchrow(sql, arg)
-            return None if row is None else _order(row)
+            return None if row is None else order_of(row)
 
         return await self._run(work)
 
     async def _many(self, sql: str, *args: Any) -> list[Order]:
         async def work(conn: Conn) -> list[Order]:
-            return [_order(row) for row in await conn.fetch(sql, *args)]
+            return [order_of(row) for row in await conn.fetch(sql, *args)]
 
         return await self._run(work)
 
     async def list_orders_by_buyer(self, buyer_id: str) -> list[Order]:
         return await self._many(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE buyer_id = $1 "
-            f"AND status NOT IN ({_INTENT_SQL}) ORDER BY created_at DESC, id",
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE buyer_id = $1 "
+            f"AND status NOT IN ({INTENT_SQL}) ORDER BY created_at DESC, id",
             buyer_id)
 
     async def pending_intents(self, created_before: int) -> list[Order]:
         return await self._many(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status = 'pending' "
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'pending' "
             "AND created_at <= $1 ORDER BY created_at, id", created_before)
 
     async def committed_without_order(self, since: int, also: Sequence[str] = ()) -> list[str]:
@@ -267,14 +251,14 @@ class PostgresOrderStore:
 
     async def unpaid_online_orders(self, created_before: int) -> list[Order]:
         return await self._many(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status = 'created' "
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'created' "
             "AND payment_method = 'online' AND created_at <= $1 ORDER BY created_at, id",
             created_before)
 
     async def stale_pending_charges(self, created_before: int) -> list[Payment]:
         async def work(conn: Conn) -> list[Payment]:
             rows = await conn.fetch(
-                f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE status = 'pending' "
+                f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE status = 'pending' "
                 "AND method = 'online' AND created_at <= $1 ORDER BY created_at, id",
                 created_before)
             return [Payment(**dict(row)) for row in rows]
@@ -283,33 +267,31 @@ class PostgresOrderStore:
 
     async def orders_pending_restock(self) -> list[Order]:
         return await self._many(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE restock_state = 'pending'")
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE restock_state = 'pending'")
 
     async def orders_for_analytics(self, anchor_id: str | None) -> list[Order]:
         if anchor_id is None:
             return await self._many(
-                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE placed_at IS NOT NULL")
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE placed_at IS NOT NULL")
         return await self._many(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE placed_at IS NOT NULL "
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE placed_at IS NOT NULL "
             "AND anchor_id = $1", anchor_id)
 
     async def figures(self, query: FigureQuery) -> list[FigureRow]:
         sums_sql, rooms_sql, args = figure_sql(query)
 
         async def work(conn: Conn) -> list[FigureRow]:
-            sums = await conn.fetch(_numbered(sums_sql), query.window_ms, *args)
+            sums = await conn.fetch(database.numbered(sums_sql), query.window_ms, *args)
             if query.group == "room":
                 rooms: list[Any] = [(row[0], row[0]) for row in sums]
             else:
-                rooms = await conn.fetch(_numbered(rooms_sql), *args)
+                rooms = await conn.fetch(database.numbered(rooms_sql), *args)
             return figure_rows(sums, rooms)
 
         return await self._run(work)
 
     async def apply(self, change: OrderChange) -> Order | None:
-        bad = set(change.fields) - _UPDATABLE
-        if bad:
-            raise ValueError(f"not updatable: {sorted(bad)}")
+        check_updatable(change)
 
         async def work(conn: Conn) -> Order | None:
             # The order's row lock first: every check below reads what the other nodes'
@@ -318,36 +300,14 @@ class PostgresOrderStore:
                 "SELECT status FROM orders WHERE id = $1 FOR UPDATE", change.order_id)
             if status is None or status not in change.expected:
                 return None
-            if change.payment_expected is not None:
-                payment_id, expected_status = change.payment_expected
-                found = await conn.fetchval(
-                    "SELECT status FROM payments WHERE id = $1", payment_id)
-                if found != expected_status:
+            for expected in expectations(change):
+                if await conn.fetchval(_EXPECTATION_SQL[expected.query],
+                                       *expected.args) != expected.wanted:
                     return None
-            if change.claim_expected is not None:
-                claim_id, expected_claim = change.claim_expected
-                found = await conn.fetchval("SELECT status FROM claims WHERE id = $1", claim_id)
-                if found != expected_claim:
-                    return None
-            if change.no_pending_charge and await conn.fetchval(
-                "SELECT 1 FROM payments WHERE order_id = $1 AND status = 'pending' "
-                "AND method = 'online' AND ($2::bigint IS NULL OR created_at < $2) LIMIT 1",
-                change.order_id, change.charges_started_before,
-            ) is not None:
-                return None
-            if change.no_counterfeit_claim and await conn.fetchval(
-                "SELECT 1 FROM claims WHERE order_id = $1 AND kind = 'counterfeit' "
-                "AND status IN ('open', 'upheld') LIMIT 1", change.order_id,
-            ) is not None:
-                return None
-            assignments = ["status = $1", "updated_at = $2"]
-            args: list[Any] = [change.status, change.at]
-            for name, value in change.fields.items():
-                args.append(value)
-                assignments.append(f"{name} = ${len(args)}")
-            args.append(change.order_id)
-            await conn.execute(
-                f"UPDATE orders SET {', '.join(assignments)} WHERE id = ${len(args)}", *args)
+            columns, values = update_of(change)
+            assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, 1))
+            await conn.execute(f"UPDATE orders SET {assignments} WHERE id = ${len(values) + 1}",
+                               *values, change.order_id)
             for event in change.events:
                 await _insert_event(conn, event)
             for claim in change.claims:
@@ -359,14 +319,14 @@ class PostgresOrderStore:
             if change.committed is not None:
                 await _upsert_reservation(conn, change.committed, "committed", change.at)
             row = await conn.fetchrow(
-                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = $1", change.order_id)
-            return _order(row)
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1", change.order_id)
+            return order_of(row)
 
         try:
             return await self._run(work, write=True)
         except asyncpg.RaiseError as exc:
             # Rolled back already; anything but the schema's settlement rule is a bug.
-            if _SETTLED_MARK in str(exc):
+            if SETTLED_MARK in str(exc):
                 return None
             raise
 
@@ -377,22 +337,14 @@ class PostgresOrderStore:
             rows = await conn.fetch(
                 "SELECT order_id, kind, from_status, to_status, actor_id, actor_role, at, "
                 "detail FROM order_events WHERE order_id = $1 ORDER BY seq", order_id)
-            return [
-                OrderEvent(
-                    order_id=row["order_id"], kind=row["kind"], from_status=row["from_status"],
-                    to_status=row["to_status"], actor_id=row["actor_id"],
-                    actor_role=row["actor_role"], at=row["at"],
-                    detail=json.loads(row["detail"]),
-                )
-                for row in rows
-            ]
+            return [event_of(row) for row in rows]
 
         return await self._run(work)
 
     async def claims(self, order_id: str) -> list[Claim]:
         async def work(conn: Conn) -> list[Claim]:
             rows = await conn.fetch(
-                f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE order_id = $1 "
+                f"SELECT {CLAIM_COLUMNS} FROM claims WHERE order_id = $1 "
                 "ORDER BY created_at, id", order_id)
             return [Claim(**dict(row)) for row in rows]
 
@@ -400,7 +352,7 @@ class PostgresOrderStore:
 
     async def get_claim(self, claim_id: str) -> Claim | None:
         async def work(conn: Conn) -> Claim | None:
-            row = await conn.fetchrow(f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE id = $1",
+            row = await conn.fetchrow(f"SELECT {CLAIM_COLUMNS} FROM claims WHERE id = $1",
                                       claim_id)
             return None if row is None else Claim(**dict(row))
 
@@ -409,7 +361,7 @@ class PostgresOrderStore:
     async def payments(self, order_id: str) -> list[Payment]:
         async def work(conn: Conn) -> list[Payment]:
             rows = await conn.fetch(
-                f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 "
+                f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 "
                 "ORDER BY created_at, seq", order_id)
             return [Payment(**dict(row)) for row in rows]
 
@@ -418,7 +370,7 @@ class PostgresOrderStore:
     async def payouts(self, order_id: str) -> list[Payout]:
         async def work(conn: Conn) -> list[Payout]:
             rows = await conn.fetch(
-                f"SELECT {_PAYOUT_COLUMNS} FROM payouts WHERE order_id = $1 "
+                f"SELECT {PAYOUT_COLUMNS} FROM payouts WHERE order_id = $1 "
                 "ORDER BY created_at, id", order_id)
             return [Payout(**dict(row)) for row in rows]
 
@@ -427,16 +379,10 @@ class PostgresOrderStore:
     async def get_payment(self, payment_id: str) -> Payment | None:
         async def work(conn: Conn) -> Payment | None:
             row = await conn.fetchrow(
-                f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE id = $1", payment_id)
+                f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1", payment_id)
             return None if row is None else Payment(**dict(row))
 
         return await self._run(work)
-
-
-def _numbered(sql: str) -> str:
-    """``?`` placeholders (SQL shared with the SQLite store) as PostgreSQL's ``$1, $2…``."""
-    parts = sql.split("?")
-    return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
 def _rowcount(status: str) -> int:
@@ -455,9 +401,7 @@ async def _upsert_reservation(conn: Conn, res: ReservationInfo, state: str, now:
         "ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
         "state_rank = excluded.state_rank, updated_at = excluded.updated_at "
         "WHERE excluded.state_rank > reservations.state_rank",
-        res.id, res.sale_id, res.room_id, res.product_id, res.anchor_id, res.user_id,
-        res.qty, res.price_cents, res.title, res.category, res.brand, res.expires_at,
-        state, STATE_RANK[state], now, now,
+        *reservation_values(res, state, now),
     )
 
 
@@ -466,27 +410,25 @@ async def _insert_event(conn: Conn, event: OrderEvent) -> None:
         "INSERT INTO order_events "
         "(order_id, kind, from_status, to_status, actor_id, actor_role, at, detail) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        event.order_id, event.kind, event.from_status, event.to_status, event.actor_id,
-        event.actor_role, event.at, json.dumps(dict(event.detail), sort_keys=True),
+        *event_values(event),
     )
 
 
 async def _upsert_payment(conn: Conn, p: Payment) -> None:
     await conn.execute(
-        f"INSERT INTO payments ({_PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+        f"INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
         "$9, $10) ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
         "settled_at = excluded.settled_at, provider_ref = excluded.provider_ref, "
         "reason = excluded.reason",
-        p.id, p.order_id, p.method, p.amount_cents, p.status, p.created_at, p.card_last4,
-        p.settled_at, p.provider_ref, p.reason,
+        *payment_values(p),
     )
 
 
 async def _insert_payout(conn: Conn, p: Payout) -> None:
     try:
         await conn.execute(
-            f"INSERT INTO payouts ({_PAYOUT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            p.id, p.order_id, p.claim_id, p.kind, p.amount_cents, p.status, p.created_at)
+            f"INSERT INTO payouts ({PAYOUT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            *payout_values(p))
     except asyncpg.UniqueViolationError:
         # One payout per claim, one compensation per order: this one is paid already.
         raise ClaimConflict(p.order_id, f"paid {p.kind}") from None
@@ -495,12 +437,11 @@ async def _insert_payout(conn: Conn, p: Payout) -> None:
 async def _upsert_claim(conn: Conn, c: Claim) -> None:
     try:
         await conn.execute(
-            f"INSERT INTO claims ({_CLAIM_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+            f"INSERT INTO claims ({CLAIM_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
             "$10) ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
             "updated_at = excluded.updated_at, amount_cents = excluded.amount_cents, "
             "pickup_at = excluded.pickup_at",
-            c.id, c.order_id, c.kind, c.status, c.created_at, c.updated_at, c.amount_cents,
-            c.pickup_at, c.return_shipping_payer, c.reason,
+            *claim_values(c),
         )
     except asyncpg.UniqueViolationError:
         raise ClaimConflict(c.order_id, c.kind) from None

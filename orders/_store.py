@@ -8,19 +8,16 @@ implementing ``OrderStore``.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar
 
 from ._models import (
-    INTENT_STATUSES,
-    Address,
     Claim,
     ClaimStatus,
     Order,
@@ -30,8 +27,31 @@ from ._models import (
     Payout,
     StoredStatus,
 )
+from ._rows import (
+    CLAIM_COLUMNS,
+    INTENT_SQL,
+    ORDER_COLUMNS,
+    ORDER_FIELDS,
+    PAYMENT_COLUMNS,
+    PAYOUT_COLUMNS,
+    SETTLED_MARK,
+    STATE_RANK,
+    ExpectationQuery,
+    check_updatable,
+    claim_values,
+    event_of,
+    event_values,
+    expectations,
+    order_of,
+    order_values,
+    payment_values,
+    payout_values,
+    reservation_of,
+    reservation_values,
+    update_of,
+)
 from .exceptions import ClaimConflict, DeliveryLimitReached
-from .interfaces import ReservationInfo, ReservationState
+from .interfaces import ReservationInfo
 
 __all__ = [
     "STATE_RANK",
@@ -45,28 +65,20 @@ __all__ = [
 
 T = TypeVar("T")
 
-# Reservation states only move forward: reserved → committed/released/expired → restocked.
-STATE_RANK: Mapping[str, int] = {
-    "reserved": 0,
-    "committed": 1,
-    "released": 1,
-    "expired": 1,
-    "restocked": 2,
-}
-
 # (version, resource name); applied in order, each once, recorded in schema_migrations.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, "schema_v1.sql"), (2, "schema_v2.sql"), (3, "schema_v3.sql"), (4, "schema_v4.sql"),
     (5, "schema_v5.sql"), (6, "schema_v6.sql"), (7, "schema_v7.sql"), (8, "schema_v8.sql"),
 )
-# What schema_v5's triggers say when a change would pay a compensation on a returned or refunded
-# order, or refund a compensated one: the other settlement won, as a failed compare-and-set.
-_SETTLED_MARK = "order_settled"
-
-_ORDER_FIELDS = tuple(f.name for f in fields(Order))
-_ORDER_COLUMNS = ", ".join(_ORDER_FIELDS)
-_UPDATABLE = frozenset(_ORDER_FIELDS) - {"id", "reservation_id", "address"}
-_INTENT_SQL = ", ".join(f"'{status}'" for status in sorted(INTENT_STATUSES))
+# What an ``Expectation`` of a change reads (``_rows.expectations``).
+_EXPECTATION_SQL: Mapping[ExpectationQuery, str] = {
+    "payment_status": "SELECT status FROM payments WHERE id = ?1",
+    "claim_status": "SELECT status FROM claims WHERE id = ?1",
+    "pending_charge": "SELECT 1 FROM payments WHERE order_id = ?1 AND status = 'pending' "
+                      "AND method = 'online' AND (?2 IS NULL OR created_at < ?2) LIMIT 1",
+    "counterfeit_claim": "SELECT 1 FROM claims WHERE order_id = ?1 AND kind = 'counterfeit' "
+                         "AND status IN ('open', 'upheld') LIMIT 1",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,30 +260,6 @@ class OrderStore(Protocol):
     async def count_handoff_entries(self, reservation_id: str) -> int: ...
 
 
-def _order_from_row(row: sqlite3.Row) -> Order:
-    values = {name: row[name] for name in _ORDER_FIELDS}
-    values["address"] = Address(**json.loads(row["address"]))
-    return Order(**values)
-
-
-def _reservation_from_row(row: sqlite3.Row) -> ReservationInfo:
-    return ReservationInfo(
-        id=row["id"],
-        sale_id=row["sale_id"],
-        room_id=row["room_id"],
-        product_id=row["product_id"],
-        anchor_id=row["anchor_id"],
-        user_id=row["user_id"],
-        qty=row["qty"],
-        price_cents=row["price_cents"],
-        title=row["title"],
-        category=row["category"],
-        brand=row["brand"],
-        expires_at=row["expires_at"],
-        state=cast(ReservationState, row["state"]),
-    )
-
-
 class SqliteOrderStore:
     """``OrderStore`` on an embedded SQLite file (default ``<data_dir>/orders.sqlite3``)."""
 
@@ -349,7 +337,7 @@ class SqliteOrderStore:
             row = conn.execute(
                 "SELECT * FROM reservations WHERE id = ?", (reservation_id,)
             ).fetchone()
-            return None if row is None else _reservation_from_row(row)
+            return None if row is None else reservation_of(row)
 
         return await self._run(work)
 
@@ -376,29 +364,26 @@ class SqliteOrderStore:
         def work(conn: sqlite3.Connection) -> tuple[Order, bool]:
             with _transaction(conn):
                 row = conn.execute(
-                    f"SELECT {_ORDER_COLUMNS} FROM orders WHERE reservation_id = ?",
+                    f"SELECT {ORDER_COLUMNS} FROM orders WHERE reservation_id = ?",
                     (order.reservation_id,),
                 ).fetchone()
                 if row is not None:
-                    return _order_from_row(row), False
-                phone_key, door_key = order.address.phone_key, order.address.door_key
+                    return order_of(row), False
                 if per_person_limit is not None:
                     # Under the writer lock: two checkouts to one door cannot both fit.
                     (taken,) = conn.execute(
                         "SELECT COALESCE(SUM(qty), 0) FROM orders WHERE sale_id = ? AND "
                         "status NOT IN ('voided', 'cancelled') AND "
                         "(delivery_phone_key = ? OR delivery_door_key = ?)",
-                        (order.sale_id, phone_key, door_key),
+                        (order.sale_id, order.address.phone_key, order.address.door_key),
                     ).fetchone()
                     if int(taken) + order.qty > per_person_limit:
                         raise DeliveryLimitReached(order.sale_id, per_person_limit)
                 _upsert_reservation(conn, reservation, reservation.state, order.created_at)
-                values = [getattr(order, name) for name in _ORDER_FIELDS]
-                values[_ORDER_FIELDS.index("address")] = json.dumps(order.address.to_dict())
                 conn.execute(
-                    f"INSERT INTO orders ({_ORDER_COLUMNS}, delivery_phone_key, "
-                    f"delivery_door_key) VALUES ({', '.join('?' for _ in _ORDER_FIELDS)}, ?, ?)",
-                    [*values, phone_key, door_key],
+                    f"INSERT INTO orders ({ORDER_COLUMNS}, delivery_phone_key, "
+                    f"delivery_door_key) VALUES ({', '.join('?' for _ in ORDER_FIELDS)}, ?, ?)",
+                    order_values(order),
                 )
                 for event in events:
                     _insert_event(conn, event)
@@ -409,36 +394,36 @@ class SqliteOrderStore:
         return await self._run(work)
 
     async def get_order(self, order_id: str) -> Order | None:
-        return await self._one(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ?", order_id)
+        return await self._one(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?", order_id)
 
     async def get_order_by_reservation(self, reservation_id: str) -> Order | None:
         return await self._one(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE reservation_id = ?", reservation_id
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE reservation_id = ?", reservation_id
         )
 
     async def _one(self, sql: str, arg: str) -> Order | None:
         def work(conn: sqlite3.Connection) -> Order | None:
             row = conn.execute(sql, (arg,)).fetchone()
-            return None if row is None else _order_from_row(row)
+            return None if row is None else order_of(row)
 
         return await self._run(work)
 
     async def _many(self, sql: str, args: Sequence[Any]) -> list[Order]:
         def work(conn: sqlite3.Connection) -> list[Order]:
-            return [_order_from_row(row) for row in conn.execute(sql, tuple(args))]
+            return [order_of(row) for row in conn.execute(sql, tuple(args))]
 
         return await self._run(work)
 
     async def list_orders_by_buyer(self, buyer_id: str) -> list[Order]:
         return await self._many(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE buyer_id = ? "
-            f"AND status NOT IN ({_INTENT_SQL}) ORDER BY created_at DESC, id",
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE buyer_id = ? "
+            f"AND status NOT IN ({INTENT_SQL}) ORDER BY created_at DESC, id",
             (buyer_id,),
         )
 
     async def pending_intents(self, created_before: int) -> list[Order]:
         return await self._many(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status = 'pending' AND created_at <= ? "
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'pending' AND created_at <= ? "
             "ORDER BY created_at, id",
             (created_before,),
         )
@@ -468,7 +453,7 @@ class SqliteOrderStore:
 
     async def unpaid_online_orders(self, created_before: int) -> list[Order]:
         return await self._many(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status = 'created' "
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'created' "
             "AND payment_method = 'online' AND created_at <= ? ORDER BY created_at, id",
             (created_before,),
         )
@@ -486,16 +471,16 @@ class SqliteOrderStore:
 
     async def orders_pending_restock(self) -> list[Order]:
         return await self._many(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE restock_state = 'pending'", ()
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE restock_state = 'pending'", ()
         )
 
     async def orders_for_analytics(self, anchor_id: str | None) -> list[Order]:
         if anchor_id is None:
             return await self._many(
-                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE placed_at IS NOT NULL", ()
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE placed_at IS NOT NULL", ()
             )
         return await self._many(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE placed_at IS NOT NULL AND anchor_id = ?",
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE placed_at IS NOT NULL AND anchor_id = ?",
             (anchor_id,),
         )
 
@@ -511,58 +496,30 @@ class SqliteOrderStore:
         return await self._run(work)
 
     async def apply(self, change: OrderChange) -> Order | None:
-        bad = set(change.fields) - _UPDATABLE
-        if bad:
-            raise ValueError(f"not updatable: {sorted(bad)}")
+        check_updatable(change)
 
         def work(conn: sqlite3.Connection) -> Order | None:
             try:
                 return write(conn)
             except sqlite3.IntegrityError as exc:
                 # Rolled back already; anything but schema_v5's settlement rule is a bug.
-                if _SETTLED_MARK in str(exc):
+                if SETTLED_MARK in str(exc):
                     return None
                 raise
 
         def write(conn: sqlite3.Connection) -> Order | None:
             with _transaction(conn):
-                if change.payment_expected is not None:
-                    payment_id, expected_status = change.payment_expected
-                    row = conn.execute(
-                        "SELECT status FROM payments WHERE id = ?", (payment_id,)
-                    ).fetchone()
-                    if row is None or row["status"] != expected_status:
+                for expected in expectations(change):
+                    row = conn.execute(_EXPECTATION_SQL[expected.query],
+                                       expected.args).fetchone()
+                    if (None if row is None else row[0]) != expected.wanted:
                         return None
-                if change.claim_expected is not None:
-                    claim_id, expected_claim = change.claim_expected
-                    row = conn.execute(
-                        "SELECT status FROM claims WHERE id = ?", (claim_id,)
-                    ).fetchone()
-                    if row is None or row["status"] != expected_claim:
-                        return None
-                if change.no_pending_charge and conn.execute(
-                    "SELECT 1 FROM payments WHERE order_id = ? AND status = 'pending' "
-                    "AND method = 'online' AND (? IS NULL OR created_at < ?) LIMIT 1",
-                    (change.order_id, change.charges_started_before,
-                     change.charges_started_before),
-                ).fetchone() is not None:
-                    return None
-                if change.no_counterfeit_claim and conn.execute(
-                    "SELECT 1 FROM claims WHERE order_id = ? AND kind = 'counterfeit' "
-                    "AND status IN ('open', 'upheld') LIMIT 1",
-                    (change.order_id,),
-                ).fetchone() is not None:
-                    return None
-                assignments = ["status = ?", "updated_at = ?"]
-                args: list[Any] = [change.status, change.at]
-                for name, value in change.fields.items():
-                    assignments.append(f"{name} = ?")
-                    args.append(value)
+                columns, values = update_of(change)
                 placeholders = ", ".join("?" for _ in change.expected)
                 cur = conn.execute(
-                    f"UPDATE orders SET {', '.join(assignments)} "
+                    f"UPDATE orders SET {', '.join(f'{name} = ?' for name in columns)} "
                     f"WHERE id = ? AND status IN ({placeholders})",
-                    [*args, change.order_id, *sorted(change.expected)],
+                    [*values, change.order_id, *sorted(change.expected)],
                 )
                 if cur.rowcount != 1:
                     return None
@@ -577,9 +534,9 @@ class SqliteOrderStore:
                 if change.committed is not None:
                     _upsert_reservation(conn, change.committed, "committed", change.at)
                 row = conn.execute(
-                    f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ?", (change.order_id,)
+                    f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?", (change.order_id,)
                 ).fetchone()
-                return _order_from_row(row)
+                return order_of(row)
 
         return await self._run(work)
 
@@ -590,19 +547,7 @@ class SqliteOrderStore:
             rows = conn.execute(
                 "SELECT * FROM order_events WHERE order_id = ? ORDER BY seq", (order_id,)
             )
-            return [
-                OrderEvent(
-                    order_id=row["order_id"],
-                    kind=row["kind"],
-                    from_status=row["from_status"],
-                    to_status=row["to_status"],
-                    actor_id=row["actor_id"],
-                    actor_role=row["actor_role"],
-                    at=row["at"],
-                    detail=json.loads(row["detail"]),
-                )
-                for row in rows
-            ]
+            return [event_of(row) for row in rows]
 
         return await self._run(work)
 
@@ -723,17 +668,12 @@ def _statements(script: str) -> list[str]:
 def _upsert_reservation(
     conn: sqlite3.Connection, res: ReservationInfo, state: str, now: int
 ) -> None:
-    rank = STATE_RANK[state]
     conn.execute(
         "INSERT INTO reservations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
         "state_rank = excluded.state_rank, updated_at = excluded.updated_at "
         "WHERE excluded.state_rank > reservations.state_rank",
-        (
-            res.id, res.sale_id, res.room_id, res.product_id, res.anchor_id, res.user_id,
-            res.qty, res.price_cents, res.title, res.category, res.brand, res.expires_at,
-            state, rank, now, now,
-        ),
+        reservation_values(res, state, now),
     )
 
 
@@ -742,36 +682,28 @@ def _insert_event(conn: sqlite3.Connection, event: OrderEvent) -> None:
         "INSERT INTO order_events "
         "(order_id, kind, from_status, to_status, actor_id, actor_role, at, detail) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            event.order_id, event.kind, event.from_status, event.to_status, event.actor_id,
-            event.actor_role, event.at, json.dumps(dict(event.detail), sort_keys=True),
-        ),
+        event_values(event),
     )
 
 
 def _upsert_payment(conn: sqlite3.Connection, p: Payment) -> None:
     conn.execute(
-        "INSERT INTO payments (id, order_id, method, amount_cents, status, created_at, "
-        "card_last4, settled_at, provider_ref, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        f"INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
         "settled_at = excluded.settled_at, provider_ref = excluded.provider_ref, "
         "reason = excluded.reason",
-        (
-            p.id, p.order_id, p.method, p.amount_cents, p.status, p.created_at, p.card_last4,
-            p.settled_at, p.provider_ref, p.reason,
-        ),
+        payment_values(p),
     )
 
 
 def _insert_payout(conn: sqlite3.Connection, p: Payout) -> None:
     try:
         conn.execute(
-            "INSERT INTO payouts (id, order_id, claim_id, kind, amount_cents, status, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (p.id, p.order_id, p.claim_id, p.kind, p.amount_cents, p.status, p.created_at),
+            f"INSERT INTO payouts ({PAYOUT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            payout_values(p),
         )
     except sqlite3.IntegrityError as exc:
-        if _SETTLED_MARK in str(exc):
+        if SETTLED_MARK in str(exc):
             raise
         # One payout per claim, one compensation per order: this one is paid already.
         raise ClaimConflict(p.order_id, f"paid {p.kind}") from None
@@ -780,16 +712,11 @@ def _insert_payout(conn: sqlite3.Connection, p: Payout) -> None:
 def _upsert_claim(conn: sqlite3.Connection, c: Claim) -> None:
     try:
         conn.execute(
-            "INSERT INTO claims (id, order_id, kind, status, created_at, updated_at, "
-            "amount_cents, pickup_at, return_shipping_payer, reason) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            f"INSERT INTO claims ({CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
             "updated_at = excluded.updated_at, amount_cents = excluded.amount_cents, "
             "pickup_at = excluded.pickup_at",
-            (
-                c.id, c.order_id, c.kind, c.status, c.created_at, c.updated_at, c.amount_cents,
-                c.pickup_at, c.return_shipping_payer, c.reason,
-            ),
+            claim_values(c),
         )
     except sqlite3.IntegrityError:
         raise ClaimConflict(c.order_id, c.kind) from None

@@ -30,11 +30,20 @@ def test_env_then_flags_override(tmp_path: Path) -> None:
      {"LIVEROOM_ICE_SERVERS": "turns:turn.example.net", "LIVEROOM_TURN_PASSWORD": "p"},
      {"LIVEROOM_TURN_TTL_S": "0"}, {"LIVEROOM_TURN_TTL_S": "-60"},
      {"LIVEROOM_TURN_TTL_S": "an hour"},
-     {"LIVEROOM_TURN_SECRET": "k", "LIVEROOM_TURN_PASSWORD": "p"}],
+     {"LIVEROOM_TURN_SECRET": "k", "LIVEROOM_TURN_PASSWORD": "p"},
+     {"LIVEROOM_HLS_EDGES": "-1"}, {"LIVEROOM_HLS_EDGES": "65"},
+     {"LIVEROOM_HLS_PORT": "70000"},
+     {"LIVEROOM_HLS_EDGES": "2", "LIVEROOM_PORT": "8000", "LIVEROOM_HLS_PORT": "8000"}],
 )
 def test_bad_values_are_refused_with_a_message(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError):
         Settings.from_env(env)
+
+
+def test_the_hls_edges_listen_next_to_the_servers_unless_told() -> None:
+    assert Settings.from_env({}, port=8000, hls_edges=2).edge_port == 8001
+    assert Settings.from_env({"LIVEROOM_HLS_EDGES": "2", "LIVEROOM_HLS_PORT": "8100"},
+                             port=8000).edge_port == 8100
 
 
 def test_secret_file_is_created_once_and_reused(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -112,10 +113,11 @@ def running(pid: int) -> bool:
 
 @asynccontextmanager
 async def running_cluster(workdir: Path, data_dir: Path | None = None,
-                          redis_url: str | None = None) -> AsyncIterator[Cluster]:
+                          redis_url: str | None = None, extra_args: tuple[str, ...] = ()
+                          ) -> AsyncIterator[Cluster]:
     """``liveroom serve --workers 2`` on a free port; stopped with SIGTERM at the end (unless
     the test stopped it already with ``stop_cluster``)."""
-    args = ["--workers", "2"]
+    args = ["--workers", "2", *extra_args]
     if redis_url is not None:
         args += ["--redis-url", redis_url]
     # Every client of the cluster is 127.0.0.1: no per-address connection cap.
@@ -306,6 +308,88 @@ async def test_a_viewer_on_another_worker_watches_the_broadcast(cluster: Cluster
         for each in viewers:
             await each.close()
         await broadcaster.pc.close()
+
+
+async def edge_pid(cluster: Cluster, index: int, other_than: int | None = None) -> int:
+    for _ in range(100):
+        found = [pid for pid in named_children(cluster.server.pid, f"lr-hls-edge-{index}")
+                 if pid != other_than and running(pid)]
+        if found:
+            return found[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no LL-HLS edge {index} runs")
+
+
+async def test_serve_starts_hls_edges_that_serve_the_same_playlist_and_parts(
+        tmp_path: Path) -> None:
+    """``serve --hls-edges 2``: two supervised LL-HLS edges on their own port answer the live
+    stream a worker packages, each the same playlist and part bytes as the servers; one that
+    dies is started again."""
+    from liveroom.hls_edge import EDGE_HEADER
+    from liveroom.redis_server import free_port
+    from tests.media.conftest import start_broadcaster
+    from tests.test_media_signaling import SocketSignal
+
+    port = free_port()
+    async with running_cluster(tmp_path, extra_args=("--hls-edges", "2", "--hls-port",
+                                                     str(port))) as cluster:
+        edges = f"http://127.0.0.1:{port}"
+        anchor_token = cluster.token("anchor", "Mei", "u_mei")
+        _, room = await cluster.request("POST", "/api/rooms", anchor_token, {"title": "Crowd"})
+        anchor, _ = await cluster.connect(anchor_token)
+        assert (await anchor.call("join", {"room": room["id"]}))["ok"]
+        broadcaster = await start_broadcaster(
+            SocketSignal(anchor), room["id"], codec="video/H264")  # type: ignore[arg-type]
+        # A connection per request: the kernel spreads them over the edges (and the workers).
+        fresh = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+        try:
+            playlist = ""
+            for _ in range(150):
+                async with fresh.get(f"{edges}/hls/{room['id']}/index.m3u8") as response:
+                    playlist = await response.text()
+                if response.status == 200 and "#EXTINF" in playlist:
+                    break
+                await asyncio.sleep(0.2)
+            assert "#EXTINF" in playlist
+            hint = playlist.split('#EXT-X-PRELOAD-HINT:TYPE=PART,URI="')[1].split('"')[0]
+            _, _, msn, index = hint.removesuffix(".m4s").split("-")
+            blocking = f"/hls/{room['id']}/index.m3u8?_HLS_msn={msn}&_HLS_part={index}"
+
+            async def from_edges(path: str, want: set[str]) -> dict[str, bytes]:
+                answers: dict[str, bytes] = {}
+                for _ in range(60):
+                    async with fresh.get(edges + path) as response:
+                        assert response.status == 200, path
+                        answers[response.headers[EDGE_HEADER]] = await response.read()
+                    if want <= set(answers):
+                        return answers
+                raise AssertionError(f"only edges {sorted(answers)} answered")
+
+            lists = await from_edges(blocking, {"0", "1"})
+            assert all(f'URI="{hint}"'.encode() in text for text in lists.values())
+            parts = await from_edges(f"/hls/{room['id']}/{hint}", {"0", "1"})
+            async with fresh.get(f"{cluster.url}/hls/{room['id']}/{hint}") as response:
+                assert response.status == 200
+                assert EDGE_HEADER not in response.headers  # a worker's answer
+                served = await response.read()
+            assert parts["0"] == parts["1"] == served
+            assert served[4:8] == b"moof"
+
+            killed = await edge_pid(cluster, 0)
+            os.kill(killed, signal.SIGKILL)
+            await edge_pid(cluster, 0, other_than=killed)
+            again = b""
+            for _ in range(150):  # until the new edge 0 listens and the kernel picks it
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with fresh.get(f"{edges}/hls/{room['id']}/{hint}") as response:
+                        if response.headers.get(EDGE_HEADER) == "0":
+                            again = await response.read()
+                            break
+                await asyncio.sleep(0.1)
+            assert again == served
+        finally:
+            await fresh.close()
+            await broadcaster.pc.close()
 
 
 def badge_kinds(push: dict[str, Any]) -> list[str]:

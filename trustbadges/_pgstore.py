@@ -52,16 +52,10 @@ class PostgresCertificateStore:
             if self._pool is not None:
                 return
             try:
-                pool = await database.open_pool(self.url, max_size=self._pool_size)
+                self._pool = await database.open_migrated(
+                    self.url, MIGRATIONS_COMPONENT, "trustbadges", max_size=self._pool_size)
             except database.DatabaseUnavailable as exc:
                 raise StoreUnavailable(exc.detail) from None
-            try:
-                await database.migrate(pool, MIGRATIONS_COMPONENT,
-                                       database.migrations_in("trustbadges"))
-            except BaseException:
-                await pool.close()
-                raise
-            self._pool = pool
 
     async def close(self) -> None:
         async with self._opening:
@@ -76,23 +70,8 @@ class PostgresCertificateStore:
         pool = self._pool
         if pool is None:
             raise RuntimeError("certificate store is closed")
-
-        async def work() -> Any:
-            async with pool.acquire() as conn:
-                if not write:
-                    return await fn(conn)
-                async with conn.transaction():
-                    return await fn(conn)
-
         try:
-            try:
-                return await database.guarded(self.url, work)
-            except database.DatabaseUnavailable:
-                if write:
-                    raise
-                # A connection the pool kept from before a server restart fails on its first
-                # use; a read tries once more, on a fresh one.
-                return await database.guarded(self.url, work)
+            return await database.run(pool, self.url, fn, write=write)
         except database.DatabaseUnavailable as exc:
             raise StoreUnavailable(exc.detail) from None
 
@@ -110,7 +89,8 @@ class PostgresCertificateStore:
 
     async def get(self, certificate_id: str) -> StoredCertificate | None:
         async def work(conn: Any) -> StoredCertificate | None:
-            found = await conn.fetchrow(_pg(_SELECT + " WHERE c.id = ?"), certificate_id)
+            found = await conn.fetchrow(database.numbered(_SELECT + " WHERE c.id = ?"),
+                                        certificate_id)
             return None if found is None else _pg_row(found)
 
         result: StoredCertificate | None = await self._run(work)
@@ -135,7 +115,7 @@ class PostgresCertificateStore:
 
     async def _rows(self, sql: str, *args: Any) -> list[StoredCertificate]:
         async def work(conn: Any) -> list[StoredCertificate]:
-            return [_pg_row(r) for r in await conn.fetch(_pg(sql), *args)]
+            return [_pg_row(r) for r in await conn.fetch(database.numbered(sql), *args)]
 
         rows: list[StoredCertificate] = await self._run(work)
         return rows
@@ -235,7 +215,8 @@ class PostgresCertificateStore:
             params = (certificate_id,)
 
         async def work(conn: Any) -> list[AuditEntry]:
-            rows = await conn.fetch(_pg(query + " ORDER BY seq LIMIT ?"), *params, limit)
+            rows = await conn.fetch(database.numbered(query + " ORDER BY seq LIMIT ?"),
+                                    *params, limit)
             return [AuditEntry(*tuple(r)) for r in rows]
 
         result: list[AuditEntry] = await self._run(work)
@@ -257,12 +238,6 @@ class PostgresCertificateStore:
 
         result: dict[str, str] = await self._run(work)
         return result
-
-
-def _pg(sql: str) -> str:
-    """``?`` placeholders (the SQLite queries shared above) as PostgreSQL's ``$1, $2…``."""
-    parts = sql.split("?")
-    return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
 async def _pg_audit(conn: Any, at: int, action: str, certificate_id: str, actor_id: str,

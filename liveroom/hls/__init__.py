@@ -5,7 +5,7 @@ any HTTP cache can hold them (docs/media.md, docs/protocol.md)."""
 from ._packager import HlsConfig, HlsPackagers, RoomPackager
 from ._playlist import Playlist, Progress
 from ._recorder import RecordedSegment, Recorder, Replay
-from ._replays import ReplayDesk, SaleMoment
+from ._replays import PinMoment, ReplayDesk, SaleMoment
 from ._segmenter import InitOut, PartOut, Segmenter, SegmentOut
 from ._store import HlsReader, HlsStore, Snapshot, parse_name
 from ._transcode import Vp8ToH264
@@ -21,6 +21,7 @@ __all__ = [
     "InitOut",
     "NoReplay",
     "PartOut",
+    "PinMoment",
     "Playlist",
     "Progress",
     "RecordedSegment",

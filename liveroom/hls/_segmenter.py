@@ -29,6 +29,8 @@ from ._playlist import Playlist
 __all__ = ["InitOut", "Output", "PartOut", "SegmentOut", "Segmenter"]
 
 _TICKS_PER_MS = CLOCK_RATE // 1000
+# At most this much silence (samples, 2 s) goes before a generation's first sound.
+MAX_LEAD_SILENCE = 2 * AUDIO_RATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,7 @@ class Segmenter:
         self._audio_pts: int | None = None
         self._last_video_ms = 0
         self._muxer: H264Fmp4Muxer | None = None
+        self._generation_start = 0
         self._part: _Open | None = None
         self._segment_start = 0
         self._segment_chunks: list[bytes] = []
@@ -107,20 +110,24 @@ class Segmenter:
             self._wall_base_ms = received_ms - pts // _TICKS_PER_MS
             self._start(data, pts, out)
         elif keyframe and not self._muxer.same_parameters(data):
-            self._collect(self._muxer.close())
+            self._collect(self._muxer.close(pts))
             self._end_segment(pts, out)
             self.playlist.discontinue(new_init=True)
             self._start(data, pts, out)
         else:
-            self._collect(self._muxer.write(data, pts, keyframe))
+            # Every frame before this one is now complete: a cut here puts them all in the
+            # part that ends, and this frame first in the next.
+            self._muxer.write(data, pts, keyframe)
             part = self._part
             assert part is not None
             elapsed = pts - self._segment_start
             overlong = elapsed + self._last_frame_ticks > self.segment_max
             if (keyframe and elapsed >= self.segment_min) or overlong:
+                self._collect(self._muxer.flush())
                 self._end_segment(pts, out)
                 self._open_segment(pts, keyframe)
             elif pts - part.start_pts >= self.part_target:
+                self._collect(self._muxer.flush())
                 self._end_part(pts, out)
                 self._part = _Open(pts, keyframe)
         self._want_keyframe(pts, keyframe)
@@ -131,8 +138,10 @@ class Segmenter:
 
         Timestamps follow the decoded samples from where the first audio frame after the
         muxer's start lands on the video's timeline (its arrival against the last video
-        frame's): lip sync is as good as the two tracks' arrival; a lost packet shifts the
-        audio earlier by its 20 ms (the decoder gives nothing for it)."""
+        frame's), with silence before it back to the generation's first frame (so the sound
+        has no hole where a player starts; up to ``MAX_LEAD_SILENCE``): lip sync is as good as
+        the two tracks' arrival; a lost packet shifts the audio earlier by its 20 ms (the
+        decoder gives nothing for it)."""
         muxer = self._muxer
         if muxer is None or not muxer.has_audio:
             return []
@@ -142,7 +151,15 @@ class Segmenter:
             self._fifo = av.AudioFifo()
         if self._audio_pts is None:
             video_ticks = self._pts + (received_ms - self._last_video_ms) * _TICKS_PER_MS
-            self._audio_pts = max(0, video_ticks * AUDIO_RATE // CLOCK_RATE)
+            start = self._generation_start * AUDIO_RATE // CLOCK_RATE
+            late = video_ticks * AUDIO_RATE // CLOCK_RATE - start
+            self._audio_pts = start
+            if late > MAX_LEAD_SILENCE:
+                # Encoding that much silence would hold the event loop: the sound starts
+                # where it lands, and players skip the hole before it.
+                self._audio_pts = start + late
+            elif late > 0:
+                self._fifo.write(_silence(late))
         try:
             decoded = self._opus.decode(av.Packet(data))
         except av.error.FFmpegError:
@@ -155,7 +172,7 @@ class Segmenter:
             chunk.pts = self._audio_pts
             chunk.time_base = Fraction(1, AUDIO_RATE)
             self._audio_pts += AUDIO_FRAME
-            self._collect(muxer.write_audio(chunk))
+            muxer.write_audio(chunk)
         return []
 
     @property
@@ -171,9 +188,10 @@ class Segmenter:
         """The publisher stopped: flush the last frame and close the open segment."""
         out: list[Output] = []
         if self._muxer is not None:
-            self._collect(self._muxer.close())
+            end = self._pts + self._last_frame_ticks
+            self._collect(self._muxer.close(end))
             self._muxer = None
-            self._end_segment(self._pts + self._last_frame_ticks, out)
+            self._end_segment(end, out)
         return out
 
     # -- internals ----------------------------------------------------------------------------
@@ -191,12 +209,13 @@ class Segmenter:
 
     def _start(self, keyframe: bytes, pts: int, out: list[Output]) -> None:
         self._muxer = H264Fmp4Muxer(keyframe, audio=self.audio)
+        self._generation_start = pts
         self._audio_pts = None
         if self._fifo is not None:
             self._fifo = av.AudioFifo()
         out.append(InitOut(self.playlist.gen, self._muxer.init))
         self._open_segment(pts, True)
-        self._collect(self._muxer.write(keyframe, pts, True))
+        self._muxer.write(keyframe, pts, True)
 
     def _open_segment(self, pts: int, independent: bool) -> None:
         self.playlist.start_segment(self._wall_base_ms + pts // _TICKS_PER_MS)
@@ -204,10 +223,11 @@ class Segmenter:
         self._segment_chunks = []
         self._part = _Open(pts, independent)
 
-    def _collect(self, fragments: list[bytes]) -> None:
+    def _collect(self, fragment: bytes) -> None:
         part = self._part
         assert part is not None
-        part.chunks.extend(fragments)
+        if fragment:
+            part.chunks.append(fragment)
 
     def _end_part(self, end_pts: int, out: list[Output]) -> None:
         part = self._part
@@ -235,3 +255,11 @@ class Segmenter:
         self.wants_keyframe = self._muxer is None or (due and retry)
         if self.wants_keyframe:
             self._last_request = pts
+
+
+def _silence(samples: int) -> Any:
+    frame = av.AudioFrame(format="fltp", layout="stereo", samples=samples)
+    frame.sample_rate = AUDIO_RATE
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    return frame

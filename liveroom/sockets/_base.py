@@ -3,6 +3,7 @@ that turns every outcome into the one ack shape."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -25,7 +26,13 @@ from ..ratelimit import TokenBucket
 from ..redis_target import socketio_url
 from ..settings import Settings
 from ._budget import BudgetLimits, Budgets, FrameBudget
-from ._engineio import FastEvents, IndexedAsyncManager, IndexedAsyncRedisManager, LeanServer
+from ._engineio import (
+    DeferredHandler,
+    FastEvents,
+    IndexedAsyncManager,
+    IndexedAsyncRedisManager,
+    LeanServer,
+)
 
 __all__ = ["Ack", "Connection", "SocketEdge"]
 
@@ -153,6 +160,11 @@ def create_sio(settings: Settings, redis_url: str) -> LeanServer:
         logger=False,
         engineio_logger=False,
     )
+
+
+def _resolve(future: asyncio.Future[Ack], ack: Ack) -> None:
+    if not future.done():
+        future.set_result(ack)
 
 
 def _refused(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
@@ -285,6 +297,21 @@ class SocketEdge:
             return handler
 
         return register
+
+    def deferred_event(self, name: str, handler: DeferredHandler) -> None:
+        """Register ``handler``, which shapes its own answers and sends them through its reply
+        when they are decided, for event ``name``, without the generic wrapper: on the websocket
+        fast path as a deferred handler, and for python-socketio's own path (long-polling) as a
+        coroutine that waits for the same answer."""
+        if self.fast_events is not None:
+            self.fast_events.defer(name, handler)
+
+        async def waiting(sid: str, *args: object) -> Ack:
+            answered: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+            handler(sid, list(args), functools.partial(_resolve, answered))
+            return await answered
+
+        self.sio.on(name, waiting)
 
     def _check_size(self, data: object) -> None:
         limit = self.settings.max_payload_bytes

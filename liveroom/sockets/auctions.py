@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from functools import partial
 from time import perf_counter
@@ -53,11 +52,6 @@ def _answer_body(status: str, auction: Any, state: inventory.AuctionState | None
     return ack
 
 
-def _resolve(future: asyncio.Future[Ack], ack: Ack) -> None:
-    if not future.done():
-        future.set_result(ack)
-
-
 class AuctionEvents:
     def __init__(self, edge: SocketEdge, auctions: inventory.AuctionService,
                  record: RecordState) -> None:
@@ -66,9 +60,7 @@ class AuctionEvents:
         self._record = record
         self._connections = edge.connections
         self._record_answer = edge.metrics.record_bid
-        if edge.fast_events is not None:
-            edge.fast_events.defer("bid", self.bid)
-        edge.sio.on("bid", self._bid_waiting)
+        edge.deferred_event("bid", self.bid)
 
     def bid(self, sid: str, args: list[Any], reply: Reply) -> None:
         """The ``bid`` event: checked here, decided in a batch, answered through ``reply``.
@@ -126,8 +118,3 @@ class AuctionEvents:
         self._record_answer(str(ack.get("status", "error")), perf_counter() - started)
         if reply is not None:
             reply(ack)
-
-    async def _bid_waiting(self, sid: str, *args: object) -> Ack:
-        answered: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-        self.bid(sid, list(args), partial(_resolve, answered))
-        return await answered

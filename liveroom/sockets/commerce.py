@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 from time import perf_counter
 from typing import Any
@@ -48,11 +47,6 @@ def _refused(status: str, sale: Any, remaining: int | None = None,
             "reservation": None, "remaining": remaining, "error": error}
 
 
-def _resolve(future: asyncio.Future[Ack], ack: Ack) -> None:
-    if not future.done():
-        future.set_result(ack)
-
-
 class CommerceEvents:
     def __init__(self, edge: SocketEdge, stock: inventory.InventoryService,
                  orders: OrderService) -> None:
@@ -62,13 +56,9 @@ class CommerceEvents:
         self._connections = edge.connections
         self._record_buy = edge.metrics.record_buy
         self._well_formed: set[str] = set()
-        # ``buy`` shapes its own answers (every answer carries a buy status), so it is
-        # registered without the generic wrapper: on the websocket fast path as a deferred
-        # handler, answered when its batch is decided, and for python-socketio's own path
-        # (long-polling) as a coroutine that waits for the same answer.
-        if edge.fast_events is not None:
-            edge.fast_events.defer("buy", self.buy)
-        edge.sio.on("buy", self._buy_waiting)
+        # ``buy`` shapes its own answers (every answer carries a buy status) and is answered
+        # when its batch is decided.
+        edge.deferred_event("buy", self.buy)
         edge.event("release")(self.release)
         edge.event("checkout")(self.checkout)
 
@@ -141,11 +131,6 @@ class CommerceEvents:
         self._record_buy(str(ack.get("status", "error")), perf_counter() - started)
         if reply is not None:
             reply(ack)
-
-    async def _buy_waiting(self, sid: str, *args: object) -> Ack:
-        answered: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-        self.buy(sid, list(args), partial(_resolve, answered))
-        return await answered
 
     async def release(self, conn: Connection, p: Payload) -> Ack:
         reservation = await self.stock.release(p.ident("reservation"), conn.user.id)

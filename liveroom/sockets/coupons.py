@@ -56,19 +56,12 @@ def _coupon(result: GrabResult, drop: CouponDrop | None) -> dict[str, Any] | Non
             **drop.terms_public()}
 
 
-def _resolve(future: asyncio.Future[Ack], ack: Ack) -> None:
-    if not future.done():
-        future.set_result(ack)
-
-
 class CouponEvents:
     def __init__(self, edge: SocketEdge, desk: CouponDesk) -> None:
         self.edge = edge
         self.desk = desk
         self._connections = edge.connections
-        if edge.fast_events is not None:
-            edge.fast_events.defer("coupon:grab", self.grab)
-        edge.sio.on("coupon:grab", self._grab_waiting)
+        edge.deferred_event("coupon:grab", self.grab)
 
     def grab(self, sid: str, args: list[Any], reply: Reply) -> None:
         """The ``coupon:grab`` event: checked here, decided in a batch, answered through
@@ -157,8 +150,3 @@ class CouponEvents:
         self.edge.metrics.record_grab(str(ack.get("status", "error")), perf_counter() - started)
         if reply is not None:
             reply(ack)
-
-    async def _grab_waiting(self, sid: str, *args: object) -> Ack:
-        answered: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-        self.grab(sid, list(args), partial(_resolve, answered))
-        return await answered

@@ -1,5 +1,18 @@
 -- orders on PostgreSQL, version 1: the SQLite schema of versions 1-6 (orders/schema_v*.sql) in
 -- one step. Money in integer cents and times in epoch milliseconds, both BIGINT.
+--
+-- Written out, not derived from the SQLite files: the same tables, columns, keys and rules, in
+-- what PostgreSQL needs instead.
+-- - SQLite's INTEGER holds 64 bits, PostgreSQL's 32, which epoch milliseconds overflow: times
+--   and money are BIGINT here (quantities and ranks stay INTEGER).
+-- - BLOB is BYTEA; SQLite's INTEGER PRIMARY KEY AUTOINCREMENT is an identity column.
+-- - payments has no rowid to break ties of created_at in insertion order: its identity column
+--   seq does (the store orders by it).
+-- - schema_v5's settlement triggers (WHEN ... RAISE(ABORT)) are plpgsql functions here.
+-- - Two indexes differ: orders_by_restock is partial, handoff_entries_by_reservation is only here.
+-- Nodes record an applied migration by version and name only: never change what this file does
+-- (a database migrated by it stays so); change the schema with a new NNNN_*.sql here and its
+-- schema_vN.sql for SQLite.
 
 -- Every reservation seen on a hand-off stream or at checkout, one row per reservation id.
 -- state only moves forward (state_rank), so a reclaimed old stream entry cannot undo a newer one.

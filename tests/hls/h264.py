@@ -1,14 +1,17 @@
-"""H.264 access units for the packager's tests: encoded once with libx264 (PyAV), Annex-B with
-SPS/PPS before every IDR, as Chromium sends them over RTP."""
+"""Media for the packager's tests: H.264 access units encoded once with libx264 (PyAV), Annex-B
+with SPS/PPS before every IDR, as Chromium sends them over RTP; Opus frames as its microphone
+sends them."""
 
 from __future__ import annotations
 
+import math
+import struct
 from fractions import Fraction
 from typing import Any
 
 import av
 
-__all__ = ["encode", "encode_vp8"]
+__all__ = ["encode", "encode_opus", "encode_vp8"]
 
 
 def encode(count: int, *, keyframes: set[int], width: int = 320, height: int = 240
@@ -60,3 +63,21 @@ def encode_vp8(count: int, width: int = 320, height: int = 240) -> list[tuple[by
     for packet in encoder.encode(None):
         frames.append((bytes(packet), bool(packet.is_keyframe)))
     return frames
+
+
+def encode_opus(seconds: float) -> list[bytes]:
+    """20 ms Opus frames (48 kHz stereo) of a 440 Hz tone."""
+    encoder: Any = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = 48_000, "stereo", "s16"
+    encoder.time_base = Fraction(1, 48_000)
+    packets: list[bytes] = []
+    for index in range(int(seconds * 50)):
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
+        levels = [int(6000 * math.sin(2 * math.pi * 440 * (index * 960 + n) / 48_000))
+                  for n in range(960)]
+        frame.planes[0].update(b"".join(struct.pack("<hh", level, level) for level in levels))
+        frame.sample_rate = 48_000
+        frame.pts = index * 960
+        frame.time_base = Fraction(1, 48_000)
+        packets += [bytes(packet) for packet in encoder.encode(frame)]
+    return packets

@@ -1,5 +1,6 @@
 """Replays: a broadcast is recorded as it is packaged; when it ends, GET /api/rooms/{id}/replay
-describes a VOD playlist of it with the sales run during the show as chapters."""
+describes a VOD playlist of it with the products pinned and the sales run during the show as
+chapters."""
 
 from __future__ import annotations
 
@@ -11,13 +12,18 @@ import av
 
 from tests.media.conftest import start_broadcaster
 from tests.server_harness import LiveServer
-from tests.web.helpers import open_room, start_sale
+from tests.web.helpers import Stage, open_room, start_sale
 
 
 async def wait_segments(server: LiveServer, room_id: str, count: int) -> None:
+    """Until the live stream has ``count`` complete segments (those that left the playlist's
+    window too)."""
     for _ in range(200):
         async with server.http.get(f"{server.url}/hls/{room_id}/index.m3u8") as response:
-            if response.status == 200 and (await response.text()).count("#EXTINF") >= count:
+            text = await response.text()
+        if response.status == 200:
+            first = int(text.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0])
+            if first + text.count("#EXTINF") >= count:
                 return
         await asyncio.sleep(0.1)
     raise AssertionError(f"fewer than {count} segments")
@@ -28,8 +34,16 @@ async def get(server: LiveServer, path: str) -> tuple[int, bytes, Any]:
         return response.status, await response.read(), response.headers
 
 
-async def test_a_recorded_show_replays_with_its_sales_as_chapters(server: LiveServer) -> None:
-    stage = await open_room(server)
+async def pin(server: LiveServer, stage: Stage, product: dict[str, Any]) -> None:
+    status, body = await server.request("POST", f"/api/rooms/{stage.room['id']}/pin",
+                                        stage.anchor_token, json={"product_id": product["id"]})
+    assert status == 200, body
+
+
+async def test_a_recorded_show_replays_with_its_pins_and_sales_as_chapters(
+        server: LiveServer) -> None:
+    stage = await open_room(server)  # the bangle is pinned before the show
+    jade, phone = stage.products
     room_id = stage.room["id"]
     assert stage.room["record"] is True
     status, raw, _ = await get(server, f"/api/rooms/{room_id}/replay")
@@ -38,8 +52,11 @@ async def test_a_recorded_show_replays_with_its_sales_as_chapters(server: LiveSe
     broadcaster = await start_broadcaster(server.services.media, room_id, codec="video/H264")
     try:
         await wait_segments(server, room_id, 2)
-        sale = await start_sale(server, stage, stage.products[0])
+        sale = await start_sale(server, stage, jade)
         await wait_segments(server, room_id, 4)
+        await pin(server, stage, phone)
+        await pin(server, stage, phone)  # pinned again while pinned: no second chapter
+        await wait_segments(server, room_id, 6)
     finally:
         await broadcaster.pc.close()
         await server.services.media.stop(room_id)
@@ -53,9 +70,15 @@ async def test_a_recorded_show_replays_with_its_sales_as_chapters(server: LiveSe
     assert body["playlist"] == f"/replay/{room_id}/index.m3u8"
     assert body["duration_ms"] >= 3000
     chapters = body["chapters"]
-    assert [(c["kind"], c["sale"], c["title"]) for c in chapters] == [
-        ("sale", sale["id"], sale["title"])]
-    assert 1000 <= chapters[0]["at_ms"] <= body["duration_ms"]
+    assert [(c["kind"], c["product"], c["title"]) for c in chapters] == [
+        ("pin", jade["id"], jade["title"]),
+        ("sale", jade["id"], sale["title"]),
+        ("pin", phone["id"], phone["title"])]
+    assert chapters[1]["sale"] == sale["id"]
+    pinned_first, on_sale, pinned_then = (c["at_ms"] for c in chapters)
+    assert pinned_first == 0  # pinned before the recording began: shown from its start
+    assert 1000 <= on_sale < pinned_then <= body["duration_ms"]
+    assert body["duration_ms"] - pinned_then >= 1000  # two more segments were recorded after
 
     status, playlist, headers = await get(server, body["playlist"])
     assert status == 200

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,7 +20,9 @@ from inventory import (
     StoreUnavailable,
 )
 from inventory.keys import sale_keys
+from liveroom.redis_server import EmbeddedRedis
 from tests.clock import Clock
+from tests.stall_proxy import StallProxy
 
 from .conftest import make_spec
 
@@ -215,32 +216,38 @@ async def test_script_cache_flush_is_recovered(
 
 
 async def test_overload_answers_rate_limited_at_once_and_loses_no_accepted_buy(
-    redis_url: str, clock: Clock, redis: aioredis.Redis
+    redis_server: EmbeddedRedis, clock: Clock, redis: aioredis.Redis
 ) -> None:
-    client = aioredis.Redis.from_url(redis_url, max_connections=4)
+    """Redis stalls (here: a relay in front of it holds every command) while 1,000 buyers
+    press: the excess over what the service may queue is answered ``rate_limited`` during the
+    stall, and every accepted buy is decided once Redis answers again."""
+    proxy = await StallProxy(redis_server.port).start()
+    client = aioredis.Redis(port=proxy.port, max_connections=4)
     service = InventoryService(client, now_ms=clock, max_pending=100, max_inflight=1)
     await service.start()
     try:
         sale = await service.create_sale(make_spec(clock, stock=1000, per_user_limit=1))
-        # Redis stalls for 0.5 s: every accepted buy waits, the excess must not.
-        await redis.execute_command("CLIENT", "PAUSE", 500, "ALL")
-        started = time.perf_counter()
-        answered_at: list[tuple[BuyResult, float]] = []
+        proxy.hold()
+        answers: list[BuyResult] = []
 
-        async def timed_buy(n: int) -> None:
-            result = await service.buy(sale.id, f"u_{n}", 1, "r")
-            answered_at.append((result, time.perf_counter() - started))
+        async def buy(n: int) -> None:
+            answers.append(await service.buy(sale.id, f"u_{n}", 1, "r"))
 
-        await asyncio.gather(*(timed_buy(n) for n in range(1000)))
+        buys = [asyncio.create_task(buy(n)) for n in range(1000)]
+        for _ in range(3000):
+            if len(answers) >= 900:
+                break
+            await asyncio.sleep(0.01)
+        assert Counter(a.status for a in answers) == {"rate_limited": 900}, (
+            "the excess is answered while Redis is stalled, nothing else is")
+        proxy.release()
+        await asyncio.gather(*buys)
     finally:
+        proxy.release()
         await service.close()
         await client.aclose()
-    limited = [t for r, t in answered_at if r.status == "rate_limited"]
-    reserved = [t for r, t in answered_at if r.status == "reserved"]
-    assert len(limited) == 900
-    assert len(reserved) == 100
-    assert max(limited) < 0.2
-    assert min(reserved) > 0.3
+        await proxy.close()
+    assert Counter(a.status for a in answers) == {"rate_limited": 900, "reserved": 100}
     final = await InventoryService(redis, now_ms=clock).get_sale(sale.id)
     assert final.held == 100
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from loadtests import Profile, ScenarioError, SpikeConfig, run_spike
-from loadtests._worker import _CpuMeter
+from loadtests._worker import CPU_SAMPLE_S, _CpuMeter
 
 
 async def test_a_spike_from_two_processes_sells_exactly_the_stock_within_the_limit(
@@ -257,6 +257,21 @@ async def test_the_cpu_meter_reports_the_generators_work():
     await meter.close()
     summary = meter.summary()
     assert summary["cpu_s"] >= 0.8, summary
-    assert summary["wall_s"] >= 1.0, summary
-    assert summary["mean_core_fraction"] > 0.0, summary
-    assert summary["peak_core_fraction"] > 0.2, summary
+    assert summary["wall_s"] >= summary["cpu_s"], summary  # one thread: never more than wall
+    # How much of a core it got depends on what else the machine runs: only that it was seen.
+    assert 0.0 < summary["mean_core_fraction"] <= summary["peak_core_fraction"], summary
+
+
+def test_the_cpu_meter_reports_the_busiest_second_against_the_mean() -> None:
+    meter = _CpuMeter()
+    # 3 s sampled as the meter samples: idle, then one second at 90 % of a core, then idle.
+    cpu = 0.0
+    for tick in range(round(3 / CPU_SAMPLE_S) + 1):
+        meter.samples.append((100.0 + tick * CPU_SAMPLE_S, cpu))
+        if 1 / CPU_SAMPLE_S <= tick < 2 / CPU_SAMPLE_S:
+            cpu = round(cpu + 0.9 * CPU_SAMPLE_S, 6)
+    summary = meter.summary()
+    assert summary["cpu_s"] == 0.9
+    assert summary["wall_s"] == 3.0
+    assert summary["mean_core_fraction"] == 0.3
+    assert summary["peak_core_fraction"] == 0.9

@@ -309,7 +309,7 @@ export class HlsWatcher {
  * @typedef {object} Replay
  * @property {string} playlist
  * @property {number} duration_ms
- * @property {{at_ms: number, kind: string, title: string, sale: string}[]} chapters
+ * @property {{at_ms: number, kind: "pin" | "sale", title: string, product: string, sale?: string}[]} chapters
  */
 
 /** @param {number} ms @returns {string} "m:ss" */
@@ -319,8 +319,8 @@ function clockText(ms) {
 }
 
 /**
- * After the show: play the room's replay (hls.js, or native HLS) with its chapters, the flash
- * sales run during the show, as buttons that seek there. The replay is written a moment after
+ * After the show: play the room's replay (hls.js, or native HLS) with its chapters, the products
+ * pinned and the flash sales run during the show, as buttons that seek there. The replay is written a moment after
  * the broadcast ends, so a missing one is asked for again a few times.
  * @param {string} room
  * @param {HTMLVideoElement} video
@@ -358,7 +358,9 @@ export async function playReplay(room, video, overlay, chapters) {
     const item = document.createElement("li");
     const button = document.createElement("button");
     button.type = "button";
-    button.textContent = `${clockText(chapter.at_ms)} · ${chapter.title} (flash sale)`;
+    const what = chapter.kind === "sale" ? "flash sale" : "pinned";
+    button.textContent = `${clockText(chapter.at_ms)} · ${chapter.title} (${what})`;
+    button.dataset.kind = chapter.kind;
     button.addEventListener("click", () => {
       video.currentTime = chapter.at_ms / 1000;
       video.play().catch(() => {});
