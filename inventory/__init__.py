@@ -15,6 +15,7 @@ from ._auctions import (
     Closing,
     increment_cents,
 )
+from ._batcher import Batcher
 from ._models import (
     BuyResult,
     BuyStatus,
@@ -51,6 +52,7 @@ __all__ = [
     "AuctionService",
     "AuctionSpec",
     "AuctionState",
+    "Batcher",
     "BidResult",
     "BidStatus",
     "BuyResult",

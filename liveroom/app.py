@@ -40,6 +40,7 @@ from .commerce import (
     PaymentCallbacks,
     RoomFigures,
 )
+from .coupons import CouponDesk, CouponPusher, CouponWalletAdapter
 from .exceptions import UnknownProduct
 from .follows import FollowerPusher, FollowService
 from .handoff_process import new_consumer
@@ -59,6 +60,7 @@ from .http.accounts import AccountRoutes
 from .http.auctions import AuctionRoutes
 from .http.certificates import CertificateRoutes, LinkOrigin, default_allowed_hosts
 from .http.commerce import CommerceRoutes
+from .http.coupons import CouponRoutes
 from .http.hls import HlsRoutes, ReplayRoutes
 from .http.lucky import LuckyRoutes
 from .http.media import MediaRoutes
@@ -81,6 +83,7 @@ from .sockets import SocketEdge
 from .sockets._base import create_sio
 from .sockets.auctions import AuctionEvents
 from .sockets.commerce import CommerceEvents
+from .sockets.coupons import CouponEvents
 from .sockets.handshakes import HandshakeDeadline
 from .sockets.lucky import LuckyEvents
 from .sockets.media import MediaEvents, MediaHealthPusher
@@ -152,6 +155,8 @@ class Services:
     follows: FollowService
     lucky: LuckyDesk
     watch: WatchTime
+    # Coupon drops: grabbed in batches, in wallets, applied at checkout.
+    coupons: CouponDesk
 
     async def start(self) -> None:
         await self.lifecycle.start()
@@ -316,6 +321,16 @@ def build_services(settings: Settings, redis_url: str, *,
     life.register("auction closer", start=auction_closer.start, close=auction_closer.close)
     AuctionEvents(edge, auctions, auction_pusher.record)
 
+    # Coupon drops: grabs batched and decided in Lua like buys; orders use them at checkout.
+    coupons = CouponDesk(redis, catalog, clock, edge.emit_to,
+                         max_batch_window_s=settings.buy_batch_max_ms / 1000,
+                         target_batch=settings.buy_batch_target,
+                         room_size=edge.local_members)
+    life.register("coupon grabs", start=coupons.start, close=coupons.close)
+    coupon_pusher = CouponPusher(coupons)
+    life.register("coupon pusher", start=coupon_pusher.start, close=coupon_pusher.close)
+    CouponEvents(edge, coupons)
+
     # Rooms: presence, chat, moderation (whose bans reach the sales).
     rooms = RoomService(redis, catalog, clock, chat_max_chars=settings.chat_max_chars,
                         buyer_bans=BuyerBansFanout(sales, auction_desk), addresses=addresses,
@@ -323,7 +338,7 @@ def build_services(settings: Settings, redis_url: str, *,
                         chat_per_address=settings.chat_per_address_per_10s,
                         state_extras=(media_pusher.room_state, sales.room_state,
                                       lucky.room_state, follows.room_state,
-                                      auction_desk.room_state))
+                                      auction_desk.room_state, coupons.room_state))
     viewer_pusher = ViewerCountPusher(edge, rooms)
     life.register("viewer count pusher", start=viewer_pusher.start, close=viewer_pusher.close)
     RoomEvents(edge, rooms, bus, viewer_pusher)
@@ -341,6 +356,7 @@ def build_services(settings: Settings, redis_url: str, *,
         payment_secret, now_ms=clock, on_figures_changed=figures_changed.fire,
         payment_timeout_ms=settings.payment_timeout_s * 1000,
         charge_timeout_ms=settings.charge_timeout_s * 1000,
+        coupons=CouponWalletAdapter(coupons),
     )
     payment_callbacks.connect(PaymentCallbacks(orders, edge.emit_to).deliver)
     figures = RoomFigures(orders, rooms)
@@ -381,7 +397,7 @@ def build_services(settings: Settings, redis_url: str, *,
         auction_pusher=auction_pusher, auction_closer=auction_closer, rooms=rooms,
         order_store=order_store, payments=payments, orders=orders, figures=figures,
         order_upkeep=order_upkeep, reaper=reaper, handshakes=handshakes,
-        follows=follows, lucky=lucky, watch=watch)
+        follows=follows, lucky=lucky, watch=watch, coupons=coupons)
 
 
 def create_app(settings: Settings, redis_url: str, *,
@@ -420,6 +436,7 @@ def create_app(settings: Settings, redis_url: str, *,
                   services.auction_closer).add_to(app.router)
     MediaRoutes(api, services.ice).add_to(app.router)
     LuckyRoutes(api, services.lucky, services.follows).add_to(app.router)
+    CouponRoutes(api, services.coupons).add_to(app.router)
     HlsRoutes(services.hls_reader, services.hls_store, services.metrics).add_to(app.router)
     ReplayRoutes(services.replays, services.recorder).add_to(app.router)
     pages = PageRoutes()

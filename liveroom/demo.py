@@ -101,6 +101,19 @@ async def _auction(services: Services, room_id: str) -> Auction:
         DEMO_ANCHOR, room_id, Payload({"product_id": lots[0].id, **DEMO_AUCTION}))
 
 
+# The demo's coupon drop: 5.00 off any order of 10.00 or more, 200 coupons, valid 2 hours.
+DEMO_COUPONS = {"count": 200, "off_cents": 500, "min_spend_cents": 1_000, "valid_s": 7_200}
+
+
+async def _coupon_drop(services: Services, room_id: str) -> str:
+    """A drop of coupons a newcomer can grab and use on the flash sale, unless one is live."""
+    state = await services.coupons.room_state(await services.catalog.get_room(room_id))
+    if state["coupon"] is not None and state["coupon"]["status"] == "live":
+        return str(state["coupon"]["id"])
+    drop = await services.coupons.create(DEMO_ANCHOR, room_id, Payload(DEMO_COUPONS))
+    return drop.id
+
+
 async def seed_demo(services: Services, settings: Settings, say: Callable[[str], None]) -> str:
     """Create the demo room once (kept across restarts); print the URLs and tokens."""
     redis = services.redis
@@ -124,6 +137,7 @@ async def seed_demo(services: Services, settings: Settings, say: Callable[[str],
     sale = await _flash_sale(services, room_id)
     lucky = await _lucky_bag(services, room_id)
     auction = await _auction(services, room_id)
+    drop = await _coupon_drop(services, room_id)
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
     day = 24 * 3600
     tokens = {user.role.value: services.signer.issue(user, day)
@@ -136,6 +150,8 @@ async def seed_demo(services: Services, settings: Settings, say: Callable[[str],
     say(f"  live auction:   {auction.title}, bid in the viewer room; it ends "
         f"{max(0, (auction.state.ends_at - now_ms()) // 1000)} s from now (start another "
         "in the studio)")
+    say(f"  coupon drop:    {drop}: 5.00 off an order of 10.00 or more; grab one in the viewer "
+        "room, it is applied at checkout (drop more in the studio)")
     say(f"  anchor studio:  {base}/studio/{room_id}#token={tokens['anchor']}")
     say(f"  inspector desk: {base}/inspect#token={tokens['inspector']}")
     say(f"  anchor token:    {tokens['anchor']}")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 __all__ = [
     "CHAT_HISTORY_LEN",
+    "COUPONS_DUE",
+    "COUPON_RETENTION_S",
     "LIVE_ROOMS",
     "LUCKY_DUE",
     "LUCKY_RETENTION_S",
@@ -23,6 +25,13 @@ __all__ = [
     "anchor_profile",
     "anchor_rooms",
     "chat_budget",
+    "coupon_drop",
+    "coupon_grabbed",
+    "coupon_owners",
+    "coupon_pushed",
+    "coupon_requests",
+    "coupon_used",
+    "coupon_wallet",
     "guest_sessions_minute",
     "lucky_bag",
     "lucky_entries",
@@ -40,6 +49,7 @@ __all__ = [
     "room_banned",
     "room_bans",
     "room_chat",
+    "room_coupon_drops",
     "room_lucky_bags",
     "room_meta",
     "room_muted",
@@ -278,3 +288,52 @@ def anchor_rooms(anchor_id: str) -> str:
 def room_new_followers(room_id: str) -> str:
     """set of user ids who began following the room's anchor while the room was live."""
     return f"{{room:{room_id}}}:new_followers"
+
+
+# Coupon drops (liveroom/coupons.py). A drop's keys share the hash tag {coupon:ID}: the grab,
+# use and give-back scripts touch only them. A coupon is named {drop id}.{seq}.
+COUPONS_DUE = "coupons:due"  # zset drop id -> expires_at ms, until its end is pushed
+# A drop's keys outlive its coupons' validity by this much (the wallet shows them expired).
+COUPON_RETENTION_S = 30 * 24 * 3600
+
+
+def coupon_drop(drop_id: str) -> str:
+    """hash: the drop's terms (room, anchor, count, off_cents | percent_off, min_spend_cents,
+    created_at, expires_at) and ``left``, the coupons not yet grabbed."""
+    return f"{{coupon:{drop_id}}}:meta"
+
+
+def coupon_grabbed(drop_id: str) -> str:
+    """hash user id -> the seq of the coupon they grabbed (one per account)."""
+    return f"{{coupon:{drop_id}}}:grabbed"
+
+
+def coupon_owners(drop_id: str) -> str:
+    """hash coupon seq -> user id."""
+    return f"{{coupon:{drop_id}}}:owners"
+
+
+def coupon_requests(drop_id: str) -> str:
+    """hash ``user:request_id`` -> seq, for each grab that was granted (a retry replays it)."""
+    return f"{{coupon:{drop_id}}}:req"
+
+
+def coupon_used(drop_id: str) -> str:
+    """hash coupon seq -> the order id it is used by."""
+    return f"{{coupon:{drop_id}}}:used"
+
+
+def coupon_pushed(drop_id: str) -> str:
+    """The ``coupon`` state last pushed to the room, so one process pushes each change."""
+    return f"{{coupon:{drop_id}}}:pushed"
+
+
+def coupon_wallet(user_id: str) -> str:
+    """zset coupon id -> granted_at ms: the user's coupons (written after the grab; a retried
+    grab writes it again)."""
+    return f"{{user:{user_id}}}:coupons"
+
+
+def room_coupon_drops(room_id: str) -> str:
+    """zset drop id -> created_at ms."""
+    return f"{{room:{room_id}}}:coupon_drops"

@@ -241,6 +241,11 @@ class Metrics:
         self.bid_latency = self.add(Histogram(
             "liveroom_bid_latency_seconds", "Time from a bid event to its answer.",
             BUY_LATENCY_BUCKETS_S))
+        self.grabs = self.add(Counter(
+            "liveroom_coupon_grabs_total", "Coupon grabs answered, by status.", ["status"]))
+        self.grab_latency = self.add(Histogram(
+            "liveroom_coupon_grab_latency_seconds", "Time from a coupon:grab event to its answer.",
+            BUY_LATENCY_BUCKETS_S))
         self.socket_errors = self.add(Counter(
             "liveroom_socket_errors_total", "Socket.IO events refused, by error code.", ["code"]))
         self.http_responses = self.add(Counter(
@@ -276,10 +281,15 @@ class Metrics:
         self.bids.inc(status)
         self.bid_latency.observe(seconds)
 
+    def record_grab(self, status: str, seconds: float) -> None:
+        self.grabs.inc(status)
+        self.grab_latency.observe(seconds)
+
     @property
     def answered_bursts(self) -> int:
-        """Buys and bids answered so far: what a flash sale or a bidding war is made of."""
-        return self.buy_latency.count + self.bid_latency.count
+        """Buys, bids and coupon grabs answered so far: what a flash sale, a bidding war or a
+        coupon drop is made of."""
+        return self.buy_latency.count + self.bid_latency.count + self.grab_latency.count
 
     def snapshot(self) -> Snapshot:
         """Every metric's values now, as JSON values (what another worker merges)."""

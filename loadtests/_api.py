@@ -94,5 +94,15 @@ class ServerApi:
                                                   f"/api/rooms/{room_id}/figures", token)
         return figures
 
+    async def create_drop(self, token: str, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        drop: dict[str, Any] = await self.call("POST /api/rooms/{id}/coupons", "POST",
+                                               f"/api/rooms/{room_id}/coupons", token, body)
+        return drop
+
+    async def get_drop(self, drop_id: str) -> dict[str, Any]:
+        drop: dict[str, Any] = await self.call("GET /api/coupon-drops/{id}", "GET",
+                                               f"/api/coupon-drops/{drop_id}")
+        return drop
+
     async def end_room(self, token: str, room_id: str) -> None:
         await self.call("POST /api/rooms/{id}/end", "POST", f"/api/rooms/{room_id}/end", token)

@@ -1,5 +1,5 @@
-"""``python -m loadtests spike ...`` and ``python -m loadtests auction ...``: see
-docs/loadtesting.md."""
+"""``python -m loadtests spike ...``, ``python -m loadtests auction ...`` and
+``python -m loadtests coupons ...``: see docs/loadtesting.md."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._auction import AuctionConfig, run_auction
+from ._coupons import CouponsConfig, run_coupons
 from ._schedule import Profile
 from ._spike import SpikeConfig, run_spike
 from .exceptions import LoadTestError
@@ -81,6 +82,34 @@ def _parser() -> argparse.ArgumentParser:
     auction.add_argument("--json", type=Path, default=None, dest="json_path",
                          help="write the report here, and the chart beside it (.html)")
     auction.add_argument("--quiet", action="store_true")
+
+    coupons = commands.add_parser("coupons", help="run a coupon-drop burst and audit it")
+    coupons.add_argument("--url", required=True)
+    coupons.add_argument("--admin-token", required=True,
+                         help="token of an admin: mints the grabbers' accounts; the server must "
+                              "run with LIVEROOM_OTP_ECHO=1")
+    coupons.add_argument("--anchor-token", default=None,
+                         help="token of the anchor who drops the coupons (default: the admin)")
+    coupons.add_argument("--grabbers", type=int, required=True)
+    coupons.add_argument("--coupons", type=int, required=True, help="the drop's count")
+    coupons.add_argument("--attempts", type=int, default=2, help="presses per grabber")
+    coupons.add_argument("--off-cents", type=int, default=500)
+    coupons.add_argument("--valid-s", type=int, default=3600)
+    coupons.add_argument("--profile", choices=[p.value for p in Profile], default="spike")
+    coupons.add_argument("--duration", type=float, default=None,
+                         help="arrival window in seconds for ramp/steady/soak")
+    coupons.add_argument("--jitter-ms", type=float, default=1000.0,
+                         help="spike: first presses spread uniformly over this many ms")
+    coupons.add_argument("--attempt-gap-ms", type=float, default=200.0)
+    coupons.add_argument("--processes", type=int, default=1)
+    coupons.add_argument("--timeout", type=float, default=10.0)
+    coupons.add_argument("--connect-concurrency", type=int, default=200)
+    coupons.add_argument("--bucket-ms", type=int, default=100)
+    coupons.add_argument("--seed", type=int, default=1)
+    coupons.add_argument("--json", type=Path, default=None, dest="json_path",
+                         help="write the report here, and the chart beside it (.html)")
+    coupons.add_argument("--keep", action="store_true", help="leave the room open")
+    coupons.add_argument("--quiet", action="store_true")
     return parser
 
 
@@ -94,10 +123,23 @@ def parse_auction_args(args: argparse.Namespace) -> AuctionConfig:
         processes=args.processes, json_path=args.json_path, quiet=args.quiet)
 
 
-def parse_args(argv: Sequence[str]) -> SpikeConfig | AuctionConfig:
+def parse_coupons_args(args: argparse.Namespace) -> CouponsConfig:
+    return CouponsConfig(
+        url=args.url, anchor_token=args.anchor_token or args.admin_token,
+        admin_token=args.admin_token, grabbers=args.grabbers, coupons=args.coupons,
+        attempts=args.attempts, off_cents=args.off_cents, valid_s=args.valid_s,
+        profile=Profile(args.profile), duration_s=args.duration, jitter_ms=args.jitter_ms,
+        attempt_gap_ms=args.attempt_gap_ms, processes=args.processes, timeout_s=args.timeout,
+        connect_concurrency=args.connect_concurrency, bucket_ms=args.bucket_ms,
+        seed=args.seed, json_path=args.json_path, quiet=args.quiet, keep=args.keep)
+
+
+def parse_args(argv: Sequence[str]) -> SpikeConfig | AuctionConfig | CouponsConfig:
     args = _parser().parse_args(list(argv))
     if args.command == "auction":
         return parse_auction_args(args)
+    if args.command == "coupons":
+        return parse_coupons_args(args)
     return SpikeConfig(
         url=args.url, anchor_token=args.anchor_token or args.admin_token,
         admin_token=args.admin_token, buyers=args.buyers, stock=args.stock,
@@ -118,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if isinstance(config, AuctionConfig):
             report = uvloop.run(run_auction(config))
+        elif isinstance(config, CouponsConfig):
+            report = uvloop.run(run_coupons(config))
         else:
             report = uvloop.run(run_spike(config))
     except LoadTestError as exc:

@@ -145,7 +145,7 @@ def _timeline(results: Sequence[Mapping[str, Any]], bucket_ms: int) -> list[dict
     for index in range(max(buckets, default=-1) + 1):
         latency, statuses, sent = buckets.get(index, (Histogram(), {}, 0))
         rows.append({"t_ms": index * bucket_ms, "sent": sent, "answered": latency.total,
-                     "reserved": statuses.get("reserved", 0),
+                     "reserved": statuses.get("reserved", 0) + statuses.get("granted", 0),
                      "p50_ms": _ms(latency.percentile(50)), "p99_ms": _ms(latency.percentile(99)),
                      "max_ms": _ms(latency.max_value)})
     return rows

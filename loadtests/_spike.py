@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -14,14 +15,14 @@ import aiohttp
 
 from ._api import ServerApi
 from ._chart import render_chart
-from ._generators import Generators
+from ._generators import Generators, write_report
 from ._histogram import Histogram
 from ._report import build_report, merge_counts, render_text
 from ._schedule import Profile, ScheduleSpec, build_schedule
 from ._worker import WorkerPlan, raise_open_file_limit, run_worker, worker_process_main
 from .exceptions import ScenarioError
 
-__all__ = ["SpikeConfig", "run_spike"]
+__all__ = ["SpikeConfig", "drive_workers", "finish_report", "run_spike"]
 
 # Seconds between the sale being created and it opening: time to fan the plan out.
 COUNTDOWN_S = 2
@@ -55,6 +56,8 @@ class SpikeConfig:
     json_path: Path | None = None
     quiet: bool = False
     keep: bool = False  # leave the sale and room open afterwards
+    # What each attempt sends: ``buy`` (a flash sale) or ``coupon:grab`` (loadtests coupons).
+    event: str = "buy"
 
     @property
     def attempts_per_buyer(self) -> int:
@@ -147,6 +150,41 @@ class _Workers(Generators):
         return await self.gather(kind, other)
 
 
+def finish_report(report: dict[str, Any], json_path: Path | None, progress: _Progress, *,
+                  event: str = "Buy", success: str = "reserved") -> None:
+    """The report as JSON with its chart beside it when asked (``write_report``), and its text
+    on the progress stream; ``event`` and ``success`` name what the chart counts."""
+    if json_path is not None:
+        write_report(report, json_path, partial(render_chart, event=event, success=success))
+    progress.say(render_text(report))
+
+
+async def drive_workers(config: SpikeConfig, progress: _Progress, room_id: str,
+                        accounts: list[tuple[str, str]],
+                        open_target: Callable[[], Awaitable[tuple[str, float]]],
+                        started: float, opening: str) -> tuple[str, list[dict[str, Any]]]:
+    """The workers' part of a run, whatever they press for (``config.event``): connect every
+    buyer into the room, then ``open_target()`` (the sale or drop id, and the wall-clock time
+    it opens), tell the workers to go, and gather their results. Shared by ``spike`` and
+    ``coupons``."""
+    workers = _Workers(_plans(config, room_id, accounts))
+    try:
+        workers.start()
+        progress.say(f"connecting {config.buyers} buyers in {len(workers.plans)} "
+                     f"process(es) to room {room_id} ...")
+        ready = await workers.gather_type("ready", None)
+        connected = sum(int(r["connected"]) for r in ready)
+        progress.say(f"{connected} connected, {sum(int(r['failed']) for r in ready)} failed "
+                     f"in {time.monotonic() - started:.1f} s; {opening}")
+        target_id, t0 = await open_target()
+        await workers.broadcast({"type": "go", "sale": target_id, "t0": t0})
+        results = await workers.gather_type("done", progress)
+        progress.finish()
+    finally:
+        await workers.close()
+    return target_id, results
+
+
 def _plans(config: SpikeConfig, room_id: str,
            accounts: list[tuple[str, str]]) -> list[WorkerPlan]:
     offsets = build_schedule(ScheduleSpec(
@@ -167,7 +205,8 @@ def _plans(config: SpikeConfig, room_id: str,
             chat_per_s=config.chat_per_s / config.processes,
             churn_per_s=config.churn_per_s / config.processes, bucket_ms=config.bucket_ms,
             seed=config.seed, checkout_fraction=config.checkout_fraction,
-            price_cents=config.price_cents, buyer_accounts=accounts[first:first + per]))
+            price_cents=config.price_cents, buyer_accounts=accounts[first:first + per],
+            event=config.event))
     return plans
 
 
@@ -193,36 +232,27 @@ async def run_spike(config: SpikeConfig, progress_stream: TextIO | None = sys.st
         progress.say(f"minting {config.buyers} buyer accounts ...")
         accounts = await api.mint_buyers(config.admin_token, config.buyers,
                                          f"lt{config.seed}{room['id'][-6:]}")
-        workers = _Workers(_plans(config, room["id"], accounts))
-        try:
-            workers.start()
-            progress.say(f"connecting {config.buyers} buyers in {len(workers.plans)} "
-                         f"process(es) to room {room['id']} ...")
-            ready = await workers.gather_type("ready", None)
-            connected = sum(int(r["connected"]) for r in ready)
-            progress.say(f"{connected} connected, {sum(int(r['failed']) for r in ready)} failed "
-                         f"in {time.monotonic() - started:.1f} s; opening the sale")
+
+        async def open_sale() -> tuple[str, float]:
             duration_s = math.ceil(config.window_ms / 1000 + config.attempts_per_buyer
                                    * config.attempt_gap_ms / 1000 + config.timeout_s + 60)
             asked_at = time.time() * 1000
-            sale = await api.create_sale(config.anchor_token, room["id"], {
+            opened = await api.create_sale(config.anchor_token, room["id"], {
                 "product_id": product["id"], "stock": config.stock,
                 "price_cents": config.price_cents, "per_user_limit": config.per_user_limit,
                 "starts_in_s": COUNTDOWN_S, "duration_s": min(86_400, duration_s),
                 "hold_s": 3600})
             # The server's clock decides when the sale opens; map it onto ours.
-            skew_ms = int(sale["server_time"]) - (asked_at + time.time() * 1000) / 2
-            t0 = (int(sale["starts_at"]) - skew_ms) / 1000.0 + 0.02
-            await workers.broadcast({"type": "go", "sale": sale["id"], "t0": t0})
-            results = await workers.gather_type("done", progress)
-            progress.finish()
-        finally:
-            await workers.close()
-        final_sale = await api.get_sale(sale["id"])
+            skew_ms = int(opened["server_time"]) - (asked_at + time.time() * 1000) / 2
+            return opened["id"], (int(opened["starts_at"]) - skew_ms) / 1000.0 + 0.02
+
+        sale_id, results = await drive_workers(config, progress, room["id"], accounts,
+                                               open_sale, started, "opening the sale")
+        final_sale = await api.get_sale(sale_id)
         figures = (await api.room_figures(config.anchor_token, room["id"])
                    if config.checkout_fraction > 0 else None)
         if not config.keep:
-            await api.end_sale(config.anchor_token, sale["id"])
+            await api.end_sale(config.anchor_token, sale_id)
             await api.end_room(config.anchor_token, room["id"])
     scenario = {**{k: v for k, v in asdict(config).items()
                    if k not in ("anchor_token", "admin_token", "json_path")},
@@ -231,11 +261,5 @@ async def run_spike(config: SpikeConfig, progress_stream: TextIO | None = sys.st
                           results=sorted(results, key=lambda r: int(r["worker"])),
                           sale=final_sale, wall_s=time.monotonic() - started,
                           figures=figures)
-    if config.json_path is not None:
-        config.json_path.parent.mkdir(parents=True, exist_ok=True)
-        chart = config.json_path.with_suffix(".html")
-        report["chart"] = str(chart)
-        chart.write_text(render_chart(report))
-        config.json_path.write_text(json.dumps(report, indent=2) + "\n")
-    progress.say(render_text(report))
+    finish_report(report, config.json_path, progress)
     return report

@@ -32,6 +32,11 @@ __all__ = ["DECIDED_STATUSES", "WorkerPlan", "run_worker", "worker_process_main"
 
 # Answers that mean the server decided the attempt against the stock; the audit's demand.
 DECIDED_STATUSES = frozenset({"reserved", "sold_out", "limit_reached"})
+# The same for a coupon grab (loadtests coupons): the drop's count is its stock, one each.
+GRAB_DECIDED_STATUSES = frozenset({"granted", "gone", "already_grabbed"})
+# Per event: the statuses the audit counts as decided, and the one that took a unit.
+_DECIDED = {"buy": DECIDED_STATUSES, "coupon:grab": GRAB_DECIDED_STATUSES}
+_WON = {"buy": "reserved", "coupon:grab": "granted"}
 # Answers that took no stock and invite another try after ``retry_after_ms``.
 RETRY_STATUSES = frozenset({"rate_limited", "not_started"})
 PROGRESS_INTERVAL_S = 0.5
@@ -57,6 +62,9 @@ class WorkerPlan:
     price_cents: int = 0  # the sale's deal price, to check order totals
     # (token, user id) of each buyer of this worker: verified accounts minted by the spike.
     buyer_accounts: list[tuple[str, str]] = field(default_factory=list)
+    # What an attempt sends: ``buy {sale, qty}`` or ``coupon:grab {drop}`` (the run's target
+    # id is the sale or the drop).
+    event: str = "buy"
 
 
 @dataclass
@@ -213,10 +221,15 @@ class _Worker:
         tally.send_lag.record(max(0.0, loop.time() - intended) * 1e6)
         tally.sent += 1
         tally.bucket(self._bucket_index(loop.time())).sent += 1
+        decided_statuses, won = _DECIDED[plan.event], _WON[plan.event]
         while buyer.socket is not None:
             request_id = f"lt{buyer.number}-{attempt}-{tries}"
-            future = await buyer.socket.emit(
-                "buy", {"sale": self.sale_id, "qty": plan.qty, "request_id": request_id})
+            if plan.event == "buy":
+                future = await buyer.socket.emit(
+                    "buy", {"sale": self.sale_id, "qty": plan.qty, "request_id": request_id})
+            else:
+                future = await buyer.socket.emit(
+                    plan.event, {"drop": self.sale_id, "request_id": request_id})
             try:
                 answer = await asyncio.wait_for(future, max(0.001, deadline - loop.time()))
             except TimeoutError:
@@ -234,11 +247,13 @@ class _Worker:
                     tally.retries += 1
                     await asyncio.sleep(retry_s)
                     continue
-            if status == "reserved":
+            if status == won:
                 reservation = answer.get("reservation") or {}
                 buyer.reserved_units += int(reservation.get("qty", plan.qty))
+                if won != "reserved":
+                    reservation = None  # nothing to check out
             break
-        if status in DECIDED_STATUSES:
+        if status in decided_statuses:
             buyer.decided += 1
         elif status in ("timeout", "disconnected"):
             buyer.unknown += 1  # the server may or may not have reserved for it
@@ -246,7 +261,7 @@ class _Worker:
         tally.answered += 1
         tally.answer_times_ms.append(round((done - self.loop_t0) * 1000.0, 3))
         tally.count(tally.statuses, status)
-        if status not in DECIDED_STATUSES:
+        if status not in decided_statuses:
             tally.count(tally.errors, status)
         latency_us = (done - intended) * 1e6
         tally.latency.record(latency_us)

@@ -81,7 +81,8 @@ class AfterSales:
             now = core.now_ms()
             await self.check_return(order, now)
             claim = core.claim(order, "return", "pickup_scheduled", now, reason,
-                               amount=order.total_cents, pickup_at=now + PICKUP_LEAD_MS,
+                               amount=order.refund_cents(order.qty),
+                               pickup_at=now + PICKUP_LEAD_MS,
                                payer="platform")
             change = core.transition_change(
                 actor, order, "request_return", now, claims=[claim],
@@ -113,7 +114,7 @@ class AfterSales:
         return await core.transition(
             actor, order, "receive_return", now, claims=claims,
             payments=core.refunds(await core.store.payments(order_id), now),
-            detail={"refund_cents": order.total_cents},
+            detail={"refund_cents": order.refund_cents(order.qty)},
         )
 
     def check_receive_return(self, order: Order) -> None:
@@ -130,11 +131,11 @@ class AfterSales:
             now = core.now_ms()
             await self.check_refund_no_return(order, now)
             claim = core.claim(order, "refund_no_return", "refunded", now, reason,
-                               amount=order.total_cents)
+                               amount=order.refund_cents(order.qty))
             change = core.transition_change(
                 actor, order, "refund_no_return", now, claims=[claim],
                 payments=core.refunds(await core.store.payments(order.id), now),
-                detail={"claim": claim.id, "refund_cents": order.total_cents},
+                detail={"claim": claim.id, "refund_cents": order.refund_cents(order.qty)},
                 no_counterfeit_claim=True,
             )
             return claim if await core.store.apply(change) is not None else None

@@ -91,6 +91,7 @@ def _figures(
                 conversion=row.buyers / room_viewers if room_viewers else None,
                 repeat_buyers=row.repeat_buyers,
                 repurchase_rate=row.repeat_buyers / row.buyers,
+                coupon_cost_cents=row.coupon_cost_cents,
             )
         )
     return tuple(out)

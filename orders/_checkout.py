@@ -11,6 +11,7 @@ from ._models import (
     INSPECTED_CATEGORY,
     Actor,
     CheckoutRequest,
+    CouponChoice,
     Order,
     Payment,
     PaymentChoice,
@@ -19,12 +20,18 @@ from ._models import (
 from ._payments import Payments
 from ._store import OrderChange
 from .exceptions import (
+    CouponExpired,
+    CouponNotApplicable,
+    CouponNotYours,
+    CouponRefused,
+    CouponUsed,
     DeliveryLimitReached,
     HoldExpired,
     NotReservationHolder,
+    UnknownCoupon,
     UnknownReservation,
 )
-from .interfaces import ReservationInfo
+from .interfaces import CouponTerms, ReservationInfo
 
 __all__ = ["INTENT_GRACE_MS", "Checkout"]
 
@@ -54,9 +61,14 @@ class Checkout:
         if existing is None:
             info = await self._reservation_of(actor, rid)
             limit = await core.ledger.per_person_limit(info.sale_id)
+            intent = await self._intent(actor, request, info)
+            # A coupon named in the body is checked before anything is written: a refused
+            # one changes nothing.
+            terms = await self._choose_coupon(actor, intent, request.coupon)
+            if terms is not None:
+                intent = _with_coupon(intent, terms)
             try:
-                existing, _ = await core.store.insert_order(
-                    await self._intent(actor, request, info), info, [], None, limit)
+                existing, _ = await core.store.insert_order(intent, info, [], None, limit)
             except DeliveryLimitReached:
                 # Another account of the same person (one door, one phone) took the sale's
                 # limit: the unit goes back to the other buyers now, not when the hold ends.
@@ -68,7 +80,92 @@ class Checkout:
             raise HoldExpired(rid)
         if existing.status != "pending":
             return existing
+        existing = await self._claim_coupon(actor, existing, request.coupon)
         return await self._place(actor, existing, request.payment)
+
+    # -- coupons ---------------------------------------------------------------------------
+
+    async def _choose_coupon(self, actor: Actor, intent: Order,
+                             choice: CouponChoice) -> CouponTerms | None:
+        """The coupon for ``intent``: the one the body names (checked: the buyer's, for this
+        room, unexpired, not on another order, the minimum spend met), none with ``False``,
+        else the buyer's usable coupon of the room that takes the most off (the one expiring
+        first among equals), if any takes anything off."""
+        core = self._core
+        if choice is False:
+            return None
+        now = core.now_ms()
+        subtotal = intent.subtotal_cents
+        if choice is None:
+            best: tuple[int, int, str] | None = None
+            found: CouponTerms | None = None
+            for terms in await core.coupons.usable(actor.user_id, intent.room_id, now):
+                off = terms.discount_for(subtotal)
+                if off <= 0 or terms.user_id != actor.user_id or terms.expires_at <= now:
+                    continue
+                rank = (-off, terms.expires_at, terms.id)
+                if best is None or rank < best:
+                    best, found = rank, terms
+            return found
+        terms = await core.coupons.terms(choice)
+        if terms.user_id != actor.user_id:
+            raise CouponNotYours(choice)
+        if terms.used_by is not None and terms.used_by != intent.id:
+            raise CouponUsed(choice, None)
+        if terms.expires_at <= now:
+            raise CouponExpired(choice, terms.expires_at)
+        if terms.room_id != intent.room_id:
+            raise CouponNotApplicable(choice, "that coupon is for another room's sales")
+        if subtotal <= 1:
+            raise CouponNotApplicable(choice, "a free order takes no coupon")
+        if terms.discount_for(subtotal) <= 0:
+            raise CouponNotApplicable(
+                choice, f"that coupon needs a spend of at least {terms.min_spend_cents} cents")
+        return terms
+
+    async def _claim_coupon(self, actor: Actor, intent: Order, choice: CouponChoice) -> Order:
+        """Mark the intent's coupon used by it in the wallet (again on a retry: nothing). An
+        intent written without one (a retry after the first attempt found none) gets the best
+        one now. A coupon another checkout took meanwhile is dropped from the intent: the
+        checkout goes on at the full price unless the body named that coupon (then refused,
+        with the intent kept, unpriced by any coupon, for a retry)."""
+        core = self._core
+        if intent.coupon_id is None:
+            terms = await self._choose_coupon(actor, intent, choice)
+            if terms is None:
+                return intent
+            attached = await self._set_coupon(intent, terms)
+            if attached is None:
+                return intent  # settled meanwhile: _place reads what it is now
+            intent = attached
+        assert intent.coupon_id is not None
+        try:
+            await core.coupons.use(intent.coupon_id, actor.user_id, intent.id, core.now_ms())
+        except (CouponRefused, UnknownCoupon):
+            dropped = await self._set_coupon(intent, None)
+            if isinstance(choice, str):
+                raise
+            return dropped or intent
+        return intent
+
+    async def _set_coupon(self, intent: Order, terms: CouponTerms | None) -> Order | None:
+        """The pending intent with ``terms`` applied (None: with no coupon); None if it is no
+        longer pending."""
+        priced = _with_coupon(intent, terms)
+        return await self._core.store.apply(OrderChange(
+            intent.id, frozenset({"pending"}), "pending", self._core.now_ms(),
+            fields={"coupon_id": priced.coupon_id, "discount_cents": priced.discount_cents,
+                    "total_cents": priced.total_cents}))
+
+    async def _give_back_coupon(self, order: Order) -> bool:
+        if order.coupon_id is None:
+            return False
+        try:
+            return await self._core.coupons.give_back(order.coupon_id, order.id)
+        except Exception:
+            log.warning("coupon %s of %s could not be given back", order.coupon_id, order.id,
+                        exc_info=True)
+            return False
 
     async def _reservation_of(self, actor: Actor, rid: str) -> ReservationInfo:
         """The hold to check out, as the hand-off consumer recorded it or else as the inventory
@@ -119,7 +216,8 @@ class Checkout:
             # The inventory decides atomically between this commit and the expiry sweeper.
             info = await self._core.ledger.commit(intent.reservation_id, actor.user_id)
         except (HoldExpired, UnknownReservation, NotReservationHolder) as exc:
-            # The hold is gone for good: nothing was sold, so nothing may be ordered.
+            # The hold is gone for good: nothing was sold, so nothing may be ordered (and the
+            # coupon goes back to the wallet).
             await self._void(intent, exc.code)
             raise
         # Any other failure (the inventory unreachable, a crash) leaves the intent pending:
@@ -146,7 +244,9 @@ class Checkout:
         method = choice.method if choice is not None else intent.payment_method
         cod = method == "cod"
         order = replace(intent, status="created", payment_method=method)
-        events = [core.event(order, "created", None, "created", actor, now)]
+        detail = ({"coupon": order.coupon_id, "discount_cents": order.discount_cents}
+                  if order.coupon_id else None)
+        events = [core.event(order, "created", None, "created", actor, now, detail)]
         if cod:
             events.append(core.event(order, "confirm", "created", "confirmed", actor, now))
         payment = None
@@ -176,6 +276,8 @@ class Checkout:
                                    {"reason": reason})],
             )
         )
+        if voided is not None:
+            await self._give_back_coupon(voided)
         return voided is not None
 
     async def reconcile(self, *, min_age_ms: int | None = None) -> Reconciliation:
@@ -200,6 +302,7 @@ class Checkout:
                 waiting.append(rid)
                 continue
             if info is not None and info.state == "committed":
+                intent = await self._reclaim_coupon(intent)
                 order, _ = await self._settle(intent, info, SYSTEM, None)
                 if order is not None:
                     log.warning("checkout of %s was interrupted after the sale; order %s "
@@ -214,8 +317,28 @@ class Checkout:
                 waiting.append(rid)
         return Reconciliation(tuple(placed), tuple(voided), tuple(waiting))
 
+    async def _reclaim_coupon(self, intent: Order) -> Order:
+        """An interrupted checkout's coupon, marked used by it again before its order is
+        placed; a coupon another order took meanwhile is dropped (the order is at full price)."""
+        if intent.coupon_id is None:
+            return intent
+        try:
+            await self._core.coupons.use(intent.coupon_id, intent.buyer_id, intent.id,
+                                         self._core.now_ms())
+        except (CouponRefused, UnknownCoupon):
+            return await self._set_coupon(intent, None) or intent
+        return intent
+
     async def unrecorded_sales(self, since_ms: int, also: Iterable[str] = ()) -> list[str]:
         """Reservations recorded as sold since ``since_ms`` (and those of ``also`` still so)
         that have no order: a unit sold with nobody to deliver it to. With checkout writing its
         intent before the commit this should never happen; the upkeep owner reports it."""
         return await self._core.store.committed_without_order(since_ms, list(also))
+
+
+def _with_coupon(intent: Order, terms: CouponTerms | None) -> Order:
+    if terms is None:
+        return replace(intent, coupon_id=None, discount_cents=0, total_cents=intent.subtotal_cents)
+    off = terms.discount_for(intent.subtotal_cents)
+    return replace(intent, coupon_id=terms.id, discount_cents=off,
+                   total_cents=intent.subtotal_cents - off)

@@ -15,10 +15,11 @@ from typing import Any, Literal, TypeVar
 from ._machine import TRANSITIONS
 from ._models import Actor, Claim, ClaimKind, ClaimStatus, Order, OrderEvent, Payment, StoredStatus
 from ._store import OrderChange, OrderStore
-from .exceptions import IllegalTransition, InvalidInput, NotAllowed, OrderNotFound
-from .interfaces import CertificationPolicy, PaymentProvider, StockLedger
+from .exceptions import IllegalTransition, InvalidInput, NotAllowed, OrderNotFound, UnknownCoupon
+from .interfaces import CertificationPolicy, CouponTerms, CouponWallet, PaymentProvider, StockLedger
 
 __all__ = [
+    "NO_COUPONS",
     "RACE_RETRIES",
     "SYSTEM",
     "FiguresListener",
@@ -55,6 +56,25 @@ def short(text: str, limit: int = 500) -> str:
     return text.strip()[:limit]
 
 
+class _NoCoupons:
+    """The wallet of a platform without coupon drops: nobody has a coupon."""
+
+    async def usable(self, user_id: str, room_id: str, now_ms: int) -> list[CouponTerms]:
+        return []
+
+    async def terms(self, coupon_id: str) -> CouponTerms:
+        raise UnknownCoupon(coupon_id)
+
+    async def use(self, coupon_id: str, user_id: str, order_id: str, now_ms: int) -> None:
+        raise UnknownCoupon(coupon_id)
+
+    async def give_back(self, coupon_id: str, order_id: str) -> bool:
+        return False
+
+
+NO_COUPONS: CouponWallet = _NoCoupons()
+
+
 class OrderCore:
     """The state the parts of the service share. Its attributes are the service's public ones
     (``OrderService.store``, ``.ledger``, ``.now_ms``...), so replacing one there (a test moving
@@ -73,6 +93,7 @@ class OrderCore:
         intent_grace_ms: int,
         payment_timeout_ms: int,
         charge_timeout_ms: int,
+        coupons: CouponWallet = NO_COUPONS,
     ) -> None:
         if payment_timeout_ms <= 0 or charge_timeout_ms <= 0:
             raise ValueError("payment and charge timeouts must be positive")
@@ -86,6 +107,7 @@ class OrderCore:
         self.intent_grace_ms = intent_grace_ms
         self.payment_timeout_ms = payment_timeout_ms
         self.charge_timeout_ms = charge_timeout_ms
+        self.coupons = coupons
 
     # -- reading for a caller --------------------------------------------------------------
 

@@ -65,22 +65,39 @@ class Lifecycle:
         return (await core.store.get_order(order.id)) or cancelled
 
     async def _restock(self, order: Order) -> None:
+        """The unit back to its sale and, if the order was never paid, its coupon back to the
+        buyer's wallet; retried (``resume_restocks``) until both are done."""
         core = self._core
         try:
+            coupon_back = await self._give_back_coupon(order)
             back = await core.ledger.restock(order.reservation_id)
         except Exception:
             log.exception("restock of %s failed; will retry", order.reservation_id)
             return
         now = core.now_ms()
         state = "done" if back else "skipped"
+        detail: dict[str, object] = {"returned_to_sale": back}
+        if order.coupon_id is not None:
+            detail["coupon_returned"] = coupon_back
         await core.store.apply(
             OrderChange(
                 order.id, frozenset({"cancelled"}), "cancelled", now,
                 fields={"restock_state": state},
                 events=[core.event(order, "restock", "cancelled", "cancelled", SYSTEM, now,
-                                   {"returned_to_sale": back})],
+                                   detail)],
             )
         )
+
+    async def _give_back_coupon(self, order: Order) -> bool:
+        """A cancelled order's coupon goes back to the wallet if nothing was paid: no payment
+        of it was approved (a paid order cancelled is refunded what was paid, after the
+        discount, and the coupon stays used)."""
+        if order.coupon_id is None:
+            return False
+        payments = await self._core.store.payments(order.id)
+        if any(p.status == "refunded" or p.status == "approved" for p in payments):
+            return False
+        return await self._core.coupons.give_back(order.coupon_id, order.id)
 
     async def resume_restocks(self) -> int:
         """Retry restocks a crash or an inventory outage interrupted (call at startup)."""

@@ -11,6 +11,7 @@ from typing import Any, Literal, get_args
 from .exceptions import InvalidCheckout, InvalidInput
 
 __all__ = [
+    "COUPON_RE",
     "DAY_MS",
     "INSPECTED_CATEGORY",
     "INTENT_STATUSES",
@@ -24,6 +25,7 @@ __all__ = [
     "Claim",
     "ClaimKind",
     "ClaimStatus",
+    "CouponChoice",
     "Figures",
     "IntentStatus",
     "Order",
@@ -38,6 +40,7 @@ __all__ = [
     "RestockState",
     "Role",
     "StoredStatus",
+    "prorated_discount",
 ]
 
 Role = Literal["viewer", "anchor", "inspector", "admin"]
@@ -194,18 +197,34 @@ def _address(raw: object) -> Address:
     return Address(values["name"], phone, values["line1"], values["city"])
 
 
+def prorated_discount(discount_cents: int, qty: int, units: int) -> int:
+    """The part of an order's discount that ``units`` of its ``qty`` carry: rounded down, so
+    the units refunded first never carry more than their share and the last ones carry the
+    rest (the shares of all ``qty`` units add up to ``discount_cents``)."""
+    if qty <= 0 or not 0 <= units <= qty:
+        raise InvalidInput("units must be within the order's quantity")
+    return discount_cents * units // qty
+
+
+# The checkout's ``coupon`` field: a coupon id, or ``False`` to keep every coupon for later.
+# Absent (``None``): the coupon that takes the most off is applied, if any is eligible.
+COUPON_RE = re.compile(r"^cd_[A-Za-z0-9_-]{1,32}\.[1-9][0-9]{0,9}$")
+CouponChoice = str | Literal[False] | None
+
+
 @dataclass(frozen=True, slots=True)
 class CheckoutRequest:
     reservation_id: str
     address: Address
     payment: PaymentChoice
+    coupon: CouponChoice = None
 
     @classmethod
     def parse(cls, obj: object) -> CheckoutRequest:
         """Validate a whole ``checkout`` body; raise ``InvalidCheckout`` naming the bad field."""
         if not isinstance(obj, dict):
             raise InvalidCheckout("body", "expected an object")
-        unknown = set(obj) - {"reservation", "address", "payment"}
+        unknown = set(obj) - {"reservation", "address", "payment", "coupon"}
         if unknown:
             raise InvalidCheckout("body", f"unknown field(s) {sorted(map(str, unknown))}")
         reservation = obj.get("reservation")
@@ -213,7 +232,12 @@ class CheckoutRequest:
             raise InvalidCheckout("reservation", "expected a reservation id like s_xxx.17")
         if "payment" not in obj:
             raise InvalidCheckout("payment", "required")
-        return cls(reservation, _address(obj.get("address")), PaymentChoice.parse(obj["payment"]))
+        coupon = obj.get("coupon")
+        if coupon is not None and coupon is not False and (
+                not isinstance(coupon, str) or not COUPON_RE.fullmatch(coupon)):
+            raise InvalidCheckout("coupon", "expected a coupon id like cd_xxx.7, or false for none")
+        return cls(reservation, _address(obj.get("address")), PaymentChoice.parse(obj["payment"]),
+                   coupon)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +270,23 @@ class Order:
     # The latest warranty end printed on the phone's inspection certificate, as seen at checkout
     # and at delivery (when the buyer scans the report).
     certificate_warranty_ends_at: int | None = None
+    # The coupon applied at checkout (docs/orders.md, "Coupons") and the cents it took off the
+    # subtotal (unit_price_cents * qty); total_cents is the subtotal less this.
+    discount_cents: int = 0
+    coupon_id: str | None = None
+
+    @property
+    def subtotal_cents(self) -> int:
+        return self.unit_price_cents * self.qty
+
+    def refund_cents(self, units: int) -> int:
+        """What a refund of ``units`` of the order's ``qty`` gives back: their share of the
+        subtotal less their share of the discount (``prorated_discount``), so refunding every
+        unit gives back exactly ``total_cents``, what was paid."""
+        if not 0 <= units <= self.qty:
+            raise InvalidInput(f"units must be from 0 to {self.qty}")
+        return (self.unit_price_cents * units
+                - prorated_discount(self.discount_cents, self.qty, units))
 
     @property
     def inspected(self) -> bool:
@@ -275,6 +316,9 @@ class Order:
             "id": self.id,
             "status": self.status,
             "total_cents": self.total_cents,
+            "subtotal_cents": self.subtotal_cents,
+            "discount_cents": self.discount_cents,
+            "coupon": self.coupon_id,
             "items": [
                 {
                     "product": self.product_id,
@@ -432,6 +476,9 @@ class Figures:
     conversion: float | None
     repeat_buyers: int
     repurchase_rate: float | None
+    # What the coupons applied to these orders took off (the anchor's coupon cost); the GMV is
+    # what the buyers paid, after it.
+    coupon_cost_cents: int = 0
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -445,6 +492,7 @@ class Figures:
             "conversion": self.conversion,
             "repeat_buyers": self.repeat_buyers,
             "repurchase_rate": self.repurchase_rate,
+            "coupon_cost_cents": self.coupon_cost_cents,
         }
 
 

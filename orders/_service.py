@@ -22,12 +22,12 @@ from ._actions import Action, OrderActions
 from ._aftersales import AfterSales
 from ._analytics import Analytics
 from ._checkout import INTENT_GRACE_MS, Checkout
-from ._core import FiguresListener, OrderCore, system_clock
+from ._core import NO_COUPONS, FiguresListener, OrderCore, system_clock
 from ._lifecycle import Lifecycle
 from ._models import Actor, Claim, Order, OrderEvent, Payment, Payout
 from ._payments import CHARGE_TIMEOUT_MS, PAYMENT_TIMEOUT_MS, Payments
 from ._store import OrderStore
-from .interfaces import CertificationPolicy, PaymentProvider, StockLedger
+from .interfaces import CertificationPolicy, CouponWallet, PaymentProvider, StockLedger
 
 __all__ = ["OrderService"]
 
@@ -65,6 +65,7 @@ class OrderService:
     intent_grace_ms: _Shared[int] = _Shared()
     payment_timeout_ms: _Shared[int] = _Shared()
     charge_timeout_ms: _Shared[int] = _Shared()
+    coupons: _Shared[CouponWallet] = _Shared()
 
     def __init__(
         self,
@@ -79,11 +80,13 @@ class OrderService:
         intent_grace_ms: int = INTENT_GRACE_MS,
         payment_timeout_ms: int = PAYMENT_TIMEOUT_MS,
         charge_timeout_ms: int = CHARGE_TIMEOUT_MS,
+        coupons: CouponWallet = NO_COUPONS,
     ) -> None:
         self._core = core = OrderCore(
             store, ledger, certification, payments, payment_secret, now_ms=now_ms,
             on_figures_changed=on_figures_changed, intent_grace_ms=intent_grace_ms,
             payment_timeout_ms=payment_timeout_ms, charge_timeout_ms=charge_timeout_ms,
+            coupons=coupons,
         )
         lifecycle = Lifecycle(core)
         paying = Payments(core, lifecycle)

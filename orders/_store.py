@@ -68,7 +68,7 @@ T = TypeVar("T")
 # (version, resource name); applied in order, each once, recorded in schema_migrations.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, "schema_v1.sql"), (2, "schema_v2.sql"), (3, "schema_v3.sql"), (4, "schema_v4.sql"),
-    (5, "schema_v5.sql"), (6, "schema_v6.sql"), (7, "schema_v7.sql"),
+    (5, "schema_v5.sql"), (6, "schema_v6.sql"), (7, "schema_v7.sql"), (8, "schema_v8.sql"),
 )
 # What an ``Expectation`` of a change reads (``_rows.expectations``).
 _EXPECTATION_SQL: Mapping[ExpectationQuery, str] = {
@@ -148,6 +148,7 @@ class FigureRow:
     buyers: int
     repeat_buyers: int
     rooms: tuple[str, ...]
+    coupon_cost_cents: int = 0
 
 
 _GROUP_COLUMN: Mapping[str, str] = {"room": "room_id", "anchor": "anchor_id", "brand": "brand"}
@@ -179,8 +180,9 @@ def figure_sql(query: FigureQuery, *, sqlite: bool = False) -> tuple[str, str, l
                    else " INDEXED BY orders_placed_by_room")
     sums = (
         "SELECT grp, SUM(total_cents), COUNT(*), COUNT(DISTINCT buyer_id), "
-        "COUNT(DISTINCT CASE WHEN gap <= ? THEN buyer_id END) FROM ("
-        f"SELECT {column} AS grp, buyer_id, total_cents, placed_at - LAG(placed_at) OVER "
+        "COUNT(DISTINCT CASE WHEN gap <= ? THEN buyer_id END), SUM(discount_cents) FROM ("
+        f"SELECT {column} AS grp, buyer_id, total_cents, discount_cents, "
+        "placed_at - LAG(placed_at) OVER "
         f"(PARTITION BY {column}, buyer_id ORDER BY placed_at) AS gap "
         f"FROM {source} WHERE {condition}) AS placed GROUP BY grp"
     )
@@ -195,8 +197,8 @@ def figure_rows(sums: Sequence[Sequence[Any]],
         by_group.setdefault(str(group), []).append(str(room))
     return sorted(
         (FigureRow(str(g), int(gmv), int(n), int(buyers), int(repeat),
-                   tuple(sorted(by_group.get(str(g), ()))))
-         for g, gmv, n, buyers, repeat in sums),
+                   tuple(sorted(by_group.get(str(g), ()))), int(coupons or 0))
+         for g, gmv, n, buyers, repeat, coupons in sums),
         key=lambda row: row.key,
     )
 

@@ -25,6 +25,12 @@
     │   ├── PaymentInProgress (409 payment_in_progress)
     │   ├── PaymentWindowClosed (409 payment_window_closed)  unpaid past the payment timeout
     │   └── UnknownPayment (404 unknown_payment)
+    ├── UnknownCoupon (404 unknown_coupon)
+    ├── CouponRefused (409 coupon_refused)                  checkout's coupon cannot be used
+    │   ├── CouponNotYours (403 coupon_not_yours)           someone else's coupon
+    │   ├── CouponUsed (409 coupon_used)                    on another order already
+    │   ├── CouponExpired (409 coupon_expired)
+    │   └── CouponNotApplicable (409 coupon_not_applicable) other room, below the minimum spend
     ├── BadSignature (401 bad_signature)                    payment callback not from provider
     └── StoreUnavailable (503 store_unavailable)            the order database cannot be reached
 """
@@ -39,6 +45,11 @@ __all__ = [
     "ClaimNotFound",
     "ClaimWindowClosed",
     "CounterfeitClaimed",
+    "CouponExpired",
+    "CouponNotApplicable",
+    "CouponNotYours",
+    "CouponRefused",
+    "CouponUsed",
     "DeliveryLimitReached",
     "HoldExpired",
     "IllegalTransition",
@@ -53,6 +64,7 @@ __all__ = [
     "PaymentWindowClosed",
     "ReturnWindowClosed",
     "StoreUnavailable",
+    "UnknownCoupon",
     "UnknownPayment",
     "UnknownReservation",
     "WarrantyExpired",
@@ -310,3 +322,53 @@ class StoreUnavailable(OrderError):
     def __init__(self, detail: str) -> None:
         super().__init__("the order database is unavailable; try again shortly")
         self.detail = detail
+
+
+class UnknownCoupon(OrderError):
+    code = "unknown_coupon"
+    http_status = 404
+
+    def __init__(self, coupon_id: str) -> None:
+        super().__init__(f"no coupon {coupon_id[:80]!r}")
+        self.coupon_id = coupon_id
+
+
+class CouponRefused(OrderError):
+    code = "coupon_refused"
+    http_status = 409
+
+    def __init__(self, coupon_id: str, message: str) -> None:
+        super().__init__(message)
+        self.coupon_id = coupon_id
+
+
+class CouponNotYours(CouponRefused):
+    code = "coupon_not_yours"
+    http_status = 403
+
+    def __init__(self, coupon_id: str) -> None:
+        super().__init__(coupon_id, "that coupon is someone else's")
+
+
+class CouponUsed(CouponRefused):
+    code = "coupon_used"
+
+    def __init__(self, coupon_id: str, order_id: str | None = None) -> None:
+        super().__init__(coupon_id, "that coupon is used by another order")
+        self.order_id = order_id
+
+
+class CouponExpired(CouponRefused):
+    code = "coupon_expired"
+
+    def __init__(self, coupon_id: str, expired_at: int) -> None:
+        super().__init__(coupon_id, "that coupon has expired")
+        self.expired_at = expired_at
+
+
+class CouponNotApplicable(CouponRefused):
+    code = "coupon_not_applicable"
+
+    def __init__(self, coupon_id: str, reason: str) -> None:
+        super().__init__(coupon_id, reason)
+        self.reason = reason

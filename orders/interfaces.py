@@ -17,6 +17,8 @@ __all__ = [
     "CallbackSink",
     "CertificationPolicy",
     "ChargeRequest",
+    "CouponTerms",
+    "CouponWallet",
     "InspectionTerms",
     "PaymentProvider",
     "ReservationInfo",
@@ -122,3 +124,50 @@ class PaymentProvider(Protocol):
     name: str
 
     async def charge(self, request: ChargeRequest) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CouponTerms:
+    """A buyer's coupon as orders needs it: whose, for which room's sales, what it takes off
+    (``off_cents``, or ``percent_off`` of the subtotal), the minimum subtotal it needs and until
+    when it can be used (epoch ms). ``used_by`` is the order it is applied to, if any."""
+
+    id: str
+    user_id: str
+    room_id: str
+    off_cents: int
+    percent_off: int
+    min_spend_cents: int
+    expires_at: int
+    used_by: str | None = None
+
+    def discount_for(self, subtotal_cents: int) -> int:
+        """The cents this coupon takes off a subtotal: 0 below the minimum spend, and never so
+        much that less than 1 cent is left to pay (a free order takes no coupon)."""
+        if subtotal_cents <= 1 or subtotal_cents < self.min_spend_cents:
+            return 0
+        off = self.off_cents if self.off_cents else subtotal_cents * self.percent_off // 100
+        return max(0, min(off, subtotal_cents - 1))
+
+
+class CouponWallet(Protocol):
+    """The buyers' coupons (liveroom's coupon drops), seen from orders. A coupon is used by one
+    order at a time; ``use`` and ``give_back`` are atomic and idempotent per order."""
+
+    async def usable(self, user_id: str, room_id: str, now_ms: int) -> list[CouponTerms]:
+        """The user's coupons valid now on ``room_id``'s sales and not used by any order."""
+        ...
+
+    async def terms(self, coupon_id: str) -> CouponTerms:
+        """Raises ``UnknownCoupon``."""
+        ...
+
+    async def use(self, coupon_id: str, user_id: str, order_id: str, now_ms: int) -> None:
+        """Mark the coupon used by ``order_id`` (again: nothing). Raises ``UnknownCoupon``,
+        ``CouponNotYours``, ``CouponUsed`` (another order has it) and ``CouponExpired``."""
+        ...
+
+    async def give_back(self, coupon_id: str, order_id: str) -> bool:
+        """Return the coupon to its owner's wallet if ``order_id`` has it; False (and nothing
+        done) if it does not. Idempotent."""
+        ...

@@ -152,6 +152,10 @@ async def _check_demo_output(text: str, port: int, data_dir: Path, room_id: str)
         assert room["lucky"]["status"] == "open"
         assert room["lucky"]["condition"] == {"kind": "passphrase"}
         assert room["lucky"]["id"] in _printed(text, "lucky bag")
+        # A coupon drop a newcomer can grab and use on the flash sale.
+        assert room["coupon"]["status"] == "live"
+        assert room["coupon"]["id"] == _printed(text, "coupon drop").rstrip(":")
+        assert room["coupon"]["min_spend_cents"] <= room["sale"]["price_cents"]
         async with http.get(f"{base}/api/products", headers={
                 "Authorization": f"Bearer {tokens['anchor']}"}) as response:
             assert response.status == 200

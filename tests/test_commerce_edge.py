@@ -537,7 +537,7 @@ async def test_analytics_over_http_after_real_orders(server: LiveServer) -> None
     assert room == {
         "scope": "room", "key": room_id, "gmv_cents": 4 * 99_900, "orders": 3, "buyers": 2,
         "average_order_value_cents": 4 * 99_900 // 3, "viewers": 3, "conversion": 2 / 3,
-        "repeat_buyers": 1, "repurchase_rate": 0.5,
+        "repeat_buyers": 1, "repurchase_rate": 0.5, "coupon_cost_cents": 0,
     }
     [by_anchor] = report["anchors"]
     assert (by_anchor["key"], by_anchor["gmv_cents"], by_anchor["orders"]) == (

@@ -44,13 +44,15 @@ BUY_STATUSES = {"reserved", "sold_out", "limit_reached", "not_started", "ended",
                 "invalid", "banned", "verification_required"}
 BID_STATUSES = {"leading", "outbid", "too_low", "already_leading", "not_started", "ended",
                 "banned", "not_in_room", "verification_required", "rate_limited", "invalid"}
+GRAB_STATUSES = {"granted", "already_grabbed", "gone", "expired", "banned", "not_in_room",
+                 "unknown_drop", "verification_required", "rate_limited", "invalid"}
 
 # -- strategies ---------------------------------------------------------------------------------
 
 # Real ids of the fuzzing world, substituted at run time, so fuzzed requests also hit the paths
 # behind a successful lookup.
 PLACEHOLDERS = ("$room", "$sale", "$product", "$reservation", "$order", "$anchor", "$me",
-                "$certificate", "$lucky", "$auction")
+                "$certificate", "$lucky", "$auction", "$drop", "$coupon")
 hostile_strings = st.one_of(
     st.sampled_from(["", " ", "\t\n", "\x00", "\u202e", "\U0001d54f\U0001f642", "../../etc/passwd",
                      "%00", SCRIPT, "' OR 1=1 --", "null", "{}", "r_" + "a" * 80, "a.b-c_d",
@@ -112,8 +114,9 @@ EVENTS: dict[str, st.SearchStrategy[Any]] = {
     "buy": shaped("sale", "qty", "request_id"),
     "bid": shaped("auction", "amount_cents", "request_id"),
     "release": shaped("reservation"),
-    "checkout": shaped("reservation", "address", "payment", address=addresses,
+    "checkout": shaped("reservation", "address", "payment", "coupon", address=addresses,
                        payment=payments),
+    "coupon:grab": shaped("drop", "request_id"),
     "rtc:publish": shaped("room", "sdp", "type", sdp=sdps, type=kinds),
     "rtc:watch": shaped("room", "sdp", "type", sdp=sdps, type=kinds),
     "rtc:stop": shaped("room"),
@@ -189,10 +192,17 @@ async def world(redis: aioredis.Redis, redis_url: str, data_dir: Path) -> AsyncI
             "product_id": product["id"], "winners": 1, "draw_in_s": 1800,
             "condition": {"kind": "passphrase", "passphrase": "open sesame"}})
         assert status == 201, lucky
+        status, drop = await server.request("POST", f"/api/rooms/{room['id']}/coupons",
+                                            anchor_token, {
+            "count": 100, "off_cents": 500, "min_spend_cents": 0, "valid_s": 3600})
+        assert status == 201, drop
+        grabbed = await viewer.call("coupon:grab", {"drop": drop["id"], "request_id": "c"})
+        assert grabbed["ok"], grabbed
         ids = {"$room": room["id"], "$sale": sale["id"], "$product": product["id"],
                "$reservation": held["reservation"]["id"], "$order": done["order"]["id"],
                "$anchor": "u_mei", "$me": "u_fuzz", "$certificate": cert["id"],
-               "$lucky": lucky["id"], "$auction": auction["id"]}
+               "$lucky": lucky["id"], "$auction": auction["id"], "$drop": drop["id"],
+               "$coupon": grabbed["coupon"]["id"]}
         bystander = await server.connect(server.token("viewer", "Bystander"))
         world = World(server, redis, data_dir, anchor_token, viewer_token, ids, viewer, anchor,
                       bystander)
@@ -268,6 +278,8 @@ async def check_ack(world: World, event: str, payload: Any, ack: Any,
         assert ack["status"] in BUY_STATUSES, context
     if event == "bid" and "status" in ack:
         assert ack["status"] in BID_STATUSES, context
+    if event == "coupon:grab" and "status" in ack:
+        assert ack["status"] in GRAB_STATUSES, context
     if ack.get("ok") is True:
         return await (settled_snapshot if event in ASYNC_EFFECTS else snapshot)(world)
     assert ack.get("ok") is False, context
@@ -451,13 +463,16 @@ ENDPOINTS: list[tuple[str, str]] = [
     ("POST", "/api/rooms/{id}/lucky-bags"), ("GET", "/api/lucky-bags/{id}"),
     ("POST", "/api/anchors/{id}/follow"), ("DELETE", "/api/anchors/{id}/follow"),
     ("GET", "/api/anchors/{id}"), ("GET", "/api/anchors/{id}/followers"),
+    ("POST", "/api/rooms/{id}/coupons"), ("GET", "/api/coupon-drops/{id}"),
+    ("GET", "/api/coupons"),
 ]
 MAX_REQUEST_LINE = 6000  # aiohttp's parser refuses request lines over 8190 bytes
 QUERY_KEYS = ("anchor", "product", "category", "room", "brand", "window_days")
 BODY_KEYS = ("name", "title", "category", "price_cents", "brand", "product_id", "stock",
              "per_user_limit", "starts_in_s", "duration_s", "hold_s", "reservation", "address",
              "payment", "reason", "kind", "details", "anchor_id", "expires_at", "winners",
-             "draw_in_s", "units_each", "condition", "start_cents", "extend_s", "sudden_death")
+             "draw_in_s", "units_each", "condition", "start_cents", "extend_s", "sudden_death",
+             "count", "off_cents", "percent_off", "min_spend_cents", "valid_s", "coupon")
 header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
 authorizations = st.one_of(
     st.none(), st.sampled_from(["$viewer", "$anchor-token", "$inspector", "$admin"]),

@@ -88,6 +88,8 @@ def _expected(rows: list[Row], key: str) -> dict[str, dict[str, object]]:
             "conversion": len(buyers) / viewers,
             "repeat_buyers": len(repeaters),
             "repurchase_rate": len(repeaters) / len(buyers),
+            # No coupon in this data set (tests/orders/test_coupons.py has the coupon cost).
+            "coupon_cost_cents": 0,
         }
     return out
 

@@ -8,6 +8,7 @@ import {
 import { AuctionPanel } from "./auction.js";
 import { openBadge } from "./badges.js";
 import { ChatLog, sendsChat, slowModeText } from "./chat.js";
+import { CouponCard } from "./coupons.js";
 import { LuckyCard } from "./luckycard.js";
 import { Orders } from "./orders.js";
 import {
@@ -63,6 +64,8 @@ let orders = null;
 let watcher = null;
 /** @type {LuckyCard | null} */
 let lucky = null;
+/** @type {CouponCard | null} */
+let coupons = null;
 /** @type {AuctionPanel | null} */
 let auctions = null;
 
@@ -117,6 +120,7 @@ function connect(session) {
   live.on("media", (data) => data.room === roomId && watcher && watcher.onLive(data));
   live.on("order", (order) => orders && orders.onPush(order));
   live.on("lucky", (bag) => lucky && lucky.show(bag));
+  live.on("coupon", (drop) => coupons && coupons.show(drop));
   live.on("followers", (data) => lucky && lucky.onFollowers(data));
   live.on("auction", (push) => auctions && auctions.onPush(push));
 }
@@ -150,6 +154,10 @@ function renderRoom(room) {
   if (room.sale !== undefined) onSale(room.sale);
   if (room.auction !== undefined && auctions) auctions.show(room.auction);
   if (watcher) watcher.onLive(room.media || null);
+  if (coupons) {
+    coupons.show(room.coupon);
+    coupons.refresh().catch(() => {});
+  }
   if (lucky) {
     lucky.show(room.lucky);
     lucky.showAnchor(room.anchor.id).catch(() => {});
@@ -393,6 +401,10 @@ function openCheckout(reservation, title) {
     h("span", { class: "muted" }, ` · ${formatCents(reservation.qty * reservation.price_cents)}`),
   );
   setText("#checkout-result", "");
+  // Which coupon applies is the server's to decide: the page only says one will.
+  const usable = coupons ? coupons.usable().length : 0;
+  setText("#checkout-coupon", usable
+    ? "Your best coupon for this room is applied when you place the order." : "");
   $as("#place-order", HTMLButtonElement).disabled = false;
   $("#checkout").scrollIntoView({ behavior: "smooth", block: "start" });
   const name = $as("#ship-name", HTMLInputElement);
@@ -442,15 +454,18 @@ async function placeOrder(event) {
     }, paymentChoice() === "cod" ? "cod"
       : { method: "online", card: $as("#card", HTMLInputElement).value.replace(/\s/g, "") });
     closeCheckout();
+    const saved = order.discount_cents
+      ? ` A coupon took ${formatCents(order.discount_cents)} off ${formatCents(order.subtotal_cents || 0)}.` : "";
     // The order's own method, not the form's: a checkout retried after an interruption returns
     // the order as it was first placed.
     if (order.payment_method === "cod") {
-      showResult("#buy-result", `Order placed: pay ${formatCents(order.total_cents)} in cash when it arrives.`, true);
+      showResult("#buy-result", `Order placed: pay ${formatCents(order.total_cents)} in cash when it arrives.${saved}`, true);
     } else if (order.status === "created") {
       // The provider decides later: the outcome comes with the `order` push (Orders.onPayment).
       showResult("#buy-result", `Order placed, awaiting payment: ${formatCents(order.total_cents)} `
-        + "from your card. The result appears here in a moment.", true);
+        + `from your card. The result appears here in a moment.${saved}`, true);
     }
+    if (coupons && order.coupon) coupons.refresh().catch(() => {});
   } catch (error) {
     placeButton.disabled = false;
     showResult("#checkout-result", describeError(error), false);
@@ -516,6 +531,7 @@ async function main() {
       forceHls: new URLSearchParams(location.search).get("hls") === "1",
     });
     lucky = new LuckyCard(roomId, socket, () => state.session, signInToBuy, openCheckout);
+    coupons = new CouponCard(roomId, socket, () => state.session, signInToBuy);
     connect(state.session);
     // Orders load when the section is opened (phones: keep the first screen light).
     ordersCard.addEventListener("toggle", () => ordersCard.open && shown.refresh());

@@ -10,6 +10,7 @@ import {
 import { ChatLog, sendsChat, slowModeText } from "./chat.js";
 import { applyStock, countdownText, replacesSale, saleStatus, stockLeftWidth } from "./sale.js";
 import { isTokenError, StaffSignIn } from "./signin.js";
+import { CouponPanel } from "./studiocoupons.js";
 import { LuckyPanel } from "./studiolucky.js";
 import { publish } from "./watch.js";
 
@@ -47,6 +48,7 @@ const state = {
 
 const chat = new ChatLog($("#chat-log"), moderationButtons);
 const luckyPanel = new LuckyPanel(roomId, rest);
+const couponPanel = new CouponPanel(roomId, rest);
 const signIn = new StaffSignIn({
   scope: "studio", roles: ["anchor", "admin"], tokenName: "anchor token", pageName: "the studio",
   content: $("#studio"), admit: admitToRoom, onSignedIn: openStudio,
@@ -120,6 +122,7 @@ function connect(token) {
     $as("#slow-mode", HTMLSelectElement).value = String(room.slow_mode_s || 0);
     if (room.sale !== undefined) onSale(room.sale);
     luckyPanel.show(room.lucky);
+    couponPanel.show(room.coupon);
     if (room.auction !== undefined) onAuction(room.auction);
     if (room.media) onMedia(room.media);
   });
@@ -145,6 +148,7 @@ function connect(token) {
   live.on("moderation", onModeration);
   live.on("sale", (sale) => sale.room === roomId && onSale(sale));
   live.on("lucky", (bag) => luckyPanel.show(bag));
+  live.on("coupon", (drop) => couponPanel.show(drop));
   live.on("stock", (update) => applyStock(state.sale, update) && renderSale());
   live.on("auction", (/** @type {AuctionPush} */ push) => push.room === roomId && onAuction(push));
   live.on("media", (media) => media.room === roomId && onMedia(media));

@@ -143,6 +143,7 @@
  * @property {Auction | null} [auction]
  * @property {Media} [media]
  * @property {LuckyBag | null} [lucky]
+ * @property {CouponDrop | null} [coupon] the room's newest coupon drop
  * @property {number} [followers] the anchor's follower count
  * @property {number} server_time
  */
@@ -273,7 +274,10 @@
  * @typedef {object} Order
  * @property {string} id
  * @property {OrderStatus} status
- * @property {number} total_cents
+ * @property {number} total_cents what is paid: the subtotal less the coupon's discount
+ * @property {number} [subtotal_cents]
+ * @property {number} [discount_cents]
+ * @property {string | null} [coupon] the coupon applied at checkout
  * @property {OrderItem[]} items
  * @property {"cod" | "online"} payment_method
  * @property {string} reservation
@@ -398,4 +402,45 @@ export {};
  * @property {number} followers
  * @property {boolean | null} following
  * @property {{id: string, title: string}[]} live_rooms
+ */
+
+/**
+ * A coupon drop (`POST /api/rooms/{id}/coupons`, `GET /api/coupon-drops/{id}`, the `coupon`
+ * push, the room state's `coupon`).
+ * @typedef {object} CouponDrop
+ * @property {string} id
+ * @property {string} room
+ * @property {string} anchor
+ * @property {number} count
+ * @property {number} left
+ * @property {"live" | "gone" | "expired"} status
+ * @property {number | null} off_cents
+ * @property {number | null} percent_off
+ * @property {number} min_spend_cents
+ * @property {number} expires_at
+ * @property {number} server_time
+ */
+
+/**
+ * A coupon in the caller's wallet (`GET /api/coupons`).
+ * @typedef {object} Coupon
+ * @property {string} id
+ * @property {string} drop
+ * @property {string} room
+ * @property {number | null} off_cents
+ * @property {number | null} percent_off
+ * @property {number} min_spend_cents
+ * @property {number} expires_at
+ * @property {number} [granted_at]
+ * @property {"unused" | "used" | "expired"} [state]
+ * @property {string | null} [order]
+ */
+
+/**
+ * The `coupon:grab` answer.
+ * @typedef {object} GrabAnswer
+ * @property {string} status
+ * @property {string | null} drop
+ * @property {Coupon | null} coupon
+ * @property {number | null} left
  */
