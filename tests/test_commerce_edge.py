@@ -10,7 +10,7 @@ import pytest
 import socketio
 
 from liveroom.clock import now_ms
-from tests.server_harness import Client, LiveServer
+from tests.server_harness import PATIENCE_S, Client, LiveServer
 
 ADDRESS = {"name": "Wang Fang", "phone": "13800138000", "line1": "12 Jade Road", "city": "Hefei"}
 
@@ -238,7 +238,7 @@ async def test_checkout_cash_on_delivery_and_visibility(server: LiveServer) -> N
 
     _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
     assert (fresh["held"], fresh["sold"]) == (0, 2)
-    figures = await anchor_sock.wait_for("figures", lambda d: d["orders"] == 1, 5)
+    figures = await anchor_sock.wait_for("figures", lambda d: d["orders"] == 1)
     assert figures["gmv_cents"] == 2 * 99_900
     assert figures["room"] == room_id
     assert all(event != "figures" for event, _ in ann.events), "figures go to the anchor only"
@@ -278,7 +278,7 @@ async def test_online_payment_and_cancel_returns_stock(server: LiveServer) -> No
                                        "address": ADDRESS,
                                        "payment": {"method": "online", "card": "4242424242424242"}})
     assert done["order"]["status"] == "created"
-    paid = await ann.wait_for("order", lambda d: d["status"] == "paid", 5)
+    paid = await ann.wait_for("order", lambda d: d["status"] == "paid")
     assert paid["id"] == done["order"]["id"]
     _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")
     assert (fresh["remaining"], fresh["sold"]) == (4, 1)
@@ -302,7 +302,7 @@ async def test_declined_card_leaves_the_order_unpaid(server: LiveServer) -> None
                                        "address": ADDRESS,
                                        "payment": {"method": "online", "card": "4000000000000002"}})
     assert done["ok"] is True
-    declined = await ann.wait_for("order", lambda d: d["id"] == done["order"]["id"], 5)
+    declined = await ann.wait_for("order", lambda d: d["id"] == done["order"]["id"])
     assert declined["status"] == "created"
 
 
@@ -603,7 +603,8 @@ async def test_a_buy_that_fails_unexpectedly_is_still_answered(
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(server.services.inventory, "buy_nowait", broken)
-    ack = await ann.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "r1"}, timeout=3)
+    ack = await ann.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "r1"},
+                         timeout=PATIENCE_S)
     assert ack["ok"] is False
     assert ack["error"]["code"] == "internal_error"
     _, fresh = await server.request("GET", f"/api/sales/{sale['id']}")

@@ -29,7 +29,7 @@ from liveroom.redis_server import free_port
 from liveroom.settings import Settings
 from liveroom.sockets import _engineio as internals
 from liveroom.sockets._base import create_sio
-from tests.server_harness import LiveServer, live_server
+from tests.server_harness import PATIENCE_S, LiveServer, live_server
 
 
 def test_installed_engineio_is_a_checked_version() -> None:
@@ -137,9 +137,9 @@ async def test_lean_sockets_are_one_servers_and_another_server_keeps_engineios_c
             try:
                 assert ws._response.headers.get("Sec-WebSocket-Extensions", "").split(";")[0] \
                     == (extensions or "")
-                assert (await ws.receive_str(timeout=5)).startswith("0{")
+                assert (await ws.receive_str(timeout=PATIENCE_S)).startswith("0{")
                 await ws.send_str("40")
-                assert (await ws.receive_str(timeout=5)).startswith("40{")
+                assert (await ws.receive_str(timeout=PATIENCE_S)).startswith("40{")
                 [socket] = sio.eio.sockets.values()
                 assert type(socket) is socket_class
             finally:
@@ -163,12 +163,12 @@ async def test_websocket_refuses_permessage_deflate_and_still_speaks_socketio(
             try:
                 assert "Sec-WebSocket-Extensions" not in ws._response.headers
                 assert ws.compress == 0
-                opened = await ws.receive_str(timeout=5)
+                opened = await ws.receive_str(timeout=PATIENCE_S)
                 assert opened.startswith("0{")
                 await ws.send_str("40" + orjson.dumps({"token": token}).decode())
-                assert (await ws.receive_str(timeout=5)).startswith("40{")
+                assert (await ws.receive_str(timeout=PATIENCE_S)).startswith("40{")
                 await ws.send_str('421["ping",{}]')
-                ack = await ws.receive_str(timeout=5)
+                ack = await ws.receive_str(timeout=PATIENCE_S)
                 assert ack.startswith("431[")
                 assert orjson.loads(ack[3:])[0]["ok"] is True
             finally:
@@ -345,7 +345,7 @@ async def test_a_broadcast_to_lean_sockets_skips_whom_it_is_told_and_carries_bin
         for index, ws in enumerate(readers):
             frames: list[Any] = []
             while len(frames) < {0: 2, 1: 3, 2: 4}[index]:
-                message = await ws.receive(timeout=10)
+                message = await ws.receive(timeout=PATIENCE_S)
                 if message.type == aiohttp.WSMsgType.BINARY or (
                         message.data.startswith("4")
                         and not message.data.startswith(VIEWERS_PUSH)):

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from liveroom.handoff_process import POLL_INTERVAL_S
-from tests.server_harness import Client, LiveServer, live_server
+from tests.server_harness import PATIENCE_S, Client, LiveServer, live_server
 
 UNLIMITED: dict[str, Any] = {"event_rate_per_s": 1e9, "event_burst": 10**9, "buy_rate_per_s": 1e9,
              "buy_burst": 10**9, "user_event_rate_per_s": 0, "address_event_rate_per_s": 0,
@@ -277,7 +277,7 @@ async def check_ack(world: World, event: str, payload: Any, ack: Any,
 
 
 async def assert_still_serving(world: World) -> None:
-    assert (await world.viewer.call("ping", {}, timeout=5))["ok"]
+    assert (await world.viewer.call("ping", {}, timeout=PATIENCE_S))["ok"]
     status, body = await world.server.request("GET", "/healthz")
     assert (status, body["ok"]) == (200, True)
     # A bystander, not the fuzzing user (who may have been banned by a fuzzed mod:ban).
@@ -295,7 +295,7 @@ async def test_fuzzed_event_answers_an_error_and_changes_nothing(world: World, e
     payload = world.resolve(data.draw(EVENTS[event], label="payload"))
     sender = world.anchor if event in ANCHOR_EVENTS and data.draw(st.booleans()) else world.viewer
     before = await snapshot(world)
-    ack = await sender.call(event, payload, timeout=10)
+    ack = await sender.call(event, payload, timeout=PATIENCE_S)
     await check_ack(world, event, payload, ack, before)
     await assert_still_serving(world)
 
@@ -309,7 +309,8 @@ async def test_unknown_events_and_extra_arguments_do_not_hang_the_connection(
     ack = await world.viewer.sio.call("chat", ({"room": world.ids["$room"]}, "extra"),
                                       timeout=5)
     await check_ack(world, "chat", "two arguments", ack, before)
-    ack = await world.viewer.sio.call("buy", ({"sale": world.ids["$sale"]}, 1, 2), timeout=5)
+    ack = await world.viewer.sio.call("buy", ({"sale": world.ids["$sale"]}, 1, 2),
+                                      timeout=PATIENCE_S)
     await check_ack(world, "buy", "three arguments", ack, before)
     await assert_still_serving(world)
 

@@ -61,7 +61,7 @@ async def test_broadcast_reaches_viewers_and_closes_with_their_sockets(server: L
         pts = [frame.pts or 0 for frame in viewers[0].video_frames]
         assert pts == sorted(pts)
 
-        await viewer_clients[0].wait_for("media", lambda d: d["live"] and d["fps"] > 0, 10)
+        await viewer_clients[0].wait_for("media", lambda d: d["live"] and d["fps"] > 0)
         state = (await viewer_clients[0].call("join", {"room": room_id}))["room"]
         assert state["media"]["live"] is True
         assert state["media"]["codec"].lower().endswith("vp8")
@@ -90,7 +90,7 @@ async def test_broadcast_reaches_viewers_and_closes_with_their_sockets(server: L
         await wait_until(lambda: viewers[0].pc.connectionState == "closed"
                          or viewers[0].pc.connectionState == "failed", 10,
                          "viewers see the broadcast end")
-        await viewer_clients[0].wait_for("media", lambda d: d["live"] is False, 5)
+        await viewer_clients[0].wait_for("media", lambda d: d["live"] is False)
     finally:
         for viewer in viewers:
             await viewer.close()
@@ -139,8 +139,8 @@ async def test_ending_the_room_stops_its_broadcast_and_every_viewer(server: Live
         await wait_until(lambda: media.peer_connection_count == 0, 2,
                          "every peer connection of the ended room closed")
         assert media.health(room_id)["live"] is False
-        await viewer_clients[0].wait_for("room", lambda d: d["status"] == "ended", 5)
-        await viewer_clients[0].wait_for("media", lambda d: d["live"] is False, 5)
+        await viewer_clients[0].wait_for("room", lambda d: d["status"] == "ended")
+        await viewer_clients[0].wait_for("media", lambda d: d["live"] is False)
         await wait_until(lambda: broadcaster.pc.connectionState in ("closed", "failed"), 10,
                          "the broadcaster sees its ingest end")
         # An ended room cannot go live again.
@@ -311,13 +311,13 @@ async def test_the_anchors_disconnect_ends_the_broadcast_and_closes_viewers(
     media = server.services.media
     try:
         await wait_until(lambda: all(v.video_count >= 5 for v in viewers), 15, "media flowing")
-        await viewer_clients[0].wait_for("media", lambda d: d["live"], 5)
+        await viewer_clients[0].wait_for("media", lambda d: d["live"])
         viewer_clients[0].events.clear()
 
         await anchor.sio.disconnect()
         await wait_until(lambda: media.peer_connection_count == 0, 2,
                          "the broadcaster's and every viewer's pc close with the anchor's socket")
-        await viewer_clients[0].wait_for("media", lambda d: d["live"] is False, 5)
+        await viewer_clients[0].wait_for("media", lambda d: d["live"] is False)
         await wait_until(
             lambda: all(v.pc.connectionState in ("closed", "failed") for v in viewers), 10,
             "the viewers' own pcs see the end")

@@ -24,7 +24,7 @@ from aiohttp.base_protocol import BaseProtocol
 from multidict import CIMultiDict
 
 from liveroom.http.transport import SECURITY_HEADERS, BodyDeadline
-from tests.server_harness import LiveServer, live_server
+from tests.server_harness import PATIENCE_S, LiveServer, live_server
 
 # Generous: the limits below are 1 s; a connection must be gone well before this.
 CLOSE_WITHIN_S = 10.0
@@ -201,11 +201,11 @@ async def test_a_websocket_that_never_sends_the_socketio_connect_is_closed(
     async with fast_server(redis_url, data_dir) as server:
         url = server.url + "/socket.io/?EIO=4&transport=websocket"
         idle = await server.http.ws_connect(url)
-        assert (await idle.receive_str(timeout=5)).startswith("0{")  # engine.io open
+        assert (await idle.receive_str(timeout=PATIENCE_S)).startswith("0{")  # engine.io open
         refused = await server.http.ws_connect(url)
-        assert (await refused.receive_str(timeout=5)).startswith("0{")
+        assert (await refused.receive_str(timeout=PATIENCE_S)).startswith("0{")
         await refused.send_str("40" + orjson.dumps({"token": "not-a-token"}).decode())
-        assert (await refused.receive_str(timeout=5)).startswith("44")  # connect_error
+        assert (await refused.receive_str(timeout=PATIENCE_S)).startswith("44")  # connect_error
         member = await server.connect(server.token("viewer", "Kept"))
         started = time.monotonic()
         for ws in (idle, refused):
@@ -251,9 +251,9 @@ async def _websocket(server: LiveServer, headers: dict[str, str] | None = None
                      ) -> aiohttp.ClientWebSocketResponse:
     ws = await server.http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket",
                                       headers=headers or {})
-    assert (await ws.receive_str(timeout=5)).startswith("0{")
+    assert (await ws.receive_str(timeout=PATIENCE_S)).startswith("0{")
     await ws.send_str("40" + orjson.dumps({"token": server.token()}).decode())
-    assert (await ws.receive_str(timeout=5)).startswith("40")
+    assert (await ws.receive_str(timeout=PATIENCE_S)).startswith("40")
     return ws
 
 

@@ -166,15 +166,15 @@ async def test_clients_on_different_workers_share_rooms_stock_and_pushes(
         assert (await client.call("join", {"room": room["id"]}))["ok"]
 
     assert (await a.call("chat", {"room": room["id"], "text": "hello from worker 0"}))["ok"]
-    message = await b.wait_for("chat", timeout=5)
+    message = await b.wait_for("chat")
     assert message["text"] == "hello from worker 0"
-    await a.wait_for("viewers", lambda d: d["count"] == 2, 5)
+    await a.wait_for("viewers", lambda d: d["count"] == 2)
 
     status, sale = await cluster.request("POST", f"/api/rooms/{room['id']}/sales", anchor, {
         "product_id": product["id"], "stock": 20, "price_cents": 500, "per_user_limit": 1,
         "duration_s": 300})
     assert status == 201
-    await b.wait_for("sale", lambda d: d["id"] == sale["id"], 5)
+    await b.wait_for("sale", lambda d: d["id"] == sale["id"])
 
     buyers = [await cluster.connect(cluster.token("viewer", f"buyer{i}")) for i in range(40)]
     assert {worker for _, worker in buyers} == {0, 1}
@@ -184,7 +184,7 @@ async def test_clients_on_different_workers_share_rooms_stock_and_pushes(
     _, fresh = await cluster.request("GET", f"/api/sales/{sale['id']}")
     assert (fresh["remaining"], fresh["held"]) == (0, 20)
     for client in (a, b):
-        await client.wait_for("stock", lambda d: d["remaining"] == 0, 5)
+        await client.wait_for("stock", lambda d: d["remaining"] == 0)
 
     status, _ = await cluster.request("POST", "/api/certificates", cluster.token("admin"), {
         "kind": "refund_no_return", "anchor_id": "u_mei", "category": "essential_oil",
@@ -282,24 +282,24 @@ async def test_a_viewer_on_another_worker_watches_the_broadcast(cluster: Cluster
     try:
         await wait_until(lambda: viewer.video_count >= 10, 15,
                          "a viewer on worker 1 decodes the broadcast relayed by worker 0")
-        await viewer_client.wait_for("media", lambda d: d["live"] and d["viewers"] == 1, 10)
+        await viewer_client.wait_for("media", lambda d: d["live"] and d["viewers"] == 1)
         state = (await viewer_client.call("join", {"room": room["id"]}))["room"]
         assert state["media"]["live"] is True
 
         # Leaving the room closes the viewer's peer connection on the owner (worker 0).
         anchor.events.clear()
         assert (await viewer_client.call("leave", {"room": room["id"]})) == {"ok": True}
-        await anchor.wait_for("media", lambda d: d["viewers"] == 0, 10)
+        await anchor.wait_for("media", lambda d: d["viewers"] == 0)
 
         assert (await viewer_client.call("join", {"room": room["id"]}))["ok"]
         again = await start_viewer(
             SocketSignal(viewer_client), room["id"], "far")  # type: ignore[arg-type]
         viewers.append(again)
         await wait_until(lambda: again.video_count >= 5, 15, "the viewer watches again")
-        await anchor.wait_for("media", lambda d: d["viewers"] == 1, 10)
+        await anchor.wait_for("media", lambda d: d["viewers"] == 1)
         anchor.events.clear()
         await viewer_client.sio.disconnect()
-        await anchor.wait_for("media", lambda d: d["viewers"] == 0, 10)
+        await anchor.wait_for("media", lambda d: d["viewers"] == 0)
         stop = await anchor.call("rtc:stop", {"room": room["id"]})
         assert stop == {"ok": True, "stopped": True}
     finally:
@@ -341,7 +341,7 @@ async def test_revoke_and_expiry_reach_clients_on_every_worker_within_a_second(
     _, cert = await cluster.request("POST", "/api/certificates", admin, {
         "kind": "vault", "product_id": product_id, "details": VAULT})
     for client in clients:
-        await client.wait_for("badges", lambda d: "vault-certified" in badge_kinds(d), 10)
+        await client.wait_for("badges", lambda d: "vault-certified" in badge_kinds(d))
         client.clear()
     status, revoked = await cluster.request(
         "POST", f"/api/certificates/{cert['id']}/revoke", admin, {"reason": "appraisal error"})
@@ -396,7 +396,7 @@ async def test_an_expiry_is_pushed_after_the_issuing_server_has_stopped(
             "kind": "vault", "product_id": product_id, "details": VAULT,
             "expires_at": expires_at})
         assert status == 201
-        await viewer.wait_for("badges", lambda d: "vault-certified" in badge_kinds(d), 10)
+        await viewer.wait_for("badges", lambda d: "vault-certified" in badge_kinds(d))
         viewer.clear()
 
         await stop_cluster(leaving)
