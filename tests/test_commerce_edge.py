@@ -200,7 +200,7 @@ async def test_a_known_sell_out_is_answered_alike_and_a_winner_still_gets_their_
     won = await ann.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "press"})
     assert won["status"] == "reserved"
     from_the_store = await bob.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "p1"})
-    for _ in range(250):  # the process marks the sale after one more Redis read
+    for _ in range(1500):  # the process marks the sale after one more Redis read
         if server.services.inventory.is_marked_sold_out(sale["id"]):
             break
         await asyncio.sleep(0.02)
