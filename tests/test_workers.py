@@ -264,7 +264,7 @@ async def test_a_killed_worker_is_replaced_and_the_sale_stays_whole(cluster: Clu
 
 
 async def test_a_viewer_on_another_worker_watches_the_broadcast(cluster: Cluster) -> None:
-    from tests.media.conftest import start_broadcaster, start_viewer, wait_until
+    from tests.media.conftest import PATIENT_S, start_broadcaster, start_viewer, wait_until
     from tests.test_media_signaling import SocketSignal
 
     anchor_token = cluster.token("anchor", "Mei", "u_mei")
@@ -280,7 +280,7 @@ async def test_a_viewer_on_another_worker_watches_the_broadcast(cluster: Cluster
         SocketSignal(viewer_client), room["id"], "far")  # type: ignore[arg-type]
     viewers = [viewer]
     try:
-        await wait_until(lambda: viewer.video_count >= 10, 15,
+        await wait_until(lambda: viewer.video_count >= 10, PATIENT_S,
                          "a viewer on worker 1 decodes the broadcast relayed by worker 0")
         await viewer_client.wait_for("media", lambda d: d["live"] and d["viewers"] == 1)
         state = (await viewer_client.call("join", {"room": room["id"]}))["room"]
@@ -295,7 +295,7 @@ async def test_a_viewer_on_another_worker_watches_the_broadcast(cluster: Cluster
         again = await start_viewer(
             SocketSignal(viewer_client), room["id"], "far")  # type: ignore[arg-type]
         viewers.append(again)
-        await wait_until(lambda: again.video_count >= 5, 15, "the viewer watches again")
+        await wait_until(lambda: again.video_count >= 5, PATIENT_S, "the viewer watches again")
         await anchor.wait_for("media", lambda d: d["viewers"] == 1)
         anchor.events.clear()
         await viewer_client.sio.disconnect()
