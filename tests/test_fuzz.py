@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import sqlite3
+import time
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -720,13 +721,18 @@ async def test_buy_flood_is_rate_limited_per_connection(server: LiveServer) -> N
     _, room_id, _, sale = await shop(server, stock=1000, per_user_limit=1000)
     flooder = await buyer(server, room_id, "Flood")
     calm = await buyer(server, room_id, "Calm")
+    started = time.perf_counter()  # the buckets' clock
     acks = await asyncio.gather(*(flooder.call("buy", {"sale": sale["id"], "qty": 1,
                                                        "request_id": f"f{i}"})
                                   for i in range(300)))
+    took_s = time.perf_counter() - started
     limited = [a for a in acks if a["status"] == "rate_limited"]
     reserved = [a for a in acks if a["status"] == "reserved"]
     assert len(limited) + len(reserved) == 300
-    assert len(reserved) <= server.settings.buy_burst + 5
+    # The burst, and what the bucket refilled while the flood lasted (on a busy machine 300
+    # buys take seconds, and each second rightly lets a few more through).
+    allowed = server.settings.buy_burst + server.settings.buy_rate_per_s * took_s
+    assert len(reserved) <= allowed + 1, (len(reserved), took_s)
     assert all(a["error"]["code"] == "rate_limited" and a["error"]["retry_after_ms"] > 0
                for a in limited)
     ack = await calm.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "c"})
@@ -749,7 +755,9 @@ async def test_rest_flood_is_answered_and_others_are_served(server: LiveServer) 
     started = loop.time()
     async with aiohttp.ClientSession() as other, other.get(server.url + "/api/time") as response:
         assert response.status == 200
-    assert loop.time() - started < 5
+    # Answered while the flood is served, not starved: the bound is for failing (a busy machine
+    # serving 400 requests on one loop may take seconds to get to it).
+    assert loop.time() - started < 30
     statuses = await flood
     assert set(statuses) <= {200, 404}
     assert statuses.count(404) == 200
