@@ -154,8 +154,8 @@ async def test_grant_and_revoke_reach_a_joined_viewer_at_once(server: LiveServer
     _, cert = await server.request("POST", "/api/certificates", inspector, {
         "kind": "vault", "product_id": product["id"], "details": VAULT_DETAILS})
     push = await viewer.wait_for("badges", lambda d: "vault-certified" in kinds(d["badges"]))
-    # Pushed as it happens, not by a periodic sweep (a busy machine may take a moment).
-    assert time.monotonic() - started < 5.0
+    # Pushed as it happens, not by the watchers' 30 s recheck (a busy machine may take seconds).
+    assert time.monotonic() - started < 15.0
     assert push["product"] == product["id"]
     vault = next(b for b in push["badges"] if b["kind"] == "vault-certified")
     assert vault["certificate"] == cert["id"]
@@ -175,7 +175,7 @@ async def test_certification_expiry_is_pushed(server: LiveServer) -> None:
     now = now_ms()
     status, _ = await server.request("POST", "/api/certificates", server.token("admin"), {
         "kind": "refund_no_return", "anchor_id": "u_mei", "category": "essential_oil",
-        "details": {"valid_from": now - 1000, "valid_until": now + 4000}})
+        "details": {"valid_from": now - 1000, "valid_until": now + 8000}})
     assert status == 201
     await viewer.wait_for("badges", lambda d: "refund-no-return" in kinds(d["badges"]))
     await viewer.wait_for("badges", lambda d: "refund-no-return" not in kinds(d["badges"]))
