@@ -218,7 +218,7 @@ async def test_a_killed_worker_is_replaced_and_the_sale_stays_whole(cluster: Clu
     assert len(pids) == 2
     # Kill the worker that owns the orders hand-off consumer process: it must not outlive it.
     consumers: dict[int, list[int]] = {}
-    for _ in range(100):  # the consumer names itself once it has started
+    for _ in range(600):  # the consumer names itself once it has started
         consumers = {pid: named_children(pid, "lr-handoff") for pid in pids}
         if any(consumers.values()):
             break
@@ -227,13 +227,13 @@ async def test_a_killed_worker_is_replaced_and_the_sale_stays_whole(cluster: Clu
     pids.remove(victim)
     pids.insert(0, victim)
     os.kill(victim, signal.SIGKILL)
-    for _ in range(100):
+    for _ in range(600):  # bounds failure only
         if not any(running(pid) for pid in consumers[victim]):
             break
         await asyncio.sleep(0.1)
     assert not any(running(pid) for pid in consumers[victim]), \
         "the dead worker's hand-off consumer exits too"
-    for _ in range(100):
+    for _ in range(1200):  # bounds failure only
         if not (first.sio.connected and second.sio.connected):
             break
         await asyncio.sleep(0.05)
