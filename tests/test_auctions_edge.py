@@ -5,6 +5,7 @@ bid, the second chance, and every kind of bad input."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -333,13 +334,17 @@ async def test_a_bid_flood_is_rate_limited_like_buys(timed_server: LiveServer) -
     server = timed_server
     _, room_id, auction = await start_auction(server)
     ann = await buyer(server, room_id, "Ann")
+    started = time.perf_counter()  # the buckets' clock
     acks = await asyncio.gather(*(bid(ann, auction["id"], START + 1000 * n, f"f{n}")
                                   for n in range(100)))
+    took_s = time.perf_counter() - started
     statuses = [a["status"] for a in acks]
-    # The connection's bucket (10 at once, then 5 a second) lets a few through, the rest wait.
+    # The connection's bucket (10 at once, then 5 a second) lets a few through, the rest wait:
+    # all but the burst and what refilled while the flood lasted (seconds, on a busy machine).
     assert set(statuses) <= {"leading", "already_leading", "rate_limited"}
     limited = [a for a in acks if a["status"] == "rate_limited"]
-    assert len(limited) >= 50
+    let_through = server.settings.buy_burst + server.settings.buy_rate_per_s * took_s + 1
+    assert len(limited) >= 100 - let_through, (len(limited), took_s)
     assert all(a["error"]["retry_after_ms"] > 0 for a in limited)
     _, fresh = await server.request("GET", f"/api/auctions/{auction['id']}")
     assert fresh["bids"] == 1  # one leads; the rest were refused or were the leader's own

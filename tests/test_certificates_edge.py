@@ -153,9 +153,9 @@ async def test_grant_and_revoke_reach_a_joined_viewer_at_once(server: LiveServer
     started = time.monotonic()
     _, cert = await server.request("POST", "/api/certificates", inspector, {
         "kind": "vault", "product_id": product["id"], "details": VAULT_DETAILS})
-    push = await viewer.wait_for("badges", lambda d: "vault-certified" in kinds(d["badges"]), 5)
-    # Pushed as it happens, not by a periodic sweep (a busy machine may take a moment).
-    assert time.monotonic() - started < 5.0
+    push = await viewer.wait_for("badges", lambda d: "vault-certified" in kinds(d["badges"]))
+    # Pushed as it happens, not by the watchers' 30 s recheck (a busy machine may take seconds).
+    assert time.monotonic() - started < 15.0
     assert push["product"] == product["id"]
     vault = next(b for b in push["badges"] if b["kind"] == "vault-certified")
     assert vault["certificate"] == cert["id"]
@@ -166,7 +166,7 @@ async def test_grant_and_revoke_reach_a_joined_viewer_at_once(server: LiveServer
 
     await server.request("POST", f"/api/certificates/{cert['id']}/revoke", inspector,
                          {"reason": "appraisal error"})
-    await viewer.wait_for("badges", lambda d: "vault-certified" not in kinds(d["badges"]), 5)
+    await viewer.wait_for("badges", lambda d: "vault-certified" not in kinds(d["badges"]))
 
 
 async def test_certification_expiry_is_pushed(server: LiveServer) -> None:
@@ -175,10 +175,10 @@ async def test_certification_expiry_is_pushed(server: LiveServer) -> None:
     now = now_ms()
     status, _ = await server.request("POST", "/api/certificates", server.token("admin"), {
         "kind": "refund_no_return", "anchor_id": "u_mei", "category": "essential_oil",
-        "details": {"valid_from": now - 1000, "valid_until": now + 4000}})
+        "details": {"valid_from": now - 1000, "valid_until": now + 8000}})
     assert status == 201
-    await viewer.wait_for("badges", lambda d: "refund-no-return" in kinds(d["badges"]), 4)
-    await viewer.wait_for("badges", lambda d: "refund-no-return" not in kinds(d["badges"]), 10)
+    await viewer.wait_for("badges", lambda d: "refund-no-return" in kinds(d["badges"]))
+    await viewer.wait_for("badges", lambda d: "refund-no-return" not in kinds(d["badges"]))
     _, fresh = await server.request("GET", f"/api/products/{product['id']}")
     assert "refund-no-return" not in kinds(fresh["badges"])
 
@@ -198,13 +198,13 @@ async def test_sales_carry_the_products_current_badges(server: LiveServer) -> No
     assert sale["badges"] == product["badges"]  # the same list shape as the product's
     assert "fake-one-pay-ten" in kinds(sale["badges"])
     assert "vault-certified" not in kinds(sale["badges"])
-    pushed = await viewer.wait_for("sale", lambda d: d["id"] == sale["id"], 5)
+    pushed = await viewer.wait_for("sale", lambda d: d["id"] == sale["id"])
     assert pushed["badges"] == sale["badges"]
 
     inspector = server.token("inspector", "Iris")
     _, cert = await server.request("POST", "/api/certificates", inspector, {
         "kind": "vault", "product_id": product["id"], "details": VAULT_DETAILS})
-    live = await viewer.wait_for("badges", lambda d: "vault-certified" in kinds(d["badges"]), 5)
+    live = await viewer.wait_for("badges", lambda d: "vault-certified" in kinds(d["badges"]))
     assert live["product"] == product["id"]
 
     # Every later read of the sale shows the grant, not the badges it started with.
@@ -220,13 +220,13 @@ async def test_sales_carry_the_products_current_badges(server: LiveServer) -> No
 
     await server.request("POST", f"/api/certificates/{cert['id']}/revoke", inspector,
                          {"reason": "appraisal error"})
-    await viewer.wait_for("badges", lambda d: "vault-certified" not in kinds(d["badges"]), 5)
+    await viewer.wait_for("badges", lambda d: "vault-certified" not in kinds(d["badges"]))
     state = (await viewer.call("join", {"room": room_id}))["room"]
     assert "vault-certified" not in kinds(state["sale"]["badges"])
     status, ended = await server.request("POST", f"/api/sales/{sale['id']}/end", anchor)
     assert status == 200
     assert ended["badges"] == sale["badges"]
-    pushed = await viewer.wait_for("sale", lambda d: d["status"] == "ended", 5)
+    pushed = await viewer.wait_for("sale", lambda d: d["status"] == "ended")
     assert pushed["badges"] == sale["badges"]
 
 

@@ -38,12 +38,13 @@ async def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
     output, _ = await create.communicate()
     assert create.returncode == 0, output.decode()
     probe = aioredis.Redis(port=nodes[0].port)
-    for _ in range(100):
+    for _ in range(600):  # bounds failure only: a loaded machine may take a while
         info = await probe.execute_command("CLUSTER", "INFO")
         if b"cluster_state:ok" in info:
             break
         await asyncio.sleep(0.1)
     await probe.aclose()
+    assert b"cluster_state:ok" in info, info
     yield f"redis://127.0.0.1:{nodes[0].port}"
     for node in nodes:
         await node.stop()

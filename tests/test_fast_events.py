@@ -19,7 +19,7 @@ from socketio import packet as socketio_packet
 from liveroom.settings import Settings
 from liveroom.sockets._base import create_sio
 from liveroom.sockets._engineio import FastEvents
-from tests.server_harness import live_server
+from tests.server_harness import PATIENCE_S, live_server
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
@@ -208,22 +208,22 @@ async def test_the_server_answers_events_through_the_fast_path_and_the_rest_as_b
         monkeypatch.setattr(sio, "_handle_eio_message", recording)
         sio.eio.on("message", recording)
         ws = await http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket")
-        assert (await ws.receive_str(timeout=5)).startswith("0{")
+        assert (await ws.receive_str(timeout=PATIENCE_S)).startswith("0{")
         await ws.send_str("40" + orjson.dumps({"token": server.token()}).decode())
-        assert (await ws.receive_str(timeout=5)).startswith("40")
+        assert (await ws.receive_str(timeout=PATIENCE_S)).startswith("40")
         await ws.send_str('425["ping",{}]')
-        ack = await ws.receive_str(timeout=5)
+        ack = await ws.receive_str(timeout=PATIENCE_S)
         assert ack.startswith("435[")
         assert orjson.loads(ack[3:])[0]["ok"] is True
         # An event with a wrong payload is answered by its handler with an error, fast too.
         await ws.send_str('426["join",{"room":"not an id!"}]')
-        refused = orjson.loads((await ws.receive_str(timeout=5))[3:])[0]
+        refused = orjson.loads((await ws.receive_str(timeout=PATIENCE_S))[3:])[0]
         assert refused["ok"] is False
         assert refused["error"]["code"]
         assert [frame for frame in slow_path if not frame.startswith("0")] == []
         # An unknown event goes python-socketio's way, to the catch-all that refuses it.
         await ws.send_str('427["no-such-event",{}]')
-        unknown = await ws.receive_str(timeout=5)
+        unknown = await ws.receive_str(timeout=PATIENCE_S)
         assert unknown.startswith("437[")
         assert orjson.loads(unknown[3:])[0]["error"]["code"] == "unknown_event"
         assert [frame for frame in slow_path if not frame.startswith("0")] == [

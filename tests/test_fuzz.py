@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import sqlite3
+import time
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from liveroom.handoff_process import POLL_INTERVAL_S
-from tests.server_harness import Client, LiveServer, live_server
+from tests.server_harness import PATIENCE_S, Client, LiveServer, live_server
 
 UNLIMITED: dict[str, Any] = {"event_rate_per_s": 1e9, "event_burst": 10**9, "buy_rate_per_s": 1e9,
              "buy_burst": 10**9, "user_event_rate_per_s": 0, "address_event_rate_per_s": 0,
@@ -289,7 +290,7 @@ async def check_ack(world: World, event: str, payload: Any, ack: Any,
 
 
 async def assert_still_serving(world: World) -> None:
-    assert (await world.viewer.call("ping", {}, timeout=5))["ok"]
+    assert (await world.viewer.call("ping", {}, timeout=PATIENCE_S))["ok"]
     status, body = await world.server.request("GET", "/healthz")
     assert (status, body["ok"]) == (200, True)
     # A bystander, not the fuzzing user (who may have been banned by a fuzzed mod:ban).
@@ -307,7 +308,7 @@ async def test_fuzzed_event_answers_an_error_and_changes_nothing(world: World, e
     payload = world.resolve(data.draw(EVENTS[event], label="payload"))
     sender = world.anchor if event in ANCHOR_EVENTS and data.draw(st.booleans()) else world.viewer
     before = await snapshot(world)
-    ack = await sender.call(event, payload, timeout=10)
+    ack = await sender.call(event, payload, timeout=PATIENCE_S)
     await check_ack(world, event, payload, ack, before)
     await assert_still_serving(world)
 
@@ -321,7 +322,8 @@ async def test_unknown_events_and_extra_arguments_do_not_hang_the_connection(
     ack = await world.viewer.sio.call("chat", ({"room": world.ids["$room"]}, "extra"),
                                       timeout=5)
     await check_ack(world, "chat", "two arguments", ack, before)
-    ack = await world.viewer.sio.call("buy", ({"sale": world.ids["$sale"]}, 1, 2), timeout=5)
+    ack = await world.viewer.sio.call("buy", ({"sale": world.ids["$sale"]}, 1, 2),
+                                      timeout=PATIENCE_S)
     await check_ack(world, "buy", "three arguments", ack, before)
     await assert_still_serving(world)
 
@@ -697,7 +699,7 @@ async def test_frame_over_the_transport_cap_closes_only_that_connection(world: W
     huge = {"room": world.ids["$room"], "text": "x" * 1_200_000}
     with pytest.raises((TimeoutError, aiohttp.ClientError, Exception)):
         await world.viewer.call("chat", huge, timeout=3)
-    for _ in range(100):
+    for _ in range(600):  # bounds failure only
         if not world.viewer.sio.connected:
             break
         await asyncio.sleep(0.05)
@@ -734,17 +736,22 @@ async def test_buy_flood_is_rate_limited_per_connection(server: LiveServer) -> N
     _, room_id, _, sale = await shop(server, stock=1000, per_user_limit=1000)
     flooder = await buyer(server, room_id, "Flood")
     calm = await buyer(server, room_id, "Calm")
-    # 250 frames at once: past the connection's burst (100), but short of burst + the overflow
-    # that disconnects a flood (300, _budget.py), whatever the machine's speed. At 300 the
-    # connection was cut when its setup frames had not been refilled yet (a busy machine).
-    flood = 250
+    # Nine times the buy burst, and within the connection's event budget (100 frames at once):
+    # 300 sat exactly on that budget's disconnect line (100 admitted + 200 refused), which a
+    # busy machine, reading the frames in big batches, crossed and cut the flooder off.
+    flood = 90
+    started = time.perf_counter()  # the buckets' clock
     acks = await asyncio.gather(*(flooder.call("buy", {"sale": sale["id"], "qty": 1,
                                                        "request_id": f"f{i}"})
                                   for i in range(flood)))
+    took_s = time.perf_counter() - started
     limited = [a for a in acks if a["status"] == "rate_limited"]
     reserved = [a for a in acks if a["status"] == "reserved"]
     assert len(limited) + len(reserved) == flood
-    assert len(reserved) <= server.settings.buy_burst + 5
+    # The burst, and what the bucket refilled while the flood lasted (on a busy machine 300
+    # buys take seconds, and each second rightly lets a few more through).
+    allowed = server.settings.buy_burst + server.settings.buy_rate_per_s * took_s
+    assert len(reserved) <= allowed + 1, (len(reserved), took_s)
     assert all(a["error"]["code"] == "rate_limited" and a["error"]["retry_after_ms"] > 0
                for a in limited)
     ack = await calm.call("buy", {"sale": sale["id"], "qty": 1, "request_id": "c"})
@@ -767,7 +774,9 @@ async def test_rest_flood_is_answered_and_others_are_served(server: LiveServer) 
     started = loop.time()
     async with aiohttp.ClientSession() as other, other.get(server.url + "/api/time") as response:
         assert response.status == 200
-    assert loop.time() - started < 5
+    # Answered while the flood is served, not starved: the bound is for failing (a busy machine
+    # serving 400 requests on one loop may take seconds to get to it).
+    assert loop.time() - started < 30
     statuses = await flood
     assert set(statuses) <= {200, 404}
     assert statuses.count(404) == 200

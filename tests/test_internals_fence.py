@@ -47,7 +47,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.server_harness import live_server
+from tests.server_harness import PATIENCE_S, live_server
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARIES = ("engineio", "socketio", "aiortc")
@@ -367,11 +367,11 @@ async def test_the_server_starts_and_serves_without_library_sources(
     async with live_server(redis_url, data_dir) as server:
         # A raw websocket client: python-socketio's own client sets engineio globals of its own.
         ws = await server.http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket")
-        assert (await ws.receive_str(timeout=5)).startswith("0{")
+        assert (await ws.receive_str(timeout=PATIENCE_S)).startswith("0{")
         await ws.send_str("40" + orjson.dumps({"token": server.token()}).decode())
-        assert (await ws.receive_str(timeout=5)).startswith("40{")
+        assert (await ws.receive_str(timeout=PATIENCE_S)).startswith("40{")
         await ws.send_str('421["ping",{}]')
-        assert orjson.loads((await ws.receive_str(timeout=5))[3:])[0]["ok"] is True
+        assert orjson.loads((await ws.receive_str(timeout=PATIENCE_S))[3:])[0]["ok"] is True
         await ws.close()
         status, _ = await server.request("GET", "/api/rtc/config", server.token())
         assert status == 200

@@ -342,7 +342,7 @@ async def test_the_servers_own_loop_draws_when_the_clock_reaches_the_draw_time(
     await asyncio.sleep(1.2)  # a few of the loop's turns: not due yet
     assert (await room.server.services.lucky.get(bag["id"])).status == "open"
     room.clock.now = bag["draw_at"]
-    result = await ann.wait_for("lucky", lambda d: d["status"] == "drawn", timeout=10)
+    result = await ann.wait_for("lucky", lambda d: d["status"] == "drawn")
     assert result["winners"] == [{"id": "u_ann", "name": "ann"}]
 
 

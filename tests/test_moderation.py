@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.clock import Clock
-from tests.server_harness import LiveServer, live_server
+from tests.server_harness import PATIENCE_S, LiveServer, live_server
 from tests.test_socket_rooms import joined, make_room
 
 
@@ -113,9 +113,9 @@ async def test_slow_mode_counts_the_account_not_the_connection(server: LiveServe
 
 async def _raw_socket(server: LiveServer, token: str) -> aiohttp.ClientWebSocketResponse:
     ws = await server.http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket")
-    assert (await ws.receive_str(timeout=5)).startswith("0{")
+    assert (await ws.receive_str(timeout=PATIENCE_S)).startswith("0{")
     await ws.send_str("40" + orjson.dumps({"token": token}).decode())
-    assert (await ws.receive_str(timeout=5)).startswith("40")
+    assert (await ws.receive_str(timeout=PATIENCE_S)).startswith("40")
     return ws
 
 
@@ -131,7 +131,7 @@ async def test_every_frame_counts_and_a_flood_is_cut_off(
             await ws.send_str(frame)
         answers: list[str] = []
         while True:
-            message = await ws.receive(timeout=10)
+            message = await ws.receive(timeout=PATIENCE_S)
             if message.type != aiohttp.WSMsgType.TEXT:
                 break
             if message.data.startswith("43"):
@@ -159,7 +159,7 @@ async def test_hostile_json_is_answered_not_logged_as_a_crash(
     ws = await _raw_socket(server, server.token("viewer", "Hostile"))
     with caplog.at_level(logging.WARNING):
         await ws.send_str(frame)
-        answer = await ws.receive_str(timeout=5)
+        answer = await ws.receive_str(timeout=PATIENCE_S)
     assert answer.startswith(answer_head + "[")
     (ack,) = orjson.loads(answer[len(answer_head):])
     assert ack["ok"] in (True, False)
@@ -167,7 +167,8 @@ async def test_hostile_json_is_answered_not_logged_as_a_crash(
         assert ack["error"]["code"] == "invalid_frame"
     assert not any(r.exc_info for r in caplog.records)
     await ws.send_str('424["ping",{}]')
-    assert (await ws.receive_str(timeout=5)).startswith("434"), "the connection still works"
+    still = await ws.receive_str(timeout=PATIENCE_S)
+    assert still.startswith("434"), "the connection still works"
 
 
 async def test_a_token_with_any_bytes_is_refused_never_a_server_error(
@@ -189,8 +190,8 @@ async def test_a_token_with_any_bytes_is_refused_never_a_server_error(
     writer.close()
     # The same tokens at the Socket.IO door are refused as such.
     ws = await server.http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket")
-    await ws.receive_str(timeout=5)
+    await ws.receive_str(timeout=PATIENCE_S)
     await ws.send_str('40{"token":"\u00e9t\u00e9.e30.abc"}')
-    refusal = await ws.receive_str(timeout=5)
+    refusal = await ws.receive_str(timeout=PATIENCE_S)
     assert refusal.startswith("44")
     assert orjson.loads(refusal[2:])["data"]["code"] == "token_malformed"

@@ -105,7 +105,7 @@ async def fetch(session: aiohttp.ClientSession, url: str) -> tuple[int, bytes, s
 
 async def wait_up(url: str) -> None:
     async with aiohttp.ClientSession() as session:
-        for _ in range(100):
+        for _ in range(1200):  # bounds failure only
             try:
                 async with session.get(url + "/healthz") as response:
                     if response.status == 200:

@@ -40,7 +40,7 @@ async def test_a_server_on_postgresql_keeps_orders_and_certificates_there(
                                        "address": ADDRESS, "payment": "cod"})
     assert done["ok"] is True, done
     order_id = done["order"]["id"]
-    figures = await anchor_sock.wait_for("figures", lambda d: d["orders"] == 1, 5)
+    figures = await anchor_sock.wait_for("figures", lambda d: d["orders"] == 1)
     assert figures["gmv_cents"] == 99_900
 
     status, body = await server.request("POST", f"/api/orders/{order_id}/ship", anchor)

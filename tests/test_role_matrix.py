@@ -173,7 +173,7 @@ class Scene:
     async def unpaid_order(self) -> str:
         """An online order whose card was declined: unpaid, and no payment in progress."""
         order = await self.new_order(payment={"method": "online", "card": "4000000000000002"})
-        for _ in range(250):
+        for _ in range(1500):  # bounds failure only
             answer = await self.as_owner("GET", f"/api/orders/{order}")
             if [p["status"] for p in answer["order"]["payments"]] == ["declined"]:
                 return order

@@ -74,7 +74,7 @@ async def test_a_sale_starting_is_pushed_even_when_its_badges_cannot_be_read(
     # Long enough a countdown that the store breaks before the sale opens, on a busy machine too.
     sale = await _sale(server, anchor, room["id"], product, starts_in_s=5)
     assert sale["status"] == "scheduled"
-    await viewer.wait_for("sale", lambda d: d["id"] == sale["id"], 10)
+    await viewer.wait_for("sale", lambda d: d["id"] == sale["id"])
 
     async def unreadable(_: Sequence[BadgeSubject]) -> dict[str, list[dict[str, Any]]]:
         raise sqlite3.OperationalError("disk I/O error")

@@ -30,11 +30,14 @@ async def joined(server: LiveServer, room_id: str, name: str, role: str = "viewe
 async def test_two_clients_join_chat_and_see_viewer_counts(server: LiveServer) -> None:
     _, room_id = await make_room(server)
     ann = await server.connect(server.token("viewer", "Ann"))
+    asked = now_ms()
     answer = await ann.call("join", {"room": room_id})
+    answered = now_ms()
     assert answer["ok"] is True
     assert answer["room"]["id"] == room_id
     assert answer["room"]["title"] == "Jade night"
-    assert abs(answer["room"]["server_time"] - now_ms()) < 5000
+    # The server's clock while it answered (the same clock: the server runs in this process).
+    assert asked <= answer["room"]["server_time"] <= answered
 
     bo = await joined(server, room_id, "Bo")
     await ann.wait_for("viewers", lambda d: d == {"room": room_id, "count": 2})
@@ -101,7 +104,10 @@ async def test_connect_refused_with_a_reason(server: LiveServer, auth: Any, code
     sio.on("connect_error", lambda data: reasons.append(data))
     with pytest.raises(socketio.exceptions.ConnectionError):
         await sio.connect(server.url, auth=auth, transports=["websocket"])
-    await asyncio.sleep(0.05)
+    for _ in range(1500):  # the handler may run a moment after connect() gave up
+        if reasons:
+            break
+        await asyncio.sleep(0.02)
     assert reasons, "no connect_error"
     assert reasons[0]["data"]["code"] == code, reasons
     assert reasons[0]["message"]
@@ -261,6 +267,8 @@ async def _event_flood(server: LiveServer) -> None:
 
 async def test_ping_returns_the_server_clock(server: LiveServer) -> None:
     client = await server.connect(server.token("viewer"))
+    asked = now_ms()
     ack = await client.call("ping", {})
+    answered = now_ms()
     assert ack["ok"] is True
-    assert abs(ack["server_time"] - now_ms()) < 2000
+    assert asked <= ack["server_time"] <= answered

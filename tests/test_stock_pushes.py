@@ -42,7 +42,7 @@ async def test_a_sell_out_pushes_stock_and_sale_in_one_fan_out_at_once() -> None
     try:
         pusher.record(level(4))
         pusher.record(level(0, "sold_out"))  # replaces the 4: one push per sale per flush
-        for _ in range(100):
+        for _ in range(1000):  # at least 10 s: a busy machine may be slow, the interval is 30 s
             if room.fan_outs:
                 break
             await asyncio.sleep(0.01)

@@ -45,7 +45,7 @@ async def test_the_edge_serves_the_live_stream_and_the_servers_see_none_of_it(
     try:
         async with aiohttp.ClientSession() as session:
             m3u8 = ""
-            for _ in range(100):
+            for _ in range(300):  # bounds failure only
                 async with session.get(f"{edge}/hls/{ROOM}/index.m3u8") as response:
                     m3u8 = await response.text()
                     if response.status == 200 and "#EXTINF" in m3u8:
@@ -85,4 +85,4 @@ async def test_the_command_runs_until_sigterm(redis_url: str) -> None:
                 assert response.status == 404
     finally:
         process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 15) == 0
+        assert await asyncio.wait_for(process.wait(), 30) == 0

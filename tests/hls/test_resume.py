@@ -15,7 +15,7 @@ ROOM = "resumeroom"
 
 
 async def playlist_with(server: LiveServer, needle: str) -> str:
-    for _ in range(150):
+    for _ in range(600):  # bounds failure only
         async with server.http.get(f"{server.url}/hls/{ROOM}/index.m3u8") as response:
             text = await response.text()
             if response.status == 200 and needle in text:

@@ -311,7 +311,7 @@ class Answers:
     async def wait(self, count: int) -> list[BuyResult | Exception]:
         while len(self.outcomes) < count:
             self._changed.clear()
-            await asyncio.wait_for(self._changed.wait(), 5)
+            await asyncio.wait_for(self._changed.wait(), 30)  # bounds failure only
         return self.outcomes
 
 

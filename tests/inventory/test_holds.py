@@ -314,11 +314,13 @@ async def test_closing_the_sweeper_stops_it_even_when_redis_py_swallows_the_canc
 
     class SwallowingService:
         calls = 0
+        entered = asyncio.Event()
 
         async def active_sale_ids(self) -> list[str]:
             self.calls += 1
+            self.entered.set()
             try:
-                await asyncio.sleep(0.2)
+                await asyncio.Event().wait()  # a call that answers only if not cancelled
             except asyncio.CancelledError:
                 await asyncio.sleep(0)  # "reconnected", and answers as if nothing happened
             return []
@@ -326,8 +328,9 @@ async def test_closing_the_sweeper_stops_it_even_when_redis_py_swallows_the_canc
     service = SwallowingService()
     sweeper = HoldSweeper(service, interval_s=0.01)  # type: ignore[arg-type]
     sweeper.start()
-    await asyncio.sleep(0.05)  # inside active_sale_ids
+    await asyncio.wait_for(service.entered.wait(), 30)  # inside active_sale_ids
     closing = asyncio.ensure_future(sweeper.close())
-    done, _ = await asyncio.wait([closing], timeout=1.0)
+    # A sweeper that went on sweeping would never let close() return: the bound is for failing.
+    done, _ = await asyncio.wait([closing], timeout=30)
     assert done, "the sweeper went on sweeping after close()"
     assert service.calls == 1

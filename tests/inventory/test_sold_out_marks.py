@@ -17,11 +17,11 @@ from .conftest import make_spec
 
 async def marked(service: InventoryService, sale_id: str, want: bool = True) -> None:
     """Wait for the mark's holders to be read (a Redis round trip in the mark's own task)."""
-    for _ in range(500):
+    for _ in range(3000):  # bounds failure only: a busy machine may take seconds
         if service.is_marked_sold_out(sale_id) == want:
             return
         await asyncio.sleep(0.01)
-    raise AssertionError(f"sale {sale_id} marked={not want} after 5 s")
+    raise AssertionError(f"sale {sale_id} marked={not want} after 30 s")
 
 
 def answered_at_once(service: InventoryService, sale_id: str, user: str,

@@ -138,6 +138,13 @@ async def start_viewer(
     return viewer
 
 
+# How long a test waits for media to flow, a frame to arrive or a connection to close before it
+# fails: generous for a busy machine (aiortc encodes and decodes in Python), and still well
+# under what the behaviours under test stand against (ICE consent expiry after 30 s, aiortc's
+# VP8 keyframe every 3000 frames, 100 s), so "at once" is still told apart from those.
+PATIENT_S = 15.0
+
+
 async def wait_until(predicate: Any, within_s: float, message: str) -> None:
     deadline = time.monotonic() + within_s
     while not predicate():

@@ -18,6 +18,10 @@ from .conftest import ADMIN, ANCHOR_ID, INSPECTOR, PRODUCT_ID, open_service, vau
 class Recorder:
     """A listener that notes each change with the wall-clock time it arrived."""
 
+    # How long ``next`` waits for a change before the test fails: only a bound on failure (a
+    # busy machine may take seconds to run a watcher's pass), never on success.
+    DEADLINE_S = 60.0
+
     def __init__(self) -> None:
         self.changes: list[tuple[BadgeChange, int]] = []
         self._queue: asyncio.Queue[tuple[BadgeChange, int]] = asyncio.Queue()
@@ -28,16 +32,24 @@ class Recorder:
         self._queue.put_nowait(arrival)
 
     async def next(self) -> tuple[BadgeChange, int]:
-        """The next change not yet taken, waiting at most 3 s for it."""
-        async with asyncio.timeout(3.0):
+        """The next change not yet taken, failing the test if none comes by the deadline."""
+        async with asyncio.timeout(self.DEADLINE_S):
             return await self._queue.get()
 
 
+# The watcher sleeps in real time until the moment its service's clock says is next; here that
+# clock stands still until the test moves it, so "not yet due" and "due" are the test's to say,
+# not a race between a few hundred milliseconds and a busy machine. A watcher that planned
+# nothing would sleep its ``max_sleep_s`` (an hour here): hearing of a transition at all shows
+# it planned for it.
+NEVER_S = 3600.0
+
+
 @pytest.fixture
-async def live(data_dir: Path, cert_location: StoreLocation
+async def live(data_dir: Path, cert_location: StoreLocation, clock: Clock
                ) -> AsyncIterator[CertificateService]:
-    """A service on the real clock (expiry happens in real time), on either store."""
-    svc = open_service(data_dir, cert_location)
+    """A service on a clock the test moves, on either store."""
+    svc = open_service(data_dir, cert_location, clock)
     yield svc
     await svc.close()
 
@@ -86,15 +98,15 @@ async def test_grant_and_revoke_reach_listener(service: CertificateService, cloc
     assert len(recorder.changes) == 3
 
 
-async def test_expiry_fires_at_the_expiry_moment(live: CertificateService) -> None:
+async def test_expiry_fires_at_the_expiry_moment(live: CertificateService, clock: Clock) -> None:
     recorder = Recorder()
     live.add_listener(recorder)
     # Started with nothing pending: it must re-plan when the certificate is issued.
-    watcher = ExpiryWatcher(live, max_sleep_s=30.0)
+    watcher = ExpiryWatcher(live, max_sleep_s=NEVER_S)
     watcher.start()
     try:
         await asyncio.sleep(0.05)
-        expires_at = wall_clock_ms() + 400
+        expires_at = clock.now + 400
         cert = await live.issue(
             *INSPECTOR,
             "vault",
@@ -106,13 +118,13 @@ async def test_expiry_fires_at_the_expiry_moment(live: CertificateService) -> No
         assert granted.reason == "granted"
         assert (await live.badges_for(PRODUCT_ID, None, None))[0]["kind"] == "vault-certified"
 
-        expired, fired_at = await recorder.next()
+        clock.now = expires_at
+        expired, _ = await recorder.next()
         assert (expired.reason, expired.certificate_id, expired.at) == (
             "expired",
             cert.id,
             expires_at,
         )
-        assert expires_at <= fired_at <= expires_at + 1000, fired_at - expires_at
         # When the listener hears of it, the badge is already gone.
         assert (await live.badges_for(PRODUCT_ID, None, None))[0]["kind"] != "vault-certified"
         audit = [(e.action, e.at, e.actor_role) for e in await live.audit_trail(cert.id)]
@@ -121,13 +133,15 @@ async def test_expiry_fires_at_the_expiry_moment(live: CertificateService) -> No
         await watcher.close()
 
 
-async def test_delayed_refund_no_return_activates_then_expires(live: CertificateService) -> None:
+async def test_delayed_refund_no_return_activates_then_expires(
+    live: CertificateService, clock: Clock
+) -> None:
     recorder = Recorder()
     live.add_listener(recorder)
-    watcher = ExpiryWatcher(live)
+    watcher = ExpiryWatcher(live, max_sleep_s=NEVER_S)
     watcher.start()
     try:
-        start = wall_clock_ms() + 300
+        start = clock.now + 300
         cert = await live.issue(
             *ADMIN,
             "refund_no_return",
@@ -137,21 +151,24 @@ async def test_delayed_refund_no_return_activates_then_expires(live: Certificate
         )
         assert (await recorder.next())[0].reason == "granted"
         assert not await live.refund_no_return_certified(ANCHOR_ID, "essential_oil")
-        activated, at = await recorder.next()
-        assert (activated.reason, activated.certificate_id) == ("activated", cert.id)
-        assert start <= at <= start + 1000
+        clock.now = start
+        activated, _ = await recorder.next()
+        assert (activated.reason, activated.certificate_id, activated.at) == (
+            "activated", cert.id, start)
         assert await live.refund_no_return_certified(ANCHOR_ID, "essential_oil")
-        expired, at = await recorder.next()
-        assert expired.reason == "expired"
-        assert start + 300 <= at <= start + 1300
+        clock.now = start + 300
+        expired, _ = await recorder.next()
+        assert (expired.reason, expired.at) == ("expired", start + 300)
     finally:
         await watcher.close()
 
 
-async def test_revoked_certificate_does_not_expire_again(live: CertificateService) -> None:
+async def test_revoked_certificate_does_not_expire_again(
+    live: CertificateService, clock: Clock
+) -> None:
     recorder = Recorder()
     live.add_listener(recorder)
-    watcher = ExpiryWatcher(live)
+    watcher = ExpiryWatcher(live, max_sleep_s=NEVER_S)
     watcher.start()
     try:
         cert = await live.issue(
@@ -159,21 +176,34 @@ async def test_revoked_certificate_does_not_expire_again(live: CertificateServic
             "vault",
             product_id=PRODUCT_ID,
             details=vault_details(),
-            expires_at=wall_clock_ms() + 300,
+            expires_at=clock.now + 300,
         )
         await live.revoke(*INSPECTOR, cert.id, "withdrawn")
-        await asyncio.sleep(0.8)
-        assert [c.reason for c, _ in recorder.changes] == ["granted", "revoked"]
+        # A second certificate expiring after the first: once its expiry is heard, the watcher
+        # has passed the first one's moment too.
+        later = await live.issue(
+            *INSPECTOR,
+            "vault",
+            product_id=PRODUCT_ID,
+            details=vault_details(),
+            expires_at=clock.now + 301,
+        )
+        clock.advance(301)
+        while (change := (await recorder.next())[0]).reason != "expired":
+            assert change.certificate_id != later.id or change.reason == "granted", change
+        assert [(c.certificate_id, c.reason) for c, _ in recorder.changes] == [
+            (cert.id, "granted"), (cert.id, "revoked"), (later.id, "granted"),
+            (later.id, "expired")]
     finally:
         await watcher.close()
 
 
 async def test_each_expiry_reported_once_across_processes_and_restarts(
-    data_dir: Path, cert_location: StoreLocation
+    data_dir: Path, cert_location: StoreLocation, clock: Clock
 ) -> None:
     # Two services on one store stand for two server processes (or nodes).
-    first = open_service(data_dir, cert_location)
-    second = open_service(data_dir, cert_location)
+    first = open_service(data_dir, cert_location, clock)
+    second = open_service(data_dir, cert_location, clock)
     recorders = [Recorder(), Recorder()]
     first.add_listener(recorders[0])
     second.add_listener(recorders[1])
@@ -181,7 +211,7 @@ async def test_each_expiry_reported_once_across_processes_and_restarts(
     for watcher in watchers:
         watcher.start()
     try:
-        expires_at = wall_clock_ms() + 300
+        expires_at = clock.now + 300
         cert = await first.issue(
             *INSPECTOR,
             "vault",
@@ -189,9 +219,21 @@ async def test_each_expiry_reported_once_across_processes_and_restarts(
             details=vault_details(),
             expires_at=expires_at,
         )
-        await asyncio.sleep(1.2)
-        expiries = [c for r in recorders for c, _ in r.changes if c.reason == "expired"]
-        assert [c.certificate_id for c in expiries] == [cert.id]
+        clock.now = expires_at  # both watchers find it due on their next turn (<= 0.2 s)
+
+        def expiries() -> list[str]:
+            return [c.certificate_id for r in recorders for c, _ in r.changes
+                    if c.reason == "expired"]
+
+        for _ in range(int(Recorder.DEADLINE_S / 0.02)):  # bounds failure only
+            if expiries():
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(1.0)  # several turns of both watchers: a second report would show
+        assert expiries() == [cert.id]
+        # Neither process has it left to report.
+        assert await first.process_due_transitions() == []
+        assert await second.process_due_transitions() == []
     finally:
         for watcher in watchers:
             await watcher.close()
@@ -199,7 +241,6 @@ async def test_each_expiry_reported_once_across_processes_and_restarts(
         await second.close()
 
     # Expired while no server ran: reported once on the next start, never again.
-    clock = Clock(wall_clock_ms())
     third = open_service(data_dir, cert_location, clock)
     missed = await third.issue(
         *INSPECTOR,
@@ -218,19 +259,19 @@ async def test_each_expiry_reported_once_across_processes_and_restarts(
 
 
 async def test_a_woken_watcher_plans_a_certificate_another_process_issued(
-    data_dir: Path, cert_location: StoreLocation
+    data_dir: Path, cert_location: StoreLocation, clock: Clock
 ) -> None:
     # Two services on one store stand for two server processes (or nodes); the issuer has no
     # watcher running (it stopped), so only the other one can report the expiry.
-    issuer = open_service(data_dir, cert_location)
-    other = open_service(data_dir, cert_location)
+    issuer = open_service(data_dir, cert_location, clock)
+    other = open_service(data_dir, cert_location, clock)
     recorder = Recorder()
     other.add_listener(recorder)
-    watcher = ExpiryWatcher(other, max_sleep_s=30.0)
+    watcher = ExpiryWatcher(other, max_sleep_s=NEVER_S)
     watcher.start()
     try:
-        await asyncio.sleep(0.05)  # planned with nothing pending: asleep for 30 s
-        expires_at = wall_clock_ms() + 400
+        await asyncio.sleep(0.05)  # planned with nothing pending: asleep for an hour
+        expires_at = clock.now + 400
         cert = await issuer.issue(
             *INSPECTOR,
             "vault",
@@ -240,9 +281,10 @@ async def test_a_woken_watcher_plans_a_certificate_another_process_issued(
         )
         await issuer.close()
         watcher.wake()  # what the news of the grant does in every other process
-        expired, fired_at = await recorder.next()
-        assert (expired.reason, expired.certificate_id) == ("expired", cert.id)
-        assert expires_at <= fired_at <= expires_at + 1000, fired_at - expires_at
+        clock.now = expires_at
+        expired, _ = await recorder.next()
+        assert (expired.reason, expired.certificate_id, expired.at) == (
+            "expired", cert.id, expires_at)
     finally:
         await watcher.close()
         await other.close()

@@ -20,7 +20,13 @@ from playwright.async_api import (
     Error,
     Page,
     async_playwright,
+    expect,
 )
+
+# How long an ``expect`` waits for the page to show something before failing (Playwright's
+# default is 5 s). It bounds only failure: a page behind a socket push, rendered by Chromium on a
+# busy 2-core machine next to other suites, can take longer than that to show it.
+expect.set_options(timeout=30_000)
 
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
