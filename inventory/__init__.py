@@ -27,7 +27,7 @@ from ._models import (
     SaleStatus,
     StockLevel,
 )
-from ._service import InventoryService, SweepOutcome, wall_clock_ms
+from ._service import UNKNOWN_SALE_GRACE_MS, InventoryService, SweepOutcome, wall_clock_ms
 from ._sweeper import HoldSweeper, SaleChanged
 from .exceptions import (
     HoldExpired,
@@ -48,6 +48,7 @@ from .exceptions import (
 __all__ = [
     "INCREMENT_BANDS",
     "MAX_BID_CENTS",
+    "UNKNOWN_SALE_GRACE_MS",
     "Auction",
     "AuctionService",
     "AuctionSpec",

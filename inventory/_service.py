@@ -64,6 +64,11 @@ MAX_REQUEST_ID = 64
 MAX_ID = 64
 MAX_TITLE = 200
 MAX_LABEL = 64
+# How long the sweeper keeps visiting a listed id whose sale does not exist before it drops it.
+# ``create_sale`` lists an id a moment before its script creates the sale; an id dropped in that
+# moment would leave a live sale that no sweeper visits and whose hand-off entries orders stops
+# reading (docs/inventory.md). Only an id whose creation never happened stays unknown this long.
+UNKNOWN_SALE_GRACE_MS = 60_000
 MAX_REASON = 200
 # Sale ids known to be well formed (a bound on what hostile ids can make it hold).
 _MAX_VALID_SALE_IDS = 4096
@@ -223,6 +228,8 @@ class InventoryService:
         self._scripts = ScriptRunner(script_calls or script_calls_for(client))
         self._on_stock_change = on_stock_change
         self._retention_ms = retention_ms
+        # Listed ids found without a sale: when this process first found each so.
+        self._unknown_since: dict[str, int] = {}
         self._valid_sale_ids: set[str] = set()
         # One packer for every batch: msgpack.packb() builds a Packer, with a 256 KiB buffer,
         # per call.
@@ -351,7 +358,8 @@ class InventoryService:
                 args += [name, value]
             # Registered for the sweeper before it exists: a sale that exists but is unknown to
             # the sweeper would keep expired holds forever, while an id without a sale is just
-            # dropped by the next sweep.
+            # dropped by a sweep once UNKNOWN_SALE_GRACE_MS has passed (not at once: a sweep
+            # between this and the script must not drop the sale being created).
             with store_errors():
                 await self._client.sadd(keys.ACTIVE_SALES, sale_id)
                 await self._client.sadd(keys.UNREAD_SALES, sale_id)
@@ -651,14 +659,23 @@ class InventoryService:
     async def expire_holds(self, sale_id: str, limit: int = 256) -> SweepOutcome:
         """Return this sale's holds whose time is up to stock, at most ``limit`` of them. Once
         the sale has ended with no hold left it leaves the active set and its keys get the
-        retention TTL."""
+        retention TTL. A listed id without a sale leaves it once it has been found so for
+        ``UNKNOWN_SALE_GRACE_MS``."""
+        now = self._now_ms()
         reply = await self._scripts.run(
-            "expire_holds", keys.sale_keys(sale_id), [self._now_ms(), limit, self._retention_ms]
+            "expire_holds", keys.sale_keys(sale_id), [now, limit, self._retention_ms]
         )
         if reply[0] == "unknown_sale":
+            # Perhaps being created right now (listed first, then created): dropped only once
+            # it has stayed unknown for the grace.
+            since = self._unknown_since.setdefault(sale_id, now)
+            if now - since < UNKNOWN_SALE_GRACE_MS:
+                return SweepOutcome(sale_id, 0, None, done=False, more=False)
             with store_errors():
                 await self._client.srem(keys.ACTIVE_SALES, sale_id)
+            self._unknown_since.pop(sale_id, None)
             return SweepOutcome(sale_id, 0, None, done=True, more=False)
+        self._unknown_since.pop(sale_id, None)
         _, expired, raw_stock, done, more = reply
         stock = _stock(raw_stock)
         if expired:

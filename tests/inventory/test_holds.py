@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from inventory import (
+    UNKNOWN_SALE_GRACE_MS,
     Hold,
     HoldExpired,
     HoldNotActive,
@@ -301,10 +302,18 @@ async def test_stream_entries_carry_the_documented_handoff(
 
 
 async def test_sweeper_drops_ids_of_sales_that_do_not_exist(
-    service: InventoryService, redis: aioredis.Redis
+    service: InventoryService, redis: aioredis.Redis, clock: Clock
 ) -> None:
+    """Once they have stayed without a sale for the grace: until then the id may be a sale's
+    that ``create_sale`` has listed and not yet created."""
     await redis.sadd(ACTIVE_SALES, "s_GONEGONE00")
-    assert await HoldSweeper(service).sweep_once() == []
+    sweeper = HoldSweeper(service)
+    assert await sweeper.sweep_once() == []
+    clock.advance(UNKNOWN_SALE_GRACE_MS - 1)
+    assert await sweeper.sweep_once() == []
+    assert await redis.sismember(ACTIVE_SALES, "s_GONEGONE00")
+    clock.advance(1)
+    assert await sweeper.sweep_once() == []
     assert not await redis.sismember(ACTIVE_SALES, "s_GONEGONE00")
 
 
