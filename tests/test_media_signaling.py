@@ -345,8 +345,8 @@ async def test_a_viewer_that_never_finishes_ice_is_closed_and_its_ports_freed(
     redis: aioredis.Redis, redis_url: str, data_dir: Path,
 ) -> None:
     """``rtc:watch`` peers that never complete ICE held about 200 descriptors for 30 s and more;
-    now each is closed once ``LIVEROOM_RTC_CONNECT_TIMEOUT_S`` passes (1 s here)."""
-    async with live_server(redis_url, data_dir, rtc_connect_timeout_s=1.0) as server:
+    now each is closed once ``LIVEROOM_RTC_CONNECT_TIMEOUT_S`` passes (2 s here)."""
+    async with live_server(redis_url, data_dir, rtc_connect_timeout_s=2.0) as server:
         anchor, room_id = await setup_room(server)
         broadcaster = await start_broadcaster(SocketSignal(anchor),  # type: ignore[arg-type]
                                               room_id)
@@ -370,7 +370,10 @@ async def test_a_viewer_that_never_finishes_ice_is_closed_and_its_ports_freed(
                 ack = await client.call("rtc:watch", {
                     "room": room_id, "sdp": pc.localDescription.sdp, "type": "offer"})
                 assert ack["ok"], ack
-            assert media.peer_connection_count == 12
+            # Each stalled peer is open or, on a machine slow enough that the ten calls took
+            # longer than the deadline, already closed by it.
+            assert media.peer_connection_count + media.viewers_timed_out == 12
+            assert media.peer_connection_count > 2, "the last ones are still within the deadline"
             peak = _open_fds()
             assert peak > before, "each relay peer connection holds sockets"
             await wait_until(lambda: media.peer_connection_count == 2, PATIENT_S,

@@ -496,9 +496,10 @@ class CertificateService:
 
     # -- expiry and activation ---------------------------------------------------------------
 
-    async def process_due_transitions(self) -> list[BadgeChange]:
-        """Report every expiry/activation that is due and not yet reported by any process."""
-        now = self.now_ms()
+    async def process_due_transitions(self, now_ms: int | None = None) -> list[BadgeChange]:
+        """Report every expiry/activation due at ``now_ms`` (default: now) and not yet reported
+        by any process."""
+        now = self.now_ms() if now_ms is None else now_ms
 
         changes: list[BadgeChange] = []
         for row, action in await self._store.due_transitions(now):
@@ -610,8 +611,11 @@ class ExpiryWatcher:
             # Cleared before reading the plan: an issue landing after the read still wakes us.
             self._wake.clear()
             try:
-                await self._service.process_due_transitions()
+                # One reading of the clock for both: read twice, a moment passing between them
+                # was neither due at the first nor still ahead at the second, and waited for
+                # ``max_sleep_s``.
                 now = self._service.now_ms()
+                await self._service.process_due_transitions(now)
                 upcoming = await self._service.next_transition_after(now)
             except Exception:
                 log.exception("expiry watcher pass failed; retrying in 1 s")
