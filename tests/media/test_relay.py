@@ -128,7 +128,10 @@ async def test_health_follows_the_broadcast(media: MediaService) -> None:
         await wait_until(lambda: video_count(viewer) >= 60, PATIENT_S, "two seconds of video")
         health = media.health("r_room5")
         assert health["live"] is True
-        assert 25 <= health["fps"] <= 35
+        # Frames as they arrived over the last window of wall time: about the sender's 30 a
+        # second on a quiet machine, bursts of catch-up on a busy one (44 seen). The rate
+        # arithmetic is checked on a driven clock in test_units.py; here, that it is measured.
+        assert health["fps"] > 5
         assert health["bitrate_kbps"] > 20
         assert health["viewers"] == 1
         assert health["codec"] == "video/VP8"
