@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
+
+from database.sqlite import use_wal
 
 from ._models import (
     Claim,
@@ -288,7 +289,7 @@ class SqliteOrderStore:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout=5000")
-            _use_wal(conn)
+            use_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             _migrate(conn)
@@ -606,25 +607,6 @@ class _transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
-
-
-def _use_wal(conn: sqlite3.Connection, attempts: int = 500) -> None:
-    """Switch the file to WAL (it stays so). Switching a fresh file needs it to itself for a
-    moment, and SQLite answers "database is locked" at once instead of waiting while another
-    process starting up holds it, so try again for up to ~5 s."""
-    for attempt in range(attempts):
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or (
-                attempt == attempts - 1
-            ):
-                raise
-            mode = None
-        if mode == "wal":
-            return
-        time.sleep(0.01)
-    raise sqlite3.OperationalError(f"cannot switch {mode!r} journal to WAL: database is busy")
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

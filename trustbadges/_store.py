@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal, Protocol, TypeVar, cast
 
+from database.sqlite import use_wal
+
 from ._models import AuditEntry, RevocationMismatch
 
 __all__ = [
@@ -157,7 +159,8 @@ class _SqliteCertificates:
         self._db = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=10.0
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # Two processes starting on a fresh data dir at once: the switch waits for the other.
+        use_wal(self._db)
         # FULL: a certificate acknowledged to its issuer survives a power cut too.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
