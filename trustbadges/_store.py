@@ -19,8 +19,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal, Protocol, TypeVar, cast
 
-from database.sqlite import use_wal
-
 from ._models import AuditEntry, RevocationMismatch
 
 __all__ = [
@@ -159,6 +157,10 @@ class _SqliteCertificates:
         self._db = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=10.0
         )
+        # Imported here: the offline verifier imports trustbadges with nothing but cryptography,
+        # and the database package brings asyncpg.
+        from database.sqlite import use_wal
+
         # Two processes starting on a fresh data dir at once: the switch waits for the other.
         use_wal(self._db)
         # FULL: a certificate acknowledged to its issuer survives a power cut too.
